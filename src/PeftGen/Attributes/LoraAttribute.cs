@@ -1,0 +1,43 @@
+using System;
+
+namespace PeftGen;
+
+/// <summary>
+/// Adds a LoRA adapter <c>scale · B(A(dropout(x)))</c> beside the frozen weight of a projection, or of every
+/// projection in a class. A member-level attribute overrides a class-level one for the same adapter name (as PEFT's
+/// <c>rank_pattern</c>); <see cref="NoLoraAttribute"/> excludes a member. Repeat it with different
+/// <see cref="Adapter"/> names for several adapters on one base.
+/// </summary>
+[AttributeUsage(AttributeTargets.Property | AttributeTargets.Class, AllowMultiple = true, Inherited = false)]
+public sealed class LoraAttribute : Attribute
+{
+    /// <summary>Rank r of the update; A is <c>r × In</c>, B is <c>Out × r</c>. Default 8.</summary>
+    public int Rank { get; set; } = 8;
+
+    /// <summary>Scaling numerator: <c>scale = Alpha / Rank</c> (or <c>Alpha / √Rank</c> with rsLoRA). Default 8.</summary>
+    public double Alpha { get; set; } = 8;
+
+    /// <summary>Dropout probability on the LoRA path's input, in [0, 1), applied in training mode only. Default 0.</summary>
+    public double Dropout { get; set; }
+
+    /// <summary>Rank-stabilised LoRA: <c>scale = Alpha / √Rank</c>.</summary>
+    public bool UseRsLora { get; set; }
+
+    /// <summary>Adapter name. Default <c>"default"</c>, as in PEFT.</summary>
+    public string Adapter { get; set; } = "default";
+}
+
+/// <summary>Excludes a projection from a class-level <see cref="LoraAttribute"/>.</summary>
+[AttributeUsage(AttributeTargets.Property, AllowMultiple = false, Inherited = false)]
+public sealed class NoLoraAttribute : Attribute
+{
+}
+
+/// <summary>
+/// Trains this member's own weights (as PEFT's <c>modules_to_save</c>), on top of any adapters. Not allowed on
+/// 4-bit members.
+/// </summary>
+[AttributeUsage(AttributeTargets.Property, AllowMultiple = false, Inherited = false)]
+public sealed class TrainableAttribute : Attribute
+{
+}
