@@ -49,7 +49,11 @@ public enum WeightLayout
     InOut = 1,
 }
 
-/// <summary>A token embedding table of <see cref="Count"/> rows of <see cref="Dim"/> values (TorchSharp <c>Embedding</c>).</summary>
+/// <summary>
+/// An embedding table of <see cref="Count"/> rows of <see cref="Dim"/> values. Declare the token embedding as a
+/// <see cref="TokenEmbedding"/> property (soft prompts attach to it) and other tables (learned positions) as
+/// TorchSharp <c>Embedding</c>.
+/// </summary>
 [AttributeUsage(AttributeTargets.Property, AllowMultiple = false, Inherited = false)]
 public sealed class EmbeddingAttribute : Attribute
 {
@@ -65,9 +69,6 @@ public sealed class EmbeddingAttribute : Attribute
 
     /// <summary>Width of each row.</summary>
     public string Dim { get; }
-
-    /// <summary>Whether this is the model's token embedding (what soft prompts are prepended to). Default true for the first embedding.</summary>
-    public bool IsTokenEmbedding { get; set; }
 }
 
 /// <summary>Layer normalisation over <see cref="Dim"/> features (TorchSharp <c>LayerNorm</c>).</summary>
