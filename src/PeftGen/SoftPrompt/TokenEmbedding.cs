@@ -39,7 +39,15 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
         ArgumentNullException.ThrowIfNull(tokenIds);
         if (tokenIds.dtype != ScalarType.Int64 && tokenIds.dtype != ScalarType.Int32)
             throw new ArgumentException($"Token ids must be int64 or int32, not {tokenIds.dtype}.", nameof(tokenIds));
-        return nn.functional.embedding(tokenIds, weight);
+        return weight.index_select(0, tokenIds.flatten()).reshape(AppendDim(tokenIds.shape));
+    }
+
+    private long[] AppendDim(long[] shape)
+    {
+        var result = new long[shape.Length + 1];
+        shape.CopyTo(result, 0);
+        result[^1] = Dim;
+        return result;
     }
 
     /// <inheritdoc />
