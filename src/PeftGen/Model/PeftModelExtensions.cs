@@ -1,0 +1,171 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace PeftGen;
+
+/// <summary>
+/// The training glue of every generated <see cref="IPeftModel"/>: which parameters train, which adapter is active,
+/// merging. It works on the generated <see cref="IPeftModel.Layers"/> list, so nothing is discovered by reflection.
+/// </summary>
+public static class PeftModelExtensions
+{
+    /// <summary>The projections of the model, with their paths.</summary>
+    public static IEnumerable<(string Path, LoraLinear Layer)> Projections(this IPeftModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        foreach (var layer in model.Layers)
+        {
+            if (layer.Module is LoraLinear projection) yield return (layer.Path, projection);
+        }
+    }
+
+    /// <summary>Every LoRA adapter name on the model, in first-seen order.</summary>
+    public static IReadOnlyList<string> AdapterNames(this IPeftModel model)
+        => model.Projections().SelectMany(p => p.Layer.Adapters).Distinct(StringComparer.Ordinal).ToList();
+
+    /// <summary>The parameters that currently take gradients, with their full names.</summary>
+    public static IReadOnlyList<(string Name, Parameter Parameter)> NamedTrainableParameters(this IPeftModel model)
+        => AsModule(model).named_parameters().Where(p => p.parameter.requires_grad).Select(p => (p.name, p.parameter)).ToList();
+
+    /// <summary>The parameters that currently take gradients (what an optimizer should update).</summary>
+    public static IReadOnlyList<Parameter> TrainableParameters(this IPeftModel model)
+        => model.NamedTrainableParameters().Select(p => p.Parameter).ToList();
+
+    /// <summary>
+    /// Freezes everything except the active adapter of every projection and the layers marked
+    /// <see cref="TrainableAttribute"/>: PEFT training.
+    /// </summary>
+    public static void FreezeBase(this IPeftModel model)
+    {
+        foreach (var (_, p) in AsModule(model).named_parameters()) p.requires_grad = false;
+        foreach (var layer in model.Layers.Where(l => l.Trainable)) SetLayerTrainable(layer, true);
+        foreach (var (_, projection) in model.Projections())
+        {
+            if (projection.ActiveAdapter is { } active) projection.SetAdapterTrainable(active, true);
+        }
+    }
+
+    /// <summary>Makes every base weight trainable and adapters frozen: full fine-tuning of the same model.</summary>
+    public static void UseFullFineTuning(this IPeftModel model)
+    {
+        foreach (var (_, p) in AsModule(model).named_parameters()) p.requires_grad = true;
+        foreach (var (_, projection) in model.Projections())
+        {
+            foreach (var adapter in projection.Adapters) projection.SetAdapterTrainable(adapter, false);
+        }
+    }
+
+    /// <summary>Makes <paramref name="adapter"/> the active adapter of every projection that has it, and the only trainable one.</summary>
+    /// <exception cref="KeyNotFoundException">No projection has an adapter of that name.</exception>
+    public static void SetActiveAdapter(this IPeftModel model, string adapter)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(adapter);
+        var names = model.AdapterNames();
+        if (!names.Contains(adapter, StringComparer.Ordinal))
+            throw new KeyNotFoundException($"The model has no LoRA adapter named '{adapter}'. Adapters: {Describe(names)}.");
+        foreach (var (_, projection) in model.Projections())
+        {
+            var has = projection.Adapters.Contains(adapter, StringComparer.Ordinal);
+            projection.SetActiveAdapter(has ? adapter : null);
+            foreach (var other in projection.Adapters) projection.SetAdapterTrainable(other, other == adapter);
+        }
+    }
+
+    /// <summary>Runs the base model only until <see cref="EnableAdapters"/>.</summary>
+    public static void DisableAdapters(this IPeftModel model)
+    {
+        foreach (var (_, projection) in model.Projections()) projection.AdaptersDisabled = true;
+    }
+
+    /// <summary>Turns the active adapters back on.</summary>
+    public static void EnableAdapters(this IPeftModel model)
+    {
+        foreach (var (_, projection) in model.Projections()) projection.AdaptersDisabled = false;
+    }
+
+    /// <summary>
+    /// Folds every projection's active adapter into its base weight (no added latency at inference).
+    /// All-or-nothing: if one projection refuses, those already merged are unmerged again.
+    /// </summary>
+    public static void MergeAdapters(this IPeftModel model)
+    {
+        var merged = new List<LoraLinear>();
+        try
+        {
+            foreach (var (path, projection) in model.Projections())
+            {
+                if (projection.ActiveAdapter is null) continue;
+                try
+                {
+                    projection.Merge();
+                }
+                catch (InvalidOperationException e)
+                {
+                    throw new InvalidOperationException($"Cannot merge '{path}': {e.Message}", e);
+                }
+                merged.Add(projection);
+            }
+        }
+        catch
+        {
+            foreach (var projection in merged) projection.Unmerge();
+            throw;
+        }
+    }
+
+    /// <summary>Undoes <see cref="MergeAdapters"/>.</summary>
+    /// <exception cref="InvalidOperationException">Nothing is merged.</exception>
+    public static void UnmergeAdapters(this IPeftModel model)
+    {
+        var merged = model.Projections().Where(p => p.Layer.MergedAdapter is not null).ToList();
+        if (merged.Count == 0) throw new InvalidOperationException("No adapter is merged, so there is nothing to unmerge.");
+        foreach (var (_, projection) in merged) projection.Unmerge();
+    }
+
+    /// <summary>
+    /// The adapter's tensors under PEFT's saved key names:
+    /// <c>base_model.model.{path}.lora_A.weight</c> and <c>…lora_B.weight</c> (the adapter name is not part of saved keys).
+    /// </summary>
+    public static Dictionary<string, Tensor> AdapterStateDict(this IPeftModel model, string adapter = "default")
+    {
+        var state = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (path, projection) in model.Projections())
+        {
+            if (!projection.Adapters.Contains(adapter, StringComparer.Ordinal)) continue;
+            state[$"{PeftKeys.Prefix}{path}.lora_A.weight"] = projection.LoraA(adapter);
+            state[$"{PeftKeys.Prefix}{path}.lora_B.weight"] = projection.LoraB(adapter);
+        }
+        if (state.Count == 0)
+            throw new KeyNotFoundException($"The model has no LoRA adapter named '{adapter}'. Adapters: {Describe(model.AdapterNames())}.");
+        return state;
+    }
+
+    internal static nn.Module AsModule(IPeftModel model) => model as nn.Module
+        ?? throw new ArgumentException("A PEFT model must be a TorchSharp module.", nameof(model));
+
+    private static void SetLayerTrainable(PeftLayer layer, bool trainable)
+    {
+        if (layer.Module is LoraLinear projection)
+        {
+            projection.SetBaseTrainable(trainable);
+            return;
+        }
+        foreach (var (name, p) in layer.Module.named_parameters())
+        {
+            // Soft prompts live under the token embedding but train (or not) on their own.
+            if (!name.StartsWith("soft_prompts.", StringComparison.Ordinal)) p.requires_grad = trainable;
+        }
+    }
+
+    private static string Describe(IReadOnlyList<string> names) => names.Count == 0 ? "none" : string.Join(", ", names);
+}
+
+/// <summary>Key conventions of Hugging Face PEFT's saved adapters.</summary>
+public static class PeftKeys
+{
+    /// <summary>The prefix PEFT puts before a module path in saved adapter keys.</summary>
+    public const string Prefix = "base_model.model.";
+}
