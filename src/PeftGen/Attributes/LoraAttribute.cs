@@ -25,6 +25,13 @@ public sealed class LoraAttribute : Attribute
 
     /// <summary>Adapter name. Default <c>"default"</c>, as in PEFT.</summary>
     public string Adapter { get; set; } = "default";
+
+    /// <summary>
+    /// On a class: the projection names (member or checkpoint names, as PEFT's <c>target_modules</c>) the adapter
+    /// applies to; empty means every projection. On the model class it reaches into every block, so one block
+    /// definition serves model variants with different targets.
+    /// </summary>
+    public string[] Targets { get; set; } = [];
 }
 
 /// <summary>Excludes a projection from a class-level <see cref="LoraAttribute"/>.</summary>
@@ -34,10 +41,11 @@ public sealed class NoLoraAttribute : Attribute
 }
 
 /// <summary>
-/// Trains this member's own weights (as PEFT's <c>modules_to_save</c>), on top of any adapters. Not allowed on
-/// 4-bit members.
+/// Trains this member's own weights (as PEFT's <c>modules_to_save</c>), on top of any adapters. On the model class,
+/// every weight of the model trains: full fine-tuning, the baseline PEFT is measured against. Not allowed on 4-bit
+/// members.
 /// </summary>
-[AttributeUsage(AttributeTargets.Property, AllowMultiple = false, Inherited = false)]
+[AttributeUsage(AttributeTargets.Property | AttributeTargets.Class, AllowMultiple = false, Inherited = false)]
 public sealed class TrainableAttribute : Attribute
 {
 }
