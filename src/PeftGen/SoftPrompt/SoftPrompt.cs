@@ -68,7 +68,10 @@ public sealed class SoftPrompt : nn.Module
     /// the rows of N token ids drawn uniformly from <c>[0, Count)</c>, and <see cref="SoftPromptInit.Text"/> copies
     /// the rows of the init text's token ids, repeated or truncated to N.
     /// </summary>
-    public static SoftPrompt Create(SoftPromptConfig config, TokenEmbedding embedding)
+    /// <param name="config">The prompt's settings.</param>
+    /// <param name="embedding">The token embedding the prompt is for (its width, device and rows).</param>
+    /// <param name="generator">The random source for random and sampled inits; null for torch's default generator.</param>
+    public static SoftPrompt Create(SoftPromptConfig config, TokenEmbedding embedding, Generator? generator = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(embedding);
@@ -79,8 +82,8 @@ public sealed class SoftPrompt : nn.Module
         using var _ = no_grad();
         using var values = (config.Init switch
         {
-            SoftPromptInit.Random => randn(new long[] { config.VirtualTokens, embedding.Dim }, dtype: dtype, device: weight.device),
-            SoftPromptInit.SampleVocab => weight.index_select(0, randint(0, embedding.Count, new long[] { config.VirtualTokens }, dtype: ScalarType.Int64, device: weight.device)),
+            SoftPromptInit.Random => randn(new long[] { config.VirtualTokens, embedding.Dim }, dtype: dtype, device: weight.device, generator: generator),
+            SoftPromptInit.SampleVocab => weight.index_select(0, SampleIds(config.VirtualTokens, embedding.Count, weight.device, generator)),
             SoftPromptInit.Text => weight.index_select(0, TextTokenIds(config, embedding.Count, weight.device)),
             _ => throw new ArgumentOutOfRangeException(nameof(config), config.Init, "Unknown soft prompt initialisation."),
         }).to(dtype);
@@ -99,6 +102,13 @@ public sealed class SoftPrompt : nn.Module
 
     internal static ScalarType StorageType(ScalarType embeddingType)
         => embeddingType is ScalarType.Float16 or ScalarType.BFloat16 ? ScalarType.Float32 : embeddingType;
+
+    private static Tensor SampleIds(int count, long vocabulary, Device device, Generator? generator)
+    {
+        // A generator draws on its own device; the ids then move to the table's.
+        var ids = randint(0, vocabulary, new long[] { count }, dtype: ScalarType.Int64, device: generator?.device ?? device, generator: generator);
+        return ids.to(device);
+    }
 
     private static Tensor TextTokenIds(SoftPromptConfig config, long vocabulary, Device device)
     {

@@ -77,11 +77,14 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
     /// Adds a trainable soft prompt initialised as <paramref name="config"/> says; the first one added becomes
     /// active. Only the prompt trains: the table stays as it was.
     /// </summary>
-    public SoftPrompt AddSoftPrompt(string name, SoftPromptConfig config)
+    /// <param name="name">The prompt's name (no '.'), for example <c>"default"</c> or a tenant's name.</param>
+    /// <param name="config">How many virtual tokens and how they start.</param>
+    /// <param name="generator">The random source for random and sampled inits; null for torch's default generator.</param>
+    public SoftPrompt AddSoftPrompt(string name, SoftPromptConfig config, Generator? generator = null)
     {
         CheckNewName(name);
         ArgumentNullException.ThrowIfNull(config);
-        var prompt = global::PeftGen.SoftPrompt.Create(config, this);
+        var prompt = global::PeftGen.SoftPrompt.Create(config, this, generator);
         Attach(name, prompt);
         return prompt;
     }
