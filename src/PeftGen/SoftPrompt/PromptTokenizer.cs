@@ -17,6 +17,16 @@ internal static class PromptTokenizer
         _ => throw new ArgumentException($"No tokenizer is configured ({tokenizer}); text initialisation needs one.", nameof(tokenizer)),
     };
 
+    /// <summary>The Hugging Face name of a tokenizer, as PEFT's <c>tokenizer_name_or_path</c>; null for none.</summary>
+    public static string? HubName(PeftTokenizer tokenizer) => tokenizer == PeftTokenizer.Gpt2 ? "gpt2" : null;
+
+    /// <summary>The tokenizer a PEFT <c>tokenizer_name_or_path</c> stands for; <see cref="PeftTokenizer.None"/> when unknown.</summary>
+    public static PeftTokenizer FromHubName(string? name) => name switch
+    {
+        "gpt2" or "openai-community/gpt2" => PeftTokenizer.Gpt2,
+        _ => PeftTokenizer.None,
+    };
+
     /// <summary>
     /// Fits token ids to exactly <paramref name="count"/> entries as PEFT does: truncate when longer, otherwise
     /// repeat the whole list ⌈count / length⌉ times and truncate.

@@ -19,11 +19,18 @@ public sealed class SoftPrompt : nn.Module
     private readonly Parameter prompt_embeddings;
 
     /// <summary>Wraps initial values (<c>N × Dim</c>, copied) as a new trainable prompt.</summary>
-    public SoftPrompt(SoftPromptConfig config, Tensor initialValues) : base(nameof(SoftPrompt))
+    /// <param name="config">The prompt's settings; its init fields only describe where the values came from.</param>
+    /// <param name="initialValues">The values, <c>N × Dim</c>, floating point.</param>
+    /// <param name="tokenizerNameOrPath">
+    /// The tokenizer named in PEFT files (<c>tokenizer_name_or_path</c>); null derives it from
+    /// <see cref="SoftPromptConfig.Tokenizer"/>. Kept so a prompt read from a file is written back as it was.
+    /// </param>
+    public SoftPrompt(SoftPromptConfig config, Tensor initialValues, string? tokenizerNameOrPath = null) : base(nameof(SoftPrompt))
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(initialValues);
-        config.Validate();
+        if (config.VirtualTokens <= 0)
+            throw new ArgumentOutOfRangeException(nameof(config), config.VirtualTokens, "A soft prompt needs at least one virtual token.");
         if (initialValues.dim() != 2 || initialValues.shape[0] != config.VirtualTokens)
             throw new ArgumentException(
                 $"Initial values must be [{config.VirtualTokens}, Dim], got [{string.Join(", ", initialValues.shape)}].", nameof(initialValues));
@@ -32,6 +39,7 @@ public sealed class SoftPrompt : nn.Module
 
         Config = config;
         Dim = initialValues.shape[1];
+        TokenizerNameOrPath = tokenizerNameOrPath ?? PromptTokenizer.HubName(config.Tokenizer);
         using (no_grad())
         {
             // A module's parameter lives as long as the module, whatever dispose scope the caller is in.
@@ -43,6 +51,9 @@ public sealed class SoftPrompt : nn.Module
 
     /// <summary>The settings the prompt was created with.</summary>
     public SoftPromptConfig Config { get; }
+
+    /// <summary>The tokenizer named in PEFT files, or null when none is known.</summary>
+    public string? TokenizerNameOrPath { get; }
 
     /// <summary>Number of virtual tokens N.</summary>
     public int VirtualTokens => Config.VirtualTokens;

@@ -129,15 +129,14 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
         if (tokenIds.dtype != ScalarType.Int64 && tokenIds.dtype != ScalarType.Int32)
             throw new ArgumentException($"Token ids must be int64 or int32, not {tokenIds.dtype}.", nameof(tokenIds));
         var prompt = SelectSoftPrompt();
-        if (prompt is null) return weight.index_select(0, tokenIds.flatten()).reshape(AppendDim(tokenIds.shape));
-
-        if (tokenIds.dim() != 2)
+        if (prompt is not null && tokenIds.dim() != 2)
             throw new ArgumentException(
                 $"With a soft prompt, token ids must be batch × sequence, got [{string.Join(", ", tokenIds.shape)}].", nameof(tokenIds));
+
         using var scope = NewDisposeScope();
         var tokens = weight.index_select(0, tokenIds.flatten()).reshape(AppendDim(tokenIds.shape));
-        var result = cat(new[] { prompt.ForBatch(tokenIds.shape[0], weight.dtype), tokens }, 1);
-        return result.MoveToOuterDisposeScope();
+        if (prompt is not null) tokens = cat(new[] { prompt.ForBatch(tokenIds.shape[0], weight.dtype), tokens }, 1);
+        return tokens.MoveToOuterDisposeScope();
     }
 
     /// <summary>
