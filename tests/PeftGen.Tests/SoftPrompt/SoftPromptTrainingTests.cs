@@ -27,6 +27,24 @@ public sealed class SoftPromptTrainingTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Train_soft_prompt_only_leaves_one_prompt_trainable_on_the_model()
+    {
+        using var model = new TinyPromptLm(Vocab, Dim, Context);
+        model.Embedding.AddSoftPrompt("a", new SoftPromptConfig(VirtualTokens));
+        model.Embedding.AddSoftPrompt("b", new SoftPromptConfig(VirtualTokens + 2));
+        foreach (var p in model.parameters()) p.requires_grad = true;
+
+        model.TrainSoftPromptOnly("b");
+
+        Assert.Equal("b", model.Embedding.ActiveSoftPrompt);
+        Assert.Equal(new[] { "wte.soft_prompts.b.prompt_embeddings" }, model.NamedTrainableParameters().Select(p => p.Name));
+        Assert.Equal((VirtualTokens + 2) * Dim, model.TrainableParameters().Sum(p => p.numel()));
+        Assert.Equal(new[] { "a", "b" }, model.SoftPromptNames());
+        Assert.Equal("wte", model.TokenEmbedding().Path);
+        Assert.Throws<KeyNotFoundException>(() => model.TrainSoftPromptOnly("c"));
+    }
+
+    [Fact]
     public void Prompt_tuned_loss_falls_while_every_base_tensor_stays_bit_identical()
     {
         manual_seed(7);

@@ -13,7 +13,7 @@ namespace PeftGen.Tests.SoftPrompt;
 /// It knows nothing about soft prompts beyond lengthening the mask and dropping the virtual outputs, which is all a
 /// model needs to do.
 /// </summary>
-internal sealed class TinyPromptLm : nn.Module<Tensor, Tensor?, Tensor>
+internal sealed class TinyPromptLm : nn.Module<Tensor, Tensor?, Tensor>, IPeftModel
 {
     private readonly long _heads;
     private readonly TokenEmbedding wte;
@@ -46,6 +46,8 @@ internal sealed class TinyPromptLm : nn.Module<Tensor, Tensor?, Tensor>
         // loss can fall).
         using (no_grad()) lm_head.weight!.mul_(4);
         RegisterComponents();
+        Dims = new ModelDims(new Dictionary<string, long> { ["Vocab"] = vocab, ["Dim"] = dim, ["Context"] = context });
+        Layers = new[] { new PeftLayer("wte", PeftLayerKind.TokenEmbedding, wte, WeightLayout.OutIn, Trainable: false) };
         foreach (var (name, p) in named_parameters())
         {
             if (!name.StartsWith("wte.soft_prompts.", StringComparison.Ordinal)) p.requires_grad = false;
@@ -53,6 +55,10 @@ internal sealed class TinyPromptLm : nn.Module<Tensor, Tensor?, Tensor>
     }
 
     public TokenEmbedding Embedding => wte;
+
+    public ModelDims Dims { get; }
+
+    public IReadOnlyList<PeftLayer> Layers { get; }
 
     /// <summary>Logits for the real tokens only (<c>batch × T × vocab</c>); <paramref name="paddingMask"/> is <c>batch × T</c>, 1 = real.</summary>
     public override Tensor forward(Tensor tokenIds, Tensor? paddingMask)
