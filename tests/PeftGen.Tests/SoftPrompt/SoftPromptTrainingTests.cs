@@ -77,4 +77,39 @@ public sealed class SoftPromptTrainingTests(ITestOutputHelper output)
         Assert.True(last < 0.5 * first, $"Loss should fall: first {first:F3}, last {last:F3}.");
         Assert.Equal(before, model.BaseHashes());
     }
+
+    [Fact]
+    public void Prompt_and_lora_train_together_on_one_frozen_base()
+    {
+        manual_seed(8);
+        const int rank = 4;
+        using var model = new TinyPromptLm(Vocab, Dim, Context, loraRank: rank);
+        var prompt = model.Embedding.AddSoftPrompt("default", new SoftPromptConfig(VirtualTokens));
+        var trainable = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        Assert.Equal(VirtualTokens * Dim + rank * (Dim + 3 * Dim), trainable.Sum(p => p.parameter.numel()));
+
+        var before = model.BaseHashes();
+        var promptBefore = TensorHash.Of(prompt.Embeddings);
+        var loraB = trainable.Single(p => p.name.Contains("lora_B")).parameter;
+        var loraBBefore = TensorHash.Of(loraB);
+        using var optimizer = optim.Adam(trainable.Select(p => p.parameter), lr: 0.05);
+        double first = 0, last = 0;
+        for (var step = 0; step < 30; step++)
+        {
+            using var scope = NewDisposeScope();
+            var ids = randint(0, Vocab, new long[] { 16, 8 }, dtype: ScalarType.Int64);
+            optimizer.zero_grad();
+            var logits = model.forward(ids, null);
+            var loss = nn.functional.cross_entropy(logits.reshape(-1, Vocab), full(new long[] { 16 * 8 }, 5L, dtype: ScalarType.Int64));
+            loss.backward();
+            optimizer.step();
+            if (step == 0) first = loss.item<float>();
+            if (step >= 25) last += loss.item<float>() / 5;
+        }
+
+        Assert.True(last < 0.5 * first, $"Loss should fall: first {first:F3}, last {last:F3}.");
+        Assert.NotEqual(promptBefore, TensorHash.Of(prompt.Embeddings));
+        Assert.NotEqual(loraBBefore, TensorHash.Of(loraB));
+        Assert.Equal(before, model.BaseHashes());
+    }
 }

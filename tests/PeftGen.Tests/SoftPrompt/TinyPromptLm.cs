@@ -19,7 +19,7 @@ internal sealed class TinyPromptLm : nn.Module<Tensor, Tensor?, Tensor>, IPeftMo
     private readonly TokenEmbedding wte;
     private readonly Parameter wpe;
     private readonly LayerNorm ln_1;
-    private readonly Linear c_attn;
+    private readonly nn.Module<Tensor, Tensor> c_attn;
     private readonly Linear c_proj;
     private readonly LayerNorm ln_2;
     private readonly Linear c_fc;
@@ -27,7 +27,10 @@ internal sealed class TinyPromptLm : nn.Module<Tensor, Tensor?, Tensor>, IPeftMo
     private readonly LayerNorm ln_f;
     private readonly Linear lm_head;
 
-    public TinyPromptLm(long vocab, long dim, long context, long heads = 2, ScalarType dtype = ScalarType.Float32) : base(nameof(TinyPromptLm))
+    /// <param name="loraRank">When positive, the attention's input projection is a <see cref="LoraLinear"/> with a
+    /// trainable adapter "default" of this rank.</param>
+    public TinyPromptLm(long vocab, long dim, long context, long heads = 2, ScalarType dtype = ScalarType.Float32, int loraRank = 0)
+        : base(nameof(TinyPromptLm))
     {
         _heads = heads;
         // Small embeddings, as GPT-2 initialises them, so the block's output is not drowned in the residual stream.
@@ -35,7 +38,16 @@ internal sealed class TinyPromptLm : nn.Module<Tensor, Tensor?, Tensor>, IPeftMo
         using (no_grad()) wte.Weight.mul_(0.1);
         wpe = new Parameter(randn(new[] { context, dim }, dtype: dtype).mul_(0.1), requires_grad: false);
         ln_1 = nn.LayerNorm(dim, dtype: dtype);
-        c_attn = nn.Linear(dim, 3 * dim, dtype: dtype);
+        if (loraRank > 0)
+        {
+            var projection = new LoraLinear(dim, 3 * dim, dtype: dtype);
+            projection.AddAdapter("default", new LoraConfig(loraRank, 2 * loraRank));
+            c_attn = projection;
+        }
+        else
+        {
+            c_attn = nn.Linear(dim, 3 * dim, dtype: dtype);
+        }
         c_proj = nn.Linear(dim, dim, dtype: dtype);
         ln_2 = nn.LayerNorm(dim, dtype: dtype);
         c_fc = nn.Linear(dim, 4 * dim, dtype: dtype);
@@ -50,7 +62,8 @@ internal sealed class TinyPromptLm : nn.Module<Tensor, Tensor?, Tensor>, IPeftMo
         Layers = new[] { new PeftLayer("wte", PeftLayerKind.TokenEmbedding, wte, WeightLayout.OutIn, Trainable: false) };
         foreach (var (name, p) in named_parameters())
         {
-            if (!name.StartsWith("wte.soft_prompts.", StringComparison.Ordinal)) p.requires_grad = false;
+            if (!name.StartsWith("wte.soft_prompts.", StringComparison.Ordinal) && !name.Contains(".lora_", StringComparison.Ordinal))
+                p.requires_grad = false;
         }
     }
 
@@ -95,8 +108,8 @@ internal sealed class TinyPromptLm : nn.Module<Tensor, Tensor?, Tensor>, IPeftMo
         return c_proj.forward(y);
     }
 
-    /// <summary>Hashes of every tensor that is not a soft prompt.</summary>
+    /// <summary>Hashes of every base tensor (not a soft prompt, not a LoRA adapter).</summary>
     public Dictionary<string, string> BaseHashes() => named_parameters()
-        .Where(p => !p.name.StartsWith("wte.soft_prompts.", StringComparison.Ordinal))
+        .Where(p => !p.name.StartsWith("wte.soft_prompts.", StringComparison.Ordinal) && !p.name.Contains(".lora_", StringComparison.Ordinal))
         .ToDictionary(p => p.name, p => Support.TensorHash.Of(p.parameter));
 }
