@@ -91,13 +91,13 @@ public sealed class SoftPrompt : nn.Module
         var dtype = StorageType(weight.dtype);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        using var values = (config.Init switch
+        var values = (config.Init switch
         {
-            SoftPromptInit.Random => randn(new long[] { config.VirtualTokens, embedding.Dim }, dtype: dtype, device: weight.device, generator: generator),
+            SoftPromptInit.Random => randn(new long[] { config.VirtualTokens, embedding.Dim }, dtype: dtype, device: generator?.device ?? weight.device, generator: generator),
             SoftPromptInit.SampleVocab => weight.index_select(0, SampleIds(config.VirtualTokens, embedding.Count, weight.device, generator)),
             SoftPromptInit.Text => weight.index_select(0, TextTokenIds(config, embedding.Count, weight.device)),
             _ => throw new ArgumentOutOfRangeException(nameof(config), config.Init, "Unknown soft prompt initialisation."),
-        }).to(dtype);
+        }).to(dtype, weight.device);
         return new SoftPrompt(config, values);
     }
 
@@ -114,9 +114,9 @@ public sealed class SoftPrompt : nn.Module
     internal static ScalarType StorageType(ScalarType embeddingType)
         => embeddingType is ScalarType.Float16 or ScalarType.BFloat16 ? ScalarType.Float32 : embeddingType;
 
+    // A generator draws on its own device; what it draws then moves to the table's.
     private static Tensor SampleIds(int count, long vocabulary, Device device, Generator? generator)
     {
-        // A generator draws on its own device; the ids then move to the table's.
         var ids = randint(0, vocabulary, new long[] { count }, dtype: ScalarType.Int64, device: generator?.device ?? device, generator: generator);
         return ids.to(device);
     }
