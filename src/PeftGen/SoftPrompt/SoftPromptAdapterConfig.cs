@@ -94,7 +94,8 @@ public sealed record SoftPromptAdapterConfig
         var problems = new List<string>(ReadProblems);
         if (PeftType != PromptTuningType) problems.Add($"peft_type is {Show(PeftType)}, expected \"{PromptTuningType}\"");
         if (TaskType is not null && TaskType != CausalLmTask) problems.Add($"task_type is {Show(TaskType)}, expected \"{CausalLmTask}\"");
-        if (NumVirtualTokens is not > 0) problems.Add($"num_virtual_tokens is {Show(NumVirtualTokens)}, expected a positive integer");
+        if (NumVirtualTokens is not (> 0 and <= int.MaxValue))
+            problems.Add($"num_virtual_tokens is {Show(NumVirtualTokens)}, expected a positive 32-bit integer");
         else if (virtualTokens is { } n && NumVirtualTokens != n)
             problems.Add($"num_virtual_tokens is {NumVirtualTokens}, but the model's prompt has {n}");
         if (TokenDim != tokenDim) problems.Add($"token_dim is {Show(TokenDim)}, but the model's embedding width is {tokenDim}");

@@ -82,7 +82,7 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
     /// <param name="generator">The random source for random and sampled inits; null for torch's default generator.</param>
     public SoftPrompt AddSoftPrompt(string name, SoftPromptConfig config, Generator? generator = null)
     {
-        CheckNewName(name);
+        CheckNewSoftPromptName(name);
         ArgumentNullException.ThrowIfNull(config);
         var prompt = global::PeftGen.SoftPrompt.Create(config, this, generator);
         Attach(name, prompt);
@@ -92,7 +92,7 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
     /// <summary>Adds an existing prompt (for example one read from a file) under a name; the first one added becomes active.</summary>
     public void AddSoftPrompt(string name, SoftPrompt prompt)
     {
-        CheckNewName(name);
+        CheckNewSoftPromptName(name);
         ArgumentNullException.ThrowIfNull(prompt);
         if (prompt.Dim != Dim)
             throw new ArgumentException($"Soft prompt width {prompt.Dim} does not match the embedding width {Dim}.", nameof(prompt));
@@ -118,6 +118,29 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
     /// <summary>Sets whether a soft prompt takes gradients.</summary>
     /// <exception cref="KeyNotFoundException">There is no prompt of that name.</exception>
     public void SetSoftPromptTrainable(string name, bool trainable) => SoftPrompt(name).Embeddings.requires_grad = trainable;
+
+    /// <summary>
+    /// Writes soft prompt <paramref name="name"/> as a Hugging Face PEFT prompt-tuning adapter
+    /// (<c>adapter_config.json</c> + <c>adapter_model.safetensors</c> with <c>prompt_embeddings</c>), atomically.
+    /// </summary>
+    /// <param name="folder">The adapter folder (created if needed).</param>
+    /// <param name="name">The prompt to save.</param>
+    /// <param name="baseModelNameOrPath">Written as <c>base_model_name_or_path</c>.</param>
+    /// <param name="numLayers">Written as <c>num_layers</c>.</param>
+    /// <param name="numAttentionHeads">Written as <c>num_attention_heads</c>.</param>
+    public void SaveSoftPrompt(string folder, string name, string? baseModelNameOrPath = null, int? numLayers = null, int? numAttentionHeads = null)
+        => SoftPromptFiles.Save(this, folder, name, baseModelNameOrPath, numLayers, numAttentionHeads);
+
+    /// <summary>
+    /// Reads a PEFT prompt-tuning adapter into the prompt <paramref name="name"/> (replacing its values, same N
+    /// required) or as a new prompt. Every mismatch is reported at once and nothing changes on error.
+    /// </summary>
+    /// <param name="folder">A PEFT prompt-tuning adapter folder.</param>
+    /// <param name="name">The prompt's name on this embedding.</param>
+    /// <param name="trainable">Whether a newly added prompt takes gradients (PEFT loads for inference by default).</param>
+    /// <exception cref="IO.PeftFormatException">A file is missing, malformed or does not fit.</exception>
+    public SoftPrompt LoadSoftPrompt(string folder, string name, bool trainable = false)
+        => SoftPromptFiles.Load(this, folder, name, trainable);
 
     /// <summary>
     /// Looks up the embeddings of token ids (<c>batch × T</c> → <c>batch × T × Dim</c>), with the selected soft
@@ -180,7 +203,7 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
         return soft_prompts.TryGet(name, out var prompt) ? prompt : throw UnknownSoftPrompt(name);
     }
 
-    private void CheckNewName(string name)
+    internal void CheckNewSoftPromptName(string name)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         if (name.Contains('.')) throw new ArgumentException($"Soft prompt name '{name}' must not contain '.'.", nameof(name));
