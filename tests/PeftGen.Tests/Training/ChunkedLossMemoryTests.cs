@@ -6,13 +6,7 @@ using static TorchSharp.torch;
 
 namespace PeftGen.Tests.Training;
 
-/// <summary>Peak-memory measurements must not share the process with tests running in parallel.</summary>
-[CollectionDefinition(nameof(MemoryMeasurements), DisableParallelization = true)]
-public sealed class MemoryMeasurements
-{
-}
-
-[Collection(nameof(MemoryMeasurements))]
+[Collection(nameof(SerialTorchTests))]
 public sealed class ChunkedLossMemoryTests(ITestOutputHelper output)
 {
     private const long Vocab = 50_257;
