@@ -1,6 +1,7 @@
 using System.Collections.Generic;
 using System.Linq;
 using PeftGen.Data;
+using PeftGen.Metrics;
 using PeftGen.Tests.Data;
 using PeftGen.Training;
 using Xunit;
@@ -90,5 +91,26 @@ public sealed class TextGeneratorTests
         var ids = generator.Generate(tokenizer.Encode("abcdefghij"), options);
         Assert.Equal(10, ids.Count);
         Assert.Equal(tokenizer.Decode(ids), generator.Generate(tokenizer, "abcdefghij", options));
+    }
+}
+
+public sealed class GenerationScoringTests
+{
+    [Fact]
+    public void Scores_generated_completions_against_references()
+    {
+        var tokenizer = new LetterTokenizer();
+        var model = new TinyCausalLm(vocab: 29, context: 32, seed: 8);
+        var generator = new TextGenerator(model);
+        var examples = new SupervisedExamples(tokenizer, maxLength: 32);
+        var records = new[] { new PromptCompletion("ab", "cd ef"), new PromptCompletion("x", "y") };
+        var options = new GenerationOptions { MaxNewTokens = 6 };
+
+        var score = GenerationScoring.Run(generator, examples, tokenizer, records, options);
+
+        Assert.Equal(2, score.Predictions.Count);
+        var expected0 = tokenizer.Decode(generator.Generate(examples.EncodePrompt("ab"), options with { EndOfSequenceId = 0 })).Trim();
+        Assert.Equal(expected0, score.Predictions[0]);
+        Assert.Equal(Rouge.ScoreCorpus(new[] { "cd ef", "y" }, score.Predictions), score.Rouge);
     }
 }
