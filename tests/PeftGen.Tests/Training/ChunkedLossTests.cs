@@ -9,7 +9,7 @@ namespace PeftGen.Tests.Training;
 public sealed class ChunkedLossTests
 {
     /// <summary>Unchunked loss with the full logits, as a plain TorchSharp loop would compute it.</summary>
-    private static Tensor NaiveMeanLoss(Tensor hidden, Tensor weight, Tensor labels)
+    internal static Tensor NaiveMeanLoss(Tensor hidden, Tensor weight, Tensor labels)
     {
         long seq = hidden.shape[1];
         var logits = hidden.matmul(weight.t()).narrow(1, 0, seq - 1).reshape(-1, weight.shape[0]);
@@ -108,5 +108,34 @@ public sealed class ChunkedLossTests
             Assert.False(evalLoss.requires_grad);
             Assert.Equal(loss.item<float>(), evalLoss.item<float>(), 6);
         }
+    }
+}
+
+public sealed class ChunkedLossPrecisionTests
+{
+    [Fact]
+    public void Bfloat16_hidden_states_use_float32_softmax_and_stay_close_to_float64()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(17);
+        var hidden = randn(2, 6, 16);
+        var weight = randn(40, 16) * 0.3;
+        var labels = randint(0, 40, new long[] { 2, 6 });
+
+        var h16 = hidden.to(ScalarType.BFloat16).requires_grad_(true);
+        var w16 = weight.to(ScalarType.BFloat16).requires_grad_(true);
+        var loss16 = CausalLmLoss.Mean(h16, w16, labels, 4);
+        loss16.backward();
+        Assert.Equal(ScalarType.BFloat16, loss16.dtype);
+        Assert.Equal(ScalarType.BFloat16, h16.grad!.dtype);
+
+        // Reference: the unchunked loss on the same bf16-rounded inputs, in float64.
+        var h64 = h16.detach().to(ScalarType.Float64).requires_grad_(true);
+        var w64 = w16.detach().to(ScalarType.Float64).requires_grad_(true);
+        var loss64 = ChunkedLossTests.NaiveMeanLoss(h64, w64, labels);
+        loss64.backward();
+        Assert.True(Reference.RelativeError(loss16, loss64) < 1e-2);
+        Assert.True(Reference.RelativeError(h16.grad!, h64.grad!) < 2e-2);
+        Assert.True(Reference.RelativeError(w16.grad!, w64.grad!) < 2e-2);
     }
 }
