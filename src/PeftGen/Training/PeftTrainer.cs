@@ -218,16 +218,17 @@ public sealed class PeftTrainer : IDisposable
 
     private double GradientNorm()
     {
-        using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        Tensor? squares = null;
+        double squares = 0;
         foreach (var (_, parameter) in trainable)
         {
             if (parameter.grad is null) continue;
-            var s = parameter.grad.to(ScalarType.Float64).square().sum();
-            squares = squares is null ? s : squares + s;
+            // Per-parameter norms in the gradient's own dtype: no float64 copy of a vocabulary-sized gradient.
+            using var norm = parameter.grad.norm();
+            double value = norm.to(ScalarType.Float64).item<double>();
+            squares += value * value;
         }
-        return squares is null ? 0 : Math.Sqrt(squares.item<double>());
+        return Math.Sqrt(squares);
     }
 
     private void ClipGradients(double norm)
