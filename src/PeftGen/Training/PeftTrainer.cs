@@ -5,6 +5,7 @@ using System.IO;
 using System.Linq;
 using System.Threading;
 using PeftGen.Data;
+using PeftGen.IO;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -87,6 +88,8 @@ public sealed class PeftTrainer : IDisposable
     {
         ArgumentNullException.ThrowIfNull(train);
         if (!resumed) random.manual_seed(options.Seed);
+        // A crash during an earlier save can leave a temp file beside the checkpoint; it is never read, only removed.
+        if (options.CheckpointDirectory is not null) AtomicFile.CleanStaleTemps(options.CheckpointDirectory);
         resumed = false;
 
         var steps = new List<TrainingStep>();

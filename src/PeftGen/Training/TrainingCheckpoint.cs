@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Globalization;
+using PeftGen.IO;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -9,7 +10,7 @@ namespace PeftGen.Training;
 /// <summary>
 /// A resumable training state in one safetensors file: the trained tensors (<c>trainable/NAME</c>), AdamW's moments
 /// (<c>adamw.exp_avg/NAME</c>, <c>adamw.exp_avg_sq/NAME</c>), torch's CPU generator state (<c>rng.cpu</c>), and the
-/// step, optimizer step count and seed in the metadata. Written atomically.
+/// step, optimizer step count and seed in the metadata. Written atomically with <see cref="SafeTensors.Save"/>.
 /// </summary>
 public static class TrainingCheckpoint
 {
@@ -42,26 +43,34 @@ public static class TrainingCheckpoint
             ["optimizer_step"] = optimizer.StepCount.ToString(CultureInfo.InvariantCulture),
             ["seed"] = seed.ToString(CultureInfo.InvariantCulture),
         };
-        CheckpointTensorFile.Write(path, tensors, metadata);
+        SafeTensors.Save(path, tensors, metadata);
     }
 
     /// <summary>
     /// Restores trained tensors, optimizer state and the generator from <paramref name="path"/> and returns the
     /// number of completed steps. Every trained parameter must be in the file with its shape, and nothing else;
-    /// otherwise nothing is changed and the error lists what differs.
+    /// otherwise nothing is changed and the error lists what differs. A damaged file fails with
+    /// <see cref="PeftFormatException"/>.
     /// </summary>
     public static int Load(string path, IReadOnlyList<(string Name, Parameter Parameter)> trainable, AdamWOptimizer optimizer)
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(trainable);
         ArgumentNullException.ThrowIfNull(optimizer);
-        var (tensors, metadata) = CheckpointTensorFile.Read(path);
+        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         try
         {
+            Dictionary<string, string> metadata;
+            using (var file = SafeTensorsFile.Open(path))
+            {
+                metadata = new Dictionary<string, string>(file.Metadata, StringComparer.Ordinal);
+                foreach (var name in file.Names) tensors[name] = file.Read(name);
+            }
             if (!metadata.TryGetValue("format", out var format) || format != Format)
                 throw new InvalidOperationException($"'{path}' is not a PeftGen training checkpoint.");
-            int step = int.Parse(metadata["step"], CultureInfo.InvariantCulture);
-            long optimizerStep = long.Parse(metadata["optimizer_step"], CultureInfo.InvariantCulture);
+            if (!metadata.TryGetValue("step", out var stepText) || !int.TryParse(stepText, NumberStyles.None, CultureInfo.InvariantCulture, out var step)
+                || !metadata.TryGetValue("optimizer_step", out var optimizerText) || !long.TryParse(optimizerText, NumberStyles.None, CultureInfo.InvariantCulture, out var optimizerStep))
+                throw new PeftFormatException(path, null, "the checkpoint metadata has no valid 'step' and 'optimizer_step'");
 
             var problems = new List<string>();
             var known = new HashSet<string>(StringComparer.Ordinal) { "rng.cpu" };
