@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.IO.Compression;
 using System.Text.Json;
 
 namespace PeftGen.Data;
@@ -15,12 +16,11 @@ public static class TextReaders
 {
     /// <summary>
     /// Reads JSON Lines of <c>{"prompt": "...", "completion": "..."}</c> (other fields are ignored; blank lines are
-    /// skipped). A line that is not such an object fails with its line number.
+    /// skipped). A line that is not such an object fails with its line number. A <c>.gz</c> file is decompressed.
     /// </summary>
     public static IReadOnlyList<PromptCompletion> ReadPromptCompletions(string path)
     {
-        ArgumentNullException.ThrowIfNull(path);
-        using var reader = new StreamReader(path);
+        using var reader = OpenText(path);
         return ReadPromptCompletions(reader, path);
     }
 
@@ -50,11 +50,13 @@ public static class TextReaders
         return records;
     }
 
-    /// <summary>Reads plain text with one paragraph per line; blank lines are skipped, lines are trimmed.</summary>
+    /// <summary>
+    /// Reads plain text with one paragraph per line; blank lines are skipped, lines are trimmed. A <c>.gz</c> file
+    /// is decompressed.
+    /// </summary>
     public static IReadOnlyList<string> ReadParagraphs(string path)
     {
-        ArgumentNullException.ThrowIfNull(path);
-        using var reader = new StreamReader(path);
+        using var reader = OpenText(path);
         return ReadParagraphs(reader);
     }
 
@@ -70,6 +72,15 @@ public static class TextReaders
             if (trimmed.Length > 0) paragraphs.Add(trimmed);
         }
         return paragraphs;
+    }
+
+    /// <summary>Opens a UTF-8 text file, through gzip when its name ends in <c>.gz</c>.</summary>
+    public static StreamReader OpenText(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (!path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)) return new StreamReader(path);
+        var file = File.OpenRead(path);
+        return new StreamReader(new GZipStream(file, CompressionMode.Decompress), leaveOpen: false);
     }
 
     private static string RequiredString(JsonElement root, string name)

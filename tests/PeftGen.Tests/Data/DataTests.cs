@@ -36,6 +36,32 @@ public sealed class ReaderTests
     }
 
     [Fact]
+    public void Gzipped_files_are_read_through_gzip()
+    {
+        var folder = Directory.CreateTempSubdirectory("peftgen-data-");
+        try
+        {
+            var jsonl = Path.Combine(folder.FullName, "d.jsonl.gz");
+            var text = Path.Combine(folder.FullName, "t.txt.gz");
+            WriteGzip(jsonl, "{\"prompt\":\"cat (noun)\",\"completion\":\"a feline\"}\n");
+            WriteGzip(text, "one\n\ntwo\n");
+            Assert.Equal(new[] { new PromptCompletion("cat (noun)", "a feline") }, TextReaders.ReadPromptCompletions(jsonl));
+            Assert.Equal(new[] { "one", "two" }, TextReaders.ReadParagraphs(text));
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
+    private static void WriteGzip(string path, string content)
+    {
+        using var file = File.Create(path);
+        using var gzip = new System.IO.Compression.GZipStream(file, System.IO.Compression.CompressionLevel.Fastest);
+        gzip.Write(System.Text.Encoding.UTF8.GetBytes(content));
+    }
+
+    [Fact]
     public void Plain_text_gives_one_paragraph_per_non_blank_line()
     {
         Assert.Equal(new[] { "First one.", "Second." }, TextReaders.ReadParagraphs(new StringReader("  First one.  \n\n \nSecond.\n")));
