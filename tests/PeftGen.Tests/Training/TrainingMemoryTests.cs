@@ -30,7 +30,7 @@ public sealed class TrainingMemoryTests(ITestOutputHelper output)
         long afterWarmUp = resident[19];
         long atEnd = resident[^1];
         output.WriteLine($"RSS after step 20: {afterWarmUp / 1e6:F1} MB, after step 70: {atEnd / 1e6:F1} MB");
-        // 50 leaked head gradients alone would be 100 MB.
-        Assert.True(atEnd - afterWarmUp < 30_000_000, $"RSS grew from {afterWarmUp} to {atEnd} bytes over 50 steps");
+        // 50 leaked head gradients alone would be 100 MB; allocator noise with parallel test threads stays well below 50 MB.
+        Assert.True(atEnd - afterWarmUp < 50_000_000, $"RSS grew from {afterWarmUp} to {atEnd} bytes over 50 steps");
     }
 }
