@@ -59,8 +59,18 @@ public sealed class CheckpointMismatchException : Exception
     private static string Format(string source, IReadOnlyList<CheckpointMismatch> mismatches)
     {
         ArgumentNullException.ThrowIfNull(mismatches);
-        var counts = string.Join(", ", mismatches.GroupBy(m => m.Kind).Select(g => $"{g.Count()} {g.Key.ToString().ToLowerInvariant()}"));
+        var counts = string.Join(", ", mismatches.GroupBy(m => m.Kind).Select(g => $"{g.Count()} {Label(g.Key)}"));
         return $"The checkpoint '{source}' does not fit the model ({counts}); nothing was loaded:"
             + string.Concat(mismatches.Select(m => Environment.NewLine + "  " + m));
     }
+
+    private static string Label(CheckpointMismatchKind kind) => kind switch
+    {
+        CheckpointMismatchKind.Missing => "missing",
+        CheckpointMismatchKind.Unexpected => "unexpected",
+        CheckpointMismatchKind.WrongShape => "wrong shape",
+        CheckpointMismatchKind.WrongDType => "wrong dtype",
+        CheckpointMismatchKind.TiedDiffers => "tied tensor differs",
+        _ => "file problem",
+    };
 }

@@ -147,7 +147,8 @@ public static class PretrainedLoader
             else mismatches.Add(new(CheckpointMismatchKind.Unexpected, name, $"{Stored(source.Info(name))} has no place in the model{Hint(keyPrefix)}"));
         }
 
-        var ordered = mismatches.OrderBy(m => m.Kind).ThenBy(m => m.Key, StringComparer.Ordinal).ToList();
+        // File problems first: they explain the missing tensors that follow.
+        var ordered = mismatches.OrderBy(m => m.Kind == CheckpointMismatchKind.File ? -1 : (int)m.Kind).ThenBy(m => m.Key, StringComparer.Ordinal).ToList();
         return new LoadPlan(reads, ordered, filled, skipped);
     }
 

@@ -5,11 +5,12 @@ using System.Linq;
 using PeftGen.Checkpoints;
 using PeftGen.Tests.Support;
 using Xunit;
+using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace PeftGen.Tests.Checkpoints;
 
-public sealed class PretrainedLoaderTests
+public sealed class PretrainedLoaderTests(ITestOutputHelper output)
 {
     private static readonly Gpt2Config Gpt2Config = new();
     private static readonly LlamaConfig LlamaConfig = new();
@@ -159,6 +160,7 @@ public sealed class PretrainedLoaderTests
         using var source = new TestHfFolder(temp.Path);
         var error = Assert.Throws<CheckpointMismatchException>(() => PretrainedLoader.Load(model, source));
 
+        output.WriteLine(error.Message);
         Assert.Equal(before, ModelHash.Of(model));
         Assert.Equal(0, source.Reads);
         var found = error.Mismatches.Select(m => (m.Kind, m.Key)).ToHashSet();
