@@ -20,7 +20,8 @@ public sealed record PretrainedLoadOptions
     public static PretrainedLoadOptions Default { get; } = new();
 
     /// <summary>For GPT-2-layout checkpoints: the output head is tied to the token embedding.</summary>
-    public static PretrainedLoadOptions Gpt2 { get; } = new() { TiedWeights = [TiedWeight.Gpt2Head] };
+    /// <remarks>Ties the head both to <c>transformer.wte.weight</c> and to <c>wte.weight</c>, for models named either way.</remarks>
+    public static PretrainedLoadOptions Gpt2 { get; } = new() { TiedWeights = [TiedWeight.Gpt2Head, TiedWeight.Gpt2HeadUnprefixed] };
 
     /// <summary>
     /// How model keys map to checkpoint keys; null (the default) detects it: of the mappings that strip one
@@ -29,7 +30,7 @@ public sealed record PretrainedLoadOptions
     /// </summary>
     public KeyPrefixMapping? KeyPrefix { get; init; }
 
-    /// <summary>Tensors the model ties to others, which the checkpoint may omit.</summary>
+    /// <summary>Tensors the model ties to others, which the checkpoint may omit. Ties whose source the model does not have are ignored.</summary>
     public IReadOnlyList<TiedWeight> TiedWeights { get; init; } = [];
 
     /// <summary>Regular expressions of checkpoint keys to skip when the model has no such tensor (not reported as unexpected).</summary>

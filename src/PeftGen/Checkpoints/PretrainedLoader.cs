@@ -12,12 +12,17 @@ namespace PeftGen.Checkpoints;
 /// <param name="FilledFromTies">Model keys that the checkpoint omits and that were filled from the tensor they are tied to.</param>
 /// <param name="SkippedKeys">Checkpoint keys skipped as non-weight buffers (<see cref="PretrainedLoadOptions.IgnoredKeys"/>).</param>
 /// <param name="StoredDTypes">The dtypes the loaded tensors were stored in.</param>
+/// <param name="CheckpointKeys">
+/// The checkpoint key each model key was read from (tied tensors filled from another key excluded); pass it to
+/// <see cref="PretrainedSaveOptions.CheckpointKeys"/> to save in the layout that was loaded.
+/// </param>
 public sealed record PretrainedLoadResult(
     KeyPrefixMapping KeyPrefix,
     int LoadedTensors,
     IReadOnlyList<string> FilledFromTies,
     IReadOnlyList<string> SkippedKeys,
-    IReadOnlyList<string> StoredDTypes);
+    IReadOnlyList<string> StoredDTypes,
+    IReadOnlyDictionary<string, string> CheckpointKeys);
 
 /// <summary>
 /// Loads pretrained base weights (Hugging Face layout) into a PEFT model: every base tensor of
@@ -59,13 +64,16 @@ public static class PretrainedLoader
             plan.Reads.Count,
             plan.FilledFromTies,
             plan.Skipped,
-            plan.Reads.Select(r => source.Info(r.CheckpointKey).DType).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList());
+            plan.Reads.Select(r => source.Info(r.CheckpointKey).DType).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList(),
+            plan.Reads.Where(r => !plan.FilledFromTies.Contains(r.Tensor.Key)).ToDictionary(r => r.Tensor.Key, r => r.CheckpointKey, StringComparer.Ordinal));
     }
 
     /// <summary>
     /// The key mapping under which the most model keys are found among <paramref name="checkpointNames"/>: keys
     /// unchanged, or one leading segment of the model keys dropped (<c>transformer.</c>) and/or one leading segment
-    /// of the checkpoint keys added. Keys unchanged wins ties.
+    /// of the checkpoint keys added. Keys unchanged wins ties. Under any mapping, a model key whose mapped form is
+    /// not stored but that is stored unchanged is read unchanged (GPT2LMHeadModel's <c>lm_head.weight</c> beside
+    /// <c>transformer.…</c>).
     /// </summary>
     public static KeyPrefixMapping DetectKeyPrefix(IReadOnlyCollection<string> modelKeys, IReadOnlyCollection<string> checkpointNames)
     {
@@ -89,13 +97,23 @@ public static class PretrainedLoader
         }
         return best;
 
-        int Score(KeyPrefixMapping mapping) => modelKeys.Count(k => names.Contains(mapping.ToCheckpoint(k)));
+        int Score(KeyPrefixMapping mapping) => modelKeys.Count(k => names.Contains(ResolveKey(k, mapping, names)));
 
         static List<string> Prefixes(IEnumerable<string> keys) => keys
             .Select(k => k.IndexOf('.', StringComparison.Ordinal) is var dot and > 0 ? k[..(dot + 1)] : "")
             .Prepend("")
             .Distinct(StringComparer.Ordinal)
             .ToList();
+    }
+
+    /// <summary>
+    /// The checkpoint key of a model key: the mapped key, or else the unchanged key when only that is stored
+    /// (<c>lm_head.weight</c> sits outside the <c>transformer.</c> prefix that the other keys gain).
+    /// </summary>
+    private static string ResolveKey(string modelKey, KeyPrefixMapping keyPrefix, IReadOnlySet<string> names)
+    {
+        var mapped = keyPrefix.ToCheckpoint(modelKey);
+        return !names.Contains(mapped) && names.Contains(modelKey) ? modelKey : mapped;
     }
 
     private sealed record Read(ModelTensor Tensor, string CheckpointKey);
@@ -109,19 +127,22 @@ public static class PretrainedLoader
         var reads = new List<Read>();
         var filled = new List<string>();
         var consumed = new HashSet<string>(StringComparer.Ordinal);
-        var ties = options.TiedWeights.ToDictionary(t => t.Key, StringComparer.Ordinal);
+        var modelKeys = tensors.Select(t => t.Key).ToHashSet(StringComparer.Ordinal);
+        // A tie matters only when the model has the tensor it copies; presets list several namings.
+        var ties = options.TiedWeights.Where(t => modelKeys.Contains(t.SourceKey)).DistinctBy(t => t.Key).ToList();
+        string Resolve(string modelKey) => ResolveKey(modelKey, keyPrefix, names);
 
         foreach (var tensor in tensors)
         {
-            var key = keyPrefix.ToCheckpoint(tensor.Key);
-            var readKey = key;
-            if (!names.Contains(key))
+            var readKey = Resolve(tensor.Key);
+            if (!names.Contains(readKey))
             {
-                var tiedTo = ties.TryGetValue(tensor.Key, out var tie) ? keyPrefix.ToCheckpoint(tie.SourceKey) : null;
+                var tie = ties.FirstOrDefault(t => t.Key == tensor.Key);
+                var tiedTo = tie is null ? null : Resolve(tie.SourceKey);
                 if (tiedTo is null || !names.Contains(tiedTo))
                 {
                     var tieNote = tiedTo is null ? "" : $", nor the tensor it is tied to, '{tiedTo}'";
-                    mismatches.Add(new(CheckpointMismatchKind.Missing, key,
+                    mismatches.Add(new(CheckpointMismatchKind.Missing, readKey,
                         $"the model's {Describe(tensor)} {ModelTensors.Shape(tensor.StoredShape)} is not in the checkpoint{tieNote}"));
                     continue;
                 }
@@ -137,7 +158,7 @@ public static class PretrainedLoader
             reads.Add(new Read(tensor, readKey));
         }
 
-        foreach (var tie in options.TiedWeights) CheckTie(tie, keyPrefix, source, names, consumed, mismatches);
+        foreach (var tie in ties) CheckTie(Resolve(tie.Key), Resolve(tie.SourceKey), source, names, consumed, mismatches);
 
         var ignored = options.IgnoredKeys.Select(p => new Regex(p, RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1))).ToList();
         var skipped = new List<string>();
@@ -168,10 +189,8 @@ public static class PretrainedLoader
 
     /// <summary>A tied tensor that the checkpoint stores as well must be a copy of the tensor it is tied to.</summary>
     private static void CheckTie(
-        TiedWeight tie, KeyPrefixMapping keyPrefix, ICheckpointSource source, HashSet<string> names, HashSet<string> consumed, List<CheckpointMismatch> mismatches)
+        string key, string sourceKey, ICheckpointSource source, HashSet<string> names, HashSet<string> consumed, List<CheckpointMismatch> mismatches)
     {
-        var key = keyPrefix.ToCheckpoint(tie.Key);
-        var sourceKey = keyPrefix.ToCheckpoint(tie.SourceKey);
         if (!names.Contains(key) || !names.Contains(sourceKey)) return;
         consumed.Add(key);
         var (info, sourceInfo) = (source.Info(key), source.Info(sourceKey));

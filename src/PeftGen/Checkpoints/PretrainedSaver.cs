@@ -14,6 +14,12 @@ public sealed record PretrainedSaveOptions
     /// <summary>How model keys are named in the files; pass <see cref="PretrainedLoadResult.KeyPrefix"/> to write the layout that was loaded.</summary>
     public KeyPrefixMapping KeyPrefix { get; init; } = KeyPrefixMapping.Identity;
 
+    /// <summary>
+    /// Exact checkpoint keys by model key, which win over <see cref="KeyPrefix"/>: pass
+    /// <see cref="PretrainedLoadResult.CheckpointKeys"/> to write exactly the keys that were loaded.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? CheckpointKeys { get; init; }
+
     /// <summary>Tied tensors, left out of the files (they must equal the tensor they are tied to).</summary>
     public IReadOnlyList<TiedWeight> TiedWeights { get; init; } = [];
 
@@ -74,7 +80,7 @@ public static class PretrainedSaver
             var fileName = shards.Count == 1 ? HfLayout.SingleFile : HfLayout.ShardFile(i + 1, shards.Count);
             using var scope = NewDisposeScope();
             var state = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-            foreach (var tensor in shards[i]) state[options.KeyPrefix.ToCheckpoint(tensor.Key)] = Materialise(tensor, options);
+            foreach (var tensor in shards[i]) state[CheckpointKey(tensor, options)] = Materialise(tensor, options);
             writer.Write(Path.Combine(folder, fileName), state, FileMetadata);
             files.Add(fileName);
         }
@@ -99,6 +105,9 @@ public static class PretrainedSaver
             File.Delete(stale);
         return files.Select(f => Path.Combine(folder, f)).ToList();
     }
+
+    private static string CheckpointKey(ModelTensor tensor, PretrainedSaveOptions options)
+        => options.CheckpointKeys is { } keys && keys.TryGetValue(tensor.Key, out var key) ? key : options.KeyPrefix.ToCheckpoint(tensor.Key);
 
     /// <summary>Groups tensors into shards in model order, starting a new shard when the next tensor would overflow it.</summary>
     private static List<List<ModelTensor>> Shard(IReadOnlyList<ModelTensor> tensors, PretrainedSaveOptions options)
@@ -127,7 +136,7 @@ public static class PretrainedSaver
         {
             foreach (var tensor in shards[i])
             {
-                weightMap[options.KeyPrefix.ToCheckpoint(tensor.Key)] = HfLayout.ShardFile(i + 1, shards.Count);
+                weightMap[CheckpointKey(tensor, options)] = HfLayout.ShardFile(i + 1, shards.Count);
                 total += StoredBytes(tensor, options);
             }
         }

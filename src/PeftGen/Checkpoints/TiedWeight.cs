@@ -15,6 +15,9 @@ public sealed record TiedWeight(string Key, string SourceKey)
     /// <summary>GPT-2's output head, tied to its token embedding (<c>GPT2LMHeadModel</c> key names).</summary>
     public static TiedWeight Gpt2Head { get; } = new("lm_head.weight", "transformer.wte.weight");
 
+    /// <summary>GPT-2's output head tied to its token embedding, for a model whose paths start at the transformer (<c>wte</c>, <c>h.0</c>).</summary>
+    public static TiedWeight Gpt2HeadUnprefixed { get; } = new("lm_head.weight", "wte.weight");
+
     /// <summary>A Llama-style output head tied to its token embedding (<c>tie_word_embeddings = true</c>).</summary>
     public static TiedWeight LlamaHead { get; } = new("lm_head.weight", "model.embed_tokens.weight");
 }

@@ -250,6 +250,28 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         Assert.Equal(0, source.Reads);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Gpt2_ModelNamedFromTheTransformer_LoadsALMHeadModelStateDict(bool separateHead)
+    {
+        using var temp = new TempFolder();
+        var raw = HfCheckpoints.Gpt2(Gpt2Config, seed: 19);
+        var full = raw.ToDictionary(e => "transformer." + e.Key, e => e.Value);
+        full["lm_head.weight"] = raw["wte.weight"].clone();
+        HfCheckpoints.WriteSingle(temp.Path, full);
+        using var model = new TinyGpt2(Gpt2Config, separateHead, root: "");
+
+        using var source = new TestHfFolder(temp.Path);
+        var result = PretrainedLoader.Load(model, source, PretrainedLoadOptions.Gpt2);
+
+        Assert.Equal(new KeyPrefixMapping("", "transformer."), result.KeyPrefix);
+        Assert.Empty(result.FilledFromTies);
+        if (separateHead) Assert.Equal("lm_head.weight", result.CheckpointKeys["lm_head.weight"]);
+        var ids = Ids.Random(Gpt2Config.Vocab, 2, 8, seed: 20);
+        Assert.True(Reference.RelativeError(model.forward(ids), HfCheckpoints.Gpt2Reference(raw, ids, Gpt2Config)) < 1e-5);
+    }
+
     [Fact]
     public void DetectKeyPrefix_PrefersUnchangedKeys_FindsStrippedAndAddedPrefixes()
     {

@@ -26,7 +26,7 @@ public sealed class PretrainedSaverTests
 
         var files = PretrainedSaver.Save(model, temp.Sub("saved"), TestSafeTensors.Writer, new PretrainedSaveOptions
         {
-            KeyPrefix = loaded.KeyPrefix,
+            CheckpointKeys = loaded.CheckpointKeys,
             TiedWeights = PretrainedLoadOptions.Gpt2.TiedWeights,
             ConfigFrom = Path.Combine(temp.Sub("original"), HfLayout.ConfigFile),
         });

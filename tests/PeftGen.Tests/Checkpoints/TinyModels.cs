@@ -49,18 +49,21 @@ public sealed record Gpt2Config(int Vocab = 50, int Positions = 16, int Width = 
 public sealed class TinyGpt2 : ListedModel
 {
     private readonly Gpt2Config _config;
+    private readonly string _root;
 
     /// <param name="separateHead">Give the model its own <c>lm_head</c> projection instead of using the token embedding.</param>
-    public TinyGpt2(Gpt2Config config, bool separateHead = false, ScalarType dtype = ScalarType.Float32)
+    /// <param name="root">The path of the transformer's layers: GPT2LMHeadModel's <c>transformer.</c>, or "" as GPT2Model names them.</param>
+    public TinyGpt2(Gpt2Config config, bool separateHead = false, ScalarType dtype = ScalarType.Float32, string root = "transformer.")
         : base(nameof(TinyGpt2), new ModelDims(new Dictionary<string, long> { ["Width"] = config.Width, ["Vocab"] = config.Vocab }))
     {
         _config = config;
+        _root = root;
         long d = config.Width;
-        Add("transformer.wte", PeftLayerKind.TokenEmbedding, new TokenEmbedding(config.Vocab, d, dtype: dtype));
-        Add("transformer.wpe", PeftLayerKind.Embedding, nn.Embedding(config.Positions, d, dtype: dtype));
+        Add($"{_root}wte", PeftLayerKind.TokenEmbedding, new TokenEmbedding(config.Vocab, d, dtype: dtype));
+        Add($"{_root}wpe", PeftLayerKind.Embedding, nn.Embedding(config.Positions, d, dtype: dtype));
         for (var i = 0; i < config.Blocks; i++)
         {
-            var h = $"transformer.h.{i}";
+            var h = $"{_root}h.{i}";
             Add($"{h}.ln_1", PeftLayerKind.LayerNorm, nn.LayerNorm(d, dtype: dtype));
             Projection($"{h}.attn.c_attn", d, 3 * d, true, WeightLayout.InOut, dtype);
             Projection($"{h}.attn.c_proj", d, d, true, WeightLayout.InOut, dtype);
@@ -68,7 +71,7 @@ public sealed class TinyGpt2 : ListedModel
             Projection($"{h}.mlp.c_fc", d, 4 * d, true, WeightLayout.InOut, dtype);
             Projection($"{h}.mlp.c_proj", 4 * d, d, true, WeightLayout.InOut, dtype);
         }
-        Add("transformer.ln_f", PeftLayerKind.LayerNorm, nn.LayerNorm(d, dtype: dtype));
+        Add($"{_root}ln_f", PeftLayerKind.LayerNorm, nn.LayerNorm(d, dtype: dtype));
         if (separateHead) Projection("lm_head", d, config.Vocab, false, WeightLayout.OutIn, dtype);
     }
 
@@ -76,11 +79,11 @@ public sealed class TinyGpt2 : ListedModel
     {
         using var scope = NewDisposeScope();
         var (batch, length) = (ids.shape[0], ids.shape[1]);
-        var x = Layer<TokenEmbedding>("transformer.wte").forward(ids)
-            .add(Layer<Embedding>("transformer.wpe").forward(arange(length, dtype: ScalarType.Int64)));
+        var x = Layer<TokenEmbedding>($"{_root}wte").forward(ids)
+            .add(Layer<Embedding>($"{_root}wpe").forward(arange(length, dtype: ScalarType.Int64)));
         for (var i = 0; i < _config.Blocks; i++)
         {
-            var h = $"transformer.h.{i}";
+            var h = $"{_root}h.{i}";
             var qkv = Layer<LoraLinear>($"{h}.attn.c_attn").forward(Layer<LayerNorm>($"{h}.ln_1").forward(x)).chunk(3, -1);
             var attended = TinyMath.CausalAttention(
                 TinyMath.Heads(qkv[0], _config.Heads), TinyMath.Heads(qkv[1], _config.Heads), TinyMath.Heads(qkv[2], _config.Heads));
@@ -88,10 +91,10 @@ public sealed class TinyGpt2 : ListedModel
             var hidden = nn.functional.gelu(Layer<LoraLinear>($"{h}.mlp.c_fc").forward(Layer<LayerNorm>($"{h}.ln_2").forward(x)));
             x = x.add(Layer<LoraLinear>($"{h}.mlp.c_proj").forward(hidden));
         }
-        x = Layer<LayerNorm>("transformer.ln_f").forward(x);
+        x = Layer<LayerNorm>($"{_root}ln_f").forward(x);
         var logits = Layers.Any(l => l.Path == "lm_head")
             ? Layer<LoraLinear>("lm_head").forward(x)
-            : x.matmul(Layer<TokenEmbedding>("transformer.wte").Weight.t());
+            : x.matmul(Layer<TokenEmbedding>($"{_root}wte").Weight.t());
         return logits.reshape(batch, length, _config.Vocab).MoveToOuterDisposeScope();
     }
 }
