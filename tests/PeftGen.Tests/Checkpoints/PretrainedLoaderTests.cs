@@ -30,6 +30,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         Assert.Equal(Enumerable.Range(0, Gpt2Config.Blocks).Select(i => $"h.{i}.attn.bias"), result.SkippedKeys);
         Assert.Equal(new[] { "F32" }, result.StoredDTypes);
         Assert.Equal(raw.Count - Gpt2Config.Blocks, result.LoadedTensors);
+        Assert.Equal(2, source.MostAlive); // a Conv1D weight and its bias, nothing more
         var ids = Ids.Random(Gpt2Config.Vocab, 2, 12, seed: 2);
         Assert.True(Reference.RelativeError(model.forward(ids), HfCheckpoints.Gpt2Reference(raw, ids, Gpt2Config)) < 1e-5);
     }
@@ -68,6 +69,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         Assert.True(result.KeyPrefix.IsIdentity);
         Assert.Equal(raw.Count, result.LoadedTensors);
         Assert.Equal(raw.Count, source.Reads);
+        Assert.Equal(1, source.MostAlive);
         var ids = Ids.Random(LlamaConfig.Vocab, 3, 9, seed: 6);
         Assert.True(Reference.RelativeError(model.forward(ids), HfCheckpoints.LlamaReference(raw, ids, LlamaConfig)) < 1e-5);
     }
@@ -270,6 +272,22 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         if (separateHead) Assert.Equal("lm_head.weight", result.CheckpointKeys["lm_head.weight"]);
         var ids = Ids.Random(Gpt2Config.Vocab, 2, 8, seed: 20);
         Assert.True(Reference.RelativeError(model.forward(ids), HfCheckpoints.Gpt2Reference(raw, ids, Gpt2Config)) < 1e-5);
+    }
+
+    [Fact]
+    public void AFloat32Checkpoint_LoadsIntoABFloat16Model()
+    {
+        using var temp = new TempFolder();
+        var raw = HfCheckpoints.Llama(LlamaConfig, seed: 25);
+        HfCheckpoints.WriteSingle(temp.Path, raw);
+        using var model = new TinyLlama(LlamaConfig, ScalarType.BFloat16);
+
+        using var source = new TestHfFolder(temp.Path);
+        PretrainedLoader.Load(model, source);
+
+        Assert.Equal(TensorHash.Of(raw["model.layers.0.self_attn.o_proj.weight"].to(ScalarType.BFloat16)),
+            TensorHash.Of(model.Layer<LoraLinear>("model.layers.0.self_attn.o_proj").Weight));
+        Assert.Equal(TensorHash.Of(raw["model.norm.weight"].to(ScalarType.BFloat16)), TensorHash.Of(model.Layer<RmsNorm>("model.norm").Weight));
     }
 
     [Fact]

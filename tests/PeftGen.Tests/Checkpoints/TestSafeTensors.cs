@@ -156,7 +156,12 @@ public sealed class TestHfFolder : ICheckpointSource
         }
     }
 
+    private readonly List<Tensor> _handedOut = new();
+
     public int Reads { get; private set; }
+
+    /// <summary>The most tensors read from here and not yet disposed at any one time: how well a reader streams.</summary>
+    public int MostAlive { get; private set; }
 
     public string Description { get; }
 
@@ -170,7 +175,11 @@ public sealed class TestHfFolder : ICheckpointSource
     {
         Reads++;
         var (file, entry, dataStart) = _tensors[name];
-        return TestSafeTensors.ReadTensor(file, entry, dataStart);
+        var tensor = TestSafeTensors.ReadTensor(file, entry, dataStart);
+        _handedOut.RemoveAll(t => t.IsInvalid);
+        _handedOut.Add(tensor);
+        MostAlive = Math.Max(MostAlive, _handedOut.Count);
+        return tensor;
     }
 
     public void Dispose()
