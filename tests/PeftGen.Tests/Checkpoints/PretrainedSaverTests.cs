@@ -75,6 +75,26 @@ public sealed class PretrainedSaverTests
         Assert.True(Reference.RelativeError(reloaded.forward(ids), adapted) < 1e-5);
     }
 
+    [Fact]
+    public void AnAlreadyMergedModel_IsSavedWithoutCountingTheAdapterTwice()
+    {
+        using var temp = new TempFolder();
+        using var model = new TinyLlama(LlamaConfig);
+        manual_seed(26);
+        var up = model.Layer<LoraLinear>("model.layers.0.mlp.up_proj");
+        up.AddAdapter("default", new LoraConfig(2, 4, 0, false));
+        using (no_grad()) up.LoraB("default").normal_(0, 0.5);
+        var ids = Ids.Random(LlamaConfig.Vocab, 2, 8, seed: 27);
+        using var adapted = model.forward(ids);
+        model.MergeAdapters();
+
+        PretrainedSaver.Save(model, temp.Path, TestSafeTensors.Writer, new PretrainedSaveOptions { MergeAdapters = true });
+
+        using var reloaded = new TinyLlama(LlamaConfig);
+        using (var source = new TestHfFolder(temp.Path)) PretrainedLoader.Load(reloaded, source);
+        Assert.True(Reference.RelativeError(reloaded.forward(ids), adapted) < 1e-5);
+    }
+
     [Theory]
     [InlineData(ScalarType.Float16)]
     [InlineData(ScalarType.BFloat16)]
