@@ -52,8 +52,9 @@ public static class PretrainedSaver
     /// <summary>Writes the model's base weights to <paramref name="folder"/>; returns the files written.</summary>
     /// <remarks>
     /// Weights files of the layout already in the folder that this save does not write (a single file replaced by
-    /// shards, or shards of another count) are deleted, so the folder never mixes two saves. Tensors are
-    /// materialised one shard at a time.
+    /// shards, or shards of another count) are deleted once the new files are written, so the folder does not mix
+    /// two saves. Each file is replaced atomically, the folder as a whole is not: save to a new folder to keep the
+    /// old weights usable if the save fails. Tensors are materialised one shard at a time.
     /// </remarks>
     /// <exception cref="NotSupportedException">A projection's weight is not floating point (a 4-bit base).</exception>
     /// <exception cref="InvalidOperationException">A tied tensor differs from the tensor it is tied to.</exception>
