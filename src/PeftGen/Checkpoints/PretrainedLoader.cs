@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 
 namespace PeftGen.Checkpoints;
 
-/// <summary>What <see cref="PretrainedLoader.Load"/> did.</summary>
+/// <summary>What a <see cref="PretrainedLoader"/> load did.</summary>
 /// <param name="KeyPrefix">The key mapping used (given or detected).</param>
 /// <param name="LoadedTensors">How many model tensors were written.</param>
 /// <param name="FilledFromTies">Model keys that the checkpoint omits and that were filled from the tensor they are tied to.</param>
@@ -39,6 +39,20 @@ public sealed record PretrainedLoadResult(
 /// </remarks>
 public static class PretrainedLoader
 {
+    /// <summary>
+    /// Loads the base weights of <paramref name="model"/> from a Hugging Face pretrained-model folder
+    /// (<c>model.safetensors</c>, or shards with <c>model.safetensors.index.json</c>).
+    /// </summary>
+    /// <exception cref="CheckpointMismatchException">The checkpoint does not fit (a missing or unreadable shard included); the model is unchanged.</exception>
+    /// <exception cref="PeftGen.IO.PeftFormatException">The index or the single weights file is malformed; the model is unchanged.</exception>
+    /// <exception cref="InvalidOperationException">A projection has a merged adapter (unmerge first), or reading failed midway.</exception>
+    public static PretrainedLoadResult Load(IPeftModel model, string folder, PretrainedLoadOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        using var source = HfCheckpointSource.Open(folder);
+        return Load(model, source, options);
+    }
+
     /// <summary>Loads the base weights of <paramref name="model"/> from <paramref name="source"/>.</summary>
     /// <exception cref="CheckpointMismatchException">The checkpoint does not fit; the model is unchanged.</exception>
     /// <exception cref="InvalidOperationException">A projection has a merged adapter (unmerge first), or reading failed midway.</exception>

@@ -4,6 +4,7 @@ using System.IO;
 using System.Linq;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using PeftGen.IO;
 using static TorchSharp.torch;
 
 namespace PeftGen.Checkpoints;
@@ -58,11 +59,10 @@ public static class PretrainedSaver
     /// </remarks>
     /// <exception cref="NotSupportedException">A projection's weight is not floating point (a 4-bit base).</exception>
     /// <exception cref="InvalidOperationException">A tied tensor differs from the tensor it is tied to.</exception>
-    public static IReadOnlyList<string> Save(IPeftModel model, string folder, ISafeTensorsWriter writer, PretrainedSaveOptions? options = null)
+    public static IReadOnlyList<string> Save(IPeftModel model, string folder, PretrainedSaveOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentException.ThrowIfNullOrEmpty(folder);
-        ArgumentNullException.ThrowIfNull(writer);
         options ??= new PretrainedSaveOptions();
         if (options.MaxShardBytes is <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.MaxShardBytes, "MaxShardBytes must be positive.");
         if (options.DType is { } dtype) CheckpointDTypes.Of(dtype);
@@ -82,23 +82,23 @@ public static class PretrainedSaver
             using var scope = NewDisposeScope();
             var state = new Dictionary<string, Tensor>(StringComparer.Ordinal);
             foreach (var tensor in shards[i]) state[CheckpointKey(tensor, options)] = Materialise(tensor, options);
-            writer.Write(Path.Combine(folder, fileName), state, FileMetadata);
+            SafeTensors.Save(Path.Combine(folder, fileName), state, FileMetadata);
             files.Add(fileName);
         }
 
         if (shards.Count > 1)
         {
-            WriteText(Path.Combine(folder, HfLayout.IndexFile), Index(shards, options));
+            AtomicFile.WriteAllText(Path.Combine(folder, HfLayout.IndexFile), Index(shards, options));
             files.Add(HfLayout.IndexFile);
         }
         if (options.ConfigJson is { } config)
         {
-            WriteText(Path.Combine(folder, HfLayout.ConfigFile), config);
+            AtomicFile.WriteAllText(Path.Combine(folder, HfLayout.ConfigFile), config);
             files.Add(HfLayout.ConfigFile);
         }
         else if (options.ConfigFrom is { } configFrom)
         {
-            WriteText(Path.Combine(folder, HfLayout.ConfigFile), File.ReadAllText(configFrom));
+            AtomicFile.WriteAllText(Path.Combine(folder, HfLayout.ConfigFile), File.ReadAllText(configFrom));
             files.Add(HfLayout.ConfigFile);
         }
 
@@ -195,27 +195,6 @@ public static class PretrainedSaver
             if (!tied.shape.SequenceEqual(original.shape) || !tied.to(original.dtype).eq(original).all().item<bool>())
                 throw new InvalidOperationException(
                     $"'{tie.Key}' is to be saved as a copy of '{tie.SourceKey}', but their values differ; remove the tie to save both.");
-        }
-    }
-
-    /// <summary>Writes a small text file through a temporary file in the same folder and a rename.</summary>
-    private static void WriteText(string path, string text)
-    {
-        var temp = path + ".tmp-" + Guid.NewGuid().ToString("N");
-        try
-        {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write))
-            using (var streamWriter = new StreamWriter(stream))
-            {
-                streamWriter.Write(text);
-                streamWriter.Flush();
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temp, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
         }
     }
 }

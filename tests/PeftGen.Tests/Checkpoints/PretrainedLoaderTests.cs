@@ -23,7 +23,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         HfCheckpoints.WriteSingle(temp.Path, raw);
         using var model = new TinyGpt2(Gpt2Config);
 
-        using var source = new TestHfFolder(temp.Path);
+        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
         var result = PretrainedLoader.Load(model, source, PretrainedLoadOptions.Gpt2);
 
         Assert.Equal(new KeyPrefixMapping("transformer.", ""), result.KeyPrefix);
@@ -45,7 +45,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         HfCheckpoints.WriteSingle(temp.Path, raw);
         using var model = new TinyLlama(LlamaConfig);
 
-        using var source = new TestHfFolder(temp.Path);
+        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
         var result = PretrainedLoader.Load(model, source);
 
         Assert.Equal(new[] { TestSafeTensors.DTypeName(stored) }, result.StoredDTypes);
@@ -63,7 +63,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         HfCheckpoints.WriteSharded(temp.Path, raw, shards: 3);
         using var model = new TinyLlama(LlamaConfig);
 
-        using var source = new TestHfFolder(temp.Path);
+        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
         var result = PretrainedLoader.Load(model, source);
 
         Assert.True(result.KeyPrefix.IsIdentity);
@@ -83,7 +83,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         HfCheckpoints.WriteSingle(temp.Path, renamed);
         using var model = new TinyLlama(LlamaConfig);
 
-        using var source = new TestHfFolder(temp.Path);
+        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
         var result = PretrainedLoader.Load(model, source);
 
         Assert.Equal(new KeyPrefixMapping("model.", ""), result.KeyPrefix);
@@ -101,7 +101,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         HfCheckpoints.WriteSingle(temp.Path, full);
         using var model = new TinyGpt2(Gpt2Config);
 
-        using var source = new TestHfFolder(temp.Path);
+        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
         var result = PretrainedLoader.Load(model, source, PretrainedLoadOptions.Gpt2);
 
         Assert.True(result.KeyPrefix.IsIdentity);
@@ -117,7 +117,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         HfCheckpoints.WriteSingle(temp.Path, raw);
         using var model = new TinyGpt2(Gpt2Config, separateHead: true);
 
-        using var source = new TestHfFolder(temp.Path);
+        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
         var result = PretrainedLoader.Load(model, source, PretrainedLoadOptions.Gpt2);
 
         Assert.Equal(new[] { "lm_head.weight" }, result.FilledFromTies);
@@ -133,7 +133,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         HfCheckpoints.WriteSingle(temp.Path, HfCheckpoints.Gpt2(Gpt2Config, seed: 13));
         using var model = new TinyGpt2(Gpt2Config, separateHead: true);
 
-        using var source = new TestHfFolder(temp.Path);
+        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
         var error = Assert.Throws<CheckpointMismatchException>(() => PretrainedLoader.Load(model, source));
 
         var only = Assert.Single(error.Mismatches);
@@ -159,7 +159,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         model.Layer<LoraLinear>("model.layers.0.self_attn.q_proj").AddAdapter("default", new LoraConfig(2, 4, 0, false));
         var before = ModelHash.Of(model);
 
-        using var source = new TestHfFolder(temp.Path);
+        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
         var error = Assert.Throws<CheckpointMismatchException>(() => PretrainedLoader.Load(model, source));
 
         output.WriteLine(error.Message);
@@ -188,7 +188,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         using var model = new TinyGpt2(Gpt2Config);
         var before = ModelHash.Of(model);
 
-        using var source = new TestHfFolder(temp.Path);
+        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
         var error = Assert.Throws<CheckpointMismatchException>(() => PretrainedLoader.Load(model, source, PretrainedLoadOptions.Gpt2));
 
         var only = Assert.Single(error.Mismatches);
@@ -208,7 +208,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         using var model = new TinyGpt2(Gpt2Config);
         var before = ModelHash.Of(model);
 
-        using var source = new TestHfFolder(temp.Path);
+        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
         var error = Assert.Throws<CheckpointMismatchException>(() => PretrainedLoader.Load(model, source, PretrainedLoadOptions.Gpt2));
 
         var only = Assert.Single(error.Mismatches);
@@ -226,7 +226,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         foreach (var (_, projection) in model.ProjectionLayers) projection.AddAdapter("default", new LoraConfig(2, 4, 0, false));
         var adapters = ModelHash.Of(model).Where(e => e.Key.Contains(".lora_", StringComparison.Ordinal)).ToList();
 
-        using var source = new TestHfFolder(temp.Path);
+        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
         PretrainedLoader.Load(model, source);
 
         var after = ModelHash.Of(model);
@@ -245,7 +245,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         q.AddAdapter("default", new LoraConfig(2, 4, 0, false));
         q.Merge();
 
-        using var source = new TestHfFolder(temp.Path);
+        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
         var error = Assert.Throws<InvalidOperationException>(() => PretrainedLoader.Load(model, source));
 
         Assert.Contains("model.layers.1.self_attn.q_proj", error.Message);
@@ -264,7 +264,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         HfCheckpoints.WriteSingle(temp.Path, full);
         using var model = new TinyGpt2(Gpt2Config, separateHead, root: "");
 
-        using var source = new TestHfFolder(temp.Path);
+        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
         var result = PretrainedLoader.Load(model, source, PretrainedLoadOptions.Gpt2);
 
         Assert.Equal(new KeyPrefixMapping("", "transformer."), result.KeyPrefix);
@@ -282,7 +282,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         HfCheckpoints.WriteSingle(temp.Path, raw);
         using var model = new TinyLlama(LlamaConfig, ScalarType.BFloat16);
 
-        using var source = new TestHfFolder(temp.Path);
+        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
         PretrainedLoader.Load(model, source);
 
         Assert.Equal(TensorHash.Of(raw["model.layers.0.self_attn.o_proj.weight"].to(ScalarType.BFloat16)),

@@ -21,10 +21,9 @@ public sealed class PretrainedSaverTests
         var raw = HfCheckpoints.Gpt2(Gpt2Config, seed: 21);
         HfCheckpoints.WriteSingle(temp.Sub("original"), raw);
         using var model = new TinyGpt2(Gpt2Config);
-        PretrainedLoadResult loaded;
-        using (var source = new TestHfFolder(temp.Sub("original"))) loaded = PretrainedLoader.Load(model, source, PretrainedLoadOptions.Gpt2);
+        var loaded = PretrainedLoader.Load(model, temp.Sub("original"), PretrainedLoadOptions.Gpt2);
 
-        var files = PretrainedSaver.Save(model, temp.Sub("saved"), TestSafeTensors.Writer, new PretrainedSaveOptions
+        var files = PretrainedSaver.Save(model, temp.Sub("saved"), new PretrainedSaveOptions
         {
             CheckpointKeys = loaded.CheckpointKeys,
             TiedWeights = PretrainedLoadOptions.Gpt2.TiedWeights,
@@ -45,7 +44,7 @@ public sealed class PretrainedSaverTests
         using var temp = new TempFolder();
         HfCheckpoints.WriteSingle(temp.Sub("original"), HfCheckpoints.Llama(LlamaConfig, seed: 22));
         using var model = new TinyLlama(LlamaConfig);
-        using (var source = new TestHfFolder(temp.Sub("original"))) PretrainedLoader.Load(model, source);
+        PretrainedLoader.Load(model, temp.Sub("original"));
         manual_seed(23);
         foreach (var (_, projection) in model.ProjectionLayers.Where(p => p.Path.EndsWith("q_proj", StringComparison.Ordinal) || p.Path.EndsWith("v_proj", StringComparison.Ordinal)))
         {
@@ -56,7 +55,7 @@ public sealed class PretrainedSaverTests
         var ids = Ids.Random(LlamaConfig.Vocab, 2, 8, seed: 24);
         using var adapted = model.forward(ids);
 
-        PretrainedSaver.Save(model, temp.Sub("merged"), TestSafeTensors.Writer, new PretrainedSaveOptions { MergeAdapters = true, MaxShardBytes = 4096 });
+        PretrainedSaver.Save(model, temp.Sub("merged"), new PretrainedSaveOptions { MergeAdapters = true, MaxShardBytes = 4096 });
 
         Assert.Equal(before, ModelHash.Of(model));
         var shardFiles = Directory.GetFiles(temp.Sub("merged"), "model-*-of-*.safetensors").Select(Path.GetFileName).Order().ToList();
@@ -71,7 +70,7 @@ public sealed class PretrainedSaverTests
         Assert.All(shardTensors, t => Assert.True(t.Value.NumberOfElements * t.Value.ElementSize <= 4096));
 
         using var reloaded = new TinyLlama(LlamaConfig);
-        using (var source = new TestHfFolder(temp.Sub("merged"))) PretrainedLoader.Load(reloaded, source);
+        PretrainedLoader.Load(reloaded, temp.Sub("merged"));
         Assert.True(Reference.RelativeError(reloaded.forward(ids), adapted) < 1e-5);
     }
 
@@ -88,10 +87,10 @@ public sealed class PretrainedSaverTests
         using var adapted = model.forward(ids);
         model.MergeAdapters();
 
-        PretrainedSaver.Save(model, temp.Path, TestSafeTensors.Writer, new PretrainedSaveOptions { MergeAdapters = true });
+        PretrainedSaver.Save(model, temp.Path, new PretrainedSaveOptions { MergeAdapters = true });
 
         using var reloaded = new TinyLlama(LlamaConfig);
-        using (var source = new TestHfFolder(temp.Path)) PretrainedLoader.Load(reloaded, source);
+        PretrainedLoader.Load(reloaded, temp.Path);
         Assert.True(Reference.RelativeError(reloaded.forward(ids), adapted) < 1e-5);
     }
 
@@ -103,12 +102,12 @@ public sealed class PretrainedSaverTests
         using var temp = new TempFolder();
         using var model = new TinyLlama(LlamaConfig);
 
-        PretrainedSaver.Save(model, temp.Path, TestSafeTensors.Writer, new PretrainedSaveOptions { DType = dtype });
+        PretrainedSaver.Save(model, temp.Path, new PretrainedSaveOptions { DType = dtype });
 
         var header = TestSafeTensors.ReadHeader(Path.Combine(temp.Path, HfLayout.SingleFile), out _);
         Assert.All(header.Values, e => Assert.Equal(TestSafeTensors.DTypeName(dtype), e.DType));
         using var reloaded = new TinyLlama(LlamaConfig);
-        using (var source = new TestHfFolder(temp.Path)) PretrainedLoader.Load(reloaded, source);
+        PretrainedLoader.Load(reloaded, temp.Path);
         var weight = model.Layer<LoraLinear>("lm_head").Weight;
         Assert.Equal(TensorHash.Of(weight.to(dtype).to(ScalarType.Float32)), TensorHash.Of(reloaded.Layer<LoraLinear>("lm_head").Weight));
     }
@@ -118,17 +117,17 @@ public sealed class PretrainedSaverTests
     {
         using var temp = new TempFolder();
         using var model = new TinyLlama(LlamaConfig);
-        PretrainedSaver.Save(model, temp.Path, TestSafeTensors.Writer, new PretrainedSaveOptions { MaxShardBytes = 2048 });
+        PretrainedSaver.Save(model, temp.Path, new PretrainedSaveOptions { MaxShardBytes = 2048 });
         Assert.True(File.Exists(Path.Combine(temp.Path, HfLayout.IndexFile)));
         File.WriteAllText(Path.Combine(temp.Path, "README.md"), "kept");
 
-        PretrainedSaver.Save(model, temp.Path, TestSafeTensors.Writer);
+        PretrainedSaver.Save(model, temp.Path);
 
         Assert.Equal(
             new[] { "README.md", HfLayout.SingleFile },
             Directory.GetFiles(temp.Path).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         using var reloaded = new TinyLlama(LlamaConfig);
-        using (var source = new TestHfFolder(temp.Path)) PretrainedLoader.Load(reloaded, source);
+        PretrainedLoader.Load(reloaded, temp.Path);
         Assert.Equal(ModelHash.Of(model), ModelHash.Of(reloaded));
     }
 
@@ -139,7 +138,7 @@ public sealed class PretrainedSaverTests
         using var model = new TinyGpt2(Gpt2Config, separateHead: true);
 
         var error = Assert.Throws<InvalidOperationException>(() => PretrainedSaver.Save(
-            model, temp.Path, TestSafeTensors.Writer, new PretrainedSaveOptions { TiedWeights = [TiedWeight.Gpt2Head] }));
+            model, temp.Path, new PretrainedSaveOptions { TiedWeights = [TiedWeight.Gpt2Head] }));
 
         Assert.Contains("lm_head.weight", error.Message);
         Assert.Empty(Directory.GetFiles(temp.Path));

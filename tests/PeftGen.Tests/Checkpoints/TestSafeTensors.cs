@@ -6,7 +6,6 @@ using System.Linq;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using PeftGen.Checkpoints;
 using static TorchSharp.torch;
 
 namespace PeftGen.Tests.Checkpoints;
@@ -14,16 +13,11 @@ namespace PeftGen.Tests.Checkpoints;
 /// <summary>
 /// A small, independent implementation of the safetensors format (8-byte little-endian header length, JSON header
 /// of dtype/shape/data_offsets, raw data), used to write checkpoints in exactly the Hugging Face layout and to read
-/// what the saver wrote.
+/// what the saver wrote, independently of the library's reader and writer.
 /// </summary>
-public sealed class TestSafeTensors : ISafeTensorsWriter
+public static class TestSafeTensors
 {
-    public static readonly TestSafeTensors Writer = new();
-
     public sealed record Entry(string DType, long[] Shape, long Begin, long End);
-
-    public void Write(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata)
-        => WriteFile(path, tensors, metadata);
 
     public static void WriteFile(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
@@ -116,73 +110,4 @@ public sealed class TestSafeTensors : ISafeTensorsWriter
         "U8" => ScalarType.Byte,
         _ => throw new ArgumentException($"Unknown safetensors dtype {dtype}."),
     };
-}
-
-/// <summary>Reads a Hugging Face pretrained folder (single file, or shards listed by the index) with <see cref="TestSafeTensors"/>.</summary>
-public sealed class TestHfFolder : ICheckpointSource
-{
-    private readonly Dictionary<string, (string File, TestSafeTensors.Entry Entry, long DataStart)> _tensors = new(StringComparer.Ordinal);
-    private readonly List<string> _problems = new();
-
-    public TestHfFolder(string folder)
-    {
-        Description = folder;
-        var index = Path.Combine(folder, HfLayout.IndexFile);
-        if (File.Exists(index))
-        {
-            var weightMap = JsonNode.Parse(File.ReadAllText(index))!["weight_map"]!.AsObject()
-                .ToDictionary(e => e.Key, e => e.Value!.GetValue<string>(), StringComparer.Ordinal);
-            foreach (var shard in weightMap.GroupBy(e => e.Value, e => e.Key))
-            {
-                var path = Path.Combine(folder, shard.Key);
-                if (!File.Exists(path))
-                {
-                    _problems.Add($"shard '{shard.Key}' listed in {HfLayout.IndexFile} is missing ({shard.Count()} tensors)");
-                    continue;
-                }
-                var header = TestSafeTensors.ReadHeader(path, out var dataStart);
-                foreach (var name in shard)
-                {
-                    if (header.TryGetValue(name, out var entry)) _tensors[name] = (path, entry, dataStart);
-                    else _problems.Add($"'{name}' is listed in {HfLayout.IndexFile} but not stored in '{shard.Key}'");
-                }
-            }
-        }
-        else
-        {
-            var path = Path.Combine(folder, HfLayout.SingleFile);
-            var header = TestSafeTensors.ReadHeader(path, out var dataStart);
-            foreach (var (name, entry) in header) _tensors[name] = (path, entry, dataStart);
-        }
-    }
-
-    private readonly List<Tensor> _handedOut = new();
-
-    public int Reads { get; private set; }
-
-    /// <summary>The most tensors read from here and not yet disposed at any one time: how well a reader streams.</summary>
-    public int MostAlive { get; private set; }
-
-    public string Description { get; }
-
-    public IReadOnlyCollection<string> Names => _tensors.Keys;
-
-    public IReadOnlyList<string> Problems => _problems;
-
-    public CheckpointTensorInfo Info(string name) => new(_tensors[name].Entry.DType, _tensors[name].Entry.Shape);
-
-    public Tensor Read(string name)
-    {
-        Reads++;
-        var (file, entry, dataStart) = _tensors[name];
-        var tensor = TestSafeTensors.ReadTensor(file, entry, dataStart);
-        _handedOut.RemoveAll(t => t.IsInvalid);
-        _handedOut.Add(tensor);
-        MostAlive = Math.Max(MostAlive, _handedOut.Count);
-        return tensor;
-    }
-
-    public void Dispose()
-    {
-    }
 }
