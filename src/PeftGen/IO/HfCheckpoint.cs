@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Unicode;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -259,9 +260,12 @@ public sealed class HfCheckpoint : IDisposable
             return null;
         if (info.Length > MaxJsonLength)
             throw new PeftFormatException(path, null, $"the file has {info.Length} bytes; at most {MaxJsonLength} are accepted.");
+        var bytes = System.IO.File.ReadAllBytes(path);
+        if (!Utf8.IsValid(bytes))
+            throw new PeftFormatException(path, null, "not valid UTF-8.");
         try
         {
-            using var document = JsonDocument.Parse(System.IO.File.ReadAllBytes(path), new JsonDocumentOptions { AllowDuplicateProperties = false, MaxDepth = 64 });
+            using var document = JsonDocument.Parse(bytes, new JsonDocumentOptions { AllowDuplicateProperties = false, MaxDepth = 64 });
             if (document.RootElement.ValueKind != JsonValueKind.Object)
                 throw new PeftFormatException(path, null, $"the file must hold a JSON object, not {document.RootElement.ValueKind}.");
             return JsonObject.Create(document.RootElement.Clone());
