@@ -219,9 +219,9 @@ public sealed class FormatFuzzTests : IDisposable
             }
             case 10:
             {
-                var names = Enumerable.Range(0, header.Length - 1).Where(k => header[k] == '"' && header[k + 1] == ':' && k > 0).ToArray();
-                var edited = header.Remove(names[random.Next(names.Length)], 0).Insert(names[random.Next(names.Length)], "\u00e9");
-                return ("rename", Assemble(edited, data, random));
+                // Appends a non-ASCII character to a key (a tensor name, a field name or the metadata key).
+                var keyEnds = Enumerable.Range(1, header.Length - 2).Where(k => header[k] == '"' && header[k + 1] == ':').ToArray();
+                return ("rename", Assemble(header.Insert(keyEnds[random.Next(keyEnds.Length)], "\u00e9"), data, random));
             }
             default:
             {
