@@ -1,0 +1,20 @@
+using System.Linq;
+using PeftGen.Generators.Emit;
+using PeftGen.Generators.Model;
+
+namespace PeftGen.Generators.SoftPrompt;
+
+/// <summary>Emits the soft prompts of a model, attached to its token embedding.</summary>
+internal static class SoftPromptEmitter
+{
+    public static void WriteSoftPrompts(SourceWriter writer, ClassSpec root, string tokenEmbeddingMember)
+    {
+        var embedding = root.Members.FirstOrDefault(m => m.Name == tokenEmbeddingMember);
+        if (embedding is null) return;
+        var tokenizer = RuntimeNames.Tokenizer(root.Root!.Tokenizer);
+        foreach (var prompt in root.ClassSoftPrompts.Concat(root.Members.SelectMany(m => m.SoftPrompts)))
+        {
+            writer.WriteLine($"{ClassEmitter.Field(embedding)}.AddSoftPrompt({Literals.String(prompt.Name)}, new global::PeftGen.SoftPromptConfig({Literals.Int(prompt.VirtualTokens)}, {RuntimeNames.SoftPromptInit(prompt.Init)}, {Literals.String(prompt.InitText)}, {tokenizer}));");
+        }
+    }
+}
