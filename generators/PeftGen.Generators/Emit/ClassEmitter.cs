@@ -193,10 +193,10 @@ internal static class ClassEmitter
             switch (member.Kind)
             {
                 case LayerKind.Block:
-                    writer.WriteLine($"{field}.CollectPeftLayers({path} + \".\", trainAll, layers);");
+                    writer.WriteLine($"{field}.CollectPeftLayers(prefix + {Literals.String(member.CheckpointName + ".")}, trainAll, layers);");
                     break;
                 case LayerKind.Stack:
-                    writer.WriteLine($"for (var i = 0; i < {field}.Count; i++) {field}[i].CollectPeftLayers({path} + \".\" + i.ToString({RuntimeNames.InvariantCulture}) + \".\", trainAll, layers);");
+                    writer.WriteLine($"for (var i = 0; i < {field}.Count; i++) {field}[i].CollectPeftLayers(prefix + {Literals.String(member.CheckpointName + ".")} + i.ToString({RuntimeNames.InvariantCulture}) + \".\", trainAll, layers);");
                     break;
                 default:
                     var kind = member.Kind switch
