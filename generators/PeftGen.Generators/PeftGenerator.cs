@@ -22,6 +22,8 @@ public sealed class PeftGenerator : IIncrementalGenerator
 
         var modules = context.SyntaxProvider
             .ForAttributeWithMetadataName(ClassParser.PeftModuleAttributeName, static (node, ct) => ClassParser.IsCandidate(node, ct), static (ctx, ct) => ClassParser.ParseModule(ctx, ct))
+            .Where(static spec => spec is not null)
+            .Select(static (spec, _) => spec!)
             .WithTrackingName(TrackingNames.Modules);
 
         var allModules = modules

@@ -39,8 +39,11 @@ internal static class ClassParser
     public static ClassSpec ParseModel(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
         => Parse(context, isRoot: true, cancellationToken);
 
-    public static ClassSpec ParseModule(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
-        => Parse(context, isRoot: false, cancellationToken);
+    /// <summary>Null for a class that is also a [PeftModel]: the model's parse reports that, and nothing is emitted.</summary>
+    public static ClassSpec? ParseModule(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
+        => context.TargetSymbol.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == PeftModelAttributeName)
+            ? null
+            : Parse(context, isRoot: false, cancellationToken);
 
     private static ClassSpec Parse(GeneratorAttributeSyntaxContext context, bool isRoot, CancellationToken cancellationToken)
     {
