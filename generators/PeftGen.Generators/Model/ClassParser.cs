@@ -87,7 +87,7 @@ internal static class ClassParser
         foreach (var property in type.GetMembers().OfType<IPropertySymbol>())
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var member = ParseMember(property, isRoot, diagnostics, cancellationToken);
+            var member = ParseMember(property, isRoot, classTrainable: !isRoot && attributes.Any(a => a.Name == TrainableAttributeName), diagnostics, cancellationToken);
             if (member is not null) members.Add(member);
         }
 
@@ -121,7 +121,8 @@ internal static class ClassParser
         return new RootSpec(configName, constants.ToEquatableArray(), context, model.Named("Tokenizer", 0), trainAll);
     }
 
-    private static MemberSpec? ParseMember(IPropertySymbol property, bool isRoot, List<DiagnosticInfo> diagnostics, CancellationToken cancellationToken)
+    /// <param name="classTrainable">A [Trainable] block class: every member of the block trains.</param>
+    private static MemberSpec? ParseMember(IPropertySymbol property, bool isRoot, bool classTrainable, List<DiagnosticInfo> diagnostics, CancellationToken cancellationToken)
     {
         var attributes = property.GetAttributes().Select(a => (Name: a.AttributeClass?.ToDisplayString() ?? "", Data: a)).ToList();
         var layers = attributes.Where(a => s_layerAttributes.ContainsKey(a.Name)).ToList();
@@ -219,9 +220,9 @@ internal static class ClassParser
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizeNonProjection, quantReader.Location, property.Name));
             valid = false;
         }
-        if (quantReader is not null && trainable is not null)
+        if (quantReader is not null && (trainable is not null || classTrainable))
         {
-            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizedTrainable, trainable.Location, property.Name));
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizedTrainable, trainable?.Location ?? quantReader.Location, property.Name));
             valid = false;
         }
 
@@ -254,7 +255,7 @@ internal static class ClassParser
             blockMetadataName,
             lora,
             noLora is not null,
-            trainable is not null,
+            trainable is not null || classTrainable,
             quant,
             prompts,
             memberLocation);
