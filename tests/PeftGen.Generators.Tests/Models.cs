@@ -44,8 +44,11 @@ internal static class Models
             [Lora(Rank = 8, Alpha = 16)]
             public partial LoraLinear c_attn { get; }
             [Linear("Width", "Width", CheckpointLayout = WeightLayout.InOut)] public partial LoraLinear c_proj { get; }
-            public override Tensor forward(Tensor x) => c_proj.forward(c_attn.forward(x).narrow(-1, 0, Dims(x)));
-            private static long Dims(Tensor x) => x.shape[^1];
+            public override Tensor forward(Tensor x)
+            {
+                var heads = Dims["Heads"];
+                return c_proj.forward(c_attn.forward(x).narrow(-1, 0, Dims["Width"])).view(x.shape[0], x.shape[1], heads, -1).flatten(2);
+            }
         }
 
         [PeftModule]

@@ -60,6 +60,14 @@ internal static class DiagnosticDescriptors
         "Class is both a model and a module",
         "'{0}' is marked both [PeftModel] and [PeftModule]; keep [PeftModel] on the root and [PeftModule] on blocks");
 
+    public static readonly DiagnosticDescriptor BadCheckpointName = Error("PEFT012", General,
+        "Invalid or duplicate checkpoint name",
+        "Checkpoint name '{0}' of '{1}' {2}; module names must be non-empty, contain no '.', and be unique within a class");
+
+    public static readonly DiagnosticDescriptor OwnConstructor = Error("PEFT013", General,
+        "Class declares its own constructor",
+        "'{0}' declares a constructor, but the generator writes the constructor of a [PeftModel]/[PeftModule] class; move the code into 'partial void OnCreated()'");
+
     public static readonly DiagnosticDescriptor RankNotPositive = Error("PEFT101", Lora,
         "LoRA rank is not positive",
         "LoRA rank of adapter '{0}' is {1}; use a positive rank such as 8");

@@ -38,7 +38,16 @@ internal static class ClassEmitter
 
         WriteFields(writer, type);
         WriteProperties(writer, type);
-        if (model is not null) WriteModelProperties(writer);
+        if (model is not null)
+        {
+            WriteModelProperties(writer);
+        }
+        else
+        {
+            writer.WriteLine("/// <summary>The dimensions of the model this block belongs to (<c>Dims[\"Heads\"]</c>).</summary>");
+            writer.WriteLine($"public {RuntimeNames.ModelDims} Dims {{ get; }}");
+            writer.WriteLine();
+        }
         WriteConstructor(writer, type, model);
         writer.WriteLine();
         writer.WriteLine("/// <summary>Runs at the end of the generated constructor: initialise weights or extra state here.</summary>");
@@ -100,6 +109,7 @@ internal static class ClassEmitter
         {
             writer.WriteLine($"/// <summary>Builds the block's layers for a model of dimensions <paramref name=\"dims\"/>.</summary>");
             writer.OpenBlock($"public {name}({RuntimeNames.ModelDims} dims) : base({Literals.String(name)})");
+            writer.WriteLine("Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));");
         }
         else
         {

@@ -61,6 +61,8 @@ internal static class ClassParser
             }
         }
         if (type.TypeParameters.Length > 0) diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.GenericType, typeLocation, type.Name));
+        foreach (var constructor in type.InstanceConstructors.Where(c => !c.IsImplicitlyDeclared))
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.OwnConstructor, LocationInfo.From(constructor.Locations.FirstOrDefault() ?? Location.None), type.Name));
 
         var attributes = type.GetAttributes().Select(a => (Name: a.AttributeClass?.ToDisplayString() ?? "", Data: a)).ToList();
         if (isRoot && attributes.Any(a => a.Name == PeftModuleAttributeName))
@@ -89,6 +91,13 @@ internal static class ClassParser
             cancellationToken.ThrowIfCancellationRequested();
             var member = ParseMember(property, isRoot, classTrainable: !isRoot && attributes.Any(a => a.Name == TrainableAttributeName), diagnostics, cancellationToken);
             if (member is not null) members.Add(member);
+        }
+
+        var checkpointNames = new HashSet<string>(System.StringComparer.Ordinal);
+        foreach (var member in members)
+        {
+            if (!checkpointNames.Add(member.CheckpointName))
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadCheckpointName, member.Location, member.CheckpointName, member.Name, "is used by another member"));
         }
 
         return new ClassSpec(
@@ -236,9 +245,13 @@ internal static class ClassParser
 
         if (!valid) return null;
 
-        var checkpointName = Readers(attributes, CheckpointNameAttributeName, cancellationToken).FirstOrDefault()?.PositionalText(0) is { Length: > 0 } name
-            ? name
-            : property.Name;
+        var checkpointReader = Readers(attributes, CheckpointNameAttributeName, cancellationToken).FirstOrDefault();
+        var checkpointName = checkpointReader?.PositionalText(0) ?? property.Name;
+        if (checkpointName.Length == 0 || checkpointName.IndexOf('.') >= 0)
+        {
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadCheckpointName, checkpointReader?.PositionalLocation(0), checkpointName, property.Name, "is empty or contains '.'"));
+            return null;
+        }
         var modifiers = string.Join(" ", declaration.Modifiers.Where(m => !m.IsKind(SyntaxKind.PartialKeyword)).Select(m => m.Text));
 
         return new MemberSpec(

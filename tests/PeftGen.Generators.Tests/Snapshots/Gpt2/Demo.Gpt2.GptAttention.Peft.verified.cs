@@ -13,9 +13,13 @@ namespace Demo.Gpt2
         public partial global::PeftGen.LoraLinear c_attn { get => _c_attn; }
         public partial global::PeftGen.LoraLinear c_proj { get => _c_proj; }
 
+        /// <summary>The dimensions of the model this block belongs to (<c>Dims["Heads"]</c>).</summary>
+        public global::PeftGen.ModelDims Dims { get; }
+
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
         public GptAttention(global::PeftGen.ModelDims dims) : base("GptAttention")
         {
+            Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));
             _c_attn = new global::PeftGen.LoraLinear(dims["Width"], (3L * dims["Width"]), true);
             _c_attn.AddAdapter("default", new global::PeftGen.LoraConfig(8, 16d, 0d, false));
             _c_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], true);

@@ -19,9 +19,13 @@ namespace Demo.Gpt2
         public partial global::TorchSharp.Modules.LayerNorm ln_2 { get => _ln_2; }
         public partial global::Demo.Gpt2.GptMlp mlp { get => _mlp; }
 
+        /// <summary>The dimensions of the model this block belongs to (<c>Dims["Heads"]</c>).</summary>
+        public global::PeftGen.ModelDims Dims { get; }
+
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
         public GptBlock(global::PeftGen.ModelDims dims) : base("GptBlock")
         {
+            Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));
             _ln_1 = global::TorchSharp.torch.nn.LayerNorm(new long[] { dims["Width"] }, 1E-05d);
             foreach (var parameter in _ln_1.parameters()) parameter.requires_grad = false;
             _attn = new global::Demo.Gpt2.GptAttention(dims);

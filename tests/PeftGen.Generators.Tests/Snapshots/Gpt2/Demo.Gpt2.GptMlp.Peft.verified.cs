@@ -13,9 +13,13 @@ namespace Demo.Gpt2
         public partial global::PeftGen.LoraLinear c_fc { get => _c_fc; }
         public partial global::PeftGen.LoraLinear c_proj { get => _c_proj; }
 
+        /// <summary>The dimensions of the model this block belongs to (<c>Dims["Heads"]</c>).</summary>
+        public global::PeftGen.ModelDims Dims { get; }
+
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
         public GptMlp(global::PeftGen.ModelDims dims) : base("GptMlp")
         {
+            Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));
             _c_fc = new global::PeftGen.LoraLinear(dims["Width"], (4L * dims["Width"]), true);
             _c_proj = new global::PeftGen.LoraLinear((4L * dims["Width"]), dims["Width"], true);
             register_module("c_fc", _c_fc);

@@ -19,9 +19,13 @@ namespace Demo.Llama
         public partial global::PeftGen.LoraLinear v_proj { get => _v_proj; }
         public partial global::PeftGen.LoraLinear o_proj { get => _o_proj; }
 
+        /// <summary>The dimensions of the model this block belongs to (<c>Dims["Heads"]</c>).</summary>
+        public global::PeftGen.ModelDims Dims { get; }
+
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
         public LlamaAttention(global::PeftGen.ModelDims dims) : base("LlamaAttention")
         {
+            Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));
             _q_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], false);
             _k_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], false);
             _v_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], false);

@@ -19,9 +19,13 @@ namespace Demo.Llama
         public partial global::PeftGen.RmsNorm post_attention_layernorm { get => _post_attention_layernorm; }
         public partial global::Demo.Llama.LlamaMlp mlp { get => _mlp; }
 
+        /// <summary>The dimensions of the model this block belongs to (<c>Dims["Heads"]</c>).</summary>
+        public global::PeftGen.ModelDims Dims { get; }
+
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
         public LlamaLayer(global::PeftGen.ModelDims dims) : base("LlamaLayer")
         {
+            Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));
             _input_layernorm = new global::PeftGen.RmsNorm(dims["Width"], 1E-06d);
             _self_attn = new global::Demo.Llama.LlamaAttention(dims);
             _post_attention_layernorm = new global::PeftGen.RmsNorm(dims["Width"], 1E-06d);

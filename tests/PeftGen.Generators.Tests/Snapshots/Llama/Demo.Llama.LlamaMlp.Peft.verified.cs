@@ -16,9 +16,13 @@ namespace Demo.Llama
         public partial global::PeftGen.LoraLinear up_proj { get => _up_proj; }
         public partial global::PeftGen.LoraLinear down_proj { get => _down_proj; }
 
+        /// <summary>The dimensions of the model this block belongs to (<c>Dims["Heads"]</c>).</summary>
+        public global::PeftGen.ModelDims Dims { get; }
+
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
         public LlamaMlp(global::PeftGen.ModelDims dims) : base("LlamaMlp")
         {
+            Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));
             _gate_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Mlp"], false);
             _up_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Mlp"], false);
             _down_proj = new global::PeftGen.LoraLinear(dims["Mlp"], dims["Width"], false);

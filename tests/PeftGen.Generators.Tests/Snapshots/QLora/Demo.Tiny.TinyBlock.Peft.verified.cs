@@ -16,9 +16,13 @@ namespace Demo.Tiny
         public partial global::PeftGen.LoraLinear down { get => _down; }
         public partial global::TorchSharp.Modules.LayerNorm ln { get => _ln; }
 
+        /// <summary>The dimensions of the model this block belongs to (<c>Dims["Heads"]</c>).</summary>
+        public global::PeftGen.ModelDims Dims { get; }
+
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
         public TinyBlock(global::PeftGen.ModelDims dims) : base("TinyBlock")
         {
+            Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));
             _up = new global::PeftGen.LoraLinear(dims["Width"], dims["Hidden"], true);
             _up.AddAdapter("default", new global::PeftGen.LoraConfig(4, 8d, 0d, false));
             _down = new global::PeftGen.LoraLinear(dims["Hidden"], dims["Width"], true);
