@@ -1,3 +1,6 @@
+using System;
+using System.Collections.Generic;
+using System.Security;
 using PeftGen.Generators.Emit;
 
 namespace PeftGen.Generators.Accounting;
@@ -13,10 +16,11 @@ internal static class AccountingEmitter
         Constant(writer, "Parameters that train: the active adapter, the first soft prompt and [Trainable] members.", "TrainableParameters", accounting.TrainableParameters);
         Constant(writer, "Parameters that stay frozen.", "FrozenParameters", accounting.FrozenParameters);
         Constant(writer, "Parameters of the base model (without adapters and soft prompts).", "BaseParameters", accounting.BaseParameters);
+        var names = new HashSet<string>(StringComparer.Ordinal);
         foreach (var adapter in accounting.Adapters)
-            Constant(writer, $"Parameters of LoRA adapter '{System.Security.SecurityElement.Escape(adapter.Name)}'.", "LoraParameters_" + Literals.Identifier(adapter.Name), adapter.Parameters);
+            Constant(writer, $"Parameters of LoRA adapter '{SecurityElement.Escape(adapter.Name)}'.", Unique(names, "LoraParameters_" + Literals.Identifier(adapter.Name)), adapter.Parameters);
         foreach (var prompt in accounting.Prompts)
-            Constant(writer, $"Parameters of soft prompt '{System.Security.SecurityElement.Escape(prompt.Name)}'.", "SoftPromptParameters_" + Literals.Identifier(prompt.Name), prompt.Parameters);
+            Constant(writer, $"Parameters of soft prompt '{SecurityElement.Escape(prompt.Name)}'.", Unique(names, "SoftPromptParameters_" + Literals.Identifier(prompt.Name)), prompt.Parameters);
         Constant(writer, "Bytes of the base weights in float32.", "FullFineTuningWeightBytes", accounting.FullFineTuningWeightBytes);
         Constant(writer, "Training memory of full fine-tuning in float32: weights, gradients and AdamW's two moments.", "FullFineTuningTrainingBytes", accounting.FullFineTuningBytes);
         Constant(writer, "Bytes of this configuration's weights: float32, or packed codes and quantization state for 4-bit weights.", "WeightBytes", accounting.WeightBytes);
@@ -38,6 +42,14 @@ internal static class AccountingEmitter
         writer.WriteLine();
         writer.WriteLine("/// <summary>Writes PEFT's trainable-parameters line (<see cref=\"Accounting.Summary\"/>) to <paramref name=\"writer\"/>, or the console.</summary>");
         writer.WriteLine("public void PrintTrainableParameters(global::System.IO.TextWriter? writer = null) => (writer ?? global::System.Console.Out).WriteLine(Accounting.Summary);");
+    }
+
+    /// <summary>Names like "a-b" and "a_b" map to one identifier; later ones get a numeric suffix.</summary>
+    private static string Unique(HashSet<string> used, string name)
+    {
+        var candidate = name;
+        for (var i = 2; !used.Add(candidate); i++) candidate = name + "_" + i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return candidate;
     }
 
     private static void Constant(SourceWriter writer, string summary, string name, long value)

@@ -46,7 +46,7 @@ internal static class LoraEmitter
                     var names = member.CheckpointName == member.Name
                         ? $"global::System.Array.IndexOf(targets, {Literals.String(member.Name)}) >= 0"
                         : $"global::System.Array.IndexOf(targets, {Literals.String(member.Name)}) >= 0 || global::System.Array.IndexOf(targets, {Literals.String(member.CheckpointName)}) >= 0";
-                    conditions.Add($"(targets.Length == 0 || {names})");
+                    conditions.Add(conditions.Count == 0 ? $"targets.Length == 0 || {names}" : $"(targets.Length == 0 || {names})");
                     writer.WriteLine($"if ({string.Join(" && ", conditions)}) projections.Add({ClassEmitter.Field(member)});");
                     break;
                 case LayerKind.Block:

@@ -182,7 +182,8 @@ internal static class ClassParser
         if (kind is LayerKind.Stack or LayerKind.Block)
         {
             var block = kind == LayerKind.Stack ? ((INamedTypeSymbol)property.Type).TypeArguments[0] : property.Type;
-            if (block is not INamedTypeSymbol named || named.TypeKind != TypeKind.Class
+            // The block must be generated in this compilation too: its generated members are internal.
+            if (block is not INamedTypeSymbol named || named.TypeKind != TypeKind.Class || named.DeclaringSyntaxReferences.Length == 0
                 || !named.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == PeftModuleAttributeName))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotAPeftModule, layer.Location, property.Name, block.ToDisplayString()));

@@ -43,7 +43,7 @@ namespace Demo.Gpt2
         internal void CollectModelLoraTargets(string adapter, string[] targets, global::System.Collections.Generic.List<global::PeftGen.LoraLinear> projections)
         {
             if (adapter != "default" && (targets.Length == 0 || global::System.Array.IndexOf(targets, "c_attn") >= 0)) projections.Add(_c_attn);
-            if ((targets.Length == 0 || global::System.Array.IndexOf(targets, "c_proj") >= 0)) projections.Add(_c_proj);
+            if (targets.Length == 0 || global::System.Array.IndexOf(targets, "c_proj") >= 0) projections.Add(_c_proj);
         }
 
         /// <summary>Adds the projections that a model-wide [Quantize4Bit] reaches in this block.</summary>

@@ -41,8 +41,8 @@ namespace Demo.Gpt2
         /// <summary>Adds the projections that a model-wide [Lora] adapter of this name and targets reaches in this block.</summary>
         internal void CollectModelLoraTargets(string adapter, string[] targets, global::System.Collections.Generic.List<global::PeftGen.LoraLinear> projections)
         {
-            if ((targets.Length == 0 || global::System.Array.IndexOf(targets, "c_fc") >= 0)) projections.Add(_c_fc);
-            if ((targets.Length == 0 || global::System.Array.IndexOf(targets, "c_proj") >= 0)) projections.Add(_c_proj);
+            if (targets.Length == 0 || global::System.Array.IndexOf(targets, "c_fc") >= 0) projections.Add(_c_fc);
+            if (targets.Length == 0 || global::System.Array.IndexOf(targets, "c_proj") >= 0) projections.Add(_c_proj);
         }
 
         /// <summary>Adds the projections that a model-wide [Quantize4Bit] reaches in this block.</summary>

@@ -47,9 +47,9 @@ namespace Demo.Llama
         /// <summary>Adds the projections that a model-wide [Lora] adapter of this name and targets reaches in this block.</summary>
         internal void CollectModelLoraTargets(string adapter, string[] targets, global::System.Collections.Generic.List<global::PeftGen.LoraLinear> projections)
         {
-            if ((targets.Length == 0 || global::System.Array.IndexOf(targets, "gate_proj") >= 0)) projections.Add(_gate_proj);
-            if ((targets.Length == 0 || global::System.Array.IndexOf(targets, "up_proj") >= 0)) projections.Add(_up_proj);
-            if ((targets.Length == 0 || global::System.Array.IndexOf(targets, "down_proj") >= 0)) projections.Add(_down_proj);
+            if (targets.Length == 0 || global::System.Array.IndexOf(targets, "gate_proj") >= 0) projections.Add(_gate_proj);
+            if (targets.Length == 0 || global::System.Array.IndexOf(targets, "up_proj") >= 0) projections.Add(_up_proj);
+            if (targets.Length == 0 || global::System.Array.IndexOf(targets, "down_proj") >= 0) projections.Add(_down_proj);
         }
 
         /// <summary>Adds the projections that a model-wide [Quantize4Bit] reaches in this block.</summary>
