@@ -31,7 +31,7 @@ public sealed class AccountingTests
         var result = TestHelpers.Run(Models.SoftPrompt);
         Assert.Equal(5_120L, result.Constant("Demo.Prompt.PromptModel+Accounting", "TrainableParameters"));
         Assert.Equal(8L * 256, result.Constant("Demo.Prompt.PromptModel+Accounting", "SoftPromptParameters_tenant_b"));
-        Assert.Equal((1000L * 256) + 256 + (28 * 256), result.Constant("Demo.Prompt.PromptModel+Accounting", "AllParameters"));
+        Assert.Equal((50257L * 256) + 256 + (28 * 256), result.Constant("Demo.Prompt.PromptModel+Accounting", "AllParameters"));
     }
 
     [Fact]

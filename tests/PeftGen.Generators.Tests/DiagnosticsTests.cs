@@ -68,6 +68,7 @@ public sealed class DiagnosticsTests
         { "PEFT303", Model("[[|SoftPrompt(4)|]]", Projection, header: "public partial class M") },
         { "PEFT304", Model("[SoftPrompt(4, [|Init = SoftPromptInit.Text|])]", TokenEmbedding, header: "public partial class M") },
         { "PEFT305", Model("[SoftPrompt(4, [|Init = SoftPromptInit.Text|], InitText = \"hello\")]", TokenEmbedding, header: "public partial class M") },
+        { "PEFT307", Model("[SoftPrompt(4, [|Init = SoftPromptInit.Text|], InitText = \"hello\")]", TokenEmbedding, header: "public partial class M").Replace("ContextLength = \"Context\")", "ContextLength = \"Context\", Tokenizer = PeftTokenizer.Gpt2)") },
         { "PEFT306", Model("[SoftPrompt(4), [|SoftPrompt(2)|]]", TokenEmbedding, header: "public partial class M") },
     };
 

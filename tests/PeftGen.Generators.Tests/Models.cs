@@ -143,7 +143,7 @@ internal static class Models
 
         namespace Demo.Prompt;
 
-        public static class PromptConfig { public const int Vocab = 1000, Context = 128, Width = 256; }
+        public static class PromptConfig { public const int Vocab = 50257, Context = 128, Width = 256; }
 
         [PeftModel(typeof(PromptConfig), ContextLength = "Context", Tokenizer = PeftTokenizer.Gpt2)]
         [SoftPrompt(20)]

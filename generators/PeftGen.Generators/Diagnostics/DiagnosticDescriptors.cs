@@ -132,6 +132,10 @@ internal static class DiagnosticDescriptors
         "Duplicate soft prompt name",
         "Soft prompt '{0}' is declared more than once on model '{1}'; give each [SoftPrompt] a distinct Name");
 
+    public static readonly DiagnosticDescriptor VocabularyTooSmall = Error("PEFT307", SoftPrompt,
+        "Token embedding smaller than the tokenizer's vocabulary",
+        "Soft prompt '{0}' is initialised from text with the {1} tokenizer ({2} tokens), but the token embedding of '{3}' has only {4} rows; use a vocabulary of at least {2} or another Init");
+
     private static readonly Dictionary<string, DiagnosticDescriptor> s_byId = typeof(DiagnosticDescriptors)
         .GetFields()
         .Where(f => f.FieldType == typeof(DiagnosticDescriptor))

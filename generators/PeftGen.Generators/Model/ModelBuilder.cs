@@ -16,6 +16,11 @@ namespace PeftGen.Generators.Model;
 /// </summary>
 internal static class ModelBuilder
 {
+    private const int Gpt2Tokenizer = 1;
+
+    /// <summary>GPT-2's BPE vocabulary: text-initialised prompts look up its ids in the token embedding.</summary>
+    private const long Gpt2Vocabulary = 50257;
+
     public static ModelSpec Build((ClassSpec Root, EquatableArray<ClassSpec> Modules) input, CancellationToken cancellationToken)
     {
         var root = input.Root;
@@ -48,6 +53,9 @@ internal static class ModelBuilder
                 walker.Report(DiagnosticDescriptors.PromptTooLong, prompt.VirtualTokensLocation, prompt.Name, prompt.VirtualTokens, root.Type.Name, contextLength);
             if (prompt.Init == SoftPromptSpec.TextInit && rootSpec.Tokenizer == 0)
                 walker.Report(DiagnosticDescriptors.PromptTextWithoutTokenizer, prompt.InitLocation, prompt.Name, root.Type.Name);
+            if (prompt.Init == SoftPromptSpec.TextInit && rootSpec.Tokenizer == Gpt2Tokenizer
+                && walker.Resolve(tokenEmbedding.Dimensions[0], tokenEmbedding.Name, root.Type.Name) is { } rows && rows < Gpt2Vocabulary)
+                walker.Report(DiagnosticDescriptors.VocabularyTooSmall, prompt.InitLocation, prompt.Name, "GPT-2", Gpt2Vocabulary, root.Type.Name, rows);
             var dim = walker.Resolve(tokenEmbedding.Dimensions[1], tokenEmbedding.Name, root.Type.Name) ?? 0;
             prompts.Add(new AccountedPrompt(prompt.Name, prompt.VirtualTokens * dim));
         }

@@ -24,7 +24,7 @@ namespace Demo.Prompt
         {
             Dims = new global::PeftGen.ModelDims(new global::System.Collections.Generic.KeyValuePair<string, long>[]
             {
-                new("Vocab", 1000L),
+                new("Vocab", 50257L),
                 new("Context", 128L),
                 new("Width", 256L),
             });
@@ -38,6 +38,7 @@ namespace Demo.Prompt
             Layers = layers;
             _wte.AddSoftPrompt("default", new global::PeftGen.SoftPromptConfig(20, global::PeftGen.SoftPromptInit.Random, "", global::PeftGen.PeftTokenizer.Gpt2));
             _wte.AddSoftPrompt("tenant_b", new global::PeftGen.SoftPromptConfig(8, global::PeftGen.SoftPromptInit.Text, "Define the word:", global::PeftGen.PeftTokenizer.Gpt2));
+            _wte.SetSoftPromptTrainable("tenant_b", false);
             OnCreated();
             RegisterComponents();
         }
@@ -56,37 +57,37 @@ namespace Demo.Prompt
         public static class Accounting
         {
             /// <summary>Every parameter: base weights, all adapters, all soft prompts (4-bit weights counted by value).</summary>
-            public const long AllParameters = 263424L;
+            public const long AllParameters = 12873216L;
             /// <summary>Parameters that train: the active adapter, the first soft prompt and [Trainable] members.</summary>
             public const long TrainableParameters = 5120L;
             /// <summary>Parameters that stay frozen.</summary>
-            public const long FrozenParameters = 258304L;
+            public const long FrozenParameters = 12868096L;
             /// <summary>Parameters of the base model (without adapters and soft prompts).</summary>
-            public const long BaseParameters = 256256L;
+            public const long BaseParameters = 12866048L;
             /// <summary>Parameters of soft prompt 'default'.</summary>
             public const long SoftPromptParameters_default = 5120L;
             /// <summary>Parameters of soft prompt 'tenant_b'.</summary>
             public const long SoftPromptParameters_tenant_b = 2048L;
             /// <summary>Bytes of the base weights in float32.</summary>
-            public const long FullFineTuningWeightBytes = 1025024L;
+            public const long FullFineTuningWeightBytes = 51464192L;
             /// <summary>Training memory of full fine-tuning in float32: weights, gradients and AdamW's two moments.</summary>
-            public const long FullFineTuningTrainingBytes = 4100096L;
+            public const long FullFineTuningTrainingBytes = 205856768L;
             /// <summary>Bytes of this configuration's weights: float32, or packed codes and quantization state for 4-bit weights.</summary>
-            public const long WeightBytes = 1053696L;
+            public const long WeightBytes = 51492864L;
             /// <summary>Bytes of the gradients of the trainable parameters (float32).</summary>
             public const long GradientBytes = 20480L;
             /// <summary>Bytes of AdamW's two float32 moments of the trainable parameters.</summary>
             public const long OptimizerBytes = 40960L;
             /// <summary>Training memory of this configuration: weights, gradients and optimizer state (activations not included).</summary>
-            public const long TrainingBytes = 1115136L;
+            public const long TrainingBytes = 51554304L;
 
             /// <summary>PEFT's <c>print_trainable_parameters</c> line.</summary>
-            public const string Summary = "trainable params: 5,120 || all params: 263,424 || trainable%: 1.9436";
+            public const string Summary = "trainable params: 5,120 || all params: 12,873,216 || trainable%: 0.0398";
 
             /// <summary>Parameters per layer member, over every instance of it.</summary>
             public static readonly global::System.Collections.Generic.IReadOnlyList<global::PeftGen.MemberParameters> Members = new global::PeftGen.MemberParameters[]
             {
-                new("wte", global::PeftGen.PeftLayerKind.TokenEmbedding, 1L, 256000L, 0L, 0L, 1024000L),
+                new("wte", global::PeftGen.PeftLayerKind.TokenEmbedding, 1L, 12865792L, 0L, 0L, 51463168L),
                 new("norm", global::PeftGen.PeftLayerKind.RmsNorm, 1L, 256L, 0L, 0L, 1024L),
             };
         }
