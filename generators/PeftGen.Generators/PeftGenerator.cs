@@ -8,7 +8,7 @@ namespace PeftGen.Generators;
 /// PeftGen's incremental generator. It wires the steps only:
 /// <c>[PeftModel]</c> and <c>[PeftModule]</c> classes → <see cref="ClassSpec"/> (parsed once per class) →
 /// each model combined with every module → <see cref="ModelSpec"/> (resolved against the model's configuration) →
-/// one source file per class, plus the diagnostics.
+/// one source file per class; the diagnostics of every step are reported together.
 /// </summary>
 [Generator(LanguageNames.CSharp)]
 public sealed class PeftGenerator : IIncrementalGenerator
@@ -36,8 +36,16 @@ public sealed class PeftGenerator : IIncrementalGenerator
             .Select(static (input, ct) => ModelBuilder.Build(input, ct))
             .WithTrackingName(TrackingNames.ResolvedModels);
 
+        var diagnostics = modules.Select(static (module, _) => module.Diagnostics).Collect()
+            .Combine(models.Select(static (model, _) => model.Diagnostics).Collect())
+            .Combine(resolvedModels.Select(static (model, _) => model.Diagnostics).Collect())
+            .Select(static (all, _) => Output.Flatten(all.Left.Left, all.Left.Right, all.Right))
+            .WithTrackingName(TrackingNames.Diagnostics);
+
         context.RegisterSourceOutput(modules, static (spc, module) => Output.Module(spc, module));
-        context.RegisterSourceOutput(models, static (spc, model) => Output.Diagnostics(spc, model.Diagnostics));
         context.RegisterSourceOutput(resolvedModels, static (spc, model) => Output.Model(spc, model));
+
+        // Reporting alone sees the compilation, to put diagnostics on real syntax trees (#pragma can suppress them).
+        context.RegisterSourceOutput(diagnostics.Combine(context.CompilationProvider), static (spc, input) => Output.Report(spc, input.Left, input.Right));
     }
 }

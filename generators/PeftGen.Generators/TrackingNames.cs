@@ -7,4 +7,5 @@ internal static class TrackingNames
     public const string Modules = nameof(Modules);
     public const string AllModules = nameof(AllModules);
     public const string ResolvedModels = nameof(ResolvedModels);
+    public const string Diagnostics = nameof(Diagnostics);
 }

@@ -20,7 +20,7 @@ public sealed class CachingTests
 
     private static readonly string[] s_trackedSteps =
     {
-        TrackingNames.Models, TrackingNames.Modules, TrackingNames.AllModules, TrackingNames.ResolvedModels,
+        TrackingNames.Models, TrackingNames.Modules, TrackingNames.AllModules, TrackingNames.ResolvedModels, TrackingNames.Diagnostics,
     };
 
     [Fact]

@@ -82,6 +82,8 @@ public sealed class DiagnosticsTests
         var matching = result.GeneratorDiagnostics.Where(d => d.Id == id).ToList();
         Assert.True(matching.Count > 0, $"{id} was not reported. Reported: {string.Join("; ", result.GeneratorDiagnostics)}");
         Assert.Contains(matching, d => d.Location.SourceSpan == span && d.Location.GetLineSpan().Path == TestHelpers.InputPath);
+        // On the real syntax tree, so that #pragma warning disable and editor squiggles work.
+        Assert.All(matching, d => Assert.Equal(LocationKind.SourceFile, d.Location.Kind));
         var descriptor = DiagnosticDescriptors.ById(id);
         Assert.Equal(descriptor.DefaultSeverity, matching[0].Severity);
 
@@ -90,6 +92,14 @@ public sealed class DiagnosticsTests
             .Where(d => d.Severity == DiagnosticSeverity.Error && d.Location.SourceTree is { } tree && tree.FilePath.EndsWith(".g.cs", StringComparison.Ordinal))
             .ToList();
         Assert.True(generatedErrors.Count == 0, string.Join("\n", generatedErrors));
+    }
+
+    [Fact]
+    public void Warnings_can_be_suppressed_with_pragma()
+    {
+        var (source, _) = TestHelpers.Unmark(Model("", """[Linear("Width", "Width")] public partial LoraLinear proj { get; }"""));
+        var result = TestHelpers.Run(source.Replace("[PeftModel(", "#pragma warning disable PEFT010\n[PeftModel(", StringComparison.Ordinal));
+        Assert.DoesNotContain(result.GeneratorDiagnostics, d => d.Id == "PEFT010" && !d.IsSuppressed);
     }
 
     [Fact]
