@@ -29,7 +29,7 @@ internal static class ParameterAccounting
             var layerTrainable = (layer.Trainable ? layerBase : 0)
                 + layer.Adapters.Where(a => a.Name == spec.ActiveAdapter).Sum(a => a.Parameters) * layer.Instances;
             var layerBaseBytes = layer.QuantizedValues > 0
-                ? (new Quantization.QuantSpec(0, layer.QuantBlockSize, layer.DoubleQuant, 0, null).StorageBytes(layer.QuantizedValues)
+                ? (new Quantization.QuantSpec(0, layer.QuantBlockSize, layer.DoubleQuant, 0).StorageBytes(layer.QuantizedValues)
                     + (layer.BaseParameters - layer.QuantizedValues) * Float32Bytes) * layer.Instances
                 : layerBase * Float32Bytes;
             var layerBytes = layerBaseBytes + (layerAdapters * Float32Bytes);

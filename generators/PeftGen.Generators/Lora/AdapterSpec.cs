@@ -13,7 +13,6 @@ internal sealed record AdapterSpec(
     double Dropout,
     bool UseRsLora,
     EquatableArray<string> Targets,
-    LocationInfo? Location,
     LocationInfo? RankLocation)
 {
     /// <summary>Whether a class-level adapter applies to a projection with this member and checkpoint name.</summary>

@@ -23,7 +23,6 @@ internal static class LoraParser
                 attribute.Named("Dropout", 0d),
                 attribute.Named("UseRsLora", false),
                 attribute.NamedStrings("Targets").ToEquatableArray(),
-                attribute.Location,
                 attribute.NamedLocation("Rank"));
 
             var valid = true;

@@ -81,8 +81,6 @@ internal sealed record ClassSpec(
     EquatableArray<MemberSpec> Members,
     EquatableArray<DiagnosticInfo> Diagnostics)
 {
-    public bool IsRoot => Root is not null;
-
     /// <summary>False when the class has an error: nothing is emitted for it (nor for a model that reaches it).</summary>
     public bool IsValid => Diagnostics.All(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity != Microsoft.CodeAnalysis.DiagnosticSeverity.Error);
 }

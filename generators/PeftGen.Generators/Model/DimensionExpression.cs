@@ -55,18 +55,6 @@ internal sealed record DimensionExpression(EquatableArray<DimensionToken> Tokens
         return check.Error is { } error && !check.UnknownName ? expression with { SyntaxError = error } : expression;
     }
 
-    /// <summary>Names of configuration constants the expression uses.</summary>
-    public IEnumerable<string> Names
-    {
-        get
-        {
-            foreach (var token in Tokens)
-            {
-                if (token.Kind == DimensionToken.Name) yield return token.Text;
-            }
-        }
-    }
-
     /// <summary>
     /// Evaluates against the constants (null: check the syntax only, treating names as 1). Errors are phrased to
     /// follow "Dimension 'X' of 'member' …".

@@ -16,8 +16,7 @@ internal static class QuantParser
             attribute.Named("QuantType", 0),
             attribute.Named("BlockSize", 64),
             attribute.Named("DoubleQuant", true),
-            attribute.Named("ComputeDType", 0),
-            attribute.Location);
+            attribute.Named("ComputeDType", 0));
         if (!QuantSpec.IsValidBlockSize(spec.BlockSize))
         {
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadBlockSize, attribute.NamedLocation("BlockSize"), spec.BlockSize));

@@ -1,9 +1,7 @@
-using PeftGen.Generators.Diagnostics;
-
 namespace PeftGen.Generators.Quantization;
 
 /// <summary>One <c>[Quantize4Bit]</c> attribute (enum values as their integers, as the runtime's enums define them).</summary>
-internal sealed record QuantSpec(int QuantType, int BlockSize, bool DoubleQuant, int ComputeDType, LocationInfo? Location)
+internal sealed record QuantSpec(int QuantType, int BlockSize, bool DoubleQuant, int ComputeDType)
 {
     /// <summary>bitsandbytes' rule, shared with the runtime's <c>Quant4BitOptions.Validate</c>.</summary>
     public static bool IsValidBlockSize(int blockSize) => blockSize >= 32 && blockSize <= 4096 && (blockSize & (blockSize - 1)) == 0;
