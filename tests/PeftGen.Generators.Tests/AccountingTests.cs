@@ -35,6 +35,16 @@ public sealed class AccountingTests
     }
 
     [Fact]
+    public void Trainable_model_class_trains_every_base_weight()
+    {
+        var result = TestHelpers.Run(Models.FullFineTuning);
+        const long all = (64 * 16) + (2 * ((16 * 16) + 16 + (2 * 16)));
+        Assert.Equal(all, result.Constant("Demo.Full.FullModel+Accounting", "AllParameters"));
+        Assert.Equal(all, result.Constant("Demo.Full.FullModel+Accounting", "TrainableParameters"));
+        Assert.Empty(result.GeneratorDiagnostics);
+    }
+
+    [Fact]
     public void Lora_adds_rank_times_in_plus_out_and_only_the_active_adapter_trains()
     {
         var spec = new AccountingSpec(

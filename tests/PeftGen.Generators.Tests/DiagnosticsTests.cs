@@ -115,6 +115,7 @@ public sealed class DiagnosticsTests
     [InlineData(Models.QLora)]
     [InlineData(Models.SoftPrompt)]
     [InlineData(Models.Nested)]
+    [InlineData(Models.FullFineTuning)]
     public void Valid_models_report_nothing(string source)
         => Assert.Empty(TestHelpers.Run(source).GeneratorDiagnostics);
 

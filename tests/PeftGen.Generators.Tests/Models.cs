@@ -178,4 +178,29 @@ internal static class Models
             }
         }
         """;
+
+    /// <summary>Full fine-tuning: [Trainable] on the model class makes every base weight train.</summary>
+    public const string FullFineTuning = Usings + """
+
+        namespace Demo.Full;
+
+        public static class FullConfig { public const int Vocab = 64, Width = 16, Layers = 2; }
+
+        [PeftModel(typeof(FullConfig))]
+        [Trainable]
+        public partial class FullModel : nn.Module<Tensor, Tensor>
+        {
+            [Embedding("Vocab", "Width")] public partial TokenEmbedding wte { get; }
+            [Stack("Layers")] public partial ModuleList<FullBlock> h { get; }
+            public override Tensor forward(Tensor ids) => wte.forward(ids);
+        }
+
+        [PeftModule]
+        public partial class FullBlock : nn.Module<Tensor, Tensor>
+        {
+            [Linear("Width", "Width")] public partial LoraLinear proj { get; }
+            [LayerNorm("Width")] public partial LayerNorm ln { get; }
+            public override Tensor forward(Tensor x) => ln.forward(proj.forward(x));
+        }
+        """;
 }

@@ -10,6 +10,7 @@ public sealed class SnapshotTests
     [InlineData("Gpt2", Models.Gpt2)]
     [InlineData("Llama", Models.Llama)]
     [InlineData("Nested", Models.Nested)]
+    [InlineData("FullFineTuning", Models.FullFineTuning)]
     public void Generates_compilable_code(string scenario, string source)
         => VerifyScenario(scenario, source);
 
