@@ -1,0 +1,20 @@
+using static TorchSharp.torch;
+
+namespace PeftGen.Training;
+
+/// <summary>
+/// What training, evaluation and generation need from a causal language model: final hidden states and the
+/// vocabulary head. Logits are <c>hidden · HeadWeightᵀ</c>; the trainer computes them in chunks inside the loss so
+/// that <c>tokens × vocabulary</c> logits are never held for a whole batch.
+/// </summary>
+public interface ICausalLanguageModel
+{
+    /// <summary>
+    /// Final hidden states, <c>batch × seq × dim</c>, one per real input token (a model with a soft prompt drops the
+    /// virtual positions itself). <paramref name="inputIds"/> is <c>batch × seq</c> int64.
+    /// </summary>
+    Tensor ForwardHidden(Tensor inputIds);
+
+    /// <summary>The vocabulary head, <c>vocab × dim</c> (tied to the token embedding or not).</summary>
+    Tensor HeadWeight { get; }
+}

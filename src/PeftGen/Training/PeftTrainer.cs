@@ -1,0 +1,257 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using PeftGen.Data;
+using PeftGen.IO;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace PeftGen.Training;
+
+/// <summary>
+/// Trains the given parameters of a causal LM (all of them for full fine-tuning; adapters or a soft prompt for
+/// PEFT) with AdamW, warm-up + cosine learning rate, gradient accumulation and clipping, a chunked vocabulary
+/// head, periodic evaluation and atomic checkpoints. Progress is reported through events; nothing is printed.
+/// </summary>
+public sealed class PeftTrainer : IDisposable
+{
+    private readonly nn.Module module;
+    private readonly ICausalLanguageModel model;
+    private readonly IReadOnlyList<(string Name, Parameter Parameter)> trainable;
+    private readonly TrainerOptions options;
+    private readonly AdamWOptimizer optimizer;
+    private int completedSteps;
+    private bool resumed;
+
+    /// <summary>Creates a trainer.</summary>
+    /// <param name="model">The model: an <see cref="nn.Module"/> that implements <see cref="ICausalLanguageModel"/>.</param>
+    /// <param name="trainable">The parameters to train, with their names (checkpoint keys); all must require grad.</param>
+    /// <param name="options">Run settings.</param>
+    public PeftTrainer(nn.Module model, IReadOnlyList<(string Name, Parameter Parameter)> trainable, TrainerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(trainable);
+        ArgumentNullException.ThrowIfNull(options);
+        this.model = model as ICausalLanguageModel
+            ?? throw new ArgumentException($"{model.GetType().Name} does not implement {nameof(ICausalLanguageModel)}.", nameof(model));
+        if (trainable.Count == 0) throw new ArgumentException("Nothing to train.", nameof(trainable));
+        foreach (var (name, parameter) in trainable)
+        {
+            if (!parameter.requires_grad) throw new ArgumentException($"Parameter '{name}' does not require grad.", nameof(trainable));
+        }
+        options.Validate();
+        module = model;
+        this.trainable = trainable;
+        this.options = options;
+        optimizer = new AdamWOptimizer(trainable, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
+    }
+
+    /// <summary>Raised after every optimizer step (or skipped step).</summary>
+    public event EventHandler<TrainingStep>? StepCompleted;
+
+    /// <summary>Raised after every evaluation.</summary>
+    public event EventHandler<EvaluationResult>? Evaluated;
+
+    /// <summary>Raised when a step is skipped or the run stops because of a NaN/Inf loss or gradient.</summary>
+    public event EventHandler<TrainingWarning>? Warning;
+
+    /// <summary>Raised after a checkpoint was written (its path).</summary>
+    public event EventHandler<string>? CheckpointSaved;
+
+    /// <summary>Optimizer steps completed so far (after a resume, including the restored ones).</summary>
+    public int CompletedSteps => completedSteps;
+
+    /// <summary>The optimizer (its state is what checkpoints save).</summary>
+    public AdamWOptimizer Optimizer => optimizer;
+
+    /// <summary>
+    /// Restores parameters, optimizer state and torch's generator from a checkpoint; the next
+    /// <see cref="Train"/> continues from the step it was written at.
+    /// </summary>
+    public void Resume(string checkpointPath)
+    {
+        ArgumentNullException.ThrowIfNull(checkpointPath);
+        completedSteps = TrainingCheckpoint.Load(checkpointPath, trainable, optimizer);
+        resumed = true;
+    }
+
+    /// <summary>
+    /// Runs from the current step to <see cref="TrainerOptions.MaxSteps"/>. Optimizer step <c>s</c> reads batches
+    /// <c>s × accumulation … s × accumulation + accumulation − 1</c> of <paramref name="train"/>, so a resumed run
+    /// sees the same data as an uninterrupted one.
+    /// </summary>
+    public TrainingResult Train(IBatchSource train, IBatchSource? validation = null, IProgress<TrainingStep>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(train);
+        if (!resumed) random.manual_seed(options.Seed);
+        // A crash during an earlier save can leave a temp file beside the checkpoint; it is never read, only removed.
+        if (options.CheckpointDirectory is not null) AtomicFile.CleanStaleTemps(options.CheckpointDirectory);
+        resumed = false;
+
+        var steps = new List<TrainingStep>();
+        var evaluations = new List<EvaluationResult>();
+        var stopReason = TrainingStopReason.Completed;
+        int skipped = 0;
+        module.train();
+        while (completedSteps < options.MaxSteps)
+        {
+            if (cancellationToken.IsCancellationRequested)
+            {
+                stopReason = TrainingStopReason.Cancelled;
+                break;
+            }
+            var record = RunStep(train, completedSteps);
+            completedSteps++;
+            steps.Add(record);
+            StepCompleted?.Invoke(this, record);
+            progress?.Report(record);
+            if (record.Skipped)
+            {
+                skipped++;
+                if (options.OnNonFinite == NonFiniteAction.Stop)
+                {
+                    Warning?.Invoke(this, new TrainingWarning(record.Step, $"Stopping: non-finite loss or gradient at step {record.Step} (loss {record.Loss}, gradient norm {record.GradientNorm})."));
+                    stopReason = TrainingStopReason.NonFinite;
+                    break;
+                }
+                Warning?.Invoke(this, new TrainingWarning(record.Step, $"Skipped step {record.Step}: non-finite loss or gradient (loss {record.Loss}, gradient norm {record.GradientNorm}); parameters and optimizer state unchanged."));
+            }
+
+            bool last = completedSteps == options.MaxSteps;
+            if (validation is not null && (last || (options.EvaluateEvery > 0 && completedSteps % options.EvaluateEvery == 0)))
+            {
+                var evaluation = Evaluate(validation);
+                evaluations.Add(evaluation);
+                Evaluated?.Invoke(this, evaluation);
+            }
+            if (options.CheckpointEvery > 0 && completedSteps % options.CheckpointEvery == 0)
+            {
+                var path = Path.Combine(options.CheckpointDirectory!, TrainingCheckpoint.FileName);
+                TrainingCheckpoint.Save(path, completedSteps, options.Seed, trainable, optimizer);
+                CheckpointSaved?.Invoke(this, path);
+            }
+        }
+
+        var timed = steps.Where(s => !s.Skipped).Select(s => s.Seconds).Order().ToArray();
+        double totalSeconds = steps.Sum(s => s.Seconds);
+        return new TrainingResult(steps, evaluations, stopReason, skipped,
+            timed.Length == 0 ? 0 : timed[timed.Length / 2],
+            totalSeconds > 0 ? steps.Sum(s => s.Tokens) / totalSeconds : 0,
+            ProcessMemory.PeakResidentBytes(), ProcessMemory.CurrentResidentBytes());
+    }
+
+    /// <summary>
+    /// Mean validation loss per labelled token and perplexity, in eval mode without gradients, over
+    /// <see cref="TrainerOptions.EvaluationBatches"/> batches (0: one pass).
+    /// </summary>
+    public EvaluationResult Evaluate(IBatchSource validation)
+    {
+        ArgumentNullException.ThrowIfNull(validation);
+        long batches = options.EvaluationBatches > 0 ? options.EvaluationBatches : validation.BatchesPerEpoch;
+        bool wasTraining = module.training;
+        module.eval();
+        try
+        {
+            var (sum, count) = ValidationLoss.Summed(model, validation, batches, options.LossChunkSize);
+            double loss = count > 0 ? sum / count : double.NaN;
+            return new EvaluationResult(completedSteps, loss, count > 0 ? Metrics.Perplexity.FromMeanLoss(loss) : double.NaN, count);
+        }
+        finally
+        {
+            module.train(wasTraining);
+        }
+    }
+
+    private TrainingStep RunStep(IBatchSource train, int step)
+    {
+        var clock = Stopwatch.StartNew();
+        double learningRate = LearningRateSchedule.At(step, options.MaxSteps, options.WarmupSteps, options.LearningRate, options.MinLearningRateRatio);
+        int accumulation = options.GradientAccumulationSteps;
+        var batches = new TokenBatch[accumulation];
+        long labelled = 0, tokens = 0;
+        for (int k = 0; k < accumulation; k++)
+        {
+            batches[k] = train.GetBatch((long)step * accumulation + k);
+            labelled += batches[k].LabelledTokens;
+            tokens += batches[k].RealTokens;
+        }
+
+        ZeroGradients();
+        double lossSum = 0;
+        double gradientNorm = double.NaN;
+        bool finite = true;
+        if (labelled > 0)
+        {
+            var device = model.HeadWeight.device;
+            foreach (var batch in batches)
+            {
+                using var scope = NewDisposeScope();
+                var hidden = model.ForwardHidden(batch.InputIdsTensor(device));
+                var (sum, _) = CausalLmLoss.Sum(hidden, model.HeadWeight, batch.LabelsTensor(device), options.LossChunkSize);
+                double value = sum.to(ScalarType.Float64).item<double>();
+                lossSum += value;
+                if (!double.IsFinite(value))
+                {
+                    finite = false;
+                    break;
+                }
+                // Dividing by the whole step's labelled tokens makes accumulated gradients equal one big batch's.
+                sum.div(labelled).backward();
+            }
+            if (finite)
+            {
+                gradientNorm = GradientNorm();
+                finite = double.IsFinite(gradientNorm);
+            }
+            if (finite)
+            {
+                ClipGradients(gradientNorm);
+                optimizer.Step(learningRate);
+            }
+        }
+        ZeroGradients();
+        clock.Stop();
+        double meanLoss = labelled > 0 ? lossSum / labelled : double.NaN;
+        return new TrainingStep(step + 1, options.MaxSteps, meanLoss, learningRate, gradientNorm, tokens, labelled, clock.Elapsed.TotalSeconds, !finite);
+    }
+
+    private double GradientNorm()
+    {
+        using var noGrad = no_grad();
+        double squares = 0;
+        foreach (var (_, parameter) in trainable)
+        {
+            if (parameter.grad is null) continue;
+            // Per-parameter norms in the gradient's own dtype: no float64 copy of a vocabulary-sized gradient.
+            using var norm = parameter.grad.norm();
+            double value = norm.to(ScalarType.Float64).item<double>();
+            squares += value * value;
+        }
+        return Math.Sqrt(squares);
+    }
+
+    private void ClipGradients(double norm)
+    {
+        if (options.MaxGradNorm <= 0 || norm <= options.MaxGradNorm) return;
+        double scale = options.MaxGradNorm / (norm + 1e-6);
+        using var noGrad = no_grad();
+        foreach (var (_, parameter) in trainable) parameter.grad?.mul_(scale);
+    }
+
+    private void ZeroGradients()
+    {
+        foreach (var (_, parameter) in trainable)
+        {
+            var grad = parameter.grad;
+            if (grad is null) continue;
+            grad.zero_();
+        }
+    }
+
+    /// <summary>Frees the optimizer state.</summary>
+    public void Dispose() => optimizer.Dispose();
+}

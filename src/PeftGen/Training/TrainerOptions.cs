@@ -1,0 +1,87 @@
+using System;
+
+namespace PeftGen.Training;
+
+/// <summary>What the trainer does when a loss or gradient is NaN or infinite.</summary>
+public enum NonFiniteAction
+{
+    /// <summary>Drop the step's gradients, leave parameters and optimizer state untouched, warn, and go on.</summary>
+    SkipStep,
+
+    /// <summary>Drop the step's gradients, warn, and stop the run (the last checkpoint stays as it was).</summary>
+    Stop,
+}
+
+/// <summary>Settings of a <see cref="PeftTrainer"/> run.</summary>
+public sealed record TrainerOptions
+{
+    /// <summary>Optimizer steps to run (each over <see cref="GradientAccumulationSteps"/> batches).</summary>
+    public int MaxSteps { get; init; } = 100;
+
+    /// <summary>Peak learning rate, reached at the end of warm-up.</summary>
+    public double LearningRate { get; init; } = 1e-3;
+
+    /// <summary>Learning rate at the end of the cosine decay, as a fraction of the peak.</summary>
+    public double MinLearningRateRatio { get; init; } = 0.1;
+
+    /// <summary>Linear warm-up steps from 0 to the peak.</summary>
+    public int WarmupSteps { get; init; }
+
+    /// <summary>Decoupled weight decay for matrices; 1-D parameters (biases, norm weights) never decay.</summary>
+    public double WeightDecay { get; init; } = 0.01;
+
+    /// <summary>AdamW first-moment decay.</summary>
+    public double Beta1 { get; init; } = 0.9;
+
+    /// <summary>AdamW second-moment decay.</summary>
+    public double Beta2 { get; init; } = 0.999;
+
+    /// <summary>AdamW denominator epsilon.</summary>
+    public double Epsilon { get; init; } = 1e-8;
+
+    /// <summary>Batches whose gradients are summed (weighted by labelled tokens) before one optimizer step.</summary>
+    public int GradientAccumulationSteps { get; init; } = 1;
+
+    /// <summary>Global gradient-norm limit; 0 turns clipping off.</summary>
+    public double MaxGradNorm { get; init; } = 1.0;
+
+    /// <summary>Seed of torch's generator (dropout) at the start of a run; data order has its own seed.</summary>
+    public long Seed { get; init; } = 42;
+
+    /// <summary>Evaluate every this many steps (and after the last); 0 evaluates only after the last step.</summary>
+    public int EvaluateEvery { get; init; }
+
+    /// <summary>Validation batches per evaluation; 0 uses one full pass over the validation source.</summary>
+    public int EvaluationBatches { get; init; }
+
+    /// <summary>Labelled tokens per chunk of the vocabulary head and loss.</summary>
+    public int LossChunkSize { get; init; } = ChunkedCrossEntropy.DefaultChunkSize;
+
+    /// <summary>What to do on a NaN/Inf loss or gradient.</summary>
+    public NonFiniteAction OnNonFinite { get; init; } = NonFiniteAction.SkipStep;
+
+    /// <summary>Write a checkpoint every this many steps (0: never) into <see cref="CheckpointDirectory"/>.</summary>
+    public int CheckpointEvery { get; init; }
+
+    /// <summary>Folder of <c>checkpoint.safetensors</c>; required when <see cref="CheckpointEvery"/> is positive.</summary>
+    public string? CheckpointDirectory { get; init; }
+
+    /// <summary>Throws when a setting is out of range.</summary>
+    public void Validate()
+    {
+        if (MaxSteps <= 0) throw new ArgumentOutOfRangeException(nameof(MaxSteps), MaxSteps, "MaxSteps must be positive.");
+        if (!(LearningRate > 0)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "LearningRate must be positive.");
+        if (MinLearningRateRatio is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(MinLearningRateRatio), MinLearningRateRatio, "MinLearningRateRatio must be in [0, 1].");
+        if (WarmupSteps < 0) throw new ArgumentOutOfRangeException(nameof(WarmupSteps), WarmupSteps, "WarmupSteps must not be negative.");
+        if (WeightDecay < 0) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "WeightDecay must not be negative.");
+        if (Beta1 is < 0 or >= 1 || Beta2 is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(Beta1), "Betas must be in [0, 1).");
+        if (!(Epsilon > 0)) throw new ArgumentOutOfRangeException(nameof(Epsilon), Epsilon, "Epsilon must be positive.");
+        if (GradientAccumulationSteps <= 0) throw new ArgumentOutOfRangeException(nameof(GradientAccumulationSteps), GradientAccumulationSteps, "GradientAccumulationSteps must be positive.");
+        if (MaxGradNorm < 0) throw new ArgumentOutOfRangeException(nameof(MaxGradNorm), MaxGradNorm, "MaxGradNorm must not be negative.");
+        if (EvaluateEvery < 0 || EvaluationBatches < 0) throw new ArgumentOutOfRangeException(nameof(EvaluateEvery), "Evaluation settings must not be negative.");
+        if (LossChunkSize <= 0) throw new ArgumentOutOfRangeException(nameof(LossChunkSize), LossChunkSize, "LossChunkSize must be positive.");
+        if (CheckpointEvery < 0) throw new ArgumentOutOfRangeException(nameof(CheckpointEvery), CheckpointEvery, "CheckpointEvery must not be negative.");
+        if (CheckpointEvery > 0 && string.IsNullOrWhiteSpace(CheckpointDirectory))
+            throw new ArgumentException("CheckpointDirectory is required when CheckpointEvery is positive.", nameof(CheckpointDirectory));
+    }
+}

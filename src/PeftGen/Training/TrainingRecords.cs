@@ -1,0 +1,58 @@
+using System.Collections.Generic;
+
+namespace PeftGen.Training;
+
+/// <summary>One optimizer step, as reported after it finishes.</summary>
+/// <param name="Step">1-based step number.</param>
+/// <param name="TotalSteps">Steps of the run.</param>
+/// <param name="Loss">Mean cross-entropy over the step's labelled tokens (NaN/Inf when the step was skipped for it).</param>
+/// <param name="LearningRate">Learning rate used.</param>
+/// <param name="GradientNorm">Global gradient norm before clipping (NaN when not computed).</param>
+/// <param name="Tokens">Real (non-padding) tokens processed.</param>
+/// <param name="LabelledTokens">Tokens the loss counted.</param>
+/// <param name="Seconds">Wall time of the step.</param>
+/// <param name="Skipped">True when the update was dropped because of a NaN/Inf loss or gradient.</param>
+public sealed record TrainingStep(int Step, int TotalSteps, double Loss, double LearningRate, double GradientNorm,
+    long Tokens, long LabelledTokens, double Seconds, bool Skipped)
+{
+    /// <summary>Real tokens per second of this step.</summary>
+    public double TokensPerSecond => Seconds > 0 ? Tokens / Seconds : 0;
+}
+
+/// <summary>Validation loss and perplexity after a step.</summary>
+/// <param name="Step">Steps completed when evaluated.</param>
+/// <param name="Loss">Mean cross-entropy per labelled token.</param>
+/// <param name="Perplexity"><c>exp(Loss)</c>.</param>
+/// <param name="LabelledTokens">Tokens the loss counted.</param>
+public sealed record EvaluationResult(int Step, double Loss, double Perplexity, long LabelledTokens);
+
+/// <summary>A problem the run survived or stopped for.</summary>
+/// <param name="Step">1-based step number.</param>
+/// <param name="Message">What happened and what the trainer did.</param>
+public sealed record TrainingWarning(int Step, string Message);
+
+/// <summary>Why a run ended.</summary>
+public enum TrainingStopReason
+{
+    /// <summary>All steps ran.</summary>
+    Completed,
+
+    /// <summary>A NaN/Inf loss or gradient with <see cref="NonFiniteAction.Stop"/>.</summary>
+    NonFinite,
+
+    /// <summary>The cancellation token fired.</summary>
+    Cancelled,
+}
+
+/// <summary>Everything measured during a run.</summary>
+/// <param name="Steps">Every step of this run (after a resume, only the steps it ran).</param>
+/// <param name="Evaluations">Every evaluation.</param>
+/// <param name="StopReason">Why the run ended.</param>
+/// <param name="SkippedSteps">Steps dropped for NaN/Inf.</param>
+/// <param name="MedianStepSeconds">Median wall time of a step.</param>
+/// <param name="TokensPerSecond">Real tokens over total step time.</param>
+/// <param name="PeakResidentBytes">Process peak resident memory (VmHWM) at the end of the run; 0 if unknown.</param>
+/// <param name="FinalResidentBytes">Process resident memory (VmRSS) at the end of the run; 0 if unknown.</param>
+public sealed record TrainingResult(IReadOnlyList<TrainingStep> Steps, IReadOnlyList<EvaluationResult> Evaluations,
+    TrainingStopReason StopReason, int SkippedSteps, double MedianStepSeconds, double TokensPerSecond,
+    long PeakResidentBytes, long FinalResidentBytes);

@@ -1,0 +1,141 @@
+using System;
+using PeftGen.Tests.Support;
+using PeftGen.Training;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace PeftGen.Tests.Training;
+
+public sealed class ChunkedLossTests
+{
+    /// <summary>Unchunked loss with the full logits, as a plain TorchSharp loop would compute it.</summary>
+    internal static Tensor NaiveMeanLoss(Tensor hidden, Tensor weight, Tensor labels)
+    {
+        long seq = hidden.shape[1];
+        var logits = hidden.matmul(weight.t()).narrow(1, 0, seq - 1).reshape(-1, weight.shape[0]);
+        var targets = labels.narrow(1, 1, seq - 1).reshape(-1);
+        return nn.functional.cross_entropy(logits, targets, ignore_index: CausalLmLoss.IgnoreIndex);
+    }
+
+    private static Tensor RandomLabels(long batch, long seq, long vocab, int seed)
+    {
+        var generator = new Generator((ulong)seed);
+        var labels = randint(0, vocab, new[] { batch, seq }, generator: generator);
+        // Roughly a third of the positions are ignored (prompt, padding).
+        var ignored = rand(new[] { batch, seq }, generator: generator).lt(0.35);
+        return labels.masked_fill(ignored, CausalLmLoss.IgnoreIndex);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(7)]
+    [InlineData(256)]
+    public void Loss_and_gradients_match_the_naive_loss_and_a_float64_reference(int chunkSize)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(11);
+        long batch = 3, seq = 9, dim = 12, vocab = 50;
+        var hidden0 = randn(batch, seq, dim);
+        var weight0 = randn(vocab, dim) * 0.5;
+        var labels = RandomLabels(batch, seq, vocab, 5);
+
+        (Tensor loss, Tensor gradHidden, Tensor gradWeight) Run(Func<Tensor, Tensor, Tensor> lossOf, ScalarType dtype)
+        {
+            var h = hidden0.to(dtype).detach().requires_grad_(true);
+            var w = weight0.to(dtype).detach().requires_grad_(true);
+            var loss = lossOf(h, w);
+            loss.backward();
+            return (loss.detach(), h.grad!.detach(), w.grad!.detach());
+        }
+
+        var chunked = Run((h, w) => CausalLmLoss.Mean(h, w, labels, chunkSize), ScalarType.Float32);
+        var naive = Run((h, w) => NaiveMeanLoss(h, w, labels), ScalarType.Float32);
+        var reference = Run((h, w) => NaiveMeanLoss(h, w, labels), ScalarType.Float64);
+
+        Assert.True(Reference.RelativeError(chunked.loss, reference.loss) < 1e-6);
+        Assert.True(Reference.RelativeError(chunked.gradHidden, reference.gradHidden) < 1e-5);
+        Assert.True(Reference.RelativeError(chunked.gradWeight, reference.gradWeight) < 1e-5);
+        Assert.True(Reference.RelativeError(chunked.loss, naive.loss) < 1e-6);
+        Assert.True(Reference.RelativeError(chunked.gradHidden, naive.gradHidden) < 1e-5);
+        Assert.True(Reference.RelativeError(chunked.gradWeight, naive.gradWeight) < 1e-5);
+        // Unlabelled positions get no gradient at all.
+        var ignoredNext = labels.narrow(1, 1, seq - 1).eq(CausalLmLoss.IgnoreIndex);
+        var gradOfIgnored = chunked.gradHidden.narrow(1, 0, seq - 1).abs().sum(-1).masked_select(ignoredNext);
+        Assert.Equal(0.0, gradOfIgnored.sum().item<float>());
+    }
+
+    [Fact]
+    public void Gradients_flow_through_the_model_and_scale_with_the_upstream_gradient()
+    {
+        using var scope = NewDisposeScope();
+        var model = new TinyCausalLm(dropout: 0);
+        var ids = randint(0, 64, new long[] { 2, 10 });
+        var labels = ids.clone();
+        labels[0, 0] = tensor(CausalLmLoss.IgnoreIndex);
+
+        Tensor[] GradsOf(Func<Tensor, Tensor> lossOf)
+        {
+            model.zero_grad();
+            lossOf(model.ForwardHidden(ids)).backward();
+            var parameters = model.parameters();
+            var grads = new System.Collections.Generic.List<Tensor>();
+            foreach (var p in parameters) grads.Add(p.grad!.clone());
+            return grads.ToArray();
+        }
+
+        var chunked = GradsOf(h => CausalLmLoss.Mean(h, model.HeadWeight, labels, 4) * 3.0);
+        var naive = GradsOf(h => NaiveMeanLoss(h, model.HeadWeight, labels) * 3.0);
+        Assert.Equal(naive.Length, chunked.Length);
+        for (int i = 0; i < naive.Length; i++)
+            Assert.True(Reference.RelativeError(chunked[i], naive[i]) < 1e-5, $"parameter {i}");
+    }
+
+    [Fact]
+    public void Without_grad_it_only_computes_the_loss_and_a_frozen_head_gets_none()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(3);
+        var hidden = randn(2, 5, 8).requires_grad_(true);
+        var weight = randn(20, 8);
+        var labels = randint(0, 20, new long[] { 2, 5 });
+        var loss = CausalLmLoss.Mean(hidden, weight, labels, 3);
+        loss.backward();
+        Assert.NotNull(hidden.grad);
+        Assert.Null(weight.grad);
+        using (no_grad())
+        {
+            var evalLoss = CausalLmLoss.Mean(hidden, weight, labels, 3);
+            Assert.False(evalLoss.requires_grad);
+            Assert.Equal(loss.item<float>(), evalLoss.item<float>(), 6);
+        }
+    }
+}
+
+public sealed class ChunkedLossPrecisionTests
+{
+    [Fact]
+    public void Bfloat16_hidden_states_use_float32_softmax_and_stay_close_to_float64()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(17);
+        var hidden = randn(2, 6, 16);
+        var weight = randn(40, 16) * 0.3;
+        var labels = randint(0, 40, new long[] { 2, 6 });
+
+        var h16 = hidden.to(ScalarType.BFloat16).requires_grad_(true);
+        var w16 = weight.to(ScalarType.BFloat16).requires_grad_(true);
+        var loss16 = CausalLmLoss.Mean(h16, w16, labels, 4);
+        loss16.backward();
+        Assert.Equal(ScalarType.BFloat16, loss16.dtype);
+        Assert.Equal(ScalarType.BFloat16, h16.grad!.dtype);
+
+        // Reference: the unchunked loss on the same bf16-rounded inputs, in float64.
+        var h64 = h16.detach().to(ScalarType.Float64).requires_grad_(true);
+        var w64 = w16.detach().to(ScalarType.Float64).requires_grad_(true);
+        var loss64 = ChunkedLossTests.NaiveMeanLoss(h64, w64, labels);
+        loss64.backward();
+        Assert.True(Reference.RelativeError(loss16, loss64) < 1e-2);
+        Assert.True(Reference.RelativeError(h16.grad!, h64.grad!) < 2e-2);
+        Assert.True(Reference.RelativeError(w16.grad!, w64.grad!) < 2e-2);
+    }
+}
