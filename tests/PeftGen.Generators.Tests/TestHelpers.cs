@@ -67,13 +67,9 @@ internal sealed record GeneratorResult(GeneratorDriver Driver, CSharpCompilation
 
     public string Source(string hintName) => Sources.Single(s => s.HintName == hintName).SourceText.ToString();
 
-    /// <summary>Errors of the compilation with the generated code (warnings too, promoted as the repository does).</summary>
-    public IReadOnlyList<Diagnostic> CompilationErrors(params string[] missingRuntimeMembers)
-        => Output.GetDiagnostics()
-            .Where(d => d.Severity >= DiagnosticSeverity.Warning)
-            .Where(d => !(d.Id is "CS1061" or "CS0234" or "CS0246"
-                && missingRuntimeMembers.Any(m => d.GetMessage(System.Globalization.CultureInfo.InvariantCulture).Contains($"'{m}'", StringComparison.Ordinal))))
-            .ToList();
+    /// <summary>Errors and warnings of the compilation with the generated code (the repository promotes warnings).</summary>
+    public IReadOnlyList<Diagnostic> CompilationErrors()
+        => Output.GetDiagnostics().Where(d => d.Severity >= DiagnosticSeverity.Warning).ToList();
 
     /// <summary>The value of a constant of the generated code, e.g. <c>Gpt2Small.Accounting.Summary</c>.</summary>
     public object? Constant(string typeMetadataName, string field)
