@@ -51,6 +51,25 @@ public partial class AccountingAttention : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) => c_proj.forward(c_attn.forward(x).narrow(-1, 0, Dims["Width"]));
 }
 
+/// <summary>QLoRA and prompt tuning through the generator: every projection in 4 bits but the [Trainable] head.</summary>
+[PeftModel(typeof(TinyAccountingConfig), ContextLength = "Context")]
+[Quantize4Bit(BlockSize = 32)]
+[SoftPrompt(4)]
+public partial class QuantizedAccountingModel : nn.Module<Tensor, Tensor>
+{
+    [Embedding("Vocab", "Width")] public partial TokenEmbedding wte { get; }
+    [Stack("Layers")] public partial ModuleList<AccountingBlock> h { get; }
+    [Linear("Width", "Vocab", Bias = false), Trainable] public partial LoraLinear head { get; }
+
+    public override Tensor forward(Tensor ids)
+    {
+        using var scope = NewDisposeScope();
+        var x = wte.forward(ids);
+        foreach (var block in h) x = block.forward(x);
+        return head.forward(x).MoveToOuterDisposeScope();
+    }
+}
+
 /// <summary>The generated code at run time: counts equal the compile-time accounting, names follow the members.</summary>
 public sealed class GeneratedModelTests
 {
@@ -104,6 +123,24 @@ public sealed class GeneratedModelTests
         Assert.False(model.h[0].attn.c_proj.LoraA("wide").requires_grad);
         using var output = model.forward(tensor(new long[,] { { 1, 2, 3 } }));
         Assert.Equal(new long[] { 1, 3, 16 }, output.shape);
+    }
+
+    [Fact]
+    public void Four_bit_models_count_logical_parameters_and_real_bytes()
+    {
+        using var model = new QuantizedAccountingModel();
+        var projections = model.Layers.Select(l => l.Module).OfType<LoraLinear>().ToList();
+        var quantized = projections.Where(p => p.IsQuantized).ToList();
+        Assert.Equal(4, quantized.Count);
+        Assert.False(model.head.IsQuantized);
+
+        var parameters = model.parameters().ToList();
+        var logicalQuantized = quantized.Sum(p => p.InFeatures * p.OutFeatures);
+        Assert.Equal(QuantizedAccountingModel.Accounting.AllParameters, parameters.Sum(p => p.numel()) + logicalQuantized);
+        Assert.Equal(QuantizedAccountingModel.Accounting.TrainableParameters, parameters.Where(p => p.requires_grad).Sum(p => p.numel()));
+        Assert.Equal(
+            QuantizedAccountingModel.Accounting.WeightBytes,
+            parameters.Sum(p => p.numel() * 4) + quantized.Sum(p => p.QuantizedWeight!.StorageBytes));
     }
 
     private static bool Matches(string template, string parameterName)
