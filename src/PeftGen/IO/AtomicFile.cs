@@ -1,5 +1,6 @@
 using System;
 using System.IO;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
 
@@ -47,6 +48,7 @@ public static partial class AtomicFile
             TryDelete(temp);
             throw;
         }
+        FlushFolder(folder);
     }
 
     /// <summary>Atomically replaces <paramref name="path"/> with <paramref name="text"/> in UTF-8 (no byte order mark).</summary>
@@ -102,6 +104,31 @@ public static partial class AtomicFile
     /// <param name="fileName">A file name without folder.</param>
     /// <returns><see langword="true"/> for names of the form <c>.{name}.tmp-{32 hex digits}</c>.</returns>
     public static bool IsTempName(string fileName) => TempNamePattern().IsMatch(fileName);
+
+    // The rename lives in the folder's entries: without syncing the folder, a power loss can forget it even though the
+    // file's bytes are on disk. Best effort: a folder that cannot be opened only loses that extra durability.
+    private static void FlushFolder(string folder)
+    {
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS())
+            return;
+        var descriptor = Posix.open(folder, 0);
+        if (descriptor < 0)
+            return;
+        Posix.fsync(descriptor);
+        Posix.close(descriptor);
+    }
+
+    private static partial class Posix
+    {
+        [LibraryImport("libc", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+        internal static partial int open(string path, int flags);
+
+        [LibraryImport("libc", SetLastError = true)]
+        internal static partial int fsync(int descriptor);
+
+        [LibraryImport("libc", SetLastError = true)]
+        internal static partial int close(int descriptor);
+    }
 
     private static string TempName(string targetName) => $".{targetName}.tmp-{Guid.NewGuid():N}";
 

@@ -27,6 +27,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     private Parameter _weight;
     private Parameter? _bias;
     private string? _mergedAdapter;
+    private Nf4Tensor? _quantized;
 
     /// <summary>Creates a projection initialised as torch.nn.Linear (Kaiming-uniform weight, uniform bias), frozen.</summary>
     public LoraLinear(long inFeatures, long outFeatures, bool hasBias = true, Device? device = null, ScalarType? dtype = null)
@@ -65,7 +66,25 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     public long OutFeatures { get; }
 
     /// <summary>The base weight, <c>Out × In</c>.</summary>
-    public Parameter Weight => _weight;
+    /// <exception cref="InvalidOperationException">The base is quantized (see <see cref="QuantizedWeight"/>).</exception>
+    public Parameter Weight => _quantized is null
+        ? _weight
+        : throw new InvalidOperationException("The base weight is stored in 4 bits; use QuantizedWeight (or DequantizedWeight) instead of Weight.");
+
+    /// <summary>True once <see cref="QuantizeBase"/> has stored the base weight in 4 bits.</summary>
+    public bool IsQuantized => _quantized is not null;
+
+    /// <summary>The 4-bit settings of the base, or null when it is not quantized.</summary>
+    public Quant4BitOptions? Quantization => _quantized?.Options;
+
+    /// <summary>The 4-bit base weight, or null when it is not quantized.</summary>
+    public Nf4Tensor? QuantizedWeight => _quantized;
+
+    /// <summary>The dtype the 4-bit base is dequantized to for the matmul (resolves <see cref="ComputeDType.Auto"/>).</summary>
+    public ScalarType ComputeScalarType => ResolveComputeDType(_quantized?.Options.ComputeDType ?? ComputeDType.Auto, BaseDevice);
+
+    /// <summary>The device of the base weight (quantized or not).</summary>
+    public Device BaseDevice => _quantized?.Device ?? _weight.device;
 
     /// <summary>The base bias, or null.</summary>
     public Parameter? Bias => _bias;
@@ -102,7 +121,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         if (_configs.ContainsKey(adapter)) throw new InvalidOperationException($"Adapter '{adapter}' already exists on this projection.");
         config.Validate(InFeatures, OutFeatures);
 
-        var device = _weight.device;
+        var device = BaseDevice;
         var a = nn.Linear(InFeatures, config.Rank, hasBias: false, device: device);
         var b = nn.Linear(config.Rank, OutFeatures, hasBias: false, device: device);
         using (no_grad())
@@ -138,8 +157,17 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Sets whether the base weight and bias take gradients (full fine-tuning of this layer).</summary>
+    /// <exception cref="InvalidOperationException">The base is quantized and <paramref name="trainable"/> is true.</exception>
     public void SetBaseTrainable(bool trainable)
     {
+        if (_quantized is not null)
+        {
+            if (trainable)
+                throw new InvalidOperationException(
+                    "The base weight of this projection is quantized to 4 bits and cannot be trained; train LoRA adapters on it (QLoRA) or load a float base instead.");
+            if (_bias is not null) _bias.requires_grad = false;
+            return;
+        }
         _weight.requires_grad = trainable;
         if (_bias is not null) _bias.requires_grad = trainable;
     }
@@ -157,33 +185,153 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         var config = AdapterConfig(adapter);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var delta = LoraB(adapter).matmul(LoraA(adapter)).mul(config.Scale).to(_weight.dtype);
+        var dtype = _quantized?.OriginalDType ?? _weight.dtype;
+        var delta = LoraB(adapter).matmul(LoraA(adapter)).mul(config.Scale).to(dtype);
         return delta.MoveToOuterDisposeScope();
     }
 
     /// <summary>
     /// Folds <c>scale · B·A</c> of the adapter (default: the active one) into the base weight, so inference pays
-    /// nothing for it. Calls then skip the LoRA path until <see cref="Unmerge"/>.
+    /// nothing for it. Calls then skip the LoRA path until <see cref="Unmerge()"/>.
     /// </summary>
-    /// <exception cref="InvalidOperationException">An adapter is already merged, or there is none to merge.</exception>
-    public void Merge(string? adapter = null)
+    /// <exception cref="InvalidOperationException">An adapter is already merged, there is none to merge, or the base is
+    /// quantized (use <see cref="Merge(string?, bool)"/> with <c>requantize: true</c>).</exception>
+    public void Merge(string? adapter = null) => Merge(adapter, requantize: false);
+
+    /// <summary>
+    /// As <see cref="Merge(string?)"/>; on a 4-bit base, <paramref name="requantize"/> must be true: the base is
+    /// dequantized, the update added and the sum quantized again, so outputs change by that rounding (returned).
+    /// </summary>
+    /// <returns>On a 4-bit base, how far the re-quantized weight is from the exact merged weight; null otherwise.</returns>
+    public RequantizationReport? Merge(string? adapter, bool requantize)
     {
         adapter ??= ActiveAdapter ?? throw new InvalidOperationException("No active adapter to merge.");
         if (_mergedAdapter is not null)
             throw new InvalidOperationException($"Adapter '{_mergedAdapter}' is already merged; unmerge it first.");
         using var delta = DeltaWeight(adapter);
-        using (no_grad()) _weight.add_(delta);
+        RequantizationReport? report = null;
+        if (_quantized is not null)
+        {
+            if (!requantize)
+                throw new InvalidOperationException(
+                    $"Cannot merge adapter '{adapter}' into a 4-bit base exactly. Call Merge(adapter, requantize: true) to dequantize, merge and re-quantize; outputs then change by the 4-bit rounding of the merged weight.");
+            report = Requantize(delta, sign: 1);
+        }
+        else
+        {
+            using (no_grad()) _weight.add_(delta);
+        }
         _mergedAdapter = adapter;
+        return report;
     }
 
     /// <summary>Subtracts the merged adapter's update from the base weight again.</summary>
-    /// <exception cref="InvalidOperationException">Nothing is merged.</exception>
-    public void Unmerge()
+    /// <exception cref="InvalidOperationException">Nothing is merged, or the base is quantized (use <see cref="Unmerge(bool)"/>).</exception>
+    public void Unmerge() => Unmerge(requantize: false);
+
+    /// <summary>
+    /// As <see cref="Unmerge()"/>; on a 4-bit base, <paramref name="requantize"/> must be true and the base does not
+    /// come back bit-identical: it is the re-quantization of (dequantized merged base − update).
+    /// </summary>
+    /// <returns>On a 4-bit base, the rounding of the re-quantization; null otherwise.</returns>
+    public RequantizationReport? Unmerge(bool requantize)
     {
         var adapter = _mergedAdapter ?? throw new InvalidOperationException("No adapter is merged, so there is nothing to unmerge.");
         using var delta = DeltaWeight(adapter);
-        using (no_grad()) _weight.sub_(delta);
+        RequantizationReport? report = null;
+        if (_quantized is not null)
+        {
+            if (!requantize)
+                throw new InvalidOperationException(
+                    $"Cannot unmerge adapter '{adapter}' from a 4-bit base exactly. Call Unmerge(requantize: true) to dequantize, subtract and re-quantize; the base then differs from the original by the 4-bit rounding.");
+            report = Requantize(delta, sign: -1);
+        }
+        else
+        {
+            using (no_grad()) _weight.sub_(delta);
+        }
         _mergedAdapter = null;
+        return report;
+    }
+
+    /// <summary>
+    /// Stores the base weight in 4 bits (bitsandbytes' layout) on its current device and frees the float weight.
+    /// From then on the forward dequantizes it per call (<see cref="QuantizedLinearFunction"/>), <see cref="Weight"/>
+    /// throws, and the module's <c>state_dict()</c> no longer holds <c>weight</c> (bias and adapters stay); the 4-bit
+    /// state is saved with <see cref="ToBitsAndBytesState"/> in transformers + bitsandbytes' key layout.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Already quantized, or an adapter is merged.</exception>
+    public void QuantizeBase(Quant4BitOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        if (_quantized is not null) throw new InvalidOperationException("The base weight is already quantized.");
+        if (_mergedAdapter is not null)
+            throw new InvalidOperationException($"Unmerge adapter '{_mergedAdapter}' before quantizing the base weight.");
+        var quantized = Nf4Tensor.Quantize(_weight, options);
+        ReplaceFloatWeight(quantized);
+        if (_bias is not null) _bias.requires_grad = false;
+    }
+
+    /// <summary>The base weight as a float tensor (dequantized when 4-bit); the caller disposes it.</summary>
+    public Tensor DequantizedWeight(ScalarType? dtype = null)
+    {
+        if (_quantized is null)
+        {
+            using var _ = no_grad();
+            return _weight.detach().to(dtype ?? _weight.dtype).clone();
+        }
+        return _quantized.Dequantize(dtype ?? _quantized.OriginalDType);
+    }
+
+    /// <summary>
+    /// The 4-bit base in transformers + bitsandbytes' serialized layout: <c>{prefix}weight</c> (packed uint8,
+    /// <c>[ceil(n/2), 1]</c>), <c>weight.absmax</c>, <c>weight.quant_map</c>, with double quantization
+    /// <c>weight.nested_absmax</c> and <c>weight.nested_quant_map</c>, and <c>weight.quant_state.bitsandbytes__nf4</c>
+    /// (or <c>__fp4</c>); plus <c>{prefix}bias</c> when there is one. Tensors are new copies on the CPU.
+    /// </summary>
+    public Dictionary<string, Tensor> ToBitsAndBytesState(string prefix = "")
+    {
+        var state = (_quantized ?? throw new InvalidOperationException("The base weight is not quantized.")).ToBitsAndBytesState(prefix + "weight");
+        if (_bias is not null)
+        {
+            using var _ = no_grad();
+            state[prefix + "bias"] = _bias.detach().cpu().clone();
+        }
+        return state;
+    }
+
+    /// <summary>Loads a 4-bit base from transformers + bitsandbytes' layout (see <see cref="ToBitsAndBytesState"/>), strictly.</summary>
+    public void LoadBitsAndBytesState(IReadOnlyDictionary<string, Tensor> state, string prefix = "")
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        if (_mergedAdapter is not null) throw new InvalidOperationException("Unmerge the adapter before replacing the base weight.");
+        var quantized = Nf4Tensor.FromBitsAndBytesState(state, prefix + "weight", BaseDevice);
+        try
+        {
+            if (!quantized.Shape.SequenceEqual(new[] { OutFeatures, InFeatures }))
+                throw new ArgumentException($"Quantized weight shape [{string.Join(", ", quantized.Shape)}] does not match [{OutFeatures}, {InFeatures}].", nameof(state));
+            Tensor? bias = null;
+            if (_bias is not null)
+            {
+                if (!state.TryGetValue(prefix + "bias", out bias))
+                    throw new ArgumentException($"Missing '{prefix}bias'.", nameof(state));
+                if (!bias.shape.SequenceEqual(_bias.shape))
+                    throw new ArgumentException($"Bias shape [{string.Join(", ", bias.shape)}] does not match [{OutFeatures}].", nameof(state));
+            }
+            if (bias is not null) using (no_grad()) _bias!.copy_(bias);
+        }
+        catch
+        {
+            quantized.Dispose();
+            throw;
+        }
+        if (_quantized is null) ReplaceFloatWeight(quantized);
+        else
+        {
+            _quantized.Dispose();
+            _quantized = quantized;
+        }
     }
 
     /// <summary>Replaces the base weight (and bias) with values from a checkpoint, checking shapes.</summary>
@@ -191,9 +339,20 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     {
         ArgumentNullException.ThrowIfNull(weight);
         if (_mergedAdapter is not null) throw new InvalidOperationException("Unmerge the adapter before replacing the base weight.");
-        if (!weight.shape.SequenceEqual(_weight.shape))
+        if (!weight.shape.SequenceEqual(new[] { OutFeatures, InFeatures }))
             throw new ArgumentException($"Weight shape [{string.Join(", ", weight.shape)}] does not match [{OutFeatures}, {InFeatures}].", nameof(weight));
-        using (no_grad()) _weight.copy_(weight);
+        if (_quantized is not null)
+        {
+            // A 4-bit base quantizes what it loads, on its own device, with its own settings.
+            using var onDevice = weight.to(BaseDevice);
+            var quantized = Nf4Tensor.Quantize(onDevice, _quantized.Options);
+            _quantized.Dispose();
+            _quantized = quantized;
+        }
+        else
+        {
+            using (no_grad()) _weight.copy_(weight);
+        }
         if (bias is not null)
         {
             if (_bias is null) throw new ArgumentException("This projection has no bias.", nameof(bias));
@@ -211,7 +370,16 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             throw new ArgumentException($"Expected input with last dimension {InFeatures}, got [{string.Join(", ", input.shape)}].", nameof(input));
 
         using var scope = NewDisposeScope();
-        var output = nn.functional.linear(input, _weight, _bias);
+        Tensor output;
+        if (_quantized is not null)
+        {
+            output = QuantizedLinearFunction.Apply(input, _quantized, ComputeScalarType);
+            if (_bias is not null) output = output.add(_bias.to(output.dtype));
+        }
+        else
+        {
+            output = nn.functional.linear(input, _weight, _bias);
+        }
         var adapter = SelectAdapter();
         if (adapter is not null)
         {
@@ -231,6 +399,72 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         // A merged adapter already lives in the weight; applying its path again would count it twice.
         return adapter == _mergedAdapter ? null : adapter;
     }
+
+    /// <inheritdoc />
+    protected override nn.Module _to(DeviceType deviceType, int deviceIndex, bool non_blocking)
+    {
+        base._to(deviceType, deviceIndex, non_blocking);
+        MoveQuantized(new Device(deviceType, deviceIndex));
+        return this;
+    }
+
+    /// <inheritdoc />
+    protected override nn.Module _to(Device device, ScalarType dtype, bool non_blocking)
+    {
+        base._to(device, dtype, non_blocking);
+        MoveQuantized(device);
+        return this;
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _quantized?.Dispose();
+            _quantized = null;
+        }
+        base.Dispose(disposing);
+    }
+
+    private void MoveQuantized(Device device)
+    {
+        if (_quantized is null || _quantized.Device.ToString() == device.ToString()) return;
+        var moved = _quantized.To(device);
+        _quantized.Dispose();
+        _quantized = moved;
+    }
+
+    private void ReplaceFloatWeight(Nf4Tensor quantized)
+    {
+        _quantized = quantized;
+        // The float weight leaves the module (parameters, state_dict) and its memory is freed now, not by a finalizer.
+        ConditionallyRegisterParameter("weight", (Parameter?)null);
+        _weight.Dispose();
+    }
+
+    private RequantizationReport Requantize(Tensor delta, int sign)
+    {
+        var current = _quantized!;
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var exact = current.Dequantize(ScalarType.Float32).add(delta.to(ScalarType.Float32), alpha: sign);
+        var requantized = Nf4Tensor.Quantize(exact, current.Options);
+        var rounded = requantized.Dequantize(ScalarType.Float32);
+        var error = rounded.sub(exact).abs();
+        var report = new RequantizationReport(error.max().item<float>(), error.mean().item<float>());
+        current.Dispose();
+        _quantized = requantized;
+        return report;
+    }
+
+    internal static ScalarType ResolveComputeDType(ComputeDType computeDType, Device device) => computeDType switch
+    {
+        ComputeDType.Float32 => ScalarType.Float32,
+        ComputeDType.BFloat16 => ScalarType.BFloat16,
+        ComputeDType.Float16 => ScalarType.Float16,
+        _ => device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32,
+    };
 
     /// <inheritdoc />
     protected override void RegisterComponents()

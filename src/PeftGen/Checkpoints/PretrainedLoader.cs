@@ -1,0 +1,263 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Text.RegularExpressions;
+using static TorchSharp.torch;
+
+namespace PeftGen.Checkpoints;
+
+/// <summary>What a <see cref="PretrainedLoader"/> load did.</summary>
+/// <param name="KeyPrefix">The key mapping used (given or detected).</param>
+/// <param name="LoadedTensors">How many model tensors were written.</param>
+/// <param name="FilledFromTies">Model keys that the checkpoint omits and that were filled from the tensor they are tied to.</param>
+/// <param name="SkippedKeys">Checkpoint keys skipped as non-weight buffers (<see cref="PretrainedLoadOptions.IgnoredKeys"/>).</param>
+/// <param name="StoredDTypes">The dtypes the loaded tensors were stored in.</param>
+/// <param name="CheckpointKeys">
+/// The checkpoint key each model key was read from (tied tensors filled from another key excluded); pass it to
+/// <see cref="PretrainedSaveOptions.CheckpointKeys"/> to save in the layout that was loaded.
+/// </param>
+public sealed record PretrainedLoadResult(
+    KeyPrefixMapping KeyPrefix,
+    int LoadedTensors,
+    IReadOnlyList<string> FilledFromTies,
+    IReadOnlyList<string> SkippedKeys,
+    IReadOnlyList<string> StoredDTypes,
+    IReadOnlyDictionary<string, string> CheckpointKeys);
+
+/// <summary>
+/// Loads pretrained base weights (Hugging Face layout) into a PEFT model: every base tensor of
+/// <see cref="IPeftModel.Layers"/> from <c>{path}.weight</c> / <c>{path}.bias</c>.
+/// </summary>
+/// <remarks>
+/// <para>All or nothing: every key, dtype and shape is checked before the first tensor is written, and every
+/// mismatch is reported together in one <see cref="CheckpointMismatchException"/>; the model is then unchanged.</para>
+/// <para>Streaming: tensors are read and written one at a time (a projection's weight and bias together), so peak
+/// memory is the model plus about one stored tensor. Conv1D weights (<see cref="WeightLayout.InOut"/>) are
+/// transposed on the way in; float16 and bfloat16 are converted to the model's dtype.</para>
+/// <para>Projections receive their weights through <see cref="LoraLinear.LoadBase"/>, so a 4-bit projection
+/// quantizes each weight as it arrives and LoRA adapters are never touched.</para>
+/// </remarks>
+public static class PretrainedLoader
+{
+    /// <summary>
+    /// Loads the base weights of <paramref name="model"/> from a Hugging Face pretrained-model folder
+    /// (<c>model.safetensors</c>, or shards with <c>model.safetensors.index.json</c>).
+    /// </summary>
+    /// <exception cref="CheckpointMismatchException">The checkpoint does not fit (a missing or unreadable shard included); the model is unchanged.</exception>
+    /// <exception cref="PeftGen.IO.PeftFormatException">The index or the single weights file is malformed; the model is unchanged.</exception>
+    /// <exception cref="InvalidOperationException">A projection has a merged adapter (unmerge first), or reading failed midway.</exception>
+    public static PretrainedLoadResult Load(IPeftModel model, string folder, PretrainedLoadOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        using var source = HfCheckpointSource.Open(folder);
+        return Load(model, source, options);
+    }
+
+    /// <summary>Loads the base weights of <paramref name="model"/> from <paramref name="source"/>.</summary>
+    /// <exception cref="CheckpointMismatchException">The checkpoint does not fit; the model is unchanged.</exception>
+    /// <exception cref="InvalidOperationException">A projection has a merged adapter (unmerge first), or reading failed midway.</exception>
+    public static PretrainedLoadResult Load(IPeftModel model, ICheckpointSource source, PretrainedLoadOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(source);
+        options ??= PretrainedLoadOptions.Default;
+
+        var tensors = ModelTensors.Of(model);
+        var merged = model.Projections().Where(p => p.Layer.MergedAdapter is not null).Select(p => p.Path).ToList();
+        if (merged.Count > 0)
+            throw new InvalidOperationException($"Unmerge the adapters before loading base weights; merged: {string.Join(", ", merged)}.");
+
+        var names = new HashSet<string>(source.Names, StringComparer.Ordinal);
+        var keyPrefix = options.KeyPrefix ?? DetectKeyPrefix(tensors.Select(t => t.Key).ToList(), names);
+        var plan = Plan(tensors, source, names, keyPrefix, options);
+        if (plan.Mismatches.Count > 0) throw new CheckpointMismatchException(source.Description, plan.Mismatches);
+
+        Apply(plan.Reads, source);
+        return new PretrainedLoadResult(
+            keyPrefix,
+            plan.Reads.Count,
+            plan.FilledFromTies,
+            plan.Skipped,
+            plan.Reads.Select(r => source.Info(r.CheckpointKey).DType).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList(),
+            plan.Reads.Where(r => !plan.FilledFromTies.Contains(r.Tensor.Key)).ToDictionary(r => r.Tensor.Key, r => r.CheckpointKey, StringComparer.Ordinal));
+    }
+
+    /// <summary>
+    /// The key mapping under which the most model keys are found among <paramref name="checkpointNames"/>: keys
+    /// unchanged, or one leading segment of the model keys dropped (<c>transformer.</c>) and/or one leading segment
+    /// of the checkpoint keys added. Keys unchanged wins ties. Under any mapping, a model key whose mapped form is
+    /// not stored but that is stored unchanged is read unchanged (GPT2LMHeadModel's <c>lm_head.weight</c> beside
+    /// <c>transformer.…</c>).
+    /// </summary>
+    public static KeyPrefixMapping DetectKeyPrefix(IReadOnlyCollection<string> modelKeys, IReadOnlyCollection<string> checkpointNames)
+    {
+        ArgumentNullException.ThrowIfNull(modelKeys);
+        ArgumentNullException.ThrowIfNull(checkpointNames);
+        var names = checkpointNames as IReadOnlySet<string> ?? new HashSet<string>(checkpointNames, StringComparer.Ordinal);
+        var modelPrefixes = Prefixes(modelKeys);
+        var checkpointPrefixes = Prefixes(checkpointNames);
+
+        var best = KeyPrefixMapping.Identity;
+        var bestScore = Score(best);
+        foreach (var modelPrefix in modelPrefixes)
+        {
+            foreach (var checkpointPrefix in checkpointPrefixes)
+            {
+                if (modelPrefix == checkpointPrefix) continue;
+                var candidate = new KeyPrefixMapping(modelPrefix, checkpointPrefix);
+                var score = Score(candidate);
+                if (score > bestScore) (best, bestScore) = (candidate, score);
+            }
+        }
+        return best;
+
+        int Score(KeyPrefixMapping mapping) => modelKeys.Count(k => names.Contains(ResolveKey(k, mapping, names)));
+
+        static List<string> Prefixes(IEnumerable<string> keys) => keys
+            .Select(k => k.IndexOf('.', StringComparison.Ordinal) is var dot and > 0 ? k[..(dot + 1)] : "")
+            .Prepend("")
+            .Distinct(StringComparer.Ordinal)
+            .ToList();
+    }
+
+    /// <summary>
+    /// The checkpoint key of a model key: the mapped key, or else the unchanged key when only that is stored
+    /// (<c>lm_head.weight</c> sits outside the <c>transformer.</c> prefix that the other keys gain).
+    /// </summary>
+    private static string ResolveKey(string modelKey, KeyPrefixMapping keyPrefix, IReadOnlySet<string> names)
+    {
+        var mapped = keyPrefix.ToCheckpoint(modelKey);
+        return !names.Contains(mapped) && names.Contains(modelKey) ? modelKey : mapped;
+    }
+
+    private sealed record Read(ModelTensor Tensor, string CheckpointKey);
+
+    private sealed record LoadPlan(List<Read> Reads, List<CheckpointMismatch> Mismatches, List<string> FilledFromTies, List<string> Skipped);
+
+    private static LoadPlan Plan(
+        IReadOnlyList<ModelTensor> tensors, ICheckpointSource source, HashSet<string> names, KeyPrefixMapping keyPrefix, PretrainedLoadOptions options)
+    {
+        var mismatches = source.Problems.Select(p => new CheckpointMismatch(CheckpointMismatchKind.File, "", p)).ToList();
+        var reads = new List<Read>();
+        var filled = new List<string>();
+        var consumed = new HashSet<string>(StringComparer.Ordinal);
+        var modelKeys = tensors.Select(t => t.Key).ToHashSet(StringComparer.Ordinal);
+        // A tie matters only when the model has the tensor it copies; presets list several namings.
+        var ties = options.TiedWeights.Where(t => modelKeys.Contains(t.SourceKey)).DistinctBy(t => t.Key).ToList();
+        string Resolve(string modelKey) => ResolveKey(modelKey, keyPrefix, names);
+
+        foreach (var tensor in tensors)
+        {
+            var readKey = Resolve(tensor.Key);
+            if (!names.Contains(readKey))
+            {
+                var tie = ties.FirstOrDefault(t => t.Key == tensor.Key);
+                var tiedTo = tie is null ? null : Resolve(tie.SourceKey);
+                if (tiedTo is null || !names.Contains(tiedTo))
+                {
+                    var tieNote = tiedTo is null ? "" : $", nor the tensor it is tied to, '{tiedTo}'";
+                    mismatches.Add(new(CheckpointMismatchKind.Missing, readKey,
+                        $"the model's {Describe(tensor)} {ModelTensors.Shape(tensor.StoredShape)} is not in the checkpoint{tieNote}"));
+                    continue;
+                }
+                readKey = tiedTo;
+                filled.Add(tensor.Key);
+            }
+            consumed.Add(readKey);
+            if (Check(tensor, readKey, source.Info(readKey)) is { } problem)
+            {
+                mismatches.Add(problem);
+                continue;
+            }
+            reads.Add(new Read(tensor, readKey));
+        }
+
+        foreach (var tie in ties) CheckTie(Resolve(tie.Key), Resolve(tie.SourceKey), source, names, consumed, mismatches);
+
+        var ignored = options.IgnoredKeys.Select(p => new Regex(p, RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1))).ToList();
+        var skipped = new List<string>();
+        foreach (var name in names.Where(n => !consumed.Contains(n)).Order(StringComparer.Ordinal))
+        {
+            if (ignored.Any(r => r.IsMatch(name))) skipped.Add(name);
+            else mismatches.Add(new(CheckpointMismatchKind.Unexpected, name, $"{Stored(source.Info(name))} has no place in the model{Hint(keyPrefix)}"));
+        }
+
+        // File problems first: they explain the missing tensors that follow.
+        var ordered = mismatches.OrderBy(m => m.Kind == CheckpointMismatchKind.File ? -1 : (int)m.Kind).ThenBy(m => m.Key, StringComparer.Ordinal).ToList();
+        return new LoadPlan(reads, ordered, filled, skipped);
+    }
+
+    private static CheckpointMismatch? Check(ModelTensor tensor, string key, CheckpointTensorInfo info)
+    {
+        if (!CheckpointDTypes.IsLoadable(info.DType))
+            return new(CheckpointMismatchKind.WrongDType, key,
+                $"stored as {info.DType}; the model's {Describe(tensor)} loads from F32, F16 or BF16");
+        if (!info.Shape.SequenceEqual(tensor.StoredShape))
+        {
+            var layout = tensor.Transposed ? " (Conv1D layout, In × Out)" : "";
+            return new(CheckpointMismatchKind.WrongShape, key,
+                $"stored as {ModelTensors.Shape(info.Shape)}; the model's {Describe(tensor)} needs {ModelTensors.Shape(tensor.StoredShape)}{layout}");
+        }
+        return null;
+    }
+
+    /// <summary>A tied tensor that the checkpoint stores as well must be a copy of the tensor it is tied to.</summary>
+    private static void CheckTie(
+        string key, string sourceKey, ICheckpointSource source, HashSet<string> names, HashSet<string> consumed, List<CheckpointMismatch> mismatches)
+    {
+        if (!names.Contains(key) || !names.Contains(sourceKey)) return;
+        consumed.Add(key);
+        var (info, sourceInfo) = (source.Info(key), source.Info(sourceKey));
+        if (!CheckpointDTypes.IsLoadable(info.DType) || !CheckpointDTypes.IsLoadable(sourceInfo.DType)) return;
+        if (!info.Shape.SequenceEqual(sourceInfo.Shape))
+        {
+            mismatches.Add(new(CheckpointMismatchKind.TiedDiffers, key,
+                $"stored as {ModelTensors.Shape(info.Shape)} but tied to '{sourceKey}' {ModelTensors.Shape(sourceInfo.Shape)}"));
+            return;
+        }
+        using var scope = NewDisposeScope();
+        var tied = source.Read(key);
+        var original = source.Read(sourceKey);
+        if (!tied.to(original.dtype).eq(original).all().item<bool>())
+            mismatches.Add(new(CheckpointMismatchKind.TiedDiffers, key, $"the model ties it to '{sourceKey}', but the stored values differ"));
+    }
+
+    private static void Apply(List<Read> reads, ICheckpointSource source)
+    {
+        var done = 0;
+        foreach (var group in reads.GroupBy(r => r.Tensor.Layer))
+        {
+            try
+            {
+                using var scope = NewDisposeScope();
+                using var _ = no_grad();
+                if (group.Key.Module is LoraLinear projection)
+                {
+                    var weightRead = group.Single(r => r.Tensor.Role == ModelTensorRole.ProjectionWeight);
+                    var weight = source.Read(weightRead.CheckpointKey);
+                    if (weightRead.Tensor.Transposed) weight = weight.t();
+                    var biasRead = group.SingleOrDefault(r => r.Tensor.Role == ModelTensorRole.ProjectionBias);
+                    projection.LoadBase(weight, biasRead is null ? null : source.Read(biasRead.CheckpointKey));
+                }
+                else
+                {
+                    foreach (var read in group) read.Tensor.Parameter!.copy_(source.Read(read.CheckpointKey));
+                }
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                throw new InvalidOperationException(
+                    $"Loading layer '{group.Key.Path}' from '{source.Description}' failed after {done} of {reads.Count} tensors were written; "
+                    + $"the model is partly loaded. {e.Message}", e);
+            }
+            done += group.Count();
+        }
+    }
+
+    private static string Describe(ModelTensor tensor) => $"{tensor.Layer.Kind} '{tensor.Layer.Path}' {tensor.Key[(tensor.Layer.Path.Length + 1)..]}";
+
+    private static string Stored(CheckpointTensorInfo info) => $"{info.DType} {ModelTensors.Shape(info.Shape)}";
+
+    private static string Hint(KeyPrefixMapping keyPrefix)
+        => keyPrefix.IsIdentity ? "" : $" (keys mapped: {keyPrefix})";
+}

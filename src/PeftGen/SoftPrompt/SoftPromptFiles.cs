@@ -1,0 +1,132 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Text.Json;
+using PeftGen.IO;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace PeftGen;
+
+/// <summary>
+/// Hugging Face PEFT's files for a prompt-tuning adapter: <c>adapter_config.json</c> and
+/// <c>adapter_model.safetensors</c> holding the single tensor <c>prompt_embeddings</c> (<c>N × Dim</c>).
+/// </summary>
+/// <remarks>
+/// Loading reads and checks everything before it touches the model: a file that does not fit fails with one
+/// <see cref="PeftFormatException"/> that lists every mismatch, and the model is left exactly as it was.
+/// </remarks>
+public static class SoftPromptFiles
+{
+    /// <summary>The config file's name.</summary>
+    public const string ConfigFileName = "adapter_config.json";
+
+    /// <summary>The weights file's name.</summary>
+    public const string WeightsFileName = "adapter_model.safetensors";
+
+    /// <summary>The key PEFT saves a prompt under.</summary>
+    public const string TensorName = "prompt_embeddings";
+
+    private static readonly string[] FloatDTypes = { "F32", "F16", "BF16", "F64" };
+
+    /// <summary>Writes soft prompt <paramref name="name"/> of <paramref name="embedding"/> to <paramref name="folder"/>, each file atomically.</summary>
+    /// <param name="embedding">The token embedding that holds the prompt.</param>
+    /// <param name="folder">The adapter folder (created if needed).</param>
+    /// <param name="name">The prompt to save.</param>
+    /// <param name="baseModelNameOrPath">Written as <c>base_model_name_or_path</c>.</param>
+    /// <param name="numLayers">Written as <c>num_layers</c> (PEFT records the base model's).</param>
+    /// <param name="numAttentionHeads">Written as <c>num_attention_heads</c>.</param>
+    public static void Save(TokenEmbedding embedding, string folder, string name, string? baseModelNameOrPath = null, int? numLayers = null, int? numAttentionHeads = null)
+    {
+        ArgumentNullException.ThrowIfNull(embedding);
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        var prompt = embedding.SoftPrompt(name);
+        Directory.CreateDirectory(folder);
+        using (var values = prompt.Embeddings.detach())
+        {
+            SafeTensors.Save(Path.Combine(folder, WeightsFileName),
+                new Dictionary<string, Tensor> { [TensorName] = values },
+                new Dictionary<string, string> { ["format"] = "pt" });
+        }
+        AtomicFile.WriteAllText(Path.Combine(folder, ConfigFileName),
+            SoftPromptAdapterConfig.For(prompt, baseModelNameOrPath, numLayers, numAttentionHeads).ToJson());
+    }
+
+    /// <summary>
+    /// Reads the prompt in <paramref name="folder"/> into <paramref name="embedding"/> as <paramref name="name"/>:
+    /// into the existing prompt of that name (same N required), or as a new prompt (active if it is the first).
+    /// </summary>
+    /// <param name="embedding">The token embedding to load into.</param>
+    /// <param name="folder">A PEFT prompt-tuning adapter folder.</param>
+    /// <param name="name">The prompt's name on the model.</param>
+    /// <param name="trainable">Whether a newly added prompt takes gradients (PEFT loads for inference by default).</param>
+    /// <returns>The prompt that now holds the file's values.</returns>
+    /// <exception cref="PeftFormatException">A file is missing, malformed or does not fit the model; nothing changed.</exception>
+    public static SoftPrompt Load(TokenEmbedding embedding, string folder, string name, bool trainable = false)
+    {
+        ArgumentNullException.ThrowIfNull(embedding);
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        var existing = embedding.HasSoftPrompt(name) ? embedding.SoftPrompt(name) : null;
+        if (existing is null) embedding.CheckNewSoftPromptName(name);
+
+        var config = ReadConfig(Path.Combine(folder, ConfigFileName));
+        var problems = config.Problems(embedding.Dim, existing?.VirtualTokens).Select(p => $"{ConfigFileName}: {p}").ToList();
+
+        var weightsPath = Path.Combine(folder, WeightsFileName);
+        if (!File.Exists(weightsPath)) throw new PeftFormatException(weightsPath, null, "the file does not exist; a PEFT adapter folder holds its tensors there.");
+        using var file = SafeTensorsFile.Open(weightsPath);
+        problems.AddRange(TensorProblems(file, config.NumVirtualTokens, embedding.Dim).Select(p => $"{WeightsFileName}: {p}"));
+        if (problems.Count > 0)
+            throw new PeftFormatException(folder, null, $"the soft prompt does not fit this model ({problems.Count} problem(s)): {string.Join("; ", problems)}.");
+
+        using var scope = NewDisposeScope();
+        var values = file.Read(TensorName, embedding.Weight.device);
+        using (var finite = values.isfinite().all())
+        {
+            if (!finite.item<bool>()) throw new PeftFormatException(weightsPath, TensorName, "the prompt holds NaN or infinite values.");
+        }
+        values = values.to(existing?.Embeddings.dtype ?? SoftPrompt.StorageType(embedding.Weight.dtype));
+
+        if (existing is not null)
+        {
+            using (no_grad()) existing.Embeddings.copy_(values);
+            return existing;
+        }
+        var prompt = new SoftPrompt(config.ToSoftPromptConfig(), values, config.TokenizerNameOrPath);
+        prompt.Embeddings.requires_grad = trainable;
+        embedding.AddSoftPrompt(name, prompt);
+        return prompt;
+    }
+
+    private static SoftPromptAdapterConfig ReadConfig(string path)
+    {
+        if (!File.Exists(path)) throw new PeftFormatException(path, null, "the file does not exist; a PEFT adapter folder holds its config there.");
+        try
+        {
+            return SoftPromptAdapterConfig.Parse(File.ReadAllText(path));
+        }
+        catch (Exception e) when (e is JsonException or System.Text.DecoderFallbackException)
+        {
+            throw new PeftFormatException(path, null, $"not a valid JSON object: {e.Message}", e);
+        }
+    }
+
+    private static IEnumerable<string> TensorProblems(SafeTensorsFile file, long? virtualTokens, long dim)
+    {
+        foreach (var unexpected in file.Names.Where(n => n != TensorName))
+            yield return $"unexpected tensor '{unexpected}' (a prompt-tuning adapter holds only '{TensorName}')";
+        if (!file.Contains(TensorName))
+        {
+            yield return $"tensor '{TensorName}' is missing";
+            yield break;
+        }
+        var (dtype, shape) = file.TensorInfo(TensorName);
+        if (!FloatDTypes.Contains(dtype))
+            yield return $"tensor '{TensorName}' has dtype {dtype}, expected a floating type ({string.Join(", ", FloatDTypes)})";
+        var expectedRows = virtualTokens?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "num_virtual_tokens";
+        if (shape.Length != 2 || shape[1] != dim || virtualTokens is null || shape[0] != virtualTokens)
+            yield return $"tensor '{TensorName}' has shape [{string.Join(", ", shape)}], expected [{expectedRows}, {dim}]";
+    }
+}

@@ -1,0 +1,37 @@
+using System;
+using System.Collections.Generic;
+using PeftGen.Checkpoints;
+using static TorchSharp.torch;
+
+namespace PeftGen.Tests.Checkpoints;
+
+/// <summary>Passes a checkpoint source through, counting reads and how many read tensors are alive at once.</summary>
+public sealed class CountingSource(ICheckpointSource inner) : ICheckpointSource
+{
+    private readonly List<Tensor> _handedOut = new();
+
+    public int Reads { get; private set; }
+
+    /// <summary>The most tensors read from here and not yet disposed at any one time: how well a reader streams.</summary>
+    public int MostAlive { get; private set; }
+
+    public string Description => inner.Description;
+
+    public IReadOnlyCollection<string> Names => inner.Names;
+
+    public IReadOnlyList<string> Problems => inner.Problems;
+
+    public CheckpointTensorInfo Info(string name) => inner.Info(name);
+
+    public Tensor Read(string name)
+    {
+        Reads++;
+        var tensor = inner.Read(name);
+        _handedOut.RemoveAll(t => t.IsInvalid);
+        _handedOut.Add(tensor);
+        MostAlive = Math.Max(MostAlive, _handedOut.Count);
+        return tensor;
+    }
+
+    public void Dispose() => inner.Dispose();
+}

@@ -1,0 +1,159 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using PeftGen.IO;
+using PeftGen.Tests.Support;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace PeftGen.Tests.SoftPrompt;
+
+public sealed class SoftPromptFilesTests : IDisposable
+{
+    private const long Vocab = 30, Dim = 16, Context = 32;
+    private readonly string _folder = Path.Combine(Path.GetTempPath(), "peftgen-softprompt-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_folder)) Directory.Delete(_folder, recursive: true);
+    }
+
+    private static TinyPromptLm CopyOfBase(TinyPromptLm source)
+    {
+        var copy = new TinyPromptLm(Vocab, Dim, Context);
+        using (no_grad())
+        {
+            foreach (var (key, value) in source.state_dict().Where(kv => !kv.Key.Contains("soft_prompts")))
+                copy.state_dict()[key].copy_(value);
+        }
+        return copy;
+    }
+
+    private static Dictionary<string, string> Hashes(TinyPromptLm model)
+        => model.named_parameters().ToDictionary(p => p.name, p => TensorHash.Of(p.parameter));
+
+    private string Folder(string name)
+    {
+        var path = Path.Combine(_folder, name);
+        Directory.CreateDirectory(path);
+        return path;
+    }
+
+    [Fact]
+    public void Save_then_load_gives_identical_outputs()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(21);
+        using var trained = new TinyPromptLm(Vocab, Dim, Context);
+        trained.Embedding.AddSoftPrompt("default", new SoftPromptConfig(5, SoftPromptInit.SampleVocab));
+        using (no_grad()) trained.Embedding.SoftPrompt("default").Embeddings.add_(randn(5, Dim));
+        var ids = randint(0, Vocab, new long[] { 2, 6 }, dtype: ScalarType.Int64);
+        var expected = trained.forward(ids, null);
+
+        trained.SaveSoftPrompt(_folder, "default", "tiny-gpt");
+
+        using var fresh = CopyOfBase(trained);
+        var loaded = fresh.LoadSoftPrompt(_folder, "tenant");
+        Assert.Equal(TensorHash.Of(expected), TensorHash.Of(fresh.forward(ids, null)));
+        Assert.Equal("tenant", fresh.Embedding.ActiveSoftPrompt);
+        Assert.False(loaded.Embeddings.requires_grad);
+        Assert.Equal(new SoftPromptConfig(5, SoftPromptInit.SampleVocab), loaded.Config);
+
+        // Loading into an existing prompt of the same length replaces its values.
+        fresh.Embedding.AddSoftPrompt("other", new SoftPromptConfig(5));
+        fresh.LoadSoftPrompt(_folder, "other");
+        using (AdapterContext.Use(softPrompt: "other"))
+            Assert.Equal(TensorHash.Of(expected), TensorHash.Of(fresh.forward(ids, null)));
+    }
+
+    [Fact]
+    public void Files_hold_what_peft_writes()
+    {
+        using var embedding = new TokenEmbedding(50257, 8);
+        var prompt = embedding.AddSoftPrompt("default", new SoftPromptConfig(4, SoftPromptInit.Text, "Hello world", PeftTokenizer.Gpt2));
+        embedding.SaveSoftPrompt(_folder, "default", "gpt2", numLayers: 12, numAttentionHeads: 12);
+
+        Assert.Equal(new[] { "adapter_config.json", "adapter_model.safetensors" },
+            Directory.GetFiles(_folder).Select(Path.GetFileName).OrderBy(n => n, StringComparer.Ordinal));
+        using (var file = SafeTensorsFile.Open(Path.Combine(_folder, "adapter_model.safetensors")))
+        {
+            Assert.Equal(new[] { "prompt_embeddings" }, file.Names);
+            var (dtype, shape) = file.TensorInfo("prompt_embeddings");
+            Assert.Equal("F32", dtype);
+            Assert.Equal(new long[] { 4, 8 }, shape);
+            Assert.Equal("pt", file.Metadata["format"]);
+            Assert.Equal(TensorHash.Of(prompt.Embeddings), TensorHash.Of(file.Read("prompt_embeddings")));
+        }
+        var config = SoftPromptAdapterConfig.Parse(File.ReadAllText(Path.Combine(_folder, "adapter_config.json")));
+        Assert.Equal(("PROMPT_TUNING", "CAUSAL_LM", 4L, 8L, 1L), (config.PeftType, config.TaskType, config.NumVirtualTokens, config.TokenDim, config.NumTransformerSubmodules));
+        Assert.Equal(("TEXT", "Hello world", "gpt2", "gpt2"), (config.PromptTuningInit, config.PromptTuningInitText, config.TokenizerNameOrPath, config.BaseModelNameOrPath));
+        Assert.True(config.InferenceMode);
+    }
+
+    [Fact]
+    public void A_prompt_that_does_not_fit_names_every_mismatch_and_changes_nothing()
+    {
+        var folder = Folder("bad");
+        AtomicFile.WriteAllText(Path.Combine(folder, "adapter_config.json"), """
+            { "peft_type": "LORA", "task_type": "CAUSAL_LM", "num_virtual_tokens": 4, "token_dim": 12,
+              "num_transformer_submodules": 1, "prompt_tuning_init": "RANDOM" }
+            """);
+        SafeTensors.Save(Path.Combine(folder, "adapter_model.safetensors"), new Dictionary<string, Tensor>
+        {
+            ["prompt_embeddings"] = zeros(new long[] { 3, 12 }, dtype: ScalarType.Int64),
+            ["extra"] = zeros(2),
+        });
+        using var model = new TinyPromptLm(Vocab, Dim, Context);
+        model.Embedding.AddSoftPrompt("default", new SoftPromptConfig(6));
+        var before = Hashes(model);
+
+        var error = Assert.Throws<PeftFormatException>(() => model.LoadSoftPrompt(folder, "default"));
+
+        Assert.Contains("peft_type is \"LORA\"", error.Message);
+        Assert.Contains("num_virtual_tokens is 4, but the model's prompt has 6", error.Message);
+        Assert.Contains("token_dim is 12, but the model's embedding width is 16", error.Message);
+        Assert.Contains("unexpected tensor 'extra'", error.Message);
+        Assert.Contains("dtype I64", error.Message);
+        Assert.Contains("shape [3, 12], expected [4, 16]", error.Message);
+        Assert.Equal(folder, error.FilePath);
+        Assert.Equal(before, Hashes(model));
+        Assert.Equal(new[] { "default" }, model.Embedding.SoftPrompts);
+
+        Assert.Throws<PeftFormatException>(() => model.LoadSoftPrompt(folder, "new"));
+        Assert.Equal(new[] { "default" }, model.Embedding.SoftPrompts);
+    }
+
+    [Fact]
+    public void Missing_corrupt_and_non_finite_files_are_refused_without_change()
+    {
+        using var model = new TinyPromptLm(Vocab, Dim, Context);
+        model.Embedding.AddSoftPrompt("default", new SoftPromptConfig(3));
+        var before = Hashes(model);
+        model.SaveSoftPrompt(Folder("good"), "default");
+
+        var empty = Folder("empty");
+        Assert.Contains("adapter_config.json", Assert.Throws<PeftFormatException>(() => model.LoadSoftPrompt(empty, "x")).Message);
+
+        var truncated = Folder("truncated");
+        File.Copy(Path.Combine(_folder, "good", "adapter_config.json"), Path.Combine(truncated, "adapter_config.json"));
+        var bytes = File.ReadAllBytes(Path.Combine(_folder, "good", "adapter_model.safetensors"));
+        File.WriteAllBytes(Path.Combine(truncated, "adapter_model.safetensors"), bytes[..^7]);
+        Assert.Throws<PeftFormatException>(() => model.LoadSoftPrompt(truncated, "default"));
+
+        var badJson = Folder("badjson");
+        File.WriteAllText(Path.Combine(badJson, "adapter_config.json"), "{ \"peft_type\": ");
+        File.Copy(Path.Combine(_folder, "good", "adapter_model.safetensors"), Path.Combine(badJson, "adapter_model.safetensors"));
+        Assert.Contains("JSON", Assert.Throws<PeftFormatException>(() => model.LoadSoftPrompt(badJson, "default")).Message);
+
+        var nan = Folder("nan");
+        File.Copy(Path.Combine(_folder, "good", "adapter_config.json"), Path.Combine(nan, "adapter_config.json"));
+        var values = randn(3, Dim);
+        values[1, 2] = tensor(float.NaN);
+        SafeTensors.Save(Path.Combine(nan, "adapter_model.safetensors"), new Dictionary<string, Tensor> { ["prompt_embeddings"] = values });
+        Assert.Contains("NaN", Assert.Throws<PeftFormatException>(() => model.LoadSoftPrompt(nan, "default")).Message);
+
+        Assert.Equal(before, Hashes(model));
+        Assert.Equal(new[] { "default" }, model.Embedding.SoftPrompts);
+    }
+}
