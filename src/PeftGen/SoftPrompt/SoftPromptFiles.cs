@@ -12,19 +12,17 @@ namespace PeftGen;
 /// <summary>
 /// Hugging Face PEFT's files for a prompt-tuning adapter: <c>adapter_config.json</c>
 /// (<see cref="PromptTuningAdapterConfig"/>) and <c>adapter_model.safetensors</c> holding the single tensor
-/// <c>prompt_embeddings</c> (<c>N × Dim</c>).
+/// <c>prompt_embeddings</c> (<c>N × Dim</c>), written through <see cref="PeftAdapterFiles"/>.
 /// </summary>
 /// <remarks>
-/// Loading reads and checks everything before it touches the model: a folder that does not fit fails with one
-/// <see cref="PeftFormatException"/> that lists every mismatch, and the model is left exactly as it was.
+/// Loading reads and checks everything before it touches the model: the config, the tensor file and the fit to the
+/// model are checked in one pass, so a folder that does not fit fails with one <see cref="PeftFormatException"/>
+/// that lists every mismatch, and the model is left exactly as it was.
 /// </remarks>
 public static class SoftPromptFiles
 {
-    /// <summary>The weights file's name.</summary>
-    public const string WeightsFileName = "adapter_model.safetensors";
-
-    /// <summary>The key PEFT saves a prompt under.</summary>
-    public const string TensorName = "prompt_embeddings";
+    private const string WeightsFileName = PeftAdapterFiles.WeightsFileName;
+    private const string TensorName = PeftAdapterFiles.PromptEmbeddingsKey;
 
     /// <summary>The only task type PeftGen's causal LMs write.</summary>
     public const string CausalLmTask = "CAUSAL_LM";
@@ -68,16 +66,9 @@ public static class SoftPromptFiles
         ArgumentNullException.ThrowIfNull(embedding);
         ArgumentException.ThrowIfNullOrEmpty(folder);
         var prompt = embedding.SoftPrompt(name);
-        var config = ConfigFor(prompt, baseModelNameOrPath, numLayers, numAttentionHeads);
-        config.Validate();
-        Directory.CreateDirectory(folder);
-        using (var values = prompt.Embeddings.detach())
-        {
-            SafeTensors.Save(Path.Combine(folder, WeightsFileName),
-                new Dictionary<string, Tensor> { [TensorName] = values },
-                new Dictionary<string, string> { ["format"] = "pt" });
-        }
-        config.Write(Path.Combine(folder, PeftAdapterConfig.FileName));
+        using var values = prompt.Embeddings.detach();
+        PeftAdapterFiles.Save(folder, ConfigFor(prompt, baseModelNameOrPath, numLayers, numAttentionHeads),
+            new Dictionary<string, Tensor> { [TensorName] = values });
     }
 
     /// <summary>
