@@ -373,8 +373,10 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         Tensor output;
         if (_quantized is not null)
         {
+            // As bitsandbytes' Linear4bit: compute in the compute dtype, answer in the input's dtype.
             output = QuantizedLinearFunction.Apply(input, _quantized, ComputeScalarType);
             if (_bias is not null) output = output.add(_bias.to(output.dtype));
+            output = output.to(input.dtype);
         }
         else
         {
