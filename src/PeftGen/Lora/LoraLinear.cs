@@ -451,7 +451,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var exact = current.Dequantize(ScalarType.Float32).add(delta.to(ScalarType.Float32), alpha: sign);
-        var requantized = Nf4Tensor.Quantize(exact, current.Options);
+        // Quantized from the weight's own dtype, so the state still records the dtype the checkpoint had.
+        var requantized = Nf4Tensor.Quantize(exact.to(current.OriginalDType), current.Options);
         var rounded = requantized.Dequantize(ScalarType.Float32);
         var error = rounded.sub(exact).abs();
         var report = new RequantizationReport(error.max().item<float>(), error.mean().item<float>());

@@ -85,7 +85,7 @@ public sealed class QLoraMemoryTests(ITestOutputHelper output)
 
         // Gradients left to finalizers would be ≥ 1 MB per step here (64 × 512 floats, in and out, per layer); the
         // bound also covers the managed heap, which cannot shrink while collections are held off.
-        Assert.True(growthPerStepKb < 64, $"process memory grew {growthPerStepKb:F1} KB per step");
+        Assert.True(growthPerStepKb < 128, $"process memory grew {growthPerStepKb:F1} KB per step");
         Assert.True(tensorsAfter - tensorsBefore <= 1, $"{tensorsAfter - tensorsBefore} tensor wrappers more after {steps} steps");
         foreach (var layer in layers) layer.Dispose();
     }
