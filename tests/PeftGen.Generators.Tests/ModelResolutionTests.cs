@@ -101,4 +101,51 @@ public sealed class ModelResolutionTests
         Assert.Contains("if (targets.Length == 0 || global::System.Array.IndexOf(targets, \"k\") >= 0) projections.Add(_k);", block, System.StringComparison.Ordinal);
         Assert.Contains("if (adapter != \"default\" && (targets.Length == 0 || global::System.Array.IndexOf(targets, \"q\") >= 0)) projections.Add(_q);", block, System.StringComparison.Ordinal);
     }
+
+    private const string PromptThroughBlock = Models.Usings + """
+
+        namespace Demo.Trunk;
+
+        public static class Cfg { public const int Vocab = 64, Context = 32, Width = 16, Layers = 2; }
+
+        [PeftModel(typeof(Cfg), ContextLength = "Context")]
+        [SoftPrompt(4)]
+        public partial class PromptModel : nn.Module<Tensor, Tensor>
+        {
+            [Block] public partial Trunk transformer { get; }
+            public override Tensor forward(Tensor x) => transformer.forward(x);
+        }
+
+        [PeftModule]
+        public partial class Trunk : nn.Module<Tensor, Tensor>
+        {
+            [Embedding("Vocab", "Width")] public partial TokenEmbedding wte { get; }
+            [Stack("Layers")] public partial ModuleList<Layer> h { get; }
+            public override Tensor forward(Tensor x) => wte.forward(x);
+        }
+
+        [PeftModule]
+        public partial class Layer : nn.Module<Tensor, Tensor>
+        {
+            [Embedding("Vocab", "Width")] public partial TokenEmbedding per_layer { get; }
+            public override Tensor forward(Tensor x) => x;
+        }
+        """;
+
+    [Fact]
+    public void A_model_level_soft_prompt_reaches_the_token_embedding_of_a_block_but_not_one_inside_a_stack()
+    {
+        var result = TestHelpers.Run(PromptThroughBlock);
+
+        Assert.Empty(result.GeneratorDiagnostics);
+        var model = result.Sources.Single(s => s.HintName == "Demo.Trunk.PromptModel.Peft.g.cs").SourceText.ToString();
+        Assert.Contains("PeftLayers.Find<global::PeftGen.TokenEmbedding>(layers, \"transformer.wte\")", model, System.StringComparison.Ordinal);
+        Assert.Equal(4L * 16, result.Constant("Demo.Trunk.PromptModel+Accounting", "TrainableParameters"));
+
+        var withoutTrunkEmbedding = PromptThroughBlock.Replace(
+            "[Embedding(\"Vocab\", \"Width\")] public partial TokenEmbedding wte { get; }", "", System.StringComparison.Ordinal)
+            .Replace("wte.forward(x)", "x", System.StringComparison.Ordinal);
+        var diagnostic = Assert.Single(TestHelpers.Run(withoutTrunkEmbedding).GeneratorDiagnostics);
+        Assert.Equal("PEFT303", diagnostic.Id);
+    }
 }

@@ -118,7 +118,7 @@ internal static class DiagnosticDescriptors
 
     public static readonly DiagnosticDescriptor PromptWithoutTokenEmbedding = Error("PEFT303", SoftPrompt,
         "Soft prompt without a token embedding",
-        "Soft prompt '{0}' needs the model class '{1}' to declare a [Embedding] member of type TokenEmbedding (put [SoftPrompt] on that member or on the model class)");
+        "Soft prompt '{0}' needs model '{1}' to have one [Embedding] member of type TokenEmbedding, in the model class or in a [Block] it reaches (not inside a [Stack]); put [SoftPrompt] on the model class or on that member of the model class");
 
     public static readonly DiagnosticDescriptor PromptTextMissing = Error("PEFT304", SoftPrompt,
         "Text initialisation without text",

@@ -139,7 +139,7 @@ internal static class ClassEmitter
                 writer.WriteLine("else foreach (var parameter in layer.Module.parameters()) parameter.requires_grad = true;");
                 writer.CloseBlock();
             }
-            SoftPromptEmitter.WriteSoftPrompts(writer, type, model.TokenEmbeddingMember);
+            SoftPromptEmitter.WriteSoftPrompts(writer, type, model.TokenEmbeddingPath);
             if (model.ActiveAdapter is { } active)
                 writer.WriteLine($"global::PeftGen.PeftModelExtensions.SetActiveAdapter(this, {Literals.String(active)});");
         }

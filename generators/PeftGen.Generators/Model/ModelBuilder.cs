@@ -32,7 +32,9 @@ internal static class ModelBuilder
 
         var rootSpec = root.Root!;
         var constants = walker.Constants;
-        var tokenEmbedding = root.Members.FirstOrDefault(m => m.Kind == LayerKind.TokenEmbedding);
+        // The token embedding may sit in the model class or in a block it reaches once (GPT-2's transformer.wte).
+        var found = walker.TokenEmbeddings.FirstOrDefault(t => t.Instances == 1);
+        var tokenEmbedding = found.Member;
         var prompts = new List<AccountedPrompt>();
         var promptNames = new HashSet<string>(System.StringComparer.Ordinal);
         long? context = null;
@@ -75,7 +77,7 @@ internal static class ModelBuilder
             root,
             accounting,
             activeAdapter,
-            tokenEmbedding?.Name ?? "",
+            found.Path ?? "",
             walker.Diagnostics.Distinct().ToEquatableArray(),
             valid);
     }
@@ -98,6 +100,9 @@ internal static class ModelBuilder
         public Dictionary<string, long> Constants { get; }
 
         public List<AccountedLayer> Layers { get; } = new();
+
+        /// <summary>Every token embedding reached, with its path and how many instances of it exist.</summary>
+        public List<(MemberSpec Member, string Path, long Instances)> TokenEmbeddings { get; } = new();
 
         public List<DiagnosticInfo> Diagnostics { get; } = new();
 
@@ -145,6 +150,7 @@ internal static class ModelBuilder
                         VisitProjection(type, member, path, instances, dims[0]!.Value, dims[1]!.Value);
                         break;
                     default:
+                        if (member.Kind == LayerKind.TokenEmbedding) TokenEmbeddings.Add((member, path, instances));
                         var parameters = member.Kind switch
                         {
                             LayerKind.LayerNorm => 2 * dims[0]!.Value,

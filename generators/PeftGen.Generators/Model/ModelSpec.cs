@@ -8,11 +8,12 @@ namespace PeftGen.Generators.Model;
 /// trains, and the diagnostics of every block it reaches.
 /// </summary>
 /// <remarks>Plain data (no symbols, syntax or locations), like <see cref="ClassSpec"/>.</remarks>
+/// <param name="TokenEmbeddingPath">Checkpoint path of the token embedding soft prompts attach to; empty if none.</param>
 /// <param name="IsValid">False when the root or a block it reaches has an error: nothing is emitted for the root.</param>
 internal sealed record ModelSpec(
     ClassSpec Root,
     AccountingResult Accounting,
     string? ActiveAdapter,
-    string TokenEmbeddingMember,
+    string TokenEmbeddingPath,
     EquatableArray<DiagnosticInfo> Diagnostics,
     bool IsValid);

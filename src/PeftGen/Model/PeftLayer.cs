@@ -31,3 +31,19 @@ public enum PeftLayerKind
 /// <param name="CheckpointLayout">How checkpoints store a projection's weight.</param>
 /// <param name="Trainable">Whether the layer's own weights are trained (<see cref="TrainableAttribute"/>).</param>
 public sealed record PeftLayer(string Path, PeftLayerKind Kind, nn.Module Module, WeightLayout CheckpointLayout, bool Trainable);
+
+/// <summary>Lookups in a model's layer list, used by generated constructors.</summary>
+public static class PeftLayers
+{
+    /// <summary>The layer at <paramref name="path"/>, as <typeparamref name="T"/>.</summary>
+    /// <exception cref="System.Collections.Generic.KeyNotFoundException">No layer of that type has that path.</exception>
+    public static T Find<T>(System.Collections.Generic.IReadOnlyList<PeftLayer> layers, string path) where T : nn.Module
+    {
+        System.ArgumentNullException.ThrowIfNull(layers);
+        foreach (var layer in layers)
+        {
+            if (layer.Path == path && layer.Module is T module) return module;
+        }
+        throw new System.Collections.Generic.KeyNotFoundException($"The model has no {typeof(T).Name} layer at '{path}'.");
+    }
+}

@@ -35,8 +35,8 @@ public static class PeftModelExtensions
         => model.NamedTrainableParameters().Select(p => p.Parameter).ToList();
 
     /// <summary>
-    /// Freezes everything except the active adapter of every projection and the layers marked
-    /// <see cref="TrainableAttribute"/>: PEFT training.
+    /// Freezes everything except the active adapter of every projection, the active soft prompt and the layers
+    /// marked <see cref="TrainableAttribute"/>: PEFT training.
     /// </summary>
     public static void FreezeBase(this IPeftModel model)
     {
@@ -46,15 +46,27 @@ public static class PeftModelExtensions
         {
             if (projection.ActiveAdapter is { } active) projection.SetAdapterTrainable(active, true);
         }
+        foreach (var embedding in model.Layers.Select(l => l.Module).OfType<TokenEmbedding>())
+        {
+            if (embedding.ActiveSoftPrompt is { } prompt) embedding.SetSoftPromptTrainable(prompt, true);
+        }
     }
 
-    /// <summary>Makes every base weight trainable and adapters frozen: full fine-tuning of the same model.</summary>
+    /// <summary>Makes every base weight trainable and adapters and soft prompts frozen: full fine-tuning of the same model.</summary>
+    /// <exception cref="InvalidOperationException">A projection stores its base in 4 bits, which cannot train.</exception>
     public static void UseFullFineTuning(this IPeftModel model)
     {
+        var quantized = model.Projections().Where(p => p.Layer.IsQuantized).Select(p => p.Path).ToList();
+        if (quantized.Count > 0)
+            throw new InvalidOperationException($"Full fine-tuning needs float weights, but these projections are 4-bit: {string.Join(", ", quantized.Take(5))}{(quantized.Count > 5 ? ", …" : "")}.");
         foreach (var (_, p) in AsModule(model).named_parameters()) p.requires_grad = true;
         foreach (var (_, projection) in model.Projections())
         {
             foreach (var adapter in projection.Adapters) projection.SetAdapterTrainable(adapter, false);
+        }
+        foreach (var embedding in model.Layers.Select(l => l.Module).OfType<TokenEmbedding>())
+        {
+            foreach (var prompt in embedding.SoftPrompts) embedding.SetSoftPromptTrainable(prompt, false);
         }
     }
 

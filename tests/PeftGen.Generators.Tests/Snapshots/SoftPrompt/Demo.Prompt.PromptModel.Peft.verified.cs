@@ -36,9 +36,10 @@ namespace Demo.Prompt
             var layers = new global::System.Collections.Generic.List<global::PeftGen.PeftLayer>();
             CollectPeftLayers("", false, layers);
             Layers = layers;
-            _wte.AddSoftPrompt("default", new global::PeftGen.SoftPromptConfig(20, global::PeftGen.SoftPromptInit.Random, "", global::PeftGen.PeftTokenizer.Gpt2));
-            _wte.AddSoftPrompt("tenant_b", new global::PeftGen.SoftPromptConfig(8, global::PeftGen.SoftPromptInit.Text, "Define the word:", global::PeftGen.PeftTokenizer.Gpt2));
-            _wte.SetSoftPromptTrainable("tenant_b", false);
+            var tokenEmbedding = global::PeftGen.PeftLayers.Find<global::PeftGen.TokenEmbedding>(layers, "wte");
+            tokenEmbedding.AddSoftPrompt("default", new global::PeftGen.SoftPromptConfig(20, global::PeftGen.SoftPromptInit.Random, "", global::PeftGen.PeftTokenizer.Gpt2));
+            tokenEmbedding.AddSoftPrompt("tenant_b", new global::PeftGen.SoftPromptConfig(8, global::PeftGen.SoftPromptInit.Text, "Define the word:", global::PeftGen.PeftTokenizer.Gpt2));
+            tokenEmbedding.SetSoftPromptTrainable("tenant_b", false);
             OnCreated();
             RegisterComponents();
         }
