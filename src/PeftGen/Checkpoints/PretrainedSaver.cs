@@ -57,7 +57,7 @@ public static class PretrainedSaver
     /// two saves. Each file is replaced atomically, the folder as a whole is not: save to a new folder to keep the
     /// old weights usable if the save fails. Tensors are materialised one shard at a time.
     /// </remarks>
-    /// <exception cref="NotSupportedException">A projection's weight is not floating point (a 4-bit base).</exception>
+    /// <exception cref="NotSupportedException">A projection's base is stored in 4 bits.</exception>
     /// <exception cref="InvalidOperationException">A tied tensor differs from the tensor it is tied to.</exception>
     public static IReadOnlyList<string> Save(IPeftModel model, string folder, PretrainedSaveOptions? options = null)
     {
@@ -178,11 +178,12 @@ public static class PretrainedSaver
     {
         if (tensor.Role == ModelTensorRole.Parameter) return tensor.Parameter!;
         var projection = (LoraLinear)tensor.Layer.Module;
-        var value = tensor.Role == ModelTensorRole.ProjectionWeight ? projection.Weight : projection.Bias!;
-        if (!value.is_floating_point())
+        if (tensor.Role == ModelTensorRole.ProjectionBias) return projection.Bias!;
+        if (projection.IsQuantized)
             throw new NotSupportedException(
-                $"Projection '{tensor.Layer.Path}' stores its base as {value.dtype} (quantized); save pretrained weights from a float model.");
-        return value;
+                $"Projection '{tensor.Layer.Path}' stores its base in 4 bits; pretrained weights are saved from a float model "
+                + "(load the float checkpoint, load the adapter, then save with MergeAdapters).");
+        return projection.Weight;
     }
 
     private static void CheckTiesEqual(IReadOnlyList<ModelTensor> tensors, List<TiedWeight> ties)
