@@ -10,7 +10,8 @@ namespace PeftGen.Checkpoints;
 
 /// <summary>
 /// A Hugging Face pretrained-model folder read as an <see cref="ICheckpointSource"/>: <c>model.safetensors</c>, or the
-/// shards that <c>model.safetensors.index.json</c> lists. Headers are read and validated when it opens; tensor data
+/// shards that <c>model.safetensors.index.json</c> lists. Unlike a strict open that stops at the first bad shard, it
+/// records shard problems, so a load reports them with every tensor mismatch. Headers are read and validated when it opens; tensor data
 /// is read one tensor at a time, on demand.
 /// </summary>
 /// <remarks>
@@ -41,7 +42,7 @@ public sealed class HfCheckpointSource : ICheckpointSource
     /// <inheritdoc />
     public IReadOnlyList<string> Problems => _problems;
 
-    /// <summary>Opens the folder's weights (sharded when it has an index, else the single file).</summary>
+    /// <summary>Opens the folder's weights: the single file when there is one, else the shards its index lists.</summary>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
     /// <exception cref="FileNotFoundException">The folder has neither weights file.</exception>
     /// <exception cref="PeftFormatException">The index, or the single weights file, is malformed.</exception>
@@ -57,8 +58,9 @@ public sealed class HfCheckpointSource : ICheckpointSource
 
             var index = Path.Combine(folder, HfLayout.IndexFile);
             var single = Path.Combine(folder, HfLayout.SingleFile);
-            if (File.Exists(index)) source.OpenShards(folder, index);
-            else if (File.Exists(single)) source.Add(SafeTensorsFile.Open(single), null);
+            // As transformers does: a single weights file wins over an index.
+            if (File.Exists(single)) source.Add(SafeTensorsFile.Open(single), null);
+            else if (File.Exists(index)) source.OpenShards(folder, index);
             else throw new FileNotFoundException($"The checkpoint folder '{folder}' has neither '{HfLayout.SingleFile}' nor '{HfLayout.IndexFile}'.", single);
             return source;
         }
