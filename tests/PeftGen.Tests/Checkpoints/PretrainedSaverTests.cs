@@ -45,11 +45,11 @@ public sealed class PretrainedSaverTests
         HfCheckpoints.WriteSingle(temp.Sub("original"), HfCheckpoints.Llama(LlamaConfig, seed: 22));
         using var model = new TinyLlama(LlamaConfig);
         PretrainedLoader.Load(model, temp.Sub("original"));
-        manual_seed(23);
+        using var g = new Generator(23);
         foreach (var (_, projection) in model.ProjectionLayers.Where(p => p.Path.EndsWith("q_proj", StringComparison.Ordinal) || p.Path.EndsWith("v_proj", StringComparison.Ordinal)))
         {
             projection.AddAdapter("default", new LoraConfig(2, 4, 0, false));
-            using (no_grad()) projection.LoraB("default").normal_(0, 0.5);
+            using (no_grad()) projection.LoraB("default").normal_(0, 0.5, g);
         }
         var before = ModelHash.Of(model);
         var ids = Ids.Random(LlamaConfig.Vocab, 2, 8, seed: 24);
@@ -79,10 +79,10 @@ public sealed class PretrainedSaverTests
     {
         using var temp = new TempFolder();
         using var model = new TinyLlama(LlamaConfig);
-        manual_seed(26);
+        using var g = new Generator(26);
         var up = model.Layer<LoraLinear>("model.layers.0.mlp.up_proj");
         up.AddAdapter("default", new LoraConfig(2, 4, 0, false));
-        using (no_grad()) up.LoraB("default").normal_(0, 0.5);
+        using (no_grad()) up.LoraB("default").normal_(0, 0.5, g);
         var ids = Ids.Random(LlamaConfig.Vocab, 2, 8, seed: 27);
         using var adapted = model.forward(ids);
         model.MergeAdapters();
