@@ -24,6 +24,9 @@ public enum CheckpointMismatchKind
 
     /// <summary>A file of the checkpoint is absent or unreadable (for example a shard the index lists).</summary>
     File = 5,
+
+    /// <summary>The checkpoint's configuration does not fit (another adapter type, rank or base model).</summary>
+    Config = 6,
 }
 
 /// <summary>One thing that stops a checkpoint from loading into a model.</summary>
@@ -71,6 +74,7 @@ public sealed class CheckpointMismatchException : Exception
         CheckpointMismatchKind.WrongShape => "wrong shape",
         CheckpointMismatchKind.WrongDType => "wrong dtype",
         CheckpointMismatchKind.TiedDiffers => "tied tensor differs",
+        CheckpointMismatchKind.Config => "configuration mismatch",
         _ => "file problem",
     };
 }

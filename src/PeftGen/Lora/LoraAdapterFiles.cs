@@ -1,0 +1,153 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using PeftGen.Checkpoints;
+using PeftGen.IO;
+using static TorchSharp.torch;
+
+namespace PeftGen;
+
+/// <summary>
+/// Saves and loads LoRA adapters in Hugging Face PEFT's layout: a folder with <c>adapter_config.json</c> and
+/// <c>adapter_model.safetensors</c> holding only the adapter's tensors, keyed
+/// <c>base_model.model.{module path}.lora_A.weight</c> / <c>lora_B.weight</c>.
+/// </summary>
+public static class LoraAdapterFiles
+{
+    /// <summary>The weights file name PEFT uses.</summary>
+    public const string WeightsFileName = "adapter_model.safetensors";
+
+    /// <summary>Writes the adapter to <paramref name="folder"/> (created if needed). Each file is written atomically.</summary>
+    /// <param name="model">The model.</param>
+    /// <param name="folder">The adapter folder.</param>
+    /// <param name="adapter">The adapter to save.</param>
+    /// <param name="baseModelNameOrPath">Recorded as <c>base_model_name_or_path</c>, and checked when loading.</param>
+    public static void SaveAdapter(this IPeftModel model, string folder, string adapter = "default", string? baseModelNameOrPath = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        var config = DescribeAdapter(model, adapter, baseModelNameOrPath);
+        var state = model.AdapterStateDict(adapter);
+        Directory.CreateDirectory(folder);
+        SafeTensors.Save(Path.Combine(folder, WeightsFileName), state, new Dictionary<string, string> { ["format"] = "pt" });
+        config.Write(Path.Combine(folder, PeftAdapterConfig.FileName));
+    }
+
+    /// <summary>
+    /// Describes the adapter as PEFT's <c>LoraConfig</c>: the most common rank, alpha and dropout, with
+    /// <c>rank_pattern</c>/<c>alpha_pattern</c> for the projections that differ.
+    /// </summary>
+    public static LoraAdapterConfig DescribeAdapter(IPeftModel model, string adapter = "default", string? baseModelNameOrPath = null)
+    {
+        var targets = model.Projections().Where(p => p.Layer.Adapters.Contains(adapter, StringComparer.Ordinal)).ToList();
+        if (targets.Count == 0)
+            throw new KeyNotFoundException($"The model has no LoRA adapter named '{adapter}'. Adapters: {string.Join(", ", model.AdapterNames())}.");
+        var configs = targets.Select(t => (t.Path, Config: t.Layer.AdapterConfig(adapter))).ToList();
+        if (configs.Select(c => c.Config.UseRsLora).Distinct().Count() > 1)
+            throw new InvalidOperationException($"Adapter '{adapter}' mixes rsLoRA and plain LoRA scaling, which PEFT's adapter_config.json cannot express.");
+        var rank = MostCommon(configs.Select(c => c.Config.Rank));
+        var alpha = MostCommon(configs.Select(c => c.Config.Alpha));
+        var dropouts = configs.Select(c => c.Config.Dropout).Distinct().ToList();
+        var layouts = model.Layers.Where(l => targets.Any(t => t.Path == l.Path)).Select(l => l.CheckpointLayout).Distinct().ToList();
+        return new LoraAdapterConfig
+        {
+            BaseModelNameOrPath = baseModelNameOrPath,
+            Rank = rank,
+            Alpha = alpha,
+            Dropout = MostCommon(configs.Select(c => c.Config.Dropout)),
+            UseRsLora = configs[0].Config.UseRsLora,
+            TargetModules = targets.Select(t => LastSegment(t.Path)).Distinct(StringComparer.Ordinal).OrderBy(n => n, StringComparer.Ordinal).ToList(),
+            // GPT-2's Conv1D stores In × Out; PEFT marks adapters on such layers with fan_in_fan_out.
+            FanInFanOut = layouts.Count == 1 && layouts[0] == WeightLayout.InOut,
+            RankPattern = configs.Where(c => c.Config.Rank != rank).ToDictionary(c => c.Path, c => c.Config.Rank, StringComparer.Ordinal),
+            AlphaPattern = configs.Where(c => c.Config.Alpha != alpha).ToDictionary(c => c.Path, c => c.Config.Alpha, StringComparer.Ordinal),
+        };
+    }
+
+    /// <summary>
+    /// Loads an adapter saved by PEFT or by <see cref="SaveAdapter"/> into the model's adapter of that name. Names,
+    /// shapes, dtypes and the configuration are all checked first; if anything does not fit, a
+    /// <see cref="CheckpointMismatchException"/> lists every problem and the model is left exactly as it was.
+    /// </summary>
+    /// <param name="model">The model, which declares the adapter (its projections, rank and scaling).</param>
+    /// <param name="folder">The adapter folder.</param>
+    /// <param name="adapter">The model's adapter to fill.</param>
+    /// <param name="expectedBaseModel">When given, the file's <c>base_model_name_or_path</c> must equal it.</param>
+    public static void LoadAdapter(this IPeftModel model, string folder, string adapter = "default", string? expectedBaseModel = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        var configPath = Path.Combine(folder, PeftAdapterConfig.FileName);
+        var weightsPath = Path.Combine(folder, WeightsFileName);
+        var problems = new List<CheckpointMismatch>();
+        if (!File.Exists(configPath)) problems.Add(new(CheckpointMismatchKind.File, "", $"'{configPath}' does not exist."));
+        if (!File.Exists(weightsPath)) problems.Add(new(CheckpointMismatchKind.File, "", $"'{weightsPath}' does not exist."));
+        if (problems.Count > 0) throw new CheckpointMismatchException(folder, problems);
+
+        var declared = model.Projections().Where(p => p.Layer.Adapters.Contains(adapter, StringComparer.Ordinal)).ToList();
+        if (declared.Count == 0)
+            throw new KeyNotFoundException($"The model has no LoRA adapter named '{adapter}' to load into. Adapters: {string.Join(", ", model.AdapterNames())}.");
+
+        var config = PeftAdapterConfig.Read(configPath);
+        if (config is not LoraAdapterConfig lora)
+        {
+            throw new CheckpointMismatchException(folder, [new(CheckpointMismatchKind.Config, "peft_type", $"expected LORA, found {config.PeftType}.")]);
+        }
+        if (expectedBaseModel is not null && !string.Equals(lora.BaseModelNameOrPath, expectedBaseModel, StringComparison.Ordinal))
+            problems.Add(new(CheckpointMismatchKind.Config, "base_model_name_or_path", $"expected '{expectedBaseModel}', found '{lora.BaseModelNameOrPath}'."));
+
+        using var file = SafeTensorsFile.Open(weightsPath);
+        var expected = new Dictionary<string, (LoraLinear Layer, bool IsA, long[] Shape)>(StringComparer.Ordinal);
+        foreach (var (path, layer) in declared)
+        {
+            var own = layer.AdapterConfig(adapter);
+            var rank = lora.RankPattern.TryGetValue(path, out var r) ? r : lora.Rank;
+            var alpha = lora.AlphaPattern.TryGetValue(path, out var a) ? a : lora.Alpha;
+            if (rank != own.Rank) problems.Add(new(CheckpointMismatchKind.Config, path, $"rank {rank} in the file, {own.Rank} in the model."));
+            if (Math.Abs(lora.ScaleFor(rank, alpha) - own.Scale) > 1e-12 * Math.Abs(own.Scale))
+                problems.Add(new(CheckpointMismatchKind.Config, path, $"scale {lora.ScaleFor(rank, alpha)} (alpha {alpha}) in the file, {own.Scale} (alpha {own.Alpha}) in the model."));
+            expected[$"{PeftKeys.Prefix}{path}.lora_A.weight"] = (layer, true, [own.Rank, layer.InFeatures]);
+            expected[$"{PeftKeys.Prefix}{path}.lora_B.weight"] = (layer, false, [layer.OutFeatures, own.Rank]);
+        }
+
+        foreach (var name in file.Names.Where(n => !expected.ContainsKey(n)).OrderBy(n => n, StringComparer.Ordinal))
+            problems.Add(new(CheckpointMismatchKind.Unexpected, name, "the model has no projection with this adapter at that path."));
+        foreach (var (key, entry) in expected.OrderBy(e => e.Key, StringComparer.Ordinal))
+        {
+            if (!file.Names.Contains(key))
+            {
+                problems.Add(new(CheckpointMismatchKind.Missing, key, $"expected shape {ModelTensors.Shape(entry.Shape)}."));
+                continue;
+            }
+            var info = file.TensorInfo(key);
+            if (!CheckpointDTypes.IsLoadable(info.DType))
+                problems.Add(new(CheckpointMismatchKind.WrongDType, key, $"{info.DType} is not a floating dtype this model loads (F32, F16, BF16)."));
+            if (!info.Shape.SequenceEqual(entry.Shape))
+                problems.Add(new(CheckpointMismatchKind.WrongShape, key, $"file {ModelTensors.Shape(info.Shape)}, model {ModelTensors.Shape(entry.Shape)}."));
+        }
+        if (problems.Count > 0) throw new CheckpointMismatchException(folder, problems);
+
+        // Everything fits: read all first, then copy, so a read error cannot leave half an adapter behind.
+        var loaded = new List<(Tensor Target, Tensor Value)>();
+        try
+        {
+            foreach (var (key, entry) in expected)
+            {
+                var target = entry.IsA ? entry.Layer.LoraA(adapter) : entry.Layer.LoraB(adapter);
+                loaded.Add((target, file.Read(key).to(target.dtype, target.device)));
+            }
+            using var _ = no_grad();
+            foreach (var (target, value) in loaded) target.copy_(value);
+        }
+        finally
+        {
+            foreach (var (_, value) in loaded) value.Dispose();
+        }
+    }
+
+    private static string LastSegment(string path) => path[(path.LastIndexOf('.') + 1)..];
+
+    private static T MostCommon<T>(IEnumerable<T> values) where T : notnull
+        => values.GroupBy(v => v).OrderByDescending(g => g.Count()).First().Key;
+}
