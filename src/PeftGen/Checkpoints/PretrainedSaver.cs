@@ -24,7 +24,10 @@ public sealed record PretrainedSaveOptions
     /// <summary>Tied tensors, left out of the files (they must equal the tensor they are tied to).</summary>
     public IReadOnlyList<TiedWeight> TiedWeights { get; init; } = [];
 
-    /// <summary>Fold each projection's active adapter into the written weights (the model itself is not changed).</summary>
+    /// <summary>
+    /// Fold each projection's active adapter into the written weights (the model itself is not changed). A projection
+    /// whose adapter is already merged into its weight is written as it is, with or without this option.
+    /// </summary>
     public bool MergeAdapters { get; init; }
 
     /// <summary>Largest shard in bytes; null writes one <see cref="HfLayout.SingleFile"/>.</summary>
