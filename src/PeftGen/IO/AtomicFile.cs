@@ -111,11 +111,20 @@ public static partial class AtomicFile
     {
         if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS())
             return;
-        var descriptor = Posix.open(folder, 0);
-        if (descriptor < 0)
-            return;
-        Posix.fsync(descriptor);
-        Posix.close(descriptor);
+        try
+        {
+            var descriptor = Posix.open(folder, 0);
+            if (descriptor < 0)
+                return;
+            Posix.fsync(descriptor);
+            Posix.close(descriptor);
+        }
+        catch (DllNotFoundException)
+        {
+        }
+        catch (EntryPointNotFoundException)
+        {
+        }
     }
 
     private static partial class Posix

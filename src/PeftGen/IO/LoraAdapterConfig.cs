@@ -29,7 +29,10 @@ public sealed class LoraAdapterConfig : PeftAdapterConfig
     /// <summary><c>target_modules</c> as a list of module-name suffixes (written sorted, as PEFT's set is).</summary>
     public IReadOnlyList<string>? TargetModules { get; init; }
 
-    /// <summary><c>target_modules</c> given as one string: a regular expression that must match the full module name.</summary>
+    /// <summary>
+    /// <c>target_modules</c> given as one string: a regular expression that must match the full module name, or PEFT's
+    /// special value <c>all-linear</c>.
+    /// </summary>
     public string? TargetModulesRegex { get; init; }
 
     /// <summary><c>bias</c>: <c>none</c>, <c>all</c> or <c>lora_only</c>.</summary>

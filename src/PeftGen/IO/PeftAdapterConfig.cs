@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Unicode;
 
 namespace PeftGen.IO;
 
@@ -72,6 +73,9 @@ public abstract class PeftAdapterConfig
     /// <exception cref="PeftFormatException">The JSON is invalid or does not describe a supported adapter.</exception>
     public static PeftAdapterConfig Parse(ReadOnlySpan<byte> utf8Json, string? sourcePath = null)
     {
+        // JsonDocument checks string encoding only when a string is read; check it all first for a clear error.
+        if (!Utf8.IsValid(utf8Json))
+            throw new PeftFormatException(sourcePath, null, "not valid UTF-8.");
         JsonDocument document;
         try
         {

@@ -144,9 +144,14 @@ internal sealed record SafeTensorsHeader(IReadOnlyDictionary<string, SafeTensorI
         long byteLength;
         try
         {
+            // Torch computes strides from the non-zero dimensions even when another one is zero, so those must fit too.
             var count = 1L;
+            var strideSpan = (long)elementSize;
             foreach (var dim in shape)
+            {
                 count = checked(count * dim);
+                strideSpan = checked(strideSpan * Math.Max(dim, 1));
+            }
             byteLength = checked(count * elementSize);
         }
         catch (OverflowException)

@@ -143,6 +143,29 @@ public static class PeftModelExtensions
         return state;
     }
 
+    /// <summary>
+    /// Bytes the base weights occupy now: float weights by their dtype, 4-bit projections by their packed codes and
+    /// quantization state. Adapters and soft prompts are not counted.
+    /// </summary>
+    public static long BaseWeightBytes(this IPeftModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        long bytes = 0;
+        foreach (var layer in model.Layers)
+        {
+            if (layer.Module is LoraLinear projection)
+            {
+                bytes += projection.QuantizedWeight is { } quantized ? quantized.StorageBytes : Bytes(projection.Weight);
+                if (projection.Bias is { } bias) bytes += Bytes(bias);
+                continue;
+            }
+            foreach (var (_, p) in layer.Module.named_parameters(recurse: false)) bytes += Bytes(p);
+        }
+        return bytes;
+    }
+
+    private static long Bytes(Tensor t) => t.numel() * t.element_size();
+
     internal static nn.Module AsModule(IPeftModel model) => model as nn.Module
         ?? throw new ArgumentException("A PEFT model must be a TorchSharp module.", nameof(model));
 
