@@ -4,6 +4,7 @@ using System.IO;
 using System.Linq;
 using System.Text.Json.Nodes;
 using PeftGen.Checkpoints;
+using PeftGen.IO;
 using static TorchSharp.torch;
 
 namespace PeftGen.Tests.Checkpoints;
@@ -72,8 +73,8 @@ public static class HfCheckpoints
     public static void WriteSingle(string folder, IReadOnlyDictionary<string, Tensor> tensors)
     {
         Directory.CreateDirectory(folder);
-        TestSafeTensors.WriteFile(Path.Combine(folder, HfLayout.SingleFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
-        File.WriteAllText(Path.Combine(folder, HfLayout.ConfigFile), """{"model_type": "tiny"}""");
+        TestSafeTensors.WriteFile(Path.Combine(folder, HfCheckpoint.SingleFileName), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        File.WriteAllText(Path.Combine(folder, HfCheckpoint.ConfigFileName), """{"model_type": "tiny"}""");
     }
 
     /// <summary>Writes <paramref name="shards"/> shard files in key order and <c>model.safetensors.index.json</c>.</summary>
@@ -86,7 +87,7 @@ public static class HfCheckpoints
         long total = 0;
         for (var s = 0; s < shards; s++)
         {
-            var file = HfLayout.ShardFile(s + 1, shards);
+            var file = HfCheckpointWriter.ShardName(s + 1, shards);
             var part = names.Skip(s * perShard).Take(perShard).ToDictionary(n => n, n => tensors[n], StringComparer.Ordinal);
             TestSafeTensors.WriteFile(Path.Combine(folder, file), part, new Dictionary<string, string> { ["format"] = "pt" });
             foreach (var (name, tensor) in part)
@@ -96,8 +97,8 @@ public static class HfCheckpoints
             }
         }
         var index = new JsonObject { ["metadata"] = new JsonObject { ["total_size"] = total }, ["weight_map"] = weightMap };
-        File.WriteAllText(Path.Combine(folder, HfLayout.IndexFile), index.ToJsonString());
-        File.WriteAllText(Path.Combine(folder, HfLayout.ConfigFile), """{"model_type": "tiny"}""");
+        File.WriteAllText(Path.Combine(folder, HfCheckpoint.IndexFileName), index.ToJsonString());
+        File.WriteAllText(Path.Combine(folder, HfCheckpoint.ConfigFileName), """{"model_type": "tiny"}""");
     }
 
     /// <summary>GPT-2's forward in float64 from the stored tensors: Conv1D is <c>x·W + b</c>, the head is <c>x·wteᵀ</c>.</summary>
