@@ -82,4 +82,20 @@ public sealed class HfCheckpointSourceTests
         Assert.Equal("F32", source.Info("lm_head.weight").DType);
         Assert.Equal(new long[] { Config.Vocab, Config.Width }, source.Info("lm_head.weight").Shape);
     }
+
+    [Fact]
+    public void AnOpenHfCheckpoint_LoadsThroughItsView()
+    {
+        using var temp = new TempFolder();
+        var raw = HfCheckpoints.Llama(Config, seed: 34);
+        HfCheckpoints.WriteSharded(temp.Path, raw, shards: 2);
+        using var model = new TinyLlama(Config);
+
+        using var checkpoint = HfCheckpoint.Open(temp.Path);
+        var result = PretrainedLoader.Load(model, checkpoint.AsCheckpointSource());
+
+        Assert.Equal(raw.Count, result.LoadedTensors);
+        var ids = Ids.Random(Config.Vocab, 2, 8, seed: 35);
+        Assert.True(PeftGen.Tests.Support.Reference.RelativeError(model.forward(ids), HfCheckpoints.LlamaReference(raw, ids, Config)) < 1e-5);
+    }
 }
