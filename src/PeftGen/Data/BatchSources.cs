@@ -86,6 +86,8 @@ public sealed class PackedTextBlocks : IBatchSource
     private readonly int batchSize;
     private readonly long seed;
     private readonly bool shuffle;
+    private long cachedEpoch = -1;
+    private int[] cachedOrder = [];
 
     /// <summary>Tokenizes and packs the paragraphs.</summary>
     public PackedTextBlocks(IEnumerable<string> paragraphs, ITextTokenizer tokenizer, int blockLength, int batchSize, long seed, bool shuffle = true)
@@ -123,7 +125,12 @@ public sealed class PackedTextBlocks : IBatchSource
     {
         if (index < 0) throw new ArgumentOutOfRangeException(nameof(index), index, "Batch index must not be negative.");
         long epoch = index / BatchesPerEpoch;
-        var order = EpochOrder.Permutation(BlockCount, seed, epoch, shuffle);
+        if (epoch != cachedEpoch)
+        {
+            cachedOrder = EpochOrder.Permutation(BlockCount, seed, epoch, shuffle);
+            cachedEpoch = epoch;
+        }
+        var order = cachedOrder;
         int rows = Math.Min(batchSize, BlockCount);
         int first = (int)(index % BatchesPerEpoch) * rows;
         var ids = new long[rows * blockLength];

@@ -373,8 +373,10 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         Tensor output;
         if (_quantized is not null)
         {
+            // As bitsandbytes' Linear4bit: compute in the compute dtype, answer in the input's dtype.
             output = QuantizedLinearFunction.Apply(input, _quantized, ComputeScalarType);
             if (_bias is not null) output = output.add(_bias.to(output.dtype));
+            output = output.to(input.dtype);
         }
         else
         {
@@ -449,7 +451,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var exact = current.Dequantize(ScalarType.Float32).add(delta.to(ScalarType.Float32), alpha: sign);
-        var requantized = Nf4Tensor.Quantize(exact, current.Options);
+        // Quantized from the weight's own dtype, so the state still records the dtype the checkpoint had.
+        var requantized = Nf4Tensor.Quantize(exact.to(current.OriginalDType), current.Options);
         var rounded = requantized.Dequantize(ScalarType.Float32);
         var error = rounded.sub(exact).abs();
         var report = new RequantizationReport(error.max().item<float>(), error.mean().item<float>());

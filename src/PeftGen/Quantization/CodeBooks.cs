@@ -45,7 +45,7 @@ public static class CodeBooks
         [0.00260417f, 0.0859375f, 0.20833333f, 0.29166667f, 0.4166667f, 0.583333f, 0.8333333f];
 
     /// <summary>Magnitude rank (0 = smallest) to FP4 code without sign.</summary>
-    internal static readonly long[] Fp4RankToCode = [0, 1, 6, 7, 4, 5, 2, 3];
+    internal static readonly int[] Fp4RankToCode = [0, 1, 6, 7, 4, 5, 2, 3];
 
     private static readonly ConcurrentDictionary<(string Device, string Name), Tensor> DeviceCache = new();
 

@@ -145,7 +145,7 @@ public sealed partial class Nf4Tensor : IDisposable
         var blocks = BlockCount;
         var absmax = BlockAbsmax();
         var values = CodeBooks.PairTable(Options.QuantType, device)
-            .index_select(0, Packed.to(ScalarType.Int64))
+            .index_select(0, Packed.to(ScalarType.Int32))
             .view(-1);
         values = PadTo(values, blocks * blockSize);
         var weight = values.view(blocks, blockSize).mul(absmax.unsqueeze(1)).view(-1).narrow(0, 0, Count);
@@ -194,19 +194,19 @@ public sealed partial class Nf4Tensor : IDisposable
         _nestedAbsmax?.DetachFromDisposeScope();
     }
 
-    /// <summary>4-bit codes (int64) of values already scaled into [-1, 1].</summary>
+    /// <summary>4-bit codes (int32) of values already scaled into [-1, 1].</summary>
     private static Tensor Encode(Tensor scaled, QuantType quantType, Device device)
     {
         var nan = scaled.isnan();
         if (quantType == QuantType.Nf4)
         {
             // The number of thresholds strictly below x: bitsandbytes' decision tree, ties to the lower code.
-            return bucketize(scaled, CodeBooks.Thresholds(quantType, device)).masked_fill(nan, 0);
+            return bucketize(scaled, CodeBooks.Thresholds(quantType, device), outInt32: true).masked_fill(nan, 0);
         }
 
-        var rank = bucketize(scaled.abs(), CodeBooks.Thresholds(quantType, device)).masked_fill(nan, 0);
+        var rank = bucketize(scaled.abs(), CodeBooks.Thresholds(quantType, device), outInt32: true).masked_fill(nan, 0);
         var magnitude = CodeBooks.Fp4Ranks(device).index_select(0, rank.view(-1)).view(rank.shape);
-        return magnitude.add(scaled.lt(0).to(ScalarType.Int64).mul(8));
+        return magnitude.add(scaled.lt(0).to(ScalarType.Int32).mul(8));
     }
 
     /// <summary>bitsandbytes' blockwise 8-bit quantization with the dynamic map (blocks of 256, binary search).</summary>

@@ -91,7 +91,4 @@ internal sealed class QuantizedLinearFunction : SingleTensorFunction<QuantizedLi
         foreach (var t in pending) t.Dispose();
         pending.Clear();
     }
-
-    /// <summary>Wrappers of returned gradients still waiting on this thread (for tests).</summary>
-    internal static int PendingOnThisThread => _handedToNative?.Count ?? 0;
 }

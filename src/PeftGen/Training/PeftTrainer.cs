@@ -17,6 +17,11 @@ namespace PeftGen.Training;
 /// PEFT) with AdamW, warm-up + cosine learning rate, gradient accumulation and clipping, a chunked vocabulary
 /// head, periodic evaluation and atomic checkpoints. Progress is reported through events; nothing is printed.
 /// </summary>
+/// <remarks>
+/// Batches are right-padded and the model is causal, so a real token never attends to padding and the attention
+/// mask is not needed; padding positions carry label -100 and cost nothing in the loss (only labelled positions reach
+/// the vocabulary head). Not thread-safe: one run at a time per trainer.
+/// </remarks>
 public sealed class PeftTrainer : IDisposable
 {
     private readonly nn.Module module;

@@ -85,10 +85,45 @@ public sealed class SoftPromptFilesTests : IDisposable
             Assert.Equal("pt", file.Metadata["format"]);
             Assert.Equal(TensorHash.Of(prompt.Embeddings), TensorHash.Of(file.Read("prompt_embeddings")));
         }
-        var config = SoftPromptAdapterConfig.Parse(File.ReadAllText(Path.Combine(_folder, "adapter_config.json")));
-        Assert.Equal(("PROMPT_TUNING", "CAUSAL_LM", 4L, 8L, 1L), (config.PeftType, config.TaskType, config.NumVirtualTokens, config.TokenDim, config.NumTransformerSubmodules));
-        Assert.Equal(("TEXT", "Hello world", "gpt2", "gpt2"), (config.PromptTuningInit, config.PromptTuningInitText, config.TokenizerNameOrPath, config.BaseModelNameOrPath));
+        var config = Assert.IsType<PromptTuningAdapterConfig>(PeftAdapterConfig.Read(Path.Combine(_folder, "adapter_config.json")));
+        Assert.Equal((PeftType.PromptTuning, "CAUSAL_LM", 4, (int?)8, (int?)1), (config.PeftType, config.TaskType, config.NumVirtualTokens, config.TokenDim, config.NumTransformerSubmodules));
+        Assert.Equal((SoftPromptInit.Text, "Hello world", "gpt2", "gpt2"), (config.Init, config.InitText, config.TokenizerNameOrPath, config.BaseModelNameOrPath));
+        Assert.Equal(((int?)12, (int?)12), (config.NumLayers, config.NumAttentionHeads));
         Assert.True(config.InferenceMode);
+        var json = File.ReadAllText(Path.Combine(_folder, "adapter_config.json"));
+        Assert.Contains("\"peft_type\": \"PROMPT_TUNING\"", json);
+        Assert.Contains("\"prompt_tuning_init\": \"TEXT\"", json);
+    }
+
+    [Theory]
+    [InlineData(SoftPromptInit.Random, "RANDOM")]
+    [InlineData(SoftPromptInit.SampleVocab, "SAMPLE_VOCAB")]
+    public void Non_text_inits_write_their_name_and_no_text_or_tokenizer(SoftPromptInit init, string name)
+    {
+        using var embedding = new TokenEmbedding(30, 8);
+        embedding.AddSoftPrompt("p", new SoftPromptConfig(3, init));
+        embedding.SaveSoftPrompt(_folder, "p");
+        var json = File.ReadAllText(Path.Combine(_folder, "adapter_config.json"));
+        Assert.Contains($"\"prompt_tuning_init\": \"{name}\"", json);
+        Assert.Contains("\"prompt_tuning_init_text\": null", json);
+        Assert.Contains("\"tokenizer_name_or_path\": null", json);
+    }
+
+    [Fact]
+    public void A_lora_adapter_folder_is_not_taken_for_a_prompt()
+    {
+        var folder = Folder("lora");
+        new LoraAdapterConfig { Rank = 4, Alpha = 8, TargetModules = new[] { "c_attn" } }.Write(Path.Combine(folder, "adapter_config.json"));
+        SafeTensors.Save(Path.Combine(folder, "adapter_model.safetensors"), new Dictionary<string, Tensor>
+        {
+            ["base_model.model.h.0.attn.c_attn.lora_A.weight"] = zeros(4, Dim),
+        });
+        using var embedding = new TokenEmbedding(Vocab, Dim);
+        var error = Assert.Throws<PeftFormatException>(() => embedding.LoadSoftPrompt(folder, "default"));
+        Assert.Contains("peft_type is LORA, expected PROMPT_TUNING", error.Message);
+        Assert.Contains("unexpected tensor 'base_model.model.h.0.attn.c_attn.lora_A.weight'", error.Message);
+        Assert.Contains("tensor 'prompt_embeddings' is missing", error.Message);
+        Assert.Empty(embedding.SoftPrompts);
     }
 
     [Fact]
@@ -96,8 +131,8 @@ public sealed class SoftPromptFilesTests : IDisposable
     {
         var folder = Folder("bad");
         AtomicFile.WriteAllText(Path.Combine(folder, "adapter_config.json"), """
-            { "peft_type": "LORA", "task_type": "CAUSAL_LM", "num_virtual_tokens": 4, "token_dim": 12,
-              "num_transformer_submodules": 1, "prompt_tuning_init": "RANDOM" }
+            { "peft_type": "PROMPT_TUNING", "task_type": "SEQ_2_SEQ_LM", "num_virtual_tokens": 4, "token_dim": 12,
+              "num_transformer_submodules": 2, "prompt_tuning_init": "RANDOM" }
             """);
         SafeTensors.Save(Path.Combine(folder, "adapter_model.safetensors"), new Dictionary<string, Tensor>
         {
@@ -110,12 +145,14 @@ public sealed class SoftPromptFilesTests : IDisposable
 
         var error = Assert.Throws<PeftFormatException>(() => model.LoadSoftPrompt(folder, "default"));
 
-        Assert.Contains("peft_type is \"LORA\"", error.Message);
+        Assert.Contains("task_type is \"SEQ_2_SEQ_LM\"", error.Message);
+        Assert.Contains("num_transformer_submodules is 2", error.Message);
         Assert.Contains("num_virtual_tokens is 4, but the model's prompt has 6", error.Message);
         Assert.Contains("token_dim is 12, but the model's embedding width is 16", error.Message);
         Assert.Contains("unexpected tensor 'extra'", error.Message);
         Assert.Contains("dtype I64", error.Message);
         Assert.Contains("shape [3, 12], expected [4, 16]", error.Message);
+        Assert.Contains("(7 problem(s))", error.Message);
         Assert.Equal(folder, error.FilePath);
         Assert.Equal(before, Hashes(model));
         Assert.Equal(new[] { "default" }, model.Embedding.SoftPrompts);

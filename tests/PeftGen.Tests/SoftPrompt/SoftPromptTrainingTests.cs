@@ -2,6 +2,7 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
 using PeftGen.Tests.Support;
+using PeftGen.Training;
 using Xunit;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
@@ -51,31 +52,75 @@ public sealed class SoftPromptTrainingTests(ITestOutputHelper output)
         using var model = new TinyPromptLm(Vocab, Dim, Context);
         var prompt = model.Embedding.AddSoftPrompt("default", new SoftPromptConfig(VirtualTokens, SoftPromptInit.SampleVocab));
         var before = model.BaseHashes();
-        using var optimizer = optim.Adam(new[] { prompt.Embeddings }, lr: 0.1);
 
-        // Toy task the frozen network does not know: whatever the input, the next token is always 5.
-        // The prompt can only reach the outputs through attention, so it has to learn to steer it.
-        var curve = new List<float>();
-        double first = 0, last = 0; // the untrained prompt's loss; the mean of the last five steps
-        for (var step = 0; step < 40; step++)
+        var (first, last) = TrainConstantAnswer(model, prompt, steps: 40);
+
+        Assert.True(last < 0.5 * first, $"Loss should fall: first {first:F3}, last {last:F3}.");
+        Assert.Equal(before, model.BaseHashes());
+    }
+
+    [Fact]
+    public void Generation_with_and_without_the_prompt_decodes_what_the_network_predicts()
+    {
+        manual_seed(9);
+        using var model = new TinyPromptLm(Vocab, Dim, Context);
+        var prompt = model.Embedding.AddSoftPrompt("default", new SoftPromptConfig(VirtualTokens));
+        TrainConstantAnswer(model, prompt, steps: 40);
+        var generator = new TextGenerator(model);
+        var start = new[] { 1, 2, 3 };
+
+        var greedy = generator.Generate(start, new GenerationOptions { MaxNewTokens = 6 });
+        var sampled = generator.Generate(start, new GenerationOptions { MaxNewTokens = 6, Temperature = 0.05, TopK = 3, Seed = 1 });
+        IReadOnlyList<int> baseGreedy;
+        using (AdapterContext.BaseOnly()) baseGreedy = generator.Generate(start, new GenerationOptions { MaxNewTokens = 6 });
+
+        // The generator sees the prompt's effect exactly as a hand-made [prompt ; tokens] input does.
+        Assert.Equal(GreedyByHand(model, start, 6, prompt.Embeddings), greedy);
+        Assert.Equal(GreedyByHand(model, start, 6, null), baseGreedy);
+        // And the prompt's lesson (answer 5) shows in what it writes, greedy or sampled; the base model's differs.
+        Assert.True(greedy.Count(t => t == 5) >= 4, $"Greedy: {string.Join(" ", greedy)}.");
+        Assert.True(sampled.Count(t => t == 5) >= 4, $"Sampled: {string.Join(" ", sampled)}.");
+        Assert.NotEqual(greedy, baseGreedy);
+    }
+
+    private static List<int> GreedyByHand(TinyPromptLm model, int[] start, int count, Tensor? promptValues)
+    {
+        using var noGrad = no_grad();
+        var sequence = start.Select(t => (long)t).ToList();
+        for (var i = 0; i < count; i++)
         {
             using var scope = NewDisposeScope();
-            var ids = randint(0, Vocab, new long[] { 16, 8 }, dtype: ScalarType.Int64);
-            var targets = full(new long[] { 16, 8 }, 5L, dtype: ScalarType.Int64);
+            var rows = model.Embedding.Weight.index_select(0, tensor(sequence.ToArray())).unsqueeze(0);
+            var input = promptValues is null ? rows : cat(new[] { promptValues.unsqueeze(0), rows }, 1);
+            sequence.Add(model.FromEmbeddings(input, null)[0, -1].argmax().item<long>());
+        }
+        return sequence.Skip(start.Length).Select(t => (int)t).ToList();
+    }
+
+    // Toy task the frozen network does not know: whatever the input, the next token is always 5. The prompt can only
+    // reach the outputs through attention, so it has to learn to steer it. Inputs are half 5s, as generated text is.
+    private (double First, double Last) TrainConstantAnswer(TinyPromptLm model, global::PeftGen.SoftPrompt prompt, int steps)
+    {
+        using var optimizer = optim.Adam(new[] { prompt.Embeddings }, lr: 0.1);
+        var curve = new List<float>();
+        double first = 0, last = 0; // the untrained prompt's loss; the mean of the last five steps
+        for (var step = 0; step < steps; step++)
+        {
+            using var scope = NewDisposeScope();
+            var random = randint(0, Vocab, new long[] { 16, 8 }, dtype: ScalarType.Int64);
+            var ids = where(rand(16, 8).lt(0.5), full(new long[] { 16, 8 }, 5L, dtype: ScalarType.Int64), random);
+            var targets = full(new long[] { 16 * 8 }, 5L, dtype: ScalarType.Int64);
             optimizer.zero_grad();
-            var logits = model.forward(ids, null);
-            var loss = nn.functional.cross_entropy(logits.reshape(-1, Vocab), targets.reshape(-1));
+            var loss = nn.functional.cross_entropy(model.forward(ids, null).reshape(-1, Vocab), targets);
             loss.backward();
             optimizer.step();
             var value = loss.item<float>();
             curve.Add(value);
             if (step == 0) first = value;
-            if (step >= 35) last += value / 5;
+            if (step >= steps - 5) last += value / 5;
         }
-
         output.WriteLine($"loss curve: {string.Join(" ", curve.Select(v => v.ToString("F2", CultureInfo.InvariantCulture)))}");
-        Assert.True(last < 0.5 * first, $"Loss should fall: first {first:F3}, last {last:F3}.");
-        Assert.Equal(before, model.BaseHashes());
+        return (first, last);
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using TorchSharp;
+using PeftGen.Training;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -13,7 +14,7 @@ namespace PeftGen.Tests.SoftPrompt;
 /// It knows nothing about soft prompts beyond lengthening the mask and dropping the virtual outputs, which is all a
 /// model needs to do.
 /// </summary>
-internal sealed class TinyPromptLm : nn.Module<Tensor, Tensor?, Tensor>, IPeftModel
+internal sealed class TinyPromptLm : nn.Module<Tensor, Tensor?, Tensor>, IPeftModel, ICausalLanguageModel
 {
     private readonly long _heads;
     private readonly TokenEmbedding wte;
@@ -53,7 +54,7 @@ internal sealed class TinyPromptLm : nn.Module<Tensor, Tensor?, Tensor>, IPeftMo
         c_fc = nn.Linear(dim, 4 * dim, dtype: dtype);
         c_out = nn.Linear(4 * dim, dim, dtype: dtype);
         ln_f = nn.LayerNorm(dim, dtype: dtype);
-        lm_head = nn.Linear(dim, vocab, dtype: dtype);
+        lm_head = nn.Linear(dim, vocab, hasBias: false, dtype: dtype);
         // A head as sharp as a trained model's (torch's default init caps logits near ±2, and with them how far any
         // loss can fall).
         using (no_grad()) lm_head.weight!.mul_(4);
@@ -83,15 +84,30 @@ internal sealed class TinyPromptLm : nn.Module<Tensor, Tensor?, Tensor>, IPeftMo
         return wte.DropVirtualTokens(logits).MoveToOuterDisposeScope();
     }
 
+    public Tensor HeadWeight => lm_head.weight!;
+
+    /// <summary>Final hidden states of the real tokens (what <see cref="TextGenerator"/> reads).</summary>
+    public Tensor ForwardHidden(Tensor inputIds)
+    {
+        using var scope = NewDisposeScope();
+        return wte.DropVirtualTokens(Hidden(wte.forward(inputIds), null)).MoveToOuterDisposeScope();
+    }
+
     /// <summary>Logits for every position of already-embedded input (<c>batch × L × dim</c>, mask <c>batch × L</c>).</summary>
     public Tensor FromEmbeddings(Tensor h, Tensor? keyMask)
+    {
+        using var scope = NewDisposeScope();
+        return lm_head.forward(Hidden(h, keyMask)).MoveToOuterDisposeScope();
+    }
+
+    private Tensor Hidden(Tensor h, Tensor? keyMask)
     {
         using var scope = NewDisposeScope();
         var length = h.shape[1];
         h = h + wpe.index_select(0, arange(length, dtype: ScalarType.Int64, device: h.device)).unsqueeze(0);
         h = h + Attention(ln_1.forward(h), keyMask);
         h = h + c_out.forward(nn.functional.gelu(c_fc.forward(ln_2.forward(h))));
-        return lm_head.forward(ln_f.forward(h)).MoveToOuterDisposeScope();
+        return ln_f.forward(h).MoveToOuterDisposeScope();
     }
 
     private Tensor Attention(Tensor x, Tensor? keyMask)

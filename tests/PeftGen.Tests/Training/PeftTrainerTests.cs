@@ -161,6 +161,30 @@ public sealed class PeftTrainerTests : IDisposable
     }
 
     [Fact]
+    public void A_nan_gradient_with_a_finite_loss_is_skipped_too()
+    {
+        var model = new PoisonedModel(new TinyCausalLm(seed: 99));
+        var parameters = TrainingFixtures.AllParameters(model);
+        var trainer = new PeftTrainer(model, parameters, Options(3));
+        var warnings = new List<TrainingWarning>();
+        trainer.Warning += (_, w) => warnings.Add(w);
+        string[]? before = null, after = null;
+        trainer.StepCompleted += (_, s) =>
+        {
+            if (s.Step == 1) before = parameters.Select(p => TensorHash.Of(p.Parameter)).ToArray();
+            if (s.Step == 2) after = parameters.Select(p => TensorHash.Of(p.Parameter)).ToArray();
+        };
+
+        var result = trainer.Train(new PoisonedBatches(TrainBatches(), poisonedIndex: 2, PoisonedModel.GradientPoisonId));
+
+        var bad = result.Steps[1];
+        Assert.True(bad.Skipped && double.IsFinite(bad.Loss) && double.IsNaN(bad.GradientNorm));
+        Assert.Equal(before, after);
+        Assert.Equal(2, trainer.Optimizer.StepCount);
+        Assert.Equal(2, Assert.Single(warnings).Step);
+    }
+
+    [Fact]
     public void A_nan_batch_can_stop_the_run_and_the_last_checkpoint_stays_intact()
     {
         var model = new PoisonedModel(new TinyCausalLm(seed: 99));

@@ -54,10 +54,14 @@ internal static class TrainingFixtures
         model.named_parameters().Select(p => (p.name, p.parameter)).ToList();
 }
 
-/// <summary>Wraps a model; any batch containing <see cref="PoisonId"/> yields NaN hidden states.</summary>
+/// <summary>
+/// Wraps a model; a batch containing <see cref="PoisonId"/> yields NaN hidden states (NaN loss), one containing
+/// <see cref="GradientPoisonId"/> a finite loss whose head gradient is NaN (0 · d√x/dx at x = 0).
+/// </summary>
 internal sealed class PoisonedModel : nn.Module<Tensor, Tensor>, ICausalLanguageModel
 {
     public const long PoisonId = 63;
+    public const long GradientPoisonId = 61;
     private readonly TinyCausalLm inner;
 
     public PoisonedModel(TinyCausalLm inner) : base(nameof(PoisonedModel))
@@ -73,14 +77,16 @@ internal sealed class PoisonedModel : nn.Module<Tensor, Tensor>, ICausalLanguage
     public Tensor ForwardHidden(Tensor inputIds)
     {
         var hidden = inner.ForwardHidden(inputIds);
+        if (inputIds.eq(GradientPoisonId).any().item<bool>())
+            return hidden + (inner.HeadWeight - inner.HeadWeight.detach()).sqrt().sum() * 0.0;
         return inputIds.eq(PoisonId).any().item<bool>() ? hidden * double.NaN : hidden;
     }
 
     public override Tensor forward(Tensor inputIds) => ForwardHidden(inputIds);
 }
 
-/// <summary>Replaces the first token of the batch at <paramref name="poisonedIndex"/> by the poison id.</summary>
-internal sealed class PoisonedBatches(IBatchSource inner, long poisonedIndex) : IBatchSource
+/// <summary>Replaces the first token of the batch at <paramref name="poisonedIndex"/> by <paramref name="poisonId"/>.</summary>
+internal sealed class PoisonedBatches(IBatchSource inner, long poisonedIndex, long poisonId = PoisonedModel.PoisonId) : IBatchSource
 {
     public long BatchesPerEpoch => inner.BatchesPerEpoch;
 
@@ -89,7 +95,7 @@ internal sealed class PoisonedBatches(IBatchSource inner, long poisonedIndex) : 
         var batch = inner.GetBatch(index);
         if (index != poisonedIndex) return batch;
         var ids = (long[])batch.InputIds.Clone();
-        ids[0] = PoisonedModel.PoisonId;
+        ids[0] = poisonId;
         return new TokenBatch(ids, batch.AttentionMask, batch.Labels, batch.BatchSize, batch.SequenceLength);
     }
 }

@@ -1,0 +1,154 @@
+using System.Collections.Generic;
+using System.Linq;
+using Microsoft.CodeAnalysis;
+
+namespace PeftGen.Generators.Diagnostics;
+
+/// <summary>
+/// Every diagnostic PeftGen reports. IDs by range: PEFT0xx general, PEFT1xx LoRA, PEFT2xx 4-bit quantization,
+/// PEFT3xx soft prompts. Each links to its entry in <c>docs/diagnostics.md</c>.
+/// </summary>
+internal static class DiagnosticDescriptors
+{
+    private const string General = "PeftGen";
+    private const string Lora = "PeftGen.Lora";
+    private const string Quantization = "PeftGen.Quantization";
+    private const string SoftPrompt = "PeftGen.SoftPrompt";
+    private const string HelpBase = "https://github.com/peftgen/peftgen/blob/main/docs/diagnostics.md#";
+
+    public static readonly DiagnosticDescriptor NotPartial = Error("PEFT001", General,
+        "Type is not partial",
+        "'{0}' must be declared partial (add the 'partial' modifier) so the generator can implement its members");
+
+    public static readonly DiagnosticDescriptor GenericType = Error("PEFT002", General,
+        "Generic model or module type",
+        "'{0}' is generic; a [PeftModel] or [PeftModule] class cannot have type parameters (give each size its own config type instead)");
+
+    public static readonly DiagnosticDescriptor NotPartialProperty = Error("PEFT003", General,
+        "Layer member is not a partial get-only instance property",
+        "'{0}' must be declared as a partial instance property with only a 'get' accessor, e.g. 'public partial LoraLinear {0} {{ get; }}'");
+
+    public static readonly DiagnosticDescriptor WrongPropertyType = Error("PEFT004", General,
+        "Property type does not fit its layer attribute",
+        "'{0}' is declared as '{1}' but [{2}] needs {3}");
+
+    public static readonly DiagnosticDescriptor BadDimension = Error("PEFT005", General,
+        "Dimension is not positive or does not resolve",
+        "Dimension '{0}' of '{1}' {2}; use a positive integer literal or an expression (+ - * / and parentheses) over the integer constants of '{3}'");
+
+    public static readonly DiagnosticDescriptor ConfigWithoutConstants = Error("PEFT006", General,
+        "Configuration type has no integer constants",
+        "The configuration type '{0}' has no 'const int' or 'const long' fields; declare the model's dimensions there, e.g. 'public const int Width = 768;'");
+
+    public static readonly DiagnosticDescriptor NotAPeftModule = Error("PEFT007", General,
+        "Block type is not a [PeftModule]",
+        "'{0}' holds '{1}', which is not a partial class marked [PeftModule]; mark it [PeftModule] (for [Stack] the property type is ModuleList<TBlock>)");
+
+    public static readonly DiagnosticDescriptor SeveralLayerAttributes = Error("PEFT008", General,
+        "Member has several layer attributes",
+        "'{0}' has more than one layer attribute ({1}); keep exactly one of [Linear], [Embedding], [LayerNorm], [RmsNorm], [Stack], [Block]");
+
+    public static readonly DiagnosticDescriptor RecursiveBlock = Error("PEFT009", General,
+        "Block contains itself",
+        "'{0}' reaches '{1}' again through its blocks; a model must be a finite tree of blocks");
+
+    public static readonly DiagnosticDescriptor NothingTrainable = Warning("PEFT010", General,
+        "Model has nothing trainable",
+        "Model '{0}' has no LoRA adapter, soft prompt or [Trainable] member, so training would update nothing; add [Lora] to a projection or to the class");
+
+    public static readonly DiagnosticDescriptor ModelAndModule = Error("PEFT011", General,
+        "Class is both a model and a module",
+        "'{0}' is marked both [PeftModel] and [PeftModule]; keep [PeftModel] on the root and [PeftModule] on blocks");
+
+    public static readonly DiagnosticDescriptor BadCheckpointName = Error("PEFT012", General,
+        "Invalid or duplicate checkpoint name",
+        "Checkpoint name '{0}' of '{1}' {2}; module names must be non-empty, contain no '.', and be unique within a class");
+
+    public static readonly DiagnosticDescriptor OwnConstructor = Error("PEFT013", General,
+        "Class declares its own constructor",
+        "'{0}' declares a constructor, but the generator writes the constructor of a [PeftModel]/[PeftModule] class; move the code into 'partial void OnCreated()'");
+
+    public static readonly DiagnosticDescriptor RankNotPositive = Error("PEFT101", Lora,
+        "LoRA rank is not positive",
+        "LoRA rank of adapter '{0}' is {1}; use a positive rank such as 8");
+
+    public static readonly DiagnosticDescriptor RankTooLarge = Error("PEFT102", Lora,
+        "LoRA rank exceeds min(In, Out)",
+        "LoRA rank {0} of adapter '{1}' on '{2}' exceeds min(In, Out) = {3} in model '{4}'; use a rank of at most {3}");
+
+    public static readonly DiagnosticDescriptor AlphaNotPositive = Error("PEFT103", Lora,
+        "LoRA alpha is not positive",
+        "LoRA alpha of adapter '{0}' is {1}; use a positive alpha (PEFT commonly uses 2 × rank)");
+
+    public static readonly DiagnosticDescriptor DropoutOutOfRange = Error("PEFT104", Lora,
+        "LoRA dropout outside [0, 1)",
+        "LoRA dropout of adapter '{0}' is {1}; use a probability from 0 (inclusive) to 1 (exclusive), e.g. 0.05");
+
+    public static readonly DiagnosticDescriptor LoraOnNonProjection = Error("PEFT105", Lora,
+        "[Lora] on a member that is not a projection",
+        "[{0}] is on '{1}', which is not a [Linear] projection; LoRA applies to projections only, remove the attribute or put it on a [Linear] member");
+
+    public static readonly DiagnosticDescriptor DuplicateAdapter = Error("PEFT106", Lora,
+        "Duplicate LoRA adapter name",
+        "Adapter '{0}' is declared more than once on '{1}'; give each [Lora] on one member or class a distinct Adapter name");
+
+    public static readonly DiagnosticDescriptor BadAdapterName = Error("PEFT107", Lora,
+        "Invalid LoRA adapter name",
+        "Adapter name '{0}' is empty or contains '.'; use a non-empty name without dots (it becomes a module name)");
+
+    public static readonly DiagnosticDescriptor BadBlockSize = Error("PEFT201", Quantization,
+        "4-bit block size is not a power of two from 32 to 4096",
+        "BlockSize {0} is not a power of two from 32 to 4096; use 64 (the default) or another power of two in range");
+
+    public static readonly DiagnosticDescriptor QuantizeNonProjection = Error("PEFT202", Quantization,
+        "[Quantize4Bit] on a member that is not a projection",
+        "[Quantize4Bit] is on '{0}', which is not a [Linear] projection; embeddings and norms stay in full precision, remove the attribute");
+
+    public static readonly DiagnosticDescriptor QuantizedTrainable = Error("PEFT203", Quantization,
+        "4-bit member marked [Trainable]",
+        "'{0}' is stored in 4 bits and also marked [Trainable]; a 4-bit base cannot be trained directly, remove one of the two (train it through LoRA instead)");
+
+    public static readonly DiagnosticDescriptor PromptLengthNotPositive = Error("PEFT301", SoftPrompt,
+        "Soft prompt length is not positive",
+        "Soft prompt '{0}' has {1} virtual tokens; use a positive number such as 20");
+
+    public static readonly DiagnosticDescriptor PromptTooLong = Error("PEFT302", SoftPrompt,
+        "Soft prompt not shorter than the context",
+        "Soft prompt '{0}' has {1} virtual tokens but model '{2}' has a context of {3}; use fewer virtual tokens so real tokens still fit");
+
+    public static readonly DiagnosticDescriptor PromptWithoutTokenEmbedding = Error("PEFT303", SoftPrompt,
+        "Soft prompt without a token embedding",
+        "Soft prompt '{0}' needs the model class '{1}' to declare a [Embedding] member of type TokenEmbedding (put [SoftPrompt] on that member or on the model class)");
+
+    public static readonly DiagnosticDescriptor PromptTextMissing = Error("PEFT304", SoftPrompt,
+        "Text initialisation without text",
+        "Soft prompt '{0}' uses Init = SoftPromptInit.Text but InitText is empty; set InitText or use another Init");
+
+    public static readonly DiagnosticDescriptor PromptTextWithoutTokenizer = Error("PEFT305", SoftPrompt,
+        "Text initialisation without a tokenizer",
+        "Soft prompt '{0}' is initialised from text but model '{1}' has no tokenizer; set Tokenizer on [PeftModel] (e.g. PeftTokenizer.Gpt2)");
+
+    public static readonly DiagnosticDescriptor DuplicatePrompt = Error("PEFT306", SoftPrompt,
+        "Duplicate soft prompt name",
+        "Soft prompt '{0}' is declared more than once on model '{1}'; give each [SoftPrompt] a distinct Name");
+
+    public static readonly DiagnosticDescriptor VocabularyTooSmall = Error("PEFT307", SoftPrompt,
+        "Token embedding smaller than the tokenizer's vocabulary",
+        "Soft prompt '{0}' is initialised from text with the {1} tokenizer ({2} tokens), but the token embedding of '{3}' has only {4} rows; use a vocabulary of at least {2} or another Init");
+
+    private static readonly Dictionary<string, DiagnosticDescriptor> s_byId = typeof(DiagnosticDescriptors)
+        .GetFields()
+        .Where(f => f.FieldType == typeof(DiagnosticDescriptor))
+        .Select(f => (DiagnosticDescriptor)f.GetValue(null)!)
+        .ToDictionary(d => d.Id);
+
+    public static IEnumerable<DiagnosticDescriptor> All => s_byId.Values.OrderBy(d => d.Id, System.StringComparer.Ordinal);
+
+    public static DiagnosticDescriptor ById(string id) => s_byId[id];
+
+    private static DiagnosticDescriptor Error(string id, string category, string title, string message)
+        => new(id, title, message, category, DiagnosticSeverity.Error, isEnabledByDefault: true, helpLinkUri: HelpBase + id.ToLowerInvariant());
+
+    private static DiagnosticDescriptor Warning(string id, string category, string title, string message)
+        => new(id, title, message, category, DiagnosticSeverity.Warning, isEnabledByDefault: true, helpLinkUri: HelpBase + id.ToLowerInvariant());
+}

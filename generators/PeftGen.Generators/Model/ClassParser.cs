@@ -1,0 +1,312 @@
+using System.Collections.Generic;
+using System.Linq;
+using System.Threading;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+using PeftGen.Generators.Diagnostics;
+using PeftGen.Generators.Lora;
+using PeftGen.Generators.Quantization;
+using PeftGen.Generators.SoftPrompt;
+
+namespace PeftGen.Generators.Model;
+
+/// <summary>
+/// The first transform: turns one <c>[PeftModel]</c> or <c>[PeftModule]</c> class into a <see cref="ClassSpec"/>,
+/// checking everything that the class alone decides. Rules that depend on a model's configuration (dimensions,
+/// rank against them, soft prompt length) are checked later by <see cref="ModelBuilder"/>, once per model.
+/// </summary>
+internal static class ClassParser
+{
+    public const string PeftModelAttributeName = "PeftGen.PeftModelAttribute";
+    public const string PeftModuleAttributeName = "PeftGen.PeftModuleAttribute";
+    private const string TrainableAttributeName = "PeftGen.TrainableAttribute";
+    private const string CheckpointNameAttributeName = "PeftGen.CheckpointNameAttribute";
+    private const string ModuleListName = "global::TorchSharp.Modules.ModuleList<T>";
+
+    private static readonly Dictionary<string, string> s_layerAttributes = new()
+    {
+        ["PeftGen.LinearAttribute"] = "Linear",
+        ["PeftGen.EmbeddingAttribute"] = "Embedding",
+        ["PeftGen.LayerNormAttribute"] = "LayerNorm",
+        ["PeftGen.RmsNormAttribute"] = "RmsNorm",
+        ["PeftGen.StackAttribute"] = "Stack",
+        ["PeftGen.BlockAttribute"] = "Block",
+    };
+
+    public static bool IsCandidate(SyntaxNode node, CancellationToken cancellationToken) => node is ClassDeclarationSyntax;
+
+    public static ClassSpec ParseModel(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
+        => Parse(context, isRoot: true, cancellationToken);
+
+    /// <summary>Null for a class that is also a [PeftModel]: the model's parse reports that, and nothing is emitted.</summary>
+    public static ClassSpec? ParseModule(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
+        => context.TargetSymbol.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == PeftModelAttributeName)
+            ? null
+            : Parse(context, isRoot: false, cancellationToken);
+
+    private static ClassSpec Parse(GeneratorAttributeSyntaxContext context, bool isRoot, CancellationToken cancellationToken)
+    {
+        var type = (INamedTypeSymbol)context.TargetSymbol;
+        var syntax = (ClassDeclarationSyntax)context.TargetNode;
+        var diagnostics = new List<DiagnosticInfo>();
+        var typeLocation = LocationInfo.From(syntax.Identifier.GetLocation());
+
+        for (var current = type; current is not null; current = current.ContainingType)
+        {
+            if (!IsPartial(current, cancellationToken))
+            {
+                var location = current.Equals(type, SymbolEqualityComparer.Default) ? typeLocation : LocationInfo.From(current.Locations.FirstOrDefault() ?? Location.None);
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotPartial, location, current.Name));
+            }
+        }
+        if (type.TypeParameters.Length > 0) diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.GenericType, typeLocation, type.Name));
+        foreach (var constructor in type.InstanceConstructors.Where(c => !c.IsImplicitlyDeclared))
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.OwnConstructor, LocationInfo.From(constructor.Locations.FirstOrDefault() ?? Location.None), type.Name));
+
+        var attributes = type.GetAttributes().Select(a => (Name: a.AttributeClass?.ToDisplayString() ?? "", Data: a)).ToList();
+        if (isRoot && attributes.Any(a => a.Name == PeftModuleAttributeName))
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ModelAndModule, typeLocation, type.Name));
+
+        RootSpec? root = null;
+        if (isRoot)
+        {
+            var model = new AttributeReader(attributes.First(a => a.Name == PeftModelAttributeName).Data, cancellationToken);
+            root = ParseRoot(model, attributes.Any(a => a.Name == TrainableAttributeName), diagnostics);
+        }
+
+        var classLora = LoraParser.Parse(Readers(attributes, LoraParser.AttributeName, cancellationToken), type.Name, diagnostics);
+        var classQuant = QuantParser.Parse(Readers(attributes, QuantParser.AttributeName, cancellationToken).FirstOrDefault(), diagnostics);
+        var classPrompts = SoftPromptParser.Parse(Readers(attributes, SoftPromptParser.AttributeName, cancellationToken), diagnostics);
+        if (!isRoot)
+        {
+            foreach (var prompt in classPrompts)
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptWithoutTokenEmbedding, prompt.Location, prompt.Name, type.Name));
+            classPrompts = EquatableArray<SoftPromptSpec>.Empty;
+        }
+
+        var members = new List<MemberSpec>();
+        foreach (var property in type.GetMembers().OfType<IPropertySymbol>())
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var member = ParseMember(property, isRoot, classTrainable: !isRoot && attributes.Any(a => a.Name == TrainableAttributeName), diagnostics, cancellationToken);
+            if (member is not null) members.Add(member);
+        }
+
+        var checkpointNames = new HashSet<string>(System.StringComparer.Ordinal);
+        foreach (var member in members)
+        {
+            if (!checkpointNames.Add(member.CheckpointName))
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadCheckpointName, member.Location, member.CheckpointName, member.Name, "is used by another member"));
+        }
+
+        return new ClassSpec(
+            TypeHierarchy.From(type),
+            typeLocation,
+            root,
+            classLora,
+            classQuant,
+            classPrompts,
+            members.ToEquatableArray(),
+            diagnostics.ToEquatableArray());
+    }
+
+    private static RootSpec ParseRoot(AttributeReader model, bool trainAll, List<DiagnosticInfo> diagnostics)
+    {
+        var config = model.PositionalType(0);
+        var constants = config is null
+            ? new List<ConfigConstant>()
+            : config.GetMembers().OfType<IFieldSymbol>()
+                .Where(f => f.IsConst && f.HasConstantValue && f.Type.SpecialType is SpecialType.System_Int32 or SpecialType.System_Int64)
+                .Select(f => new ConfigConstant(f.Name, System.Convert.ToInt64(f.ConstantValue, System.Globalization.CultureInfo.InvariantCulture)))
+                .ToList();
+        var configName = config?.ToDisplayString() ?? "?";
+        if (constants.Count == 0) diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ConfigWithoutConstants, model.PositionalLocation(0), configName));
+
+        var contextText = model.Named("ContextLength", "");
+        var context = contextText.Length == 0
+            ? null
+            : new DimensionSpec(contextText, DimensionExpression.Parse(contextText), model.NamedLocation("ContextLength"));
+        return new RootSpec(configName, constants.ToEquatableArray(), context, model.Named("Tokenizer", 0), trainAll);
+    }
+
+    /// <param name="classTrainable">A [Trainable] block class: every member of the block trains.</param>
+    private static MemberSpec? ParseMember(IPropertySymbol property, bool isRoot, bool classTrainable, List<DiagnosticInfo> diagnostics, CancellationToken cancellationToken)
+    {
+        var attributes = property.GetAttributes().Select(a => (Name: a.AttributeClass?.ToDisplayString() ?? "", Data: a)).ToList();
+        var layers = attributes.Where(a => s_layerAttributes.ContainsKey(a.Name)).ToList();
+        var loraReaders = Readers(attributes, LoraParser.AttributeName, cancellationToken).ToList();
+        var noLora = Readers(attributes, LoraParser.NoLoraAttributeName, cancellationToken).FirstOrDefault();
+        var quantReader = Readers(attributes, QuantParser.AttributeName, cancellationToken).FirstOrDefault();
+        var trainable = Readers(attributes, TrainableAttributeName, cancellationToken).FirstOrDefault();
+        var promptReaders = Readers(attributes, SoftPromptParser.AttributeName, cancellationToken).ToList();
+        var memberLocation = LocationInfo.From(property.Locations.FirstOrDefault() ?? Location.None);
+
+        if (layers.Count == 0)
+        {
+            // PEFT attributes without a layer attribute: the member is no projection (nor any layer).
+            foreach (var reader in loraReaders.Concat(noLora is null ? Enumerable.Empty<AttributeReader>() : new[] { noLora }))
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.LoraOnNonProjection, reader.Location, reader.Name, property.Name));
+            if (quantReader is not null)
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizeNonProjection, quantReader.Location, property.Name));
+            return null;
+        }
+
+        if (layers.Count > 1)
+        {
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.SeveralLayerAttributes, memberLocation, property.Name,
+                string.Join(", ", layers.Select(l => "[" + s_layerAttributes[l.Name] + "]"))));
+            return null;
+        }
+
+        var layer = new AttributeReader(layers[0].Data, cancellationToken);
+        var layerName = s_layerAttributes[layers[0].Name];
+        var declaration = property.DeclaringSyntaxReferences.FirstOrDefault()?.GetSyntax(cancellationToken) as PropertyDeclarationSyntax;
+        if (declaration is null || !property.IsPartialDefinition || property.PartialImplementationPart is not null
+            || property.IsStatic || property.SetMethod is not null || property.GetMethod is null)
+        {
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotPartialProperty, memberLocation, property.Name));
+            return null;
+        }
+
+        var propertyType = property.Type.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat);
+        var kind = LayerKindOf(layerName, property.Type, out var expected);
+        if (kind is null)
+        {
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.WrongPropertyType, memberLocation, property.Name, property.Type.ToDisplayString(), layerName, expected));
+            return null;
+        }
+
+        var blockType = "";
+        var blockMetadataName = "";
+        if (kind is LayerKind.Stack or LayerKind.Block)
+        {
+            var block = kind == LayerKind.Stack ? ((INamedTypeSymbol)property.Type).TypeArguments[0] : property.Type;
+            // The block must be generated in this compilation too: its generated members are internal.
+            if (block is not INamedTypeSymbol named || named.TypeKind != TypeKind.Class || named.DeclaringSyntaxReferences.Length == 0
+                || !named.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == PeftModuleAttributeName))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotAPeftModule, layer.Location, property.Name, block.ToDisplayString()));
+                return null;
+            }
+            blockType = named.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat);
+            blockMetadataName = TypeHierarchy.From(named).MetadataName;
+        }
+
+        var valid = true;
+        var dimensions = new List<DimensionSpec>();
+        var positionalCount = kind switch
+        {
+            LayerKind.Linear or LayerKind.TokenEmbedding or LayerKind.Embedding => 2,
+            LayerKind.LayerNorm or LayerKind.RmsNorm or LayerKind.Stack => 1,
+            _ => 0,
+        };
+        for (var i = 0; i < positionalCount; i++)
+        {
+            var text = layer.PositionalText(i);
+            var dimension = new DimensionSpec(text, DimensionExpression.Parse(text), layer.PositionalLocation(i));
+            if (dimension.Expression.SyntaxError is { } error)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadDimension, dimension.Location, text, property.Name, error, "the model configuration"));
+                valid = false;
+            }
+            dimensions.Add(dimension);
+        }
+
+        var owner = property.ContainingType.Name + "." + property.Name;
+        var lora = LoraParser.Parse(loraReaders, owner, diagnostics);
+        if (kind != LayerKind.Linear)
+        {
+            foreach (var reader in loraReaders.Concat(noLora is null ? Enumerable.Empty<AttributeReader>() : new[] { noLora }))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.LoraOnNonProjection, reader.Location, reader.Name, property.Name));
+                valid = false;
+            }
+        }
+
+        var quant = QuantParser.Parse(quantReader, diagnostics);
+        if (quantReader is not null && kind != LayerKind.Linear)
+        {
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizeNonProjection, quantReader.Location, property.Name));
+            valid = false;
+        }
+        if (quantReader is not null && (trainable is not null || classTrainable))
+        {
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizedTrainable, trainable?.Location ?? quantReader.Location, property.Name));
+            valid = false;
+        }
+
+        var prompts = SoftPromptParser.Parse(promptReaders, diagnostics);
+        if (promptReaders.Count > 0 && (kind != LayerKind.TokenEmbedding || !isRoot))
+        {
+            foreach (var reader in promptReaders)
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptWithoutTokenEmbedding, reader.Location, reader.Named("Name", "default"), property.ContainingType.Name));
+            valid = false;
+        }
+
+        if (!valid) return null;
+
+        var checkpointReader = Readers(attributes, CheckpointNameAttributeName, cancellationToken).FirstOrDefault();
+        var checkpointName = checkpointReader?.PositionalText(0) ?? property.Name;
+        if (checkpointName.Length == 0 || checkpointName.IndexOf('.') >= 0)
+        {
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadCheckpointName, checkpointReader?.PositionalLocation(0), checkpointName, property.Name, "is empty or contains '.'"));
+            return null;
+        }
+        var modifiers = string.Join(" ", declaration.Modifiers.Where(m => !m.IsKind(SyntaxKind.PartialKeyword)).Select(m => m.Text));
+
+        return new MemberSpec(
+            property.Name,
+            checkpointName,
+            kind.Value,
+            modifiers,
+            propertyType,
+            dimensions.ToEquatableArray(),
+            layer.Named("Bias", true),
+            layer.Named("CheckpointLayout", 0),
+            layer.Named("Eps", kind == LayerKind.RmsNorm ? 1e-6 : 1e-5),
+            blockType,
+            blockMetadataName,
+            lora,
+            noLora is not null,
+            trainable is not null || classTrainable,
+            quant,
+            prompts,
+            memberLocation);
+    }
+
+    private static LayerKind? LayerKindOf(string layerName, ITypeSymbol type, out string expected)
+    {
+        var name = type.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat);
+        switch (layerName)
+        {
+            case "Linear":
+                expected = "PeftGen.LoraLinear";
+                return name == "global::PeftGen.LoraLinear" ? LayerKind.Linear : null;
+            case "Embedding":
+                expected = "PeftGen.TokenEmbedding (token embedding) or TorchSharp.Modules.Embedding";
+                return name == "global::PeftGen.TokenEmbedding" ? LayerKind.TokenEmbedding
+                    : name == "global::TorchSharp.Modules.Embedding" ? LayerKind.Embedding : null;
+            case "LayerNorm":
+                expected = "TorchSharp.Modules.LayerNorm";
+                return name == "global::TorchSharp.Modules.LayerNorm" ? LayerKind.LayerNorm : null;
+            case "RmsNorm":
+                expected = "PeftGen.RmsNorm";
+                return name == "global::PeftGen.RmsNorm" ? LayerKind.RmsNorm : null;
+            case "Stack":
+                expected = "TorchSharp.Modules.ModuleList<TBlock>";
+                return type is INamedTypeSymbol { IsGenericType: true } generic
+                    && generic.OriginalDefinition.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat) == ModuleListName
+                    ? LayerKind.Stack : null;
+            default:
+                expected = "a [PeftModule] class";
+                return LayerKind.Block;
+        }
+    }
+
+    private static bool IsPartial(INamedTypeSymbol type, CancellationToken cancellationToken)
+        => type.DeclaringSyntaxReferences.Any(r => r.GetSyntax(cancellationToken) is TypeDeclarationSyntax t && t.Modifiers.Any(SyntaxKind.PartialKeyword));
+
+    private static IEnumerable<AttributeReader> Readers(List<(string Name, AttributeData Data)> attributes, string name, CancellationToken cancellationToken)
+        => attributes.Where(a => a.Name == name).Select(a => new AttributeReader(a.Data, cancellationToken));
+}

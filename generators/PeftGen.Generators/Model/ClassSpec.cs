@@ -1,0 +1,86 @@
+using System.Linq;
+using PeftGen.Generators.Diagnostics;
+using PeftGen.Generators.Lora;
+using PeftGen.Generators.Quantization;
+using PeftGen.Generators.SoftPrompt;
+
+namespace PeftGen.Generators.Model;
+
+/// <summary>What a layer member is.</summary>
+internal enum LayerKind
+{
+    Linear,
+    TokenEmbedding,
+    Embedding,
+    LayerNorm,
+    RmsNorm,
+    Stack,
+    Block,
+}
+
+/// <summary>A dimension argument: its text, parsed expression and the location of the attribute argument.</summary>
+internal sealed record DimensionSpec(string Text, DimensionExpression Expression, LocationInfo? Location);
+
+/// <summary>One partial layer property of a model or module class.</summary>
+/// <param name="Name">The property name.</param>
+/// <param name="CheckpointName">The module name in checkpoints (the member name or [CheckpointName]).</param>
+/// <param name="Modifiers">The declaration's modifiers other than <c>partial</c>, repeated by the implementation.</param>
+/// <param name="PropertyType">The property's <c>global::</c>-qualified type.</param>
+/// <param name="Dimensions">In/Out, Count/Dim, Dim or Count, depending on <paramref name="Kind"/>.</param>
+/// <param name="BlockType">For stacks and blocks: the block class's <c>global::</c>-qualified name.</param>
+/// <param name="BlockMetadataName">For stacks and blocks: the block class's metadata name, to find its spec.</param>
+internal sealed record MemberSpec(
+    string Name,
+    string CheckpointName,
+    LayerKind Kind,
+    string Modifiers,
+    string PropertyType,
+    EquatableArray<DimensionSpec> Dimensions,
+    bool Bias,
+    int CheckpointLayout,
+    double Eps,
+    string BlockType,
+    string BlockMetadataName,
+    EquatableArray<AdapterSpec> Lora,
+    bool NoLora,
+    bool Trainable,
+    QuantSpec? Quantization,
+    EquatableArray<SoftPromptSpec> SoftPrompts,
+    LocationInfo? Location);
+
+/// <summary>What the <c>[PeftModel]</c> attribute says about a root class.</summary>
+/// <param name="ConfigType">The configuration type's display name.</param>
+/// <param name="Constants">The configuration's integer constants, in declaration order.</param>
+/// <param name="ContextLength">The context length dimension, if any.</param>
+/// <param name="Tokenizer">The <c>PeftTokenizer</c> value.</param>
+/// <param name="TrainAll">Class-level <c>[Trainable]</c>: full fine-tuning.</param>
+internal sealed record RootSpec(
+    string ConfigType,
+    EquatableArray<ConfigConstant> Constants,
+    DimensionSpec? ContextLength,
+    int Tokenizer,
+    bool TrainAll);
+
+/// <summary>A named integer constant of a model's configuration type.</summary>
+internal sealed record ConfigConstant(string Name, long Value);
+
+/// <summary>
+/// One <c>[PeftModel]</c> or <c>[PeftModule]</c> class, as parsed from its own declaration.
+/// </summary>
+/// <remarks>
+/// Holds only primitives, strings, enums and <see cref="EquatableArray{T}"/>: no symbol, syntax node, compilation or
+/// location survives the first transform, so the incremental pipeline can compare specs and cache.
+/// </remarks>
+internal sealed record ClassSpec(
+    TypeHierarchy Type,
+    LocationInfo? Location,
+    RootSpec? Root,
+    EquatableArray<AdapterSpec> ClassLora,
+    QuantSpec? ClassQuantization,
+    EquatableArray<SoftPromptSpec> ClassSoftPrompts,
+    EquatableArray<MemberSpec> Members,
+    EquatableArray<DiagnosticInfo> Diagnostics)
+{
+    /// <summary>False when the class has an error: nothing is emitted for it (nor for a model that reaches it).</summary>
+    public bool IsValid => Diagnostics.All(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity != Microsoft.CodeAnalysis.DiagnosticSeverity.Error);
+}

@@ -1,0 +1,27 @@
+using System.Collections.Generic;
+using PeftGen.Generators.Diagnostics;
+using PeftGen.Generators.Model;
+
+namespace PeftGen.Generators.Quantization;
+
+/// <summary>Reads a <c>[Quantize4Bit]</c> attribute and checks its block size.</summary>
+internal static class QuantParser
+{
+    public const string AttributeName = "PeftGen.Quantize4BitAttribute";
+
+    public static QuantSpec? Parse(AttributeReader? attribute, List<DiagnosticInfo> diagnostics)
+    {
+        if (attribute is null) return null;
+        var spec = new QuantSpec(
+            attribute.Named("QuantType", 0),
+            attribute.Named("BlockSize", 64),
+            attribute.Named("DoubleQuant", true),
+            attribute.Named("ComputeDType", 0));
+        if (!QuantSpec.IsValidBlockSize(spec.BlockSize))
+        {
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadBlockSize, attribute.NamedLocation("BlockSize"), spec.BlockSize));
+            return null;
+        }
+        return spec;
+    }
+}

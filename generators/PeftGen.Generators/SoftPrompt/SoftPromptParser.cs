@@ -1,0 +1,40 @@
+using System.Collections.Generic;
+using PeftGen.Generators.Diagnostics;
+using PeftGen.Generators.Model;
+
+namespace PeftGen.Generators.SoftPrompt;
+
+/// <summary>Reads <c>[SoftPrompt]</c> attributes and checks what needs no model (length, init text).</summary>
+internal static class SoftPromptParser
+{
+    public const string AttributeName = "PeftGen.SoftPromptAttribute";
+
+    public static EquatableArray<SoftPromptSpec> Parse(IEnumerable<AttributeReader> attributes, List<DiagnosticInfo> diagnostics)
+    {
+        var prompts = new List<SoftPromptSpec>();
+        foreach (var attribute in attributes)
+        {
+            var prompt = new SoftPromptSpec(
+                attribute.Named("Name", "default"),
+                attribute.PositionalInt(0, 0),
+                attribute.Named("Init", 0),
+                attribute.Named("InitText", ""),
+                attribute.Location,
+                attribute.PositionalLocation(0),
+                attribute.NamedLocation("Init"));
+            var valid = true;
+            if (prompt.VirtualTokens <= 0)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptLengthNotPositive, prompt.VirtualTokensLocation, prompt.Name, prompt.VirtualTokens));
+                valid = false;
+            }
+            if (prompt.Init == SoftPromptSpec.TextInit && string.IsNullOrWhiteSpace(prompt.InitText))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptTextMissing, attribute.HasNamed("InitText") ? attribute.NamedLocation("InitText") : attribute.NamedLocation("Init"), prompt.Name));
+                valid = false;
+            }
+            if (valid) prompts.Add(prompt);
+        }
+        return prompts.ToEquatableArray();
+    }
+}

@@ -1,0 +1,138 @@
+using System;
+using System.IO;
+using System.Linq;
+using System.Runtime.CompilerServices;
+using Microsoft.CodeAnalysis;
+using PeftGen.Generators.Diagnostics;
+using Xunit;
+
+namespace PeftGen.Generators.Tests;
+
+/// <summary>One case per diagnostic ID: it fires at the marked span, and nothing broken is emitted.</summary>
+public sealed class DiagnosticsTests
+{
+    private const string Config = "public static class Cfg { public const int Width = 16, Vocab = 32, Context = 8, Layers = 2; }";
+
+    private static string Model(string classAttributes, string members, string extra = "", string header = "public partial class [|M|]")
+        => Models.Usings + $$"""
+
+            namespace Demo;
+            {{Config}}
+            [PeftModel(typeof(Cfg), ContextLength = "Context")]
+            {{classAttributes}}
+            {{header}} : nn.Module<Tensor, Tensor>
+            {
+                {{members}}
+                public override Tensor forward(Tensor x) => x;
+            }
+            {{extra}}
+            """;
+
+    private const string Projection = """[Linear("Width", "Width"), Lora(Rank = 4, Alpha = 8)] public partial LoraLinear proj { get; }""";
+    private const string TokenEmbedding = """[Embedding("Vocab", "Width")] public partial TokenEmbedding wte { get; }""";
+
+    public static TheoryData<string, string> Cases => new()
+    {
+        { "PEFT001", Model("", Projection, header: "public class [|M|]") },
+        { "PEFT001", Models.Usings + "\nnamespace Demo;\n" + Config + "\npublic static class [|Outer|]\n{\n[PeftModel(typeof(Cfg))]\npublic partial class M : nn.Module<Tensor, Tensor>\n{\n" + Projection + "\npublic override Tensor forward(Tensor x) => x;\n}\n}" },
+        { "PEFT002", Model("", Projection, header: "public partial class [|M|]<T>") },
+        { "PEFT003", Model("", """[Linear("Width", "Width")] public LoraLinear [|proj|] { get; } = null!;""", header: "public partial class M") },
+        { "PEFT004", Model("", """[Linear("Width", "Width")] public partial LayerNorm [|proj|] { get; }""", header: "public partial class M") },
+        { "PEFT005", Model("", """[Linear("Width", [|"Widht"|]), Lora] public partial LoraLinear proj { get; }""", header: "public partial class M") },
+        { "PEFT005", Model("", """[Linear("Width", [|"Width - 16"|]), Lora] public partial LoraLinear proj { get; }""", header: "public partial class M") },
+        { "PEFT005", Model("", """[Linear("Width", [|"2 * (Width"|]), Lora] public partial LoraLinear proj { get; }""", header: "public partial class M") },
+        { "PEFT005", Model("", "[Block] public partial B b { get; }", """[PeftModule] public partial class B : nn.Module<Tensor, Tensor> { [Linear([|"Depth"|], "Width"), Lora] public partial LoraLinear p { get; } public override Tensor forward(Tensor x) => x; }""", header: "public partial class M") },
+        { "PEFT006", (Model("", Projection, "public static class Empty { public const string Name = \"x\"; }", header: "public partial class M")).Replace("[PeftModel(typeof(Cfg)", "[PeftModel([|typeof(Empty)|]") },
+        { "PEFT007", Model("", "[[|Block|]] public partial Plain b { get; }", "public sealed class Plain : nn.Module<Tensor, Tensor> { public Plain() : base(\"p\") { } public override Tensor forward(Tensor x) => x; }", header: "public partial class M") },
+        { "PEFT008", Model("", """[Linear("Width", "Width"), LayerNorm("Width")] public partial LoraLinear [|proj|] { get; }""", header: "public partial class M") },
+        { "PEFT009", Model("", Projection + "\n[Block] public partial B b { get; }", "[PeftModule] public partial class B : nn.Module<Tensor, Tensor> { [Block] public partial B [|inner|] { get; } public override Tensor forward(Tensor x) => x; }", header: "public partial class M") },
+        { "PEFT010", Model("", """[Linear("Width", "Width")] public partial LoraLinear proj { get; }""") },
+        { "PEFT011", Model("[PeftModule]", Projection) },
+        { "PEFT012", Model("", """[Linear("Width", "Width"), Lora, CheckpointName([|"attn.q"|])] public partial LoraLinear proj { get; }""", header: "public partial class M") },
+        { "PEFT012", Model("", Projection + "\n" + """[Linear("Width", "Width"), CheckpointName("proj")] public partial LoraLinear [|other|] { get; }""", header: "public partial class M") },
+        { "PEFT013", Model("", Projection + "\npublic [|M|](int seed) : base(\"M\") { }", header: "public partial class M") },
+        { "PEFT101", Model("", """[Linear("Width", "Width"), Lora([|Rank = 0|])] public partial LoraLinear proj { get; }""", header: "public partial class M") },
+        { "PEFT102", Model("", """[Linear("Width", "Width"), Lora([|Rank = 17|])] public partial LoraLinear proj { get; }""", header: "public partial class M") },
+        { "PEFT102", Model("[Lora(Rank = 4), Lora([|Rank = 20|], Adapter = \"big\")]", "[Stack(\"Layers\")] public partial ModuleList<B> h { get; }", """[PeftModule] public partial class B : nn.Module<Tensor, Tensor> { [Linear("Width", "Width")] public partial LoraLinear p { get; } public override Tensor forward(Tensor x) => x; }""", header: "public partial class M") },
+        { "PEFT103", Model("", """[Linear("Width", "Width"), Lora(Rank = 4, [|Alpha = -1|])] public partial LoraLinear proj { get; }""", header: "public partial class M") },
+        { "PEFT104", Model("", """[Linear("Width", "Width"), Lora(Rank = 4, [|Dropout = 1.0|])] public partial LoraLinear proj { get; }""", header: "public partial class M") },
+        { "PEFT105", Model("", Projection + "\n[LayerNorm(\"Width\"), [|Lora|]] public partial LayerNorm ln { get; }", header: "public partial class M") },
+        { "PEFT105", Model("", Projection + "\n[[|NoLora|]] public int Count { get; set; }", header: "public partial class M") },
+        { "PEFT106", Model("", """[Linear("Width", "Width"), Lora(Rank = 4), Lora(Rank = 2, [|Adapter = "default"|])] public partial LoraLinear proj { get; }""", header: "public partial class M") },
+        { "PEFT107", Model("", """[Linear("Width", "Width"), Lora(Rank = 4, [|Adapter = "a.b"|])] public partial LoraLinear proj { get; }""", header: "public partial class M") },
+        { "PEFT201", Model("", """[Linear("Width", "Width"), Lora(Rank = 4), Quantize4Bit([|BlockSize = 48|])] public partial LoraLinear proj { get; }""", header: "public partial class M") },
+        { "PEFT202", Model("", Projection + "\n[LayerNorm(\"Width\"), [|Quantize4Bit|]] public partial LayerNorm ln { get; }", header: "public partial class M") },
+        { "PEFT203", Model("", """[Linear("Width", "Width"), Quantize4Bit, [|Trainable|]] public partial LoraLinear proj { get; }""", header: "public partial class M") },
+        { "PEFT301", Model("[SoftPrompt([|0|])]", TokenEmbedding + "\n" + Projection, header: "public partial class M") },
+        { "PEFT302", Model("[SoftPrompt([|8|])]", TokenEmbedding, header: "public partial class M") },
+        { "PEFT303", Model("[[|SoftPrompt(4)|]]", Projection, header: "public partial class M") },
+        { "PEFT304", Model("[SoftPrompt(4, [|Init = SoftPromptInit.Text|])]", TokenEmbedding, header: "public partial class M") },
+        { "PEFT305", Model("[SoftPrompt(4, [|Init = SoftPromptInit.Text|], InitText = \"hello\")]", TokenEmbedding, header: "public partial class M") },
+        { "PEFT307", Model("[SoftPrompt(4, [|Init = SoftPromptInit.Text|], InitText = \"hello\")]", TokenEmbedding, header: "public partial class M").Replace("ContextLength = \"Context\")", "ContextLength = \"Context\", Tokenizer = PeftTokenizer.Gpt2)") },
+        { "PEFT306", Model("[SoftPrompt(4), [|SoftPrompt(2)|]]", TokenEmbedding, header: "public partial class M") },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Reports_the_diagnostic_at_the_culprit(string id, string markedSource)
+    {
+        var (source, span) = TestHelpers.Unmark(markedSource);
+        var result = TestHelpers.Run(source);
+
+        var matching = result.GeneratorDiagnostics.Where(d => d.Id == id).ToList();
+        Assert.True(matching.Count > 0, $"{id} was not reported. Reported: {string.Join("; ", result.GeneratorDiagnostics)}");
+        Assert.Contains(matching, d => d.Location.SourceSpan == span && d.Location.GetLineSpan().Path == TestHelpers.InputPath);
+        // On the real syntax tree, so that #pragma warning disable and editor squiggles work.
+        Assert.All(matching, d => Assert.Equal(LocationKind.SourceFile, d.Location.Kind));
+        var descriptor = DiagnosticDescriptors.ById(id);
+        Assert.Equal(descriptor.DefaultSeverity, matching[0].Severity);
+
+        // Invalid targets are skipped, never emitted broken.
+        var generatedErrors = result.Output.GetDiagnostics()
+            .Where(d => d.Severity == DiagnosticSeverity.Error && d.Location.SourceTree is { } tree && tree.FilePath.EndsWith(".g.cs", StringComparison.Ordinal))
+            .ToList();
+        Assert.True(generatedErrors.Count == 0, string.Join("\n", generatedErrors));
+    }
+
+    [Fact]
+    public void Warnings_can_be_suppressed_with_pragma()
+    {
+        var (source, _) = TestHelpers.Unmark(Model("", """[Linear("Width", "Width")] public partial LoraLinear proj { get; }"""));
+        var result = TestHelpers.Run(source.Replace("[PeftModel(", "#pragma warning disable PEFT010\n[PeftModel(", StringComparison.Ordinal));
+        Assert.DoesNotContain(result.GeneratorDiagnostics, d => d.Id == "PEFT010" && !d.IsSuppressed);
+    }
+
+    [Fact]
+    public void Every_diagnostic_has_a_test_case()
+    {
+        var tested = Cases.Select(c => (string)c[0]).ToHashSet();
+        Assert.All(DiagnosticDescriptors.All, d => Assert.Contains(d.Id, tested));
+    }
+
+    [Theory]
+    [InlineData(Models.Gpt2)]
+    [InlineData(Models.Llama)]
+    [InlineData(Models.QLora)]
+    [InlineData(Models.SoftPrompt)]
+    [InlineData(Models.Nested)]
+    [InlineData(Models.FullFineTuning)]
+    public void Valid_models_report_nothing(string source)
+        => Assert.Empty(TestHelpers.Run(source).GeneratorDiagnostics);
+
+    [Fact]
+    public void Every_diagnostic_is_documented_and_tracked()
+    {
+        var root = RepositoryRoot();
+        var docs = File.ReadAllText(Path.Combine(root, "docs", "diagnostics.md"));
+        var releases = File.ReadAllText(Path.Combine(root, "generators", "PeftGen.Generators", "AnalyzerReleases.Unshipped.md"));
+        foreach (var descriptor in DiagnosticDescriptors.All)
+        {
+            Assert.Contains($"## {descriptor.Id}", docs, StringComparison.Ordinal);
+            Assert.Contains($"{descriptor.Id} |", releases, StringComparison.Ordinal);
+            Assert.EndsWith("docs/diagnostics.md#" + descriptor.Id.ToLowerInvariant(), descriptor.HelpLinkUri, StringComparison.Ordinal);
+        }
+    }
+
+    private static string RepositoryRoot([CallerFilePath] string callerPath = "")
+        => Path.GetFullPath(Path.Combine(Path.GetDirectoryName(callerPath)!, "..", ".."));
+}

@@ -1,0 +1,104 @@
+using System.Linq;
+using Xunit;
+
+namespace PeftGen.Generators.Tests;
+
+/// <summary>How one block definition is resolved per model, and which [Lora] wins where several apply.</summary>
+public sealed class ModelResolutionTests
+{
+    private const string SharedBlock = Models.Usings + """
+
+        namespace Demo.Sizes;
+
+        public static class Small { public const int Width = 16, Layers = 2, Mlp = 64; }
+        public static class Large { public const int Width = 32, Layers = 4; }
+
+        [PeftModel(typeof(Small))]
+        public partial class SmallModel : nn.Module<Tensor, Tensor>
+        {
+            [Stack("Layers")] public partial ModuleList<Block> h { get; }
+            public override Tensor forward(Tensor x) => x;
+        }
+
+        [PeftModel(typeof(Large))]
+        public partial class LargeModel : nn.Module<Tensor, Tensor>
+        {
+            [Stack("Layers")] public partial ModuleList<Block> h { get; }
+            public override Tensor forward(Tensor x) => x;
+        }
+
+        [PeftModule]
+        public partial class Block : nn.Module<Tensor, Tensor>
+        {
+            [Linear("Width", [|"Mlp"|]), Lora(Rank = 4, Alpha = 8)] public partial LoraLinear up { get; }
+            public override Tensor forward(Tensor x) => x;
+        }
+        """;
+
+    [Fact]
+    public void A_shared_block_is_checked_against_every_model_that_reaches_it()
+    {
+        var (source, span) = TestHelpers.Unmark(SharedBlock);
+        var result = TestHelpers.Run(source);
+
+        var diagnostic = Assert.Single(result.GeneratorDiagnostics);
+        Assert.Equal("PEFT005", diagnostic.Id);
+        Assert.Equal(span, diagnostic.Location.SourceSpan);
+        Assert.Contains("Demo.Sizes.Large", diagnostic.GetMessage(System.Globalization.CultureInfo.InvariantCulture), System.StringComparison.Ordinal);
+
+        // The valid model and the block are emitted; the model that cannot resolve the block is skipped.
+        Assert.Equal(
+            new[] { "Demo.Sizes.Block.Peft.g.cs", "Demo.Sizes.SmallModel.Peft.g.cs" },
+            result.Sources.Select(s => s.HintName).OrderBy(n => n, System.StringComparer.Ordinal));
+        Assert.Equal(2L * 4 * (16 + 64), result.Constant("Demo.Sizes.SmallModel+Accounting", "TrainableParameters"));
+    }
+
+    private const string Precedence = Models.Usings + """
+
+        namespace Demo.Precedence;
+
+        public static class Cfg { public const int Width = 64, Layers = 3; }
+
+        [PeftModel(typeof(Cfg))]
+        [Lora(Rank = 8, Alpha = 16)]
+        public partial class Root : nn.Module<Tensor, Tensor>
+        {
+            [Stack("Layers")] public partial ModuleList<Block> h { get; }
+            [Linear("Width", "Width")] public partial LoraLinear head { get; }
+            public override Tensor forward(Tensor x) => x;
+        }
+
+        [PeftModule]
+        [Lora(Rank = 2, Alpha = 4, Targets = new[] { "v" })]
+        public partial class Block : nn.Module<Tensor, Tensor>
+        {
+            [Linear("Width", "Width"), Lora(Rank = 16, Alpha = 16)] public partial LoraLinear q { get; }
+            [Linear("Width", "Width")] public partial LoraLinear k { get; }
+            [Linear("Width", "Width")] public partial LoraLinear v { get; }
+            [Linear("Width", "Width"), NoLora] public partial LoraLinear o { get; }
+            public override Tensor forward(Tensor x) => x;
+        }
+        """;
+
+    [Fact]
+    public void Member_beats_block_class_beats_model_class_and_NoLora_excludes()
+    {
+        var result = TestHelpers.Run(Precedence);
+        Assert.Empty(result.GeneratorDiagnostics);
+        Assert.Empty(result.CompilationErrors());
+
+        // Per block: q rank 16 (member), k rank 8 (model), v rank 2 (block class, targeted), o none. Head: rank 8.
+        const long perBlock = (16 + 8 + 2) * (64 + 64);
+        Assert.Equal((3 * perBlock) + (8 * 128), result.Constant("Demo.Precedence.Root+Accounting", "LoraParameters_default"));
+
+        var block = result.Source("Demo.Precedence.Block.Peft.g.cs");
+        Assert.Contains("_q.AddAdapter(\"default\", new global::PeftGen.LoraConfig(16, 16d, 0d, false));", block, System.StringComparison.Ordinal);
+        Assert.Contains("_v.AddAdapter(\"default\", new global::PeftGen.LoraConfig(2, 4d, 0d, false));", block, System.StringComparison.Ordinal);
+        Assert.DoesNotContain("_k.AddAdapter", block, System.StringComparison.Ordinal);
+        Assert.DoesNotContain("_o.AddAdapter", block, System.StringComparison.Ordinal);
+        var loraTargets = block[block.IndexOf("void CollectModelLoraTargets", System.StringComparison.Ordinal)..block.IndexOf("void CollectModelQuantizationTargets", System.StringComparison.Ordinal)];
+        Assert.DoesNotContain("projections.Add(_o)", loraTargets, System.StringComparison.Ordinal);
+        Assert.Contains("if (targets.Length == 0 || global::System.Array.IndexOf(targets, \"k\") >= 0) projections.Add(_k);", block, System.StringComparison.Ordinal);
+        Assert.Contains("if (adapter != \"default\" && (targets.Length == 0 || global::System.Array.IndexOf(targets, \"q\") >= 0)) projections.Add(_q);", block, System.StringComparison.Ordinal);
+    }
+}

@@ -1,0 +1,143 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Text;
+using System.Text.Json;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace PeftGen.Tests.Quantization;
+
+/// <summary>The transformers + bitsandbytes serialized layout of a 4-bit weight: keys, shapes, JSON, strict reading.</summary>
+public sealed class BitsAndBytesStateTests
+{
+    [Fact]
+    public void Double_quantized_state_has_bitsandbytes_keys_shapes_and_json()
+    {
+        using var scope = NewDisposeScope();
+        using var q = Nf4Tensor.Quantize(randn(48, 100), new Quant4BitOptions());
+        var state = q.ToBitsAndBytesState("model.layers.0.mlp.up_proj.weight");
+        const string p = "model.layers.0.mlp.up_proj.weight";
+        Assert.Equal(
+            new[] { p, p + ".absmax", p + ".quant_map", p + ".nested_absmax", p + ".nested_quant_map", p + ".quant_state.bitsandbytes__nf4" }.Order(),
+            state.Keys.Order());
+        Assert.Equal(new long[] { 2400, 1 }, state[p].shape);
+        Assert.Equal(ScalarType.Byte, state[p].dtype);
+        Assert.Equal(new long[] { 75 }, state[p + ".absmax"].shape);
+        Assert.Equal(ScalarType.Byte, state[p + ".absmax"].dtype);
+        Assert.Equal(new long[] { 1 }, state[p + ".nested_absmax"].shape);
+        Assert.Equal(new long[] { 16 }, state[p + ".quant_map"].shape);
+        Assert.Equal(new long[] { 256 }, state[p + ".nested_quant_map"].shape);
+
+        var json = Encoding.UTF8.GetString(QuantTestData.Bytes(state[p + ".quant_state.bitsandbytes__nf4"]));
+        // json.dumps of QuantState.as_dict(packed=True)'s non-tensor items, in that order and spacing.
+        var expectedPrefix = "{\"quant_type\": \"nf4\", \"blocksize\": 64, \"dtype\": \"float32\", \"shape\": [48, 100], \"nested_blocksize\": 256, \"nested_dtype\": \"float32\", \"nested_offset\": ";
+        Assert.StartsWith(expectedPrefix, json);
+        var offset = double.Parse(json[expectedPrefix.Length..^1], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Equal((double)q.Offset, offset);
+        foreach (var t in state.Values) t.Dispose();
+    }
+
+    [Theory]
+    [InlineData(QuantType.Nf4, true)]
+    [InlineData(QuantType.Fp4, false)]
+    [InlineData(QuantType.Fp4, true)]
+    public void Round_trip_restores_identical_codes_and_values(QuantType type, bool doubleQuant)
+    {
+        using var scope = NewDisposeScope();
+        using var q = Nf4Tensor.Quantize(randn(33, 65).to(ScalarType.BFloat16), new Quant4BitOptions(type, 128, doubleQuant));
+        var state = q.ToBitsAndBytesState("w");
+        if (!doubleQuant)
+        {
+            Assert.False(state.ContainsKey("w.nested_absmax"));
+            Assert.Contains("\"dtype\": \"bfloat16\", \"shape\": [33, 65]}", Encoding.UTF8.GetString(QuantTestData.Bytes(state["w.quant_state.bitsandbytes__fp4"])));
+        }
+        using var back = Nf4Tensor.FromBitsAndBytesState(state, "w");
+        Assert.Equal(QuantTestData.Hash(q), QuantTestData.Hash(back));
+        Assert.Equal(q.Shape, back.Shape);
+        Assert.Equal(ScalarType.BFloat16, back.OriginalDType);
+        Assert.Equal(q.Options, back.Options);
+        using var a = q.Dequantize();
+        using var b = back.Dequantize();
+        Assert.Equal(QuantTestData.Floats(a), QuantTestData.Floats(b));
+    }
+
+    [Fact]
+    public void Reading_is_strict_and_names_the_culprit()
+    {
+        using var scope = NewDisposeScope();
+        using var q = Nf4Tensor.Quantize(randn(16, 64), new Quant4BitOptions());
+        Dictionary<string, Tensor> Fresh() => q.ToBitsAndBytesState("w");
+
+        var missing = Fresh();
+        missing.Remove("w.nested_absmax");
+        Assert.Contains("w.nested_absmax", Assert.Throws<FormatException>(() => Nf4Tensor.FromBitsAndBytesState(missing, "w")).Message);
+
+        var extra = Fresh();
+        extra["w.SCB"] = zeros(3);
+        Assert.Contains("w.SCB", Assert.Throws<FormatException>(() => Nf4Tensor.FromBitsAndBytesState(extra, "w")).Message);
+
+        var wrongCode = Fresh();
+        wrongCode["w.quant_map"] = tensor(CodeBooks.Fp4);
+        Assert.Contains("w.quant_map", Assert.Throws<FormatException>(() => Nf4Tensor.FromBitsAndBytesState(wrongCode, "w")).Message);
+
+        var wrongLength = Fresh();
+        wrongLength["w"] = zeros(new long[] { 10, 1 }, dtype: ScalarType.Byte);
+        Assert.Throws<FormatException>(() => Nf4Tensor.FromBitsAndBytesState(wrongLength, "w"));
+
+        var badJson = Fresh();
+        badJson["w.quant_state.bitsandbytes__nf4"] = tensor(Encoding.UTF8.GetBytes("{\"quant_type\": \"fp4\"}"), dtype: ScalarType.Byte);
+        Assert.Throws<FormatException>(() => Nf4Tensor.FromBitsAndBytesState(badJson, "w"));
+
+        var notJson = Fresh();
+        notJson["w.quant_state.bitsandbytes__nf4"] = tensor(new byte[] { 0xFF, 0x7B }, dtype: ScalarType.Byte);
+        Assert.Throws<FormatException>(() => Nf4Tensor.FromBitsAndBytesState(notJson, "w"));
+    }
+
+    [Fact]
+    public void LoraLinear_round_trips_its_4bit_base_and_bias()
+    {
+        using var scope = NewDisposeScope();
+        using var source = new LoraLinear(64, 24, hasBias: true);
+        source.QuantizeBase(new Quant4BitOptions());
+        var state = source.ToBitsAndBytesState("transformer.h.0.mlp.c_fc.");
+        Assert.Contains("transformer.h.0.mlp.c_fc.bias", state.Keys);
+
+        using var target = new LoraLinear(64, 24, hasBias: true);
+        target.QuantizeBase(new Quant4BitOptions());
+        target.LoadBitsAndBytesState(state, "transformer.h.0.mlp.c_fc.");
+        Assert.Equal(QuantTestData.Hash(source.QuantizedWeight!), QuantTestData.Hash(target.QuantizedWeight!));
+        var x = randn(3, 64);
+        Assert.Equal(QuantTestData.Floats(source.forward(x)), QuantTestData.Floats(target.forward(x)));
+
+        using var wrongShape = new LoraLinear(24, 64, hasBias: true);
+        Assert.Throws<ArgumentException>(() => wrongShape.LoadBitsAndBytesState(state, "transformer.h.0.mlp.c_fc."));
+        Assert.False(wrongShape.IsQuantized);
+    }
+
+    [Theory]
+    [InlineData(0.0123f)]
+    [InlineData(1f)]
+    [InlineData(2.5e-6f)]
+    [InlineData(-0.5f)]
+    [InlineData(123456.78f)]
+    [InlineData(3e16f)]
+    public void Offsets_are_written_as_python_repr_of_the_double(float value)
+    {
+        var text = Nf4Tensor.PythonFloat(value);
+        Assert.Equal((double)value, double.Parse(text, System.Globalization.CultureInfo.InvariantCulture));
+        var expected = value switch
+        {
+            1f => "1.0",
+            -0.5f => "-0.5",
+            2.5e-6f => "2.499999936844688e-06",
+            123456.78f => "123456.78125",
+            3e16f => "3.000000081769267e+16",
+            0.0123f => "0.012299999594688416",
+            _ => null,
+        };
+        if (expected is not null) Assert.Equal(expected, text);
+        Assert.DoesNotContain("E", text);
+    }
+}

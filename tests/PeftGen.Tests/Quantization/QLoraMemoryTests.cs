@@ -1,0 +1,196 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Runtime;
+using TorchSharp;
+using Xunit;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace PeftGen.Tests.Quantization;
+
+/// <summary>Memory tests measure the whole process, so they run alone.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class ProcessMemoryCollection
+{
+    /// <summary>The collection name.</summary>
+    public const string Name = "Process memory";
+}
+
+/// <summary>
+/// The 4-bit path must not keep dequantized weights in the graph, nor leave per-step native memory to finalizers.
+/// </summary>
+[Collection(ProcessMemoryCollection.Name)]
+public sealed class QLoraMemoryTests(ITestOutputHelper output)
+{
+    private const int Width = 512;
+
+    [Fact]
+    public void Many_QLoRA_steps_keep_native_memory_and_live_tensors_flat_without_garbage_collection()
+    {
+        manual_seed(5);
+        var layers = Enumerable.Range(0, 4).Select(_ => new LoraLinear(Width, Width, hasBias: true)).ToArray();
+        foreach (var layer in layers)
+        {
+            layer.AddAdapter("default", new LoraConfig(8, 16, 0, false));
+            layer.QuantizeBase(new Quant4BitOptions());
+        }
+        var trainable = layers.SelectMany(l => new[] { l.LoraA("default"), l.LoraB("default") }).ToList();
+        using var optimizer = optim.AdamW(trainable, lr: 1e-3);
+        using var inputs = randn(64, Width);
+        using var target = randn(64, Width);
+        using var projection = randn(Width, Width).mul(0.05).requires_grad_(true);
+
+        void Step()
+        {
+            using var scope = NewDisposeScope();
+            optimizer.zero_grad();
+            // The input requires grad (it comes from a trainable op), so backward runs through every 4-bit layer.
+            var h = inputs.matmul(projection);
+            foreach (var layer in layers) h = nn.functional.gelu(layer.forward(h));
+            var loss = nn.functional.mse_loss(h, target);
+            loss.backward();
+            optimizer.step();
+        }
+
+        for (var i = 0; i < 10; i++) Step();
+        // Test hygiene, not something the library needs: finalize what earlier tests left behind, so that the
+        // finalizer thread does not change the process's numbers while this test measures.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        // Finalizers must not be what keeps memory flat: with no GC allowed, nothing gets finalized.
+        var noGc = GC.TryStartNoGCRegion(48L * 1024 * 1024);
+        var stopwatch = Stopwatch.StartNew();
+        var rssBefore = ResidentBytes();
+        var tensorsBefore = Tensor.TotalCount;
+        const int steps = 40;
+        var samples = new List<long>();
+        for (var i = 0; i < steps; i++)
+        {
+            Step();
+            if (i % 10 == 9) samples.Add(ResidentBytes());
+        }
+        var rssAfter = ResidentBytes();
+        var tensorsAfter = Tensor.TotalCount;
+        var gcStillOff = noGc && GCSettings.LatencyMode == System.Runtime.GCLatencyMode.NoGCRegion;
+        if (gcStillOff) GC.EndNoGCRegion();
+
+        var growthPerStepKb = (rssAfter - rssBefore) / 1024.0 / steps;
+        output.WriteLine($"{steps} QLoRA steps (4 × {Width}² NF4 layers, batch 64) in {stopwatch.ElapsedMilliseconds} ms, GC {(gcStillOff ? "held off throughout" : "allowed")}: " +
+            $"RSS {rssBefore / 1048576.0:F1} → {rssAfter / 1048576.0:F1} MB ({growthPerStepKb:F1} KB/step; samples {string.Join(", ", samples.Select(s => (s / 1048576.0).ToString("F1")))} MB), " +
+            $"live tensors {tensorsBefore} → {tensorsAfter}");
+
+        // Gradients left to finalizers would be ≥ 1 MB per step here (64 × 512 floats, in and out, per layer); the
+        // bound also covers the managed heap, which cannot shrink while collections are held off.
+        Assert.True(growthPerStepKb < 128, $"process memory grew {growthPerStepKb:F1} KB per step");
+        Assert.True(tensorsAfter - tensorsBefore <= 1, $"{tensorsAfter - tensorsBefore} tensor wrappers more after {steps} steps");
+        foreach (var layer in layers) layer.Dispose();
+    }
+
+    [Fact]
+    public void The_graph_holds_no_dequantized_weight_between_forward_and_backward()
+    {
+        const int layerCount = 6, width = 1024;
+        manual_seed(6);
+        var layers = Enumerable.Range(0, layerCount).Select(_ => new LoraLinear(width, width, hasBias: false)).ToArray();
+        foreach (var layer in layers)
+        {
+            layer.AddAdapter("default", new LoraConfig(4, 8, 0, false));
+            layer.QuantizeBase(new Quant4BitOptions());
+        }
+        using var x = randn(8, width).requires_grad_(true);
+        var layerBytes = 4.0 * width * width;
+
+        long GraphGrowth(Func<Tensor, LoraLinear, Tensor> apply)
+        {
+            using var scope = NewDisposeScope();
+            // Warm the allocator with one dequantized weight so both variants start from the same high-water mark.
+            using (layers[0].DequantizedWeight()) { }
+            var before = ResidentBytes();
+            var h = x;
+            foreach (var layer in layers) h = apply(h, layer);
+            var during = ResidentBytes();
+            h.sum().backward();
+            return during - before;
+        }
+
+        var ours = GraphGrowth((h, layer) => layer.forward(h));
+        // The naive path: autograd's linear saves the dequantized weight for its backward.
+        var naive = GraphGrowth((h, layer) =>
+        {
+            var w = layer.DequantizedWeight();
+            return nn.functional.linear(h, w);
+        });
+        output.WriteLine($"graph growth over {layerCount} layers of {layerBytes / 1048576:F0} MB (float32): QuantizedLinearFunction {ours / 1048576.0:F1} MB, naive dequantize+linear {naive / 1048576.0:F1} MB");
+        Assert.True(ours < 1.5 * layerBytes, $"graph kept {ours / layerBytes:F1} dequantized layers");
+        // The allocator may serve part of the naive variant from pages already resident; it still shows several layers.
+        Assert.True(naive > 3 * layerBytes, $"the naive variant was expected to keep the dequantized layers ({naive / layerBytes:F1})");
+        foreach (var layer in layers) layer.Dispose();
+    }
+
+    [Fact]
+    public void Backward_outside_any_dispose_scope_leaves_no_tensor_wrappers_to_finalizers()
+    {
+        // A plain loop with no dispose scope around backward (as on CUDA, where backward runs on libtorch's device
+        // threads): every wrapper TorchSharp creates for a custom function's backward lives until a finalizer runs
+        // unless the function disposes it. The naive function below shows the mechanism; ours must leave nothing.
+        using var layer = new LoraLinear(64, 64, hasBias: false);
+        layer.QuantizeBase(new Quant4BitOptions());
+        using var x = randn(8, 64).requires_grad_(true);
+        var computeDType = layer.ComputeScalarType;
+
+        long WrappersLeftPerCall(Func<Tensor, Tensor> forward)
+        {
+            const int calls = 20;
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            var noGc = GC.TryStartNoGCRegion(16L * 1024 * 1024);
+            var before = Tensor.TotalCount;
+            for (var i = 0; i < calls; i++)
+            {
+                using var y = forward(x);
+                using var s = y.sum();
+                s.backward();
+            }
+            var left = Tensor.TotalCount - before;
+            if (noGc && GCSettings.LatencyMode == GCLatencyMode.NoGCRegion) GC.EndNoGCRegion();
+            return left / calls;
+        }
+
+        var naive = WrappersLeftPerCall(input => NaiveQuantizedLinear.apply(input, layer.QuantizedWeight!, computeDType));
+        var ours = WrappersLeftPerCall(input => layer.forward(input));
+        output.WriteLine($"tensor wrappers left per forward+backward without a dispose scope: naive custom function {naive}, QuantizedLinearFunction {ours}");
+        Assert.True(naive >= 2, $"the naive function was expected to leave its gradient wrappers ({naive})");
+        Assert.Equal(0, ours);
+    }
+
+    /// <summary>The textbook custom function: correct numbers, but its backward's wrappers are left to finalizers.</summary>
+    private sealed class NaiveQuantizedLinear : torch.autograd.SingleTensorFunction<NaiveQuantizedLinear>
+    {
+        public override string Name => nameof(NaiveQuantizedLinear);
+
+        public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)
+        {
+            ctx.save_data("weight", vars[1]);
+            ctx.save_data("dtype", vars[2]);
+            using var w = ((Nf4Tensor)vars[1]).Dequantize((ScalarType)vars[2]);
+            return nn.functional.linear((Tensor)vars[0], w);
+        }
+
+        public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad_output)
+        {
+            using var w = ((Nf4Tensor)ctx.get_data("weight")).Dequantize((ScalarType)ctx.get_data("dtype"));
+            return [grad_output.matmul(w), null!, null!];
+        }
+    }
+
+    private static long ResidentBytes()
+    {
+        // /proc/self/statm: size resident shared text lib data dt, in pages.
+        var fields = File.ReadAllText("/proc/self/statm").Split(' ');
+        return long.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture) * Environment.SystemPageSize;
+    }
+}
