@@ -2,7 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
-using System.Text.Json;
+using System.Text.Json.Nodes;
 using PeftGen.IO;
 using static TorchSharp.torch;
 
@@ -10,7 +10,8 @@ namespace PeftGen.Checkpoints;
 
 /// <summary>
 /// A Hugging Face pretrained-model folder read as an <see cref="ICheckpointSource"/>: <c>model.safetensors</c>, or the
-/// shards that <c>model.safetensors.index.json</c> lists. Headers are read and validated when it opens; tensor data
+/// shards that <c>model.safetensors.index.json</c> lists. Unlike a strict open that stops at the first bad shard, it
+/// records shard problems, so a load reports them with every tensor mismatch. Headers are read and validated when it opens; tensor data
 /// is read one tensor at a time, on demand.
 /// </summary>
 /// <remarks>
@@ -29,8 +30,8 @@ public sealed class HfCheckpointSource : ICheckpointSource
     /// <summary>Where the checkpoint is.</summary>
     public string Description { get; }
 
-    /// <summary>The text of the folder's <c>config.json</c>, or null when it has none.</summary>
-    public string? ConfigJson { get; private set; }
+    /// <summary>The folder's parsed <c>config.json</c>, or null when it has none.</summary>
+    public JsonObject? Config { get; private set; }
 
     /// <summary>Whether the weights are sharded (read through the index).</summary>
     public bool IsSharded { get; private set; }
@@ -41,7 +42,7 @@ public sealed class HfCheckpointSource : ICheckpointSource
     /// <inheritdoc />
     public IReadOnlyList<string> Problems => _problems;
 
-    /// <summary>Opens the folder's weights (sharded when it has an index, else the single file).</summary>
+    /// <summary>Opens the folder's weights: the single file when there is one, else the shards its index lists.</summary>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
     /// <exception cref="FileNotFoundException">The folder has neither weights file.</exception>
     /// <exception cref="PeftFormatException">The index, or the single weights file, is malformed.</exception>
@@ -52,14 +53,14 @@ public sealed class HfCheckpointSource : ICheckpointSource
         var source = new HfCheckpointSource(folder);
         try
         {
-            var config = Path.Combine(folder, HfLayout.ConfigFile);
-            if (File.Exists(config)) source.ConfigJson = File.ReadAllText(config);
+            source.Config = HfCheckpoint.ReadJsonObject(Path.Combine(folder, HfCheckpoint.ConfigFileName));
 
-            var index = Path.Combine(folder, HfLayout.IndexFile);
-            var single = Path.Combine(folder, HfLayout.SingleFile);
-            if (File.Exists(index)) source.OpenShards(folder, index);
-            else if (File.Exists(single)) source.Add(SafeTensorsFile.Open(single), null);
-            else throw new FileNotFoundException($"The checkpoint folder '{folder}' has neither '{HfLayout.SingleFile}' nor '{HfLayout.IndexFile}'.", single);
+            var index = Path.Combine(folder, HfCheckpoint.IndexFileName);
+            var single = Path.Combine(folder, HfCheckpoint.SingleFileName);
+            // As transformers does: a single weights file wins over an index.
+            if (File.Exists(single)) source.Add(SafeTensorsFile.Open(single), null);
+            else if (File.Exists(index)) source.OpenShards(folder, index);
+            else throw new FileNotFoundException($"The checkpoint folder '{folder}' has neither '{HfCheckpoint.SingleFileName}' nor '{HfCheckpoint.IndexFileName}'.", single);
             return source;
         }
         catch
@@ -98,7 +99,7 @@ public sealed class HfCheckpointSource : ICheckpointSource
             var path = Path.Combine(folder, shard);
             if (!File.Exists(path))
             {
-                _problems.Add($"shard '{shard}' listed in {HfLayout.IndexFile} is missing ({names.Count} tensors)");
+                _problems.Add($"shard '{shard}' listed in {HfCheckpoint.IndexFileName} is missing ({names.Count} tensors)");
                 continue;
             }
             SafeTensorsFile file;
@@ -113,9 +114,9 @@ public sealed class HfCheckpointSource : ICheckpointSource
             }
             Add(file, names);
             foreach (var name in names.Where(n => !file.Contains(n)))
-                _problems.Add($"{HfLayout.IndexFile} places '{name}' in '{shard}', which does not hold it");
+                _problems.Add($"{HfCheckpoint.IndexFileName} places '{name}' in '{shard}', which does not hold it");
             foreach (var name in file.Names.Except(names, StringComparer.Ordinal))
-                _problems.Add($"shard '{shard}' holds '{name}', which {HfLayout.IndexFile} does not list");
+                _problems.Add($"shard '{shard}' holds '{name}', which {HfCheckpoint.IndexFileName} does not list");
         }
     }
 
@@ -131,33 +132,18 @@ public sealed class HfCheckpointSource : ICheckpointSource
     /// <summary>The index's <c>weight_map</c>: tensor name → shard file name, checked to stay inside the folder.</summary>
     private static Dictionary<string, string> ReadWeightMap(string index)
     {
-        JsonDocument document;
-        try
+        var root = HfCheckpoint.ReadJsonObject(index) ?? throw new FileNotFoundException($"The index '{index}' is gone.", index);
+        if (root["weight_map"] is not JsonObject weightMap)
+            throw new PeftFormatException(index, null, "the index has no \"weight_map\" object.");
+        var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (name, value) in weightMap)
         {
-            document = JsonDocument.Parse(File.ReadAllBytes(index));
+            if (value is not JsonValue shardValue || !shardValue.TryGetValue<string>(out var shard))
+                throw new PeftFormatException(index, name, "the weight_map entry is not a file name string.");
+            if (shard.Length == 0 || shard != Path.GetFileName(shard) || shard is "." or ".." || shard.Contains('\\') || shard.Contains('/'))
+                throw new PeftFormatException(index, name, $"the shard '{shard}' is not a plain file name in the checkpoint folder.");
+            map.Add(name, shard);
         }
-        catch (JsonException e)
-        {
-            throw new PeftFormatException(index, null, $"the index is not valid JSON: {e.Message}", e);
-        }
-        using (document)
-        {
-            if (document.RootElement.ValueKind != JsonValueKind.Object
-                || !document.RootElement.TryGetProperty("weight_map", out var weightMap)
-                || weightMap.ValueKind != JsonValueKind.Object)
-                throw new PeftFormatException(index, null, "the index has no \"weight_map\" object.");
-            var map = new Dictionary<string, string>(StringComparer.Ordinal);
-            foreach (var entry in weightMap.EnumerateObject())
-            {
-                if (entry.Value.ValueKind != JsonValueKind.String)
-                    throw new PeftFormatException(index, entry.Name, "the weight_map entry is not a file name string.");
-                var shard = entry.Value.GetString()!;
-                if (shard.Length == 0 || shard != Path.GetFileName(shard) || shard is "." or ".." || shard.Contains('\\') || shard.Contains('/'))
-                    throw new PeftFormatException(index, entry.Name, $"the shard '{shard}' is not a plain file name in the checkpoint folder.");
-                if (!map.TryAdd(entry.Name, shard))
-                    throw new PeftFormatException(index, entry.Name, "the weight_map lists the tensor twice.");
-            }
-            return map;
-        }
+        return map;
     }
 }

@@ -236,6 +236,8 @@ public static class PretrainedLoader
                     var weightRead = group.Single(r => r.Tensor.Role == ModelTensorRole.ProjectionWeight);
                     var weight = source.Read(weightRead.CheckpointKey);
                     if (weightRead.Tensor.Transposed) weight = weight.t();
+                    // Convert to the model's dtype here: a 4-bit base takes the dtype it is given as its original dtype.
+                    weight = weight.to(projection.IsQuantized ? projection.QuantizedWeight!.OriginalDType : projection.Weight.dtype);
                     var biasRead = group.SingleOrDefault(r => r.Tensor.Role == ModelTensorRole.ProjectionBias);
                     projection.LoadBase(weight, biasRead is null ? null : source.Read(biasRead.CheckpointKey));
                 }

@@ -34,7 +34,7 @@ public static class Ids
 {
     public static Tensor Random(long vocab, long batch, long length, long seed)
     {
-        manual_seed(seed);
-        return randint(vocab, new[] { batch, length }, dtype: ScalarType.Int64);
+        using var g = new Generator((ulong)seed);
+        return randint(vocab, new[] { batch, length }, dtype: ScalarType.Int64, generator: g);
     }
 }

@@ -18,12 +18,12 @@ public sealed class HfCheckpointSourceTests
         using var temp = new TempFolder();
         var raw = HfCheckpoints.Llama(Config, seed: 31);
         HfCheckpoints.WriteSharded(temp.Path, raw, shards: 3);
-        var corrupt = Path.Combine(temp.Path, HfLayout.ShardFile(2, 3));
+        var corrupt = Path.Combine(temp.Path, HfCheckpointWriter.ShardName(2, 3));
         var bytes = File.ReadAllBytes(corrupt);
         File.WriteAllBytes(corrupt, bytes[..^5]);
-        var indexPath = Path.Combine(temp.Path, HfLayout.IndexFile);
+        var indexPath = Path.Combine(temp.Path, HfCheckpoint.IndexFileName);
         var index = JsonNode.Parse(File.ReadAllText(indexPath))!;
-        index["weight_map"]!["model.layers.0.self_attn.q_proj.weight"] = HfLayout.ShardFile(3, 3);
+        index["weight_map"]!["model.layers.0.self_attn.q_proj.weight"] = HfCheckpointWriter.ShardName(3, 3);
         File.WriteAllText(indexPath, index.ToJsonString());
         using var model = new TinyLlama(Config);
         var before = ModelHash.Of(model);
@@ -32,7 +32,7 @@ public sealed class HfCheckpointSourceTests
 
         Assert.Equal(before, ModelHash.Of(model));
         var files = error.Mismatches.Where(m => m.Kind == CheckpointMismatchKind.File).Select(m => m.Detail).ToList();
-        Assert.Contains(files, d => d.Contains(HfLayout.ShardFile(2, 3), StringComparison.Ordinal) && d.Contains("cannot be read", StringComparison.Ordinal));
+        Assert.Contains(files, d => d.Contains(HfCheckpointWriter.ShardName(2, 3), StringComparison.Ordinal) && d.Contains("cannot be read", StringComparison.Ordinal));
         Assert.Contains(files, d => d.Contains("places 'model.layers.0.self_attn.q_proj.weight'", StringComparison.Ordinal));
         Assert.Contains(files, d => d.Contains("holds 'model.layers.0.self_attn.q_proj.weight', which", StringComparison.Ordinal));
         Assert.Contains(error.Mismatches, m => m is { Kind: CheckpointMismatchKind.Missing, Key: "model.layers.0.self_attn.q_proj.weight" });
@@ -46,7 +46,7 @@ public sealed class HfCheckpointSourceTests
     {
         using var temp = new TempFolder();
         HfCheckpoints.WriteSharded(temp.Path, HfCheckpoints.Llama(Config, seed: 32), shards: 2);
-        var indexPath = Path.Combine(temp.Path, HfLayout.IndexFile);
+        var indexPath = Path.Combine(temp.Path, HfCheckpoint.IndexFileName);
         var index = JsonNode.Parse(File.ReadAllText(indexPath))!;
         index["weight_map"]!["lm_head.weight"] = shard;
         File.WriteAllText(indexPath, index.ToJsonString());
@@ -64,8 +64,8 @@ public sealed class HfCheckpointSourceTests
 
         var error = Assert.Throws<FileNotFoundException>(() => HfCheckpointSource.Open(temp.Path));
 
-        Assert.Contains(HfLayout.SingleFile, error.Message);
-        Assert.Contains(HfLayout.IndexFile, error.Message);
+        Assert.Contains(HfCheckpoint.SingleFileName, error.Message);
+        Assert.Contains(HfCheckpoint.IndexFileName, error.Message);
     }
 
     [Fact]
@@ -77,9 +77,25 @@ public sealed class HfCheckpointSourceTests
         using var source = HfCheckpointSource.Open(temp.Path);
 
         Assert.True(source.IsSharded);
-        Assert.Equal("""{"model_type": "tiny"}""", source.ConfigJson);
+        Assert.Equal("tiny", (string?)source.Config!["model_type"]);
         Assert.Empty(source.Problems);
         Assert.Equal("F32", source.Info("lm_head.weight").DType);
         Assert.Equal(new long[] { Config.Vocab, Config.Width }, source.Info("lm_head.weight").Shape);
+    }
+
+    [Fact]
+    public void AnOpenHfCheckpoint_LoadsThroughItsView()
+    {
+        using var temp = new TempFolder();
+        var raw = HfCheckpoints.Llama(Config, seed: 34);
+        HfCheckpoints.WriteSharded(temp.Path, raw, shards: 2);
+        using var model = new TinyLlama(Config);
+
+        using var checkpoint = HfCheckpoint.Open(temp.Path);
+        var result = PretrainedLoader.Load(model, checkpoint.AsCheckpointSource());
+
+        Assert.Equal(raw.Count, result.LoadedTensors);
+        var ids = Ids.Random(Config.Vocab, 2, 8, seed: 35);
+        Assert.True(PeftGen.Tests.Support.Reference.RelativeError(model.forward(ids), HfCheckpoints.LlamaReference(raw, ids, Config)) < 1e-5);
     }
 }

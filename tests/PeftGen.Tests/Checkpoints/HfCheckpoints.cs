@@ -4,6 +4,7 @@ using System.IO;
 using System.Linq;
 using System.Text.Json.Nodes;
 using PeftGen.Checkpoints;
+using PeftGen.IO;
 using static TorchSharp.torch;
 
 namespace PeftGen.Tests.Checkpoints;
@@ -20,49 +21,49 @@ public static class HfCheckpoints
     /// </summary>
     public static Dictionary<string, Tensor> Gpt2(Gpt2Config c, long seed)
     {
-        manual_seed(seed);
+        using var g = new Generator((ulong)seed);
         long d = c.Width;
         var t = new Dictionary<string, Tensor>(StringComparer.Ordinal)
         {
-            ["wte.weight"] = randn(c.Vocab, d).mul(0.5),
-            ["wpe.weight"] = randn(c.Positions, d).mul(0.2),
+            ["wte.weight"] = randn(c.Vocab, d, generator: g).mul(0.5),
+            ["wpe.weight"] = randn(c.Positions, d, generator: g).mul(0.2),
         };
         for (var i = 0; i < c.Blocks; i++)
         {
             var h = $"h.{i}";
-            Norm(t, $"{h}.ln_1", d, withBias: true);
+            Norm(t, $"{h}.ln_1", d, withBias: true, g);
             t[$"{h}.attn.bias"] = ones(c.Positions, c.Positions).tril().reshape(1, 1, c.Positions, c.Positions);
-            Conv1D(t, $"{h}.attn.c_attn", d, 3 * d);
-            Conv1D(t, $"{h}.attn.c_proj", d, d);
-            Norm(t, $"{h}.ln_2", d, withBias: true);
-            Conv1D(t, $"{h}.mlp.c_fc", d, 4 * d);
-            Conv1D(t, $"{h}.mlp.c_proj", 4 * d, d);
+            Conv1D(t, $"{h}.attn.c_attn", d, 3 * d, g);
+            Conv1D(t, $"{h}.attn.c_proj", d, d, g);
+            Norm(t, $"{h}.ln_2", d, withBias: true, g);
+            Conv1D(t, $"{h}.mlp.c_fc", d, 4 * d, g);
+            Conv1D(t, $"{h}.mlp.c_proj", 4 * d, d, g);
         }
-        Norm(t, "ln_f", d, withBias: true);
+        Norm(t, "ln_f", d, withBias: true, g);
         return t;
     }
 
     /// <summary>Llama as <c>LlamaForCausalLM</c> saves it: <c>model.</c> prefix, <c>Out × In</c> weights without bias, an untied <c>lm_head.weight</c>.</summary>
     public static Dictionary<string, Tensor> Llama(LlamaConfig c, long seed)
     {
-        manual_seed(seed);
+        using var g = new Generator((ulong)seed);
         long d = c.Width, headDim = c.Width / c.Heads;
-        var t = new Dictionary<string, Tensor>(StringComparer.Ordinal) { ["model.embed_tokens.weight"] = randn(c.Vocab, d).mul(0.5) };
+        var t = new Dictionary<string, Tensor>(StringComparer.Ordinal) { ["model.embed_tokens.weight"] = randn(c.Vocab, d, generator: g).mul(0.5) };
         for (var i = 0; i < c.Blocks; i++)
         {
             var l = $"model.layers.{i}";
-            Norm(t, $"{l}.input_layernorm", d, withBias: false);
-            t[$"{l}.self_attn.q_proj.weight"] = Weight(c.Heads * headDim, d);
-            t[$"{l}.self_attn.k_proj.weight"] = Weight(c.KvHeads * headDim, d);
-            t[$"{l}.self_attn.v_proj.weight"] = Weight(c.KvHeads * headDim, d);
-            t[$"{l}.self_attn.o_proj.weight"] = Weight(d, c.Heads * headDim);
-            Norm(t, $"{l}.post_attention_layernorm", d, withBias: false);
-            t[$"{l}.mlp.gate_proj.weight"] = Weight(c.Intermediate, d);
-            t[$"{l}.mlp.up_proj.weight"] = Weight(c.Intermediate, d);
-            t[$"{l}.mlp.down_proj.weight"] = Weight(d, c.Intermediate);
+            Norm(t, $"{l}.input_layernorm", d, withBias: false, g);
+            t[$"{l}.self_attn.q_proj.weight"] = Weight(c.Heads * headDim, d, g);
+            t[$"{l}.self_attn.k_proj.weight"] = Weight(c.KvHeads * headDim, d, g);
+            t[$"{l}.self_attn.v_proj.weight"] = Weight(c.KvHeads * headDim, d, g);
+            t[$"{l}.self_attn.o_proj.weight"] = Weight(d, c.Heads * headDim, g);
+            Norm(t, $"{l}.post_attention_layernorm", d, withBias: false, g);
+            t[$"{l}.mlp.gate_proj.weight"] = Weight(c.Intermediate, d, g);
+            t[$"{l}.mlp.up_proj.weight"] = Weight(c.Intermediate, d, g);
+            t[$"{l}.mlp.down_proj.weight"] = Weight(d, c.Intermediate, g);
         }
-        Norm(t, "model.norm", d, withBias: false);
-        t["lm_head.weight"] = Weight(c.Vocab, d);
+        Norm(t, "model.norm", d, withBias: false, g);
+        t["lm_head.weight"] = Weight(c.Vocab, d, g);
         return t;
     }
 
@@ -72,8 +73,8 @@ public static class HfCheckpoints
     public static void WriteSingle(string folder, IReadOnlyDictionary<string, Tensor> tensors)
     {
         Directory.CreateDirectory(folder);
-        TestSafeTensors.WriteFile(Path.Combine(folder, HfLayout.SingleFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
-        File.WriteAllText(Path.Combine(folder, HfLayout.ConfigFile), """{"model_type": "tiny"}""");
+        TestSafeTensors.WriteFile(Path.Combine(folder, HfCheckpoint.SingleFileName), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        File.WriteAllText(Path.Combine(folder, HfCheckpoint.ConfigFileName), """{"model_type": "tiny"}""");
     }
 
     /// <summary>Writes <paramref name="shards"/> shard files in key order and <c>model.safetensors.index.json</c>.</summary>
@@ -86,7 +87,7 @@ public static class HfCheckpoints
         long total = 0;
         for (var s = 0; s < shards; s++)
         {
-            var file = HfLayout.ShardFile(s + 1, shards);
+            var file = HfCheckpointWriter.ShardName(s + 1, shards);
             var part = names.Skip(s * perShard).Take(perShard).ToDictionary(n => n, n => tensors[n], StringComparer.Ordinal);
             TestSafeTensors.WriteFile(Path.Combine(folder, file), part, new Dictionary<string, string> { ["format"] = "pt" });
             foreach (var (name, tensor) in part)
@@ -96,8 +97,8 @@ public static class HfCheckpoints
             }
         }
         var index = new JsonObject { ["metadata"] = new JsonObject { ["total_size"] = total }, ["weight_map"] = weightMap };
-        File.WriteAllText(Path.Combine(folder, HfLayout.IndexFile), index.ToJsonString());
-        File.WriteAllText(Path.Combine(folder, HfLayout.ConfigFile), """{"model_type": "tiny"}""");
+        File.WriteAllText(Path.Combine(folder, HfCheckpoint.IndexFileName), index.ToJsonString());
+        File.WriteAllText(Path.Combine(folder, HfCheckpoint.ConfigFileName), """{"model_type": "tiny"}""");
     }
 
     /// <summary>GPT-2's forward in float64 from the stored tensors: Conv1D is <c>x·W + b</c>, the head is <c>x·wteᵀ</c>.</summary>
@@ -152,17 +153,17 @@ public static class HfCheckpoints
         return Linear(RmsNormForward(x, "model.norm"), "lm_head.weight").MoveToOuterDisposeScope();
     }
 
-    private static Tensor Weight(long rows, long columns) => randn(rows, columns).mul(1.0 / Math.Sqrt(columns));
+    private static Tensor Weight(long rows, long columns, Generator g) => randn(rows, columns, generator: g).mul(1.0 / Math.Sqrt(columns));
 
-    private static void Conv1D(Dictionary<string, Tensor> t, string prefix, long inFeatures, long outFeatures)
+    private static void Conv1D(Dictionary<string, Tensor> t, string prefix, long inFeatures, long outFeatures, Generator g)
     {
-        t[prefix + ".weight"] = Weight(outFeatures, inFeatures).t().contiguous();
-        t[prefix + ".bias"] = randn(outFeatures).mul(0.1);
+        t[prefix + ".weight"] = Weight(outFeatures, inFeatures, g).t().contiguous();
+        t[prefix + ".bias"] = randn(outFeatures, generator: g).mul(0.1);
     }
 
-    private static void Norm(Dictionary<string, Tensor> t, string prefix, long dim, bool withBias)
+    private static void Norm(Dictionary<string, Tensor> t, string prefix, long dim, bool withBias, Generator g)
     {
-        t[prefix + ".weight"] = randn(dim).mul(0.1).add(1.0);
-        if (withBias) t[prefix + ".bias"] = randn(dim).mul(0.1);
+        t[prefix + ".weight"] = randn(dim, generator: g).mul(0.1).add(1.0);
+        if (withBias) t[prefix + ".bias"] = randn(dim, generator: g).mul(0.1);
     }
 }

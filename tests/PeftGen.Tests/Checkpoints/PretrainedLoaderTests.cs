@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using PeftGen.Checkpoints;
+using PeftGen.IO;
 using PeftGen.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
@@ -151,7 +152,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         raw["model.layers.0.self_attn.k_proj.weight"] = zeros(LlamaConfig.Width, LlamaConfig.Width);
         raw["model.layers.0.mlp.gate_proj.weight"] = zeros(new long[] { LlamaConfig.Intermediate, LlamaConfig.Width }, dtype: ScalarType.Int64);
         HfCheckpoints.WriteSharded(temp.Path, raw, shards: 4);
-        var lostShard = HfLayout.ShardFile(3, 4);
+        var lostShard = HfCheckpointWriter.ShardName(3, 4);
         var lostKeys = TestSafeTensors.ReadHeader(Path.Combine(temp.Path, lostShard), out _).Keys.ToList();
         File.Delete(Path.Combine(temp.Path, lostShard));
 

@@ -3,6 +3,7 @@ using System.IO;
 using System.Linq;
 using System.Text.Json.Nodes;
 using PeftGen.Checkpoints;
+using PeftGen.IO;
 using PeftGen.Tests.Support;
 using Xunit;
 using static TorchSharp.torch;
@@ -23,19 +24,23 @@ public sealed class PretrainedSaverTests
         using var model = new TinyGpt2(Gpt2Config);
         var loaded = PretrainedLoader.Load(model, temp.Sub("original"), PretrainedLoadOptions.Gpt2);
 
+        JsonObject? config;
+        using (var original = HfCheckpoint.Open(temp.Sub("original"))) config = original.Config;
+
         var files = PretrainedSaver.Save(model, temp.Sub("saved"), new PretrainedSaveOptions
         {
             CheckpointKeys = loaded.CheckpointKeys,
             TiedWeights = PretrainedLoadOptions.Gpt2.TiedWeights,
-            ConfigFrom = Path.Combine(temp.Sub("original"), HfLayout.ConfigFile),
+            Config = config,
         });
 
-        Assert.Equal(new[] { HfLayout.SingleFile, HfLayout.ConfigFile }, files.Select(Path.GetFileName));
-        var saved = TestSafeTensors.ReadAll(Path.Combine(temp.Sub("saved"), HfLayout.SingleFile));
+        Assert.Equal(new[] { HfCheckpoint.SingleFileName, HfCheckpoint.ConfigFileName }, files.Select(Path.GetFileName));
+        var saved = TestSafeTensors.ReadAll(Path.Combine(temp.Sub("saved"), HfCheckpoint.SingleFileName));
         var weights = raw.Where(e => !e.Key.EndsWith(".attn.bias", StringComparison.Ordinal)).ToList();
         Assert.Equal(weights.Select(e => e.Key).Order(StringComparer.Ordinal), saved.Keys.Order(StringComparer.Ordinal));
         Assert.All(weights, e => Assert.Equal(TensorHash.Of(e.Value), TensorHash.Of(saved[e.Key])));
-        Assert.Equal(File.ReadAllText(Path.Combine(temp.Sub("original"), HfLayout.ConfigFile)), File.ReadAllText(Path.Combine(temp.Sub("saved"), HfLayout.ConfigFile)));
+        using var reopened = HfCheckpoint.Open(temp.Sub("saved"));
+        Assert.Equal("tiny", (string?)reopened.Config!["model_type"]);
     }
 
     [Fact]
@@ -45,11 +50,11 @@ public sealed class PretrainedSaverTests
         HfCheckpoints.WriteSingle(temp.Sub("original"), HfCheckpoints.Llama(LlamaConfig, seed: 22));
         using var model = new TinyLlama(LlamaConfig);
         PretrainedLoader.Load(model, temp.Sub("original"));
-        manual_seed(23);
+        using var g = new Generator(23);
         foreach (var (_, projection) in model.ProjectionLayers.Where(p => p.Path.EndsWith("q_proj", StringComparison.Ordinal) || p.Path.EndsWith("v_proj", StringComparison.Ordinal)))
         {
             projection.AddAdapter("default", new LoraConfig(2, 4, 0, false));
-            using (no_grad()) projection.LoraB("default").normal_(0, 0.5);
+            using (no_grad()) projection.LoraB("default").normal_(0, 0.5, g);
         }
         var before = ModelHash.Of(model);
         var ids = Ids.Random(LlamaConfig.Vocab, 2, 8, seed: 24);
@@ -60,8 +65,8 @@ public sealed class PretrainedSaverTests
         Assert.Equal(before, ModelHash.Of(model));
         var shardFiles = Directory.GetFiles(temp.Sub("merged"), "model-*-of-*.safetensors").Select(Path.GetFileName).Order().ToList();
         Assert.True(shardFiles.Count > 1);
-        Assert.Equal(Enumerable.Range(1, shardFiles.Count).Select(i => HfLayout.ShardFile(i, shardFiles.Count)), shardFiles);
-        var index = JsonNode.Parse(File.ReadAllText(Path.Combine(temp.Sub("merged"), HfLayout.IndexFile)))!;
+        Assert.Equal(Enumerable.Range(1, shardFiles.Count).Select(i => HfCheckpointWriter.ShardName(i, shardFiles.Count)), shardFiles);
+        var index = JsonNode.Parse(File.ReadAllText(Path.Combine(temp.Sub("merged"), HfCheckpoint.IndexFileName)))!;
         var shardTensors = shardFiles.SelectMany(f => TestSafeTensors.ReadAll(Path.Combine(temp.Sub("merged"), f!)).Select(e => (File: f, e.Key, e.Value))).ToList();
         Assert.Equal(shardTensors.Sum(t => t.Value.NumberOfElements * t.Value.ElementSize), index["metadata"]!["total_size"]!.GetValue<long>());
         Assert.Equal(
@@ -79,10 +84,10 @@ public sealed class PretrainedSaverTests
     {
         using var temp = new TempFolder();
         using var model = new TinyLlama(LlamaConfig);
-        manual_seed(26);
+        using var g = new Generator(26);
         var up = model.Layer<LoraLinear>("model.layers.0.mlp.up_proj");
         up.AddAdapter("default", new LoraConfig(2, 4, 0, false));
-        using (no_grad()) up.LoraB("default").normal_(0, 0.5);
+        using (no_grad()) up.LoraB("default").normal_(0, 0.5, g);
         var ids = Ids.Random(LlamaConfig.Vocab, 2, 8, seed: 27);
         using var adapted = model.forward(ids);
         model.MergeAdapters();
@@ -104,7 +109,7 @@ public sealed class PretrainedSaverTests
 
         PretrainedSaver.Save(model, temp.Path, new PretrainedSaveOptions { DType = dtype });
 
-        var header = TestSafeTensors.ReadHeader(Path.Combine(temp.Path, HfLayout.SingleFile), out _);
+        var header = TestSafeTensors.ReadHeader(Path.Combine(temp.Path, HfCheckpoint.SingleFileName), out _);
         Assert.All(header.Values, e => Assert.Equal(TestSafeTensors.DTypeName(dtype), e.DType));
         using var reloaded = new TinyLlama(LlamaConfig);
         PretrainedLoader.Load(reloaded, temp.Path);
@@ -118,13 +123,13 @@ public sealed class PretrainedSaverTests
         using var temp = new TempFolder();
         using var model = new TinyLlama(LlamaConfig);
         PretrainedSaver.Save(model, temp.Path, new PretrainedSaveOptions { MaxShardBytes = 2048 });
-        Assert.True(File.Exists(Path.Combine(temp.Path, HfLayout.IndexFile)));
+        Assert.True(File.Exists(Path.Combine(temp.Path, HfCheckpoint.IndexFileName)));
         File.WriteAllText(Path.Combine(temp.Path, "README.md"), "kept");
 
         PretrainedSaver.Save(model, temp.Path);
 
         Assert.Equal(
-            new[] { "README.md", HfLayout.SingleFile },
+            new[] { "README.md", HfCheckpoint.SingleFileName },
             Directory.GetFiles(temp.Path).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         using var reloaded = new TinyLlama(LlamaConfig);
         PretrainedLoader.Load(reloaded, temp.Path);
