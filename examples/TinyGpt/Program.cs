@@ -1,1 +1,76 @@
-System.Console.WriteLine("TinyGpt");
+using System;
+using System.CommandLine;
+using System.Linq;
+using TinyGpt.Jobs;
+using TinyGpt.Rendering;
+using static TorchSharp.torch;
+
+// The main job and its parts. With no command: compare.
+var quick = new Option<bool>("--quick") { Description = "Small settings: every step in under two minutes." };
+var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
+var output = new Option<string?>("--output") { Description = "Folder for this run's results (default runs/<command>-<time>)." };
+var method = new Option<string>("--method") { Description = "full, lora, qlora or prompt.", Required = true };
+var basePath = new Option<string?>("--base") { Description = "A GPT-2-layout checkpoint folder (config.json + model.safetensors) to fine-tune instead of the cached pretrained base." };
+var adapter = new Option<string>("--adapter") { Description = "A folder saved by finetune or compare.", Required = true };
+var optionalAdapter = new Option<string?>("--adapter") { Description = "A folder saved by finetune or compare; none: the base model." };
+var data = new Option<string>("--data") { Description = "A JSON Lines file of {\"prompt\", \"completion\"} records.", Required = true };
+var quantized = new Option<bool>("--quantized") { Description = "Load a LoRA adapter onto the NF4 (QLoRA) base." };
+var limit = new Option<int?>("--limit") { Description = "Score only the first N records." };
+var prompt = new Option<string>("--prompt") { Description = "For example \"comedian (noun)\".", Required = true };
+var temperature = new Option<double>("--temperature") { Description = "0: greedy.", DefaultValueFactory = _ => 0.0 };
+var topK = new Option<int>("--top-k") { Description = "Sample among the k most likely tokens (0: all).", DefaultValueFactory = _ => 0 };
+var maxNew = new Option<int>("--max-new-tokens") { DefaultValueFactory = _ => 24 };
+var force = new Option<bool>("--force") { Description = "Pretrain again even if a cached base exists." };
+
+RunContext Context(ParseResult r, string command)
+{
+    set_num_threads(Environment.ProcessorCount);
+    return RunContext.Create(r.GetValue(quick) ? JobSettings.Quick : JobSettings.Default, command, r.GetValue(output), r.GetValue(device)!);
+}
+
+var compare = new Command("compare", "Pretrain (or reuse) the tiny base, fine-tune it full/LoRA/QLoRA/prompt, score and compare.") { quick, device, output };
+compare.SetAction(r => { CompareJob.Run(Context(r, "compare")); return 0; });
+
+var pretrain = new Command("pretrain", "Pretrain the tiny GPT on the Brown corpus (cached under runs/cache).") { quick, device, output, force };
+pretrain.SetAction(r =>
+{
+    var context = Context(r, "pretrain");
+    var outcome = PretrainJob.Run(context, new PeftGen.Data.Gpt2Tokenizer(), r.GetValue(force));
+    Console.WriteLine($"Base: {outcome.BaseFolder} (held-out perplexity {outcome.ValidationPerplexity:F1})");
+    return 0;
+});
+
+var finetune = new Command("finetune", "Fine-tune the base one way, score it and save the adapter.") { method, basePath, quick, device, output };
+finetune.SetAction(r =>
+{
+    var context = Context(r, "finetune");
+    var tokenizer = new PeftGen.Data.Gpt2Tokenizer();
+    var baseFolder = r.GetValue(basePath) ?? PretrainJob.Run(context, tokenizer).BaseFolder;
+    var result = FineTuneJob.Run(context, MethodNames.Parse(r.GetValue(method)!), tokenizer, baseFolder);
+    Reports.PrintTable([result]);
+    Console.WriteLine($"Saved to {result.AdapterFolder}");
+    return 0;
+});
+
+var eval = new Command("eval", "Score an adapter on a JSONL file and write the scores as JSON.") { adapter, data, quantized, basePath, limit, quick, device, output };
+eval.SetAction(r =>
+{
+    AdapterJobs.Evaluate(Context(r, "eval"), r.GetValue(adapter)!, r.GetValue(data)!, r.GetValue(quantized), r.GetValue(basePath), r.GetValue(limit));
+    return 0;
+});
+
+var generate = new Command("generate", "Generate a definition for one prompt.") { optionalAdapter, prompt, quantized, basePath, temperature, topK, maxNew, quick, device, output };
+generate.SetAction(r =>
+{
+    AdapterJobs.Generate(Context(r, "generate"), r.GetValue(optionalAdapter), r.GetValue(prompt)!, r.GetValue(quantized), r.GetValue(basePath),
+        r.GetValue(temperature), r.GetValue(topK), r.GetValue(maxNew));
+    return 0;
+});
+
+var parameters = new Command("params", "Print the compile-time accounting of every model the examples define (nothing is allocated).");
+parameters.SetAction(_ => { ParamsReport.Print(); return 0; });
+
+var root = new RootCommand("TinyGpt: PeftGen's main job. With no command it runs compare.") { quick, device, output };
+foreach (var command in new[] { compare, pretrain, finetune, eval, generate, parameters }) root.Subcommands.Add(command);
+root.SetAction(r => { CompareJob.Run(Context(r, "compare")); return 0; });
+return root.Parse(args).Invoke();

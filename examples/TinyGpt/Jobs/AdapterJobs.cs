@@ -1,0 +1,131 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Text.Json;
+using PeftGen;
+using TorchSharp;
+using PeftGen.Checkpoints;
+using PeftGen.Data;
+using PeftGen.IO;
+using PeftGen.Metrics;
+using PeftGen.Training;
+using TinyGpt.Models;
+using TinyGpt.Rendering;
+
+namespace TinyGpt.Jobs;
+
+/// <summary>Loads what a fine-tuning run saved (LoRA/QLoRA adapter, soft prompt or full model) and uses it.</summary>
+public static class AdapterJobs
+{
+    /// <summary>Builds the right variant, loads the base and the saved folder into it.</summary>
+    public static (GptLanguageModel Model, Method Method) Load(RunContext context, string folder, bool quantized, string? basePath)
+    {
+        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"Adapter folder '{folder}' does not exist.");
+        var configPath = Path.Combine(folder, PeftAdapterConfig.FileName);
+        Method method;
+        if (File.Exists(configPath))
+        {
+            var config = PeftAdapterConfig.Read(configPath);
+            method = config.PeftType switch
+            {
+                PeftType.PromptTuning => Method.Prompt,
+                PeftType.Lora => quantized ? Method.QLora : Method.Lora,
+                _ => throw new NotSupportedException($"'{configPath}' holds a {config.PeftType} adapter; this example loads LORA and PROMPT_TUNING."),
+            };
+        }
+        else if (File.Exists(Path.Combine(folder, "model.safetensors")))
+        {
+            method = Method.Full;
+        }
+        else
+        {
+            throw new FileNotFoundException($"'{folder}' holds neither {PeftAdapterConfig.FileName} (an adapter) nor model.safetensors (a fully fine-tuned model).");
+        }
+
+        var model = TinyModels.Create(method);
+        try
+        {
+            if (method == Method.Full)
+            {
+                TinyModels.LoadBase(model, folder);
+            }
+            else
+            {
+                TinyModels.LoadBase(model, basePath ?? context.BaseFolder);
+                if (model is TinyGptPrompt prompt) prompt.transformer.wte.LoadSoftPrompt(folder, "default");
+                else ((IPeftModel)model).LoadAdapter(folder, "default");
+            }
+            model.to(context.Device);
+            model.eval();
+            return (model, method);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Scores a JSONL file of prompt/completion records: validation loss, perplexity and ROUGE of greedy generations.</summary>
+    public static string Evaluate(RunContext context, string adapter, string dataPath, bool quantized, string? basePath, int? limit)
+    {
+        var (model, method) = Load(context, adapter, quantized, basePath);
+        using var _ = model;
+        var tokenizer = new Gpt2Tokenizer();
+        var records = TextReaders.ReadPromptCompletions(dataPath);
+        if (limit is int n) records = records.Take(n).ToList();
+        var examples = new SupervisedExamples(tokenizer, context.Settings.MaxRecordTokens);
+        var encoded = examples.EncodeAll(records);
+        var batches = new ExampleBatches(encoded.Examples, context.Settings.FineTuneBatch, tokenizer.EndOfSequenceId, context.Settings.Seed, shuffle: false);
+        var loss = ValidationLoss.Mean(model, batches, batches.BatchesPerEpoch);
+        var score = ConsoleReporter.Counted($"{method.Cli()}: generating {records.Count} definitions", records.Count, progress =>
+            GenerationScoring.Run(new TextGenerator(model), examples, tokenizer, records,
+                new GenerationOptions { MaxNewTokens = context.Settings.MaxNewTokens, Seed = context.Settings.Seed }, progress));
+
+        var result = new
+        {
+            adapter = Path.GetFullPath(adapter),
+            data = Path.GetFullPath(dataPath),
+            method = method.Cli(),
+            records = records.Count,
+            truncated = encoded.TruncatedCount,
+            validation_loss = loss,
+            perplexity = Perplexity.FromMeanLoss(loss),
+            rouge1 = score.Rouge.Rouge1,
+            rouge2 = score.Rouge.Rouge2,
+            rougeL = score.Rouge.RougeL,
+        };
+        var output = Path.Combine(context.OutputFolder, $"eval-{Path.GetFileNameWithoutExtension(dataPath)}.json");
+        File.WriteAllText(output, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{records.Count} records: loss {loss:F4}, perplexity {result.perplexity:F2}, ROUGE-1 {result.rouge1:F4}, ROUGE-2 {result.rouge2:F4}, ROUGE-L {result.rougeL:F4}"));
+        Console.WriteLine($"Scores written to {output}");
+        return output;
+    }
+
+    /// <summary>Generates a completion for one prompt.</summary>
+    public static string Generate(RunContext context, string? adapter, string prompt, bool quantized, string? basePath, double temperature, int topK, int maxNewTokens)
+    {
+        GptLanguageModel model;
+        if (adapter is null)
+        {
+            model = TinyModels.Create(Method.Full);
+            TinyModels.LoadBase(model, basePath ?? context.BaseFolder);
+            model.to(context.Device);
+        }
+        else
+        {
+            model = Load(context, adapter, quantized, basePath).Model;
+        }
+        using var _ = model;
+        var tokenizer = new Gpt2Tokenizer();
+        var examples = new SupervisedExamples(tokenizer, context.Settings.MaxRecordTokens);
+        var ids = new TextGenerator(model).Generate(examples.EncodePrompt(prompt),
+            new GenerationOptions { MaxNewTokens = maxNewTokens, Temperature = temperature, TopK = topK, Seed = context.Settings.Seed, EndOfSequenceId = tokenizer.EndOfSequenceId });
+        var text = tokenizer.Decode(ids).Trim();
+        Console.WriteLine($"{prompt} -> {text}");
+        return text;
+    }
+}

@@ -1,0 +1,42 @@
+using System;
+using System.IO;
+using static TorchSharp.torch;
+
+namespace TinyGpt.Jobs;
+
+/// <summary>Where a run reads and writes, and on which device it computes.</summary>
+/// <param name="Settings">Sizes of the run.</param>
+/// <param name="OutputFolder">Where this run's reports, adapters and plots go.</param>
+/// <param name="CacheFolder">Where pretrained bases are kept between runs.</param>
+/// <param name="Device">The compute device.</param>
+public sealed record RunContext(JobSettings Settings, string OutputFolder, string CacheFolder, Device Device)
+{
+    /// <summary>The folder of the pretrained base for these settings.</summary>
+    public string BaseFolder => Path.Combine(CacheFolder, Settings.PretrainKey);
+
+    /// <summary>Creates the context: output under <c>runs/{command}-{timestamp}</c>, cache under <c>runs/cache</c>.</summary>
+    public static RunContext Create(JobSettings settings, string command, string? output, string device)
+    {
+        var root = Path.GetFullPath("runs");
+        var folder = output ?? Path.Combine(root, $"{command}-{DateTime.Now:yyyyMMdd-HHmmss}");
+        Directory.CreateDirectory(folder);
+        var cache = Path.Combine(root, "cache");
+        Directory.CreateDirectory(cache);
+        return new RunContext(settings, Path.GetFullPath(folder), cache, ResolveDevice(device));
+    }
+
+    private static Device ResolveDevice(string name)
+    {
+        switch (name.ToLowerInvariant())
+        {
+            case "cpu":
+                return CPU;
+            case "cuda":
+                if (!cuda.is_available())
+                    throw new InvalidOperationException("--device cuda: no CUDA device is usable. Build with -p:TorchBackend=cuda (TorchSharp-cuda-linux) on a machine with an NVIDIA GPU.");
+                return CUDA;
+            default:
+                throw new ArgumentException($"Unknown device '{name}': use cpu or cuda.");
+        }
+    }
+}
