@@ -15,9 +15,6 @@ namespace PeftGen;
 /// </summary>
 public static class LoraAdapterFiles
 {
-    /// <summary>The weights file name PEFT uses.</summary>
-    public const string WeightsFileName = "adapter_model.safetensors";
-
     /// <summary>Writes the adapter to <paramref name="folder"/> (created if needed). Each file is written atomically.</summary>
     /// <param name="model">The model.</param>
     /// <param name="folder">The adapter folder.</param>
@@ -28,10 +25,7 @@ public static class LoraAdapterFiles
         ArgumentNullException.ThrowIfNull(model);
         ArgumentException.ThrowIfNullOrEmpty(folder);
         var config = DescribeAdapter(model, adapter, baseModelNameOrPath);
-        var state = model.AdapterStateDict(adapter);
-        Directory.CreateDirectory(folder);
-        SafeTensors.Save(Path.Combine(folder, WeightsFileName), state, new Dictionary<string, string> { ["format"] = "pt" });
-        config.Write(Path.Combine(folder, PeftAdapterConfig.FileName));
+        PeftAdapterFiles.Save(folder, config, model.AdapterStateDict(adapter));
     }
 
     /// <summary>
@@ -79,7 +73,7 @@ public static class LoraAdapterFiles
         ArgumentNullException.ThrowIfNull(model);
         ArgumentException.ThrowIfNullOrEmpty(folder);
         var configPath = Path.Combine(folder, PeftAdapterConfig.FileName);
-        var weightsPath = Path.Combine(folder, WeightsFileName);
+        var weightsPath = Path.Combine(folder, PeftAdapterFiles.WeightsFileName);
         var problems = new List<CheckpointMismatch>();
         if (!File.Exists(configPath)) problems.Add(new(CheckpointMismatchKind.File, "", $"'{configPath}' does not exist."));
         if (!File.Exists(weightsPath)) problems.Add(new(CheckpointMismatchKind.File, "", $"'{weightsPath}' does not exist."));
@@ -107,8 +101,8 @@ public static class LoraAdapterFiles
             if (rank != own.Rank) problems.Add(new(CheckpointMismatchKind.Config, path, $"rank {rank} in the file, {own.Rank} in the model."));
             if (Math.Abs(lora.ScaleFor(rank, alpha) - own.Scale) > 1e-12 * Math.Abs(own.Scale))
                 problems.Add(new(CheckpointMismatchKind.Config, path, $"scale {lora.ScaleFor(rank, alpha)} (alpha {alpha}) in the file, {own.Scale} (alpha {own.Alpha}) in the model."));
-            expected[$"{PeftKeys.Prefix}{path}.lora_A.weight"] = (layer, true, [own.Rank, layer.InFeatures]);
-            expected[$"{PeftKeys.Prefix}{path}.lora_B.weight"] = (layer, false, [layer.OutFeatures, own.Rank]);
+            expected[PeftAdapterFiles.LoraAKey(path)] = (layer, true, [own.Rank, layer.InFeatures]);
+            expected[PeftAdapterFiles.LoraBKey(path)] = (layer, false, [layer.OutFeatures, own.Rank]);
         }
 
         foreach (var name in file.Names.Where(n => !expected.ContainsKey(n)).OrderBy(n => n, StringComparer.Ordinal))

@@ -147,8 +147,8 @@ public static class PeftModelExtensions
         foreach (var (path, projection) in model.Projections())
         {
             if (!projection.Adapters.Contains(adapter, StringComparer.Ordinal)) continue;
-            state[$"{PeftKeys.Prefix}{path}.lora_A.weight"] = projection.LoraA(adapter);
-            state[$"{PeftKeys.Prefix}{path}.lora_B.weight"] = projection.LoraB(adapter);
+            state[IO.PeftAdapterFiles.LoraAKey(path)] = projection.LoraA(adapter);
+            state[IO.PeftAdapterFiles.LoraBKey(path)] = projection.LoraB(adapter);
         }
         if (state.Count == 0)
             throw new KeyNotFoundException($"The model has no LoRA adapter named '{adapter}'. Adapters: {Describe(model.AdapterNames())}.");
@@ -196,11 +196,4 @@ public static class PeftModelExtensions
     }
 
     private static string Describe(IReadOnlyList<string> names) => names.Count == 0 ? "none" : string.Join(", ", names);
-}
-
-/// <summary>Key conventions of Hugging Face PEFT's saved adapters.</summary>
-public static class PeftKeys
-{
-    /// <summary>The prefix PEFT puts before a module path in saved adapter keys.</summary>
-    public const string Prefix = "base_model.model.";
 }
