@@ -21,17 +21,22 @@ var temperature = new Option<double>("--temperature") { Description = "0: greedy
 var topK = new Option<int>("--top-k") { Description = "Sample among the k most likely tokens (0: all).", DefaultValueFactory = _ => 0 };
 var maxNew = new Option<int>("--max-new-tokens") { DefaultValueFactory = _ => 24 };
 var force = new Option<bool>("--force") { Description = "Pretrain again even if a cached base exists." };
+var pretrainSteps = new Option<int?>("--pretrain-steps") { Description = "Override the pretraining steps (a longer-trained base is cached separately)." };
+var finetuneSteps = new Option<int?>("--finetune-steps") { Description = "Override the fine-tuning steps of every method." };
 
 RunContext Context(ParseResult r, string command)
 {
     set_num_threads(Environment.ProcessorCount);
-    return RunContext.Create(r.GetValue(quick) ? JobSettings.Quick : JobSettings.Default, command, r.GetValue(output), r.GetValue(device)!);
+    var settings = r.GetValue(quick) ? JobSettings.Quick : JobSettings.Default;
+    if (r.GetValue(pretrainSteps) is int p) settings = settings with { PretrainSteps = p };
+    if (r.GetValue(finetuneSteps) is int f) settings = settings with { FineTuneSteps = f };
+    return RunContext.Create(settings, command, r.GetValue(output), r.GetValue(device)!);
 }
 
-var compare = new Command("compare", "Pretrain (or reuse) the tiny base, fine-tune it full/LoRA/QLoRA/prompt, score and compare.") { quick, device, output };
+var compare = new Command("compare", "Pretrain (or reuse) the tiny base, fine-tune it full/LoRA/QLoRA/prompt, score and compare.") { quick, device, output, pretrainSteps, finetuneSteps };
 compare.SetAction(r => { CompareJob.Run(Context(r, "compare")); return 0; });
 
-var pretrain = new Command("pretrain", "Pretrain the tiny GPT on the Brown corpus (cached under runs/cache).") { quick, device, output, force };
+var pretrain = new Command("pretrain", "Pretrain the tiny GPT on the Brown corpus (cached under runs/cache).") { quick, device, output, force, pretrainSteps };
 pretrain.SetAction(r =>
 {
     var context = Context(r, "pretrain");
@@ -40,7 +45,7 @@ pretrain.SetAction(r =>
     return 0;
 });
 
-var finetune = new Command("finetune", "Fine-tune the base one way, score it and save the adapter.") { method, basePath, quick, device, output };
+var finetune = new Command("finetune", "Fine-tune the base one way, score it and save the adapter.") { method, basePath, quick, device, output, pretrainSteps, finetuneSteps };
 finetune.SetAction(r =>
 {
     var context = Context(r, "finetune");
@@ -70,7 +75,7 @@ generate.SetAction(r =>
 var parameters = new Command("params", "Print the compile-time accounting of every model the examples define (nothing is allocated).");
 parameters.SetAction(_ => { ParamsReport.Print(); return 0; });
 
-var root = new RootCommand("TinyGpt: PeftGen's main job. With no command it runs compare.") { quick, device, output };
+var root = new RootCommand("TinyGpt: PeftGen's main job. With no command it runs compare.") { quick, device, output, pretrainSteps, finetuneSteps };
 foreach (var command in new[] { compare, pretrain, finetune, eval, generate, parameters }) root.Subcommands.Add(command);
 root.SetAction(r => { CompareJob.Run(Context(r, "compare")); return 0; });
 return root.Parse(args).Invoke();

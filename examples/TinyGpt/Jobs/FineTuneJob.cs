@@ -71,7 +71,7 @@ public static class FineTuneJob
             WarmupSteps = Math.Max(1, settings.FineTuneSteps / 10),
             WeightDecay = method == Method.Full ? 0.01 : 0.0,
             Seed = settings.Seed,
-            EvaluateEvery = Math.Max(1, settings.FineTuneSteps / 5),
+            EvaluateEvery = Math.Max(1, settings.FineTuneSteps / 3),
             EvaluationBatches = (int)validBatches.BatchesPerEpoch,
         };
 

@@ -49,16 +49,16 @@ public sealed record JobSettings
     /// <summary>The configuration used by <c>compare</c> with no options.</summary>
     public static JobSettings Default { get; } = new()
     {
-        PretrainSteps = 400,
+        PretrainSteps = 150,
         PretrainBatch = 8,
         PretrainBlock = 128,
         PretrainLearningRate = 2e-3,
-        FineTuneSteps = 250,
+        FineTuneSteps = 120,
         FineTuneBatch = 16,
         MaxRecordTokens = 48,
         TrainRecords = 8000,
         ValidationRecords = 495,
-        GenerationRecords = 120,
+        GenerationRecords = 100,
         MaxNewTokens = 20,
     };
 

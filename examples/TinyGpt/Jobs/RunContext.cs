@@ -14,10 +14,15 @@ public sealed record RunContext(JobSettings Settings, string OutputFolder, strin
     /// <summary>The folder of the pretrained base for these settings.</summary>
     public string BaseFolder => Path.Combine(CacheFolder, Settings.PretrainKey);
 
-    /// <summary>Creates the context: output under <c>runs/{command}-{timestamp}</c>, cache under <c>runs/cache</c>.</summary>
-    public static RunContext Create(JobSettings settings, string command, string? output, string device)
+    /// <summary>Creates the context: output under <c>{root}/{command}-{timestamp}</c>, cache under <c>{root}/cache</c>.</summary>
+    /// <param name="settings">Sizes of the run.</param>
+    /// <param name="command">The command, for the output folder's name.</param>
+    /// <param name="output">An explicit output folder, or null.</param>
+    /// <param name="device">cpu or cuda.</param>
+    /// <param name="runsRoot">Where runs and the cache live; default <c>runs</c> in the current folder.</param>
+    public static RunContext Create(JobSettings settings, string command, string? output, string device, string? runsRoot = null)
     {
-        var root = Path.GetFullPath("runs");
+        var root = Path.GetFullPath(runsRoot ?? "runs");
         var folder = output ?? Path.Combine(root, $"{command}-{DateTime.Now:yyyyMMdd-HHmmss}");
         Directory.CreateDirectory(folder);
         var cache = Path.Combine(root, "cache");

@@ -1,0 +1,145 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Security.Cryptography;
+using PeftGen;
+using TinyGpt.Models;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace TinyGpt.Tests;
+
+/// <summary>The example models: compile-time accounting, real parameter counts, merge, training with a frozen base.</summary>
+[Collection("torch")]
+public sealed class ModelsTests
+{
+    [Fact]
+    public void Compile_time_accounting_reproduces_peft_for_gpt2_small_and_llama2_7b_without_allocating()
+    {
+        Assert.Equal("trainable params: 294,912 || all params: 124,734,720 || trainable%: 0.2364", Gpt2SmallLora.Accounting.Summary);
+        Assert.Equal("trainable params: 4,194,304 || all params: 6,742,609,920 || trainable%: 0.0622", Llama2_7BLora.Accounting.Summary);
+        Assert.Equal(786_432L, Gpt2MediumLora.Accounting.TrainableParameters);
+    }
+
+    public static TheoryData<string> TinyVariants => new() { "full", "lora", "qlora", "prompt", "llama" };
+
+    [Theory]
+    [MemberData(nameof(TinyVariants))]
+    public void Real_parameter_counts_equal_the_compile_time_constants(string variant)
+    {
+        using var scope = NewDisposeScope();
+        var (model, trainable, all, quantized) = Build(variant);
+        using var _ = (IDisposable)model;
+        long realTrainable = 0, realAll = 0;
+        foreach (var p in ((nn.Module)model).parameters())
+        {
+            realAll += p.numel();
+            if (p.requires_grad) realTrainable += p.numel();
+        }
+        // 4-bit weights are buffers, not parameters: add their logical counts as PEFT reports them.
+        realAll += model.Projections().Where(p => p.Layer.IsQuantized).Sum(p => p.Layer.InFeatures * p.Layer.OutFeatures);
+        Assert.Equal(trainable, realTrainable);
+        Assert.Equal(all, realAll);
+        Assert.Equal(quantized, model.Projections().Any(p => p.Layer.IsQuantized));
+    }
+
+    private static (IPeftModel Model, long Trainable, long All, bool Quantized) Build(string variant) => variant switch
+    {
+        "full" => (new TinyGptFull(), TinyGptFull.Accounting.TrainableParameters, TinyGptFull.Accounting.AllParameters, false),
+        "lora" => (new TinyGptLora(), TinyGptLora.Accounting.TrainableParameters, TinyGptLora.Accounting.AllParameters, false),
+        "qlora" => (new TinyGptQLora(), TinyGptQLora.Accounting.TrainableParameters, TinyGptQLora.Accounting.AllParameters, true),
+        "prompt" => (new TinyGptPrompt(), TinyGptPrompt.Accounting.TrainableParameters, TinyGptPrompt.Accounting.AllParameters, false),
+        "llama" => (new TinyLlamaLora(), TinyLlamaLora.Accounting.TrainableParameters, TinyLlamaLora.Accounting.AllParameters, false),
+        _ => throw new ArgumentOutOfRangeException(nameof(variant)),
+    };
+
+    [Fact]
+    public void Prompt_variant_trains_only_its_20_virtual_tokens()
+    {
+        Assert.Equal(20L * TinyConfig.Width, TinyGptPrompt.Accounting.TrainableParameters);
+        using var model = new TinyGptPrompt();
+        var trainable = Assert.Single(((IPeftModel)model).NamedTrainableParameters());
+        Assert.Equal("transformer.wte.soft_prompts.default.prompt_embeddings", trainable.Name);
+    }
+
+    [Fact]
+    public void Merged_forward_equals_unmerged_and_unmerge_restores_the_base()
+    {
+        manual_seed(11);
+        using var scope = NewDisposeScope();
+        using var model = new TinyLlamaLora();
+        var peft = (IPeftModel)model;
+        RandomizeLoraB(peft);
+        model.eval();
+        using var _ = no_grad();
+        var ids = randint(0, TinyLlamaConfig.Vocab, new long[] { 2, 12 });
+        var before = HashBase(peft);
+        var unmerged = model.forward(ids).to(float64);
+
+        peft.MergeAdapters();
+        var merged = model.forward(ids).to(float64);
+        Assert.True(RelativeError(merged, unmerged) < 1e-5, $"relative error {RelativeError(merged, unmerged)}");
+        Assert.Throws<InvalidOperationException>(() => peft.MergeAdapters());
+
+        peft.UnmergeAdapters();
+        Assert.True(RelativeError(model.forward(ids).to(float64), unmerged) < 1e-5);
+        foreach (var (path, layer) in peft.Projections())
+            Assert.True(RelativeError(layer.Weight.to(float64), before[path].Weight) < 1e-6, path);
+    }
+
+    [Fact]
+    public void Lora_training_lowers_the_loss_and_leaves_every_base_tensor_bit_identical()
+    {
+        manual_seed(12);
+        using var scope = NewDisposeScope();
+        using var model = new TinyLlamaLora();
+        var peft = (IPeftModel)model;
+        var baseHashes = BaseTensorHashes(peft);
+        var ids = randint(0, TinyLlamaConfig.Vocab, new long[] { 4, 16 });
+        using var optimizer = optim.AdamW(peft.TrainableParameters(), lr: 1e-2);
+        double first = 0, last = 0;
+        for (int step = 0; step < 15; step++)
+        {
+            using var stepScope = NewDisposeScope();
+            optimizer.zero_grad();
+            var logits = model.forward(ids[.., ..^1]);
+            var loss = nn.functional.cross_entropy(logits.reshape(-1, TinyLlamaConfig.Vocab), ids[.., 1..].reshape(-1));
+            loss.backward();
+            optimizer.step();
+            if (step == 0) first = loss.item<float>();
+            last = loss.item<float>();
+        }
+        Assert.True(last < first * 0.9, $"loss {first} -> {last}");
+        Assert.Equal(baseHashes, BaseTensorHashes(peft));
+    }
+
+    internal static void RandomizeLoraB(IPeftModel model)
+    {
+        using var _ = no_grad();
+        foreach (var (_, layer) in model.Projections())
+        {
+            foreach (var adapter in layer.Adapters) layer.LoraB(adapter).normal_(0, 0.05);
+        }
+    }
+
+    internal static Dictionary<string, string> BaseTensorHashes(IPeftModel model)
+        => ((nn.Module)model).named_parameters().Where(p => !p.name.Contains("lora_", StringComparison.Ordinal) && !p.name.Contains("soft_prompts", StringComparison.Ordinal))
+            .ToDictionary(p => p.name, p => Hash(p.parameter));
+
+    internal static string Hash(Tensor t)
+    {
+        using var cpu = t.detach().cpu().contiguous();
+        return Convert.ToHexString(SHA256.HashData(cpu.bytes.ToArray()));
+    }
+
+    private static Dictionary<string, (Tensor Weight, int _)> HashBase(IPeftModel model)
+        => model.Projections().ToDictionary(p => p.Path, p => (p.Layer.Weight.detach().to(float64).clone(), 0));
+
+    internal static double RelativeError(Tensor actual, Tensor expected)
+        => (actual - expected).norm().item<double>() / Math.Max(expected.norm().item<double>(), double.Epsilon);
+}
+
+[CollectionDefinition("torch", DisableParallelization = true)]
+public sealed class TorchCollection
+{
+}
