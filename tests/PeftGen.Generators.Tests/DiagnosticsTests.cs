@@ -1,7 +1,6 @@
 using System;
 using System.IO;
 using System.Linq;
-using System.Runtime.CompilerServices;
 using Microsoft.CodeAnalysis;
 using PeftGen.Generators.Diagnostics;
 using Xunit;
@@ -133,6 +132,5 @@ public sealed class DiagnosticsTests
         }
     }
 
-    private static string RepositoryRoot([CallerFilePath] string callerPath = "")
-        => Path.GetFullPath(Path.Combine(Path.GetDirectoryName(callerPath)!, "..", ".."));
+    private static string RepositoryRoot() => RepositoryPaths.Root;
 }

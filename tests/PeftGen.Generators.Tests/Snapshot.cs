@@ -1,6 +1,5 @@
 using System;
 using System.IO;
-using System.Runtime.CompilerServices;
 using Xunit;
 
 namespace PeftGen.Generators.Tests;
@@ -11,9 +10,9 @@ namespace PeftGen.Generators.Tests;
 /// </summary>
 internal static class Snapshot
 {
-    public static void Verify(string name, string actual, [CallerFilePath] string callerPath = "")
+    public static void Verify(string name, string actual)
     {
-        var directory = Path.Combine(Path.GetDirectoryName(callerPath)!, "Snapshots");
+        var directory = RepositoryPaths.Snapshots;
         var verifiedPath = Path.Combine(directory, name + ".verified.cs");
         var receivedPath = Path.Combine(directory, name + ".received.cs");
         actual = actual.Replace("\r\n", "\n");

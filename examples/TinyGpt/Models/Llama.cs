@@ -33,7 +33,7 @@ public partial class LlamaTrunk : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var x = embed_tokens.forward(ids);
-        var (cos, sin) = Rotary.Tables(x.shape[1], Dims["Width"] / Dims["Heads"], x.device, x.dtype);
+        var (cos, sin) = Rotary.For(x, Dims);
         foreach (var layer in layers) x = layer.forward(x, cos, sin);
         return embed_tokens.DropVirtualTokens(norm.forward(x)).MoveToOuterDisposeScope();
     }
@@ -61,7 +61,7 @@ public partial class LlamaDecoderLayer : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var (cos, sin) = Rotary.Tables(x.shape[1], Dims["Width"] / Dims["Heads"], x.device, x.dtype);
+        var (cos, sin) = Rotary.For(x, Dims);
         return forward(x, cos, sin).MoveToOuterDisposeScope();
     }
 }
@@ -99,7 +99,7 @@ public partial class LlamaAttention : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var (cos, sin) = Rotary.Tables(x.shape[1], Dims["Width"] / Dims["Heads"], x.device, x.dtype);
+        var (cos, sin) = Rotary.For(x, Dims);
         return forward(x, cos, sin).MoveToOuterDisposeScope();
     }
 }
@@ -123,6 +123,9 @@ public partial class LlamaMlp : nn.Module<Tensor, Tensor>
 /// <summary>Rotary position embeddings as Hugging Face's Llama applies them (rotate-half, base 10 000).</summary>
 public static class Rotary
 {
+    /// <summary>The tables for a <c>batch × seq × Width</c> input of a model with these dimensions.</summary>
+    public static (Tensor Cos, Tensor Sin) For(Tensor x, ModelDims dims) => Tables(x.shape[1], dims["Width"] / dims["Heads"], x.device, x.dtype);
+
     /// <summary>cos and sin tables, <c>seq × headDim</c>.</summary>
     public static (Tensor Cos, Tensor Sin) Tables(long seq, long headDim, Device device, ScalarType dtype, double theta = 10000.0)
     {
