@@ -30,6 +30,7 @@ string output = outputIndex >= 0 && outputIndex + 1 < args.Length
 Directory.CreateDirectory(output);
 
 var clock = Stopwatch.StartNew();
+string loadAtStart = LoadAverage();
 Console.Error.WriteLine($"PeftGen benchmarks ({(quick ? "quick" : "full")}): {warmup} warm-up + {timed} timed steps per case, 2 threads.");
 
 var training = new Dictionary<string, TrainingMeasurement>();
@@ -113,7 +114,8 @@ markdown.AppendLine("|---|---:|---:|---|");
 foreach (var g in goals)
     markdown.AppendLine($"| {g.Name} | {g.Measured:F3} | {(g.Maximum ? "≤" : "≥")} {g.Target:F2} | {(g.Met ? "met" : $"not met ({g.Measured / g.Target:F2}× target)")} |");
 markdown.AppendLine();
-markdown.AppendLine($"Total run time: {clock.Elapsed.TotalSeconds:F0} s.");
+markdown.AppendLine($"Total run time: {clock.Elapsed.TotalSeconds:F0} s. Load average (1/5/15 min) at start: {loadAtStart}; at end: {LoadAverage()} " +
+    "(other processes on the machine slow every number above; the ratios are less affected than absolute times).");
 
 string table = markdown.ToString();
 Console.WriteLine(table);
@@ -122,7 +124,7 @@ var json = new
 {
     date = DateTime.UtcNow.ToString("o", culture),
     machine = new { processors = Environment.ProcessorCount, cpu = CpuModel() },
-    quick, warmup, timed, matmulFlopsPerSecond = matmulFlops,
+    loadAverageAtStart = loadAtStart, loadAverageAtEnd = LoadAverage(), quick, warmup, timed, matmulFlopsPerSecond = matmulFlops,
     training = rows, dequantization = dequant, quantizedBytes, inference, goals,
 };
 File.WriteAllText(Path.Combine(output, "results.json"), JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));
@@ -130,6 +132,12 @@ Console.WriteLine($"Results written to {Path.GetFullPath(output)}");
 return goals.Count > 0 ? 0 : 1;
 
 static string Mb(long bytes) => (bytes / (1024.0 * 1024.0)).ToString("F0", CultureInfo.InvariantCulture);
+
+static string LoadAverage()
+{
+    const string path = "/proc/loadavg";
+    return File.Exists(path) ? string.Join(' ', File.ReadAllText(path).Split(' ').Take(3)) : "unknown";
+}
 
 static string CpuModel()
 {
