@@ -1,0 +1,78 @@
+using PeftGen;
+using TinyGpt.Models;
+using static TorchSharp.torch;
+
+namespace PeftGen.Benchmarks;
+
+/// <summary>Kernel-level measurements that run in the main process.</summary>
+public static class MicroBenchmarks
+{
+    /// <summary>FLOP/s of a large float32 matmul (n × n by n × n: 2n³ FLOPs): the machine's compute ceiling.</summary>
+    public static double MatmulFlopsPerSecond(int n, int warmup, int timed)
+    {
+        using var scope = NewDisposeScope();
+        var a = randn(n, n);
+        var b = randn(n, n);
+        double seconds = Stats.Time(() => matmul(a, b).Dispose(), warmup, timed);
+        return 2.0 * n * n * n / seconds;
+    }
+
+    public sealed record DequantResult(long OutputBytes, double DequantizeBytesPerSecond, double CopyBytesPerSecond);
+
+    /// <summary>Output bytes per second of NF4 (double-quantized) dequantization against cloning a float32 tensor of the same size.</summary>
+    public static DequantResult Dequantize(int rows, int columns, int warmup, int timed)
+    {
+        using var scope = NewDisposeScope();
+        var weight = randn(rows, columns);
+        using var quantized = Nf4Tensor.Quantize(weight, new Quant4BitOptions());
+        long bytes = (long)rows * columns * sizeof(float);
+        double dequant = Stats.Time(() => quantized.Dequantize().Dispose(), warmup, timed);
+        double copy = Stats.Time(() => weight.clone().Dispose(), warmup, timed);
+        return new DequantResult(bytes, bytes / dequant, bytes / copy);
+    }
+
+    public sealed record QuantizedBytes(long Float32Bytes, long Nf4Bytes);
+
+    /// <summary>Storage that Nf4Tensor really uses for every projection weight of the tiny model, against float32.</summary>
+    public static QuantizedBytes TinyModelBase()
+    {
+        long d = TinyConfig.Width;
+        long[][] shapes = [[3 * d, d], [d, d], [4 * d, d], [d, 4 * d]];
+        long floatBytes = 0, nf4Bytes = 0;
+        for (int layer = 0; layer < TinyConfig.Layers; layer++)
+        {
+            foreach (var shape in shapes)
+            {
+                using var weight = randn(shape);
+                using var quantized = Nf4Tensor.Quantize(weight, new Quant4BitOptions());
+                floatBytes += weight.NumberOfElements * sizeof(float);
+                nf4Bytes += quantized.StorageBytes;
+            }
+        }
+        return new QuantizedBytes(floatBytes, nf4Bytes);
+    }
+
+    public sealed record InferenceResult(double BaseSeconds, double UnmergedLoraSeconds, double MergedLoraSeconds);
+
+    /// <summary>Forward (logits of one batch, eval mode, no grad) of the base model, LoRA unmerged and LoRA merged.</summary>
+    public static InferenceResult Inference(int batch, int sequence, int warmup, int timed)
+    {
+        using var noGrad = no_grad();
+        using var ids = randint(TinyConfig.Vocab, [batch, sequence], dtype: ScalarType.Int64);
+        using var baseModel = new TinyGptFull();
+        using var lora = new TinyGptLora();
+        baseModel.eval();
+        lora.eval();
+        // B starts at zero; random adapters make sure merging really changes the weights it folds into.
+        foreach (var (name, parameter) in lora.named_parameters())
+        {
+            if (name.Contains("lora_B")) parameter.normal_(0, 0.02);
+        }
+        double Forward(GptLanguageModel model) => Stats.Time(() => model.forward(ids).Dispose(), warmup, timed);
+        double baseSeconds = Forward(baseModel);
+        double unmerged = Forward(lora);
+        ((IPeftModel)lora).MergeAdapters();
+        double merged = Forward(lora);
+        return new InferenceResult(baseSeconds, unmerged, merged);
+    }
+}
