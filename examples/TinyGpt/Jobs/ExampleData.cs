@@ -1,7 +1,6 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
-using System.IO.Compression;
 using System.Linq;
 using PeftGen.Data;
 
@@ -13,22 +12,20 @@ public static class ExampleData
     /// <summary>The folder holding the data files, next to the program.</summary>
     public static string Folder => Path.Combine(AppContext.BaseDirectory, "Data");
 
+    private static readonly Lazy<IReadOnlyList<PromptCompletion>> TrainRecords = new(() => TextReaders.ReadPromptCompletions(Require("train.jsonl.gz")));
+    private static readonly Lazy<IReadOnlyList<PromptCompletion>> ValidRecords = new(() => TextReaders.ReadPromptCompletions(Require("valid.jsonl")));
+
     /// <summary>Brown corpus paragraphs for pretraining.</summary>
-    public static IReadOnlyList<string> PretrainParagraphs() => ReadParagraphsGz("pretrain.txt.gz");
+    public static IReadOnlyList<string> PretrainParagraphs() => TextReaders.ReadParagraphs(Require("pretrain.txt.gz"));
 
     /// <summary>Held-out Brown documents for the base model's perplexity.</summary>
-    public static IReadOnlyList<string> PretrainValidParagraphs() => ReadParagraphsGz("pretrain_valid.txt.gz");
+    public static IReadOnlyList<string> PretrainValidParagraphs() => TextReaders.ReadParagraphs(Require("pretrain_valid.txt.gz"));
 
-    /// <summary>WordNet definition records for fine-tuning.</summary>
-    public static IReadOnlyList<PromptCompletion> Train()
-    {
-        using var gz = new GZipStream(File.OpenRead(Require("train.jsonl.gz")), CompressionMode.Decompress);
-        using var reader = new StreamReader(gz);
-        return TextReaders.ReadPromptCompletions(reader, "train.jsonl.gz");
-    }
+    /// <summary>WordNet definition records for fine-tuning (read once per process; every method uses the same).</summary>
+    public static IReadOnlyList<PromptCompletion> Train() => TrainRecords.Value;
 
     /// <summary>Validation records (target words disjoint from train).</summary>
-    public static IReadOnlyList<PromptCompletion> Valid() => TextReaders.ReadPromptCompletions(Require("valid.jsonl"));
+    public static IReadOnlyList<PromptCompletion> Valid() => ValidRecords.Value;
 
     /// <summary>The first <paramref name="count"/> records of a seeded shuffle.</summary>
     public static IReadOnlyList<T> Sample<T>(IReadOnlyList<T> records, int count, long seed)
@@ -36,13 +33,6 @@ public static class ExampleData
         var order = Enumerable.Range(0, records.Count).ToArray();
         new Random(unchecked((int)seed)).Shuffle(order);
         return order.Take(Math.Min(count, records.Count)).Select(i => records[i]).ToList();
-    }
-
-    private static IReadOnlyList<string> ReadParagraphsGz(string name)
-    {
-        using var gz = new GZipStream(File.OpenRead(Require(name)), CompressionMode.Decompress);
-        using var reader = new StreamReader(gz);
-        return TextReaders.ReadParagraphs(reader);
     }
 
     private static string Require(string name)

@@ -109,7 +109,7 @@ public static class LoraAdapterFiles
             problems.Add(new(CheckpointMismatchKind.Unexpected, name, "the model has no projection with this adapter at that path."));
         foreach (var (key, entry) in expected.OrderBy(e => e.Key, StringComparer.Ordinal))
         {
-            if (!file.Names.Contains(key))
+            if (!file.Contains(key))
             {
                 problems.Add(new(CheckpointMismatchKind.Missing, key, $"expected shape {ModelTensors.Shape(entry.Shape)}."));
                 continue;

@@ -188,11 +188,8 @@ public static class PeftModelExtensions
             projection.SetBaseTrainable(trainable);
             return;
         }
-        foreach (var (name, p) in layer.Module.named_parameters())
-        {
-            // Soft prompts live under the token embedding but train (or not) on their own.
-            if (!name.StartsWith("soft_prompts.", StringComparison.Ordinal)) p.requires_grad = trainable;
-        }
+        // Direct parameters only: soft prompts are submodules of the token embedding and train on their own.
+        foreach (var (_, p) in layer.Module.named_parameters(recurse: false)) p.requires_grad = trainable;
     }
 
     private static string Describe(IReadOnlyList<string> names) => names.Count == 0 ? "none" : string.Join(", ", names);
