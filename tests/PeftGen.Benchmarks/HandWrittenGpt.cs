@@ -1,3 +1,4 @@
+using PeftGen.IO;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -29,6 +30,15 @@ public sealed class HandLoraLinear : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Copies a GPT-2 Conv1D checkpoint weight (<c>in × out</c>) and bias into the frozen base.</summary>
+    public void LoadConv1D(SafeTensorsFile file, string prefix)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        base_layer.weight!.copy_(file.Read(prefix + ".weight").t());
+        base_layer.bias!.copy_(file.Read(prefix + ".bias"));
+    }
+
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
@@ -58,6 +68,17 @@ public sealed class HandBlock : nn.Module<Tensor, Tensor>
         c_fc = new HandLoraLinear(width, 4 * width, rank, alpha, dropout);
         mlp_proj = new HandLoraLinear(4 * width, width, rank, alpha, dropout);
         RegisterComponents();
+    }
+
+    /// <summary>Copies block <paramref name="prefix"/> (e.g. <c>transformer.h.0</c>) of a GPT-2 checkpoint.</summary>
+    public void Load(SafeTensorsFile file, string prefix)
+    {
+        HandWrittenGpt.LoadNorm(ln_1, file, prefix + ".ln_1");
+        HandWrittenGpt.LoadNorm(ln_2, file, prefix + ".ln_2");
+        c_attn.LoadConv1D(file, prefix + ".attn.c_attn");
+        attn_proj.LoadConv1D(file, prefix + ".attn.c_proj");
+        c_fc.LoadConv1D(file, prefix + ".mlp.c_fc");
+        mlp_proj.LoadConv1D(file, prefix + ".mlp.c_proj");
     }
 
     public override Tensor forward(Tensor x)
@@ -100,6 +121,28 @@ public sealed class HandWrittenGpt : nn.Module<Tensor, Tensor>
         {
             if (!name.Contains("lora_")) parameter.requires_grad = false;
         }
+    }
+
+    /// <summary>Copies the weights of a GPT-2-layout <c>model.safetensors</c> in <paramref name="folder"/> (adapters keep their init).</summary>
+    public void LoadBase(string folder)
+    {
+        using var file = SafeTensorsFile.Open(Path.Combine(folder, "model.safetensors"));
+        using (var scope = NewDisposeScope())
+        using (no_grad())
+        {
+            wte.weight!.copy_(file.Read("transformer.wte.weight"));
+            wpe.weight!.copy_(file.Read("transformer.wpe.weight"));
+        }
+        for (int i = 0; i < h.Count; i++) h[i].Load(file, $"transformer.h.{i}");
+        LoadNorm(ln_f, file, "transformer.ln_f");
+    }
+
+    internal static void LoadNorm(LayerNorm norm, SafeTensorsFile file, string prefix)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        norm.weight!.copy_(file.Read(prefix + ".weight"));
+        norm.bias!.copy_(file.Read(prefix + ".bias"));
     }
 
     /// <summary>Logits for every position (<c>batch × seq × vocab</c>).</summary>

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using PeftGen.Checkpoints;
 using PeftGen.Data;
 using PeftGen.Training;
 using TinyGpt.Models;
@@ -27,51 +28,135 @@ public sealed class RandomBatches(int batch, int sequence, int vocab, int seed) 
     }
 }
 
-/// <summary>The training-step cases; each runs warm-up steps, then timed ones.</summary>
+/// <summary>A model configuration the suite trains: its dimensions and a factory of its fully trainable variant.</summary>
+public sealed record BenchConfig(string Name, int Vocab, int Context, int Width, int Layers, int Heads, Func<GptLanguageModel> CreateFull)
+{
+    public static readonly BenchConfig Tiny = new("tiny", TinyConfig.Vocab, TinyConfig.Context, TinyConfig.Width, TinyConfig.Layers, TinyConfig.Heads, () => new TinyGptFull());
+    public static readonly BenchConfig Small = new("small", SmallConfig.Vocab, SmallConfig.Context, SmallConfig.Width, SmallConfig.Layers, SmallConfig.Heads, () => new SmallGptFull());
+    public static readonly BenchConfig Narrow = new("narrow", NarrowConfig.Vocab, NarrowConfig.Context, NarrowConfig.Width, NarrowConfig.Layers, NarrowConfig.Heads, () => new NarrowGptFull());
+    public static readonly BenchConfig Wide = new("wide", WideConfig.Vocab, WideConfig.Context, WideConfig.Width, WideConfig.Layers, WideConfig.Heads, () => new WideGptFull());
+
+    public static readonly BenchConfig[] All = [Tiny, Small, Narrow, Wide];
+
+    public static BenchConfig Named(string name) => All.Single(c => c.Name == name);
+}
+
+/// <summary>How a case trains: the library's trainer, or the naive loop over the generated or the hand-written model.</summary>
+public enum TrainingPath { Trainer, NaiveGenerated, NaiveHandWritten }
+
+/// <summary>
+/// One training case: a model variant (its factory and the generator's compile-time training estimate), the batch
+/// shape, the path, and the method's analytic FLOPs.
+/// </summary>
+public sealed record TrainingCase(
+    string Name, BenchConfig Config, string Method, int Rank, TrainingPath Path, int Batch, int Sequence,
+    Func<nn.Module<Tensor, Tensor>> Create, long EstimatedTrainingBytes)
+{
+    public const int PromptTokens = 20;
+
+    public GptShape Shape => new(Config.Vocab, Config.Width, Config.Layers, Batch, Sequence);
+
+    /// <summary>Analytic matmul FLOPs of one step (see <see cref="ModelFlops"/>).</summary>
+    public double Flops => Method switch
+    {
+        "full" => ModelFlops.Full(Shape),
+        "prompt" => ModelFlops.Prompt(Shape, PromptTokens),
+        _ => ModelFlops.Lora(Shape, Rank),
+    };
+}
+
+/// <summary>The suite's training cases; each runs in its own process: warm-up steps, then timed ones.</summary>
 public static class TrainingCases
 {
     public const int Batch = 8;
-    public const int PromptTokens = 20;
 
-    public static readonly string[] All =
-        ["trainer-full", "trainer-lora", "trainer-qlora", "trainer-prompt", "naive-generated-lora", "naive-handwritten-lora"];
+    /// <summary>Real tokens per sequence: prompt tuning's 20 virtual tokens share the context.</summary>
+    private static int Sequence(BenchConfig config, string method, int? tokens = null) =>
+        (tokens ?? config.Context) - (method == "prompt" ? TrainingCase.PromptTokens : 0);
 
-    /// <summary>Sequence length per case: prompt tuning's 20 virtual tokens share the 128-position context.</summary>
-    public static int Sequence(string name) => name == "trainer-prompt" ? TinyConfig.Context - PromptTokens : TinyConfig.Context;
+    private static TrainingCase Trainer(string name, BenchConfig config, string method, int rank, Func<nn.Module<Tensor, Tensor>> create, long estimate, int batch = Batch, int? tokens = null) =>
+        new(name, config, method, rank, TrainingPath.Trainer, batch, Sequence(config, method, tokens), create, estimate);
 
-    public static TrainingMeasurement Run(string name, int warmup, int timed)
+    private static readonly BenchConfig Tiny = BenchConfig.Tiny, Small = BenchConfig.Small;
+
+    /// <summary>Every case, by name. Sections of the report select from these.</summary>
+    public static readonly TrainingCase[] All =
+    [
+        // Tiny: the four methods on the library's path, and the naive baselines.
+        Trainer("tiny-full", Tiny, "full", 0, () => new TinyGptFull(), TinyGptFull.Accounting.TrainingBytes),
+        Trainer("tiny-lora", Tiny, "lora", 16, () => new TinyGptLora(), TinyGptLora.Accounting.TrainingBytes),
+        Trainer("tiny-qlora", Tiny, "qlora", 16, () => new TinyGptQLora(), TinyGptQLora.Accounting.TrainingBytes),
+        Trainer("tiny-prompt", Tiny, "prompt", 0, () => new TinyGptPrompt(), TinyGptPrompt.Accounting.TrainingBytes),
+        new("tiny-naive-generated-lora", Tiny, "lora", 16, TrainingPath.NaiveGenerated, Batch, Tiny.Context, () => new TinyGptLora(), TinyGptLora.Accounting.TrainingBytes),
+        new("tiny-naive-handwritten-lora", Tiny, "lora", 16, TrainingPath.NaiveHandWritten, Batch, Tiny.Context,
+            () => new HandWrittenGpt(Tiny.Vocab, Tiny.Context, Tiny.Width, Tiny.Layers, Tiny.Heads, rank: 16, alpha: 32, dropout: 0.05), TinyGptLora.Accounting.TrainingBytes),
+        // Small (d 512, 8 layers, seq 256): the configuration the FLOP/s and FLOP-floor goals are about.
+        Trainer("small-full", Small, "full", 0, () => new SmallGptFull(), SmallGptFull.Accounting.TrainingBytes),
+        Trainer("small-lora", Small, "lora", 16, () => new SmallGptLora(), SmallGptLora.Accounting.TrainingBytes),
+        Trainer("small-qlora", Small, "qlora", 16, () => new SmallGptQLora(), SmallGptQLora.Accounting.TrainingBytes),
+        Trainer("small-prompt", Small, "prompt", 0, () => new SmallGptPrompt(), SmallGptPrompt.Accounting.TrainingBytes),
+        // Weights dominate: the small model on one sequence of 64 tokens (activations and logits are small).
+        Trainer("weights-full", Small, "full", 0, () => new SmallGptFull(), SmallGptFull.Accounting.TrainingBytes, batch: 1, tokens: 64),
+        Trainer("weights-lora", Small, "lora", 16, () => new SmallGptLora(), SmallGptLora.Accounting.TrainingBytes, batch: 1, tokens: 64),
+        Trainer("weights-qlora", Small, "qlora", 16, () => new SmallGptQLora(), SmallGptQLora.Accounting.TrainingBytes, batch: 1, tokens: 64),
+        // Rank scaling on tiny (rank 16 is tiny-lora).
+        Trainer("tiny-lora-r1", Tiny, "lora", 1, () => new TinyGptLoraRank1(), TinyGptLoraRank1.Accounting.TrainingBytes),
+        Trainer("tiny-lora-r4", Tiny, "lora", 4, () => new TinyGptLoraRank4(), TinyGptLoraRank4.Accounting.TrainingBytes),
+        Trainer("tiny-lora-r64", Tiny, "lora", 64, () => new TinyGptLoraRank64(), TinyGptLoraRank64.Accounting.TrainingBytes),
+        // Width scaling: d 128 / 256 (tiny) / 512 at 4 layers, full and LoRA.
+        Trainer("narrow-full", BenchConfig.Narrow, "full", 0, () => new NarrowGptFull(), NarrowGptFull.Accounting.TrainingBytes),
+        Trainer("narrow-lora", BenchConfig.Narrow, "lora", 16, () => new NarrowGptLora(), NarrowGptLora.Accounting.TrainingBytes),
+        Trainer("wide-full", BenchConfig.Wide, "full", 0, () => new WideGptFull(), WideGptFull.Accounting.TrainingBytes),
+        Trainer("wide-lora", BenchConfig.Wide, "lora", 16, () => new WideGptLora(), WideGptLora.Accounting.TrainingBytes),
+    ];
+
+    public static TrainingCase Named(string name) =>
+        All.FirstOrDefault(c => c.Name == name) ?? throw new ArgumentException($"Unknown case '{name}'. Cases: {string.Join(", ", All.Select(c => c.Name))}.");
+
+    /// <summary>
+    /// Builds the case's model with the weights of <paramref name="baseFolder"/> (a GPT-2-layout checkpoint of the
+    /// case's configuration, written by <see cref="SaveBase"/>): every case of a configuration starts from the same
+    /// weights, as fine-tuning does, and QLoRA quantizes them on load.
+    /// </summary>
+    public static nn.Module<Tensor, Tensor> Build(TrainingCase c, string baseFolder)
     {
-        long before = ProcessMemory.CurrentResidentBytes();
-        int sequence = Sequence(name);
-        var batches = new RandomBatches(Batch, sequence, TinyConfig.Vocab, seed: 7);
-        double[] seconds = name switch
+        var model = c.Create();
+        switch (model)
         {
-            "trainer-full" => Trainer(new TinyGptFull(), batches, warmup, timed),
-            "trainer-lora" => Trainer(new TinyGptLora(), batches, warmup, timed),
-            "trainer-qlora" => Trainer(new TinyGptQLora(), batches, warmup, timed),
-            "trainer-prompt" => Trainer(new TinyGptPrompt(), batches, warmup, timed),
-            "naive-generated-lora" => Naive(new TinyGptLora(), batches, warmup, timed),
-            "naive-handwritten-lora" => Naive(
-                new HandWrittenGpt(TinyConfig.Vocab, TinyConfig.Context, TinyConfig.Width, TinyConfig.Layers, TinyConfig.Heads, rank: 16, alpha: 32, dropout: 0.05),
-                batches, warmup, timed),
-            _ => throw new ArgumentException($"Unknown case '{name}'. Cases: {string.Join(", ", All)}."),
-        };
-        long estimate = name switch
-        {
-            "trainer-full" => TinyGptFull.Accounting.TrainingBytes,
-            "trainer-lora" or "naive-generated-lora" or "naive-handwritten-lora" => TinyGptLora.Accounting.TrainingBytes,
-            "trainer-qlora" => TinyGptQLora.Accounting.TrainingBytes,
-            "trainer-prompt" => TinyGptPrompt.Accounting.TrainingBytes,
-            _ => 0,
-        };
-        return new TrainingMeasurement(name, sequence, (long)Batch * sequence, seconds, Stats.Median(seconds),
-            ProcessMemory.PeakResidentBytes(), before, estimate);
+            case IPeftModel peft:
+                PretrainedLoader.Load(peft, baseFolder, PretrainedLoadOptions.Gpt2);
+                break;
+            case HandWrittenGpt hand:
+                hand.LoadBase(baseFolder);
+                break;
+        }
+        return model;
     }
 
-    /// <summary>The library's path: PeftTrainer (chunked loss, its AdamW, clipping) over the generated trainable list.</summary>
-    private static double[] Trainer(GptLanguageModel model, IBatchSource batches, int warmup, int timed)
+    /// <summary>Writes a freshly initialised (GPT-2 init) base of <paramref name="config"/> to <paramref name="folder"/>.</summary>
+    public static void SaveBase(BenchConfig config, string folder)
     {
-        using var _ = model;
+        using var model = config.CreateFull();
+        PretrainedSaver.Save((IPeftModel)model, folder, new PretrainedSaveOptions { TiedWeights = [TiedWeight.Gpt2Head] });
+    }
+
+    public static TrainingMeasurement Run(TrainingCase c, string baseFolder, int warmup, int timed)
+    {
+        long before = ProcessMemory.CurrentResidentBytes();
+        var batches = new RandomBatches(c.Batch, c.Sequence, c.Config.Vocab, seed: 7);
+        using var model = Build(c, baseFolder);
+        double[] seconds = c.Path switch
+        {
+            TrainingPath.Trainer => Train((GptLanguageModel)model, batches, warmup, timed),
+            _ => Naive(model, batches, warmup, timed),
+        };
+        return new TrainingMeasurement(c.Name, c.Sequence, (long)c.Batch * c.Sequence, seconds, Stats.Median(seconds),
+            ProcessMemory.PeakResidentBytes(), before, c.EstimatedTrainingBytes);
+    }
+
+    /// <summary>The library's path: PeftTrainer (chunked loss, its AdamW, clipping, freed memory kept) over the generated trainable list.</summary>
+    private static double[] Train(GptLanguageModel model, IBatchSource batches, int warmup, int timed)
+    {
         var options = new TrainerOptions { MaxSteps = warmup + timed, LearningRate = 1e-4, WeightDecay = 0.0 };
         using var trainer = new PeftTrainer(model, ((IPeftModel)model).NamedTrainableParameters(), options);
         var result = trainer.Train(batches);
@@ -80,11 +165,11 @@ public static class TrainingCases
 
     /// <summary>
     /// The naive path, for any module that returns logits: full <c>batch × seq × vocab</c> logits, torch's
-    /// cross_entropy, torch's AdamW. Applied to the generated model and to the hand-written one alike.
+    /// cross_entropy, torch's AdamW, the C library's default allocator behaviour. Applied to the generated model and
+    /// to the hand-written one alike.
     /// </summary>
     private static double[] Naive(nn.Module<Tensor, Tensor> model, IBatchSource batches, int warmup, int timed)
     {
-        using var _ = model;
         model.train();
         var trainable = model.parameters().Where(p => p.requires_grad).ToList();
         using var optimizer = optim.AdamW(trainable, lr: 1e-4, weight_decay: 0.0);

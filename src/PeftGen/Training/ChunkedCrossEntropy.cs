@@ -66,17 +66,28 @@ public static class ChunkedCrossEntropy
             var h = hidden.narrow(0, start, length);
             var t = targets.narrow(0, start, length).unsqueeze(1);
             var logits = h.matmul(weight.t()).to(computeType);
-            var logSumExp = logits.logsumexp(1, keepdim: true);
+            var (rowMax, argMax) = logits.max(1, keepdim: true);
             var targetLogits = logits.gather(1, t);
-            total.add_((logSumExp - targetLogits).sum().to(ScalarType.Float64));
+            // torch's softmax works row by row while the row is in cache (one read, one write of the chunk), where
+            // max / subtract / exp / sum as separate tensor ops would each stream the whole chunk through memory.
+            var probabilities = logits.softmax(1);
+            logits.Dispose();
+            // log-sum-exp = max − log p(argmax); p(argmax) ≥ 1/vocab, so the logarithm is exact and never −∞.
+            var rowLoss = rowMax - targetLogits - probabilities.gather(1, argMax).log();
+            total.add_(rowLoss.sum().to(ScalarType.Float64));
             if (!request.NeedsHiddenGrad && !request.NeedsWeightGrad) continue;
 
-            // d(sum CE)/d(logits) = softmax − onehot, built in place over the chunk's logits.
-            var dLogits = logits.sub_(logSumExp).exp_();
-            dLogits.scatter_add_(1, t, full(t.shape, -1.0, dtype: computeType, device: t.device));
-            dLogits = dLogits.to(hidden.dtype);
-            if (request.NeedsHiddenGrad) request.HiddenGrad!.narrow(0, start, length).copy_(dLogits.matmul(weight));
-            if (request.NeedsWeightGrad) request.WeightGrad!.addmm_(dLogits.t(), h);
+            // d(sum CE)/d(logits) = softmax − onehot. The onehot part is applied to the small products instead of the
+            // chunk: (softmax − onehot)·W = softmax·W − W[targets], and (softmax − onehot)ᵀ·h = softmaxᵀ·h − Σ h into rows targets.
+            var dLogits = probabilities.to(hidden.dtype);
+            var targetRows = t.squeeze(1);
+            if (request.NeedsHiddenGrad)
+                request.HiddenGrad!.narrow(0, start, length).copy_(dLogits.matmul(weight).sub_(weight.index_select(0, targetRows)));
+            if (request.NeedsWeightGrad)
+            {
+                request.WeightGrad!.addmm_(dLogits.t(), h);
+                request.WeightGrad!.index_add_(0, targetRows, h, -1.0);
+            }
         }
         return total.squeeze(0).to(hidden.dtype);
     }

@@ -96,6 +96,7 @@ public sealed class PeftTrainer : IDisposable
         // A crash during an earlier save can leave a temp file beside the checkpoint; it is never read, only removed.
         if (options.CheckpointDirectory is not null) AtomicFile.CleanStaleTemps(options.CheckpointDirectory);
         resumed = false;
+        using var retention = options.RetainFreedMemory ? HeapRetention.Enter() : null;
 
         var steps = new List<TrainingStep>();
         var evaluations = new List<EvaluationResult>();

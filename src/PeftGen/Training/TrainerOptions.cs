@@ -57,6 +57,13 @@ public sealed record TrainerOptions
     /// <summary>Labelled tokens per chunk of the vocabulary head and loss.</summary>
     public int LossChunkSize { get; init; } = ChunkedCrossEntropy.DefaultChunkSize;
 
+    /// <summary>
+    /// Keep freed tensor memory in the process between steps while <see cref="PeftTrainer.Train"/> runs
+    /// (<see cref="HeapRetention"/>; Linux with glibc only, process-wide, given back when the run ends). On by default:
+    /// it removes the page faults of re-allocating vocabulary-sized buffers every step.
+    /// </summary>
+    public bool RetainFreedMemory { get; init; } = true;
+
     /// <summary>What to do on a NaN/Inf loss or gradient.</summary>
     public NonFiniteAction OnNonFinite { get; init; } = NonFiniteAction.SkipStep;
 

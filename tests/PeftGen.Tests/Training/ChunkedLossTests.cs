@@ -138,4 +138,30 @@ public sealed class ChunkedLossPrecisionTests
         Assert.True(Reference.RelativeError(h16.grad!, h64.grad!) < 2e-2);
         Assert.True(Reference.RelativeError(w16.grad!, w64.grad!) < 2e-2);
     }
+
+    [Fact]
+    public void Confident_logits_far_beyond_exp_range_give_the_float64_loss_and_gradients()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(23);
+        // Logits spread over thousands of nats: most probabilities underflow to 0 in float32, and the loss must still
+        // be exact (no log of 0, no overflow), including rows whose target is extremely unlikely.
+        var hidden = randn(2, 8, 16) * 30;
+        var weight = randn(64, 16) * 10;
+        var labels = randint(0, 64, new long[] { 2, 8 });
+        var h = hidden.requires_grad_(true);
+        var w = weight.clone().requires_grad_(true);
+        var loss = CausalLmLoss.Mean(h, w, labels, 5);
+        loss.backward();
+
+        var h64 = hidden.detach().to(ScalarType.Float64).requires_grad_(true);
+        var w64 = weight.to(ScalarType.Float64).requires_grad_(true);
+        var loss64 = ChunkedLossTests.NaiveMeanLoss(h64, w64, labels);
+        loss64.backward();
+        Assert.True(double.IsFinite(loss.item<float>()));
+        Assert.True(loss64.item<double>() > 100, "the test needs logits far beyond float32 exp range");
+        Assert.True(Reference.RelativeError(loss, loss64) < 1e-5);
+        Assert.True(Reference.RelativeError(h.grad!, h64.grad!) < 1e-4);
+        Assert.True(Reference.RelativeError(w.grad!, w64.grad!) < 1e-4);
+    }
 }

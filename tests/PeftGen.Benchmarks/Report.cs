@@ -1,0 +1,181 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace PeftGen.Benchmarks;
+
+/// <summary>One training case in the tables: measured values and what they are compared with.</summary>
+public sealed record Row(
+    string Case, string Config, string Method, long Batch, long Sequence, double MedianSeconds, double TokensPerSecond,
+    double TimeRatioToFull, double Flops, double FloorRatio, double FlopsPerSecond, double FractionOfMatmul,
+    long PeakBytes, long ResidentBeforeModelBytes, long EstimatedBytes);
+
+/// <summary>A goal from the issue next to the measured value.</summary>
+public sealed record Goal(string Name, double Measured, double Target, bool Maximum)
+{
+    public bool Met => Maximum ? Measured <= Target : Measured >= Target;
+
+    public static Goal AtMost(string name, double measured, double target) => new(name, measured, target, true);
+
+    public static Goal AtLeast(string name, double measured, double target) => new(name, measured, target, false);
+}
+
+/// <summary>Turns one run's measurements into rows, goals, Markdown and JSON.</summary>
+public sealed class Report
+{
+    private readonly RunPlan plan;
+    private readonly MachineInfo machine;
+    private readonly double matmulFlops;
+    private readonly IReadOnlyDictionary<string, TrainingMeasurement> training;
+    private readonly IReadOnlyList<StepProfileMeasurement> profiles;
+    private readonly MicroBenchmarks.DequantResult dequant;
+    private readonly MicroBenchmarks.QuantizedBytes quantizedBytes;
+    private readonly MicroBenchmarks.InferenceResult inference;
+    private readonly Dictionary<string, Row> rows = new(StringComparer.Ordinal);
+    private readonly List<Goal> goals = [];
+
+    public Report(RunPlan plan, MachineInfo machine, double matmulFlops, IReadOnlyDictionary<string, TrainingMeasurement> training,
+        IReadOnlyList<StepProfileMeasurement> profiles, MicroBenchmarks.DequantResult dequant, MicroBenchmarks.QuantizedBytes quantizedBytes,
+        MicroBenchmarks.InferenceResult inference)
+    {
+        this.plan = plan;
+        this.machine = machine;
+        this.matmulFlops = matmulFlops;
+        this.training = training;
+        this.profiles = profiles;
+        this.dequant = dequant;
+        this.quantizedBytes = quantizedBytes;
+        this.inference = inference;
+        foreach (var c in TrainingCases.All) rows[c.Name] = RowOf(c);
+        AddGoals();
+    }
+
+    public IReadOnlyList<Goal> Goals => goals;
+
+    /// <summary>The full fine-tuning case a case is compared with: same configuration and batch shape.</summary>
+    private static TrainingCase FullOf(TrainingCase c)
+    {
+        long sequence = c.Sequence + (c.Method == "prompt" ? TrainingCase.PromptTokens : 0);
+        return TrainingCases.All.First(f => f.Method == "full" && f.Path == TrainingPath.Trainer && f.Config == c.Config && f.Batch == c.Batch && f.Sequence == sequence);
+    }
+
+    private Row RowOf(TrainingCase c)
+    {
+        var m = training[c.Name];
+        var full = FullOf(c);
+        var f = training[full.Name];
+        // Per token, so prompt tuning's shorter real sequence does not skew either ratio.
+        double floorRatio = c.Flops / m.TokensPerStep / (full.Flops / f.TokensPerStep);
+        double timeRatio = m.MedianSeconds / m.TokensPerStep / (f.MedianSeconds / f.TokensPerStep);
+        return new Row(c.Name, c.Config.Name, c.Method + (c.Path == TrainingPath.Trainer ? "" : c.Path == TrainingPath.NaiveGenerated ? " (naive loop)" : " (hand-written, naive loop)"),
+            c.Batch, c.Sequence, m.MedianSeconds, m.TokensPerStep / m.MedianSeconds, timeRatio, c.Flops, floorRatio,
+            c.Flops / m.MedianSeconds, c.Flops / m.MedianSeconds / matmulFlops, m.PeakResidentBytes, m.ResidentBeforeModelBytes, m.EstimatedTrainingBytes);
+    }
+
+    private void AddGoals()
+    {
+        foreach (var config in new[] { "tiny", "small" })
+        {
+            foreach (var method in new[] { "lora", "qlora", "prompt" })
+            {
+                var r = rows[$"{config}-{method}"];
+                goals.Add(Goal.AtMost($"{config} {method}: (time per token ÷ full) ÷ (FLOPs per token ÷ full)", r.TimeRatioToFull / r.FloorRatio, 1.1));
+            }
+            goals.Add(Goal.AtMost($"{config}: QLoRA step ÷ LoRA step", Seconds($"{config}-qlora") / Seconds($"{config}-lora"), 1.3));
+        }
+        goals.Add(Goal.AtMost("small: LoRA step ÷ full fine-tuning step", Seconds("small-lora") / Seconds("small-full"), 0.75));
+        goals.Add(Goal.AtLeast("small: best model FLOP/s ÷ matmul FLOP/s", rows.Values.Where(r => r.Config == "small").Max(r => r.FractionOfMatmul), 0.5));
+        goals.Add(Goal.AtMost("tiny: generated ÷ hand-written model, same naive loop, LoRA step", Seconds("tiny-naive-generated-lora") / Seconds("tiny-naive-handwritten-lora"), 1.02));
+        goals.Add(Goal.AtMost("tiny: PeftTrainer LoRA step ÷ naive hand-written LoRA step", Seconds("tiny-lora") / Seconds("tiny-naive-handwritten-lora"), 0.7));
+        goals.Add(Goal.AtMost("tiny: PeftTrainer LoRA peak memory ÷ naive hand-written LoRA peak", Peak("tiny-lora") / Peak("tiny-naive-handwritten-lora"), 0.6));
+        goals.Add(Goal.AtMost("weights dominate (small, 1 × 64 tokens): LoRA peak ÷ full peak", Peak("weights-lora") / Peak("weights-full"), 0.5));
+        goals.Add(Goal.AtMost("NF4 base bytes ÷ float32 bytes (tiny model's projections)", (double)quantizedBytes.Nf4Bytes / quantizedBytes.Float32Bytes, 0.14));
+        goals.Add(Goal.AtLeast("NF4 dequantize ÷ tensor copy (output bytes/s)", dequant.DequantizeBytesPerSecond / dequant.CopyBytesPerSecond, 0.4));
+        goals.Add(Goal.AtMost("merged LoRA forward ÷ base forward", inference.MergedLoraSeconds / inference.BaseSeconds, 1.02));
+    }
+
+    private double Seconds(string name) => training[name].MedianSeconds;
+
+    private double Peak(string name) => training[name].PeakResidentBytes;
+
+    public string Markdown(TimeSpan elapsed)
+    {
+        var md = new StringBuilder();
+        md.AppendLine($"Run {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC ({plan.Name}), {machine.Processors} × {machine.Cpu}, {machine.Os}, 2 torch threads; " +
+            $"float32 matmul ceiling {matmulFlops / 1e9:F1} GFLOP/s (2048², measured in this run). Steps: median of {plan.TinyTimed} after {plan.TinyWarmup} warm-up " +
+            $"(small: {plan.LargeTimed} after {plan.LargeWarmup}; scaling: {plan.ScalingTimed}).");
+        md.AppendLine();
+        md.AppendLine("### Training steps");
+        md.AppendLine();
+        md.AppendLine("| case | config | method | batch × seq | step (s) | tokens/s | time/token ÷ full | GFLOP/step | FLOPs/token ÷ full | GFLOP/s | % of matmul | peak RSS (MB) | RSS before model (MB) | compile-time estimate (MB) |");
+        md.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var r in rows.Values)
+        {
+            md.AppendLine($"| {r.Case} | {r.Config} | {r.Method} | {r.Batch} × {r.Sequence} | {r.MedianSeconds:F3} | {r.TokensPerSecond:F0} | {r.TimeRatioToFull:F2} | " +
+                $"{r.Flops / 1e9:F1} | {r.FloorRatio:F2} | {r.FlopsPerSecond / 1e9:F1} | {100 * r.FractionOfMatmul:F1} | {Mb(r.PeakBytes)} | {Mb(r.ResidentBeforeModelBytes)} | {Mb(r.EstimatedBytes)} |");
+        }
+        md.AppendLine();
+        md.AppendLine("### Where a step's time goes (profile: each phase timed on its own; CPU seconds and minor page faults from /proc)");
+        md.AppendLine();
+        md.AppendLine("| case | phase | seconds | share | user CPU s | system CPU s | minor faults |");
+        md.AppendLine("|---|---|---:|---:|---:|---:|---:|");
+        foreach (var p in profiles)
+        {
+            double sum = p.Phases.Sum(x => x.Seconds);
+            foreach (var phase in p.Phases)
+                md.AppendLine($"| {p.Case} | {phase.Phase} | {phase.Seconds:F3} | {100 * phase.Seconds / sum:F0} % | {phase.UserSeconds:F2} | {phase.SystemSeconds:F2} | {phase.MinorFaults:F0} |");
+        }
+        md.AppendLine();
+        md.AppendLine("### Scaling (tiny: 4 layers, batch 8 × 128)");
+        md.AppendLine();
+        md.AppendLine("| case | width | LoRA rank | step (s) | ÷ full at this width | FLOPs ÷ full | peak RSS (MB) | compile-time estimate (MB) |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var name in new[] { "tiny-lora-r1", "tiny-lora-r4", "tiny-lora", "tiny-lora-r64", "narrow-full", "narrow-lora", "tiny-full", "wide-full", "wide-lora" })
+        {
+            var c = TrainingCases.Named(name);
+            var r = rows[name];
+            md.AppendLine($"| {name} | {c.Config.Width} | {(c.Rank > 0 ? c.Rank.ToString(CultureInfo.InvariantCulture) : "–")} | {r.MedianSeconds:F3} | {r.TimeRatioToFull:F2} | {r.FloorRatio:F2} | {Mb(r.PeakBytes)} | {Mb(r.EstimatedBytes)} |");
+        }
+        md.AppendLine();
+        md.AppendLine("### Kernels and inference");
+        md.AppendLine();
+        md.AppendLine("| kernel | measured |");
+        md.AppendLine("|---|---:|");
+        md.AppendLine($"| float32 matmul | {matmulFlops / 1e9:F1} GFLOP/s |");
+        md.AppendLine($"| NF4 dequantize ({Mb(dequant.OutputBytes)} MB out) | {dequant.DequantizeBytesPerSecond / 1e9:F2} GB/s |");
+        md.AppendLine($"| tensor copy, same size | {dequant.CopyBytesPerSecond / 1e9:F2} GB/s |");
+        md.AppendLine($"| tiny model projections: float32 / NF4 bytes | {quantizedBytes.Float32Bytes:N0} / {quantizedBytes.Nf4Bytes:N0} |");
+        md.AppendLine($"| forward, base (batch {TrainingCases.Batch} × {BenchConfig.Tiny.Context}) | {inference.BaseSeconds * 1000:F1} ms |");
+        md.AppendLine($"| forward, LoRA unmerged | {inference.UnmergedLoraSeconds * 1000:F1} ms ({inference.UnmergedLoraSeconds / inference.BaseSeconds:F3}× base) |");
+        md.AppendLine($"| forward, LoRA merged | {inference.MergedLoraSeconds * 1000:F1} ms ({inference.MergedLoraSeconds / inference.BaseSeconds:F3}× base) |");
+        md.AppendLine();
+        md.AppendLine("### Goals");
+        md.AppendLine();
+        md.AppendLine("| goal | measured | target | met |");
+        md.AppendLine("|---|---:|---:|---|");
+        foreach (var g in goals)
+            md.AppendLine($"| {g.Name} | {g.Measured:F3} | {(g.Maximum ? "≤" : "≥")} {g.Target:F2} | {(g.Met ? "met" : $"not met ({g.Measured / g.Target:F2}× target)")} |");
+        md.AppendLine();
+        md.AppendLine($"Total run time: {elapsed.TotalMinutes:F1} min. Load average (1/5/15 min) at start: {machine.LoadAtStart}; at end: {MachineInfo.LoadAverage()} " +
+            "(other processes on the machine slow every number above; the ratios are less affected than absolute times).");
+        return md.ToString();
+    }
+
+    public string Json() => JsonSerializer.Serialize(new
+    {
+        date = DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture),
+        machine,
+        loadAverageAtEnd = MachineInfo.LoadAverage(),
+        plan,
+        matmulFlopsPerSecond = matmulFlops,
+        training = rows.Values,
+        steps = training.Values,
+        profiles,
+        dequantization = dequant,
+        quantizedBytes,
+        inference,
+        goals,
+    }, new JsonSerializerOptions { WriteIndented = true });
+
+    private static string Mb(long bytes) => (bytes / (1024.0 * 1024.0)).ToString("F0", CultureInfo.InvariantCulture);
+}

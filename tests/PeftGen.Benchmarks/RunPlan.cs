@@ -1,0 +1,41 @@
+namespace PeftGen.Benchmarks;
+
+/// <summary>How many warm-up and timed steps each kind of case gets: the full run and the quick smoke run.</summary>
+public sealed record RunPlan(string Name, int TinyWarmup, int TinyTimed, int LargeWarmup, int LargeTimed, int ScalingTimed)
+{
+    /// <summary>About 10–12 minutes on 2 cores.</summary>
+    public static readonly RunPlan Full = new("full", TinyWarmup: 2, TinyTimed: 8, LargeWarmup: 1, LargeTimed: 4, ScalingTimed: 5);
+
+    /// <summary>Every case, one warm-up and one or two timed steps: checks the suite runs, measures little.</summary>
+    public static readonly RunPlan Quick = new("quick", TinyWarmup: 1, TinyTimed: 2, LargeWarmup: 1, LargeTimed: 1, ScalingTimed: 1);
+
+    /// <summary>Cases whose step the suite also profiles phase by phase.</summary>
+    public static readonly string[] Profiled = ["tiny-full", "tiny-lora", "small-full", "small-lora"];
+
+    public (int Warmup, int Timed) StepsFor(TrainingCase c)
+    {
+        if (c.Config == BenchConfig.Small && c.Batch == TrainingCases.Batch) return (LargeWarmup, LargeTimed);
+        if (c.Config == BenchConfig.Tiny && c.Rank is 0 or 16) return (TinyWarmup, TinyTimed);
+        return (TinyWarmup, ScalingTimed);
+    }
+}
+
+/// <summary>The machine the numbers come from.</summary>
+public sealed record MachineInfo(int Processors, string Cpu, string Os, string LoadAtStart)
+{
+    public static MachineInfo Read() => new(Environment.ProcessorCount, CpuModel(), System.Runtime.InteropServices.RuntimeInformation.OSDescription, LoadAverage());
+
+    public static string LoadAverage()
+    {
+        const string path = "/proc/loadavg";
+        return File.Exists(path) ? string.Join(' ', File.ReadAllText(path).Split(' ').Take(3)) : "unknown";
+    }
+
+    private static string CpuModel()
+    {
+        const string path = "/proc/cpuinfo";
+        if (!File.Exists(path)) return "unknown";
+        var line = File.ReadLines(path).FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
+        return line is null ? "unknown" : line[(line.IndexOf(':') + 1)..].Trim();
+    }
+}
