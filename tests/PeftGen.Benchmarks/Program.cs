@@ -22,6 +22,14 @@ if (args.Length >= 5 && args[0] is "child" or "child-profile")
     return 0;
 }
 
+// Writes every configuration's base into a folder, for running or profiling one case by hand:
+//   PeftGen.Benchmarks bases DIR; PeftGen.Benchmarks child CASE DIR/CONFIG WARMUP TIMED
+if (args.Length == 2 && args[0] == "bases")
+{
+    foreach (var config in BenchConfig.All) TrainingCases.SaveBase(config, Path.Combine(args[1], config.Name));
+    return 0;
+}
+
 bool quick = args.Contains("--quick");
 int outputIndex = Array.IndexOf(args, "--output");
 string output = outputIndex >= 0 && outputIndex + 1 < args.Length

@@ -28,7 +28,7 @@ public static class StepProfile
     public static StepProfileMeasurement Run(TrainingCase c, string baseFolder, int warmup, int timed)
     {
         if (c.Path != TrainingPath.Trainer) throw new ArgumentException($"Case '{c.Name}' does not use the trainer.");
-        using var retention = HeapRetention.Enter(); // as PeftTrainer does by default
+        using var workspace = new ChunkedCrossEntropy.Workspace(); // as PeftTrainer keeps one
         using var model = (GptLanguageModel)TrainingCases.Build(c, baseFolder);
         model.train();
         var trainable = ((IPeftModel)model).NamedTrainableParameters();
@@ -47,7 +47,7 @@ public static class StepProfile
                 var labels = batch.LabelsTensor();
                 Tensor hidden = null!, sum = null!;
                 phases[0] = Measure(() => hidden = model.ForwardHidden(ids));
-                phases[1] = Measure(() => sum = CausalLmLoss.Sum(hidden, model.HeadWeight, labels).Sum);
+                phases[1] = Measure(() => sum = CausalLmLoss.Sum(hidden, model.HeadWeight, labels, workspace: workspace).Sum);
                 double labelled = batch.LabelledTokens;
                 phases[2] = Measure(() => sum.div(labelled).backward());
                 phases[3] = Measure(() => ClipGradients(trainable, 1.0));

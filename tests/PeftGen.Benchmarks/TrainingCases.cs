@@ -154,7 +154,7 @@ public static class TrainingCases
             ProcessMemory.PeakResidentBytes(), before, c.EstimatedTrainingBytes);
     }
 
-    /// <summary>The library's path: PeftTrainer (chunked loss, its AdamW, clipping, freed memory kept) over the generated trainable list.</summary>
+    /// <summary>The library's path: PeftTrainer (chunked loss, its AdamW, clipping) over the generated trainable list.</summary>
     private static double[] Train(GptLanguageModel model, IBatchSource batches, int warmup, int timed)
     {
         var options = new TrainerOptions { MaxSteps = warmup + timed, LearningRate = 1e-4, WeightDecay = 0.0 };

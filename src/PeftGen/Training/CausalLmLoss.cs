@@ -15,9 +15,10 @@ public static class CausalLmLoss
     /// <summary>
     /// Summed cross-entropy (nats) over labelled positions and their count. <paramref name="labels"/> is aligned
     /// with the inputs (<c>batch × seq</c>, like Hugging Face's <c>labels</c>); the shift happens here. The head is
-    /// applied in chunks of <paramref name="chunkSize"/> labelled tokens (see <see cref="ChunkedCrossEntropy"/>).
+    /// applied in chunks of <paramref name="chunkSize"/> labelled tokens (see <see cref="ChunkedCrossEntropy"/>), in
+    /// <paramref name="workspace"/> when given.
     /// </summary>
-    public static (Tensor Sum, long Count) Sum(Tensor hidden, Tensor headWeight, Tensor labels, int chunkSize = ChunkedCrossEntropy.DefaultChunkSize)
+    public static (Tensor Sum, long Count) Sum(Tensor hidden, Tensor headWeight, Tensor labels, int chunkSize = ChunkedCrossEntropy.AutoChunkSize, ChunkedCrossEntropy.Workspace? workspace = null)
     {
         ArgumentNullException.ThrowIfNull(hidden);
         ArgumentNullException.ThrowIfNull(headWeight);
@@ -34,12 +35,12 @@ public static class CausalLmLoss
         // Only labelled rows reach the head: prompt and padding positions cost no vocabulary matmul at all.
         var rows = targets.ne(IgnoreIndex).nonzero().squeeze(1);
         long count = rows.shape[0];
-        var sum = ChunkedCrossEntropy.Sum(predictors.index_select(0, rows), headWeight, targets.index_select(0, rows), chunkSize);
+        var sum = ChunkedCrossEntropy.Sum(predictors.index_select(0, rows), headWeight, targets.index_select(0, rows), chunkSize, workspace);
         return (sum.MoveToOuterDisposeScope(), count);
     }
 
     /// <summary>Mean cross-entropy over labelled positions (0 when there are none).</summary>
-    public static Tensor Mean(Tensor hidden, Tensor headWeight, Tensor labels, int chunkSize = ChunkedCrossEntropy.DefaultChunkSize)
+    public static Tensor Mean(Tensor hidden, Tensor headWeight, Tensor labels, int chunkSize = ChunkedCrossEntropy.AutoChunkSize)
     {
         var (sum, count) = Sum(hidden, headWeight, labels, chunkSize);
         return count == 0 ? sum : sum.div(count);

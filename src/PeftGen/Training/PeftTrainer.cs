@@ -29,6 +29,8 @@ public sealed class PeftTrainer : IDisposable
     private readonly IReadOnlyList<(string Name, Parameter Parameter)> trainable;
     private readonly TrainerOptions options;
     private readonly AdamWOptimizer optimizer;
+    // The loss's chunk of logits, reused by every step and evaluation instead of allocated each time.
+    private readonly ChunkedCrossEntropy.Workspace lossWorkspace = new();
     private int completedSteps;
     private bool resumed;
 
@@ -96,7 +98,6 @@ public sealed class PeftTrainer : IDisposable
         // A crash during an earlier save can leave a temp file beside the checkpoint; it is never read, only removed.
         if (options.CheckpointDirectory is not null) AtomicFile.CleanStaleTemps(options.CheckpointDirectory);
         resumed = false;
-        using var retention = options.RetainFreedMemory ? HeapRetention.Enter() : null;
 
         var steps = new List<TrainingStep>();
         var evaluations = new List<EvaluationResult>();
@@ -162,7 +163,7 @@ public sealed class PeftTrainer : IDisposable
         module.eval();
         try
         {
-            var (sum, count) = ValidationLoss.Summed(model, validation, batches, options.LossChunkSize);
+            var (sum, count) = ValidationLoss.Summed(model, validation, batches, options.LossChunkSize, lossWorkspace);
             double loss = count > 0 ? sum / count : double.NaN;
             return new EvaluationResult(completedSteps, loss, count > 0 ? Metrics.Perplexity.FromMeanLoss(loss) : double.NaN, count);
         }
@@ -197,7 +198,7 @@ public sealed class PeftTrainer : IDisposable
             {
                 using var scope = NewDisposeScope();
                 var hidden = model.ForwardHidden(batch.InputIdsTensor(device));
-                var (sum, _) = CausalLmLoss.Sum(hidden, model.HeadWeight, batch.LabelsTensor(device), options.LossChunkSize);
+                var (sum, _) = CausalLmLoss.Sum(hidden, model.HeadWeight, batch.LabelsTensor(device), options.LossChunkSize, lossWorkspace);
                 double value = sum.to(ScalarType.Float64).item<double>();
                 lossSum += value;
                 if (!double.IsFinite(value))
@@ -258,6 +259,10 @@ public sealed class PeftTrainer : IDisposable
         }
     }
 
-    /// <summary>Frees the optimizer state.</summary>
-    public void Dispose() => optimizer.Dispose();
+    /// <summary>Frees the optimizer state and the loss workspace.</summary>
+    public void Dispose()
+    {
+        optimizer.Dispose();
+        lossWorkspace.Dispose();
+    }
 }

@@ -54,15 +54,11 @@ public sealed record TrainerOptions
     /// <summary>Validation batches per evaluation; 0 uses one full pass over the validation source.</summary>
     public int EvaluationBatches { get; init; }
 
-    /// <summary>Labelled tokens per chunk of the vocabulary head and loss.</summary>
-    public int LossChunkSize { get; init; } = ChunkedCrossEntropy.DefaultChunkSize;
-
     /// <summary>
-    /// Keep freed tensor memory in the process between steps while <see cref="PeftTrainer.Train"/> runs
-    /// (<see cref="HeapRetention"/>; Linux with glibc only, process-wide, given back when the run ends). On by default:
-    /// it removes the page faults of re-allocating vocabulary-sized buffers every step.
+    /// Labelled tokens per chunk of the vocabulary head and loss; 0 (the default) sizes chunks from the vocabulary
+    /// (see <see cref="ChunkedCrossEntropy.AutoChunkSize"/>).
     /// </summary>
-    public bool RetainFreedMemory { get; init; } = true;
+    public int LossChunkSize { get; init; } = ChunkedCrossEntropy.AutoChunkSize;
 
     /// <summary>What to do on a NaN/Inf loss or gradient.</summary>
     public NonFiniteAction OnNonFinite { get; init; } = NonFiniteAction.SkipStep;
@@ -86,7 +82,7 @@ public sealed record TrainerOptions
         if (GradientAccumulationSteps <= 0) throw new ArgumentOutOfRangeException(nameof(GradientAccumulationSteps), GradientAccumulationSteps, "GradientAccumulationSteps must be positive.");
         if (MaxGradNorm < 0) throw new ArgumentOutOfRangeException(nameof(MaxGradNorm), MaxGradNorm, "MaxGradNorm must not be negative.");
         if (EvaluateEvery < 0 || EvaluationBatches < 0) throw new ArgumentOutOfRangeException(nameof(EvaluateEvery), "Evaluation settings must not be negative.");
-        if (LossChunkSize <= 0) throw new ArgumentOutOfRangeException(nameof(LossChunkSize), LossChunkSize, "LossChunkSize must be positive.");
+        if (LossChunkSize < 0) throw new ArgumentOutOfRangeException(nameof(LossChunkSize), LossChunkSize, "LossChunkSize must be positive, or 0 to size chunks from the vocabulary.");
         if (CheckpointEvery < 0) throw new ArgumentOutOfRangeException(nameof(CheckpointEvery), CheckpointEvery, "CheckpointEvery must not be negative.");
         if (CheckpointEvery > 0 && string.IsNullOrWhiteSpace(CheckpointDirectory))
             throw new ArgumentException("CheckpointDirectory is required when CheckpointEvery is positive.", nameof(CheckpointDirectory));

@@ -8,7 +8,7 @@ namespace PeftGen.Training;
 public static class ValidationLoss
 {
     /// <summary>Summed loss (nats) and labelled-token count over the first <paramref name="batches"/> batches.</summary>
-    public static (double Sum, long Count) Summed(ICausalLanguageModel model, IBatchSource source, long batches, int chunkSize = ChunkedCrossEntropy.DefaultChunkSize)
+    public static (double Sum, long Count) Summed(ICausalLanguageModel model, IBatchSource source, long batches, int chunkSize = ChunkedCrossEntropy.AutoChunkSize, ChunkedCrossEntropy.Workspace? workspace = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(source);
@@ -20,7 +20,7 @@ public static class ValidationLoss
         {
             using var scope = NewDisposeScope();
             var batch = source.GetBatch(i);
-            var (loss, n) = CausalLmLoss.Sum(model.ForwardHidden(batch.InputIdsTensor(device)), model.HeadWeight, batch.LabelsTensor(device), chunkSize);
+            var (loss, n) = CausalLmLoss.Sum(model.ForwardHidden(batch.InputIdsTensor(device)), model.HeadWeight, batch.LabelsTensor(device), chunkSize, workspace);
             sum += loss.to(ScalarType.Float64).item<double>();
             count += n;
         }
@@ -28,7 +28,7 @@ public static class ValidationLoss
     }
 
     /// <summary>Mean loss per labelled token (NaN when there are none).</summary>
-    public static double Mean(ICausalLanguageModel model, IBatchSource source, long batches, int chunkSize = ChunkedCrossEntropy.DefaultChunkSize)
+    public static double Mean(ICausalLanguageModel model, IBatchSource source, long batches, int chunkSize = ChunkedCrossEntropy.AutoChunkSize)
     {
         var (sum, count) = Summed(model, source, batches, chunkSize);
         return count > 0 ? sum / count : double.NaN;

@@ -164,4 +164,51 @@ public sealed class ChunkedLossPrecisionTests
         Assert.True(Reference.RelativeError(h.grad!, h64.grad!) < 1e-4);
         Assert.True(Reference.RelativeError(w.grad!, w64.grad!) < 1e-4);
     }
+
+    [Fact]
+    public void A_reused_workspace_gives_the_same_loss_and_gradients_and_keeps_one_buffer()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(29);
+        var weight = randn(300, 24) * 0.3;
+        using var workspace = new ChunkedCrossEntropy.Workspace();
+        for (int call = 0; call < 3; call++)
+        {
+            // Different row counts each call: the last chunk is partial and the buffer serves them all.
+            var hidden = randn(2, 7 + 4 * call, 24);
+            var labels = randint(0, 300, new long[] { 2, 7 + 4 * call });
+            (Tensor Loss, Tensor Grad) Run(ChunkedCrossEntropy.Workspace? w)
+            {
+                var h = hidden.detach().requires_grad_(true);
+                var loss = CausalLmLoss.Sum(hidden: h, headWeight: weight, labels: labels, chunkSize: 5, workspace: w).Sum;
+                loss.backward();
+                return (loss.detach(), h.grad!.detach());
+            }
+            var reused = Run(workspace);
+            var fresh = Run(null);
+            Assert.Equal(fresh.Loss.item<float>(), reused.Loss.item<float>());
+            Assert.True(fresh.Grad.eq(reused.Grad).all().item<bool>());
+            Assert.Equal(5L * 300 * sizeof(float), workspace.Bytes);
+        }
+    }
+
+    [Theory]
+    [InlineData(0, 50_257, 125)] // GPT-2: 125 rows of float32 logits stay under 24 MiB
+    [InlineData(0, 128_256, 49)] // Llama 3
+    [InlineData(0, 10, 4096)] // tiny vocabularies: capped
+    [InlineData(0, 100_000_000, 8)] // huge ones: at least 8 rows
+    [InlineData(64, 50_257, 64)] // an explicit size wins
+    public void Automatic_chunks_are_sized_from_the_vocabulary(int chunkSize, long vocab, int expected)
+    {
+        Assert.Equal(expected, ChunkedCrossEntropy.ChunkRows(chunkSize, vocab));
+        Assert.True(expected * vocab * sizeof(float) <= ChunkedCrossEntropy.AutoChunkBytes || chunkSize > 0 || expected == 8);
+    }
+
+    [Fact]
+    public void Negative_chunk_sizes_are_rejected_with_the_rule()
+    {
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => ChunkedCrossEntropy.ChunkRows(-1, 100));
+        Assert.Contains("0 for automatic", e.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new TrainerOptions { LossChunkSize = -5 }.Validate());
+    }
 }
