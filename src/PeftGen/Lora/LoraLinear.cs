@@ -387,8 +387,20 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         {
             var config = _configs[adapter];
             var x = _loraDropout[adapter].forward(input.to(_loraA[adapter].weight!.dtype));
-            var update = _loraB[adapter].forward(_loraA[adapter].forward(x)).mul(config.Scale);
-            output = output.add(update.to(output.dtype));
+            var down = _loraA[adapter].forward(x);
+            var up = _loraB[adapter].weight!;
+            if (up.dtype == output.dtype && output.dim() >= 1)
+            {
+                // output + scale · down·Bᵀ in one GEMM that accumulates into the base output: no out-sized update
+                // tensor, no separate scale and add passes (forward or backward).
+                long rank = up.shape[1];
+                output = output.reshape(-1, OutFeatures).addmm(down.reshape(-1, rank), up.t(), beta: 1, alpha: (float)config.Scale).view(output.shape);
+            }
+            else
+            {
+                var update = _loraB[adapter].forward(down).mul(config.Scale);
+                output = output.add(update.to(output.dtype));
+            }
         }
         return output.MoveToOuterDisposeScope();
     }
