@@ -31,12 +31,15 @@ public sealed record StepReasons(string Step, string Kind, int Cached, int Uncha
 /// <param name="Warmup">Untimed iterations before every timed series.</param>
 /// <param name="Timed">Timed iterations per series.</param>
 /// <param name="ColdCompileWithGeneratorMs">The first compile with the generator in this process: JIT of Roslyn and the generator included.</param>
+/// <param name="ColdDriverFullRunMs">The driver's share of that first compile (the generator's and the driver's JIT included).</param>
 /// <param name="CompileWithoutGeneratorMs">Parse, create the compilation and emit, with the generator's output supplied as ordinary source files.</param>
 /// <param name="CompileWithGeneratorMs">Parse, create the compilation, run the generator on it, emit.</param>
-/// <param name="GeneratorAddsMs">With minus without: what the generator adds to a full build.</param>
+/// <param name="GeneratorAddsMs">What the generator adds to a full build: the median of with minus without over the
+/// iterations (each pair runs back to back, so a burst of load from other processes mostly falls on both).</param>
 /// <param name="CompileWithoutGeneratorCpuMs">Process CPU time of the builds without the generator (all threads): less
 /// sensitive than wall time to other processes on the machine.</param>
 /// <param name="CompileWithGeneratorCpuMs">Process CPU time of the builds with the generator.</param>
+/// <param name="GeneratorAddsCpuMs">The median of with minus without in process CPU time.</param>
 /// <param name="DriverFullRunMs">The generator driver alone, first run on a fresh compilation (inside the with-generator builds).</param>
 /// <param name="UnrelatedEditDriverMs">The same driver instance run again after a one-literal edit in an unrelated file.</param>
 /// <param name="FloorEditDriverMs">The same edits with a generator that only finds the <c>[PeftModel]</c> and
@@ -59,11 +62,13 @@ public sealed record GeneratorMeasurement(
     int Warmup,
     int Timed,
     double ColdCompileWithGeneratorMs,
+    double ColdDriverFullRunMs,
     double CompileWithoutGeneratorMs,
     double CompileWithGeneratorMs,
     double GeneratorAddsMs,
     double CompileWithoutGeneratorCpuMs,
     double CompileWithGeneratorCpuMs,
+    double GeneratorAddsCpuMs,
     double DriverFullRunMs,
     double UnrelatedEditDriverMs,
     double FloorEditDriverMs,
@@ -140,8 +145,8 @@ public static class GeneratorBenchmark
         var outputSteps = edits.Steps.Where(s => s.Kind == "output").ToList();
         if (generatorSteps.Count != s_generatorSteps.Length)
             throw new InvalidOperationException($"Expected PeftGen's steps {string.Join(", ", s_generatorSteps)} in the run (renamed in TrackingNames.cs?).");
-        double withMs = Stats.Median(with.Select(t => t.WallMilliseconds).ToList());
-        double withoutMs = Stats.Median(without.Select(t => t.WallMilliseconds).ToList());
+        double Median(IEnumerable<Timing> timings, Func<Timing, double> value) => Stats.Median(timings.Select(value).ToList());
+        double MedianAdded(Func<Timing, double> value) => Stats.Median(with.Zip(without, (w, o) => value(w) - value(o)).ToList());
         return new GeneratorMeasurement(
             sources.Length,
             sources.Sum(s => s.Text.Lines.Count),
@@ -151,11 +156,13 @@ public static class GeneratorBenchmark
             warmup,
             timed,
             cold.Time.WallMilliseconds,
-            withoutMs,
-            withMs,
-            withMs - withoutMs,
-            Stats.Median(without.Select(t => t.CpuMilliseconds).ToList()),
-            Stats.Median(with.Select(t => t.CpuMilliseconds).ToList()),
+            cold.DriverMilliseconds,
+            Median(without, t => t.WallMilliseconds),
+            Median(with, t => t.WallMilliseconds),
+            MedianAdded(t => t.WallMilliseconds),
+            Median(without, t => t.CpuMilliseconds),
+            Median(with, t => t.CpuMilliseconds),
+            MedianAdded(t => t.CpuMilliseconds),
             Stats.Median(driver),
             Stats.Median(edits.DriverMilliseconds),
             Stats.Median(floor.DriverMilliseconds),
