@@ -261,7 +261,7 @@ public static class GeneratorBenchmark
             milliseconds.Add(ms);
             var result = driver.GetRunResult().Results.Single();
             outputs.Add(result.GeneratedSources.Select(s => (s.HintName, s.SourceText.ToString())).ToList());
-            // TrackedSteps holds the source outputs too (TrackedOutputSteps alone lists them).
+            // TrackedSteps also holds the source outputs' steps; TrackedOutputSteps tells which those are.
             Tally(reasons, result.TrackedSteps, step =>
                 s_generatorSteps.Contains(step) ? "generator" : result.TrackedOutputSteps.ContainsKey(step) ? "output" : "roslyn");
         }
