@@ -76,7 +76,10 @@ try
     Console.Error.WriteLine("  inference ...");
     var inference = MicroBenchmarks.Inference(TrainingCases.Batch, BenchConfig.Tiny.Context, 2, quick ? 3 : 8);
 
-    var report = new Report(plan, machine, matmulFlops, training, profiles, dequant, quantizedBytes, inference);
+    Console.Error.WriteLine("  generator compile time ...");
+    var generator = PeftGen.Benchmarks.Generator.GeneratorBenchmark.Run(quick);
+
+    var report = new Report(plan, machine, matmulFlops, training, profiles, dequant, quantizedBytes, inference, generator);
     string markdown = report.Markdown(clock.Elapsed);
     Console.WriteLine(markdown);
     File.WriteAllText(Path.Combine(output, "results.md"), markdown);

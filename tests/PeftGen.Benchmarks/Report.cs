@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using PeftGen.Benchmarks.Generator;
 
 namespace PeftGen.Benchmarks;
 
@@ -31,12 +32,13 @@ public sealed class Report
     private readonly MicroBenchmarks.DequantResult dequant;
     private readonly MicroBenchmarks.QuantizedBytes quantizedBytes;
     private readonly MicroBenchmarks.InferenceResult inference;
+    private readonly GeneratorMeasurement generator;
     private readonly Dictionary<string, Row> rows = new(StringComparer.Ordinal);
     private readonly List<Goal> goals = [];
 
     public Report(RunPlan plan, MachineInfo machine, double matmulFlops, IReadOnlyDictionary<string, TrainingMeasurement> training,
         IReadOnlyList<StepProfileMeasurement> profiles, MicroBenchmarks.DequantResult dequant, MicroBenchmarks.QuantizedBytes quantizedBytes,
-        MicroBenchmarks.InferenceResult inference)
+        MicroBenchmarks.InferenceResult inference, GeneratorMeasurement generator)
     {
         this.plan = plan;
         this.machine = machine;
@@ -46,6 +48,7 @@ public sealed class Report
         this.dequant = dequant;
         this.quantizedBytes = quantizedBytes;
         this.inference = inference;
+        this.generator = generator;
         foreach (var c in TrainingCases.All) rows[c.Name] = RowOf(c);
         AddGoals();
     }
@@ -92,6 +95,9 @@ public sealed class Report
         goals.Add(Goal.AtMost("NF4 base bytes ÷ float32 bytes (tiny model's projections)", (double)quantizedBytes.Nf4Bytes / quantizedBytes.Float32Bytes, 0.14));
         goals.Add(Goal.AtLeast("NF4 dequantize ÷ tensor copy (output bytes/s)", dequant.DequantizeBytesPerSecond / dequant.CopyBytesPerSecond, 0.4));
         goals.Add(Goal.AtMost("merged LoRA forward ÷ base forward", inference.MergedLoraSeconds / inference.BaseSeconds, 1.02));
+        goals.Add(Goal.AtMost("generator: added to a full build of the 24-layer project (ms)", generator.GeneratorAddsMs, 100));
+        goals.Add(Goal.AtMost("generator: PeftGen outputs recomputed after an unrelated edit", generator.GeneratorStepsRecomputed + generator.OutputStepsRecomputed, 0));
+        goals.Add(Goal.AtMost("generator: driver time of an unrelated edit above the attribute-lookup floor (ms, \"~0\")", generator.UnrelatedEditDriverMs - generator.FloorEditDriverMs, 5));
     }
 
     private double Seconds(string name) => training[name].MedianSeconds;
@@ -149,6 +155,21 @@ public sealed class Report
         md.AppendLine($"| forward, LoRA unmerged | {inference.UnmergedLoraSeconds * 1000:F1} ms ({inference.UnmergedLoraSeconds / inference.BaseSeconds:F3}× base) |");
         md.AppendLine($"| forward, LoRA merged | {inference.MergedLoraSeconds * 1000:F1} ms ({inference.MergedLoraSeconds / inference.BaseSeconds:F3}× base) |");
         md.AppendLine();
+        md.AppendLine("### The generator (in-process Roslyn, warm medians)");
+        md.AppendLine();
+        md.AppendLine("| measurement | value |");
+        md.AppendLine("|---|---:|");
+        md.AppendLine($"| project: hand-written files / lines | {generator.SourceFiles} / {generator.SourceLines} |");
+        md.AppendLine($"| generated files / lines (LoRA projections per model) | {generator.GeneratedFiles} / {generator.GeneratedLines} ({generator.AdaptedProjections}) |");
+        md.AppendLine($"| full build without the generator (its output compiled as source) | {generator.CompileWithoutGeneratorMs:F0} ms |");
+        md.AppendLine($"| full build with the generator | {generator.CompileWithGeneratorMs:F0} ms |");
+        md.AppendLine($"| the generator adds (median of paired differences; CPU) | {generator.GeneratorAddsMs:F0} ms ({generator.GeneratorAddsCpuMs:F0} ms CPU) |");
+        md.AppendLine($"| driver alone, full run | {generator.DriverFullRunMs:F1} ms |");
+        md.AppendLine($"| driver after an unrelated edit / attribute-lookup floor | {generator.UnrelatedEditDriverMs:F1} / {generator.FloorEditDriverMs:F1} ms |");
+        md.AppendLine($"| PeftGen step outputs over the edits: cached / unchanged / recomputed | {generator.GeneratorStepsCached} / {generator.GeneratorStepsUnchanged} / {generator.GeneratorStepsRecomputed} |");
+        md.AppendLine($"| source outputs over the edits: cached / unchanged / recomputed | {generator.OutputStepsCached} / {generator.OutputStepsUnchanged} / {generator.OutputStepsRecomputed} |");
+        md.AppendLine($"| first (cold) build with the generator, driver share | {generator.ColdCompileWithGeneratorMs:F0} ms, {generator.ColdDriverFullRunMs:F0} ms |");
+        md.AppendLine();
         md.AppendLine("### Goals");
         md.AppendLine();
         md.AppendLine("| goal | measured | target | met |");
@@ -174,6 +195,7 @@ public sealed class Report
         dequantization = dequant,
         quantizedBytes,
         inference,
+        generator,
         goals,
     }, new JsonSerializerOptions { WriteIndented = true });
 
