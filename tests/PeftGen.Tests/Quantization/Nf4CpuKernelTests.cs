@@ -56,8 +56,8 @@ public sealed class Nf4CpuKernelTests(ITestOutputHelper output)
     [InlineData(QuantType.Fp4, false)]
     public void Any_split_over_workers_gives_the_same_values(QuantType type, bool doubleQuant)
     {
-        // 301 × 1009 values, blocks of 64: 4,746 blocks, the last one partial; up to 4 workers of at least 2^16 values.
-        const int rows = 301, cols = 1009;
+        // 1,031 × 1,021 values, blocks of 64: 16,448 blocks, the last one partial; up to 4 workers of at least 2^18 values.
+        const int rows = 1031, cols = 1021;
         using var weight = tensor(QuantTestData.Normal(rows * cols, seed: 11), new long[] { rows, cols });
         using var q = Nf4Tensor.Quantize(weight, new Quant4BitOptions(type, 64, doubleQuant));
         using var viaTorch = q.DequantizeWithTorchOps();
