@@ -17,18 +17,27 @@ public static class MicroBenchmarks
         return 2.0 * n * n * n / seconds;
     }
 
-    public sealed record DequantResult(long OutputBytes, double DequantizeBytesPerSecond, double CopyBytesPerSecond);
+    /// <summary>
+    /// Output bytes per second of NF4 dequantization and of a float32 copy of the same size. <c>DequantizeBytesPerSecond</c>
+    /// and <c>CopyBytesPerSecond</c> write into preallocated outputs (the kernels alone); the <c>Fresh</c> pair allocates
+    /// each output, as a forward pass does (<c>Dequantize()</c> against <c>clone()</c>).
+    /// </summary>
+    public sealed record DequantResult(long OutputBytes, double DequantizeBytesPerSecond, double CopyBytesPerSecond,
+        double FreshDequantizeBytesPerSecond, double FreshCopyBytesPerSecond);
 
-    /// <summary>Output bytes per second of NF4 (double-quantized) dequantization against cloning a float32 tensor of the same size.</summary>
+    /// <summary>NF4 (double-quantized, blocks of 64) dequantization against copying a float32 tensor of the same size.</summary>
     public static DequantResult Dequantize(int rows, int columns, int warmup, int timed)
     {
         using var scope = NewDisposeScope();
         var weight = randn(rows, columns);
         using var quantized = Nf4Tensor.Quantize(weight, new Quant4BitOptions());
+        var output = empty(rows, columns);
         long bytes = (long)rows * columns * sizeof(float);
-        double dequant = Stats.Time(() => quantized.Dequantize().Dispose(), warmup, timed);
-        double copy = Stats.Time(() => weight.clone().Dispose(), warmup, timed);
-        return new DequantResult(bytes, bytes / dequant, bytes / copy);
+        double dequantInto = Stats.Time(() => quantized.DequantizeInto(output), warmup, timed);
+        double copyInto = Stats.Time(() => output.copy_(weight), warmup, timed);
+        double dequantFresh = Stats.Time(() => quantized.Dequantize().Dispose(), warmup, timed);
+        double copyFresh = Stats.Time(() => weight.clone().Dispose(), warmup, timed);
+        return new DequantResult(bytes, bytes / dequantInto, bytes / copyInto, bytes / dequantFresh, bytes / copyFresh);
     }
 
     public sealed record QuantizedBytes(long Float32Bytes, long Nf4Bytes);

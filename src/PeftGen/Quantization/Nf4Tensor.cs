@@ -136,20 +136,102 @@ public sealed partial class Nf4Tensor : IDisposable
     /// Dequantizes on this tensor's device: <c>code[nibble] × absmax[block]</c> in float32, then cast to <paramref name="dtype"/>.
     /// The caller owns (and disposes) the result.
     /// </summary>
+    /// <remarks>
+    /// On the CPU a managed kernel writes the float32 values in one pass into a new tensor (see
+    /// <see cref="DequantizeInto"/>); bfloat16 and float16 are a cast of that. On other devices it is a few torch
+    /// operations: a gather from a 256-entry table of code pairs, then an in-place multiply by the block absmax.
+    /// Both give bit-identical values.
+    /// </remarks>
     public Tensor Dequantize(ScalarType dtype = ScalarType.Float32)
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var device = Device;
+        Tensor weight;
+        if (Device.type == DeviceType.CPU)
+        {
+            weight = empty(Shape, ScalarType.Float32, Device);
+            DequantizeInto(weight);
+        }
+        else
+        {
+            weight = DequantizeWithTorchOps();
+        }
+        return weight.to(dtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Dequantizes into <paramref name="output"/>, a float32 tensor of this weight's <see cref="Shape"/> on its
+    /// <see cref="Device"/>, overwriting every value: callers that dequantize repeatedly can reuse one buffer.
+    /// </summary>
+    /// <remarks>
+    /// On the CPU, with a contiguous <paramref name="output"/>, a managed kernel reads the packed codes once and writes
+    /// each block's <c>code × absmax</c> products straight into the output's memory (AVX-512 or AVX2 permutes where
+    /// the processor has them, a scalar loop otherwise), split over torch's intra-op thread count. Anywhere else the
+    /// torch-op path of <see cref="Dequantize"/> runs and its result is copied in. The values are the same either way.
+    /// The write happens outside autograd.
+    /// </remarks>
+    /// <exception cref="ArgumentException"><paramref name="output"/> is not float32, has another shape, lives on
+    /// another device, or requires grad.</exception>
+    public void DequantizeInto(Tensor output)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        if (output.dtype != ScalarType.Float32)
+            throw new ArgumentException($"The output must be float32, got {output.dtype}; cast the result of Dequantize(dtype) for other dtypes.", nameof(output));
+        if (!output.shape.SequenceEqual(Shape))
+            throw new ArgumentException($"The output has shape [{string.Join(", ", output.shape)}]; this weight's shape is [{string.Join(", ", Shape)}].", nameof(output));
+        if (output.device.type != Device.type || output.device.index != Device.index)
+            throw new ArgumentException($"The output is on {output.device}; this weight is on {Device}. Move one of them with To(device).", nameof(output));
+        if (output.requires_grad)
+            throw new ArgumentException("The output requires grad; it is overwritten outside autograd, so pass a tensor that does not.", nameof(output));
+
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        if (Device.type == DeviceType.CPU && output.is_contiguous())
+        {
+            DequantizeOnCpu(output, Nf4CpuKernel.Best, get_num_threads());
+        }
+        else
+        {
+            output.copy_(DequantizeWithTorchOps());
+        }
+    }
+
+    /// <summary>The CPU kernel with a chosen instruction set and worker count (tests run every one this machine supports).</summary>
+    internal unsafe void DequantizeOnCpu(Tensor output, Nf4CpuKernel.Isa isa, int workers)
+    {
+        // The scope keeps these tensors (and so the addresses taken from them) alive until the kernel has returned.
+        using var scope = NewDisposeScope();
+        var packed = Packed.contiguous();
+        var absmax = _absmax?.contiguous();
+        var quantizedAbsmax = _quantizedAbsmax?.contiguous();
+        var nestedAbsmax = _nestedAbsmax?.contiguous();
+        var scales = absmax is not null
+            ? Nf4CpuKernel.BlockScales.Plain(Address<float>(absmax))
+            : Nf4CpuKernel.BlockScales.Nested(Address<byte>(quantizedAbsmax!), Address<float>(nestedAbsmax!), Offset);
+        Nf4CpuKernel.Dequantize(Address<byte>(packed), scales, Address<float>(output), Count, Options.BlockSize,
+            CodeBooks.Values(Options.QuantType), workers, isa);
+        GC.KeepAlive(output);
+    }
+
+    /// <summary>
+    /// The device-generic path, float32 in <see cref="Shape"/>: gather code pairs by byte, then multiply each block by
+    /// its absmax in place (full blocks as one broadcast, a partial last block on its own).
+    /// </summary>
+    internal Tensor DequantizeWithTorchOps()
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
         var blockSize = Options.BlockSize;
-        var blocks = BlockCount;
+        var fullBlocks = Count / blockSize;
+        var covered = fullBlocks * blockSize;
         var absmax = BlockAbsmax();
-        var values = CodeBooks.PairTable(Options.QuantType, device)
-            .index_select(0, Packed.to(ScalarType.Int32))
-            .view(-1);
-        values = PadTo(values, blocks * blockSize);
-        var weight = values.view(blocks, blockSize).mul(absmax.unsqueeze(1)).view(-1).narrow(0, 0, Count);
-        return weight.to(dtype).view(Shape).MoveToOuterDisposeScope();
+        // Two values per byte: an odd count leaves one padding value at the end, dropped by the final narrow.
+        var values = CodeBooks.PairTable(Options.QuantType, Device).index_select(0, Packed.to(ScalarType.Int32)).view(-1);
+        if (fullBlocks > 0)
+            values.narrow(0, 0, covered).view(fullBlocks, blockSize).mul_(absmax.narrow(0, 0, fullBlocks).unsqueeze(1));
+        if (covered < Count)
+            values.narrow(0, covered, Count - covered).mul_(absmax.narrow(0, fullBlocks, 1));
+        return values.narrow(0, 0, Count).view(Shape).MoveToOuterDisposeScope();
     }
 
     /// <summary>The float32 absmax of every first-level block (dequantized first when double quantization is on).</summary>
@@ -234,6 +316,17 @@ public sealed partial class Nf4Tensor : IDisposable
         var upperDistance = x.sub(code.index_select(0, upper)).abs();
         var codes = where(lowerDistance.lt(upperDistance), lower, upper).to(ScalarType.Byte);
         return (codes.contiguous(), absmax.contiguous());
+    }
+
+    /// <summary>The address of a contiguous CPU tensor's first element; valid while the tensor lives.</summary>
+    private static unsafe T* Address<T>(Tensor tensor) where T : unmanaged
+    {
+        if (tensor.device_type != DeviceType.CPU || !tensor.is_contiguous() || tensor.ElementSize != sizeof(T))
+            throw new InvalidOperationException($"Expected a contiguous CPU tensor of {typeof(T).Name}, got {tensor.dtype} on {tensor.device}.");
+        // storage<T>() wraps the tensor in a new handle; the scope releases it at once.
+        using var scope = NewDisposeScope();
+        using var storage = tensor.storage<T>();
+        return (T*)storage.data_ptr() + tensor.storage_offset();
     }
 
     private static Tensor PadTo(Tensor flat, long length)
