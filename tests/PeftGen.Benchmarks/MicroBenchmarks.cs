@@ -63,25 +63,39 @@ public static class MicroBenchmarks
 
     public sealed record InferenceResult(double BaseSeconds, double UnmergedLoraSeconds, double MergedLoraSeconds);
 
-    /// <summary>Forward (logits of one batch, eval mode, no grad) of the base model, LoRA unmerged and LoRA merged.</summary>
+    /// <summary>
+    /// Forward (logits of one batch, eval mode, no grad) of the base model, LoRA unmerged and LoRA merged. The three
+    /// are timed in turn, round after round (the order rotating), so drift in the machine's load falls on all of them.
+    /// </summary>
     public static InferenceResult Inference(int batch, int sequence, int warmup, int timed)
     {
         using var noGrad = no_grad();
         using var ids = randint(TinyConfig.Vocab, [batch, sequence], dtype: ScalarType.Int64);
         using var baseModel = new TinyGptFull();
-        using var lora = new TinyGptLora();
-        baseModel.eval();
-        lora.eval();
+        using var unmerged = new TinyGptLora();
+        using var merged = new TinyGptLora();
         // B starts at zero; random adapters make sure merging really changes the weights it folds into.
-        foreach (var (name, parameter) in lora.named_parameters())
+        foreach (var (name, parameter) in unmerged.named_parameters())
         {
             if (name.Contains("lora_B")) parameter.normal_(0, 0.02);
         }
-        double Forward(GptLanguageModel model) => Stats.Time(() => model.forward(ids).Dispose(), warmup, timed);
-        double baseSeconds = Forward(baseModel);
-        double unmerged = Forward(lora);
-        ((IPeftModel)lora).MergeAdapters();
-        double merged = Forward(lora);
-        return new InferenceResult(baseSeconds, unmerged, merged);
+        var source = unmerged.state_dict();
+        foreach (var (name, parameter) in merged.named_parameters()) parameter.copy_(source[name]);
+        ((IPeftModel)merged).MergeAdapters();
+        GptLanguageModel[] models = [baseModel, unmerged, merged];
+        foreach (var model in models) model.eval();
+
+        var seconds = models.Select(_ => new List<double>()).ToArray();
+        for (int round = 0; round < warmup + timed; round++)
+        {
+            for (int k = 0; k < models.Length; k++)
+            {
+                int m = (round + k) % models.Length;
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                models[m].forward(ids).Dispose();
+                if (round >= warmup) seconds[m].Add(clock.Elapsed.TotalSeconds);
+            }
+        }
+        return new InferenceResult(Stats.Median(seconds[0]), Stats.Median(seconds[1]), Stats.Median(seconds[2]));
     }
 }

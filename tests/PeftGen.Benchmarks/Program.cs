@@ -74,7 +74,7 @@ try
     var dequant = MicroBenchmarks.Dequantize(quick ? 1024 : 4096, quick ? 1024 : 4096, 2, quick ? 3 : 10);
     var quantizedBytes = MicroBenchmarks.TinyModelBase();
     Console.Error.WriteLine("  inference ...");
-    var inference = MicroBenchmarks.Inference(TrainingCases.Batch, BenchConfig.Tiny.Context, 2, quick ? 3 : 8);
+    var inference = MicroBenchmarks.Inference(TrainingCases.Batch, BenchConfig.Tiny.Context, 2, quick ? 3 : 15);
 
     Console.Error.WriteLine("  generator compile time ...");
     var generator = PeftGen.Benchmarks.Generator.GeneratorBenchmark.Run(quick);

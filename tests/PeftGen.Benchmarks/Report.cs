@@ -148,8 +148,10 @@ public sealed class Report
         md.AppendLine("| kernel | measured |");
         md.AppendLine("|---|---:|");
         md.AppendLine($"| float32 matmul | {matmulFlops / 1e9:F1} GFLOP/s |");
-        md.AppendLine($"| NF4 dequantize ({Mb(dequant.OutputBytes)} MB out) | {dequant.DequantizeBytesPerSecond / 1e9:F2} GB/s |");
-        md.AppendLine($"| tensor copy, same size | {dequant.CopyBytesPerSecond / 1e9:F2} GB/s |");
+        md.AppendLine($"| NF4 dequantize into a preallocated output ({Mb(dequant.OutputBytes)} MB) | {dequant.DequantizeBytesPerSecond / 1e9:F2} GB/s |");
+        md.AppendLine($"| `copy_` into a preallocated output, same size | {dequant.CopyBytesPerSecond / 1e9:F2} GB/s |");
+        md.AppendLine($"| NF4 dequantize, fresh output per call | {dequant.FreshDequantizeBytesPerSecond / 1e9:F2} GB/s |");
+        md.AppendLine($"| `clone()`, fresh output per call | {dequant.FreshCopyBytesPerSecond / 1e9:F2} GB/s |");
         md.AppendLine($"| tiny model projections: float32 / NF4 bytes | {quantizedBytes.Float32Bytes:N0} / {quantizedBytes.Nf4Bytes:N0} |");
         md.AppendLine($"| forward, base (batch {TrainingCases.Batch} × {BenchConfig.Tiny.Context}) | {inference.BaseSeconds * 1000:F1} ms |");
         md.AppendLine($"| forward, LoRA unmerged | {inference.UnmergedLoraSeconds * 1000:F1} ms ({inference.UnmergedLoraSeconds / inference.BaseSeconds:F3}× base) |");
