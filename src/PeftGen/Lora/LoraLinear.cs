@@ -386,7 +386,10 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         if (adapter is not null)
         {
             var config = _configs[adapter];
-            var x = _loraDropout[adapter].forward(input.to(_loraA[adapter].weight!.dtype));
+            // The registered nn.Dropout keeps PEFT's module layout and the train/eval switch; the mask comes from
+            // LoraDropout, which is several times faster on the CPU.
+            var x = input.to(_loraA[adapter].weight!.dtype);
+            if (_loraDropout[adapter].training && config.Dropout > 0) x = LoraDropout.Apply(x, config.Dropout);
             var down = _loraA[adapter].forward(x);
             var up = _loraB[adapter].weight!;
             if (up.dtype == output.dtype && output.dim() >= 1)
