@@ -5,6 +5,7 @@ using System.IO;
 using System.Linq;
 using System.Runtime;
 using TorchSharp;
+using PeftGen.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
@@ -99,8 +100,8 @@ public sealed class QLoraMemoryTests(ITestOutputHelper output)
     [Fact]
     public void The_graph_holds_no_dequantized_weight_between_forward_and_backward()
     {
-        // Each dequantized weight (36 MB) is above glibc's largest mmap threshold (32 MB), so it is always a fresh
-        // mapping that resident memory shows, whatever earlier tests did to the allocator.
+        // Each dequantized weight (36 MB) is above glibc's largest mmap threshold (32 MB): once the free heap is trimmed,
+        // it is a fresh mapping that resident memory shows, whatever earlier tests did to the allocator.
         const int layerCount = 4, width = 3072;
         manual_seed(6);
         var layers = Enumerable.Range(0, layerCount).Select(_ => new LoraLinear(width, width, hasBias: false)).ToArray();
@@ -117,6 +118,8 @@ public sealed class QLoraMemoryTests(ITestOutputHelper output)
             using var scope = NewDisposeScope();
             // Warm the allocator with one dequantized weight so both variants start from the same high-water mark.
             using (layers[0].DequantizedWeight()) { }
+            // Free heap left by earlier tests would serve these blocks from resident pages: give it back first.
+            NativeHeap.Trim();
             var before = ResidentBytes();
             var h = x;
             foreach (var layer in layers) h = apply(h, layer);
