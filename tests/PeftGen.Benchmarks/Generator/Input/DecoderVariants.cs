@@ -1,8 +1,12 @@
 using PeftGen;
+using TinyGpt.Models;
 
 namespace GeneratorBench.Models;
 
-/// <summary>24 layers, 2048 wide, 16 query and 4 key/value heads, MLP 5632: a 1.3B-parameter decoder.</summary>
+/// <summary>
+/// 24 layers, 2048 wide, 16 query and 4 key/value heads, MLP 5632: a 1.3B-parameter Llama-style decoder built from
+/// examples/TinyGpt/Models/Llama.cs (embedded beside this file, so the benchmark compiles the example's own blocks).
+/// </summary>
 public static class Decoder24Config
 {
     public const int Vocab = 32000, Context = 2048, Width = 2048, Layers = 24, Heads = 16, KvHeads = 4, Mlp = 5632;
@@ -11,13 +15,13 @@ public static class Decoder24Config
 /// <summary>LoRA r = 16, alpha 32 on every attention and MLP projection; the head stays as it is.</summary>
 [PeftModel(typeof(Decoder24Config), ContextLength = "Context")]
 [Lora(Rank = 16, Alpha = 32, Dropout = 0.05)]
-public partial class Decoder24Lora : DecoderLanguageModel
+public partial class Decoder24Lora : LlamaLanguageModel
 {
-    [Block] public partial DecoderTrunk model { get; }
+    [Block] public partial LlamaTrunk model { get; }
     [Linear("Width", "Vocab", Bias = false), NoLora] public partial LoraLinear lm_head { get; }
 
     /// <inheritdoc />
-    protected override DecoderTrunk Trunk => model;
+    protected override LlamaTrunk Trunk => model;
 
     /// <inheritdoc />
     protected override LoraLinear Head => lm_head;
@@ -27,13 +31,13 @@ public partial class Decoder24Lora : DecoderLanguageModel
 [PeftModel(typeof(Decoder24Config), ContextLength = "Context")]
 [Lora(Rank = 16, Alpha = 32, Dropout = 0.05)]
 [Quantize4Bit]
-public partial class Decoder24QLora : DecoderLanguageModel
+public partial class Decoder24QLora : LlamaLanguageModel
 {
-    [Block] public partial DecoderTrunk model { get; }
+    [Block] public partial LlamaTrunk model { get; }
     [Linear("Width", "Vocab", Bias = false), NoLora, Trainable] public partial LoraLinear lm_head { get; }
 
     /// <inheritdoc />
-    protected override DecoderTrunk Trunk => model;
+    protected override LlamaTrunk Trunk => model;
 
     /// <inheritdoc />
     protected override LoraLinear Head => lm_head;
