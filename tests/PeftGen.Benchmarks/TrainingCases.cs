@@ -11,7 +11,21 @@ namespace PeftGen.Benchmarks;
 /// <summary>What one training case measured (in its own process, so its peak memory is its own).</summary>
 public sealed record TrainingMeasurement(
     string Case, long Sequence, long TokensPerStep, double[] StepSeconds, double MedianSeconds,
-    long PeakResidentBytes, long ResidentBeforeModelBytes, long EstimatedTrainingBytes);
+    long PeakResidentBytes, long ResidentBeforeModelBytes, long EstimatedTrainingBytes)
+{
+    /// <summary>Two runs of one case as one: every timed step of both, their median, the higher peak.</summary>
+    public static TrainingMeasurement Pool(TrainingMeasurement a, TrainingMeasurement b)
+    {
+        if (a.Case != b.Case) throw new ArgumentException($"Cannot pool {a.Case} with {b.Case}.");
+        var steps = a.StepSeconds.Concat(b.StepSeconds).ToArray();
+        return a with
+        {
+            StepSeconds = steps,
+            MedianSeconds = Stats.Median(steps),
+            PeakResidentBytes = Math.Max(a.PeakResidentBytes, b.PeakResidentBytes),
+        };
+    }
+}
 
 /// <summary>Random token batches of a fixed shape: timing does not depend on the text.</summary>
 public sealed class RandomBatches(int batch, int sequence, int vocab, int seed) : IBatchSource
