@@ -51,8 +51,6 @@ public sealed record BenchConfig(string Name, int Vocab, int Context, int Width,
     public static readonly BenchConfig Wide = new("wide", WideConfig.Vocab, WideConfig.Context, WideConfig.Width, WideConfig.Layers, WideConfig.Heads, () => new WideGptFull());
 
     public static readonly BenchConfig[] All = [Tiny, Small, Narrow, Wide];
-
-    public static BenchConfig Named(string name) => All.Single(c => c.Name == name);
 }
 
 /// <summary>How a case trains: the library's trainer, or the naive loop over the generated or the hand-written model.</summary>
