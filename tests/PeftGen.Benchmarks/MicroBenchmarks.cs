@@ -40,6 +40,22 @@ public static class MicroBenchmarks
         return new DequantResult(bytes, bytes / dequantInto, bytes / copyInto, bytes / dequantFresh, bytes / copyFresh);
     }
 
+    /// <summary>Seconds per call of LoRA's CPU dropout and of libtorch's, on the same input.</summary>
+    public sealed record DropoutResult(long Elements, double Probability, double LoraDropoutSeconds, double TorchDropoutSeconds);
+
+    /// <summary>
+    /// <see cref="LoraDropout.Apply"/> (counter-based mask on the CPU) against <c>nn.functional.dropout</c> in training
+    /// mode, both on one float32 input of <paramref name="elements"/> values, both producing a fresh output.
+    /// </summary>
+    public static DropoutResult Dropout(long elements, double p, int warmup, int timed)
+    {
+        using var scope = NewDisposeScope();
+        var input = randn(elements);
+        double ours = Stats.Time(() => LoraDropout.Apply(input, p).Dispose(), warmup, timed);
+        double torchs = Stats.Time(() => nn.functional.dropout(input, p, training: true).Dispose(), warmup, timed);
+        return new DropoutResult(elements, p, ours, torchs);
+    }
+
     public sealed record QuantizedBytes(long Float32Bytes, long Nf4Bytes);
 
     /// <summary>Storage that Nf4Tensor really uses for every projection weight of the tiny model, against float32.</summary>
@@ -61,11 +77,15 @@ public static class MicroBenchmarks
         return new QuantizedBytes(floatBytes, nf4Bytes);
     }
 
-    public sealed record InferenceResult(double BaseSeconds, double UnmergedLoraSeconds, double MergedLoraSeconds);
+    /// <param name="UnmergedOverBase">Median over rounds of that round's unmerged ÷ base time.</param>
+    /// <param name="MergedOverBase">Median over rounds of that round's merged ÷ base time.</param>
+    public sealed record InferenceResult(double BaseSeconds, double UnmergedLoraSeconds, double MergedLoraSeconds,
+        double UnmergedOverBase, double MergedOverBase);
 
     /// <summary>
     /// Forward (logits of one batch, eval mode, no grad) of the base model, LoRA unmerged and LoRA merged. The three
-    /// are timed in turn, round after round (the order rotating), so drift in the machine's load falls on all of them.
+    /// are timed in turn, round after round (the order rotating), so drift in the machine's load falls on all of them;
+    /// the ratios are taken within each round (paired) before their median, so a slow round moves no ratio.
     /// </summary>
     public static InferenceResult Inference(int batch, int sequence, int warmup, int timed)
     {
@@ -96,6 +116,7 @@ public static class MicroBenchmarks
                 if (round >= warmup) seconds[m].Add(clock.Elapsed.TotalSeconds);
             }
         }
-        return new InferenceResult(Stats.Median(seconds[0]), Stats.Median(seconds[1]), Stats.Median(seconds[2]));
+        double PairedRatio(int m) => Stats.Median(seconds[m].Zip(seconds[0], (x, b) => x / b).ToList());
+        return new InferenceResult(Stats.Median(seconds[0]), Stats.Median(seconds[1]), Stats.Median(seconds[2]), PairedRatio(1), PairedRatio(2));
     }
 }

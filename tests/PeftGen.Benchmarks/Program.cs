@@ -30,6 +30,14 @@ if (args.Length == 2 && args[0] == "bases")
     return 0;
 }
 
+if (args.Length >= 1 && args[0] == "generator")
+{
+    // The generator section alone (it needs no torch), for work on the generator: its numbers as JSON.
+    var only = PeftGen.Benchmarks.Generator.GeneratorBenchmark.Run(args.Contains("--quick"));
+    Console.WriteLine(JsonSerializer.Serialize(only, new JsonSerializerOptions { WriteIndented = true }));
+    return 0;
+}
+
 bool quick = args.Contains("--quick");
 int outputIndex = Array.IndexOf(args, "--output");
 string output = outputIndex >= 0 && outputIndex + 1 < args.Length
@@ -84,13 +92,15 @@ try
     Console.Error.WriteLine("  NF4 dequantization ...");
     var dequant = MicroBenchmarks.Dequantize(quick ? 1024 : 4096, quick ? 1024 : 4096, 2, quick ? 3 : 10);
     var quantizedBytes = MicroBenchmarks.TinyModelBase();
+    Console.Error.WriteLine("  LoRA dropout ...");
+    var dropout = MicroBenchmarks.Dropout(4L << 20, 0.05, 2, quick ? 3 : 10);
     Console.Error.WriteLine("  inference ...");
-    var inference = MicroBenchmarks.Inference(TrainingCases.Batch, BenchConfig.Tiny.Context, 2, quick ? 3 : 15);
+    var inference = MicroBenchmarks.Inference(TrainingCases.Batch, BenchConfig.Tiny.Context, 2, quick ? 3 : 25);
 
     Console.Error.WriteLine("  generator compile time ...");
     var generator = PeftGen.Benchmarks.Generator.GeneratorBenchmark.Run(quick);
 
-    var report = new Report(plan, machine, matmulFlops, training, profiles, dequant, quantizedBytes, inference, generator);
+    var report = new Report(plan, machine, matmulFlops, training, profiles, dequant, quantizedBytes, dropout, inference, generator);
     string markdown = report.Markdown(clock.Elapsed);
     Console.WriteLine(markdown);
     File.WriteAllText(Path.Combine(output, "results.md"), markdown);

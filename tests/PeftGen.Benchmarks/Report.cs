@@ -31,6 +31,7 @@ public sealed class Report
     private readonly IReadOnlyList<StepProfileMeasurement> profiles;
     private readonly MicroBenchmarks.DequantResult dequant;
     private readonly MicroBenchmarks.QuantizedBytes quantizedBytes;
+    private readonly MicroBenchmarks.DropoutResult dropout;
     private readonly MicroBenchmarks.InferenceResult inference;
     private readonly GeneratorMeasurement generator;
     private readonly Dictionary<string, Row> rows = new(StringComparer.Ordinal);
@@ -38,7 +39,7 @@ public sealed class Report
 
     public Report(RunPlan plan, MachineInfo machine, double matmulFlops, IReadOnlyDictionary<string, TrainingMeasurement> training,
         IReadOnlyList<StepProfileMeasurement> profiles, MicroBenchmarks.DequantResult dequant, MicroBenchmarks.QuantizedBytes quantizedBytes,
-        MicroBenchmarks.InferenceResult inference, GeneratorMeasurement generator)
+        MicroBenchmarks.DropoutResult dropout, MicroBenchmarks.InferenceResult inference, GeneratorMeasurement generator)
     {
         this.plan = plan;
         this.machine = machine;
@@ -47,6 +48,7 @@ public sealed class Report
         this.profiles = profiles;
         this.dequant = dequant;
         this.quantizedBytes = quantizedBytes;
+        this.dropout = dropout;
         this.inference = inference;
         this.generator = generator;
         foreach (var c in TrainingCases.All) rows[c.Name] = RowOf(c);
@@ -94,7 +96,7 @@ public sealed class Report
         goals.Add(Goal.AtMost("weights dominate (small, 1 × 64 tokens): LoRA peak ÷ full peak", Peak("weights-lora") / Peak("weights-full"), 0.5));
         goals.Add(Goal.AtMost("NF4 base bytes ÷ float32 bytes (tiny model's projections)", (double)quantizedBytes.Nf4Bytes / quantizedBytes.Float32Bytes, 0.14));
         goals.Add(Goal.AtLeast("NF4 dequantize ÷ tensor copy (output bytes/s)", dequant.DequantizeBytesPerSecond / dequant.CopyBytesPerSecond, 0.4));
-        goals.Add(Goal.AtMost("merged LoRA forward ÷ base forward", inference.MergedLoraSeconds / inference.BaseSeconds, 1.02));
+        goals.Add(Goal.AtMost("merged LoRA forward ÷ base forward", inference.MergedOverBase, 1.02));
         goals.Add(Goal.AtMost("generator: added to a full build of the 24-layer project (ms)", generator.GeneratorAddsMs, 100));
         goals.Add(Goal.AtMost("generator: PeftGen outputs recomputed after an unrelated edit", generator.GeneratorStepsRecomputed + generator.OutputStepsRecomputed, 0));
         goals.Add(Goal.AtMost("generator: driver time of an unrelated edit above the attribute-lookup floor (ms, \"~0\")", generator.UnrelatedEditDriverMs - generator.FloorEditDriverMs, 5));
@@ -153,9 +155,11 @@ public sealed class Report
         md.AppendLine($"| NF4 dequantize, fresh output per call | {dequant.FreshDequantizeBytesPerSecond / 1e9:F2} GB/s |");
         md.AppendLine($"| `clone()`, fresh output per call | {dequant.FreshCopyBytesPerSecond / 1e9:F2} GB/s |");
         md.AppendLine($"| tiny model projections: float32 / NF4 bytes | {quantizedBytes.Float32Bytes:N0} / {quantizedBytes.Nf4Bytes:N0} |");
+        md.AppendLine($"| LoRA dropout (p = {dropout.Probability}, {dropout.Elements / 1048576.0:F0} M float32 values, CPU mask) | {dropout.LoraDropoutSeconds * 1000:F1} ms |");
+        md.AppendLine($"| libtorch `dropout`, same input | {dropout.TorchDropoutSeconds * 1000:F1} ms |");
         md.AppendLine($"| forward, base (batch {TrainingCases.Batch} × {BenchConfig.Tiny.Context}) | {inference.BaseSeconds * 1000:F1} ms |");
-        md.AppendLine($"| forward, LoRA unmerged | {inference.UnmergedLoraSeconds * 1000:F1} ms ({inference.UnmergedLoraSeconds / inference.BaseSeconds:F3}× base) |");
-        md.AppendLine($"| forward, LoRA merged | {inference.MergedLoraSeconds * 1000:F1} ms ({inference.MergedLoraSeconds / inference.BaseSeconds:F3}× base) |");
+        md.AppendLine($"| forward, LoRA unmerged | {inference.UnmergedLoraSeconds * 1000:F1} ms ({inference.UnmergedOverBase:F3}× base, median of paired rounds) |");
+        md.AppendLine($"| forward, LoRA merged | {inference.MergedLoraSeconds * 1000:F1} ms ({inference.MergedOverBase:F3}× base, median of paired rounds) |");
         md.AppendLine();
         md.AppendLine("### The generator (in-process Roslyn, warm medians)");
         md.AppendLine();
@@ -196,6 +200,7 @@ public sealed class Report
         profiles,
         dequantization = dequant,
         quantizedBytes,
+        dropout,
         inference,
         generator,
         goals,
