@@ -9,7 +9,7 @@ namespace PeftGen.Benchmarks;
 public sealed record Row(
     string Case, string Config, string Method, long Batch, long Sequence, double MedianSeconds, double TokensPerSecond,
     double TimeRatioToFull, double Flops, double FloorRatio, double FlopsPerSecond, double FractionOfMatmul,
-    long PeakBytes, long ResidentBeforeModelBytes, long EstimatedBytes);
+    long PeakBytes, long ResidentBeforeModelBytes, long EstimatedBytes, long? HeldBetweenStepsBytes);
 
 /// <summary>A goal from the issue next to the measured value.</summary>
 public sealed record Goal(string Name, double Measured, double Target, bool Maximum)
@@ -74,7 +74,8 @@ public sealed class Report
         double timeRatio = m.MedianSeconds / m.TokensPerStep / (f.MedianSeconds / f.TokensPerStep);
         return new Row(c.Name, c.Config.Name, c.Method + (c.Path == TrainingPath.Trainer ? "" : c.Path == TrainingPath.NaiveGenerated ? " (naive loop)" : " (hand-written, naive loop)"),
             c.Batch, c.Sequence, m.MedianSeconds, m.TokensPerStep / m.MedianSeconds, timeRatio, c.Flops, floorRatio,
-            c.Flops / m.MedianSeconds, c.Flops / m.MedianSeconds / matmulFlops, m.PeakResidentBytes, m.ResidentBeforeModelBytes, m.EstimatedTrainingBytes);
+            c.Flops / m.MedianSeconds, c.Flops / m.MedianSeconds / matmulFlops, m.PeakResidentBytes, m.ResidentBeforeModelBytes, m.EstimatedTrainingBytes,
+            m.HeapHeldBetweenStepsBytes);
     }
 
     private void AddGoals()
@@ -115,12 +116,12 @@ public sealed class Report
         md.AppendLine();
         md.AppendLine("### Training steps");
         md.AppendLine();
-        md.AppendLine("| case | config | method | batch × seq | step (s) | tokens/s | time/token ÷ full | GFLOP/step | FLOPs/token ÷ full | GFLOP/s | % of matmul | peak RSS (MB) | RSS before model (MB) | compile-time estimate (MB) |");
-        md.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine("| case | config | method | batch × seq | step (s) | tokens/s | time/token ÷ full | GFLOP/step | FLOPs/token ÷ full | GFLOP/s | % of matmul | peak RSS (MB) | RSS before model (MB) | held between steps (MB) | compile-time estimate (MB) |");
+        md.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in rows.Values)
         {
             md.AppendLine($"| {r.Case} | {r.Config} | {r.Method} | {r.Batch} × {r.Sequence} | {r.MedianSeconds:F3} | {r.TokensPerSecond:F0} | {r.TimeRatioToFull:F2} | " +
-                $"{r.Flops / 1e9:F1} | {r.FloorRatio:F2} | {r.FlopsPerSecond / 1e9:F1} | {100 * r.FractionOfMatmul:F1} | {Mb(r.PeakBytes)} | {Mb(r.ResidentBeforeModelBytes)} | {Mb(r.EstimatedBytes)} |");
+                $"{r.Flops / 1e9:F1} | {r.FloorRatio:F2} | {r.FlopsPerSecond / 1e9:F1} | {100 * r.FractionOfMatmul:F1} | {Mb(r.PeakBytes)} | {Mb(r.ResidentBeforeModelBytes)} | {MbOrDash(r.HeldBetweenStepsBytes)} | {Mb(r.EstimatedBytes)} |");
         }
         md.AppendLine();
         md.AppendLine("### Where a step's time goes (profile: each phase timed on its own; CPU seconds and minor page faults from /proc)");
@@ -136,13 +137,13 @@ public sealed class Report
         md.AppendLine();
         md.AppendLine("### Scaling (tiny: 4 layers, batch 8 × 128)");
         md.AppendLine();
-        md.AppendLine("| case | width | LoRA rank | step (s) | ÷ full at this width | FLOPs ÷ full | peak RSS (MB) | compile-time estimate (MB) |");
-        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine("| case | width | LoRA rank | step (s) | ÷ full at this width | FLOPs ÷ full | peak RSS (MB) | held between steps (MB) | compile-time estimate (MB) |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var name in new[] { "tiny-lora-r1", "tiny-lora-r4", "tiny-lora", "tiny-lora-r64", "narrow-full", "narrow-lora", "tiny-full", "wide-full", "wide-lora" })
         {
             var c = TrainingCases.Named(name);
             var r = rows[name];
-            md.AppendLine($"| {name} | {c.Config.Width} | {(c.Rank > 0 ? c.Rank.ToString(CultureInfo.InvariantCulture) : "–")} | {r.MedianSeconds:F3} | {r.TimeRatioToFull:F2} | {r.FloorRatio:F2} | {Mb(r.PeakBytes)} | {Mb(r.EstimatedBytes)} |");
+            md.AppendLine($"| {name} | {c.Config.Width} | {(c.Rank > 0 ? c.Rank.ToString(CultureInfo.InvariantCulture) : "–")} | {r.MedianSeconds:F3} | {r.TimeRatioToFull:F2} | {r.FloorRatio:F2} | {Mb(r.PeakBytes)} | {MbOrDash(r.HeldBetweenStepsBytes)} | {Mb(r.EstimatedBytes)} |");
         }
         md.AppendLine();
         md.AppendLine("### Kernels and inference");
@@ -205,6 +206,8 @@ public sealed class Report
         generator,
         goals,
     }, new JsonSerializerOptions { WriteIndented = true });
+
+    private static string MbOrDash(long? bytes) => bytes is { } b ? Mb(b) : "–";
 
     private static string Mb(long bytes) => (bytes / (1024.0 * 1024.0)).ToString("F0", CultureInfo.InvariantCulture);
 }

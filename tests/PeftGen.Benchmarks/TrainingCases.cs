@@ -9,9 +9,16 @@ using static TorchSharp.torch;
 namespace PeftGen.Benchmarks;
 
 /// <summary>What one training case measured (in its own process, so its peak memory is its own).</summary>
+/// <param name="HeapBeforeModelBytes">The C heap in use before the model was built (libtorch and runtime), where glibc tells.</param>
+/// <param name="HeapHeldBetweenStepsBytes">
+/// The C heap in use at the end of the last step, less <paramref name="HeapBeforeModelBytes"/>: what training holds
+/// from step to step (weights, gradients, optimizer states, the trainer's workspace), which is what the compile-time
+/// estimate counts; libtorch allocates CPU tensors there.
+/// </param>
 public sealed record TrainingMeasurement(
     string Case, long Sequence, long TokensPerStep, double[] StepSeconds, double MedianSeconds,
-    long PeakResidentBytes, long ResidentBeforeModelBytes, long EstimatedTrainingBytes)
+    long PeakResidentBytes, long ResidentBeforeModelBytes, long EstimatedTrainingBytes,
+    long? HeapBeforeModelBytes, long? HeapHeldBetweenStepsBytes)
 {
     /// <summary>Two runs of one case as one: every timed step of both, their median, the higher peak.</summary>
     public static TrainingMeasurement Pool(TrainingMeasurement a, TrainingMeasurement b)
@@ -23,6 +30,7 @@ public sealed record TrainingMeasurement(
             StepSeconds = steps,
             MedianSeconds = Stats.Median(steps),
             PeakResidentBytes = Math.Max(a.PeakResidentBytes, b.PeakResidentBytes),
+            HeapHeldBetweenStepsBytes = a.HeapHeldBetweenStepsBytes is { } x && b.HeapHeldBetweenStepsBytes is { } y ? Math.Max(x, y) : null,
         };
     }
 }
@@ -155,24 +163,28 @@ public static class TrainingCases
     public static TrainingMeasurement Run(TrainingCase c, string baseFolder, int warmup, int timed)
     {
         long before = ProcessMemory.CurrentResidentBytes();
+        long? heapBefore = ProcessMemory.NativeHeapInUseBytes();
         var batches = new RandomBatches(c.Batch, c.Sequence, c.Config.Vocab, seed: 7);
         using var model = Build(c, baseFolder);
-        double[] seconds = c.Path switch
+        var (seconds, heapAtLastStep) = c.Path switch
         {
             TrainingPath.Trainer => Train((GptLanguageModel)model, batches, warmup, timed),
             _ => Naive(model, batches, warmup, timed),
         };
         return new TrainingMeasurement(c.Name, c.Sequence, (long)c.Batch * c.Sequence, seconds, Stats.Median(seconds),
-            ProcessMemory.PeakResidentBytes(), before, c.EstimatedTrainingBytes);
+            ProcessMemory.PeakResidentBytes(), before, c.EstimatedTrainingBytes, heapBefore, heapAtLastStep - heapBefore);
     }
 
     /// <summary>The library's path: PeftTrainer (chunked loss, its AdamW, clipping) over the generated trainable list.</summary>
-    private static double[] Train(GptLanguageModel model, IBatchSource batches, int warmup, int timed)
+    /// <returns>The timed steps' seconds, and the C heap in use at the end of the last step.</returns>
+    private static (double[] Seconds, long? HeapAtLastStep) Train(GptLanguageModel model, IBatchSource batches, int warmup, int timed)
     {
         var options = new TrainerOptions { MaxSteps = warmup + timed, LearningRate = 1e-4, WeightDecay = 0.0 };
         using var trainer = new PeftTrainer(model, ((IPeftModel)model).NamedTrainableParameters(), options);
+        long? heap = null;
+        trainer.StepCompleted += (_, _) => heap = ProcessMemory.NativeHeapInUseBytes();
         var result = trainer.Train(batches);
-        return result.Steps.Skip(warmup).Select(s => s.Seconds).ToArray();
+        return (result.Steps.Skip(warmup).Select(s => s.Seconds).ToArray(), heap);
     }
 
     /// <summary>
@@ -180,7 +192,7 @@ public static class TrainingCases
     /// cross_entropy, torch's AdamW, the C library's default allocator behaviour. Applied to the generated model and
     /// to the hand-written one alike.
     /// </summary>
-    private static double[] Naive(nn.Module<Tensor, Tensor> model, IBatchSource batches, int warmup, int timed)
+    private static (double[] Seconds, long? HeapAtLastStep) Naive(nn.Module<Tensor, Tensor> model, IBatchSource batches, int warmup, int timed)
     {
         model.train();
         var trainable = model.parameters().Where(p => p.requires_grad).ToList();
@@ -205,7 +217,7 @@ public static class TrainingCases
             clock.Stop();
             if (step >= warmup) seconds.Add(clock.Elapsed.TotalSeconds);
         }
-        return seconds.ToArray();
+        return (seconds.ToArray(), ProcessMemory.NativeHeapInUseBytes());
     }
 }
 

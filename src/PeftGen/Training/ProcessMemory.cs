@@ -1,9 +1,13 @@
 using System;
 using System.IO;
+using System.Runtime.InteropServices;
 
 namespace PeftGen.Training;
 
-/// <summary>Cheap readings of this process's resident memory from <c>/proc/self/status</c> (Linux; 0 elsewhere).</summary>
+/// <summary>
+/// Cheap readings of this process's memory: resident memory from <c>/proc/self/status</c> (Linux; 0 elsewhere), and
+/// what the C heap has handed out (glibc), where libtorch's CPU tensors live.
+/// </summary>
 public static class ProcessMemory
 {
     /// <summary>Peak resident set size in bytes (<c>VmHWM</c>), or 0 where /proc is not available.</summary>
@@ -27,6 +31,39 @@ public static class ProcessMemory
         {
             return false;
         }
+    }
+
+    /// <summary>
+    /// Bytes the C heap has handed out and not taken back, over all its arenas (glibc's <c>mallinfo2</c>: in-use heap
+    /// blocks plus mapped blocks), or null where that is not available (not glibc, or glibc before 2.33). libtorch
+    /// allocates CPU tensors there, so this counts live tensors' storage, without the allocator's free memory that
+    /// resident memory also counts; it is a snapshot, not a peak.
+    /// </summary>
+    public static long? NativeHeapInUseBytes()
+    {
+        if (!OperatingSystem.IsLinux() || s_noMallinfo2) return null;
+        try
+        {
+            var info = mallinfo2();
+            return (long)(info.uordblks + info.hblkhd);
+        }
+        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
+        {
+            s_noMallinfo2 = true;
+            return null;
+        }
+    }
+
+    private static bool s_noMallinfo2;
+
+    [DllImport("libc", EntryPoint = "mallinfo2")]
+    private static extern MallInfo2 mallinfo2();
+
+    /// <summary>glibc's <c>struct mallinfo2</c> (2.33 and later): ten <c>size_t</c> fields.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct MallInfo2
+    {
+        public nuint arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
     }
 
     private static long ReadStatusKilobytes(string key)

@@ -23,9 +23,9 @@ public sealed class TrainingMemoryTests(ITestOutputHelper output)
         var examples = TrainingFixtures.CountingExamples(64, seed: 9);
         var trainer = new PeftTrainer(model, TrainingFixtures.AllParameters(model), new TrainerOptions { MaxSteps = 70, LossChunkSize = 16 });
         // What the C heap has in use where glibc tells (it does not move with the allocator's free lists), else RSS.
-        var measure = NativeHeap.InUseBytes() is null ? "RSS" : "C heap in use";
+        var measure = ProcessMemory.NativeHeapInUseBytes() is null ? "RSS" : "C heap in use";
         var resident = new List<long>();
-        trainer.StepCompleted += (_, _) => resident.Add(NativeHeap.InUseBytes() ?? ProcessMemory.CurrentResidentBytes());
+        trainer.StepCompleted += (_, _) => resident.Add(ProcessMemory.NativeHeapInUseBytes() ?? ProcessMemory.CurrentResidentBytes());
         var result = trainer.Train(new ExampleBatches(examples, 8, TrainingFixtures.Eos, seed: 1));
         output.WriteLine($"median step {result.MedianStepSeconds * 1000:F1} ms");
         if (resident[0] == 0) return; // No /proc on this host.
