@@ -50,12 +50,10 @@ public static class StepProfile
                 phases[1] = Measure(() => sum = CausalLmLoss.Sum(hidden, model.HeadWeight, labels, workspace: workspace).Sum);
                 double labelled = batch.LabelledTokens;
                 phases[2] = Measure(() => sum.div(labelled).backward());
-                phases[3] = Measure(() => ClipGradients(trainable, 1.0));
+                // The trainer's own gradient code, with its default clip (TrainerOptions.MaxGradNorm = 1).
+                phases[3] = Measure(() => Gradients.Clip(trainable, Gradients.Norm(trainable), 1.0));
                 phases[4] = Measure(() => optimizer.Step(1e-4));
-                phases[5] = Measure(() =>
-                {
-                    foreach (var (_, p) in trainable) p.grad?.zero_();
-                });
+                phases[5] = Measure(() => Gradients.Zero(trainable));
             }
             total.Stop();
             if (step < warmup) continue;
@@ -69,22 +67,6 @@ public static class StepProfile
             result[i] = new PhaseMeasurement(PhaseNames[i], Median(0), Median(1), Median(2), Median(3));
         }
         return new StepProfileMeasurement(c.Name, Stats.Median(steps), result);
-    }
-
-    private static void ClipGradients(IReadOnlyList<(string Name, Parameter Parameter)> trainable, double maxNorm)
-    {
-        using var noGrad = no_grad();
-        double squares = 0;
-        foreach (var (_, p) in trainable)
-        {
-            if (p.grad is null) continue;
-            using var norm = p.grad.norm();
-            double value = norm.item<float>();
-            squares += value * value;
-        }
-        double total = Math.Sqrt(squares);
-        if (total <= maxNorm) return;
-        foreach (var (_, p) in trainable) p.grad?.mul_(maxNorm / (total + 1e-6));
     }
 
     /// <summary>Wall seconds, user seconds, system seconds and minor faults of one call.</summary>

@@ -41,7 +41,7 @@ internal static class ClassParser
 
     /// <summary>Null for a class that is also a [PeftModel]: the model's parse reports that, and nothing is emitted.</summary>
     public static ClassSpec? ParseModule(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
-        => context.TargetSymbol.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == PeftModelAttributeName)
+        => context.TargetSymbol.GetAttributes().Any(a => NameOf(a.AttributeClass) == PeftModelAttributeName)
             ? null
             : Parse(context, isRoot: false, cancellationToken);
 
@@ -64,7 +64,7 @@ internal static class ClassParser
         foreach (var constructor in type.InstanceConstructors.Where(c => !c.IsImplicitlyDeclared))
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.OwnConstructor, LocationInfo.From(constructor.Locations.FirstOrDefault() ?? Location.None), type.Name));
 
-        var attributes = type.GetAttributes().Select(a => (Name: a.AttributeClass?.ToDisplayString() ?? "", Data: a)).ToList();
+        var attributes = type.GetAttributes().Select(a => (Name: NameOf(a.AttributeClass), Data: a)).ToList();
         if (isRoot && attributes.Any(a => a.Name == PeftModuleAttributeName))
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ModelAndModule, typeLocation, type.Name));
 
@@ -133,7 +133,7 @@ internal static class ClassParser
     /// <param name="classTrainable">A [Trainable] block class: every member of the block trains.</param>
     private static MemberSpec? ParseMember(IPropertySymbol property, bool isRoot, bool classTrainable, List<DiagnosticInfo> diagnostics, CancellationToken cancellationToken)
     {
-        var attributes = property.GetAttributes().Select(a => (Name: a.AttributeClass?.ToDisplayString() ?? "", Data: a)).ToList();
+        var attributes = property.GetAttributes().Select(a => (Name: NameOf(a.AttributeClass), Data: a)).ToList();
         var layers = attributes.Where(a => s_layerAttributes.ContainsKey(a.Name)).ToList();
         var loraReaders = Readers(attributes, LoraParser.AttributeName, cancellationToken).ToList();
         var noLora = Readers(attributes, LoraParser.NoLoraAttributeName, cancellationToken).FirstOrDefault();
@@ -170,7 +170,7 @@ internal static class ClassParser
         }
 
         var propertyType = property.Type.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat);
-        var kind = LayerKindOf(layerName, property.Type, out var expected);
+        var kind = LayerKindOf(layerName, property.Type, propertyType, out var expected);
         if (kind is null)
         {
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.WrongPropertyType, memberLocation, property.Name, property.Type.ToDisplayString(), layerName, expected));
@@ -184,7 +184,7 @@ internal static class ClassParser
             var block = kind == LayerKind.Stack ? ((INamedTypeSymbol)property.Type).TypeArguments[0] : property.Type;
             // The block must be generated in this compilation too: its generated members are internal.
             if (block is not INamedTypeSymbol named || named.TypeKind != TypeKind.Class || named.DeclaringSyntaxReferences.Length == 0
-                || !named.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == PeftModuleAttributeName))
+                || !named.GetAttributes().Any(a => NameOf(a.AttributeClass) == PeftModuleAttributeName))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotAPeftModule, layer.Location, property.Name, block.ToDisplayString()));
                 return null;
@@ -275,9 +275,9 @@ internal static class ClassParser
             memberLocation);
     }
 
-    private static LayerKind? LayerKindOf(string layerName, ITypeSymbol type, out string expected)
+    /// <param name="name">The type's fully qualified name (<c>global::…</c>).</param>
+    private static LayerKind? LayerKindOf(string layerName, ITypeSymbol type, string name, out string expected)
     {
-        var name = type.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat);
         switch (layerName)
         {
             case "Linear":
@@ -303,6 +303,16 @@ internal static class ClassParser
                 return LayerKind.Block;
         }
     }
+
+    /// <summary>
+    /// <c>PeftGen.X</c> for a (non-generic, non-nested) type <c>X</c> of namespace <c>PeftGen</c>, else empty: the only
+    /// attribute names the parser compares with. Cheaper than formatting every attribute's display name, which the
+    /// parse does again in each new compilation.
+    /// </summary>
+    private static string NameOf(INamedTypeSymbol? type)
+        => type is { ContainingType: null, IsGenericType: false, ContainingNamespace: { Name: "PeftGen", ContainingNamespace.IsGlobalNamespace: true } }
+            ? "PeftGen." + type.Name
+            : "";
 
     private static bool IsPartial(INamedTypeSymbol type, CancellationToken cancellationToken)
         => type.DeclaringSyntaxReferences.Any(r => r.GetSyntax(cancellationToken) is TypeDeclarationSyntax t && t.Modifiers.Any(SyntaxKind.PartialKeyword));

@@ -187,7 +187,7 @@ public sealed class PeftTrainer : IDisposable
             tokens += batches[k].RealTokens;
         }
 
-        ZeroGradients();
+        Gradients.Zero(trainable);
         double lossSum = 0;
         double gradientNorm = double.NaN;
         bool finite = true;
@@ -211,52 +211,19 @@ public sealed class PeftTrainer : IDisposable
             }
             if (finite)
             {
-                gradientNorm = GradientNorm();
+                gradientNorm = Gradients.Norm(trainable);
                 finite = double.IsFinite(gradientNorm);
             }
             if (finite)
             {
-                ClipGradients(gradientNorm);
+                Gradients.Clip(trainable, gradientNorm, options.MaxGradNorm);
                 optimizer.Step(learningRate);
             }
         }
-        ZeroGradients();
+        Gradients.Zero(trainable);
         clock.Stop();
         double meanLoss = labelled > 0 ? lossSum / labelled : double.NaN;
         return new TrainingStep(step + 1, options.MaxSteps, meanLoss, learningRate, gradientNorm, tokens, labelled, clock.Elapsed.TotalSeconds, !finite);
-    }
-
-    private double GradientNorm()
-    {
-        using var noGrad = no_grad();
-        double squares = 0;
-        foreach (var (_, parameter) in trainable)
-        {
-            if (parameter.grad is null) continue;
-            // Per-parameter norms in the gradient's own dtype: no float64 copy of a vocabulary-sized gradient.
-            using var norm = parameter.grad.norm();
-            double value = norm.to(ScalarType.Float64).item<double>();
-            squares += value * value;
-        }
-        return Math.Sqrt(squares);
-    }
-
-    private void ClipGradients(double norm)
-    {
-        if (options.MaxGradNorm <= 0 || norm <= options.MaxGradNorm) return;
-        double scale = options.MaxGradNorm / (norm + 1e-6);
-        using var noGrad = no_grad();
-        foreach (var (_, parameter) in trainable) parameter.grad?.mul_(scale);
-    }
-
-    private void ZeroGradients()
-    {
-        foreach (var (_, parameter) in trainable)
-        {
-            var grad = parameter.grad;
-            if (grad is null) continue;
-            grad.zero_();
-        }
     }
 
     /// <summary>Frees the optimizer state and the loss workspace.</summary>

@@ -45,6 +45,9 @@ public sealed record StepReasons(string Step, string Kind, int Cached, int Uncha
 /// <param name="FloorEditDriverMs">The same edits with a generator that only finds the <c>[PeftModel]</c> and
 /// <c>[PeftModule]</c> classes (<c>ForAttributeWithMetadataName</c>, name-only transform): the part of an edit that
 /// Roslyn spends re-binding attributed classes in the new compilation, which any attribute-driven generator pays.</param>
+/// <param name="MemberFloorEditDriverMs">The same edits with a generator that finds the same classes and reads what
+/// PeftGen's parse must read of them (every property's type and attributes with their arguments), keeping a count:
+/// what re-parsing them costs in a new compilation before any PeftGen logic.</param>
 /// <param name="EditOutputUnchanged">Every edit left the generated files identical to the full run's.</param>
 /// <param name="GeneratorStepsCached">Outputs of PeftGen's own steps, over the timed edits, that were not run again.</param>
 /// <param name="GeneratorStepsUnchanged">Outputs of PeftGen's own steps run again with an equal result.</param>
@@ -72,6 +75,7 @@ public sealed record GeneratorMeasurement(
     double DriverFullRunMs,
     double UnrelatedEditDriverMs,
     double FloorEditDriverMs,
+    double MemberFloorEditDriverMs,
     bool EditOutputUnchanged,
     int GeneratorStepsCached,
     int GeneratorStepsUnchanged,
@@ -140,6 +144,7 @@ public static class GeneratorBenchmark
 
         var edits = UnrelatedEdits(new PeftGenerator(), sources, references, warmup, timed);
         var floor = UnrelatedEdits(new AttributeFloorGenerator(), sources, references, warmup, timed);
+        var memberFloor = UnrelatedEdits(new MemberReadingFloorGenerator(), sources, references, warmup, timed);
         bool outputUnchanged = edits.Outputs.All(output => output.SequenceEqual(generated.Select(g => (g.Path, g.Text.ToString()))));
         var generatorSteps = edits.Steps.Where(s => s.Kind == "generator").ToList();
         var outputSteps = edits.Steps.Where(s => s.Kind == "output").ToList();
@@ -166,6 +171,7 @@ public static class GeneratorBenchmark
             Stats.Median(driver),
             Stats.Median(edits.DriverMilliseconds),
             Stats.Median(floor.DriverMilliseconds),
+            Stats.Median(memberFloor.DriverMilliseconds),
             outputUnchanged,
             generatorSteps.Sum(s => s.Cached),
             generatorSteps.Sum(s => s.Unchanged),
@@ -387,6 +393,36 @@ public static class GeneratorBenchmark
         using var pe = new PEReader(File.OpenRead(path));
         var metadata = pe.GetMetadataReader();
         return metadata.AssemblyReferences.Select(h => metadata.GetString(metadata.GetAssemblyReference(h).Name)).ToList();
+    }
+
+    /// <summary>
+    /// What any generator that reads these classes' members pays in a new compilation: it finds the classes PeftGen
+    /// finds, binds every property's attributes and type and the attributes' arguments, as PeftGen's parse must, and
+    /// keeps only a count. Above this floor is PeftGen's own work.
+    /// </summary>
+    private sealed class MemberReadingFloorGenerator : IIncrementalGenerator
+    {
+        public void Initialize(IncrementalGeneratorInitializationContext context)
+        {
+            var models = context.SyntaxProvider.ForAttributeWithMetadataName(
+                "PeftGen.PeftModelAttribute", static (node, _) => node is ClassDeclarationSyntax, static (ctx, _) => Read(ctx.TargetSymbol));
+            var modules = context.SyntaxProvider.ForAttributeWithMetadataName(
+                "PeftGen.PeftModuleAttribute", static (node, _) => node is ClassDeclarationSyntax, static (ctx, _) => Read(ctx.TargetSymbol));
+            context.RegisterSourceOutput(models.Collect().Combine(modules.Collect()), static (_, _) => { });
+        }
+
+        private static string Read(ISymbol symbol)
+        {
+            var type = (INamedTypeSymbol)symbol;
+            int count = type.GetAttributes().Sum(a => a.ConstructorArguments.Length + a.NamedArguments.Length);
+            foreach (var property in type.GetMembers().OfType<IPropertySymbol>())
+            {
+                count += property.Type.Name.Length;
+                foreach (var attribute in property.GetAttributes())
+                    count += (attribute.AttributeClass?.Name.Length ?? 0) + attribute.ConstructorArguments.Length + attribute.NamedArguments.Length;
+            }
+            return type.Name + count.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
     }
 
     /// <summary>

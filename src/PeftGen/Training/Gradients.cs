@@ -1,0 +1,41 @@
+using System;
+using System.Collections.Generic;
+using static TorchSharp.torch;
+using Parameter = TorchSharp.Modules.Parameter;
+
+namespace PeftGen.Training;
+
+/// <summary>What a training step does to the gradients of its trainable parameters besides computing them.</summary>
+internal static class Gradients
+{
+    /// <summary>The global L2 norm over every gradient (parameters without one are skipped).</summary>
+    public static double Norm(IReadOnlyList<(string Name, Parameter Parameter)> trainable)
+    {
+        using var noGrad = no_grad();
+        double squares = 0;
+        foreach (var (_, parameter) in trainable)
+        {
+            if (parameter.grad is null) continue;
+            // Per-parameter norms in the gradient's own dtype: no float64 copy of a vocabulary-sized gradient.
+            using var norm = parameter.grad.norm();
+            double value = norm.to(ScalarType.Float64).item<double>();
+            squares += value * value;
+        }
+        return Math.Sqrt(squares);
+    }
+
+    /// <summary>Scales every gradient so that their global norm <paramref name="norm"/> becomes at most <paramref name="maxNorm"/> (off when ≤ 0).</summary>
+    public static void Clip(IReadOnlyList<(string Name, Parameter Parameter)> trainable, double norm, double maxNorm)
+    {
+        if (maxNorm <= 0 || norm <= maxNorm) return;
+        double scale = maxNorm / (norm + 1e-6);
+        using var noGrad = no_grad();
+        foreach (var (_, parameter) in trainable) parameter.grad?.mul_(scale);
+    }
+
+    /// <summary>Zeroes every gradient in place (the buffers stay allocated for the next step).</summary>
+    public static void Zero(IReadOnlyList<(string Name, Parameter Parameter)> trainable)
+    {
+        foreach (var (_, parameter) in trainable) parameter.grad?.zero_();
+    }
+}
