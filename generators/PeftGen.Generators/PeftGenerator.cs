@@ -6,22 +6,28 @@ namespace PeftGen.Generators;
 
 /// <summary>
 /// PeftGen's incremental generator. It wires the steps only:
-/// <c>[PeftModel]</c> and <c>[PeftModule]</c> classes → <see cref="ClassSpec"/> (parsed once per class) →
+/// <c>[PeftModel]</c> and <c>[PeftModule]</c> classes → <see cref="ClassSpec"/> (parsed once per class, and parsed
+/// again only when something it reads changed) →
 /// each model combined with every module → <see cref="ModelSpec"/> (resolved against the model's configuration) →
 /// one source file per class; the diagnostics of every step are reported together.
 /// </summary>
 [Generator(LanguageNames.CSharp)]
 public sealed class PeftGenerator : IIncrementalGenerator
 {
+    /// <summary>Class parses kept across compilations while nothing they read changed (see <see cref="ClassParseCache"/>).</summary>
+    internal ClassParseCache Parses { get; } = new();
+
     /// <inheritdoc />
     public void Initialize(IncrementalGeneratorInitializationContext context)
     {
+        // The only lambdas that are not static: the parse goes through this instance's cache.
+        var parses = Parses;
         var models = context.SyntaxProvider
-            .ForAttributeWithMetadataName(ClassParser.PeftModelAttributeName, static (node, ct) => ClassParser.IsCandidate(node, ct), static (ctx, ct) => ClassParser.ParseModel(ctx, ct))
+            .ForAttributeWithMetadataName(ClassParser.PeftModelAttributeName, static (node, ct) => ClassParser.IsCandidate(node, ct), (ctx, ct) => parses.GetOrParseModel(ctx, ct))
             .WithTrackingName(TrackingNames.Models);
 
         var modules = context.SyntaxProvider
-            .ForAttributeWithMetadataName(ClassParser.PeftModuleAttributeName, static (node, ct) => ClassParser.IsCandidate(node, ct), static (ctx, ct) => ClassParser.ParseModule(ctx, ct))
+            .ForAttributeWithMetadataName(ClassParser.PeftModuleAttributeName, static (node, ct) => ClassParser.IsCandidate(node, ct), (ctx, ct) => parses.GetOrParseModule(ctx, ct))
             .Where(static spec => spec is not null)
             .Select(static (spec, _) => spec!)
             .WithTrackingName(TrackingNames.Modules);
