@@ -1,9 +1,12 @@
 using System;
+using PeftGen.Tests.Training;
 using Xunit;
 using static TorchSharp.torch;
 
 namespace PeftGen.Tests.Lora;
 
+/// <remarks>Seeds torch's global generator and expects the next draws to follow, so it runs alone.</remarks>
+[Collection(nameof(SerialTorchTests))]
 public sealed class LoraDropoutTests
 {
     [Theory]

@@ -13,14 +13,6 @@ using static TorchSharp.torch;
 
 namespace PeftGen.Tests.Quantization;
 
-/// <summary>Memory tests measure the whole process, so they run alone.</summary>
-[CollectionDefinition(Name, DisableParallelization = true)]
-public sealed class ProcessMemoryCollection
-{
-    /// <summary>The collection name.</summary>
-    public const string Name = "Process memory";
-}
-
 /// <summary>
 /// The 4-bit path must not keep dequantized weights in the graph, nor leave per-step native memory to finalizers.
 /// </summary>

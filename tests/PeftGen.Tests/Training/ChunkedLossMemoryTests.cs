@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 
 namespace PeftGen.Tests.Training;
 
-[Collection(nameof(SerialTorchTests))]
+[Collection(ProcessMemoryCollection.Name)]
 public sealed class ChunkedLossMemoryTests(ITestOutputHelper output)
 {
     private const long Vocab = 50_257;

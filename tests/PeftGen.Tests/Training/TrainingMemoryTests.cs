@@ -8,7 +8,7 @@ using Xunit.Abstractions;
 
 namespace PeftGen.Tests.Training;
 
-[Collection(nameof(SerialTorchTests))]
+[Collection(ProcessMemoryCollection.Name)]
 public sealed class TrainingMemoryTests(ITestOutputHelper output)
 {
     /// <summary>
