@@ -15,7 +15,8 @@ namespace PeftGen.Checkpoints;
 /// is read one tensor at a time, on demand.
 /// </summary>
 /// <remarks>
-/// The index is untrusted input: shard names must be plain file names in the folder. A shard that is absent or not
+/// The index is untrusted input, read by the same rules as <see cref="HfCheckpoint"/> (shard names are plain
+/// <c>.safetensors</c> file names in the folder; a malformed index is a <see cref="PeftFormatException"/>). A shard that is absent or not
 /// a valid safetensors file, a tensor the index places in a shard that does not hold it, and a tensor a shard holds
 /// but the index does not list are <see cref="Problems"/>, so a load reports them together with every other mismatch.
 /// </remarks>
@@ -94,7 +95,7 @@ public sealed class HfCheckpointSource : ICheckpointSource
     private void OpenShards(string folder, string index)
     {
         IsSharded = true;
-        foreach (var (shard, names) in ReadWeightMap(index).GroupBy(e => e.Value, e => e.Key, StringComparer.Ordinal).Select(g => (g.Key, g.ToList())))
+        foreach (var (shard, names) in HfCheckpoint.ReadIndex(index).WeightMap.GroupBy(e => e.Value, e => e.Key, StringComparer.Ordinal).Select(g => (g.Key, g.ToList())))
         {
             var path = Path.Combine(folder, shard);
             if (!File.Exists(path))
@@ -127,23 +128,5 @@ public sealed class HfCheckpointSource : ICheckpointSource
         {
             if (listed is null || listed.Contains(name)) _fileOf[name] = file;
         }
-    }
-
-    /// <summary>The index's <c>weight_map</c>: tensor name → shard file name, checked to stay inside the folder.</summary>
-    private static Dictionary<string, string> ReadWeightMap(string index)
-    {
-        var root = HfCheckpoint.ReadJsonObject(index) ?? throw new FileNotFoundException($"The index '{index}' is gone.", index);
-        if (root["weight_map"] is not JsonObject weightMap)
-            throw new PeftFormatException(index, null, "the index has no \"weight_map\" object.");
-        var map = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var (name, value) in weightMap)
-        {
-            if (value is not JsonValue shardValue || !shardValue.TryGetValue<string>(out var shard))
-                throw new PeftFormatException(index, name, "the weight_map entry is not a file name string.");
-            if (shard.Length == 0 || shard != Path.GetFileName(shard) || shard is "." or ".." || shard.Contains('\\') || shard.Contains('/'))
-                throw new PeftFormatException(index, name, $"the shard '{shard}' is not a plain file name in the checkpoint folder.");
-            map.Add(name, shard);
-        }
-        return map;
     }
 }

@@ -203,7 +203,11 @@ public sealed class HfCheckpoint : IDisposable
         }
     }
 
-    private static (Dictionary<string, string> WeightMap, long? TotalSize) ReadIndex(string path)
+    /// <summary>
+    /// The index's <c>weight_map</c> (tensor name → shard file name, each a plain <c>.safetensors</c> name in the
+    /// folder) and <c>metadata.total_size</c>; any malformed part is a <see cref="PeftFormatException"/>.
+    /// </summary>
+    internal static (Dictionary<string, string> WeightMap, long? TotalSize) ReadIndex(string path)
     {
         var root = ReadJsonObject(path) ?? throw new PeftFormatException(path, null, "the index file is missing.");
         var weightMap = new Dictionary<string, string>(StringComparer.Ordinal);
