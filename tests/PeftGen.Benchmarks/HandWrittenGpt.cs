@@ -1,3 +1,4 @@
+using PeftGen.Training;
 using PeftGen.IO;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -99,7 +100,7 @@ public sealed class HandBlock : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>The whole GPT: embeddings, blocks, final norm and a head tied to the token embedding.</summary>
-public sealed class HandWrittenGpt : nn.Module<Tensor, Tensor>
+public sealed class HandWrittenGpt : nn.Module<Tensor, Tensor>, ICausalLanguageModel
 {
     private readonly Embedding wte;
     private readonly Embedding wpe;
@@ -145,12 +146,22 @@ public sealed class HandWrittenGpt : nn.Module<Tensor, Tensor>
         norm.bias!.copy_(file.Read(prefix + ".bias"));
     }
 
-    /// <summary>Logits for every position (<c>batch × seq × vocab</c>).</summary>
-    public override Tensor forward(Tensor ids)
+    /// <summary>Final hidden states (<c>batch × seq × width</c>), before the head.</summary>
+    public Tensor ForwardHidden(Tensor ids)
     {
         using var scope = NewDisposeScope();
         var x = wte.forward(ids) + wpe.forward(arange(ids.shape[1], dtype: ScalarType.Int64, device: ids.device));
         foreach (var block in h) x = block.forward(x);
-        return ln_f.forward(x).matmul(wte.weight!.t()).MoveToOuterDisposeScope();
+        return ln_f.forward(x).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The head, tied to the token embedding.</summary>
+    public Tensor HeadWeight => wte.weight!;
+
+    /// <summary>Logits for every position (<c>batch × seq × vocab</c>).</summary>
+    public override Tensor forward(Tensor ids)
+    {
+        using var scope = NewDisposeScope();
+        return ForwardHidden(ids).matmul(wte.weight!.t()).MoveToOuterDisposeScope();
     }
 }

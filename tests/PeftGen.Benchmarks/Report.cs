@@ -28,6 +28,7 @@ public sealed class Report
     private readonly MachineInfo machine;
     private readonly double matmulFlops;
     private readonly IReadOnlyDictionary<string, TrainingMeasurement> training;
+    private readonly PairMeasurement modelPair;
     private readonly IReadOnlyList<StepProfileMeasurement> profiles;
     private readonly MicroBenchmarks.DequantResult dequant;
     private readonly MicroBenchmarks.QuantizedBytes quantizedBytes;
@@ -38,13 +39,14 @@ public sealed class Report
     private readonly List<Goal> goals = [];
 
     public Report(RunPlan plan, MachineInfo machine, double matmulFlops, IReadOnlyDictionary<string, TrainingMeasurement> training,
-        IReadOnlyList<StepProfileMeasurement> profiles, MicroBenchmarks.DequantResult dequant, MicroBenchmarks.QuantizedBytes quantizedBytes,
+        PairMeasurement modelPair, IReadOnlyList<StepProfileMeasurement> profiles, MicroBenchmarks.DequantResult dequant, MicroBenchmarks.QuantizedBytes quantizedBytes,
         MicroBenchmarks.DropoutResult dropout, MicroBenchmarks.InferenceResult inference, GeneratorMeasurement generator)
     {
         this.plan = plan;
         this.machine = machine;
         this.matmulFlops = matmulFlops;
         this.training = training;
+        this.modelPair = modelPair;
         this.profiles = profiles;
         this.dequant = dequant;
         this.quantizedBytes = quantizedBytes;
@@ -91,7 +93,7 @@ public sealed class Report
         }
         goals.Add(Goal.AtMost("small: LoRA step ÷ full fine-tuning step", Seconds("small-lora") / Seconds("small-full"), 0.75));
         goals.Add(Goal.AtLeast("small: best model FLOP/s ÷ matmul FLOP/s", rows.Values.Where(r => r.Config == "small").Max(r => r.FractionOfMatmul), 0.5));
-        goals.Add(Goal.AtMost("tiny: generated ÷ hand-written model, same naive loop, LoRA step", Seconds("tiny-naive-generated-lora") / Seconds("tiny-naive-handwritten-lora"), 1.02));
+        goals.Add(Goal.AtMost("tiny: generated ÷ hand-written model, same loop, LoRA step (step for step)", modelPair.MedianRatio, 1.02));
         goals.Add(Goal.AtMost("tiny: PeftTrainer LoRA step ÷ naive hand-written LoRA step", Seconds("tiny-lora") / Seconds("tiny-naive-handwritten-lora"), 0.7));
         goals.Add(Goal.AtMost("tiny: PeftTrainer LoRA peak memory ÷ naive hand-written LoRA peak", Peak("tiny-lora") / Peak("tiny-naive-handwritten-lora"), 0.6));
         goals.Add(Goal.AtMost("weights dominate (small, 1 × 64 tokens): LoRA peak ÷ full peak", Peak("weights-lora") / Peak("weights-full"), 0.5));
@@ -123,6 +125,10 @@ public sealed class Report
             md.AppendLine($"| {r.Case} | {r.Config} | {r.Method} | {r.Batch} × {r.Sequence} | {r.MedianSeconds:F3} | {r.TokensPerSecond:F0} | {r.TimeRatioToFull:F2} | " +
                 $"{r.Flops / 1e9:F1} | {r.FloorRatio:F2} | {r.FlopsPerSecond / 1e9:F1} | {100 * r.FractionOfMatmul:F1} | {Mb(r.PeakBytes)} | {Mb(r.ResidentBeforeModelBytes)} | {MbOrDash(r.HeldBetweenStepsBytes)} | {Mb(r.EstimatedBytes)} |");
         }
+        md.AppendLine();
+        md.AppendLine($"Generated against hand-written model, step for step in one process through the same loop (the trainer's chunked head and loss, " +
+            $"torch's AdamW; the order alternating, {modelPair.SecondsA.Length} timed pairs): the models of {modelPair.CaseA} {Stats.Median(modelPair.SecondsA):F3} s " +
+            $"and {modelPair.CaseB} {Stats.Median(modelPair.SecondsB):F3} s a step; median ratio of the pairs {modelPair.MedianRatio:F3}.");
         md.AppendLine();
         md.AppendLine("### Where a step's time goes (profile: each phase timed on its own; CPU seconds and minor page faults from /proc)");
         md.AppendLine();
@@ -199,6 +205,7 @@ public sealed class Report
         matmulFlopsPerSecond = matmulFlops,
         training = rows.Values,
         steps = training.Values,
+        modelPair,
         profiles,
         dequantization = dequant,
         quantizedBytes,

@@ -20,20 +20,11 @@ public sealed record TrainingMeasurement(
     long PeakResidentBytes, long ResidentBeforeModelBytes, long EstimatedTrainingBytes,
     long? HeapBeforeModelBytes, long? HeapHeldBetweenStepsBytes)
 {
-    /// <summary>Two runs of one case as one: every timed step of both, their median, the higher peak.</summary>
-    public static TrainingMeasurement Pool(TrainingMeasurement a, TrainingMeasurement b)
-    {
-        if (a.Case != b.Case) throw new ArgumentException($"Cannot pool {a.Case} with {b.Case}.");
-        var steps = a.StepSeconds.Concat(b.StepSeconds).ToArray();
-        return a with
-        {
-            StepSeconds = steps,
-            MedianSeconds = Stats.Median(steps),
-            PeakResidentBytes = Math.Max(a.PeakResidentBytes, b.PeakResidentBytes),
-            HeapHeldBetweenStepsBytes = a.HeapHeldBetweenStepsBytes is { } x && b.HeapHeldBetweenStepsBytes is { } y ? Math.Max(x, y) : null,
-        };
-    }
 }
+
+/// <summary>Two naive-loop cases timed step for step in one process.</summary>
+/// <param name="MedianRatio">The median over step pairs of A's step time ÷ B's.</param>
+public sealed record PairMeasurement(string CaseA, string CaseB, double[] SecondsA, double[] SecondsB, double MedianRatio);
 
 /// <summary>Random token batches of a fixed shape: timing does not depend on the text.</summary>
 public sealed class RandomBatches(int batch, int sequence, int vocab, int seed) : IBatchSource
@@ -194,11 +185,107 @@ public static class TrainingCases
     /// </summary>
     private static (double[] Seconds, long? HeapAtLastStep) Naive(nn.Module<Tensor, Tensor> model, IBatchSource batches, int warmup, int timed)
     {
-        model.train();
-        var trainable = model.parameters().Where(p => p.requires_grad).ToList();
-        using var optimizer = optim.AdamW(trainable, lr: 1e-4, weight_decay: 0.0);
+        using var loop = new NaiveLoop(model, batches);
         var seconds = new List<double>();
         for (int step = 0; step < warmup + timed; step++)
+        {
+            double s = loop.Step(step);
+            if (step >= warmup) seconds.Add(s);
+        }
+        return (seconds.ToArray(), ProcessMemory.NativeHeapInUseBytes());
+    }
+
+    /// <summary>
+    /// Two models of one configuration in one process, step for step, the order alternating (A then B, then B then
+    /// A), both through the same loop: the trainer's chunked head and loss (no vocabulary-sized allocation per step)
+    /// and torch's AdamW. Both see the same machine at the same moment, so each pair's ratio is free of the drift
+    /// between separate runs, and without the naive loop's gigabyte of page faults per step what differs is the
+    /// models' own code.
+    /// </summary>
+    public static PairMeasurement RunPair(TrainingCase a, TrainingCase b, string baseFolder, int warmup, int timed)
+    {
+        if (a.Config != b.Config) throw new ArgumentException($"Cases {a.Name} and {b.Name} have different configurations.");
+        using var modelA = Build(a, baseFolder);
+        using var modelB = Build(b, baseFolder);
+        using var loopA = new ChunkedLoop(modelA, new RandomBatches(a.Batch, a.Sequence, a.Config.Vocab, seed: 7));
+        using var loopB = new ChunkedLoop(modelB, new RandomBatches(b.Batch, b.Sequence, b.Config.Vocab, seed: 7));
+        var secondsA = new List<double>();
+        var secondsB = new List<double>();
+        for (int step = 0; step < warmup + timed; step++)
+        {
+            double sa, sb;
+            if (step % 2 == 0)
+            {
+                sa = loopA.Step(step);
+                sb = loopB.Step(step);
+            }
+            else
+            {
+                sb = loopB.Step(step);
+                sa = loopA.Step(step);
+            }
+            if (step < warmup) continue;
+            secondsA.Add(sa);
+            secondsB.Add(sb);
+        }
+        var ratios = secondsA.Zip(secondsB, (x, y) => x / y).ToList();
+        return new PairMeasurement(a.Name, b.Name, secondsA.ToArray(), secondsB.ToArray(), Stats.Median(ratios));
+    }
+
+    /// <summary>One model through the trainer's head and loss; <see cref="Step"/> runs and times one training step.</summary>
+    private sealed class ChunkedLoop : IDisposable
+    {
+        private readonly ICausalLanguageModel model;
+        private readonly IBatchSource batches;
+        private readonly optim.Optimizer optimizer;
+        private readonly ChunkedCrossEntropy.Workspace workspace = new();
+
+        public ChunkedLoop(nn.Module<Tensor, Tensor> module, IBatchSource batches)
+        {
+            model = (ICausalLanguageModel)module;
+            this.batches = batches;
+            module.train();
+            optimizer = optim.AdamW(module.parameters().Where(p => p.requires_grad).ToList(), lr: 1e-4, weight_decay: 0.0);
+        }
+
+        public double Step(int step)
+        {
+            var batch = batches.GetBatch(step);
+            var clock = Stopwatch.StartNew();
+            using (var scope = NewDisposeScope())
+            {
+                optimizer.zero_grad();
+                var hidden = model.ForwardHidden(batch.InputIdsTensor());
+                var (sum, _) = CausalLmLoss.Sum(hidden, model.HeadWeight, batch.LabelsTensor(), workspace: workspace);
+                sum.div(batch.LabelledTokens).backward();
+                optimizer.step();
+            }
+            return clock.Elapsed.TotalSeconds;
+        }
+
+        public void Dispose()
+        {
+            optimizer.Dispose();
+            workspace.Dispose();
+        }
+    }
+
+    /// <summary>One model in the naive loop; <see cref="Step"/> runs and times one training step.</summary>
+    private sealed class NaiveLoop : IDisposable
+    {
+        private readonly nn.Module<Tensor, Tensor> model;
+        private readonly IBatchSource batches;
+        private readonly optim.Optimizer optimizer;
+
+        public NaiveLoop(nn.Module<Tensor, Tensor> model, IBatchSource batches)
+        {
+            this.model = model;
+            this.batches = batches;
+            model.train();
+            optimizer = optim.AdamW(model.parameters().Where(p => p.requires_grad).ToList(), lr: 1e-4, weight_decay: 0.0);
+        }
+
+        public double Step(int step)
         {
             var batch = batches.GetBatch(step);
             var clock = Stopwatch.StartNew();
@@ -214,10 +301,10 @@ public static class TrainingCases
                 loss.backward();
                 optimizer.step();
             }
-            clock.Stop();
-            if (step >= warmup) seconds.Add(clock.Elapsed.TotalSeconds);
+            return clock.Elapsed.TotalSeconds;
         }
-        return (seconds.ToArray(), ProcessMemory.NativeHeapInUseBytes());
+
+        public void Dispose() => optimizer.Dispose();
     }
 }
 
