@@ -101,7 +101,10 @@ public sealed class QLoraMemoryTests(ITestOutputHelper output)
             using var scope = NewDisposeScope();
             // Warm the allocator with one dequantized weight so both variants start from the same high-water mark.
             using (layers[0].DequantizedWeight()) { }
-            // Free heap left by earlier tests would serve these blocks from resident pages: give it back first.
+            // Tensors earlier tests left to finalizers would be freed while this reads: finalize them first. Free heap
+            // left by earlier tests would serve these blocks from resident pages: give it back.
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
             NativeHeap.Trim();
             var before = Bytes();
             var h = x;
@@ -123,7 +126,7 @@ public sealed class QLoraMemoryTests(ITestOutputHelper output)
         // In use, the graph holds activations of 8 rows only (under 1 MB) against 36 MB per dequantized layer. Resident
         // memory is coarser: the allocator may keep a freed layer's pages, or serve part of the naive variant from them.
         Assert.True(ours < (inUse ? 0.5 : 1.5) * layerBytes, $"graph kept {ours / layerBytes:F1} dequantized layers");
-        Assert.True(naive > (inUse ? 3.9 : 3) * layerBytes, $"the naive variant was expected to keep the dequantized layers ({naive / layerBytes:F1})");
+        Assert.True(naive > (inUse ? 3.5 : 3) * layerBytes, $"the naive variant was expected to keep the dequantized layers ({naive / layerBytes:F1})");
         foreach (var layer in layers) layer.Dispose();
     }
 
