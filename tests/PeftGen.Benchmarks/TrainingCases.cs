@@ -185,7 +185,7 @@ public static class TrainingCases
     /// </summary>
     private static (double[] Seconds, long? HeapAtLastStep) Naive(nn.Module<Tensor, Tensor> model, IBatchSource batches, int warmup, int timed)
     {
-        using var loop = new NaiveLoop(model, batches);
+        using var loop = new TimedLoop(model, batches, chunked: false);
         var seconds = new List<double>();
         for (int step = 0; step < warmup + timed; step++)
         {
@@ -207,8 +207,8 @@ public static class TrainingCases
         if (a.Config != b.Config) throw new ArgumentException($"Cases {a.Name} and {b.Name} have different configurations.");
         using var modelA = Build(a, baseFolder);
         using var modelB = Build(b, baseFolder);
-        using var loopA = new ChunkedLoop(modelA, new RandomBatches(a.Batch, a.Sequence, a.Config.Vocab, seed: 7));
-        using var loopB = new ChunkedLoop(modelB, new RandomBatches(b.Batch, b.Sequence, b.Config.Vocab, seed: 7));
+        using var loopA = new TimedLoop(modelA, new RandomBatches(a.Batch, a.Sequence, a.Config.Vocab, seed: 7), chunked: true);
+        using var loopB = new TimedLoop(modelB, new RandomBatches(b.Batch, b.Sequence, b.Config.Vocab, seed: 7), chunked: true);
         var secondsA = new List<double>();
         var secondsB = new List<double>();
         for (int step = 0; step < warmup + timed; step++)
@@ -232,18 +232,24 @@ public static class TrainingCases
         return new PairMeasurement(a.Name, b.Name, secondsA.ToArray(), secondsB.ToArray(), Stats.Median(ratios));
     }
 
-    /// <summary>One model through the trainer's head and loss; <see cref="Step"/> runs and times one training step.</summary>
-    private sealed class ChunkedLoop : IDisposable
+    /// <summary>
+    /// One model in a plain loop with torch's AdamW; <see cref="Step"/> runs and times one training step. The loss is
+    /// either naive (full <c>batch × seq × vocab</c> logits and torch's cross_entropy) or the trainer's chunked head
+    /// and loss in a reused workspace (for an <see cref="ICausalLanguageModel"/>).
+    /// </summary>
+    private sealed class TimedLoop : IDisposable
     {
-        private readonly ICausalLanguageModel model;
+        private readonly nn.Module<Tensor, Tensor> module;
         private readonly IBatchSource batches;
         private readonly optim.Optimizer optimizer;
-        private readonly ChunkedCrossEntropy.Workspace workspace = new();
+        private readonly ChunkedCrossEntropy.Workspace? workspace;
 
-        public ChunkedLoop(nn.Module<Tensor, Tensor> module, IBatchSource batches)
+        public TimedLoop(nn.Module<Tensor, Tensor> module, IBatchSource batches, bool chunked)
         {
-            model = (ICausalLanguageModel)module;
+            this.module = module;
             this.batches = batches;
+            if (chunked && module is not ICausalLanguageModel) throw new ArgumentException($"{module.GetType().Name} has no hidden states and head for the chunked loss.");
+            workspace = chunked ? new ChunkedCrossEntropy.Workspace() : null;
             module.train();
             optimizer = optim.AdamW(module.parameters().Where(p => p.requires_grad).ToList(), lr: 1e-4, weight_decay: 0.0);
         }
@@ -255,56 +261,33 @@ public static class TrainingCases
             using (var scope = NewDisposeScope())
             {
                 optimizer.zero_grad();
-                var hidden = model.ForwardHidden(batch.InputIdsTensor());
-                var (sum, _) = CausalLmLoss.Sum(hidden, model.HeadWeight, batch.LabelsTensor(), workspace: workspace);
-                sum.div(batch.LabelledTokens).backward();
+                Loss(batch).backward();
                 optimizer.step();
             }
             return clock.Elapsed.TotalSeconds;
+        }
+
+        private Tensor Loss(TokenBatch batch)
+        {
+            var ids = batch.InputIdsTensor();
+            if (workspace is not null)
+            {
+                var model = (ICausalLanguageModel)module;
+                var (sum, _) = CausalLmLoss.Sum(model.ForwardHidden(ids), model.HeadWeight, batch.LabelsTensor(), workspace: workspace);
+                return sum.div(batch.LabelledTokens);
+            }
+            var logits = module.forward(ids);
+            long seq = ids.shape[1];
+            var predictions = logits.narrow(1, 0, seq - 1).reshape(-1, logits.shape[2]);
+            var targets = ids.narrow(1, 1, seq - 1).reshape(-1);
+            return nn.functional.cross_entropy(predictions, targets);
         }
 
         public void Dispose()
         {
             optimizer.Dispose();
-            workspace.Dispose();
+            workspace?.Dispose();
         }
-    }
-
-    /// <summary>One model in the naive loop; <see cref="Step"/> runs and times one training step.</summary>
-    private sealed class NaiveLoop : IDisposable
-    {
-        private readonly nn.Module<Tensor, Tensor> model;
-        private readonly IBatchSource batches;
-        private readonly optim.Optimizer optimizer;
-
-        public NaiveLoop(nn.Module<Tensor, Tensor> model, IBatchSource batches)
-        {
-            this.model = model;
-            this.batches = batches;
-            model.train();
-            optimizer = optim.AdamW(model.parameters().Where(p => p.requires_grad).ToList(), lr: 1e-4, weight_decay: 0.0);
-        }
-
-        public double Step(int step)
-        {
-            var batch = batches.GetBatch(step);
-            var clock = Stopwatch.StartNew();
-            using (var scope = NewDisposeScope())
-            {
-                var ids = batch.InputIdsTensor();
-                optimizer.zero_grad();
-                var logits = model.forward(ids);
-                long seq = ids.shape[1];
-                var predictions = logits.narrow(1, 0, seq - 1).reshape(-1, logits.shape[2]);
-                var targets = ids.narrow(1, 1, seq - 1).reshape(-1);
-                var loss = nn.functional.cross_entropy(predictions, targets);
-                loss.backward();
-                optimizer.step();
-            }
-            return clock.Elapsed.TotalSeconds;
-        }
-
-        public void Dispose() => optimizer.Dispose();
     }
 }
 
