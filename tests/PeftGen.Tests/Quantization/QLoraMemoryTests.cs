@@ -50,11 +50,6 @@ public sealed class QLoraMemoryTests(ITestOutputHelper output)
         }
 
         for (var i = 0; i < 10; i++) Step();
-        // Test hygiene, not something the library needs: finalize what earlier tests left behind, so that the
-        // finalizer thread does not change the process's numbers while this test measures.
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        GC.Collect();
         const int steps = 60, interval = 10;
         var ours = MeasureNativeGrowth(Step, steps, interval);
         output.WriteLine($"{steps} QLoRA steps (4 × {Width}² NF4 layers, batch 64): {ours}");
@@ -101,11 +96,7 @@ public sealed class QLoraMemoryTests(ITestOutputHelper output)
             using var scope = NewDisposeScope();
             // Warm the allocator with one dequantized weight so both variants start from the same high-water mark.
             using (layers[0].DequantizedWeight()) { }
-            // Tensors earlier tests left to finalizers would be freed while this reads: finalize them first. Free heap
-            // left by earlier tests would serve these blocks from resident pages: give it back.
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
-            NativeHeap.Trim();
+            NativeHeap.Settle();
             var before = Bytes();
             var h = x;
             foreach (var layer in layers) h = apply(h, layer);
@@ -144,8 +135,7 @@ public sealed class QLoraMemoryTests(ITestOutputHelper output)
         long WrappersLeftPerCall(Func<Tensor, Tensor> forward)
         {
             const int calls = 20;
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
+            NativeHeap.Settle();
             var noGc = GC.TryStartNoGCRegion(16L * 1024 * 1024);
             var before = Tensor.TotalCount;
             for (var i = 0; i < calls; i++)
@@ -206,13 +196,8 @@ public sealed class QLoraMemoryTests(ITestOutputHelper output)
 
     private static NativeGrowth MeasureNativeGrowth(Action step, int steps, int interval)
     {
-        // Test hygiene, not something the library needs: finalize what earlier tests left behind, so that the
-        // finalizer thread does not change the process's numbers while this test measures.
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        GC.Collect();
-        // Free heap left by earlier steps and tests would serve a leak from pages already resident: give it back first.
-        NativeHeap.Trim();
+        // Test hygiene, not something the library needs (free heap left by earlier steps would also hide a leak).
+        NativeHeap.Settle();
         // Finalizers must not be what keeps memory flat: with no GC allowed, nothing gets finalized.
         var noGc = GC.TryStartNoGCRegion(48L * 1024 * 1024);
         // Native memory: what the C heap has handed out, where glibc tells; elsewhere resident memory less the managed

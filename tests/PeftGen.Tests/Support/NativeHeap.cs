@@ -11,6 +11,19 @@ namespace PeftGen.Tests.Support;
 /// </summary>
 internal static class NativeHeap
 {
+    /// <summary>
+    /// Before a test reads process memory: finalizes what earlier tests left to finalizers (so the finalizer thread
+    /// does not free their tensors while the test reads) and gives the C heap's free memory back (so it cannot serve
+    /// the test's allocations from pages already resident).
+    /// </summary>
+    public static void Settle()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        Trim();
+    }
+
     /// <summary>Returns the free part of the C heap to the system (<c>malloc_trim(0)</c>); a no-op outside glibc.</summary>
     public static void Trim()
     {

@@ -21,9 +21,7 @@ public sealed class ChunkedLossMemoryTests(ITestOutputHelper output)
         var hidden = randn(2, 257, Dim).requires_grad_(true);
         var weight = (randn(Vocab, Dim) * 0.05).requires_grad_(true);
         var labels = randint(0, Vocab, new long[] { 2, 257 });
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        NativeHeap.Trim(); // free heap from earlier tests would hide new allocations from resident memory
+        NativeHeap.Settle(); // free heap from earlier tests would hide new allocations from resident memory
         if (!ProcessMemory.TryResetPeak()) return -1;
         long before = ProcessMemory.CurrentResidentBytes();
         using (var step = NewDisposeScope())

@@ -113,6 +113,22 @@ public sealed class ChunkedLossTests
 
 public sealed class ChunkedLossPrecisionTests
 {
+    /// <summary>
+    /// Checks a loss and the gradients it left on <paramref name="hidden"/> and <paramref name="weight"/> against the
+    /// unchunked loss on the same values in float64; returns the float64 loss.
+    /// </summary>
+    private static double AssertMatchesFloat64(Tensor loss, Tensor hidden, Tensor weight, Tensor labels, double lossTolerance, double gradientTolerance)
+    {
+        var h64 = hidden.detach().to(ScalarType.Float64).requires_grad_(true);
+        var w64 = weight.detach().to(ScalarType.Float64).requires_grad_(true);
+        var loss64 = ChunkedLossTests.NaiveMeanLoss(h64, w64, labels);
+        loss64.backward();
+        Assert.True(Reference.RelativeError(loss, loss64) < lossTolerance);
+        Assert.True(Reference.RelativeError(hidden.grad!, h64.grad!) < gradientTolerance);
+        Assert.True(Reference.RelativeError(weight.grad!, w64.grad!) < gradientTolerance);
+        return loss64.item<double>();
+    }
+
     [Fact]
     public void Bfloat16_hidden_states_use_float32_softmax_and_stay_close_to_float64()
     {
@@ -130,13 +146,7 @@ public sealed class ChunkedLossPrecisionTests
         Assert.Equal(ScalarType.BFloat16, h16.grad!.dtype);
 
         // Reference: the unchunked loss on the same bf16-rounded inputs, in float64.
-        var h64 = h16.detach().to(ScalarType.Float64).requires_grad_(true);
-        var w64 = w16.detach().to(ScalarType.Float64).requires_grad_(true);
-        var loss64 = ChunkedLossTests.NaiveMeanLoss(h64, w64, labels);
-        loss64.backward();
-        Assert.True(Reference.RelativeError(loss16, loss64) < 1e-2);
-        Assert.True(Reference.RelativeError(h16.grad!, h64.grad!) < 2e-2);
-        Assert.True(Reference.RelativeError(w16.grad!, w64.grad!) < 2e-2);
+        AssertMatchesFloat64(loss16, h16, w16, labels, 1e-2, 2e-2);
     }
 
     [Fact]
@@ -154,15 +164,9 @@ public sealed class ChunkedLossPrecisionTests
         var loss = CausalLmLoss.Mean(h, w, labels, 5);
         loss.backward();
 
-        var h64 = hidden.detach().to(ScalarType.Float64).requires_grad_(true);
-        var w64 = weight.to(ScalarType.Float64).requires_grad_(true);
-        var loss64 = ChunkedLossTests.NaiveMeanLoss(h64, w64, labels);
-        loss64.backward();
         Assert.True(double.IsFinite(loss.item<float>()));
-        Assert.True(loss64.item<double>() > 100, "the test needs logits far beyond float32 exp range");
-        Assert.True(Reference.RelativeError(loss, loss64) < 1e-5);
-        Assert.True(Reference.RelativeError(h.grad!, h64.grad!) < 1e-4);
-        Assert.True(Reference.RelativeError(w.grad!, w64.grad!) < 1e-4);
+        var loss64 = AssertMatchesFloat64(loss, h, w, labels, 1e-5, 1e-4);
+        Assert.True(loss64 > 100, "the test needs logits far beyond float32 exp range");
     }
 
     [Fact]

@@ -14,10 +14,9 @@ public sealed class ProcessMemoryTests
     public void Native_heap_in_use_counts_a_tensor_while_it_lives_and_not_after()
     {
         if (!OperatingSystem.IsLinux()) return; // glibc's counters only.
-        // Tensors that earlier tests left to finalizers would be freed on the finalizer thread between the readings:
-        // finalize them now, and let no collection run while this test reads.
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
+        // Tensors that earlier tests left to finalizers would be freed between the readings: finalize them now, and let
+        // no collection run while this test reads.
+        NativeHeap.Settle();
         var noGc = GC.TryStartNoGCRegion(16L << 20);
         var before = ProcessMemory.NativeHeapInUseBytes();
         Assert.NotNull(before); // Linux with glibc ≥ 2.33 (the supported hosts).
