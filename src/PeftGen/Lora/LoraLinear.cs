@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Linq;
 using TorchSharp;
 using TorchSharp.Modules;
+using PeftGen.Precision;
 using static TorchSharp.torch;
 
 namespace PeftGen;
@@ -370,38 +371,42 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             throw new ArgumentException($"Expected input with last dimension {InFeatures}, got [{string.Join(", ", input.shape)}].", nameof(input));
 
         using var scope = NewDisposeScope();
+        // Under a mixed-precision scope the products run in its compute dtype: the input, base weight and adapter
+        // matrices are cast per call (differentiably, so float32 masters receive float32 gradients).
+        var x = ComputePrecision.Cast(input);
         Tensor output;
         if (_quantized is not null)
         {
             // As bitsandbytes' Linear4bit: compute in the compute dtype, answer in the input's dtype.
-            output = QuantizedLinearFunction.Apply(input, _quantized, ComputeScalarType);
+            output = QuantizedLinearFunction.Apply(x, _quantized, ComputeScalarType);
             if (_bias is not null) output = output.add(_bias.to(output.dtype));
-            output = output.to(input.dtype);
+            output = output.to(x.dtype);
         }
         else
         {
-            output = nn.functional.linear(input, _weight, _bias);
+            output = nn.functional.linear(x, ComputePrecision.Cast(_weight), _bias is null ? null : ComputePrecision.Cast(_bias));
         }
         var adapter = SelectAdapter();
         if (adapter is not null)
         {
             var config = _configs[adapter];
+            var down = ComputePrecision.Cast(_loraA[adapter].weight!);
+            var up = ComputePrecision.Cast(_loraB[adapter].weight!);
             // The registered nn.Dropout keeps PEFT's module layout and the train/eval switch; the mask comes from
             // LoraDropout, which is several times faster on the CPU.
-            var x = input.to(_loraA[adapter].weight!.dtype);
-            if (_loraDropout[adapter].training && config.Dropout > 0) x = LoraDropout.Apply(x, config.Dropout);
-            var down = _loraA[adapter].forward(x);
-            var up = _loraB[adapter].weight!;
+            var xa = x.to(down.dtype);
+            if (_loraDropout[adapter].training && config.Dropout > 0) xa = LoraDropout.Apply(xa, config.Dropout);
+            var projected = nn.functional.linear(xa, down);
             if (up.dtype == output.dtype && output.dim() >= 1)
             {
                 // output + scale · down·Bᵀ in one GEMM that accumulates into the base output: no out-sized update
                 // tensor, no separate scale and add passes (forward or backward).
                 long rank = up.shape[1];
-                output = output.reshape(-1, OutFeatures).addmm(down.reshape(-1, rank), up.t(), beta: 1, alpha: (float)config.Scale).view(output.shape);
+                output = output.reshape(-1, OutFeatures).addmm(projected.reshape(-1, rank), up.t(), beta: 1, alpha: (float)config.Scale).view(output.shape);
             }
             else
             {
-                var update = _loraB[adapter].forward(down).mul(config.Scale);
+                var update = nn.functional.linear(projected, up).mul(config.Scale);
                 output = output.add(update.to(output.dtype));
             }
         }
@@ -481,7 +486,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         ComputeDType.Float32 => ScalarType.Float32,
         ComputeDType.BFloat16 => ScalarType.BFloat16,
         ComputeDType.Float16 => ScalarType.Float16,
-        _ => device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32,
+        _ => ComputePrecision.Current ?? (device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32),
     };
 
     /// <inheritdoc />

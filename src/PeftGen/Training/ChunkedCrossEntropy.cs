@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using PeftGen.Precision;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -108,6 +109,10 @@ public static class ChunkedCrossEntropy
     {
         long rows = hidden.shape[0];
         var computeType = hidden.dtype is ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+        // Under a mixed-precision scope the two products run in its compute dtype; softmax, the loss and the
+        // gradient sums stay in float32 (float64 for float64 inputs).
+        var product = ComputePrecision.Cast(weight);
+        using var castWeight = ReferenceEquals(product, weight) ? null : product;
         var total = zeros(1, dtype: ScalarType.Float64, device: hidden.device);
         if (request.NeedsHiddenGrad) request.HiddenGrad = zeros_like(hidden);
         if (request.NeedsWeightGrad) request.WeightGrad = zeros_like(weight);
@@ -119,8 +124,9 @@ public static class ChunkedCrossEntropy
             var t = targets.narrow(0, start, length).unsqueeze(1);
             // The chunk's logits, written into the workspace (no allocation once it has the size).
             var logits = request.Workspace.Logits(length, weight.shape[0], computeType, hidden.device);
-            if (hidden.dtype == computeType) logits.addmm_(h, weight.t(), beta: 0, alpha: 1);
-            else logits.copy_(h.matmul(weight.t()));
+            var hp = ComputePrecision.Cast(h);
+            if (hp.dtype == computeType && product.dtype == computeType) logits.addmm_(hp, product.t(), beta: 0, alpha: 1);
+            else logits.copy_(hp.matmul(product.t()));
             var rowMax = logits.amax(new long[] { 1 }, keepdim: true);
             var targetLogits = logits.gather(1, t);
             // In place: logits become exp(logit − max), whose row sums give log-sum-exp = max + log(sum) (sum ≥ 1, so
@@ -133,15 +139,21 @@ public static class ChunkedCrossEntropy
             // d(sum CE)/d(logits) = softmax − onehot. Both the 1/sum of the softmax and the onehot are applied to the
             // small products instead of the chunk: (softmax − onehot)·W = (exps·W)/sum − W[targets], and
             // (softmax − onehot)ᵀ·h = expsᵀ·(h/sum) − Σ h into the rows of the targets.
-            var weights = exps.dtype == weight.dtype ? exps : exps.to(weight.dtype);
+            var weights = exps.dtype == product.dtype ? exps : exps.to(product.dtype);
             var inverse = sums.reciprocal().to(hidden.dtype);
             var targetRows = t.squeeze(1);
             if (request.NeedsHiddenGrad)
-                request.HiddenGrad!.narrow(0, start, length).copy_(weights.matmul(weight).mul_(inverse).sub_(weight.index_select(0, targetRows)));
+            {
+                var spread = weights.matmul(product);
+                if (spread.dtype != hidden.dtype) spread = spread.to(hidden.dtype);
+                request.HiddenGrad!.narrow(0, start, length).copy_(spread.mul_(inverse).sub_(weight.index_select(0, targetRows).to(hidden.dtype)));
+            }
             if (request.NeedsWeightGrad)
             {
-                request.WeightGrad!.addmm_(weights.t(), h.mul(inverse));
-                request.WeightGrad!.index_add_(0, targetRows, h, -1.0);
+                var scaled = ComputePrecision.Cast(h.mul(inverse));
+                if (weights.dtype == request.WeightGrad!.dtype && scaled.dtype == weights.dtype) request.WeightGrad!.addmm_(weights.t(), scaled);
+                else request.WeightGrad!.add_(weights.t().matmul(scaled));
+                request.WeightGrad!.index_add_(0, targetRows, h.to(request.WeightGrad!.dtype), -1.0);
             }
         }
         return total.squeeze(0).to(hidden.dtype);

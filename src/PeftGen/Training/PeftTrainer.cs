@@ -6,6 +6,7 @@ using System.Linq;
 using System.Threading;
 using PeftGen.Data;
 using PeftGen.IO;
+using PeftGen.Precision;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -55,7 +56,15 @@ public sealed class PeftTrainer : IDisposable
         this.trainable = trainable;
         this.options = options;
         optimizer = new AdamWOptimizer(trainable, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
+        ComputeDType = PrecisionSupport.ComputeDType(options.Precision, this.model.HeadWeight.device);
     }
+
+    /// <summary>
+    /// The dtype of the matrix products in training and evaluation, resolved from <see cref="TrainerOptions.Precision"/>
+    /// and the model's device. Under bfloat16 the trainable parameters, their gradients and the optimizer state stay
+    /// float32 (master weights); only the products are cast.
+    /// </summary>
+    public ScalarType ComputeDType { get; }
 
     /// <summary>Raised after every optimizer step (or skipped step).</summary>
     public event EventHandler<TrainingStep>? StepCompleted;
@@ -101,6 +110,8 @@ public sealed class PeftTrainer : IDisposable
 
         var steps = new List<TrainingStep>();
         var evaluations = new List<EvaluationResult>();
+        EvaluationResult? best = null;
+        Tensor[]? bestParameters = null;
         var stopReason = TrainingStopReason.Completed;
         int skipped = 0;
         module.train();
@@ -133,6 +144,11 @@ public sealed class PeftTrainer : IDisposable
             {
                 var evaluation = Evaluate(validation);
                 evaluations.Add(evaluation);
+                if (options.RestoreBestEvaluation && (best is null || evaluation.Loss < best.Loss))
+                {
+                    best = evaluation;
+                    bestParameters = KeepCopy(bestParameters);
+                }
                 Evaluated?.Invoke(this, evaluation);
             }
             if (options.CheckpointEvery > 0 && completedSteps % options.CheckpointEvery == 0)
@@ -143,12 +159,21 @@ public sealed class PeftTrainer : IDisposable
             }
         }
 
+        if (bestParameters is not null)
+        {
+            using (no_grad())
+            {
+                for (int i = 0; i < trainable.Count; i++) trainable[i].Parameter.copy_(bestParameters[i]);
+            }
+            foreach (var copy in bestParameters) copy.Dispose();
+        }
+
         var timed = steps.Where(s => !s.Skipped).Select(s => s.Seconds).Order().ToArray();
         double totalSeconds = steps.Sum(s => s.Seconds);
         return new TrainingResult(steps, evaluations, stopReason, skipped,
             timed.Length == 0 ? 0 : timed[timed.Length / 2],
             totalSeconds > 0 ? steps.Sum(s => s.Tokens) / totalSeconds : 0,
-            ProcessMemory.PeakResidentBytes(), ProcessMemory.CurrentResidentBytes());
+            ProcessMemory.PeakResidentBytes(), ProcessMemory.CurrentResidentBytes(), PrecisionSupport.Name(ComputeDType), best);
     }
 
     /// <summary>
@@ -163,6 +188,7 @@ public sealed class PeftTrainer : IDisposable
         module.eval();
         try
         {
+            using var precision = ComputePrecision.Use(ComputeDType);
             var (sum, count) = ValidationLoss.Summed(model, validation, batches, options.LossChunkSize, lossWorkspace);
             double loss = count > 0 ? sum / count : double.NaN;
             return new EvaluationResult(completedSteps, loss, count > 0 ? Metrics.Perplexity.FromMeanLoss(loss) : double.NaN, count);
@@ -171,6 +197,15 @@ public sealed class PeftTrainer : IDisposable
         {
             module.train(wasTraining);
         }
+    }
+
+    // Copies the trainable parameters to the CPU (into the previous copy's tensors when there is one).
+    private Tensor[] KeepCopy(Tensor[]? previous)
+    {
+        using var _ = no_grad();
+        if (previous is null) return trainable.Select(t => t.Parameter.detach().cpu().clone().DetachFromDisposeScope()).ToArray();
+        for (int i = 0; i < trainable.Count; i++) previous[i].copy_(trainable[i].Parameter);
+        return previous;
     }
 
     private TrainingStep RunStep(IBatchSource train, int step)
@@ -194,6 +229,7 @@ public sealed class PeftTrainer : IDisposable
         if (labelled > 0)
         {
             var device = model.HeadWeight.device;
+            using var precision = ComputePrecision.Use(ComputeDType);
             foreach (var batch in batches)
             {
                 using var scope = NewDisposeScope();

@@ -1,4 +1,5 @@
 using System;
+using PeftGen.Precision;
 
 namespace PeftGen.Training;
 
@@ -51,6 +52,12 @@ public sealed record TrainerOptions
     /// <summary>Evaluate every this many steps (and after the last); 0 evaluates only after the last step.</summary>
     public int EvaluateEvery { get; init; }
 
+    /// <summary>
+    /// When true, a run with validation ends with the trainable parameters of its evaluation with the lowest loss
+    /// (Hugging Face's <c>load_best_model_at_end</c>); a copy of them is kept on the CPU while the run goes on.
+    /// </summary>
+    public bool RestoreBestEvaluation { get; init; }
+
     /// <summary>Validation batches per evaluation; 0 uses one full pass over the validation source.</summary>
     public int EvaluationBatches { get; init; }
 
@@ -59,6 +66,13 @@ public sealed record TrainerOptions
     /// (see <see cref="ChunkedCrossEntropy.AutoChunkSize"/>).
     /// </summary>
     public int LossChunkSize { get; init; } = ChunkedCrossEntropy.AutoChunkSize;
+
+    /// <summary>
+    /// The precision of forward and backward: <see cref="TrainingPrecision.Auto"/> (the default) is bfloat16 mixed
+    /// precision where the device multiplies bfloat16 fast, float32 elsewhere. Trainable parameters, gradients and
+    /// optimizer state stay float32 in every mode.
+    /// </summary>
+    public TrainingPrecision Precision { get; init; } = TrainingPrecision.Auto;
 
     /// <summary>What to do on a NaN/Inf loss or gradient.</summary>
     public NonFiniteAction OnNonFinite { get; init; } = NonFiniteAction.SkipStep;
@@ -83,6 +97,7 @@ public sealed record TrainerOptions
         if (MaxGradNorm < 0) throw new ArgumentOutOfRangeException(nameof(MaxGradNorm), MaxGradNorm, "MaxGradNorm must not be negative.");
         if (EvaluateEvery < 0 || EvaluationBatches < 0) throw new ArgumentOutOfRangeException(nameof(EvaluateEvery), "Evaluation settings must not be negative.");
         if (LossChunkSize < 0) throw new ArgumentOutOfRangeException(nameof(LossChunkSize), LossChunkSize, "LossChunkSize must be positive, or 0 to size chunks from the vocabulary.");
+        if (!Enum.IsDefined(Precision)) throw new ArgumentOutOfRangeException(nameof(Precision), Precision, "Precision must be Auto, Float32 or BFloat16.");
         if (CheckpointEvery < 0) throw new ArgumentOutOfRangeException(nameof(CheckpointEvery), CheckpointEvery, "CheckpointEvery must not be negative.");
         if (CheckpointEvery > 0 && string.IsNullOrWhiteSpace(CheckpointDirectory))
             throw new ArgumentException("CheckpointDirectory is required when CheckpointEvery is positive.", nameof(CheckpointDirectory));

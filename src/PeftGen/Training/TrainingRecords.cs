@@ -53,6 +53,8 @@ public enum TrainingStopReason
 /// <param name="TokensPerSecond">Real tokens over total step time.</param>
 /// <param name="PeakResidentBytes">Process peak resident memory (VmHWM) at the end of the run; 0 if unknown.</param>
 /// <param name="FinalResidentBytes">Process resident memory (VmRSS) at the end of the run; 0 if unknown.</param>
+/// <param name="ComputeDType">The dtype the run's matrix products used (<c>float32</c> or <c>bfloat16</c>).</param>
+/// <param name="RestoredEvaluation">With <see cref="TrainerOptions.RestoreBestEvaluation"/>, the evaluation whose parameters the model holds at the end; else null.</param>
 public sealed record TrainingResult(IReadOnlyList<TrainingStep> Steps, IReadOnlyList<EvaluationResult> Evaluations,
     TrainingStopReason StopReason, int SkippedSteps, double MedianStepSeconds, double TokensPerSecond,
-    long PeakResidentBytes, long FinalResidentBytes);
+    long PeakResidentBytes, long FinalResidentBytes, string ComputeDType, EvaluationResult? RestoredEvaluation);

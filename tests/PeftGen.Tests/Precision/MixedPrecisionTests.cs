@@ -1,0 +1,155 @@
+using System;
+using System.Linq;
+using PeftGen.Precision;
+using PeftGen.Tests.Support;
+using PeftGen.Training;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace PeftGen.Tests.Precision;
+
+/// <summary>
+/// bfloat16 mixed precision against float64 references. bfloat16 keeps 8 significant bits (relative rounding error
+/// 2⁻⁹ ≈ 0.002 per value); a product of length-k dot products accumulated in float32 lands within a few times that, so
+/// outputs and gradients are held to 2 % relative error, and float32 to 1e-5 on the same data as a control that the
+/// tolerance is the dtype's, not a loose test's.
+/// </summary>
+public sealed class MixedPrecisionTests
+{
+    private const double Bf16Tolerance = 0.02;
+
+    private static LoraLinear Layer()
+    {
+        var layer = new LoraLinear(64, 48);
+        layer.AddAdapter("default", new LoraConfig(Rank: 8, Alpha: 16));
+        using var _ = no_grad();
+        layer.LoraB("default").copy_(randn(48, 8) * 0.1);
+        return layer;
+    }
+
+    private static (Tensor Output, Tensor GradA, Tensor GradB, Tensor GradX) Run(LoraLinear layer, Tensor x, ScalarType? compute)
+    {
+        using var precision = ComputePrecision.Use(compute);
+        var input = x.detach().clone().requires_grad_(true);
+        var output = layer.forward(input);
+        output.pow(2).sum().backward();
+        var result = (output.detach().to(ScalarType.Float32), layer.LoraA("default").grad!.clone(), layer.LoraB("default").grad!.clone(), input.grad!.clone());
+        layer.LoraA("default").grad!.zero_();
+        layer.LoraB("default").grad!.zero_();
+        return result;
+    }
+
+    [Fact]
+    public void LoRA_forward_and_gradients_in_bfloat16_match_float64_within_bfloat16_tolerance()
+    {
+        manual_seed(11);
+        using var scope = NewDisposeScope();
+        using var layer = Layer();
+        layer.eval();
+        var x = randn(4, 10, 64);
+
+        // float64 reference of y = xWᵀ + b + s·(xAᵀ)Bᵀ and of the gradients of Σy².
+        var x64 = x.to(float64).requires_grad_(true);
+        var a64 = layer.LoraA("default").detach().to(float64).requires_grad_(true);
+        var b64 = layer.LoraB("default").detach().to(float64).requires_grad_(true);
+        var y64 = x64.matmul(layer.Weight.to(float64).t()) + layer.Bias!.to(float64) + x64.matmul(a64.t()).matmul(b64.t()) * 2.0;
+        y64.pow(2).sum().backward();
+
+        var bf16 = Run(layer, x, ScalarType.BFloat16);
+        var fp32 = Run(layer, x, null);
+        Assert.True(Reference.RelativeError(bf16.Output, y64) < Bf16Tolerance);
+        Assert.True(Reference.RelativeError(bf16.GradA, a64.grad!) < Bf16Tolerance);
+        Assert.True(Reference.RelativeError(bf16.GradB, b64.grad!) < Bf16Tolerance);
+        Assert.True(Reference.RelativeError(bf16.GradX, x64.grad!) < Bf16Tolerance);
+        Assert.True(Reference.RelativeError(fp32.Output, y64) < 1e-5);
+        Assert.True(Reference.RelativeError(fp32.GradA, a64.grad!) < 1e-5);
+        // bfloat16 really ran: its error is well above float32's.
+        Assert.True(Reference.RelativeError(bf16.Output, y64) > 1e-4);
+    }
+
+    [Fact]
+    public void Master_weights_and_their_gradients_stay_float32_and_the_output_is_in_the_compute_dtype()
+    {
+        manual_seed(12);
+        using var scope = NewDisposeScope();
+        using var layer = Layer();
+        var (output, gradA, gradB, _) = Run(layer, randn(2, 3, 64), ScalarType.BFloat16);
+        Assert.Equal(ScalarType.Float32, layer.LoraA("default").dtype);
+        Assert.Equal(ScalarType.Float32, gradA.dtype);
+        Assert.Equal(ScalarType.Float32, gradB.dtype);
+        using (ComputePrecision.Use(ScalarType.BFloat16)) Assert.Equal(ScalarType.BFloat16, layer.forward(randn(2, 64)).dtype);
+        Assert.Equal(ScalarType.Float32, layer.forward(randn(2, 64)).dtype);
+        Assert.Equal(ScalarType.Float32, output.dtype);
+    }
+
+    [Fact]
+    public void QLoRA_dequantizes_to_the_scope_s_compute_dtype_and_matches_its_float64_reference()
+    {
+        manual_seed(13);
+        using var scope = NewDisposeScope();
+        using var layer = Layer();
+        layer.QuantizeBase(new Quant4BitOptions());
+        layer.eval();
+        var x = randn(4, 10, 64);
+        var weight = layer.DequantizedWeight(ScalarType.Float64);
+        var expected = x.to(float64).matmul(weight.t()) + layer.Bias!.to(float64)
+            + x.to(float64).matmul(layer.LoraA("default").to(float64).t()).matmul(layer.LoraB("default").to(float64).t()) * 2.0;
+        using (ComputePrecision.Use(ScalarType.BFloat16))
+        {
+            Assert.Equal(ScalarType.BFloat16, layer.ComputeScalarType);
+            var output = layer.forward(x);
+            Assert.Equal(ScalarType.BFloat16, output.dtype);
+            Assert.True(Reference.RelativeError(output, expected) < Bf16Tolerance);
+        }
+        Assert.Equal(ScalarType.Float32, layer.ComputeScalarType);
+    }
+
+    [Fact]
+    public void Chunked_loss_in_bfloat16_matches_float64_in_value_and_gradients()
+    {
+        manual_seed(14);
+        using var scope = NewDisposeScope();
+        var hidden = (randn(40, 32) * 0.5).requires_grad_(true);
+        var weight = (randn(100, 32) * 0.3).requires_grad_(true);
+        var targets = randint(0, 100, new long[] { 40 });
+        var h64 = hidden.detach().to(float64).requires_grad_(true);
+        var w64 = weight.detach().to(float64).requires_grad_(true);
+        var expected = nn.functional.cross_entropy(h64.matmul(w64.t()), targets, reduction: nn.Reduction.Sum);
+        expected.backward();
+
+        Tensor loss;
+        using (ComputePrecision.Use(ScalarType.BFloat16)) loss = ChunkedCrossEntropy.Sum(hidden, weight, targets, chunkSize: 16);
+        loss.backward();
+        Assert.Equal(ScalarType.Float32, loss.dtype);
+        Assert.True(Math.Abs(loss.item<float>() - expected.item<double>()) / expected.item<double>() < 0.01);
+        Assert.True(Reference.RelativeError(hidden.grad!, h64.grad!) < Bf16Tolerance);
+        Assert.True(Reference.RelativeError(weight.grad!, w64.grad!) < Bf16Tolerance);
+        Assert.Equal(ScalarType.Float32, weight.grad!.dtype);
+    }
+
+    [Fact]
+    public void Scopes_nest_and_restore()
+    {
+        Assert.Null(ComputePrecision.Current);
+        using (ComputePrecision.Use(ScalarType.BFloat16))
+        {
+            using (ComputePrecision.Use(null)) Assert.Null(ComputePrecision.Current);
+            Assert.Equal(ScalarType.BFloat16, ComputePrecision.Current);
+        }
+        Assert.Null(ComputePrecision.Current);
+        Assert.Throws<ArgumentOutOfRangeException>(() => ComputePrecision.Use(ScalarType.Int32));
+    }
+
+    [Fact]
+    public void Auto_resolves_to_bfloat16_only_where_the_device_is_fast_and_explicit_choices_win()
+    {
+        var auto = PrecisionSupport.ComputeDType(TrainingPrecision.Auto, CPU);
+        Assert.Equal(PrecisionSupport.CpuHasFastBFloat16 ? ScalarType.BFloat16 : ScalarType.Float32, auto);
+        Assert.Equal(ScalarType.Float32, PrecisionSupport.ComputeDType(TrainingPrecision.Float32, CPU));
+        Assert.Equal(ScalarType.BFloat16, PrecisionSupport.ComputeDType(TrainingPrecision.BFloat16, CPU));
+        Assert.Equal(TrainingPrecision.BFloat16, PrecisionSupport.Parse("bf16"));
+        Assert.Equal(TrainingPrecision.Float32, PrecisionSupport.Parse("FLOAT32"));
+        Assert.Throws<ArgumentException>(() => PrecisionSupport.Parse("fp8"));
+    }
+}
