@@ -8,14 +8,16 @@ namespace PeftGen.Training;
 /// <summary>Generated completions for a set of records and their ROUGE against the reference completions.</summary>
 /// <param name="Predictions">One generated completion per record, in order.</param>
 /// <param name="Rouge">Corpus ROUGE (mean per-example F1).</param>
-public sealed record GenerationScore(IReadOnlyList<string> Predictions, CorpusRouge Rouge);
+/// <param name="PerRecord">Each record's ROUGE scores, in order (for intervals and per-record analysis).</param>
+public sealed record GenerationScore(IReadOnlyList<string> Predictions, CorpusRouge Rouge, IReadOnlyList<RougeScores> PerRecord);
 
 /// <summary>Generates a completion for each prompt the way training formatted it, and scores it with ROUGE.</summary>
 public static class GenerationScoring
 {
     /// <summary>
     /// For each record: encode <c>prompt + separator</c> with <paramref name="examples"/>, generate until EOS or
-    /// <see cref="GenerationOptions.MaxNewTokens"/>, decode, and score against the record's completion.
+    /// <see cref="GenerationOptions.MaxNewTokens"/> (prompts of equal length in batches), decode, and score against the
+    /// record's completion. Progress reports records done.
     /// </summary>
     public static GenerationScore Run(TextGenerator generator, SupervisedExamples examples, ITextTokenizer tokenizer,
         IReadOnlyList<PromptCompletion> records, GenerationOptions options, IProgress<int>? progress = null)
@@ -26,15 +28,20 @@ public static class GenerationScoring
         ArgumentNullException.ThrowIfNull(records);
         ArgumentNullException.ThrowIfNull(options);
         var stopAtEos = options with { EndOfSequenceId = options.EndOfSequenceId ?? tokenizer.EndOfSequenceId };
+        var prompts = new List<IReadOnlyList<int>>(records.Count);
+        foreach (var record in records) prompts.Add(examples.EncodePrompt(record.Prompt));
         var predictions = new List<string>(records.Count);
-        var references = new List<string>(records.Count);
-        foreach (var record in records)
+        int step = Math.Max(1, stopAtEos.BatchSize * 4);
+        for (int start = 0; start < prompts.Count; start += step)
         {
-            var ids = generator.Generate(examples.EncodePrompt(record.Prompt), stopAtEos);
-            predictions.Add(tokenizer.Decode(ids).Trim());
-            references.Add(record.Completion);
+            foreach (var ids in generator.GenerateBatch(prompts.GetRange(start, Math.Min(step, prompts.Count - start)), stopAtEos))
+                predictions.Add(tokenizer.Decode(ids).Trim());
             progress?.Report(predictions.Count);
         }
-        return new GenerationScore(predictions, Rouge.ScoreCorpus(references, predictions));
+        var references = new List<string>(records.Count);
+        foreach (var record in records) references.Add(record.Completion);
+        var perRecord = new List<RougeScores>(records.Count);
+        for (int i = 0; i < records.Count; i++) perRecord.Add(Rouge.Score(references[i], predictions[i]));
+        return new GenerationScore(predictions, Rouge.ScoreCorpus(references, predictions), perRecord);
     }
 }

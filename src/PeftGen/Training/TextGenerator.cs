@@ -1,6 +1,8 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using PeftGen.Data;
+using PeftGen.Precision;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -26,12 +28,32 @@ public sealed record GenerationOptions
 
     /// <summary>Longest input the model accepts; older tokens are dropped from the left beyond it. 0: unlimited.</summary>
     public int MaxContext { get; init; }
+
+    /// <summary>
+    /// Never produce a token that would repeat an n-gram of this size already in the sequence (prompt included), as
+    /// Hugging Face's <c>no_repeat_ngram_size</c>; 0 (the default) allows repeats.
+    /// </summary>
+    public int NoRepeatNGramSize { get; init; }
+
+    /// <summary>End-of-sequence cannot be chosen before this many new tokens (Hugging Face's <c>min_new_tokens</c>).</summary>
+    public int MinNewTokens { get; init; }
+
+    /// <summary>Prompts of one length decoded together in a batch (<see cref="TextGenerator.GenerateBatch"/>).</summary>
+    public int BatchSize { get; init; } = 32;
+
+    /// <summary>The precision of the forward passes: bfloat16 where the device has it fast, unless set otherwise.</summary>
+    public TrainingPrecision Precision { get; init; } = TrainingPrecision.Auto;
 }
 
 /// <summary>
 /// Greedy and sampled decoding over an <see cref="ICausalLanguageModel"/>. Every step recomputes the whole
 /// sequence (no KV cache), which is fine for small models; only the last position goes through the head.
 /// </summary>
+/// <remarks>
+/// <see cref="GenerateBatch"/> decodes prompts of equal length together, so no padding and no attention mask are
+/// needed and each row's greedy result is exactly what it would be alone; rows that have stopped ride along until the
+/// batch ends. Sampling draws from one generator seeded per call.
+/// </remarks>
 public sealed class TextGenerator
 {
     private readonly nn.Module module;
@@ -50,39 +72,119 @@ public sealed class TextGenerator
     public IReadOnlyList<int> Generate(IReadOnlyList<int> promptIds, GenerationOptions options)
     {
         ArgumentNullException.ThrowIfNull(promptIds);
-        ArgumentNullException.ThrowIfNull(options);
-        if (promptIds.Count == 0) throw new ArgumentException("The prompt needs at least one token.", nameof(promptIds));
-        if (options.MaxNewTokens < 0 || options.TopK < 0 || options.MaxContext < 0 || options.Temperature < 0)
-            throw new ArgumentOutOfRangeException(nameof(options), "Generation settings must not be negative.");
+        return GenerateBatch([promptIds], options)[0];
+    }
 
+    /// <summary>The new token ids after each prompt, in order (each without the end-of-sequence id).</summary>
+    public IReadOnlyList<IReadOnlyList<int>> GenerateBatch(IReadOnlyList<IReadOnlyList<int>> prompts, GenerationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(options);
+        foreach (var prompt in prompts)
+        {
+            ArgumentNullException.ThrowIfNull(prompt, nameof(prompts));
+            if (prompt.Count == 0) throw new ArgumentException("Every prompt needs at least one token.", nameof(prompts));
+        }
+        if (options.MaxNewTokens < 0 || options.TopK < 0 || options.MaxContext < 0 || options.Temperature < 0 || options.NoRepeatNGramSize < 0 || options.MinNewTokens < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), "Generation settings must not be negative.");
+        if (options.BatchSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.BatchSize, "BatchSize must be positive.");
+
+        var results = new IReadOnlyList<int>[prompts.Count];
         bool wasTraining = module.training;
         module.eval();
         using var noGrad = no_grad();
+        using var precision = ComputePrecision.Use(PrecisionSupport.ComputeDType(options.Precision, model.HeadWeight.device));
         using var generator = new Generator((ulong)options.Seed);
-        var sequence = new List<long>(promptIds.Count + options.MaxNewTokens);
-        foreach (var id in promptIds) sequence.Add(id);
-        var produced = new List<int>();
         try
         {
-            var device = model.HeadWeight.device;
-            for (int step = 0; step < options.MaxNewTokens; step++)
+            var groups = Enumerable.Range(0, prompts.Count).GroupBy(i => prompts[i].Count).OrderBy(g => g.Key);
+            foreach (var group in groups)
             {
-                using var scope = NewDisposeScope();
-                int start = options.MaxContext > 0 ? Math.Max(0, sequence.Count - options.MaxContext) : 0;
-                var window = sequence.GetRange(start, sequence.Count - start).ToArray();
-                var hidden = model.ForwardHidden(tensor(window, new long[] { 1, window.Length }, device: device));
-                var logits = hidden[0, -1].matmul(model.HeadWeight.t()).to(ScalarType.Float32);
-                int next = (int)Choose(logits, options, generator);
-                if (options.EndOfSequenceId == next) break;
-                produced.Add(next);
-                sequence.Add(next);
+                foreach (var chunk in group.Chunk(options.BatchSize))
+                {
+                    var produced = Decode(chunk.Select(i => prompts[i]).ToArray(), options, generator);
+                    for (int row = 0; row < chunk.Length; row++) results[chunk[row]] = produced[row];
+                }
             }
         }
         finally
         {
             module.train(wasTraining);
         }
+        return results;
+    }
+
+    private List<int>[] Decode(IReadOnlyList<int>[] prompts, GenerationOptions options, Generator generator)
+    {
+        int rows = prompts.Length;
+        var sequences = prompts.Select(p => p.Select(id => (long)id).ToList()).ToArray();
+        var produced = prompts.Select(_ => new List<int>()).ToArray();
+        var done = new bool[rows];
+        var device = model.HeadWeight.device;
+        for (int step = 0; step < options.MaxNewTokens && done.Contains(false); step++)
+        {
+            using var scope = NewDisposeScope();
+            int length = sequences[0].Count;
+            int start = options.MaxContext > 0 ? Math.Max(0, length - options.MaxContext) : 0;
+            var window = new long[rows * (length - start)];
+            for (int row = 0; row < rows; row++) sequences[row].CopyTo(start, window, row * (length - start), length - start);
+            var hidden = model.ForwardHidden(tensor(window, new long[] { rows, length - start }, device: device));
+            var last = hidden.select(1, -1);
+            var logits = ComputePrecision.Cast(last).matmul(ComputePrecision.Cast(model.HeadWeight).t()).to(ScalarType.Float32);
+            Suppress(logits, sequences, step, options);
+            var next = Choose(logits, options, generator);
+            for (int row = 0; row < rows; row++)
+            {
+                int token = (int)next[row];
+                sequences[row].Add(token);
+                if (done[row]) continue;
+                if (options.EndOfSequenceId == token) done[row] = true;
+                else produced[row].Add(token);
+            }
+        }
         return produced;
+    }
+
+    // Bans, per row, end-of-sequence before MinNewTokens and every token that would complete an n-gram already seen.
+    private static void Suppress(Tensor logits, List<long>[] sequences, int step, GenerationOptions options)
+    {
+        var banned = new List<long>();
+        if (options.EndOfSequenceId is int eos && step < options.MinNewTokens)
+        {
+            for (int row = 0; row < sequences.Length; row++) banned.Add((long)row * logits.shape[1] + eos);
+        }
+        int n = options.NoRepeatNGramSize;
+        if (n > 0)
+        {
+            for (int row = 0; row < sequences.Length; row++)
+            {
+                var seq = sequences[row];
+                if (seq.Count < n) continue;
+                // The last n − 1 tokens; every earlier occurrence of them bans the token that followed it.
+                for (int i = 0; i + n <= seq.Count; i++)
+                {
+                    bool match = true;
+                    for (int k = 0; k < n - 1 && match; k++) match = seq[i + k] == seq[seq.Count - n + 1 + k];
+                    if (match) banned.Add(row * logits.shape[1] + seq[i + n - 1]);
+                }
+            }
+        }
+        if (banned.Count == 0) return;
+        using var flat = logits.view(-1);
+        using var index = tensor(banned.ToArray(), device: logits.device);
+        flat.index_fill_(0, index, double.NegativeInfinity);
+    }
+
+    private static long[] Choose(Tensor logits, GenerationOptions options, Generator generator)
+    {
+        if (options.Temperature == 0) return logits.argmax(1).cpu().data<long>().ToArray();
+        var scaled = logits / options.Temperature;
+        if (options.TopK > 0 && options.TopK < scaled.shape[1])
+        {
+            var kth = scaled.topk(options.TopK, dim: 1).values.narrow(1, options.TopK - 1, 1);
+            scaled = scaled.masked_fill(scaled.lt(kth), double.NegativeInfinity);
+        }
+        return scaled.softmax(1).multinomial(1, generator: generator).squeeze(1).cpu().data<long>().ToArray();
     }
 
     /// <summary>Tokenizes <paramref name="prompt"/>, generates, and decodes the new tokens; stops at the tokenizer's EOS.</summary>
@@ -93,17 +195,5 @@ public sealed class TextGenerator
         ArgumentNullException.ThrowIfNull(options);
         var ids = Generate(tokenizer.Encode(prompt), options with { EndOfSequenceId = options.EndOfSequenceId ?? tokenizer.EndOfSequenceId });
         return tokenizer.Decode(ids);
-    }
-
-    private static long Choose(Tensor logits, GenerationOptions options, Generator generator)
-    {
-        if (options.Temperature == 0) return logits.argmax().item<long>();
-        var scaled = logits / options.Temperature;
-        if (options.TopK > 0 && options.TopK < scaled.shape[0])
-        {
-            var kth = scaled.topk(options.TopK).values[-1];
-            scaled = scaled.masked_fill(scaled.lt(kth), double.NegativeInfinity);
-        }
-        return scaled.softmax(0).multinomial(1, generator: generator).item<long>();
     }
 }
