@@ -291,9 +291,15 @@ public sealed partial class Nf4Tensor : IDisposable
         return magnitude.add(scaled.lt(0).to(ScalarType.Int32).mul(8));
     }
 
-    /// <summary>bitsandbytes' blockwise 8-bit quantization with the dynamic map (blocks of 256, binary search).</summary>
-    private static (Tensor Codes, Tensor Absmax) QuantizeDynamic(Tensor values, Device device)
+    /// <summary>
+    /// bitsandbytes' blockwise 8-bit quantization with the dynamic map (blocks of 256), choosing codes as its kernel
+    /// <c>dQuantize&lt;0&gt;</c> does: seven probes narrow the range to a lower bound, an upper bound and the final
+    /// pivot between them (never probed); the value then takes the bound on its side of the pivot only when it lies
+    /// strictly beyond the float32 midpoint of bound and pivot, else the pivot.
+    /// </summary>
+    internal static (Tensor Codes, Tensor Absmax) QuantizeDynamic(Tensor values, Device device)
     {
+        using var scope = NewDisposeScope();
         var n = values.NumberOfElements;
         var blocks = (n + NestedBlockSize - 1) / NestedBlockSize;
         var padded = PadTo(values, blocks * NestedBlockSize).view(blocks, NestedBlockSize);
@@ -311,11 +317,14 @@ public sealed partial class Nf4Tensor : IDisposable
             upper = where(above, upper, pivot);
             pivot = pivot.add(above.to(ScalarType.Int64).mul(2 * step).sub(step));
         }
-        upper = upper.masked_fill(upper.eq(255), 254);
-        var lowerDistance = x.sub(code.index_select(0, lower)).abs();
-        var upperDistance = x.sub(code.index_select(0, upper)).abs();
-        var codes = where(lowerDistance.lt(upperDistance), lower, upper).to(ScalarType.Byte);
-        return (codes.contiguous(), absmax.contiguous());
+        var pivotValue = code.index_select(0, pivot);
+        // float32 midpoints, rounded after the add and after the halving, as the kernel computes them.
+        var upperMidpoint = code.index_select(0, upper).add(pivotValue).mul(0.5f);
+        var lowerMidpoint = code.index_select(0, lower).add(pivotValue).mul(0.5f);
+        var codes = where(x.gt(pivotValue),
+            where(x.gt(upperMidpoint), upper, pivot),
+            where(x.lt(lowerMidpoint), lower, pivot));
+        return (codes.to(ScalarType.Byte).contiguous().MoveToOuterDisposeScope(), absmax.contiguous().MoveToOuterDisposeScope());
     }
 
     /// <summary>The address of a contiguous CPU tensor's first element; valid while the tensor lives.</summary>

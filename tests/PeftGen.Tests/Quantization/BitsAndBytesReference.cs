@@ -8,7 +8,7 @@ namespace PeftGen.Tests.Quantization;
 /// A deliberately simple, slow, scalar implementation of bitsandbytes' 4-bit blockwise quantization, written from the
 /// algorithm's description (not from the library code it checks): per-block float32 absmax, values multiplied by the
 /// float32 reciprocal, codes chosen with float32 decision thresholds and strict <c>&gt;</c>, two codes per byte (high
-/// nibble first), the 8-bit dynamic-map binary search for double quantization.
+/// nibble first), the 8-bit dynamic-map binary search of <c>dQuantize&lt;0&gt;</c> for double quantization.
 /// </summary>
 internal static class BitsAndBytesReference
 {
@@ -124,25 +124,42 @@ internal static class BitsAndBytesReference
         return (codes, absmax);
     }
 
-    /// <summary>Bisection over the 256 sorted codes from the middle (127) in halving steps, then the nearer neighbour (ties up).</summary>
+    /// <summary>
+    /// The 8-bit code of <paramref name="x"/> (already divided by its block's absmax) as bitsandbytes' kernel
+    /// <c>dQuantize&lt;0&gt;</c> (csrc/kernels.cu) chooses it, restated from the kernel's algorithm:
+    /// <list type="number">
+    /// <item>Seven probes halve the search range: the first at index 127, then ±64, ±32, …, ±1. A probe whose value
+    /// <paramref name="x"/> is strictly above becomes the lower bound, any other the upper bound. The last step moves
+    /// to an even index (the final pivot), which is never probed in the loop.</item>
+    /// <item>The bounds start at indices 0 and 255 (so a value below every probe keeps index 0 as its lower bound).</item>
+    /// <item>The code is one of three candidates: lower bound, final pivot, upper bound. Above the final pivot's value,
+    /// <paramref name="x"/> takes the upper bound only when strictly above the float32 midpoint
+    /// <c>(upper + pivot) × 0.5</c>; at or below it, <paramref name="x"/> takes the lower bound only when strictly
+    /// below <c>(lower + pivot) × 0.5</c>. Anything else (a midpoint itself included) stays on the final pivot.</item>
+    /// </list>
+    /// A NaN compares false everywhere, so it walks down to index 0 and stays there.
+    /// </summary>
     public static int NearestDynamic(float[] map, float x)
     {
-        int pivot = 127, lower = 0, upper = 255;
-        for (var step = 64; step > 0; step /= 2)
+        var (below, above) = (0, 255);
+        var probe = 127;
+        for (var halfWidth = 64; halfWidth >= 1; halfWidth /= 2)
         {
-            if (x > map[pivot])
-            {
-                lower = pivot;
-                pivot += step;
-            }
-            else
-            {
-                upper = pivot;
-                pivot -= step;
-            }
+            var probeIsBelowX = x > map[probe];
+            if (probeIsBelowX) below = probe;
+            else above = probe;
+            probe = probeIsBelowX ? probe + halfWidth : probe - halfWidth;
         }
-        if (upper == 255) upper = 254;
-        return Math.Abs(x - map[lower]) < Math.Abs(x - map[upper]) ? lower : upper;
+
+        var finalPivot = probe;
+        var pivotValue = map[finalPivot];
+        if (x > pivotValue)
+        {
+            var upperMidpoint = (map[above] + pivotValue) * 0.5f;
+            return x > upperMidpoint ? above : finalPivot;
+        }
+        var lowerMidpoint = (map[below] + pivotValue) * 0.5f;
+        return x < lowerMidpoint ? below : finalPivot;
     }
 
     /// <summary>
