@@ -306,7 +306,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     {
         ArgumentNullException.ThrowIfNull(state);
         if (_mergedAdapter is not null) throw new InvalidOperationException("Unmerge the adapter before replacing the base weight.");
-        var quantized = Nf4Tensor.FromBitsAndBytesState(state, prefix + "weight", BaseDevice);
+        // The file decides code book, block size and double quantization; the compute dtype stays this projection's.
+        var quantized = Nf4Tensor.FromBitsAndBytesState(state, prefix + "weight", BaseDevice, _quantized?.Options.ComputeDType ?? ComputeDType.Auto);
         try
         {
             if (!quantized.Shape.SequenceEqual(new[] { OutFeatures, InFeatures }))

@@ -29,15 +29,20 @@ public sealed partial class Nf4Tensor : IDisposable
     private Tensor? _absmax;
     private Tensor? _quantizedAbsmax;
     private Tensor? _nestedAbsmax;
+    private Tensor? _nestedMap;
+    private bool _ownsNestedMap;
     private bool _disposed;
 
-    private Nf4Tensor(Tensor packed, Tensor? absmax, Tensor? quantizedAbsmax, Tensor? nestedAbsmax, float offset,
+    // nestedMap: the 256-entry map the absmax codes index; null means our shared map, anything else this tensor owns.
+    private Nf4Tensor(Tensor packed, Tensor? absmax, Tensor? quantizedAbsmax, Tensor? nestedAbsmax, Tensor? nestedMap, float offset,
         long[] shape, ScalarType originalDType, Quant4BitOptions options)
     {
         _packed = packed;
         _absmax = absmax;
         _quantizedAbsmax = quantizedAbsmax;
         _nestedAbsmax = nestedAbsmax;
+        _ownsNestedMap = nestedMap is not null;
+        _nestedMap = nestedMap ?? (quantizedAbsmax is null ? null : CodeBooks.DynamicCode(packed.device));
         Offset = offset;
         Shape = shape;
         OriginalDType = originalDType;
@@ -78,12 +83,20 @@ public sealed partial class Nf4Tensor : IDisposable
     /// <summary>float32 absmax per block of 256 first-level absmax values (null without double quantization).</summary>
     public Tensor? NestedAbsmax => _nestedAbsmax;
 
+    /// <summary>
+    /// The 256 ascending float32 values that <see cref="QuantizedAbsmax"/> indexes (null without double quantization):
+    /// <see cref="CodeBooks.DynamicMap"/> for weights quantized here; for weights read from a file, the map stored in
+    /// that file, as bitsandbytes dequantizes with it.
+    /// </summary>
+    public Tensor? NestedMap => _nestedMap;
+
     /// <summary>Bytes this tensor owns on its device: packed codes plus the absmax state (code books are shared).</summary>
     public long StorageBytes
         => Packed.NumberOfElements
            + (_absmax?.NumberOfElements * 4 ?? 0)
            + (_quantizedAbsmax?.NumberOfElements ?? 0)
            + (_nestedAbsmax?.NumberOfElements * 4 ?? 0)
+           + (_ownsNestedMap ? _nestedMap!.NumberOfElements * 4 : 0)
            + (Options.DoubleQuant ? sizeof(float) : 0);
 
     /// <summary>Quantizes a floating-point weight on its own device.</summary>
@@ -126,7 +139,7 @@ public sealed partial class Nf4Tensor : IDisposable
             plainAbsmax = absmax;
         }
 
-        var result = new Nf4Tensor(packed.contiguous(), plainAbsmax?.contiguous(), quantizedAbsmax, nestedAbsmax, offset,
+        var result = new Nf4Tensor(packed.contiguous(), plainAbsmax?.contiguous(), quantizedAbsmax, nestedAbsmax, null, offset,
             weight.shape.ToArray(), weight.dtype, options);
         result.DetachAll();
         return result;
@@ -205,9 +218,10 @@ public sealed partial class Nf4Tensor : IDisposable
         var absmax = _absmax?.contiguous();
         var quantizedAbsmax = _quantizedAbsmax?.contiguous();
         var nestedAbsmax = _nestedAbsmax?.contiguous();
+        var nestedMap = _nestedMap?.contiguous();
         var scales = absmax is not null
             ? Nf4CpuKernel.BlockScales.Plain(Address<float>(absmax))
-            : Nf4CpuKernel.BlockScales.Nested(Address<byte>(quantizedAbsmax!), Address<float>(nestedAbsmax!), Offset);
+            : Nf4CpuKernel.BlockScales.Nested(Address<byte>(quantizedAbsmax!), Address<float>(nestedAbsmax!), Address<float>(nestedMap!), Offset);
         Nf4CpuKernel.Dequantize(Address<byte>(packed), scales, Address<float>(output), Count, Options.BlockSize,
             CodeBooks.Values(Options.QuantType), workers, isa);
         GC.KeepAlive(output);
@@ -240,7 +254,7 @@ public sealed partial class Nf4Tensor : IDisposable
         if (_absmax is not null) return _absmax.alias();
         using var scope = NewDisposeScope();
         var nestedBlocks = _nestedAbsmax!.NumberOfElements;
-        var values = CodeBooks.DynamicCode(Device).index_select(0, _quantizedAbsmax!.to(ScalarType.Int64));
+        var values = _nestedMap!.index_select(0, _quantizedAbsmax!.to(ScalarType.Int64));
         var absmax = PadTo(values, nestedBlocks * NestedBlockSize).view(nestedBlocks, NestedBlockSize)
             .mul(_nestedAbsmax.unsqueeze(1)).view(-1).narrow(0, 0, BlockCount);
         return absmax.add(Offset).MoveToOuterDisposeScope();
@@ -252,7 +266,7 @@ public sealed partial class Nf4Tensor : IDisposable
         ArgumentNullException.ThrowIfNull(device);
         using var scope = NewDisposeScope();
         var copy = new Nf4Tensor(Packed.to(device), _absmax?.to(device), _quantizedAbsmax?.to(device), _nestedAbsmax?.to(device),
-            Offset, Shape, OriginalDType, Options);
+            _ownsNestedMap ? _nestedMap!.to(device) : null, Offset, Shape, OriginalDType, Options);
         copy.DetachAll();
         return copy;
     }
@@ -266,6 +280,7 @@ public sealed partial class Nf4Tensor : IDisposable
         _absmax?.Dispose();
         _quantizedAbsmax?.Dispose();
         _nestedAbsmax?.Dispose();
+        if (_ownsNestedMap) _nestedMap!.Dispose();
     }
 
     private void DetachAll()
@@ -274,6 +289,7 @@ public sealed partial class Nf4Tensor : IDisposable
         _absmax?.DetachFromDisposeScope();
         _quantizedAbsmax?.DetachFromDisposeScope();
         _nestedAbsmax?.DetachFromDisposeScope();
+        if (_ownsNestedMap) _nestedMap!.DetachFromDisposeScope();
     }
 
     /// <summary>4-bit codes (int32) of values already scaled into [-1, 1].</summary>

@@ -96,6 +96,64 @@ public sealed class BitsAndBytesStateTests
     }
 
     [Fact]
+    public void A_nested_map_from_another_torch_build_is_read_and_used_as_stored()
+    {
+        using var scope = NewDisposeScope();
+        const int rows = 64, cols = 96, blockSize = 64;
+        var values = QuantTestData.Normal(rows * cols, seed: 151);
+        using var q = Nf4Tensor.Quantize(tensor(values, new long[] { rows, cols }), new Quant4BitOptions(BlockSize: blockSize));
+        // Another build's map: 43 entries one or two ulp away from ours, still strictly ascending.
+        var map = CodeBooks.DynamicMap.ToArray();
+        for (var i = 0; i < map.Length; i += 6) map[i] = i % 12 == 0 ? MathF.BitIncrement(MathF.BitIncrement(map[i])) : MathF.BitDecrement(map[i]);
+        var state = q.ToBitsAndBytesState("w");
+        state["w.nested_quant_map"] = tensor(map);
+
+        using var back = Nf4Tensor.FromBitsAndBytesState(state, "w");
+
+        var absmax = BitsAndBytesReference.DequantizeAbsmax(QuantTestData.Bytes(q.QuantizedAbsmax!), QuantTestData.Floats(q.NestedAbsmax!), q.Offset, map);
+        var expected = BitsAndBytesReference.Dequantize(QuantTestData.Bytes(q.Packed), absmax, values.Length, blockSize, fp4: false);
+        using var onCpu = back.Dequantize();
+        using var withTorchOps = back.DequantizeWithTorchOps();
+        QuantTestData.AssertBitEqual(expected, QuantTestData.Floats(onCpu));
+        QuantTestData.AssertBitEqual(expected, QuantTestData.Floats(withTorchOps));
+        using var ours = q.Dequantize();
+        Assert.NotEqual(QuantTestData.Floats(ours), QuantTestData.Floats(onCpu));
+        Assert.Equal(map.Select(BitConverter.SingleToInt32Bits), QuantTestData.Floats(back.NestedMap!).Select(BitConverter.SingleToInt32Bits));
+        Assert.Equal(q.StorageBytes + 256 * sizeof(float), back.StorageBytes);
+
+        // Written back as it was read; and a copy on another device keeps it.
+        var again = back.ToBitsAndBytesState("w");
+        Assert.Equal(map.Select(BitConverter.SingleToInt32Bits), QuantTestData.Floats(again["w.nested_quant_map"]).Select(BitConverter.SingleToInt32Bits));
+        using var moved = back.To(CPU);
+        using var movedValues = moved.Dequantize();
+        QuantTestData.AssertBitEqual(expected, QuantTestData.Floats(movedValues));
+    }
+
+    [Fact]
+    public void A_nested_map_must_be_256_finite_ascending_float32_values()
+    {
+        using var scope = NewDisposeScope();
+        using var q = Nf4Tensor.Quantize(randn(16, 64), new Quant4BitOptions());
+        var map = CodeBooks.DynamicMap;
+        var cases = new (string Label, Tensor Map)[]
+        {
+            ("255 entries", tensor(map.Take(255).ToArray())),
+            ("float64", tensor(map.Select(v => (double)v).ToArray())),
+            ("NaN", tensor(map.Select((v, i) => i == 40 ? float.NaN : v).ToArray())),
+            ("infinity", tensor(map.Select((v, i) => i == 255 ? float.PositiveInfinity : v).ToArray())),
+            ("two entries swapped", tensor(map.Select((v, i) => i == 10 ? map[11] : i == 11 ? map[10] : v).ToArray())),
+            ("a repeated entry", tensor(map.Select((v, i) => i == 200 ? map[199] : v).ToArray())),
+        };
+        foreach (var (label, bad) in cases)
+        {
+            var state = q.ToBitsAndBytesState("w");
+            state["w.nested_quant_map"] = bad;
+            var error = Assert.Throws<FormatException>(() => Nf4Tensor.FromBitsAndBytesState(state, "w"));
+            Assert.True(error.Message.Contains("w.nested_quant_map", StringComparison.Ordinal), $"{label}: {error.Message}");
+        }
+    }
+
+    [Fact]
     public void LoraLinear_round_trips_its_4bit_base_and_bias()
     {
         using var scope = NewDisposeScope();

@@ -31,11 +31,11 @@ public sealed class Nf4TensorTests(ITestOutputHelper output)
         {
             Assert.Null(q.Absmax);
             Assert.Equal(reference.QuantizedAbsmax, QuantTestData.Bytes(q.QuantizedAbsmax!));
-            AssertBitEqual(reference.NestedAbsmax!, QuantTestData.Floats(q.NestedAbsmax!));
+            QuantTestData.AssertBitEqual(reference.NestedAbsmax!, QuantTestData.Floats(q.NestedAbsmax!));
         }
         else
         {
-            AssertBitEqual(reference.Absmax, QuantTestData.Floats(q.Absmax!));
+            QuantTestData.AssertBitEqual(reference.Absmax, QuantTestData.Floats(q.Absmax!));
         }
     }
 
@@ -56,14 +56,14 @@ public sealed class Nf4TensorTests(ITestOutputHelper output)
         var absmax = doubleQuant
             ? BitsAndBytesReference.DequantizeAbsmax(QuantTestData.Bytes(q.QuantizedAbsmax!), QuantTestData.Floats(q.NestedAbsmax!), q.Offset, CodeBooks.DynamicMap)
             : QuantTestData.Floats(q.Absmax!);
-        using (var blockAbsmax = q.BlockAbsmax()) AssertBitEqual(absmax, QuantTestData.Floats(blockAbsmax));
+        using (var blockAbsmax = q.BlockAbsmax()) QuantTestData.AssertBitEqual(absmax, QuantTestData.Floats(blockAbsmax));
         var expected = BitsAndBytesReference.Dequantize(QuantTestData.Bytes(q.Packed), absmax, values.Length, blockSize, type == QuantType.Fp4);
-        AssertBitEqual(expected, QuantTestData.Floats(dequantized));
+        QuantTestData.AssertBitEqual(expected, QuantTestData.Floats(dequantized));
 
         using var bf16 = q.Dequantize(ScalarType.BFloat16);
         Assert.Equal(ScalarType.BFloat16, bf16.dtype);
         using var expectedBf16 = tensor(expected).to(ScalarType.BFloat16).to(ScalarType.Float32);
-        AssertBitEqual(QuantTestData.Floats(expectedBf16), QuantTestData.Floats(bf16));
+        QuantTestData.AssertBitEqual(QuantTestData.Floats(expectedBf16), QuantTestData.Floats(bf16));
     }
 
     [Fact]
@@ -161,13 +161,5 @@ public sealed class Nf4TensorTests(ITestOutputHelper output)
         var mean = absmax.Average(a => (double)a);
         Assert.True(Math.Abs(mean - ours) <= 1e-6 * Math.Abs(mean) + 1e-12, $"offset {ours} vs mean {mean}");
         return ours;
-    }
-
-    private static void AssertBitEqual(float[] expected, float[] actual)
-    {
-        Assert.Equal(expected.Length, actual.Length);
-        for (var i = 0; i < expected.Length; i++)
-            if (!QuantTestData.BitEqual(expected[i], actual[i]))
-                Assert.Fail($"[{i}]: expected {expected[i]:R}, got {actual[i]:R}");
     }
 }
