@@ -16,7 +16,9 @@ namespace PeftGen;
 /// is padded with the code of 0.0, as bitsandbytes' kernel does.</para>
 /// <para>With double quantization the absmax values minus their mean (the offset) are quantized again in blocks of
 /// 256 with the signed 8-bit dynamic map (<see cref="CodeBooks.DynamicMap"/>), keeping a float32 absmax per block of
-/// 256. The offset is the float32 mean computed by torch on the weight's device, as bitsandbytes computes it.</para>
+/// 256. The offset is the float32 mean computed by torch on the weight's device, as bitsandbytes computes it; when
+/// that float32 sum overflows (absmax values near float32's maximum), the mean is taken in float64 and rounded to
+/// float32, so the offset is always finite. A weight with NaN or infinite values is refused for double quantization.</para>
 /// <para>Code books are shared per device (<see cref="CodeBooks"/>); <see cref="StorageBytes"/> counts what this
 /// tensor owns.</para>
 /// </remarks>
@@ -100,6 +102,8 @@ public sealed partial class Nf4Tensor : IDisposable
            + (Options.DoubleQuant ? sizeof(float) : 0);
 
     /// <summary>Quantizes a floating-point weight on its own device.</summary>
+    /// <exception cref="ArgumentException">The weight is empty or not floating-point, or it holds NaN or infinite
+    /// values and <see cref="Quant4BitOptions.DoubleQuant"/> is on.</exception>
     public static Nf4Tensor Quantize(Tensor weight, Quant4BitOptions options)
     {
         ArgumentNullException.ThrowIfNull(weight);
@@ -129,7 +133,14 @@ public sealed partial class Nf4Tensor : IDisposable
         var offset = 0f;
         if (options.DoubleQuant)
         {
+            // A NaN or infinite absmax would make the offset NaN or infinite, which no reader (ours included) accepts.
+            if (!absmax.isfinite().all().item<bool>())
+                throw new ArgumentException("The weight holds NaN or infinite values, which double quantization cannot store (its absmax offset would not be finite); "
+                    + "clean the weight or quantize with DoubleQuant = false.", nameof(weight));
+            // bitsandbytes' offset is torch's float32 mean; its float32 sum overflows when absmax values near float32's
+            // maximum add up past it. The mean itself always fits, so it is then taken in float64 and rounded once.
             var mean = absmax.mean();
+            if (!float.IsFinite(mean.item<float>())) mean = absmax.to(ScalarType.Float64).mean().to(ScalarType.Float32);
             offset = mean.item<float>();
             var centered = absmax.sub(mean);
             (quantizedAbsmax, nestedAbsmax) = QuantizeDynamic(centered, device);

@@ -154,6 +154,50 @@ public sealed class BitsAndBytesStateTests
     }
 
     [Fact]
+    public void Absmax_values_near_float32_max_give_a_finite_offset_that_round_trips()
+    {
+        using var scope = NewDisposeScope();
+        // Four blocks whose absmax values are float32's maximum (twice), 2^127 and 2^126: their float32 sum overflows;
+        // their float64 sum is exact, and so is its quarter.
+        float[] targets = [float.MaxValue, float.MaxValue, MathF.Pow(2, 127), MathF.Pow(2, 126)];
+        var values = QuantTestData.Normal(4 * 64, seed: 153, scale: 1e36f);
+        for (var b = 0; b < 4; b++) values[b * 64 + b] = b % 2 == 0 ? targets[b] : -targets[b];
+        Assert.True(float.IsInfinity(targets.Aggregate(0f, (sum, v) => sum + v)), "the float32 sum must overflow for this test to mean anything");
+        var mean = (float)(targets.Sum(v => (double)v) / 4);
+
+        using var q = Nf4Tensor.Quantize(tensor(values, new long[] { 4, 64 }), new Quant4BitOptions(BlockSize: 64));
+
+        Assert.Equal(mean, q.Offset);
+        var reference = BitsAndBytesReference.Quantize(values, 64, fp4: false, doubleQuant: true, _ => mean, CodeBooks.DynamicMap);
+        Assert.Equal(reference.QuantizedAbsmax, QuantTestData.Bytes(q.QuantizedAbsmax!));
+        QuantTestData.AssertBitEqual(reference.NestedAbsmax!, QuantTestData.Floats(q.NestedAbsmax!));
+        var state = q.ToBitsAndBytesState("w");
+        Assert.Contains($"\"nested_offset\": {Nf4Tensor.PythonFloat(mean)}}}", Encoding.UTF8.GetString(QuantTestData.Bytes(state["w.quant_state.bitsandbytes__nf4"])));
+        using var back = Nf4Tensor.FromBitsAndBytesState(state, "w");
+        using var restored = back.BlockAbsmax();
+        var expectedAbsmax = BitsAndBytesReference.DequantizeAbsmax(reference.QuantizedAbsmax!, reference.NestedAbsmax!, mean, CodeBooks.DynamicMap);
+        Assert.All(expectedAbsmax, a => Assert.True(float.IsFinite(a)));
+        QuantTestData.AssertBitEqual(expectedAbsmax, QuantTestData.Floats(restored));
+        using var weights = back.Dequantize();
+        Assert.All(QuantTestData.Floats(weights), v => Assert.True(float.IsFinite(v)));
+    }
+
+    [Theory]
+    [InlineData(float.PositiveInfinity)]
+    [InlineData(float.NaN)]
+    public void Double_quantization_refuses_a_weight_it_could_not_write_readably(float bad)
+    {
+        using var scope = NewDisposeScope();
+        var values = QuantTestData.Normal(128, seed: 154);
+        values[70] = bad;
+        var error = Assert.Throws<ArgumentException>(() => Nf4Tensor.Quantize(tensor(values), new Quant4BitOptions()));
+        Assert.Contains("NaN or infinite", error.Message);
+        using var plain = Nf4Tensor.Quantize(tensor(values), new Quant4BitOptions(DoubleQuant: false));
+        using var back = Nf4Tensor.FromBitsAndBytesState(plain.ToBitsAndBytesState("w"), "w");
+        Assert.Equal(QuantTestData.Hash(plain), QuantTestData.Hash(back));
+    }
+
+    [Fact]
     public void LoraLinear_round_trips_its_4bit_base_and_bias()
     {
         using var scope = NewDisposeScope();
