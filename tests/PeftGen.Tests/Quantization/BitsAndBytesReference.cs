@@ -26,18 +26,24 @@ internal static class BitsAndBytesReference
     public static float Fp4Value(int code) => (code & 8) != 0 ? -Fp4Magnitude[code & 7] : Fp4Magnitude[code & 7];
 
     /// <summary>
-    /// NF4 decision thresholds as bitsandbytes' kernel writes them (decimal midpoints of neighbouring codes), parsed
-    /// straight to float32 as a C/CUDA compiler does. Four of them (0, 8, 12, 14) are one ulp away from the midpoint
-    /// computed in float32 arithmetic, which decides ties; the kernel's constants are the contract.
+    /// NF4 decision thresholds exactly as bitsandbytes' kernel spells them in <c>dQuantizeNF4</c>: decimal literals
+    /// with an <c>f</c> suffix (midpoints of neighbouring codes, computed in double and printed to 16–17 digits).
+    /// </summary>
+    public static readonly string[] Nf4KernelThresholdDecimals =
+    [
+        "-0.8480964004993439", "-0.6106329262256622", "-0.4599952697753906", "-0.33967943489551544",
+        "-0.23460740596055984", "-0.13791173323988914", "-0.045525018125772476", "0.03979014977812767",
+        "0.1202552504837513", "0.2035212516784668", "0.2920137718319893", "0.3893125355243683",
+        "0.5016634166240692", "0.6427869200706482", "0.8614784181118011",
+    ];
+
+    /// <summary>
+    /// The kernel's thresholds as float32: an <c>f</c>-suffixed literal is rounded by the compiler straight from the
+    /// decimal to the nearest float32, as <see cref="float.Parse(string, IFormatProvider)"/> does. Four of them (0, 8,
+    /// 12, 14) would come out one ulp away through a double first; the kernel's constants are the contract.
     /// </summary>
     public static readonly float[] Nf4KernelThresholds =
-        new[]
-        {
-            "-0.8480964004993439", "-0.6106329262256622", "-0.4599952697753906", "-0.33967943489551544",
-            "-0.23460740596055984", "-0.13791173323988914", "-0.045525018125772476", "0.03979014977812767",
-            "0.1202552504837513", "0.2035212516784668", "0.2920137718319893", "0.3893125355243683",
-            "0.5016634166240692", "0.6427869200706482", "0.8614784181118011",
-        }.Select(s => float.Parse(s, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        Nf4KernelThresholdDecimals.Select(s => float.Parse(s, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
 
     /// <summary>NF4: the number of kernel thresholds x is strictly above (a value on a threshold takes the lower code).</summary>
     public static int EncodeNf4(float x)
