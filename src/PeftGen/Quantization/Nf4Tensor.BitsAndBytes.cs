@@ -83,13 +83,12 @@ public sealed partial class Nf4Tensor
     }
 
     /// <summary>What the quant state of one 4-bit weight says, every key and tensor checked.</summary>
-    /// <param name="StateKey">The <c>{name}.quant_state.bitsandbytes__nf4|fp4</c> key.</param>
     /// <param name="Options">Code book, block size and double quantization (compute dtype left at its default).</param>
     /// <param name="Shape">The weight's logical shape.</param>
     /// <param name="DType">The dtype the weight had before quantization.</param>
     /// <param name="Offset">The nested offset (0 without double quantization).</param>
     /// <param name="Keys">Every key of the weight's state, <c>{name}</c> included.</param>
-    internal sealed record BitsAndBytesLayout(string StateKey, Quant4BitOptions Options, long[] Shape, ScalarType DType, float Offset, IReadOnlyList<string> Keys);
+    internal sealed record BitsAndBytesLayout(Quant4BitOptions Options, long[] Shape, ScalarType DType, float Offset, IReadOnlyList<string> Keys);
 
     /// <summary>
     /// Checks the state of the 4-bit weight <paramref name="name"/> among <paramref name="keys"/>: the packed codes by
@@ -127,7 +126,9 @@ public sealed partial class Nf4Tensor
         try { options.Validate(); }
         catch (ArgumentOutOfRangeException e) { throw new FormatException($"'{stateKey}': {e.Message}"); }
 
-        var count = shape.Aggregate(1L, (a, b) => a * b);
+        long count;
+        try { count = shape.Aggregate(1L, (a, b) => checked(a * b)); }
+        catch (OverflowException) { throw new FormatException($"'{stateKey}': shape [{string.Join(", ", shape)}] has more values than a tensor can hold."); }
         var blocks = (count + blockSize - 1) / blockSize;
         var expectedKeys = new List<string> { name, name + ".absmax", name + ".quant_map", stateKey };
         if (doubleQuant)
@@ -165,7 +166,7 @@ public sealed partial class Nf4Tensor
         {
             RequireLength(Require(names, read, name + ".absmax", ScalarType.Float32), blocks, name + ".absmax");
         }
-        return new BitsAndBytesLayout(stateKey, options, shape, dtype, offset, expectedKeys);
+        return new BitsAndBytesLayout(options, shape, dtype, offset, expectedKeys);
     }
 
     /// <summary>The JSON bitsandbytes packs into the <c>quant_state</c> tensor (Python <c>json.dumps</c> formatting).</summary>
