@@ -25,8 +25,11 @@ public enum CheckpointMismatchKind
     /// <summary>A file of the checkpoint is absent or unreadable (for example a shard the index lists).</summary>
     File = 5,
 
-    /// <summary>The checkpoint's configuration does not fit (another adapter type, rank or base model).</summary>
+    /// <summary>The checkpoint's configuration does not fit (another adapter type, rank or base model, or a <c>quantization_config</c> that does not describe its 4-bit weights).</summary>
     Config = 6,
+
+    /// <summary>A weight stored in 4 bits (bitsandbytes' layout) has a malformed quant state: a missing, unexpected or ill-shaped part.</summary>
+    QuantState = 7,
 }
 
 /// <summary>One thing that stops a checkpoint from loading into a model.</summary>
@@ -75,6 +78,7 @@ public sealed class CheckpointMismatchException : Exception
         CheckpointMismatchKind.WrongDType => "wrong dtype",
         CheckpointMismatchKind.TiedDiffers => "tied tensor differs",
         CheckpointMismatchKind.Config => "configuration mismatch",
+        CheckpointMismatchKind.QuantState => "4-bit state malformed",
         _ => "file problem",
     };
 }

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Text.Json.Nodes;
 using static TorchSharp.torch;
 
 namespace PeftGen.Checkpoints;
@@ -22,6 +23,12 @@ public interface ICheckpointSource : IDisposable
     /// lists but that is absent. The tensors of such a shard are not in <see cref="Names"/>.
     /// </summary>
     IReadOnlyList<string> Problems { get; }
+
+    /// <summary>
+    /// The checkpoint's parsed <c>config.json</c>, or null when it has none (the default for sources without one).
+    /// <see cref="PretrainedLoader"/> checks its <c>quantization_config</c> against 4-bit weights.
+    /// </summary>
+    JsonObject? Config => null;
 
     /// <summary>The stored dtype and shape of a tensor in <see cref="Names"/>.</summary>
     CheckpointTensorInfo Info(string name);

@@ -36,6 +36,15 @@ public sealed record PretrainedLoadResult(
 /// transposed on the way in; float16 and bfloat16 are converted to the model's dtype.</para>
 /// <para>Projections receive their weights through <see cref="LoraLinear.LoadBase"/>, so a 4-bit projection
 /// quantizes each weight as it arrives and LoRA adapters are never touched.</para>
+/// <para>A weight stored in 4 bits, as transformers + bitsandbytes save a quantized model (<c>{key}</c> packed uint8
+/// beside <c>{key}.absmax</c>, <c>{key}.quant_map</c>, <c>{key}.nested_absmax</c>, <c>{key}.nested_quant_map</c> and
+/// <c>{key}.quant_state.bitsandbytes__nf4|fp4</c>), is loaded as it is stored: its codes and absmax state go straight
+/// into the projection's <see cref="Nf4Tensor"/>, bit-identical and without a float copy, and a float projection
+/// becomes 4-bit. Its shape is <c>Out × In</c> for Conv1D layers too, as transformers quantizes them. The quant state
+/// is checked before anything is written, and so is the <c>quantization_config</c> of the folder's <c>config.json</c>
+/// (see <see cref="ICheckpointSource.Config"/>): bitsandbytes, 4-bit, uint8 storage, each weight's quant type and
+/// double quantization, none of them in <c>llm_int8_skip_modules</c>. A projection made 4-bit by the load computes
+/// in the <c>bnb_4bit_compute_dtype</c> the config names; one that was already 4-bit keeps its own.</para>
 /// </remarks>
 public static class PretrainedLoader
 {
@@ -72,7 +81,7 @@ public static class PretrainedLoader
         var plan = Plan(tensors, source, names, keyPrefix, options);
         if (plan.Mismatches.Count > 0) throw new CheckpointMismatchException(source.Description, plan.Mismatches);
 
-        Apply(plan.Reads, source);
+        Apply(plan.Reads, source, BitsAndBytesQuantizationConfig.ComputeDTypeOf(source.Config));
         return new PretrainedLoadResult(
             keyPrefix,
             plan.Reads.Count,
@@ -130,7 +139,8 @@ public static class PretrainedLoader
         return !names.Contains(mapped) && names.Contains(modelKey) ? modelKey : mapped;
     }
 
-    private sealed record Read(ModelTensor Tensor, string CheckpointKey);
+    // Layout: the checked quant state when the checkpoint stores the weight in 4 bits.
+    private sealed record Read(ModelTensor Tensor, string CheckpointKey, Nf4Tensor.BitsAndBytesLayout? Layout = null);
 
     private sealed record LoadPlan(List<Read> Reads, List<CheckpointMismatch> Mismatches, List<string> FilledFromTies, List<string> Skipped);
 
@@ -164,6 +174,13 @@ public static class PretrainedLoader
                 filled.Add(tensor.Key);
             }
             consumed.Add(readKey);
+            if (tensor.Role == ModelTensorRole.ProjectionWeight && IsFourBit(readKey, names))
+            {
+                // Every part of the quant state belongs to this weight: a malformed one is reported once, for the weight.
+                consumed.UnionWith(names.Where(n => n.StartsWith(readKey + ".", StringComparison.Ordinal)));
+                if (CheckFourBit(tensor, readKey, source, names, mismatches) is { } layout) reads.Add(new Read(tensor, readKey, layout));
+                continue;
+            }
             if (Check(tensor, readKey, source.Info(readKey)) is { } problem)
             {
                 mismatches.Add(problem);
@@ -171,6 +188,9 @@ public static class PretrainedLoader
             }
             reads.Add(new Read(tensor, readKey));
         }
+        if (source.Config is { } config)
+            mismatches.AddRange(BitsAndBytesQuantizationConfig.Check(config,
+                reads.Where(r => r.Layout is not null).Select(r => (r.CheckpointKey, r.Layout!.Options)).ToList()));
 
         foreach (var tie in ties) CheckTie(Resolve(tie.Key), Resolve(tie.SourceKey), source, names, consumed, mismatches);
 
@@ -201,6 +221,53 @@ public static class PretrainedLoader
         return null;
     }
 
+    /// <summary>Whether the checkpoint stores <paramref name="key"/> in 4 bits: it has a bitsandbytes quant state.</summary>
+    private static bool IsFourBit(string key, HashSet<string> names)
+        => names.Any(n => n.StartsWith(key + ".quant_state.", StringComparison.Ordinal));
+
+    /// <summary>
+    /// Checks a 4-bit weight: its quant state (every part read but the packed codes, which are checked by dtype and
+    /// size), its <c>Out × In</c> shape, and that the projection can hold a 4-bit base.
+    /// </summary>
+    private static Nf4Tensor.BitsAndBytesLayout? CheckFourBit(
+        ModelTensor tensor, string key, ICheckpointSource source, HashSet<string> names, List<CheckpointMismatch> mismatches)
+    {
+        var projection = (LoraLinear)tensor.Layer.Module;
+        Nf4Tensor.BitsAndBytesLayout layout;
+        try
+        {
+            using var scope = NewDisposeScope();
+            var packed = source.Info(key);
+            var packedDType = SafeTensorsDTypeOf(packed.DType);
+            layout = Nf4Tensor.ReadBitsAndBytesLayout(names, key, source.Read, packedDType, packed.Shape.Aggregate(1L, (a, b) => a * b));
+        }
+        catch (FormatException e)
+        {
+            mismatches.Add(new(CheckpointMismatchKind.QuantState, key, e.Message));
+            return null;
+        }
+        var needed = new[] { projection.OutFeatures, projection.InFeatures };
+        if (!layout.Shape.SequenceEqual(needed))
+        {
+            var layout4 = tensor.Transposed ? " (4-bit weights are stored Out × In, Conv1D layers too)" : "";
+            mismatches.Add(new(CheckpointMismatchKind.WrongShape, key,
+                $"stored in 4 bits as {ModelTensors.Shape(layout.Shape)}; the model's {Describe(tensor)} needs {ModelTensors.Shape(needed)}{layout4}"));
+            return null;
+        }
+        if (!projection.IsQuantized && projection.Weight.requires_grad)
+        {
+            mismatches.Add(new(CheckpointMismatchKind.Config, key,
+                $"stored in 4 bits, but the model trains the base of {Describe(tensor)}; a 4-bit base cannot be trained (load a float checkpoint, or freeze that base)"));
+            return null;
+        }
+        return layout;
+    }
+
+    private static ScalarType SafeTensorsDTypeOf(string name)
+        => PeftGen.IO.SafeTensorsDType.TryParse(name, out var dtype, out _)
+            ? dtype
+            : throw new FormatException($"unknown dtype {name}");
+
     /// <summary>A tied tensor that the checkpoint stores as well must be a copy of the tensor it is tied to.</summary>
     private static void CheckTie(
         string key, string sourceKey, ICheckpointSource source, HashSet<string> names, HashSet<string> consumed, List<CheckpointMismatch> mismatches)
@@ -222,7 +289,8 @@ public static class PretrainedLoader
             mismatches.Add(new(CheckpointMismatchKind.TiedDiffers, key, $"the model ties it to '{sourceKey}', but the stored values differ"));
     }
 
-    private static void Apply(List<Read> reads, ICheckpointSource source)
+    // computeDType: the compute dtype of projections that become 4-bit by this load.
+    private static void Apply(List<Read> reads, ICheckpointSource source, ComputeDType computeDType)
     {
         var done = 0;
         foreach (var group in reads.GroupBy(r => r.Tensor.Layer))
@@ -234,12 +302,22 @@ public static class PretrainedLoader
                 if (group.Key.Module is LoraLinear projection)
                 {
                     var weightRead = group.Single(r => r.Tensor.Role == ModelTensorRole.ProjectionWeight);
-                    var weight = source.Read(weightRead.CheckpointKey);
-                    if (weightRead.Tensor.Transposed) weight = weight.t();
-                    // Convert to the model's dtype here: a 4-bit base takes the dtype it is given as its original dtype.
-                    weight = weight.to(projection.IsQuantized ? projection.QuantizedWeight!.OriginalDType : projection.Weight.dtype);
                     var biasRead = group.SingleOrDefault(r => r.Tensor.Role == ModelTensorRole.ProjectionBias);
-                    projection.LoadBase(weight, biasRead is null ? null : source.Read(biasRead.CheckpointKey));
+                    if (weightRead.Layout is { } layout)
+                    {
+                        // Keys renamed to the projection's own (weight…, bias); the codes and state go in as stored.
+                        var state = layout.Keys.ToDictionary(k => "weight" + k[weightRead.CheckpointKey.Length..], source.Read, StringComparer.Ordinal);
+                        if (biasRead is not null) state["bias"] = source.Read(biasRead.CheckpointKey);
+                        projection.LoadBitsAndBytesState(state, "", computeDType);
+                    }
+                    else
+                    {
+                        var weight = source.Read(weightRead.CheckpointKey);
+                        if (weightRead.Tensor.Transposed) weight = weight.t();
+                        // Convert to the model's dtype here: a 4-bit base takes the dtype it is given as its original dtype.
+                        weight = weight.to(projection.IsQuantized ? projection.QuantizedWeight!.OriginalDType : projection.Weight.dtype);
+                        projection.LoadBase(weight, biasRead is null ? null : source.Read(biasRead.CheckpointKey));
+                    }
                 }
                 else
                 {

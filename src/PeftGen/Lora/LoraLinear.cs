@@ -302,12 +302,20 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         return state;
     }
 
-    /// <summary>Loads a 4-bit base from transformers + bitsandbytes' layout (see <see cref="ToBitsAndBytesState"/>), strictly.</summary>
+    /// <summary>
+    /// Loads a 4-bit base from transformers + bitsandbytes' layout (see <see cref="ToBitsAndBytesState"/>), strictly.
+    /// The file decides code book, block size and double quantization; a projection that was 4-bit keeps its compute
+    /// dtype, a float one becomes 4-bit (its float weight is freed) and computes in <see cref="ComputeDType.Auto"/>.
+    /// </summary>
     public void LoadBitsAndBytesState(IReadOnlyDictionary<string, Tensor> state, string prefix = "")
+        => LoadBitsAndBytesState(state, prefix, ComputeDType.Auto);
+
+    /// <summary>As the public overload; <paramref name="computeDType"/> applies when this projection becomes 4-bit.</summary>
+    internal void LoadBitsAndBytesState(IReadOnlyDictionary<string, Tensor> state, string prefix, ComputeDType computeDType)
     {
         ArgumentNullException.ThrowIfNull(state);
         if (_mergedAdapter is not null) throw new InvalidOperationException("Unmerge the adapter before replacing the base weight.");
-        var quantized = Nf4Tensor.FromBitsAndBytesState(state, prefix + "weight", BaseDevice);
+        var quantized = Nf4Tensor.FromBitsAndBytesState(state, prefix + "weight", BaseDevice, _quantized?.Options.ComputeDType ?? computeDType);
         try
         {
             if (!quantized.Shape.SequenceEqual(new[] { OutFeatures, InFeatures }))

@@ -50,19 +50,22 @@ internal static unsafe class Nf4CpuKernel
         private readonly float* _absmax;
         private readonly byte* _quantized;
         private readonly float* _nested;
+        private readonly float* _map;
         private readonly float _offset;
 
-        private BlockScales(float* absmax, byte* quantized, float* nested, float offset)
+        private BlockScales(float* absmax, byte* quantized, float* nested, float* map, float offset)
         {
             _absmax = absmax;
             _quantized = quantized;
             _nested = nested;
+            _map = map;
             _offset = offset;
         }
 
-        public static BlockScales Plain(float* absmax) => new(absmax, null, null, 0f);
+        public static BlockScales Plain(float* absmax) => new(absmax, null, null, null, 0f);
 
-        public static BlockScales Nested(byte* quantized, float* nested, float offset) => new(null, quantized, nested, offset);
+        // map: the 256-entry map the codes index, the tensor's own (a file may carry another torch build's).
+        public static BlockScales Nested(byte* quantized, float* nested, float* map, float offset) => new(null, quantized, nested, map, offset);
 
         /// <summary>The float32 absmax of a block, rounded as <see cref="Nf4Tensor.BlockAbsmax"/> rounds it (multiply, then add).</summary>
         public float this[long block]
@@ -71,7 +74,7 @@ internal static unsafe class Nf4CpuKernel
             get
             {
                 if (_absmax != null) return _absmax[block];
-                var scaled = CodeBooks.DynamicMap[_quantized[block]] * _nested[block / Nf4Tensor.NestedBlockSize];
+                var scaled = _map[_quantized[block]] * _nested[block / Nf4Tensor.NestedBlockSize];
                 return scaled + _offset;
             }
         }

@@ -32,7 +32,7 @@ public sealed partial class Nf4Tensor
         if (Options.DoubleQuant)
         {
             state[name + ".nested_absmax"] = _nestedAbsmax!.cpu().clone();
-            state[name + ".nested_quant_map"] = tensor(CodeBooks.DynamicMap);
+            state[name + ".nested_quant_map"] = _nestedMap!.cpu().clone();
         }
         state[name + ".quant_state.bitsandbytes__" + CodeBooks.Name(Options.QuantType)] =
             tensor(Encoding.UTF8.GetBytes(QuantStateJson()), dtype: ScalarType.Byte);
@@ -42,84 +42,131 @@ public sealed partial class Nf4Tensor
 
     /// <summary>
     /// Reads the layout written by <see cref="ToBitsAndBytesState"/> (and by transformers + bitsandbytes) strictly:
-    /// every expected key, dtype and shape is checked, the code books must be bitsandbytes' exact values, and any
-    /// other key under <paramref name="name"/> is an error. The state is copied to <paramref name="device"/>.
+    /// every expected key, dtype and shape is checked, the 4-bit code book must be bitsandbytes' exact values (its
+    /// kernels hard-code them), and any other key under <paramref name="name"/> is an error. The nested map
+    /// (<c>nested_quant_map</c>) is the file's own, as bitsandbytes dequantizes with it: torch builds differ in its last
+    /// bits, so it is checked for shape [256], float32, finite and strictly ascending values, and kept
+    /// (<see cref="NestedMap"/>). The state is copied to <paramref name="device"/>.
     /// </summary>
     /// <exception cref="FormatException">A key is missing or unexpected, or a tensor or field does not fit.</exception>
     public static Nf4Tensor FromBitsAndBytesState(IReadOnlyDictionary<string, Tensor> state, string name, Device? device = null)
+        => FromBitsAndBytesState(state, name, device, ComputeDType.Auto);
+
+    /// <summary>As the public overload, with the compute dtype the projection holding the weight uses.</summary>
+    internal static Nf4Tensor FromBitsAndBytesState(IReadOnlyDictionary<string, Tensor> state, string name, Device? device, ComputeDType computeDType)
     {
         ArgumentNullException.ThrowIfNull(state);
         ArgumentException.ThrowIfNullOrEmpty(name);
         device ??= CPU;
+        var packed = Require(state, name, ScalarType.Byte);
+        var layout = ReadBitsAndBytesLayout(state.Keys, name, key => state[key], packed.dtype, packed.NumberOfElements);
 
-        var stateKeys = state.Keys.Where(k => k.StartsWith(name + ".quant_state.", StringComparison.Ordinal)).ToList();
+        using var scope = NewDisposeScope();
+        Tensor? absmax = null, quantizedAbsmax = null, nestedAbsmax = null, nestedMap = null;
+        if (layout.Options.DoubleQuant)
+        {
+            quantizedAbsmax = state[name + ".absmax"].to(device).clone();
+            nestedAbsmax = state[name + ".nested_absmax"].to(device).clone();
+            var map = state[name + ".nested_quant_map"];
+            // Our own map is shared; another build's is kept by this tensor.
+            if (!SameBits(map, CodeBooks.DynamicMap)) nestedMap = map.to(device).clone();
+        }
+        else
+        {
+            absmax = state[name + ".absmax"].to(device).clone();
+        }
+
+        var result = new Nf4Tensor(packed.reshape(-1).to(device).clone(), absmax, quantizedAbsmax, nestedAbsmax, nestedMap,
+            layout.Offset, layout.Shape, layout.DType, layout.Options with { ComputeDType = computeDType });
+        result.DetachAll();
+        return result;
+    }
+
+    /// <summary>What the quant state of one 4-bit weight says, every key and tensor checked.</summary>
+    /// <param name="Options">Code book, block size and double quantization (compute dtype left at its default).</param>
+    /// <param name="Shape">The weight's logical shape.</param>
+    /// <param name="DType">The dtype the weight had before quantization.</param>
+    /// <param name="Offset">The nested offset (0 without double quantization).</param>
+    /// <param name="Keys">Every key of the weight's state, <c>{name}</c> included.</param>
+    internal sealed record BitsAndBytesLayout(Quant4BitOptions Options, long[] Shape, ScalarType DType, float Offset, IReadOnlyList<string> Keys);
+
+    /// <summary>
+    /// Checks the state of the 4-bit weight <paramref name="name"/> among <paramref name="keys"/>: the packed codes by
+    /// their dtype and count only (they need not be read), every other tensor through <paramref name="read"/>.
+    /// </summary>
+    /// <exception cref="FormatException">A key is missing or unexpected, or a tensor or field does not fit.</exception>
+    internal static BitsAndBytesLayout ReadBitsAndBytesLayout(
+        IEnumerable<string> keys, string name, Func<string, Tensor> read, ScalarType packedDType, long packedCount)
+    {
+        var names = keys.ToHashSet(StringComparer.Ordinal);
+        var stateKeys = names.Where(k => k.StartsWith(name + ".quant_state.", StringComparison.Ordinal)).ToList();
         if (stateKeys.Count != 1)
             throw new FormatException($"Expected exactly one '{name}.quant_state.bitsandbytes__nf4|fp4' tensor, found {stateKeys.Count}.");
-        var quantType = stateKeys[0][(name.Length + ".quant_state.".Length)..] switch
+        var stateKey = stateKeys[0];
+        var quantType = stateKey[(name.Length + ".quant_state.".Length)..] switch
         {
             "bitsandbytes__nf4" => QuantType.Nf4,
             "bitsandbytes__fp4" => QuantType.Fp4,
             var other => throw new FormatException($"Unknown quant state '{other}' for '{name}'."),
         };
-        var json = ParseQuantState(Require(state, stateKeys[0], ScalarType.Byte), stateKeys[0]);
+        using var json = ParseQuantState(Require(names, read, stateKey, ScalarType.Byte), stateKey);
 
         var fields = json.RootElement;
-        var jsonType = GetString(fields, "quant_type", stateKeys[0]);
+        var jsonType = GetString(fields, "quant_type", stateKey);
         if (jsonType != CodeBooks.Name(quantType))
-            throw new FormatException($"'{stateKeys[0]}' says quant_type '{jsonType}' but its key says '{CodeBooks.Name(quantType)}'.");
-        var blockSize = GetInt(fields, "blocksize", stateKeys[0]);
-        var dtype = ParseDType(GetString(fields, "dtype", stateKeys[0]), stateKeys[0]);
+            throw new FormatException($"'{stateKey}' says quant_type '{jsonType}' but its key says '{CodeBooks.Name(quantType)}'.");
+        var blockSize = GetInt(fields, "blocksize", stateKey);
+        var dtype = ParseDType(GetString(fields, "dtype", stateKey), stateKey);
         if (!fields.TryGetProperty("shape", out var shapeElement) || shapeElement.ValueKind != JsonValueKind.Array)
-            throw new FormatException($"'{stateKeys[0]}' has no shape list.");
-        var shape = shapeElement.EnumerateArray().Select(e => e.GetInt64()).ToArray();
-        if (shape.Length == 0 || shape.Any(d => d <= 0)) throw new FormatException($"'{stateKeys[0]}' has an invalid shape.");
+            throw new FormatException($"'{stateKey}' has no shape list.");
+        var shape = shapeElement.EnumerateArray().Select(e => e.TryGetInt64(out var d) ? d : 0).ToArray();
+        if (shape.Length == 0 || shape.Any(d => d <= 0)) throw new FormatException($"'{stateKey}' has an invalid shape.");
         var doubleQuant = fields.TryGetProperty("nested_blocksize", out _);
         var options = new Quant4BitOptions(quantType, blockSize, doubleQuant);
         try { options.Validate(); }
-        catch (ArgumentOutOfRangeException e) { throw new FormatException($"'{stateKeys[0]}': {e.Message}"); }
+        catch (ArgumentOutOfRangeException e) { throw new FormatException($"'{stateKey}': {e.Message}"); }
 
-        var count = shape.Aggregate(1L, (a, b) => a * b);
+        long count;
+        try { count = shape.Aggregate(1L, (a, b) => checked(a * b)); }
+        catch (OverflowException) { throw new FormatException($"'{stateKey}': shape [{string.Join(", ", shape)}] has more values than a tensor can hold."); }
         var blocks = (count + blockSize - 1) / blockSize;
-        var expectedKeys = new HashSet<string> { name, name + ".absmax", name + ".quant_map", stateKeys[0] };
+        var expectedKeys = new List<string> { name, name + ".absmax", name + ".quant_map", stateKey };
         if (doubleQuant)
         {
             expectedKeys.Add(name + ".nested_absmax");
             expectedKeys.Add(name + ".nested_quant_map");
         }
-        var unexpected = state.Keys.Where(k => k.StartsWith(name + ".", StringComparison.Ordinal) && !expectedKeys.Contains(k)).ToList();
+        var unexpected = names.Where(k => k.StartsWith(name + ".", StringComparison.Ordinal) && !expectedKeys.Contains(k)).Order(StringComparer.Ordinal).ToList();
         if (unexpected.Count > 0) throw new FormatException($"Unexpected tensors for '{name}': {string.Join(", ", unexpected)}.");
 
-        var packed = Require(state, name, ScalarType.Byte);
-        if (packed.NumberOfElements != (count + 1) / 2)
-            throw new FormatException($"'{name}' holds {packed.NumberOfElements} bytes, expected {(count + 1) / 2} for shape [{string.Join(", ", shape)}].");
-        RequireCodeBook(Require(state, name + ".quant_map", ScalarType.Float32), CodeBooks.Values(quantType), name + ".quant_map");
+        if (!names.Contains(name)) throw new FormatException($"Missing tensor '{name}'.");
+        if (packedDType != ScalarType.Byte)
+            throw new FormatException($"'{name}' is {packedDType}; only uint8 storage (bnb_4bit_quant_storage \"uint8\") is read.");
+        if (packedCount != (count + 1) / 2)
+            throw new FormatException($"'{name}' holds {packedCount} bytes, expected {(count + 1) / 2} for shape [{string.Join(", ", shape)}].");
+        RequireCodeBook(Require(names, read, name + ".quant_map", ScalarType.Float32), CodeBooks.Values(quantType), name + ".quant_map");
 
-        using var scope = NewDisposeScope();
-        Tensor? absmax = null, quantizedAbsmax = null, nestedAbsmax = null;
         var offset = 0f;
         if (doubleQuant)
         {
-            if (GetInt(fields, "nested_blocksize", stateKeys[0]) != NestedBlockSize)
-                throw new FormatException($"'{stateKeys[0]}': nested_blocksize must be {NestedBlockSize}.");
-            if (GetString(fields, "nested_dtype", stateKeys[0]) != "float32")
-                throw new FormatException($"'{stateKeys[0]}': nested_dtype must be float32.");
+            if (GetInt(fields, "nested_blocksize", stateKey) != NestedBlockSize)
+                throw new FormatException($"'{stateKey}': nested_blocksize must be {NestedBlockSize}.");
+            if (GetString(fields, "nested_dtype", stateKey) != "float32")
+                throw new FormatException($"'{stateKey}': nested_dtype must be float32.");
             if (!fields.TryGetProperty("nested_offset", out var offsetElement) || offsetElement.ValueKind != JsonValueKind.Number)
-                throw new FormatException($"'{stateKeys[0]}' has no numeric nested_offset.");
+                throw new FormatException($"'{stateKey}' has no numeric nested_offset.");
             offset = (float)offsetElement.GetDouble();
-            quantizedAbsmax = RequireLength(Require(state, name + ".absmax", ScalarType.Byte), blocks, name + ".absmax").to(device);
-            nestedAbsmax = RequireLength(Require(state, name + ".nested_absmax", ScalarType.Float32),
-                (blocks + NestedBlockSize - 1) / NestedBlockSize, name + ".nested_absmax").to(device);
-            RequireCodeBook(Require(state, name + ".nested_quant_map", ScalarType.Float32), CodeBooks.DynamicMap, name + ".nested_quant_map");
+            if (!float.IsFinite(offset)) throw new FormatException($"'{stateKey}': nested_offset {offsetElement.GetRawText()} is not a finite float32.");
+            RequireLength(Require(names, read, name + ".absmax", ScalarType.Byte), blocks, name + ".absmax");
+            RequireLength(Require(names, read, name + ".nested_absmax", ScalarType.Float32),
+                (blocks + NestedBlockSize - 1) / NestedBlockSize, name + ".nested_absmax");
+            RequireDynamicMap(Require(names, read, name + ".nested_quant_map", ScalarType.Float32), name + ".nested_quant_map");
         }
         else
         {
-            absmax = RequireLength(Require(state, name + ".absmax", ScalarType.Float32), blocks, name + ".absmax").to(device);
+            RequireLength(Require(names, read, name + ".absmax", ScalarType.Float32), blocks, name + ".absmax");
         }
-
-        var result = new Nf4Tensor(packed.reshape(-1).to(device).clone(), absmax?.clone(), quantizedAbsmax?.clone(), nestedAbsmax?.clone(),
-            offset, shape, dtype, options);
-        result.DetachAll();
-        return result;
+        return new BitsAndBytesLayout(options, shape, dtype, offset, expectedKeys);
     }
 
     /// <summary>The JSON bitsandbytes packs into the <c>quant_state</c> tensor (Python <c>json.dumps</c> formatting).</summary>
@@ -239,15 +286,44 @@ public sealed partial class Nf4Tensor
         return t;
     }
 
-    private static Tensor RequireLength(Tensor t, long length, string key)
-        => t.NumberOfElements == length && t.dim() == 1
-            ? t
-            : throw new FormatException($"'{key}' has shape [{string.Join(", ", t.shape)}], expected [{length}].");
+    private static Tensor Require(HashSet<string> names, Func<string, Tensor> read, string key, ScalarType dtype)
+    {
+        if (!names.Contains(key)) throw new FormatException($"Missing tensor '{key}'.");
+        var t = read(key);
+        if (t.dtype != dtype) throw new FormatException($"'{key}' is {t.dtype}, expected {dtype}.");
+        return t;
+    }
+
+    private static void RequireLength(Tensor t, long length, string key)
+    {
+        if (t.NumberOfElements != length || t.dim() != 1)
+            throw new FormatException($"'{key}' has shape [{string.Join(", ", t.shape)}], expected [{length}].");
+    }
 
     private static void RequireCodeBook(Tensor t, float[] expected, string key)
     {
-        var values = t.cpu().data<float>().ToArray();
-        if (values.Length != expected.Length || values.Where((v, i) => BitConverter.SingleToInt32Bits(v) != BitConverter.SingleToInt32Bits(expected[i])).Any())
+        if (t.NumberOfElements != expected.Length || !SameBits(t, expected))
             throw new FormatException($"'{key}' is not bitsandbytes' code book (values differ).");
+    }
+
+    /// <summary>A dynamic map from any torch build: 256 finite float32 values in strictly ascending order.</summary>
+    private static void RequireDynamicMap(Tensor t, string key)
+    {
+        RequireLength(t, 256, key);
+        var values = t.cpu().contiguous().data<float>().ToArray();
+        var bad = Array.FindIndex(values, v => !float.IsFinite(v));
+        if (bad >= 0) throw new FormatException($"'{key}'[{bad}] is {values[bad]}; the dynamic map must be finite.");
+        for (var i = 1; i < values.Length; i++)
+        {
+            if (!(values[i - 1] < values[i]))
+                throw new FormatException($"'{key}' is not strictly ascending at [{i}] ({values[i - 1]:R}, then {values[i]:R}).");
+        }
+    }
+
+    private static bool SameBits(Tensor t, float[] expected)
+    {
+        var values = t.cpu().contiguous().data<float>().ToArray();
+        return values.Length == expected.Length
+               && values.Select(BitConverter.SingleToInt32Bits).SequenceEqual(expected.Select(BitConverter.SingleToInt32Bits));
     }
 }

@@ -16,7 +16,9 @@ namespace PeftGen;
 /// is padded with the code of 0.0, as bitsandbytes' kernel does.</para>
 /// <para>With double quantization the absmax values minus their mean (the offset) are quantized again in blocks of
 /// 256 with the signed 8-bit dynamic map (<see cref="CodeBooks.DynamicMap"/>), keeping a float32 absmax per block of
-/// 256. The offset is the float32 mean computed by torch on the weight's device, as bitsandbytes computes it.</para>
+/// 256. The offset is the float32 mean computed by torch on the weight's device, as bitsandbytes computes it; when
+/// that float32 sum overflows (absmax values near float32's maximum), the mean is taken in float64 and rounded to
+/// float32, so the offset is always finite. A weight with NaN or infinite values is refused for double quantization.</para>
 /// <para>Code books are shared per device (<see cref="CodeBooks"/>); <see cref="StorageBytes"/> counts what this
 /// tensor owns.</para>
 /// </remarks>
@@ -29,15 +31,20 @@ public sealed partial class Nf4Tensor : IDisposable
     private Tensor? _absmax;
     private Tensor? _quantizedAbsmax;
     private Tensor? _nestedAbsmax;
+    private Tensor? _nestedMap;
+    private bool _ownsNestedMap;
     private bool _disposed;
 
-    private Nf4Tensor(Tensor packed, Tensor? absmax, Tensor? quantizedAbsmax, Tensor? nestedAbsmax, float offset,
+    // nestedMap: the 256-entry map the absmax codes index; null means our shared map, anything else this tensor owns.
+    private Nf4Tensor(Tensor packed, Tensor? absmax, Tensor? quantizedAbsmax, Tensor? nestedAbsmax, Tensor? nestedMap, float offset,
         long[] shape, ScalarType originalDType, Quant4BitOptions options)
     {
         _packed = packed;
         _absmax = absmax;
         _quantizedAbsmax = quantizedAbsmax;
         _nestedAbsmax = nestedAbsmax;
+        _ownsNestedMap = nestedMap is not null;
+        _nestedMap = nestedMap ?? (quantizedAbsmax is null ? null : CodeBooks.DynamicCode(packed.device));
         Offset = offset;
         Shape = shape;
         OriginalDType = originalDType;
@@ -78,15 +85,25 @@ public sealed partial class Nf4Tensor : IDisposable
     /// <summary>float32 absmax per block of 256 first-level absmax values (null without double quantization).</summary>
     public Tensor? NestedAbsmax => _nestedAbsmax;
 
+    /// <summary>
+    /// The 256 ascending float32 values that <see cref="QuantizedAbsmax"/> indexes (null without double quantization):
+    /// <see cref="CodeBooks.DynamicMap"/> for weights quantized here; for weights read from a file, the map stored in
+    /// that file, as bitsandbytes dequantizes with it.
+    /// </summary>
+    public Tensor? NestedMap => _nestedMap;
+
     /// <summary>Bytes this tensor owns on its device: packed codes plus the absmax state (code books are shared).</summary>
     public long StorageBytes
         => Packed.NumberOfElements
            + (_absmax?.NumberOfElements * 4 ?? 0)
            + (_quantizedAbsmax?.NumberOfElements ?? 0)
            + (_nestedAbsmax?.NumberOfElements * 4 ?? 0)
+           + (_ownsNestedMap ? _nestedMap!.NumberOfElements * 4 : 0)
            + (Options.DoubleQuant ? sizeof(float) : 0);
 
     /// <summary>Quantizes a floating-point weight on its own device.</summary>
+    /// <exception cref="ArgumentException">The weight is empty or not floating-point, or it holds NaN or infinite
+    /// values and <see cref="Quant4BitOptions.DoubleQuant"/> is on.</exception>
     public static Nf4Tensor Quantize(Tensor weight, Quant4BitOptions options)
     {
         ArgumentNullException.ThrowIfNull(weight);
@@ -116,7 +133,14 @@ public sealed partial class Nf4Tensor : IDisposable
         var offset = 0f;
         if (options.DoubleQuant)
         {
+            // A NaN or infinite absmax would make the offset NaN or infinite, which no reader (ours included) accepts.
+            if (!absmax.isfinite().all().item<bool>())
+                throw new ArgumentException("The weight holds NaN or infinite values, which double quantization cannot store (its absmax offset would not be finite); "
+                    + "clean the weight or quantize with DoubleQuant = false.", nameof(weight));
+            // bitsandbytes' offset is torch's float32 mean; its float32 sum overflows when absmax values near float32's
+            // maximum add up past it. The mean itself always fits, so it is then taken in float64 and rounded once.
             var mean = absmax.mean();
+            if (!float.IsFinite(mean.item<float>())) mean = absmax.to(ScalarType.Float64).mean().to(ScalarType.Float32);
             offset = mean.item<float>();
             var centered = absmax.sub(mean);
             (quantizedAbsmax, nestedAbsmax) = QuantizeDynamic(centered, device);
@@ -126,7 +150,7 @@ public sealed partial class Nf4Tensor : IDisposable
             plainAbsmax = absmax;
         }
 
-        var result = new Nf4Tensor(packed.contiguous(), plainAbsmax?.contiguous(), quantizedAbsmax, nestedAbsmax, offset,
+        var result = new Nf4Tensor(packed.contiguous(), plainAbsmax?.contiguous(), quantizedAbsmax, nestedAbsmax, null, offset,
             weight.shape.ToArray(), weight.dtype, options);
         result.DetachAll();
         return result;
@@ -205,9 +229,10 @@ public sealed partial class Nf4Tensor : IDisposable
         var absmax = _absmax?.contiguous();
         var quantizedAbsmax = _quantizedAbsmax?.contiguous();
         var nestedAbsmax = _nestedAbsmax?.contiguous();
+        var nestedMap = _nestedMap?.contiguous();
         var scales = absmax is not null
             ? Nf4CpuKernel.BlockScales.Plain(Address<float>(absmax))
-            : Nf4CpuKernel.BlockScales.Nested(Address<byte>(quantizedAbsmax!), Address<float>(nestedAbsmax!), Offset);
+            : Nf4CpuKernel.BlockScales.Nested(Address<byte>(quantizedAbsmax!), Address<float>(nestedAbsmax!), Address<float>(nestedMap!), Offset);
         Nf4CpuKernel.Dequantize(Address<byte>(packed), scales, Address<float>(output), Count, Options.BlockSize,
             CodeBooks.Values(Options.QuantType), workers, isa);
         GC.KeepAlive(output);
@@ -240,7 +265,7 @@ public sealed partial class Nf4Tensor : IDisposable
         if (_absmax is not null) return _absmax.alias();
         using var scope = NewDisposeScope();
         var nestedBlocks = _nestedAbsmax!.NumberOfElements;
-        var values = CodeBooks.DynamicCode(Device).index_select(0, _quantizedAbsmax!.to(ScalarType.Int64));
+        var values = _nestedMap!.index_select(0, _quantizedAbsmax!.to(ScalarType.Int64));
         var absmax = PadTo(values, nestedBlocks * NestedBlockSize).view(nestedBlocks, NestedBlockSize)
             .mul(_nestedAbsmax.unsqueeze(1)).view(-1).narrow(0, 0, BlockCount);
         return absmax.add(Offset).MoveToOuterDisposeScope();
@@ -252,7 +277,7 @@ public sealed partial class Nf4Tensor : IDisposable
         ArgumentNullException.ThrowIfNull(device);
         using var scope = NewDisposeScope();
         var copy = new Nf4Tensor(Packed.to(device), _absmax?.to(device), _quantizedAbsmax?.to(device), _nestedAbsmax?.to(device),
-            Offset, Shape, OriginalDType, Options);
+            _ownsNestedMap ? _nestedMap!.to(device) : null, Offset, Shape, OriginalDType, Options);
         copy.DetachAll();
         return copy;
     }
@@ -266,6 +291,7 @@ public sealed partial class Nf4Tensor : IDisposable
         _absmax?.Dispose();
         _quantizedAbsmax?.Dispose();
         _nestedAbsmax?.Dispose();
+        if (_ownsNestedMap) _nestedMap!.Dispose();
     }
 
     private void DetachAll()
@@ -274,6 +300,7 @@ public sealed partial class Nf4Tensor : IDisposable
         _absmax?.DetachFromDisposeScope();
         _quantizedAbsmax?.DetachFromDisposeScope();
         _nestedAbsmax?.DetachFromDisposeScope();
+        if (_ownsNestedMap) _nestedMap!.DetachFromDisposeScope();
     }
 
     /// <summary>4-bit codes (int32) of values already scaled into [-1, 1].</summary>
@@ -291,9 +318,15 @@ public sealed partial class Nf4Tensor : IDisposable
         return magnitude.add(scaled.lt(0).to(ScalarType.Int32).mul(8));
     }
 
-    /// <summary>bitsandbytes' blockwise 8-bit quantization with the dynamic map (blocks of 256, binary search).</summary>
-    private static (Tensor Codes, Tensor Absmax) QuantizeDynamic(Tensor values, Device device)
+    /// <summary>
+    /// bitsandbytes' blockwise 8-bit quantization with the dynamic map (blocks of 256), choosing codes as its kernel
+    /// <c>dQuantize&lt;0&gt;</c> does: seven probes narrow the range to a lower bound, an upper bound and the final
+    /// pivot between them (never probed); the value then takes the bound on its side of the pivot only when it lies
+    /// strictly beyond the float32 midpoint of bound and pivot, else the pivot.
+    /// </summary>
+    internal static (Tensor Codes, Tensor Absmax) QuantizeDynamic(Tensor values, Device device)
     {
+        using var scope = NewDisposeScope();
         var n = values.NumberOfElements;
         var blocks = (n + NestedBlockSize - 1) / NestedBlockSize;
         var padded = PadTo(values, blocks * NestedBlockSize).view(blocks, NestedBlockSize);
@@ -311,11 +344,14 @@ public sealed partial class Nf4Tensor : IDisposable
             upper = where(above, upper, pivot);
             pivot = pivot.add(above.to(ScalarType.Int64).mul(2 * step).sub(step));
         }
-        upper = upper.masked_fill(upper.eq(255), 254);
-        var lowerDistance = x.sub(code.index_select(0, lower)).abs();
-        var upperDistance = x.sub(code.index_select(0, upper)).abs();
-        var codes = where(lowerDistance.lt(upperDistance), lower, upper).to(ScalarType.Byte);
-        return (codes.contiguous(), absmax.contiguous());
+        var pivotValue = code.index_select(0, pivot);
+        // float32 midpoints, rounded after the add and after the halving, as the kernel computes them.
+        var upperMidpoint = code.index_select(0, upper).add(pivotValue).mul(0.5f);
+        var lowerMidpoint = code.index_select(0, lower).add(pivotValue).mul(0.5f);
+        var codes = where(x.gt(pivotValue),
+            where(x.gt(upperMidpoint), upper, pivot),
+            where(x.lt(lowerMidpoint), lower, pivot));
+        return (codes.to(ScalarType.Byte).contiguous().MoveToOuterDisposeScope(), absmax.contiguous().MoveToOuterDisposeScope());
     }
 
     /// <summary>The address of a contiguous CPU tensor's first element; valid while the tensor lives.</summary>

@@ -21,6 +21,8 @@ public sealed class CountingSource(ICheckpointSource inner) : ICheckpointSource
 
     public IReadOnlyList<string> Problems => inner.Problems;
 
+    public System.Text.Json.Nodes.JsonObject? Config => inner.Config;
+
     public CheckpointTensorInfo Info(string name) => inner.Info(name);
 
     public Tensor Read(string name)

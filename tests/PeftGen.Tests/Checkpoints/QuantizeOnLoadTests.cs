@@ -40,17 +40,4 @@ public sealed class QuantizeOnLoadTests
         var ids = Ids.Random(Config.Vocab, 2, 8, seed: 42);
         Assert.True(Reference.RelativeError(model.forward(ids), HfCheckpoints.LlamaReference(expected, ids, Config)) < 1e-5);
     }
-
-    [Fact]
-    public void SavingPretrainedWeightsFromA4BitBase_IsRefusedBeforeAnyFileIsWritten()
-    {
-        using var temp = new TempFolder();
-        using var model = new TinyLlama(Config);
-        model.Layer<LoraLinear>("model.layers.1.mlp.down_proj").QuantizeBase(Nf4);
-
-        var error = Assert.Throws<NotSupportedException>(() => PeftGen.Checkpoints.PretrainedSaver.Save(model, temp.Path));
-
-        Assert.Contains("model.layers.1.mlp.down_proj", error.Message);
-        Assert.Empty(Directory.GetFiles(temp.Path));
-    }
 }

@@ -8,7 +8,7 @@ namespace PeftGen.Tests.Quantization;
 /// A deliberately simple, slow, scalar implementation of bitsandbytes' 4-bit blockwise quantization, written from the
 /// algorithm's description (not from the library code it checks): per-block float32 absmax, values multiplied by the
 /// float32 reciprocal, codes chosen with float32 decision thresholds and strict <c>&gt;</c>, two codes per byte (high
-/// nibble first), the 8-bit dynamic-map binary search for double quantization.
+/// nibble first), the 8-bit dynamic-map binary search of <c>dQuantize&lt;0&gt;</c> for double quantization.
 /// </summary>
 internal static class BitsAndBytesReference
 {
@@ -26,18 +26,24 @@ internal static class BitsAndBytesReference
     public static float Fp4Value(int code) => (code & 8) != 0 ? -Fp4Magnitude[code & 7] : Fp4Magnitude[code & 7];
 
     /// <summary>
-    /// NF4 decision thresholds as bitsandbytes' kernel writes them (decimal midpoints of neighbouring codes), parsed
-    /// straight to float32 as a C/CUDA compiler does. Four of them (0, 8, 12, 14) are one ulp away from the midpoint
-    /// computed in float32 arithmetic, which decides ties; the kernel's constants are the contract.
+    /// NF4 decision thresholds exactly as bitsandbytes' kernel spells them in <c>dQuantizeNF4</c>: decimal literals
+    /// with an <c>f</c> suffix (midpoints of neighbouring codes, computed in double and printed to 16–17 digits).
+    /// </summary>
+    public static readonly string[] Nf4KernelThresholdDecimals =
+    [
+        "-0.8480964004993439", "-0.6106329262256622", "-0.4599952697753906", "-0.33967943489551544",
+        "-0.23460740596055984", "-0.13791173323988914", "-0.045525018125772476", "0.03979014977812767",
+        "0.1202552504837513", "0.2035212516784668", "0.2920137718319893", "0.3893125355243683",
+        "0.5016634166240692", "0.6427869200706482", "0.8614784181118011",
+    ];
+
+    /// <summary>
+    /// The kernel's thresholds as float32: an <c>f</c>-suffixed literal is rounded by the compiler straight from the
+    /// decimal to the nearest float32, as <see cref="float.Parse(string, IFormatProvider)"/> does. Four of them (0, 8,
+    /// 12, 14) would come out one ulp away through a double first; the kernel's constants are the contract.
     /// </summary>
     public static readonly float[] Nf4KernelThresholds =
-        new[]
-        {
-            "-0.8480964004993439", "-0.6106329262256622", "-0.4599952697753906", "-0.33967943489551544",
-            "-0.23460740596055984", "-0.13791173323988914", "-0.045525018125772476", "0.03979014977812767",
-            "0.1202552504837513", "0.2035212516784668", "0.2920137718319893", "0.3893125355243683",
-            "0.5016634166240692", "0.6427869200706482", "0.8614784181118011",
-        }.Select(s => float.Parse(s, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        Nf4KernelThresholdDecimals.Select(s => float.Parse(s, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
 
     /// <summary>NF4: the number of kernel thresholds x is strictly above (a value on a threshold takes the lower code).</summary>
     public static int EncodeNf4(float x)
@@ -124,25 +130,42 @@ internal static class BitsAndBytesReference
         return (codes, absmax);
     }
 
-    /// <summary>Bisection over the 256 sorted codes from the middle (127) in halving steps, then the nearer neighbour (ties up).</summary>
+    /// <summary>
+    /// The 8-bit code of <paramref name="x"/> (already divided by its block's absmax) as bitsandbytes' kernel
+    /// <c>dQuantize&lt;0&gt;</c> (csrc/kernels.cu) chooses it, restated from the kernel's algorithm:
+    /// <list type="number">
+    /// <item>Seven probes halve the search range: the first at index 127, then ±64, ±32, …, ±1. A probe whose value
+    /// <paramref name="x"/> is strictly above becomes the lower bound, any other the upper bound. The last step moves
+    /// to an even index (the final pivot), which is never probed in the loop.</item>
+    /// <item>The bounds start at indices 0 and 255 (so a value below every probe keeps index 0 as its lower bound).</item>
+    /// <item>The code is one of three candidates: lower bound, final pivot, upper bound. Above the final pivot's value,
+    /// <paramref name="x"/> takes the upper bound only when strictly above the float32 midpoint
+    /// <c>(upper + pivot) × 0.5</c>; at or below it, <paramref name="x"/> takes the lower bound only when strictly
+    /// below <c>(lower + pivot) × 0.5</c>. Anything else (a midpoint itself included) stays on the final pivot.</item>
+    /// </list>
+    /// A NaN compares false everywhere, so it walks down to index 0 and stays there.
+    /// </summary>
     public static int NearestDynamic(float[] map, float x)
     {
-        int pivot = 127, lower = 0, upper = 255;
-        for (var step = 64; step > 0; step /= 2)
+        var (below, above) = (0, 255);
+        var probe = 127;
+        for (var halfWidth = 64; halfWidth >= 1; halfWidth /= 2)
         {
-            if (x > map[pivot])
-            {
-                lower = pivot;
-                pivot += step;
-            }
-            else
-            {
-                upper = pivot;
-                pivot -= step;
-            }
+            var probeIsBelowX = x > map[probe];
+            if (probeIsBelowX) below = probe;
+            else above = probe;
+            probe = probeIsBelowX ? probe + halfWidth : probe - halfWidth;
         }
-        if (upper == 255) upper = 254;
-        return Math.Abs(x - map[lower]) < Math.Abs(x - map[upper]) ? lower : upper;
+
+        var finalPivot = probe;
+        var pivotValue = map[finalPivot];
+        if (x > pivotValue)
+        {
+            var upperMidpoint = (map[above] + pivotValue) * 0.5f;
+            return x > upperMidpoint ? above : finalPivot;
+        }
+        var lowerMidpoint = (map[below] + pivotValue) * 0.5f;
+        return x < lowerMidpoint ? below : finalPivot;
     }
 
     /// <summary>

@@ -96,6 +96,108 @@ public sealed class BitsAndBytesStateTests
     }
 
     [Fact]
+    public void A_nested_map_from_another_torch_build_is_read_and_used_as_stored()
+    {
+        using var scope = NewDisposeScope();
+        const int rows = 64, cols = 96, blockSize = 64;
+        var values = QuantTestData.Normal(rows * cols, seed: 151);
+        using var q = Nf4Tensor.Quantize(tensor(values, new long[] { rows, cols }), new Quant4BitOptions(BlockSize: blockSize));
+        // Another build's map: 43 entries one or two ulp away from ours, still strictly ascending.
+        var map = CodeBooks.DynamicMap.ToArray();
+        for (var i = 0; i < map.Length; i += 6) map[i] = i % 12 == 0 ? MathF.BitIncrement(MathF.BitIncrement(map[i])) : MathF.BitDecrement(map[i]);
+        var state = q.ToBitsAndBytesState("w");
+        state["w.nested_quant_map"] = tensor(map);
+
+        using var back = Nf4Tensor.FromBitsAndBytesState(state, "w");
+
+        var absmax = BitsAndBytesReference.DequantizeAbsmax(QuantTestData.Bytes(q.QuantizedAbsmax!), QuantTestData.Floats(q.NestedAbsmax!), q.Offset, map);
+        var expected = BitsAndBytesReference.Dequantize(QuantTestData.Bytes(q.Packed), absmax, values.Length, blockSize, fp4: false);
+        using var onCpu = back.Dequantize();
+        using var withTorchOps = back.DequantizeWithTorchOps();
+        QuantTestData.AssertBitEqual(expected, QuantTestData.Floats(onCpu));
+        QuantTestData.AssertBitEqual(expected, QuantTestData.Floats(withTorchOps));
+        using var ours = q.Dequantize();
+        Assert.NotEqual(QuantTestData.Floats(ours), QuantTestData.Floats(onCpu));
+        Assert.Equal(map.Select(BitConverter.SingleToInt32Bits), QuantTestData.Floats(back.NestedMap!).Select(BitConverter.SingleToInt32Bits));
+        Assert.Equal(q.StorageBytes + 256 * sizeof(float), back.StorageBytes);
+
+        // Written back as it was read; and a copy on another device keeps it.
+        var again = back.ToBitsAndBytesState("w");
+        Assert.Equal(map.Select(BitConverter.SingleToInt32Bits), QuantTestData.Floats(again["w.nested_quant_map"]).Select(BitConverter.SingleToInt32Bits));
+        using var moved = back.To(CPU);
+        using var movedValues = moved.Dequantize();
+        QuantTestData.AssertBitEqual(expected, QuantTestData.Floats(movedValues));
+    }
+
+    [Fact]
+    public void A_nested_map_must_be_256_finite_ascending_float32_values()
+    {
+        using var scope = NewDisposeScope();
+        using var q = Nf4Tensor.Quantize(randn(16, 64), new Quant4BitOptions());
+        var map = CodeBooks.DynamicMap;
+        var cases = new (string Label, Tensor Map)[]
+        {
+            ("255 entries", tensor(map.Take(255).ToArray())),
+            ("float64", tensor(map.Select(v => (double)v).ToArray())),
+            ("NaN", tensor(map.Select((v, i) => i == 40 ? float.NaN : v).ToArray())),
+            ("infinity", tensor(map.Select((v, i) => i == 255 ? float.PositiveInfinity : v).ToArray())),
+            ("two entries swapped", tensor(map.Select((v, i) => i == 10 ? map[11] : i == 11 ? map[10] : v).ToArray())),
+            ("a repeated entry", tensor(map.Select((v, i) => i == 200 ? map[199] : v).ToArray())),
+        };
+        foreach (var (label, bad) in cases)
+        {
+            var state = q.ToBitsAndBytesState("w");
+            state["w.nested_quant_map"] = bad;
+            var error = Assert.Throws<FormatException>(() => Nf4Tensor.FromBitsAndBytesState(state, "w"));
+            Assert.True(error.Message.Contains("w.nested_quant_map", StringComparison.Ordinal), $"{label}: {error.Message}");
+        }
+    }
+
+    [Fact]
+    public void Absmax_values_near_float32_max_give_a_finite_offset_that_round_trips()
+    {
+        using var scope = NewDisposeScope();
+        // Four blocks whose absmax values are float32's maximum (twice), 2^127 and 2^126: their float32 sum overflows;
+        // their float64 sum is exact, and so is its quarter.
+        float[] targets = [float.MaxValue, float.MaxValue, MathF.Pow(2, 127), MathF.Pow(2, 126)];
+        var values = QuantTestData.Normal(4 * 64, seed: 153, scale: 1e36f);
+        for (var b = 0; b < 4; b++) values[b * 64 + b] = b % 2 == 0 ? targets[b] : -targets[b];
+        Assert.True(float.IsInfinity(targets.Aggregate(0f, (sum, v) => sum + v)), "the float32 sum must overflow for this test to mean anything");
+        var mean = (float)(targets.Sum(v => (double)v) / 4);
+
+        using var q = Nf4Tensor.Quantize(tensor(values, new long[] { 4, 64 }), new Quant4BitOptions(BlockSize: 64));
+
+        Assert.Equal(mean, q.Offset);
+        var reference = BitsAndBytesReference.Quantize(values, 64, fp4: false, doubleQuant: true, _ => mean, CodeBooks.DynamicMap);
+        Assert.Equal(reference.QuantizedAbsmax, QuantTestData.Bytes(q.QuantizedAbsmax!));
+        QuantTestData.AssertBitEqual(reference.NestedAbsmax!, QuantTestData.Floats(q.NestedAbsmax!));
+        var state = q.ToBitsAndBytesState("w");
+        Assert.Contains($"\"nested_offset\": {Nf4Tensor.PythonFloat(mean)}}}", Encoding.UTF8.GetString(QuantTestData.Bytes(state["w.quant_state.bitsandbytes__nf4"])));
+        using var back = Nf4Tensor.FromBitsAndBytesState(state, "w");
+        using var restored = back.BlockAbsmax();
+        var expectedAbsmax = BitsAndBytesReference.DequantizeAbsmax(reference.QuantizedAbsmax!, reference.NestedAbsmax!, mean, CodeBooks.DynamicMap);
+        Assert.All(expectedAbsmax, a => Assert.True(float.IsFinite(a)));
+        QuantTestData.AssertBitEqual(expectedAbsmax, QuantTestData.Floats(restored));
+        using var weights = back.Dequantize();
+        Assert.All(QuantTestData.Floats(weights), v => Assert.True(float.IsFinite(v)));
+    }
+
+    [Theory]
+    [InlineData(float.PositiveInfinity)]
+    [InlineData(float.NaN)]
+    public void Double_quantization_refuses_a_weight_it_could_not_write_readably(float bad)
+    {
+        using var scope = NewDisposeScope();
+        var values = QuantTestData.Normal(128, seed: 154);
+        values[70] = bad;
+        var error = Assert.Throws<ArgumentException>(() => Nf4Tensor.Quantize(tensor(values), new Quant4BitOptions()));
+        Assert.Contains("NaN or infinite", error.Message);
+        using var plain = Nf4Tensor.Quantize(tensor(values), new Quant4BitOptions(DoubleQuant: false));
+        using var back = Nf4Tensor.FromBitsAndBytesState(plain.ToBitsAndBytesState("w"), "w");
+        Assert.Equal(QuantTestData.Hash(plain), QuantTestData.Hash(back));
+    }
+
+    [Fact]
     public void LoraLinear_round_trips_its_4bit_base_and_bias()
     {
         using var scope = NewDisposeScope();

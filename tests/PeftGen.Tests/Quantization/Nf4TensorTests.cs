@@ -31,11 +31,11 @@ public sealed class Nf4TensorTests(ITestOutputHelper output)
         {
             Assert.Null(q.Absmax);
             Assert.Equal(reference.QuantizedAbsmax, QuantTestData.Bytes(q.QuantizedAbsmax!));
-            AssertBitEqual(reference.NestedAbsmax!, QuantTestData.Floats(q.NestedAbsmax!));
+            QuantTestData.AssertBitEqual(reference.NestedAbsmax!, QuantTestData.Floats(q.NestedAbsmax!));
         }
         else
         {
-            AssertBitEqual(reference.Absmax, QuantTestData.Floats(q.Absmax!));
+            QuantTestData.AssertBitEqual(reference.Absmax, QuantTestData.Floats(q.Absmax!));
         }
     }
 
@@ -56,14 +56,14 @@ public sealed class Nf4TensorTests(ITestOutputHelper output)
         var absmax = doubleQuant
             ? BitsAndBytesReference.DequantizeAbsmax(QuantTestData.Bytes(q.QuantizedAbsmax!), QuantTestData.Floats(q.NestedAbsmax!), q.Offset, CodeBooks.DynamicMap)
             : QuantTestData.Floats(q.Absmax!);
-        using (var blockAbsmax = q.BlockAbsmax()) AssertBitEqual(absmax, QuantTestData.Floats(blockAbsmax));
+        using (var blockAbsmax = q.BlockAbsmax()) QuantTestData.AssertBitEqual(absmax, QuantTestData.Floats(blockAbsmax));
         var expected = BitsAndBytesReference.Dequantize(QuantTestData.Bytes(q.Packed), absmax, values.Length, blockSize, type == QuantType.Fp4);
-        AssertBitEqual(expected, QuantTestData.Floats(dequantized));
+        QuantTestData.AssertBitEqual(expected, QuantTestData.Floats(dequantized));
 
         using var bf16 = q.Dequantize(ScalarType.BFloat16);
         Assert.Equal(ScalarType.BFloat16, bf16.dtype);
         using var expectedBf16 = tensor(expected).to(ScalarType.BFloat16).to(ScalarType.Float32);
-        AssertBitEqual(QuantTestData.Floats(expectedBf16), QuantTestData.Floats(bf16));
+        QuantTestData.AssertBitEqual(QuantTestData.Floats(expectedBf16), QuantTestData.Floats(bf16));
     }
 
     [Fact]
@@ -98,6 +98,39 @@ public sealed class Nf4TensorTests(ITestOutputHelper output)
             var midpoint = (float)(((double)CodeBooks.Nf4[i] + CodeBooks.Nf4[i + 1]) / 2.0);
             Assert.True(Math.Abs(BitConverter.SingleToInt32Bits(midpoint) - BitConverter.SingleToInt32Bits(thresholds[i])) <= 1, $"midpoint {i}");
         }
+    }
+
+    [Fact]
+    public void Nf4_thresholds_round_the_kernel_decimals_straight_to_float32()
+    {
+        var decimals = BitsAndBytesReference.Nf4KernelThresholdDecimals;
+        var direct = decimals.Select(d => float.Parse(d, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        var viaDouble = decimals.Select(d => (float)double.Parse(d, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        Assert.Equal(direct.Select(BitConverter.SingleToInt32Bits), CodeBooks.Nf4Thresholds.Select(BitConverter.SingleToInt32Bits));
+        // For these four the nearest double is exactly halfway between two float32 values (a tie, rounded to even);
+        // the printed decimal lies 3e-18 to 5e-17 to one side of it, and rounded directly it goes to that side.
+        var routeMatters = Enumerable.Range(0, 15).Where(i => !QuantTestData.BitEqual(direct[i], viaDouble[i])).ToArray();
+        Assert.Equal(new[] { 0, 8, 12, 14 }, routeMatters);
+        Assert.All(routeMatters, i => Assert.Equal(1, Math.Abs(BitConverter.SingleToInt32Bits(direct[i]) - BitConverter.SingleToInt32Bits(viaDouble[i]))));
+    }
+
+    [Theory]
+    // x is the larger of the two roundings of threshold i; the kernel's (direct) threshold decides its code, and the
+    // double route would give the other one: 0 → 1 (not 0), 8 → 8 (not 9), 12 → 13 (not 12), 14 → 15 (not 14).
+    [InlineData(0, 1)]
+    [InlineData(8, 8)]
+    [InlineData(12, 13)]
+    [InlineData(14, 15)]
+    public void Values_between_the_two_roundings_of_a_threshold_get_the_kernels_code(int threshold, int expected)
+    {
+        var text = BitsAndBytesReference.Nf4KernelThresholdDecimals[threshold];
+        var x = Math.Max(float.Parse(text, System.Globalization.CultureInfo.InvariantCulture),
+            (float)double.Parse(text, System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(expected, BitsAndBytesReference.EncodeNf4(x));
+        // One block with absmax exactly 1 (so x is not rescaled): byte 0 holds 1.0 (code 15) and x.
+        using var weight = tensor(new[] { 1f, x });
+        using var q = Nf4Tensor.Quantize(weight, new Quant4BitOptions(QuantType.Nf4, 64, DoubleQuant: false));
+        Assert.Equal((byte)(15 << 4 | expected), QuantTestData.Bytes(q.Packed)[0]);
     }
 
     [Fact]
@@ -161,13 +194,5 @@ public sealed class Nf4TensorTests(ITestOutputHelper output)
         var mean = absmax.Average(a => (double)a);
         Assert.True(Math.Abs(mean - ours) <= 1e-6 * Math.Abs(mean) + 1e-12, $"offset {ours} vs mean {mean}");
         return ours;
-    }
-
-    private static void AssertBitEqual(float[] expected, float[] actual)
-    {
-        Assert.Equal(expected.Length, actual.Length);
-        for (var i = 0; i < expected.Length; i++)
-            if (!QuantTestData.BitEqual(expected[i], actual[i]))
-                Assert.Fail($"[{i}]: expected {expected[i]:R}, got {actual[i]:R}");
     }
 }

@@ -1,6 +1,7 @@
 using System;
 using System.Linq;
 using System.Security.Cryptography;
+using Xunit;
 using static TorchSharp.torch;
 
 namespace PeftGen.Tests.Quantization;
@@ -37,4 +38,13 @@ internal static class QuantTestData
     }
 
     public static bool BitEqual(float a, float b) => BitConverter.SingleToInt32Bits(a) == BitConverter.SingleToInt32Bits(b);
+
+    /// <summary>Fails on the first value whose bits differ, naming its index and both values.</summary>
+    public static void AssertBitEqual(float[] expected, float[] actual)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (var i = 0; i < expected.Length; i++)
+            if (!BitEqual(expected[i], actual[i]))
+                Assert.Fail($"[{i}]: expected {expected[i]:R}, got {actual[i]:R}");
+    }
 }
