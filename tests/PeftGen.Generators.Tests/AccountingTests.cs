@@ -83,7 +83,7 @@ public sealed class AccountingTests
     [InlineData(100L, 64, true, 50 + 2 + 4 + 4)]
     [InlineData(101L, 32, false, 51 + (4 * 4))]
     public void Four_bit_weights_take_packed_codes_plus_quantization_state(long values, int blockSize, bool doubleQuant, long expectedBytes)
-        => Assert.Equal(expectedBytes, new QuantSpec(0, blockSize, doubleQuant, 0).StorageBytes(values));
+        => Assert.Equal(expectedBytes, QuantSpec.StorageBytes(values, blockSize, doubleQuant));
 
     [Fact]
     public void Four_bit_layers_keep_logical_counts_and_use_real_bytes()

@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Collections.Immutable;
 using System.Linq;
@@ -8,18 +9,40 @@ using PeftGen.Generators.Model;
 
 namespace PeftGen.Generators.Emit;
 
-/// <summary>The generator's outputs: source for every valid class, and the diagnostics of every step.</summary>
+/// <summary>
+/// The generator's outputs: source for every valid class, and the diagnostics of every step. Each is total: an
+/// exception while writing one class becomes PEFT000 on that class instead of failing the generator, which would drop
+/// the generated code of every model in the project.
+/// </summary>
 internal static class Output
 {
     public static void Module(SourceProductionContext context, ClassSpec module)
     {
-        if (module.IsValid) context.AddSource(module.Type.HintName, SourceText.From(ClassEmitter.EmitModule(module), System.Text.Encoding.UTF8));
+        if (module.IsValid) AddSource(context, module.Type, module.Location, () => ClassEmitter.EmitModule(module));
     }
 
     public static void Model(SourceProductionContext context, ModelSpec model)
     {
-        if (model.IsValid) context.AddSource(model.Root.Type.HintName, SourceText.From(ClassEmitter.EmitModel(model), System.Text.Encoding.UTF8));
+        if (model.IsValid) AddSource(context, model.Root.Type, model.Root.Location, () => ClassEmitter.EmitModel(model));
     }
+
+    private static void AddSource(SourceProductionContext context, TypeHierarchy type, LocationInfo? location, Func<string> emit)
+    {
+        string source;
+        try
+        {
+            source = emit();
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException)
+        {
+            context.ReportDiagnostic(Failure(type.Name, exception, location?.ToLocation() ?? Location.None));
+            return;
+        }
+        context.AddSource(type.HintName, SourceText.From(source, System.Text.Encoding.UTF8));
+    }
+
+    private static Diagnostic Failure(string typeName, Exception exception, Location location)
+        => Diagnostic.Create(DiagnosticDescriptors.GeneratorFailure, location, typeName, exception.GetType().Name + ": " + exception.Message);
 
     /// <summary>Every diagnostic once (a block reached twice by one model reports once).</summary>
     public static EquatableArray<DiagnosticInfo> Flatten(params ImmutableArray<EquatableArray<DiagnosticInfo>>[] groups)
@@ -38,7 +61,18 @@ internal static class Output
                     ? Location.Create(tree, info.TextSpan)
                     : info.ToLocation()
                 : Location.None;
-            context.ReportDiagnostic(diagnostic.ToDiagnostic(location));
+            Diagnostic reported;
+            try
+            {
+                reported = diagnostic.ToDiagnostic(location);
+                // Formatting is lazy; format now so that a bad argument list fails here, inside the guard.
+                _ = reported.GetMessage(System.Globalization.CultureInfo.InvariantCulture);
+            }
+            catch (Exception exception) when (exception is not OperationCanceledException)
+            {
+                reported = Failure("diagnostic " + diagnostic.Id, exception, location);
+            }
+            context.ReportDiagnostic(reported);
         }
     }
 }

@@ -14,7 +14,7 @@ internal static class RuntimeNames
     public const string InvariantCulture = "global::System.Globalization.CultureInfo.InvariantCulture";
 
     public static string Enum(string type, int value, params string[] names)
-        => value >= 0 && value < names.Length ? $"global::PeftGen.{type}.{names[value]}" : $"((global::PeftGen.{type}){value})";
+        => value >= 0 && value < names.Length ? $"global::PeftGen.{type}.{names[value]}" : $"((global::PeftGen.{type})({value}))";
 
     public static string WeightLayout(int value) => Enum("WeightLayout", value, "OutIn", "InOut");
 

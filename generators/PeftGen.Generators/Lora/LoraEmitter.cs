@@ -12,11 +12,7 @@ internal static class LoraEmitter
     public static IEnumerable<AdapterSpec> ClassAdapters(ClassSpec type, MemberSpec member)
     {
         var result = member.Lora.ToList();
-        if (member.NoLora) return result;
-        foreach (var adapter in type.ClassLora)
-        {
-            if (adapter.AppliesTo(member.Name, member.CheckpointName) && result.All(a => a.Name != adapter.Name)) result.Add(adapter);
-        }
+        result.AddRange(type.ClassLora.Where(adapter => LoraTargets.Reaches(adapter, member)));
         return result;
     }
 
@@ -68,7 +64,7 @@ internal static class LoraEmitter
         {
             writer.OpenBlock("");
             writer.WriteLine($"var projections = new {RuntimeNames.ProjectionList}();");
-            var targets = "new string[] { " + string.Join(", ", adapter.Targets.Select(Literals.String)) + " }";
+            var targets = "new string[] { " + string.Join(", ", adapter.Targets.Select(t => Literals.String(t.Name))) + " }";
             if (adapter.Targets.Count == 0) targets = "global::System.Array.Empty<string>()";
             foreach (var member in root.Members)
             {

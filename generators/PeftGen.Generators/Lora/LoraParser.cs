@@ -4,26 +4,31 @@ using PeftGen.Generators.Model;
 
 namespace PeftGen.Generators.Lora;
 
-/// <summary>Reads <c>[Lora]</c> attributes and checks the rules that need no model (rank, alpha, dropout, names).</summary>
+/// <summary>Reads <c>[Lora]</c> attributes and checks the rules that need no model (rank, alpha, dropout, names, targets).</summary>
 internal static class LoraParser
 {
     public const string AttributeName = "PeftGen.LoraAttribute";
     public const string NoLoraAttributeName = "PeftGen.NoLoraAttribute";
 
-    public static EquatableArray<AdapterSpec> Parse(IEnumerable<AttributeReader> attributes, string owner, List<DiagnosticInfo> diagnostics)
+    /// <param name="owner">The member or class the attributes are on, for messages.</param>
+    /// <param name="onMember">Member-level attributes, where <c>Targets</c> has no meaning.</param>
+    public static EquatableArray<AdapterSpec> Parse(IEnumerable<AttributeReader> attributes, string owner, bool onMember, List<DiagnosticInfo> diagnostics)
     {
         var adapters = new List<AdapterSpec>();
         var names = new HashSet<string>(System.StringComparer.Ordinal);
         foreach (var attribute in attributes)
         {
+            // A null name or target list is reported by ArgumentRules; reading it as the default would add an adapter nobody wrote.
+            if (attribute.IsNull("Adapter") || attribute.IsNull("Targets")) continue;
             var adapter = new AdapterSpec(
                 attribute.Named("Adapter", "default"),
                 attribute.Named("Rank", 8),
                 attribute.Named("Alpha", 8d),
                 attribute.Named("Dropout", 0d),
                 attribute.Named("UseRsLora", false),
-                attribute.NamedStrings("Targets").ToEquatableArray(),
-                attribute.NamedLocation("Rank"));
+                ReadTargets(attribute, diagnostics),
+                attribute.NamedLocation("Rank"),
+                attribute.Location);
 
             var valid = true;
             if (adapter.Rank <= 0)
@@ -31,7 +36,7 @@ internal static class LoraParser
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.RankNotPositive, attribute.NamedLocation("Rank"), adapter.Name, adapter.Rank));
                 valid = false;
             }
-            if (!(adapter.Alpha > 0))
+            if (!(adapter.Alpha > 0) || double.IsInfinity(adapter.Alpha))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.AlphaNotPositive, attribute.NamedLocation("Alpha"), adapter.Name, adapter.Alpha));
                 valid = false;
@@ -51,8 +56,33 @@ internal static class LoraParser
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateAdapter, attribute.HasNamed("Adapter") ? attribute.NamedLocation("Adapter") : attribute.Location, adapter.Name, owner));
                 valid = false;
             }
+            if (onMember && attribute.HasNamed("Targets"))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.TargetsOnMember, attribute.NamedLocation("Targets"), owner));
+                valid = false;
+            }
             if (valid) adapters.Add(adapter);
         }
         return adapters.ToEquatableArray();
+    }
+
+    /// <summary>The targets with their locations; null entries (reported by ArgumentRules) are left out, repeats are reported.</summary>
+    private static EquatableArray<LoraTarget> ReadTargets(AttributeReader attribute, List<DiagnosticInfo> diagnostics)
+    {
+        var entries = attribute.NamedStrings("Targets");
+        var targets = new List<LoraTarget>();
+        var seen = new HashSet<string>(System.StringComparer.Ordinal);
+        for (var i = 0; i < entries.Count; i++)
+        {
+            if (entries[i] is not { } name) continue;
+            var location = attribute.NamedElementLocation("Targets", i);
+            if (!seen.Add(name))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateTarget, location, name, attribute.Named("Adapter", "default")));
+                continue;
+            }
+            targets.Add(new LoraTarget(name, location));
+        }
+        return targets.ToEquatableArray();
     }
 }

@@ -24,9 +24,27 @@ internal sealed class AttributeReader
 
     public LocationInfo? Location => LocationInfo.From(_syntax);
 
+    /// <summary>The attribute as Roslyn bound it (for the argument rules every attribute shares).</summary>
+    public AttributeData Data => _data;
+
     /// <summary>The location of a named argument (<c>Rank = 0</c>), else of the attribute.</summary>
-    public LocationInfo? NamedLocation(string name)
-        => LocationInfo.From(_syntax?.ArgumentList?.Arguments.FirstOrDefault(a => a.NameEquals?.Name.Identifier.Text == name)) ?? Location;
+    public LocationInfo? NamedLocation(string name) => LocationInfo.From(NamedSyntax(name)) ?? Location;
+
+    /// <summary>
+    /// The location of entry <paramref name="index"/> of an array-valued named argument
+    /// (<c>Targets = ["q_proj", "v_proj"]</c> or <c>new[] { … }</c>), else of the argument.
+    /// </summary>
+    public LocationInfo? NamedElementLocation(string name, int index)
+    {
+        var elements = NamedSyntax(name)?.Expression switch
+        {
+            CollectionExpressionSyntax collection => collection.Elements.Select(e => (SyntaxNode)e).ToList(),
+            ImplicitArrayCreationExpressionSyntax implicitArray => implicitArray.Initializer.Expressions.Select(e => (SyntaxNode)e).ToList(),
+            ArrayCreationExpressionSyntax { Initializer: { } initializer } => initializer.Expressions.Select(e => (SyntaxNode)e).ToList(),
+            _ => null,
+        };
+        return elements is not null && index < elements.Count ? LocationInfo.From(elements[index]) : NamedLocation(name);
+    }
 
     /// <summary>The location of the <paramref name="index"/>-th constructor argument, else of the attribute.</summary>
     public LocationInfo? PositionalLocation(int index)
@@ -35,7 +53,13 @@ internal sealed class AttributeReader
         return positional is not null && index < positional.Count ? LocationInfo.From(positional[index]) : Location;
     }
 
+    private AttributeArgumentSyntax? NamedSyntax(string name)
+        => _syntax?.ArgumentList?.Arguments.FirstOrDefault(a => a.NameEquals?.Name.Identifier.Text == name);
+
     public bool HasNamed(string name) => _data.NamedArguments.Any(a => a.Key == name);
+
+    /// <summary>Whether a named argument is written as <c>null</c> (reported by <see cref="ArgumentRules"/>; never read as a default).</summary>
+    public bool IsNull(string name) => _data.NamedArguments.Any(a => a.Key == name && a.Value.IsNull);
 
     public T Named<T>(string name, T defaultValue)
     {
@@ -46,14 +70,15 @@ internal sealed class AttributeReader
         return defaultValue;
     }
 
-    public IReadOnlyList<string> NamedStrings(string name)
+    /// <summary>The entries of a string-array named argument, null entries kept in place; empty when absent or null.</summary>
+    public IReadOnlyList<string?> NamedStrings(string name)
     {
         foreach (var argument in _data.NamedArguments)
         {
-            if (argument.Key == name && argument.Value.Kind == TypedConstantKind.Array)
-                return argument.Value.Values.Select(v => v.Value as string ?? "").ToList();
+            if (argument.Key == name && argument.Value.Kind == TypedConstantKind.Array && !argument.Value.IsNull)
+                return argument.Value.Values.Select(v => v.Value as string).ToList();
         }
-        return new string[0];
+        return new string?[0];
     }
 
     /// <summary>A constructor argument as text (integers are written in invariant culture).</summary>

@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
@@ -37,13 +38,46 @@ internal static class ClassParser
     public static bool IsCandidate(SyntaxNode node, CancellationToken cancellationToken) => node is ClassDeclarationSyntax;
 
     public static ClassSpec ParseModel(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
-        => Parse(context, isRoot: true, cancellationToken);
+        => ParseTotal(context, isRoot: true, cancellationToken)!;
 
     /// <summary>Null for a class that is also a [PeftModel]: the model's parse reports that, and nothing is emitted.</summary>
     public static ClassSpec? ParseModule(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
-        => context.TargetSymbol.GetAttributes().Any(a => NameOf(a.AttributeClass) == PeftModelAttributeName)
-            ? null
-            : Parse(context, isRoot: false, cancellationToken);
+        => ParseTotal(context, isRoot: false, cancellationToken);
+
+    /// <summary>
+    /// Parses one class; an exception becomes PEFT000 on that class (a spec that emits nothing) instead of failing the
+    /// generator, which would drop the generated code of every model in the project.
+    /// </summary>
+    private static ClassSpec? ParseTotal(GeneratorAttributeSyntaxContext context, bool isRoot, CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (!isRoot && context.TargetSymbol.GetAttributes().Any(a => NameOf(a.AttributeClass) == PeftModelAttributeName)) return null;
+            return Parse(context, isRoot, cancellationToken);
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException)
+        {
+            return Failed(context, isRoot, exception);
+        }
+    }
+
+    /// <summary>A spec that carries only the failure: invalid, so neither it nor a model reaching it is emitted.</summary>
+    private static ClassSpec Failed(GeneratorAttributeSyntaxContext context, bool isRoot, Exception exception)
+    {
+        var type = (INamedTypeSymbol)context.TargetSymbol;
+        var location = context.TargetNode is ClassDeclarationSyntax syntax ? LocationInfo.From(syntax.Identifier.GetLocation()) : null;
+        var failure = DiagnosticInfo.Create(DiagnosticDescriptors.GeneratorFailure, location, type.Name, exception.GetType().Name + ": " + exception.Message);
+        return new ClassSpec(
+            TypeHierarchy.From(type),
+            location,
+            isRoot ? new RootSpec("?", EquatableArray<ConfigConstant>.Empty, null, 0, false) : null,
+            EquatableArray<AdapterSpec>.Empty,
+            null,
+            EquatableArray<SoftPromptSpec>.Empty,
+            EquatableArray<MemberSpec>.Empty,
+            EquatableArray<string>.Empty,
+            new[] { failure }.ToEquatableArray());
+    }
 
     private static ClassSpec Parse(GeneratorAttributeSyntaxContext context, bool isRoot, CancellationToken cancellationToken)
     {
@@ -65,6 +99,7 @@ internal static class ClassParser
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.OwnConstructor, LocationInfo.From(constructor.Locations.FirstOrDefault() ?? Location.None), type.Name));
 
         var attributes = type.GetAttributes().Select(a => (Name: NameOf(a.AttributeClass), Data: a)).ToList();
+        CheckArguments(attributes, diagnostics, cancellationToken);
         if (isRoot && attributes.Any(a => a.Name == PeftModuleAttributeName))
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ModelAndModule, typeLocation, type.Name));
 
@@ -75,7 +110,7 @@ internal static class ClassParser
             root = ParseRoot(model, attributes.Any(a => a.Name == TrainableAttributeName), diagnostics);
         }
 
-        var classLora = LoraParser.Parse(Readers(attributes, LoraParser.AttributeName, cancellationToken), type.Name, diagnostics);
+        var classLora = LoraParser.Parse(Readers(attributes, LoraParser.AttributeName, cancellationToken), type.Name, onMember: false, diagnostics);
         var classQuant = QuantParser.Parse(Readers(attributes, QuantParser.AttributeName, cancellationToken).FirstOrDefault(), diagnostics);
         var classPrompts = SoftPromptParser.Parse(Readers(attributes, SoftPromptParser.AttributeName, cancellationToken), diagnostics);
         if (!isRoot)
@@ -86,12 +121,17 @@ internal static class ClassParser
         }
 
         var members = new List<MemberSpec>();
+        var projectionNames = new List<string>();
         foreach (var property in type.GetMembers().OfType<IPropertySymbol>())
         {
             cancellationToken.ThrowIfCancellationRequested();
+            projectionNames.AddRange(ProjectionNames(property, cancellationToken));
             var member = ParseMember(property, isRoot, classTrainable: !isRoot && attributes.Any(a => a.Name == TrainableAttributeName), diagnostics, cancellationToken);
             if (member is not null) members.Add(member);
         }
+        // A block class's adapters reach its own projections only, so the class alone decides; the model class's
+        // adapters reach into blocks and are checked per model (ModelBuilder).
+        if (!isRoot) CheckBlockTargets(type.Name, classLora, members, projectionNames, diagnostics);
 
         var checkpointNames = new HashSet<string>(System.StringComparer.Ordinal);
         foreach (var member in members)
@@ -108,7 +148,43 @@ internal static class ClassParser
             classQuant,
             classPrompts,
             members.ToEquatableArray(),
+            projectionNames.Distinct(StringComparer.Ordinal).ToEquatableArray(),
             diagnostics.ToEquatableArray());
+    }
+
+    private static void CheckBlockTargets(string typeName, EquatableArray<AdapterSpec> classLora, List<MemberSpec> members, List<string> projectionNames, List<DiagnosticInfo> diagnostics)
+    {
+        var scope = $"of '{typeName}' (a [Lora] on a [PeftModule] class reaches that class's own projections; put it on the model class to reach into blocks)";
+        var matched = LoraTargets.CheckTargets(classLora, projectionNames, scope, diagnostics);
+        // Whether an adapter reaches something is known once every member parsed.
+        if (diagnostics.Any(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity == DiagnosticSeverity.Error)) return;
+        foreach (var adapter in matched)
+        {
+            if (members.Any(m => LoraTargets.Reaches(adapter, m))) continue;
+            var reason = members.Any(m => m.Kind == LayerKind.Linear)
+                ? "each projection it would reach is marked [NoLora] or has its own [Lora] of that name"
+                : $"'{typeName}' has no [Linear] projection";
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.AdapterReachesNothing, adapter.Location, adapter.Name, typeName, reason));
+        }
+    }
+
+    /// <summary>The names a [Linear] property answers to in Targets, whether or not the rest of its declaration is valid.</summary>
+    private static IEnumerable<string> ProjectionNames(IPropertySymbol property, CancellationToken cancellationToken)
+    {
+        var attributes = property.GetAttributes().Select(a => (Name: NameOf(a.AttributeClass), Data: a)).ToList();
+        if (!attributes.Any(a => a.Name == "PeftGen.LinearAttribute")) yield break;
+        yield return property.Name;
+        if (Readers(attributes, CheckpointNameAttributeName, cancellationToken).FirstOrDefault()?.PositionalText(0) is { Length: > 0 } checkpointName)
+            yield return checkpointName;
+    }
+
+    /// <summary>Null arguments and undefined enum values, for every PeftGen attribute (see <see cref="ArgumentRules"/>).</summary>
+    private static void CheckArguments(List<(string Name, AttributeData Data)> attributes, List<DiagnosticInfo> diagnostics, CancellationToken cancellationToken)
+    {
+        foreach (var attribute in attributes)
+        {
+            if (attribute.Name.Length > 0) ArgumentRules.Check(new AttributeReader(attribute.Data, cancellationToken), diagnostics);
+        }
     }
 
     private static RootSpec ParseRoot(AttributeReader model, bool trainAll, List<DiagnosticInfo> diagnostics)
@@ -121,9 +197,11 @@ internal static class ClassParser
                 .Select(f => new ConfigConstant(f.Name, System.Convert.ToInt64(f.ConstantValue, System.Globalization.CultureInfo.InvariantCulture)))
                 .ToList();
         var configName = config?.ToDisplayString() ?? "?";
-        if (constants.Count == 0) diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ConfigWithoutConstants, model.PositionalLocation(0), configName));
+        // A null configuration type is reported by ArgumentRules; there is no type to look for constants in.
+        if (constants.Count == 0 && config is not null)
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ConfigWithoutConstants, model.PositionalLocation(0), configName));
 
-        var contextText = model.Named("ContextLength", "");
+        var contextText = model.IsNull("ContextLength") ? "" : model.Named("ContextLength", "");
         var context = contextText.Length == 0
             ? null
             : new DimensionSpec(contextText, DimensionExpression.Parse(contextText), model.NamedLocation("ContextLength"));
@@ -134,6 +212,7 @@ internal static class ClassParser
     private static MemberSpec? ParseMember(IPropertySymbol property, bool isRoot, bool classTrainable, List<DiagnosticInfo> diagnostics, CancellationToken cancellationToken)
     {
         var attributes = property.GetAttributes().Select(a => (Name: NameOf(a.AttributeClass), Data: a)).ToList();
+        CheckArguments(attributes, diagnostics, cancellationToken);
         var layers = attributes.Where(a => s_layerAttributes.ContainsKey(a.Name)).ToList();
         var loraReaders = Readers(attributes, LoraParser.AttributeName, cancellationToken).ToList();
         var noLora = Readers(attributes, LoraParser.NoLoraAttributeName, cancellationToken).FirstOrDefault();
@@ -214,7 +293,7 @@ internal static class ClassParser
         }
 
         var owner = property.ContainingType.Name + "." + property.Name;
-        var lora = LoraParser.Parse(loraReaders, owner, diagnostics);
+        var lora = LoraParser.Parse(loraReaders, owner, onMember: true, diagnostics);
         if (kind != LayerKind.Linear)
         {
             foreach (var reader in loraReaders.Concat(noLora is null ? Enumerable.Empty<AttributeReader>() : new[] { noLora }))
@@ -236,11 +315,18 @@ internal static class ClassParser
             valid = false;
         }
 
+        var eps = layer.Named("Eps", kind == LayerKind.RmsNorm ? 1e-6 : 1e-5);
+        if (!(eps > 0) || double.IsInfinity(eps))
+        {
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadNormEpsilon, layer.NamedLocation("Eps"), layerName, property.Name, eps));
+            valid = false;
+        }
+
         var prompts = SoftPromptParser.Parse(promptReaders, diagnostics);
         if (promptReaders.Count > 0 && (kind != LayerKind.TokenEmbedding || !isRoot))
         {
             foreach (var reader in promptReaders)
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptWithoutTokenEmbedding, reader.Location, reader.Named("Name", "default"), property.ContainingType.Name));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptWithoutTokenEmbedding, reader.Location, reader.IsNull("Name") ? "null" : reader.Named("Name", "default"), property.ContainingType.Name));
             valid = false;
         }
 
@@ -264,7 +350,7 @@ internal static class ClassParser
             dimensions.ToEquatableArray(),
             layer.Named("Bias", true),
             layer.Named("CheckpointLayout", 0),
-            layer.Named("Eps", kind == LayerKind.RmsNorm ? 1e-6 : 1e-5),
+            eps,
             blockType,
             blockMetadataName,
             lora,

@@ -67,6 +67,8 @@ internal sealed record ConfigConstant(string Name, long Value);
 /// <summary>
 /// One <c>[PeftModel]</c> or <c>[PeftModule]</c> class, as parsed from its own declaration.
 /// </summary>
+/// <param name="ProjectionNames">The member and checkpoint names of every [Linear] property, valid or not: what
+/// <c>Targets</c> entries are matched against.</param>
 /// <remarks>
 /// Holds only primitives, strings, enums and <see cref="EquatableArray{T}"/>: no symbol, syntax node, compilation or
 /// location survives the first transform, so the incremental pipeline can compare specs and cache.
@@ -79,6 +81,7 @@ internal sealed record ClassSpec(
     QuantSpec? ClassQuantization,
     EquatableArray<SoftPromptSpec> ClassSoftPrompts,
     EquatableArray<MemberSpec> Members,
+    EquatableArray<string> ProjectionNames,
     EquatableArray<DiagnosticInfo> Diagnostics)
 {
     /// <summary>False when the class has an error: nothing is emitted for it (nor for a model that reaches it).</summary>

@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Collections.Immutable;
 using System.Linq;
@@ -21,11 +22,34 @@ internal static class ModelBuilder
     /// <summary>GPT-2's BPE vocabulary: text-initialised prompts look up its ids in the token embedding.</summary>
     private const long Gpt2Vocabulary = 50257;
 
+    /// <summary>
+    /// Resolves one model; an exception becomes a diagnostic on that model (which is then not emitted) instead of
+    /// failing the generator, which would drop the generated code of every model in the project.
+    /// </summary>
     public static ModelSpec Build((ClassSpec Root, EquatableArray<ClassSpec> Modules) input, CancellationToken cancellationToken)
     {
-        var root = input.Root;
+        try
+        {
+            return Resolve(input.Root, input.Modules, cancellationToken);
+        }
+        catch (OverflowException)
+        {
+            return Failed(input.Root, DiagnosticInfo.Create(DiagnosticDescriptors.CountOverflow, input.Root.Location, input.Root.Type.Name, input.Root.Root?.ConfigType ?? "?"));
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException)
+        {
+            return Failed(input.Root, DiagnosticInfo.Create(DiagnosticDescriptors.GeneratorFailure, input.Root.Location, input.Root.Type.Name, exception.GetType().Name + ": " + exception.Message));
+        }
+    }
+
+    private static ModelSpec Failed(ClassSpec root, DiagnosticInfo diagnostic)
+        => new(root, ParameterAccounting.Compute(new AccountingSpec(EquatableArray<AccountedLayer>.Empty, EquatableArray<AccountedPrompt>.Empty, null, null)),
+            null, "", new[] { diagnostic }.ToEquatableArray(), IsValid: false);
+
+    private static ModelSpec Resolve(ClassSpec root, EquatableArray<ClassSpec> allModules, CancellationToken cancellationToken)
+    {
         var modules = new Dictionary<string, ClassSpec>(System.StringComparer.Ordinal);
-        foreach (var module in input.Modules) modules[module.Type.MetadataName] = module;
+        foreach (var module in allModules) modules[module.Type.MetadataName] = module;
 
         var walker = new Walker(root, modules, cancellationToken);
         walker.Visit(root, "", 1, ImmutableStack<string>.Empty.Push(root.Type.MetadataName));
@@ -59,8 +83,10 @@ internal static class ModelBuilder
                 && walker.Resolve(tokenEmbedding.Dimensions[0], tokenEmbedding.Name, root.Type.Name) is { } rows && rows < Gpt2Vocabulary)
                 walker.Report(DiagnosticDescriptors.VocabularyTooSmall, prompt.InitLocation, prompt.Name, "GPT-2", Gpt2Vocabulary, root.Type.Name, rows);
             var dim = walker.Resolve(tokenEmbedding.Dimensions[1], tokenEmbedding.Name, root.Type.Name) ?? 0;
-            prompts.Add(new AccountedPrompt(prompt.Name, prompt.VirtualTokens * dim));
+            prompts.Add(new AccountedPrompt(prompt.Name, checked(prompt.VirtualTokens * dim)));
         }
+
+        CheckModelTargets(root, walker);
 
         var activeAdapter = walker.Layers.SelectMany(l => l.Adapters).Select(a => a.Name).FirstOrDefault();
         var accounting = ParameterAccounting.Compute(new AccountingSpec(
@@ -71,7 +97,13 @@ internal static class ModelBuilder
 
         var valid = root.IsValid && walker.ReachedValid && !walker.Diagnostics.Any(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error);
         if (valid && accounting.TrainableParameters == 0 && !rootSpec.TrainAll)
-            walker.Report(DiagnosticDescriptors.NothingTrainable, root.Location, root.Type.Name);
+        {
+            // A 4-bit base cannot train, so a quantized model without adapters is most likely a QLoRA setup missing its [Lora].
+            if (walker.FirstQuantization is { } quantization)
+                walker.Report(DiagnosticDescriptors.QuantizedWithoutLora, quantization.Location, root.Type.Name);
+            else
+                walker.Report(DiagnosticDescriptors.NothingTrainable, root.Location, root.Type.Name);
+        }
 
         return new ModelSpec(
             root,
@@ -80,6 +112,27 @@ internal static class ModelBuilder
             found.Path ?? "",
             walker.Diagnostics.Distinct().ToEquatableArray(),
             valid);
+    }
+
+    /// <summary>
+    /// The model class's adapters reach into every block, so their targets are matched against every projection the
+    /// model reaches (known only when every block resolved), and each must reach at least one projection.
+    /// </summary>
+    private static void CheckModelTargets(ClassSpec root, Walker walker)
+    {
+        if (!walker.Complete) return;
+        var scope = $"in model '{root.Type.Name}' (its own projections and those of every block it reaches)";
+        var matched = LoraTargets.CheckTargets(root.ClassLora, walker.ProjectionNames, scope, walker.Diagnostics);
+        // Whether an adapter reaches something is known once every class it reaches is valid.
+        if (!root.IsValid || !walker.ReachedValid) return;
+        foreach (var adapter in matched)
+        {
+            if (walker.ReachedByModelAdapters.Contains(adapter.Name)) continue;
+            var reason = walker.ProjectionNames.Count > 0
+                ? "each projection it would reach is marked [NoLora] or has its own [Lora] of that name"
+                : $"model '{root.Type.Name}' has no [Linear] projection";
+            walker.Report(DiagnosticDescriptors.AdapterReachesNothing, adapter.Location, adapter.Name, root.Type.Name, reason);
+        }
     }
 
     private sealed class Walker
@@ -108,6 +161,18 @@ internal static class ModelBuilder
 
         public bool ReachedValid { get; private set; } = true;
 
+        /// <summary>False when a block was not found or not entered (unresolved dimensions, recursion): the walk missed part of the model.</summary>
+        public bool Complete { get; private set; } = true;
+
+        /// <summary>The names every reached class's [Linear] properties answer to in Targets.</summary>
+        public HashSet<string> ProjectionNames { get; } = new(StringComparer.Ordinal);
+
+        /// <summary>Names of the model class's adapters that reached at least one projection.</summary>
+        public HashSet<string> ReachedByModelAdapters { get; } = new(StringComparer.Ordinal);
+
+        /// <summary>The first 4-bit setting that applies to a projection, if any.</summary>
+        public QuantSpec? FirstQuantization { get; private set; }
+
         public void Report(Microsoft.CodeAnalysis.DiagnosticDescriptor descriptor, LocationInfo? location, params object[] arguments)
             => Diagnostics.Add(DiagnosticInfo.Create(descriptor, location, arguments));
 
@@ -124,10 +189,15 @@ internal static class ModelBuilder
         {
             _cancellationToken.ThrowIfCancellationRequested();
             if (!type.IsValid) ReachedValid = false;
+            ProjectionNames.UnionWith(type.ProjectionNames);
             foreach (var member in type.Members)
             {
                 var dims = member.Dimensions.Select(d => Resolve(d, member.Name, type.Type.Name)).ToList();
-                if (dims.Any(d => d is null)) continue;
+                if (dims.Any(d => d is null))
+                {
+                    Complete = false;
+                    continue;
+                }
                 var path = prefix + member.CheckpointName;
                 switch (member.Kind)
                 {
@@ -136,15 +206,17 @@ internal static class ModelBuilder
                         if (!_modules.TryGetValue(member.BlockMetadataName, out var block))
                         {
                             ReachedValid = false;
+                            Complete = false;
                             continue;
                         }
                         if (chain.Contains(block.Type.MetadataName))
                         {
                             Report(DiagnosticDescriptors.RecursiveBlock, member.Location, type.Type.Name, block.Type.Name);
+                            Complete = false;
                             continue;
                         }
                         var count = member.Kind == LayerKind.Stack ? dims[0]!.Value : 1;
-                        Visit(block, member.Kind == LayerKind.Stack ? path + ".*." : path + ".", instances * count, chain.Push(block.Type.MetadataName));
+                        Visit(block, member.Kind == LayerKind.Stack ? path + ".*." : path + ".", checked(instances * count), chain.Push(block.Type.MetadataName));
                         break;
                     case LayerKind.Linear:
                         VisitProjection(type, member, path, instances, dims[0]!.Value, dims[1]!.Value);
@@ -153,9 +225,9 @@ internal static class ModelBuilder
                         if (member.Kind == LayerKind.TokenEmbedding) TokenEmbeddings.Add((member, path, instances));
                         var parameters = member.Kind switch
                         {
-                            LayerKind.LayerNorm => 2 * dims[0]!.Value,
+                            LayerKind.LayerNorm => checked(2 * dims[0]!.Value),
                             LayerKind.RmsNorm => dims[0]!.Value,
-                            _ => dims[0]!.Value * dims[1]!.Value,
+                            _ => checked(dims[0]!.Value * dims[1]!.Value),
                         };
                         Layers.Add(new AccountedLayer(path, KindName(member.Kind), instances, parameters, 0, 0, false,
                             member.Trainable || _root.Root!.TrainAll, EquatableArray<AccountedAdapter>.Empty));
@@ -169,17 +241,19 @@ internal static class ModelBuilder
             var adapters = new List<AccountedAdapter>();
             foreach (var adapter in EffectiveAdapters(type, member))
             {
-                var limit = System.Math.Min(inFeatures, outFeatures);
+                var limit = Math.Min(inFeatures, outFeatures);
                 if (adapter.Rank > limit)
                     Report(DiagnosticDescriptors.RankTooLarge, adapter.RankLocation, adapter.Rank, adapter.Name, type.Type.Name + "." + member.Name, limit, _root.Type.Name);
-                adapters.Add(new AccountedAdapter(adapter.Name, adapter.Rank * (inFeatures + outFeatures)));
+                if (_root.ClassLora.Any(a => ReferenceEquals(a, adapter))) ReachedByModelAdapters.Add(adapter.Name);
+                adapters.Add(new AccountedAdapter(adapter.Name, checked(adapter.Rank * checked(inFeatures + outFeatures))));
             }
 
             var quant = EffectiveQuantization(type, member);
             if (quant is not null && _root.Root!.TrainAll)
                 Report(DiagnosticDescriptors.QuantizedTrainable, _root.Location, type.Type.Name + "." + member.Name);
-            var weight = inFeatures * outFeatures;
-            var parameters = weight + (member.Bias ? outFeatures : 0);
+            FirstQuantization ??= quant;
+            var weight = checked(inFeatures * outFeatures);
+            var parameters = checked(weight + (member.Bias ? outFeatures : 0));
             Layers.Add(new AccountedLayer(path, "Projection", instances, parameters,
                 quant is null ? 0 : weight, quant?.BlockSize ?? 0, quant?.DoubleQuant ?? false,
                 member.Trainable || _root.Root!.TrainAll, adapters.ToEquatableArray()));
@@ -188,14 +262,13 @@ internal static class ModelBuilder
         /// <summary>Member-level adapters, then the class's, then (in blocks) the model class's: first name wins.</summary>
         private IEnumerable<AdapterSpec> EffectiveAdapters(ClassSpec type, MemberSpec member)
         {
-            if (member.NoLora) return member.Lora;
             var result = member.Lora.ToList();
             var levels = ReferenceEquals(type, _root) ? new[] { type.ClassLora } : new[] { type.ClassLora, _root.ClassLora };
             foreach (var level in levels)
             {
                 foreach (var adapter in level)
                 {
-                    if (adapter.AppliesTo(member.Name, member.CheckpointName) && result.All(a => a.Name != adapter.Name)) result.Add(adapter);
+                    if (LoraTargets.Reaches(adapter, member) && result.All(a => a.Name != adapter.Name)) result.Add(adapter);
                 }
             }
             return result;

@@ -16,7 +16,8 @@ internal static class QuantParser
             attribute.Named("QuantType", 0),
             attribute.Named("BlockSize", 64),
             attribute.Named("DoubleQuant", true),
-            attribute.Named("ComputeDType", 0));
+            attribute.Named("ComputeDType", 0),
+            attribute.Location);
         if (!QuantSpec.IsValidBlockSize(spec.BlockSize))
         {
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadBlockSize, attribute.NamedLocation("BlockSize"), spec.BlockSize));

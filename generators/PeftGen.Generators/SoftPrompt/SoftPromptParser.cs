@@ -4,7 +4,7 @@ using PeftGen.Generators.Model;
 
 namespace PeftGen.Generators.SoftPrompt;
 
-/// <summary>Reads <c>[SoftPrompt]</c> attributes and checks what needs no model (length, init text).</summary>
+/// <summary>Reads <c>[SoftPrompt]</c> attributes and checks what needs no model (length, name, init text).</summary>
 internal static class SoftPromptParser
 {
     public const string AttributeName = "PeftGen.SoftPromptAttribute";
@@ -14,6 +14,8 @@ internal static class SoftPromptParser
         var prompts = new List<SoftPromptSpec>();
         foreach (var attribute in attributes)
         {
+            // A null name or text is reported by ArgumentRules; reading it as the default would add a prompt nobody wrote.
+            if (attribute.IsNull("Name") || attribute.IsNull("InitText")) continue;
             var prompt = new SoftPromptSpec(
                 attribute.Named("Name", "default"),
                 attribute.PositionalInt(0, 0),
@@ -26,6 +28,11 @@ internal static class SoftPromptParser
             if (prompt.VirtualTokens <= 0)
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptLengthNotPositive, prompt.VirtualTokensLocation, prompt.Name, prompt.VirtualTokens));
+                valid = false;
+            }
+            if (prompt.Name.Length == 0 || prompt.Name.IndexOf('.') >= 0)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadPromptName, attribute.NamedLocation("Name"), prompt.Name));
                 valid = false;
             }
             if (prompt.Init == SoftPromptSpec.TextInit && string.IsNullOrWhiteSpace(prompt.InitText))
