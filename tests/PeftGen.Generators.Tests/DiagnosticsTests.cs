@@ -181,9 +181,24 @@ public sealed class DiagnosticsTests
         var releases = File.ReadAllText(Path.Combine(root, "generators", "PeftGen.Generators", "AnalyzerReleases.Unshipped.md"));
         foreach (var descriptor in DiagnosticDescriptors.All)
         {
-            Assert.Contains($"## {descriptor.Id}", docs, StringComparison.Ordinal);
+            Assert.Contains($"\n## {descriptor.Id}\n", docs.Replace("\r\n", "\n", StringComparison.Ordinal), StringComparison.Ordinal);
             Assert.Contains($"{descriptor.Id} |", releases, StringComparison.Ordinal);
-            Assert.EndsWith("docs/diagnostics.md#" + descriptor.Id.ToLowerInvariant(), descriptor.HelpLinkUri, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void Help_links_point_at_the_shipped_docs_section()
+    {
+        // Relative to the repository root and to the package root, which ships docs/diagnostics.md at the same path.
+        var root = RepositoryRoot();
+        var project = File.ReadAllText(Path.Combine(root, "src", "PeftGen", "PeftGen.csproj"));
+        Assert.Contains("PackagePath=\"docs/diagnostics.md\"", project, StringComparison.Ordinal);
+        foreach (var descriptor in DiagnosticDescriptors.All)
+        {
+            // "## PEFT001" gets the anchor "peft001" on GitHub and in Markdown renderers.
+            Assert.Equal("docs/diagnostics.md#" + descriptor.Id.ToLowerInvariant(), descriptor.HelpLinkUri);
+            var file = descriptor.HelpLinkUri.Substring(0, descriptor.HelpLinkUri.IndexOf('#', StringComparison.Ordinal));
+            Assert.True(File.Exists(Path.Combine(root, file)), $"{descriptor.Id} links to {file}, which does not exist.");
         }
     }
 

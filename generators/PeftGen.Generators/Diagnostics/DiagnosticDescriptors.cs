@@ -14,7 +14,11 @@ internal static class DiagnosticDescriptors
     private const string Lora = "PeftGen.Lora";
     private const string Quantization = "PeftGen.Quantization";
     private const string SoftPrompt = "PeftGen.SoftPrompt";
-    private const string HelpBase = "https://github.com/peftgen/peftgen/blob/main/docs/diagnostics.md#";
+    /// <summary>
+    /// Each ID's section of <c>docs/diagnostics.md</c>, by a path relative to the repository root and the package root
+    /// (the package ships the file there), so the link never points at a host that does not serve it.
+    /// </summary>
+    private const string HelpBase = "docs/diagnostics.md#";
 
     public static readonly DiagnosticDescriptor GeneratorFailure = Error("PEFT000", General,
         "PeftGen failed on a class",
