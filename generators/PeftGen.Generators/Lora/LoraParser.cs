@@ -21,32 +21,32 @@ internal static class LoraParser
             // A null name or target list is reported by ArgumentRules; reading it as the default would add an adapter nobody wrote.
             if (attribute.IsNull("Adapter") || attribute.IsNull("Targets")) continue;
             var adapter = new AdapterSpec(
-                attribute.Named("Adapter", "default"),
-                attribute.Named("Rank", 8),
-                attribute.Named("Alpha", 8d),
-                attribute.Named("Dropout", 0d),
+                attribute.Named("Adapter", SettingRules.DefaultName),
+                attribute.Named("Rank", SettingRules.LoraRank),
+                attribute.Named("Alpha", SettingRules.LoraAlpha),
+                attribute.Named("Dropout", SettingRules.LoraDropout),
                 attribute.Named("UseRsLora", false),
                 ReadTargets(attribute, diagnostics),
                 attribute.NamedLocation("Rank"),
                 attribute.Location);
 
             var valid = true;
-            if (adapter.Rank <= 0)
+            if (!SettingRules.IsValidRank(adapter.Rank))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.RankNotPositive, attribute.NamedLocation("Rank"), adapter.Name, adapter.Rank));
                 valid = false;
             }
-            if (!(adapter.Alpha > 0) || double.IsInfinity(adapter.Alpha))
+            if (!SettingRules.IsValidAlpha(adapter.Alpha))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.AlphaNotPositive, attribute.NamedLocation("Alpha"), adapter.Name, adapter.Alpha));
                 valid = false;
             }
-            if (!(adapter.Dropout >= 0 && adapter.Dropout < 1))
+            if (!SettingRules.IsValidDropout(adapter.Dropout))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DropoutOutOfRange, attribute.NamedLocation("Dropout"), adapter.Name, adapter.Dropout));
                 valid = false;
             }
-            if (adapter.Name.Length == 0 || adapter.Name.IndexOf('.') >= 0)
+            if (!SettingRules.IsValidModuleName(adapter.Name))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadAdapterName, attribute.NamedLocation("Adapter"), adapter.Name));
                 valid = false;
@@ -78,7 +78,7 @@ internal static class LoraParser
             var location = attribute.NamedElementLocation("Targets", i);
             if (!seen.Add(name))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateTarget, location, name, attribute.Named("Adapter", "default")));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateTarget, location, name, attribute.Named("Adapter", SettingRules.DefaultName)));
                 continue;
             }
             targets.Add(new LoraTarget(name, location));

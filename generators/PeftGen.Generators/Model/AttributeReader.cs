@@ -70,6 +70,22 @@ internal sealed class AttributeReader
         return defaultValue;
     }
 
+    /// <summary>
+    /// The member name of an enum-valued named argument, read from the enum type itself (no list of names to keep in
+    /// step with the runtime); <paramref name="defaultName"/> when the argument is absent. An undefined value is
+    /// reported by <see cref="ArgumentRules"/>, so the class is not emitted whatever this returns.
+    /// </summary>
+    public string NamedEnum(string name, string defaultName)
+    {
+        foreach (var argument in _data.NamedArguments)
+        {
+            if (argument.Key != name || argument.Value.Kind != TypedConstantKind.Enum) continue;
+            var member = argument.Value.Type?.GetMembers().OfType<IFieldSymbol>().FirstOrDefault(f => f.HasConstantValue && Equals(f.ConstantValue, argument.Value.Value));
+            return member?.Name ?? defaultName;
+        }
+        return defaultName;
+    }
+
     /// <summary>The entries of a string-array named argument, null entries kept in place; empty when absent or null.</summary>
     public IReadOnlyList<string?> NamedStrings(string name)
     {

@@ -70,7 +70,7 @@ internal static class ClassParser
         return new ClassSpec(
             TypeHierarchy.From(type),
             location,
-            isRoot ? new RootSpec("?", EquatableArray<ConfigConstant>.Empty, null, 0, false) : null,
+            isRoot ? new RootSpec("?", EquatableArray<ConfigConstant>.Empty, null, SettingRules.DefaultTokenizer, false) : null,
             EquatableArray<AdapterSpec>.Empty,
             null,
             EquatableArray<SoftPromptSpec>.Empty,
@@ -205,7 +205,7 @@ internal static class ClassParser
         var context = contextText.Length == 0
             ? null
             : new DimensionSpec(contextText, DimensionExpression.Parse(contextText), model.NamedLocation("ContextLength"));
-        return new RootSpec(configName, constants.ToEquatableArray(), context, model.Named("Tokenizer", 0), trainAll);
+        return new RootSpec(configName, constants.ToEquatableArray(), context, model.NamedEnum("Tokenizer", SettingRules.DefaultTokenizer), trainAll);
     }
 
     /// <param name="classTrainable">A [Trainable] block class: every member of the block trains.</param>
@@ -315,8 +315,8 @@ internal static class ClassParser
             valid = false;
         }
 
-        var eps = layer.Named("Eps", kind == LayerKind.RmsNorm ? 1e-6 : 1e-5);
-        if (!(eps > 0) || double.IsInfinity(eps))
+        var eps = layer.Named("Eps", kind == LayerKind.RmsNorm ? SettingRules.RmsNormEps : SettingRules.LayerNormEps);
+        if (!SettingRules.IsValidEps(eps))
         {
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadNormEpsilon, layer.NamedLocation("Eps"), layerName, property.Name, eps));
             valid = false;
@@ -326,7 +326,7 @@ internal static class ClassParser
         if (promptReaders.Count > 0 && (kind != LayerKind.TokenEmbedding || !isRoot))
         {
             foreach (var reader in promptReaders)
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptWithoutTokenEmbedding, reader.Location, reader.IsNull("Name") ? "null" : reader.Named("Name", "default"), property.ContainingType.Name));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptWithoutTokenEmbedding, reader.Location, reader.IsNull("Name") ? "null" : reader.Named("Name", SettingRules.DefaultName), property.ContainingType.Name));
             valid = false;
         }
 
@@ -348,8 +348,8 @@ internal static class ClassParser
             modifiers,
             propertyType,
             dimensions.ToEquatableArray(),
-            layer.Named("Bias", true),
-            layer.Named("CheckpointLayout", 0),
+            layer.Named("Bias", SettingRules.LinearBias),
+            layer.NamedEnum("CheckpointLayout", SettingRules.DefaultWeightLayout),
             eps,
             blockType,
             blockMetadataName,

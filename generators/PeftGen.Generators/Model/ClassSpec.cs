@@ -28,6 +28,7 @@ internal sealed record DimensionSpec(string Text, DimensionExpression Expression
 /// <param name="PropertyType">The property's <c>global::</c>-qualified type.</param>
 /// <param name="Dimensions">In/Out, Count/Dim, Dim or Count, depending on <paramref name="Kind"/>.</param>
 /// <param name="BlockType">For stacks and blocks: the block class's <c>global::</c>-qualified name.</param>
+/// <param name="CheckpointLayout">The <c>WeightLayout</c> member name.</param>
 /// <param name="BlockMetadataName">For stacks and blocks: the block class's metadata name, to find its spec.</param>
 internal sealed record MemberSpec(
     string Name,
@@ -37,7 +38,7 @@ internal sealed record MemberSpec(
     string PropertyType,
     EquatableArray<DimensionSpec> Dimensions,
     bool Bias,
-    int CheckpointLayout,
+    string CheckpointLayout,
     double Eps,
     string BlockType,
     string BlockMetadataName,
@@ -52,13 +53,13 @@ internal sealed record MemberSpec(
 /// <param name="ConfigType">The configuration type's display name.</param>
 /// <param name="Constants">The configuration's integer constants, in declaration order.</param>
 /// <param name="ContextLength">The context length dimension, if any.</param>
-/// <param name="Tokenizer">The <c>PeftTokenizer</c> value.</param>
+/// <param name="Tokenizer">The <c>PeftTokenizer</c> member name.</param>
 /// <param name="TrainAll">Class-level <c>[Trainable]</c>: full fine-tuning.</param>
 internal sealed record RootSpec(
     string ConfigType,
     EquatableArray<ConfigConstant> Constants,
     DimensionSpec? ContextLength,
-    int Tokenizer,
+    string Tokenizer,
     bool TrainAll);
 
 /// <summary>A named integer constant of a model's configuration type.</summary>

@@ -17,7 +17,8 @@ namespace PeftGen.Generators.Model;
 /// </summary>
 internal static class ModelBuilder
 {
-    private const int Gpt2Tokenizer = 1;
+    /// <summary><c>PeftTokenizer</c> members the soft prompt rules read.</summary>
+    private const string NoTokenizer = "None", Gpt2Tokenizer = "Gpt2";
 
     /// <summary>GPT-2's BPE vocabulary: text-initialised prompts look up its ids in the token embedding.</summary>
     private const long Gpt2Vocabulary = 50257;
@@ -77,7 +78,7 @@ internal static class ModelBuilder
             }
             if (context is { } contextLength && prompt.VirtualTokens >= contextLength)
                 walker.Report(DiagnosticDescriptors.PromptTooLong, prompt.VirtualTokensLocation, prompt.Name, prompt.VirtualTokens, root.Type.Name, contextLength);
-            if (prompt.Init == SoftPromptSpec.TextInit && rootSpec.Tokenizer == 0)
+            if (prompt.Init == SoftPromptSpec.TextInit && rootSpec.Tokenizer == NoTokenizer)
                 walker.Report(DiagnosticDescriptors.PromptTextWithoutTokenizer, prompt.InitLocation, prompt.Name, root.Type.Name);
             if (prompt.Init == SoftPromptSpec.TextInit && rootSpec.Tokenizer == Gpt2Tokenizer
                 && walker.Resolve(tokenEmbedding.Dimensions[0], tokenEmbedding.Name, root.Type.Name) is { } rows && rows < Gpt2Vocabulary)

@@ -13,12 +13,12 @@ internal static class QuantParser
     {
         if (attribute is null) return null;
         var spec = new QuantSpec(
-            attribute.Named("QuantType", 0),
-            attribute.Named("BlockSize", 64),
-            attribute.Named("DoubleQuant", true),
-            attribute.Named("ComputeDType", 0),
+            attribute.NamedEnum("QuantType", SettingRules.DefaultQuantType),
+            attribute.Named("BlockSize", SettingRules.QuantBlockSize),
+            attribute.Named("DoubleQuant", SettingRules.QuantDoubleQuant),
+            attribute.NamedEnum("ComputeDType", SettingRules.DefaultComputeDType),
             attribute.Location);
-        if (!QuantSpec.IsValidBlockSize(spec.BlockSize))
+        if (!SettingRules.IsValidQuantBlockSize(spec.BlockSize))
         {
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadBlockSize, attribute.NamedLocation("BlockSize"), spec.BlockSize));
             return null;

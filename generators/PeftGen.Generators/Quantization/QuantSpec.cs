@@ -2,13 +2,10 @@ using PeftGen.Generators.Diagnostics;
 
 namespace PeftGen.Generators.Quantization;
 
-/// <summary>One <c>[Quantize4Bit]</c> attribute (enum values as their integers, as the runtime's enums define them).</summary>
+/// <summary>One <c>[Quantize4Bit]</c> attribute (enums by member name, as the runtime's enums define them).</summary>
 /// <param name="Location">The attribute.</param>
-internal sealed record QuantSpec(int QuantType, int BlockSize, bool DoubleQuant, int ComputeDType, LocationInfo? Location)
+internal sealed record QuantSpec(string QuantType, int BlockSize, bool DoubleQuant, string ComputeDType, LocationInfo? Location)
 {
-    /// <summary>bitsandbytes' rule, shared with the runtime's <c>Quant4BitOptions.Validate</c>.</summary>
-    public static bool IsValidBlockSize(int blockSize) => blockSize >= 32 && blockSize <= 4096 && (blockSize & (blockSize - 1)) == 0;
-
     /// <summary>
     /// Bytes of a 4-bit weight of <paramref name="count"/> values: packed codes, plus absmax per block in float32, or
     /// with double quantization one byte per block, a float32 absmax per 256 blocks and the float32 offset.

@@ -17,20 +17,20 @@ internal static class SoftPromptParser
             // A null name or text is reported by ArgumentRules; reading it as the default would add a prompt nobody wrote.
             if (attribute.IsNull("Name") || attribute.IsNull("InitText")) continue;
             var prompt = new SoftPromptSpec(
-                attribute.Named("Name", "default"),
+                attribute.Named("Name", SettingRules.DefaultName),
                 attribute.PositionalInt(0, 0),
-                attribute.Named("Init", 0),
+                attribute.NamedEnum("Init", SettingRules.DefaultSoftPromptInit),
                 attribute.Named("InitText", ""),
                 attribute.Location,
                 attribute.PositionalLocation(0),
                 attribute.NamedLocation("Init"));
             var valid = true;
-            if (prompt.VirtualTokens <= 0)
+            if (!SettingRules.IsValidVirtualTokens(prompt.VirtualTokens))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptLengthNotPositive, prompt.VirtualTokensLocation, prompt.Name, prompt.VirtualTokens));
                 valid = false;
             }
-            if (prompt.Name.Length == 0 || prompt.Name.IndexOf('.') >= 0)
+            if (!SettingRules.IsValidModuleName(prompt.Name))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadPromptName, attribute.NamedLocation("Name"), prompt.Name));
                 valid = false;
