@@ -47,7 +47,7 @@ public sealed class TotalityTests
         Assert.False(spec.IsValid);
         var diagnostic = Assert.Single(spec.Diagnostics);
         Assert.Equal(DiagnosticDescriptors.GeneratorFailure.Id, diagnostic.Id);
-        Assert.Equal(root.Location, diagnostic.Location);
+        Assert.Equal(root.Site, diagnostic.Site);
         Assert.Equal("Small", diagnostic.Arguments[0]);
         Assert.StartsWith("NullReferenceException", diagnostic.Arguments[1], StringComparison.Ordinal);
     }

@@ -18,15 +18,16 @@ internal static class Output
 {
     public static void Module(SourceProductionContext context, ClassSpec module)
     {
-        if (module.IsValid) AddSource(context, module.Type, module.Location, () => ClassEmitter.EmitModule(module));
+        if (module.IsValid) AddSource(context, module.Type, () => ClassEmitter.EmitModule(module));
     }
 
     public static void Model(SourceProductionContext context, ModelSpec model)
     {
-        if (model.IsValid) AddSource(context, model.Root.Type, model.Root.Location, () => ClassEmitter.EmitModel(model));
+        if (model.IsValid) AddSource(context, model.Root.Type, () => ClassEmitter.EmitModel(model));
     }
 
-    private static void AddSource(SourceProductionContext context, TypeHierarchy type, LocationInfo? location, Func<string> emit)
+    /// <remarks>A failure here is reported without a location: source outputs see specs, which hold none (the message names the class).</remarks>
+    private static void AddSource(SourceProductionContext context, TypeHierarchy type, Func<string> emit)
     {
         string source;
         try
@@ -35,7 +36,7 @@ internal static class Output
         }
         catch (Exception exception) when (exception is not OperationCanceledException)
         {
-            context.ReportDiagnostic(Failure(type.Name, exception, location?.ToLocation() ?? Location.None));
+            context.ReportDiagnostic(Failure(type.Name, exception, Location.None));
             return;
         }
         context.AddSource(type.HintName, SourceText.From(source, System.Text.Encoding.UTF8));
@@ -48,15 +49,24 @@ internal static class Output
     public static EquatableArray<DiagnosticInfo> Flatten(params ImmutableArray<EquatableArray<DiagnosticInfo>>[] groups)
         => groups.SelectMany(g => g).SelectMany(d => d).Distinct().ToEquatableArray();
 
-    /// <summary>Reports diagnostics on the compilation's syntax trees, found by path; elsewhere by path and span.</summary>
-    public static void Report(SourceProductionContext context, EquatableArray<DiagnosticInfo> diagnostics, Compilation compilation)
+    /// <summary>Every site recorded by every class's parse, for <see cref="Report"/>.</summary>
+    public static EquatableArray<SiteLocation> FlattenSites(params ImmutableArray<EquatableArray<SiteLocation>>[] groups)
+        => groups.SelectMany(g => g).SelectMany(s => s).ToEquatableArray();
+
+    /// <summary>
+    /// Reports diagnostics at their sites' locations, on the compilation's syntax trees found by path (elsewhere by path
+    /// and span).
+    /// </summary>
+    public static void Report(SourceProductionContext context, EquatableArray<DiagnosticInfo> diagnostics, EquatableArray<SiteLocation> sites, Compilation compilation)
     {
         if (diagnostics.Count == 0) return;
-        var trees = new Dictionary<string, SyntaxTree>(System.StringComparer.Ordinal);
+        var locations = new Dictionary<string, LocationInfo>(StringComparer.Ordinal);
+        foreach (var site in sites) locations[site.Key] = site.Location;
+        var trees = new Dictionary<string, SyntaxTree>(StringComparer.Ordinal);
         foreach (var tree in compilation.SyntaxTrees) trees[tree.FilePath] = tree;
         foreach (var diagnostic in diagnostics)
         {
-            var location = diagnostic.Location is { } info
+            var location = diagnostic.Site is { } site && locations.TryGetValue(site.Key, out var info)
                 ? trees.TryGetValue(info.FilePath, out var tree) && info.TextSpan.End <= tree.Length
                     ? Location.Create(tree, info.TextSpan)
                     : info.ToLocation()

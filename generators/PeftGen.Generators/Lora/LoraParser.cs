@@ -27,38 +27,38 @@ internal static class LoraParser
                 attribute.Named("Dropout", SettingRules.LoraDropout),
                 attribute.Named("UseRsLora", false),
                 ReadTargets(attribute, diagnostics),
-                attribute.NamedLocation("Rank"),
-                attribute.Location);
+                attribute.NamedSite("Rank"),
+                attribute.Site);
 
             var valid = true;
             if (!SettingRules.IsValidRank(adapter.Rank))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.RankNotPositive, attribute.NamedLocation("Rank"), adapter.Name, adapter.Rank));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.RankNotPositive, attribute.NamedSite("Rank"), adapter.Name, adapter.Rank));
                 valid = false;
             }
             if (!SettingRules.IsValidAlpha(adapter.Alpha))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.AlphaNotPositive, attribute.NamedLocation("Alpha"), adapter.Name, adapter.Alpha));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.AlphaNotPositive, attribute.NamedSite("Alpha"), adapter.Name, adapter.Alpha));
                 valid = false;
             }
             if (!SettingRules.IsValidDropout(adapter.Dropout))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DropoutOutOfRange, attribute.NamedLocation("Dropout"), adapter.Name, adapter.Dropout));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DropoutOutOfRange, attribute.NamedSite("Dropout"), adapter.Name, adapter.Dropout));
                 valid = false;
             }
             if (!SettingRules.IsValidModuleName(adapter.Name))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadAdapterName, attribute.NamedLocation("Adapter"), adapter.Name));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadAdapterName, attribute.NamedSite("Adapter"), adapter.Name));
                 valid = false;
             }
             else if (!names.Add(adapter.Name))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateAdapter, attribute.HasNamed("Adapter") ? attribute.NamedLocation("Adapter") : attribute.Location, adapter.Name, owner));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateAdapter, attribute.HasNamed("Adapter") ? attribute.NamedSite("Adapter") : attribute.Site, adapter.Name, owner));
                 valid = false;
             }
             if (onMember && attribute.HasNamed("Targets"))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.TargetsOnMember, attribute.NamedLocation("Targets"), owner));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.TargetsOnMember, attribute.NamedSite("Targets"), owner));
                 valid = false;
             }
             if (valid) adapters.Add(adapter);
@@ -66,7 +66,7 @@ internal static class LoraParser
         return adapters.ToEquatableArray();
     }
 
-    /// <summary>The targets with their locations; null entries (reported by ArgumentRules) are left out, repeats are reported.</summary>
+    /// <summary>The targets with their sites; null entries (reported by ArgumentRules) are left out, repeats are reported.</summary>
     private static EquatableArray<LoraTarget> ReadTargets(AttributeReader attribute, List<DiagnosticInfo> diagnostics)
     {
         var entries = attribute.NamedStrings("Targets");
@@ -75,13 +75,13 @@ internal static class LoraParser
         for (var i = 0; i < entries.Count; i++)
         {
             if (entries[i] is not { } name) continue;
-            var location = attribute.NamedElementLocation("Targets", i);
+            var site = attribute.NamedElementSite("Targets", i);
             if (!seen.Add(name))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateTarget, location, name, attribute.Named("Adapter", SettingRules.DefaultName)));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateTarget, site, name, attribute.Named("Adapter", SettingRules.DefaultName)));
                 continue;
             }
-            targets.Add(new LoraTarget(name, location));
+            targets.Add(new LoraTarget(name, site));
         }
         return targets.ToEquatableArray();
     }

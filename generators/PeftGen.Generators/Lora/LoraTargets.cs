@@ -43,7 +43,7 @@ internal static class LoraTargets
             {
                 if (projectionNames.Contains(target.Name)) continue;
                 allMatch = false;
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.UnmatchedTarget, target.Location, target.Name, adapter.Name, scope, Suggestion(target.Name, projectionNames)));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.UnmatchedTarget, target.Site, target.Name, adapter.Name, scope, Suggestion(target.Name, projectionNames)));
             }
             if (allMatch) matched.Add(adapter);
         }

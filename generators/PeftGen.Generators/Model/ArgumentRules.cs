@@ -20,9 +20,9 @@ internal static class ArgumentRules
         {
             var name = !parameters.IsDefault && i < parameters.Length ? "Argument '" + parameters[i].Name + "'" : "Argument " + (i + 1);
             if (data.ConstructorArguments[i].IsNull)
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NullArgument, attribute.PositionalLocation(i), name, attribute.Name, "give a value"));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NullArgument, attribute.PositionalSite(i), name, attribute.Name, "give a value"));
             else
-                CheckEnum(attribute, data.ConstructorArguments[i], name, attribute.PositionalLocation(i), diagnostics);
+                CheckEnum(attribute, data.ConstructorArguments[i], name, attribute.PositionalSite(i), diagnostics);
         }
 
         foreach (var argument in data.NamedArguments)
@@ -30,7 +30,7 @@ internal static class ArgumentRules
             var value = argument.Value;
             if (value.IsNull)
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NullArgument, attribute.NamedLocation(argument.Key), argument.Key, attribute.Name,
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NullArgument, attribute.NamedSite(argument.Key), argument.Key, attribute.Name,
                     "remove the argument to keep its default, or give a value"));
                 continue;
             }
@@ -40,22 +40,22 @@ internal static class ArgumentRules
                 {
                     if (value.Values[i].IsNull)
                     {
-                        diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NullArgument, attribute.NamedElementLocation(argument.Key, i),
+                        diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NullArgument, attribute.NamedElementSite(argument.Key, i),
                             "Entry " + (i + 1) + " of " + argument.Key, attribute.Name, "remove the entry"));
                     }
                 }
                 continue;
             }
-            CheckEnum(attribute, value, argument.Key, attribute.NamedLocation(argument.Key), diagnostics);
+            CheckEnum(attribute, value, argument.Key, attribute.NamedSite(argument.Key), diagnostics);
         }
     }
 
-    private static void CheckEnum(AttributeReader attribute, TypedConstant value, string name, LocationInfo? location, List<DiagnosticInfo> diagnostics)
+    private static void CheckEnum(AttributeReader attribute, TypedConstant value, string name, SourceSite? site, List<DiagnosticInfo> diagnostics)
     {
         if (value.Kind != TypedConstantKind.Enum || value.Type is not INamedTypeSymbol enumType) return;
         var members = enumType.GetMembers().OfType<IFieldSymbol>().Where(f => f.HasConstantValue).ToList();
         if (members.Any(f => Equals(f.ConstantValue, value.Value))) return;
-        diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.UndefinedEnumValue, location, name, value.Value ?? "?", attribute.Name,
+        diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.UndefinedEnumValue, site, name, value.Value ?? "?", attribute.Name,
             enumType.ToDisplayString(), string.Join(", ", members.Select(f => enumType.Name + "." + f.Name))));
     }
 }

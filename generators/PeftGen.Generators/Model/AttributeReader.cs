@@ -8,33 +8,39 @@ using PeftGen.Generators.Diagnostics;
 
 namespace PeftGen.Generators.Model;
 
-/// <summary>Reads an attribute's arguments together with the syntax locations they were written at.</summary>
+/// <summary>Reads an attribute's arguments, and names the sites they were written at (recording their locations).</summary>
 internal sealed class AttributeReader
 {
     private readonly AttributeData _data;
     private readonly AttributeSyntax? _syntax;
+    private readonly SiteRecorder _sites;
+    private readonly string _key;
 
-    public AttributeReader(AttributeData data, CancellationToken cancellationToken)
+    /// <param name="key">The attribute's site: its owner's and its occurrence among attributes of its kind (<c>T.proj[Lora0]</c>).</param>
+    public AttributeReader(AttributeData data, SiteRecorder sites, string key, CancellationToken cancellationToken)
     {
         _data = data;
+        _sites = sites;
+        _key = key;
         _syntax = data.ApplicationSyntaxReference?.GetSyntax(cancellationToken) as AttributeSyntax;
     }
 
     public string Name => _data.AttributeClass?.Name.Replace("Attribute", "") ?? "";
 
-    public LocationInfo? Location => LocationInfo.From(_syntax);
+    /// <summary>The attribute.</summary>
+    public SourceSite? Site => _sites.Record(_key, LocationInfo.From(_syntax));
 
     /// <summary>The attribute as Roslyn bound it (for the argument rules every attribute shares).</summary>
     public AttributeData Data => _data;
 
-    /// <summary>The location of a named argument (<c>Rank = 0</c>), else of the attribute.</summary>
-    public LocationInfo? NamedLocation(string name) => LocationInfo.From(NamedSyntax(name)) ?? Location;
+    /// <summary>A named argument (<c>Rank = 0</c>), else the attribute.</summary>
+    public SourceSite? NamedSite(string name) => _sites.Record(_key + ":" + name, LocationInfo.From(NamedSyntax(name))) ?? Site;
 
     /// <summary>
-    /// The location of entry <paramref name="index"/> of an array-valued named argument
-    /// (<c>Targets = ["q_proj", "v_proj"]</c> or <c>new[] { … }</c>), else of the argument.
+    /// Entry <paramref name="index"/> of an array-valued named argument (<c>Targets = ["q_proj", "v_proj"]</c> or
+    /// <c>new[] { … }</c>), else the argument.
     /// </summary>
-    public LocationInfo? NamedElementLocation(string name, int index)
+    public SourceSite? NamedElementSite(string name, int index)
     {
         var elements = NamedSyntax(name)?.Expression switch
         {
@@ -43,14 +49,16 @@ internal sealed class AttributeReader
             ArrayCreationExpressionSyntax { Initializer: { } initializer } => initializer.Expressions.Select(e => (SyntaxNode)e).ToList(),
             _ => null,
         };
-        return elements is not null && index < elements.Count ? LocationInfo.From(elements[index]) : NamedLocation(name);
+        var element = elements is not null && index < elements.Count ? LocationInfo.From(elements[index]) : null;
+        return _sites.Record(_key + ":" + name + "[" + index + "]", element) ?? NamedSite(name);
     }
 
-    /// <summary>The location of the <paramref name="index"/>-th constructor argument, else of the attribute.</summary>
-    public LocationInfo? PositionalLocation(int index)
+    /// <summary>The <paramref name="index"/>-th constructor argument, else the attribute.</summary>
+    public SourceSite? PositionalSite(int index)
     {
         var positional = _syntax?.ArgumentList?.Arguments.Where(a => a.NameEquals is null && a.NameColon is null).ToList();
-        return positional is not null && index < positional.Count ? LocationInfo.From(positional[index]) : Location;
+        var argument = positional is not null && index < positional.Count ? LocationInfo.From(positional[index]) : null;
+        return _sites.Record(_key + ":" + index, argument) ?? Site;
     }
 
     private AttributeArgumentSyntax? NamedSyntax(string name)

@@ -18,8 +18,8 @@ internal enum LayerKind
     Block,
 }
 
-/// <summary>A dimension argument: its text, parsed expression and the location of the attribute argument.</summary>
-internal sealed record DimensionSpec(string Text, DimensionExpression Expression, LocationInfo? Location);
+/// <summary>A dimension argument: its text, parsed expression and the site of the attribute argument.</summary>
+internal sealed record DimensionSpec(string Text, DimensionExpression Expression, SourceSite? Site);
 
 /// <summary>One partial layer property of a model or module class.</summary>
 /// <param name="Name">The property name.</param>
@@ -47,7 +47,7 @@ internal sealed record MemberSpec(
     bool Trainable,
     QuantSpec? Quantization,
     EquatableArray<SoftPromptSpec> SoftPrompts,
-    LocationInfo? Location);
+    SourceSite? Site);
 
 /// <summary>What the <c>[PeftModel]</c> attribute says about a root class.</summary>
 /// <param name="ConfigType">The configuration type's display name.</param>
@@ -72,11 +72,14 @@ internal sealed record ConfigConstant(string Name, long Value);
 /// <c>Targets</c> entries are matched against.</param>
 /// <remarks>
 /// Holds only primitives, strings, enums and <see cref="EquatableArray{T}"/>: no symbol, syntax node, compilation or
-/// location survives the first transform, so the incremental pipeline can compare specs and cache.
+/// location survives the first transform, so the incremental pipeline can compare specs and cache. Diagnostics and
+/// the members they point at name <see cref="SourceSite"/>s, not locations, so an edit that only moves text leaves the
+/// spec equal; where the sites are travels beside it in <see cref="ParsedClass"/>.
 /// </remarks>
+/// <param name="Site">The class's identifier.</param>
 internal sealed record ClassSpec(
     TypeHierarchy Type,
-    LocationInfo? Location,
+    SourceSite? Site,
     RootSpec? Root,
     EquatableArray<AdapterSpec> ClassLora,
     QuantSpec? ClassQuantization,
@@ -88,3 +91,9 @@ internal sealed record ClassSpec(
     /// <summary>False when the class has an error: nothing is emitted for it (nor for a model that reaches it).</summary>
     public bool IsValid => Diagnostics.All(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity != Microsoft.CodeAnalysis.DiagnosticSeverity.Error);
 }
+
+/// <summary>
+/// What the parse of one class yields: its spec, which feeds the source outputs and holds no locations, and where each
+/// of its sites is in this compilation, which only the reporting of diagnostics reads.
+/// </summary>
+internal sealed record ParsedClass(ClassSpec Spec, EquatableArray<SiteLocation> Sites);

@@ -35,11 +35,11 @@ internal static class ModelBuilder
         }
         catch (OverflowException)
         {
-            return Failed(input.Root, DiagnosticInfo.Create(DiagnosticDescriptors.CountOverflow, input.Root.Location, input.Root.Type.Name, input.Root.Root?.ConfigType ?? "?"));
+            return Failed(input.Root, DiagnosticInfo.Create(DiagnosticDescriptors.CountOverflow, input.Root.Site, input.Root.Type.Name, input.Root.Root?.ConfigType ?? "?"));
         }
         catch (Exception exception) when (exception is not OperationCanceledException)
         {
-            return Failed(input.Root, DiagnosticInfo.Create(DiagnosticDescriptors.GeneratorFailure, input.Root.Location, input.Root.Type.Name, exception.GetType().Name + ": " + exception.Message));
+            return Failed(input.Root, DiagnosticInfo.Create(DiagnosticDescriptors.GeneratorFailure, input.Root.Site, input.Root.Type.Name, exception.GetType().Name + ": " + exception.Message));
         }
     }
 
@@ -68,21 +68,21 @@ internal static class ModelBuilder
         {
             if (!promptNames.Add(prompt.Name))
             {
-                walker.Report(DiagnosticDescriptors.DuplicatePrompt, prompt.Location, prompt.Name, root.Type.Name);
+                walker.Report(DiagnosticDescriptors.DuplicatePrompt, prompt.Site, prompt.Name, root.Type.Name);
                 continue;
             }
             if (tokenEmbedding is null)
             {
-                walker.Report(DiagnosticDescriptors.PromptWithoutTokenEmbedding, prompt.Location, prompt.Name, root.Type.Name);
+                walker.Report(DiagnosticDescriptors.PromptWithoutTokenEmbedding, prompt.Site, prompt.Name, root.Type.Name);
                 continue;
             }
             if (context is { } contextLength && prompt.VirtualTokens >= contextLength)
-                walker.Report(DiagnosticDescriptors.PromptTooLong, prompt.VirtualTokensLocation, prompt.Name, prompt.VirtualTokens, root.Type.Name, contextLength);
+                walker.Report(DiagnosticDescriptors.PromptTooLong, prompt.VirtualTokensSite, prompt.Name, prompt.VirtualTokens, root.Type.Name, contextLength);
             if (prompt.Init == SoftPromptSpec.TextInit && rootSpec.Tokenizer == NoTokenizer)
-                walker.Report(DiagnosticDescriptors.PromptTextWithoutTokenizer, prompt.InitLocation, prompt.Name, root.Type.Name);
+                walker.Report(DiagnosticDescriptors.PromptTextWithoutTokenizer, prompt.InitSite, prompt.Name, root.Type.Name);
             if (prompt.Init == SoftPromptSpec.TextInit && rootSpec.Tokenizer == Gpt2Tokenizer
                 && walker.Resolve(tokenEmbedding.Dimensions[0], tokenEmbedding.Name, root.Type.Name) is { } rows && rows < Gpt2Vocabulary)
-                walker.Report(DiagnosticDescriptors.VocabularyTooSmall, prompt.InitLocation, prompt.Name, "GPT-2", Gpt2Vocabulary, root.Type.Name, rows);
+                walker.Report(DiagnosticDescriptors.VocabularyTooSmall, prompt.InitSite, prompt.Name, "GPT-2", Gpt2Vocabulary, root.Type.Name, rows);
             var dim = walker.Resolve(tokenEmbedding.Dimensions[1], tokenEmbedding.Name, root.Type.Name) ?? 0;
             prompts.Add(new AccountedPrompt(prompt.Name, checked(prompt.VirtualTokens * dim)));
         }
@@ -101,9 +101,9 @@ internal static class ModelBuilder
         {
             // A 4-bit base cannot train, so a quantized model without adapters is most likely a QLoRA setup missing its [Lora].
             if (walker.FirstQuantization is { } quantization)
-                walker.Report(DiagnosticDescriptors.QuantizedWithoutLora, quantization.Location, root.Type.Name);
+                walker.Report(DiagnosticDescriptors.QuantizedWithoutLora, quantization.Site, root.Type.Name);
             else
-                walker.Report(DiagnosticDescriptors.NothingTrainable, root.Location, root.Type.Name);
+                walker.Report(DiagnosticDescriptors.NothingTrainable, root.Site, root.Type.Name);
         }
 
         return new ModelSpec(
@@ -132,7 +132,7 @@ internal static class ModelBuilder
             var reason = walker.ProjectionNames.Count > 0
                 ? "each projection it would reach is marked [NoLora] or has its own [Lora] of that name"
                 : $"model '{root.Type.Name}' has no [Linear] projection";
-            walker.Report(DiagnosticDescriptors.AdapterReachesNothing, adapter.Location, adapter.Name, root.Type.Name, reason);
+            walker.Report(DiagnosticDescriptors.AdapterReachesNothing, adapter.Site, adapter.Name, root.Type.Name, reason);
         }
     }
 
@@ -174,15 +174,15 @@ internal static class ModelBuilder
         /// <summary>The first 4-bit setting that applies to a projection, if any.</summary>
         public QuantSpec? FirstQuantization { get; private set; }
 
-        public void Report(Microsoft.CodeAnalysis.DiagnosticDescriptor descriptor, LocationInfo? location, params object[] arguments)
-            => Diagnostics.Add(DiagnosticInfo.Create(descriptor, location, arguments));
+        public void Report(Microsoft.CodeAnalysis.DiagnosticDescriptor descriptor, SourceSite? site, params object[] arguments)
+            => Diagnostics.Add(DiagnosticInfo.Create(descriptor, site, arguments));
 
         public long? Resolve(DimensionSpec dimension, string member, string owner)
         {
             if (Constants.Count == 0) return null;
             var (value, error, _) = dimension.Expression.Evaluate(Constants);
             if (error is null) return value;
-            Report(DiagnosticDescriptors.BadDimension, dimension.Location, dimension.Text, owner + "." + member, error, _root.Root!.ConfigType);
+            Report(DiagnosticDescriptors.BadDimension, dimension.Site, dimension.Text, owner + "." + member, error, _root.Root!.ConfigType);
             return null;
         }
 
@@ -212,7 +212,7 @@ internal static class ModelBuilder
                         }
                         if (chain.Contains(block.Type.MetadataName))
                         {
-                            Report(DiagnosticDescriptors.RecursiveBlock, member.Location, type.Type.Name, block.Type.Name);
+                            Report(DiagnosticDescriptors.RecursiveBlock, member.Site, type.Type.Name, block.Type.Name);
                             Complete = false;
                             continue;
                         }
@@ -244,14 +244,14 @@ internal static class ModelBuilder
             {
                 var limit = Math.Min(inFeatures, outFeatures);
                 if (adapter.Rank > limit)
-                    Report(DiagnosticDescriptors.RankTooLarge, adapter.RankLocation, adapter.Rank, adapter.Name, type.Type.Name + "." + member.Name, limit, _root.Type.Name);
+                    Report(DiagnosticDescriptors.RankTooLarge, adapter.RankSite, adapter.Rank, adapter.Name, type.Type.Name + "." + member.Name, limit, _root.Type.Name);
                 if (_root.ClassLora.Any(a => ReferenceEquals(a, adapter))) ReachedByModelAdapters.Add(adapter.Name);
                 adapters.Add(new AccountedAdapter(adapter.Name, checked(adapter.Rank * checked(inFeatures + outFeatures))));
             }
 
             var quant = EffectiveQuantization(type, member);
             if (quant is not null && _root.Root!.TrainAll)
-                Report(DiagnosticDescriptors.QuantizedTrainable, _root.Location, type.Type.Name + "." + member.Name);
+                Report(DiagnosticDescriptors.QuantizedTrainable, _root.Site, type.Type.Name + "." + member.Name);
             FirstQuantization ??= quant;
             var weight = checked(inFeatures * outFeatures);
             var parameters = checked(weight + (member.Bias ? outFeatures : 0));

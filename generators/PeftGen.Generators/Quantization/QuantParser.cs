@@ -17,10 +17,10 @@ internal static class QuantParser
             attribute.Named("BlockSize", SettingRules.QuantBlockSize),
             attribute.Named("DoubleQuant", SettingRules.QuantDoubleQuant),
             attribute.NamedEnum("ComputeDType", SettingRules.DefaultComputeDType),
-            attribute.Location);
+            attribute.Site);
         if (!SettingRules.IsValidQuantBlockSize(spec.BlockSize))
         {
-            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadBlockSize, attribute.NamedLocation("BlockSize"), spec.BlockSize));
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadBlockSize, attribute.NamedSite("BlockSize"), spec.BlockSize));
             return null;
         }
         return spec;

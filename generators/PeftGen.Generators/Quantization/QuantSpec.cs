@@ -3,8 +3,8 @@ using PeftGen.Generators.Diagnostics;
 namespace PeftGen.Generators.Quantization;
 
 /// <summary>One <c>[Quantize4Bit]</c> attribute (enums by member name, as the runtime's enums define them).</summary>
-/// <param name="Location">The attribute.</param>
-internal sealed record QuantSpec(string QuantType, int BlockSize, bool DoubleQuant, string ComputeDType, LocationInfo? Location)
+/// <param name="Site">The attribute.</param>
+internal sealed record QuantSpec(string QuantType, int BlockSize, bool DoubleQuant, string ComputeDType, SourceSite? Site)
 {
     /// <summary>
     /// Bytes of a 4-bit weight of <paramref name="count"/> values: packed codes, plus absmax per block in float32, or

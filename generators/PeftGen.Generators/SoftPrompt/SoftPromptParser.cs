@@ -21,23 +21,23 @@ internal static class SoftPromptParser
                 attribute.PositionalInt(0, 0),
                 attribute.NamedEnum("Init", SettingRules.DefaultSoftPromptInit),
                 attribute.Named("InitText", ""),
-                attribute.Location,
-                attribute.PositionalLocation(0),
-                attribute.NamedLocation("Init"));
+                attribute.Site,
+                attribute.PositionalSite(0),
+                attribute.NamedSite("Init"));
             var valid = true;
             if (!SettingRules.IsValidVirtualTokens(prompt.VirtualTokens))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptLengthNotPositive, prompt.VirtualTokensLocation, prompt.Name, prompt.VirtualTokens));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptLengthNotPositive, prompt.VirtualTokensSite, prompt.Name, prompt.VirtualTokens));
                 valid = false;
             }
             if (!SettingRules.IsValidModuleName(prompt.Name))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadPromptName, attribute.NamedLocation("Name"), prompt.Name));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadPromptName, attribute.NamedSite("Name"), prompt.Name));
                 valid = false;
             }
             if (prompt.Init == SoftPromptSpec.TextInit && string.IsNullOrWhiteSpace(prompt.InitText))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptTextMissing, attribute.HasNamed("InitText") ? attribute.NamedLocation("InitText") : attribute.NamedLocation("Init"), prompt.Name));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptTextMissing, attribute.HasNamed("InitText") ? attribute.NamedSite("InitText") : attribute.NamedSite("Init"), prompt.Name));
                 valid = false;
             }
             if (valid) prompts.Add(prompt);

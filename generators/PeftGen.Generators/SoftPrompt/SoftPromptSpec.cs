@@ -9,9 +9,9 @@ internal sealed record SoftPromptSpec(
     int VirtualTokens,
     string Init,
     string InitText,
-    LocationInfo? Location,
-    LocationInfo? VirtualTokensLocation,
-    LocationInfo? InitLocation)
+    SourceSite? Site,
+    SourceSite? VirtualTokensSite,
+    SourceSite? InitSite)
 {
     /// <summary>The <c>SoftPromptInit</c> member that initialises from <see cref="InitText"/>.</summary>
     public const string TextInit = "Text";
