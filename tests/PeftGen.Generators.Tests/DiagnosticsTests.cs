@@ -51,6 +51,7 @@ public sealed class DiagnosticsTests
         { "PEFT010", Model("", """[Linear("Width", "Width")] public partial LoraLinear proj { get; }""") },
         { "PEFT011", Model("[PeftModule]", Projection) },
         { "PEFT012", Model("", """[Linear("Width", "Width"), Lora, CheckpointName([|"attn.q"|])] public partial LoraLinear proj { get; }""", header: "public partial class M") },
+        { "PEFT012", Model("", """[Linear("Width", "Width"), Lora, CheckpointName([|"*"|])] public partial LoraLinear proj { get; }""", header: "public partial class M") },
         { "PEFT012", Model("", Projection + "\n" + """[Linear("Width", "Width"), CheckpointName("proj")] public partial LoraLinear [|other|] { get; }""", header: "public partial class M") },
         { "PEFT013", Model("", Projection + "\npublic [|M|](int seed) : base(\"M\") { }", header: "public partial class M") },
         { "PEFT014", Model("[Lora([|Targets = null|])]", Plain, header: "public partial class M") },

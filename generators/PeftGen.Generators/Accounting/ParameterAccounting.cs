@@ -31,8 +31,8 @@ internal static class ParameterAccounting
                 var layerAdapters = layer.Adapters.Sum(a => a.Parameters) * layer.Instances;
                 var layerTrainable = (layer.Trainable ? layerBase : 0)
                     + layer.Adapters.Where(a => a.Name == spec.ActiveAdapter).Sum(a => a.Parameters) * layer.Instances;
-                var layerBaseBytes = layer.QuantizedValues > 0
-                    ? (Quantization.QuantSpec.StorageBytes(layer.QuantizedValues, layer.QuantBlockSize, layer.DoubleQuant)
+                var layerBaseBytes = layer.QuantizedValues > 0 && layer.Quantization is { } quantization
+                    ? (Quantization.QuantSpec.StorageBytes(layer.QuantizedValues, quantization.BlockSize, quantization.DoubleQuant)
                         + (layer.BaseParameters - layer.QuantizedValues) * Float32Bytes) * layer.Instances
                     : layerBase * Float32Bytes;
                 var layerBytes = layerBaseBytes + (layerAdapters * Float32Bytes);
@@ -42,7 +42,7 @@ internal static class ParameterAccounting
                 trainable += layerTrainable;
                 weightBytes += layerBytes;
                 foreach (var adapter in layer.Adapters) Add(adapters, adapter.Name, adapter.Parameters * layer.Instances);
-                members.Add(new MemberCount(layer.Path, layer.Kind, layer.Instances, layerBase, layerAdapters, layerTrainable, layerBytes));
+                members.Add(new MemberCount(layer.Path, LayerKinds.RuntimeName(layer.Kind), layer.Instances, layerBase, layerAdapters, layerTrainable, layerBytes));
         }
 
         var prompts = new List<NamedCount>();

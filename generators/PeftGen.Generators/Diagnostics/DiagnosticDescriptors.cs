@@ -70,7 +70,7 @@ internal static class DiagnosticDescriptors
 
     public static readonly DiagnosticDescriptor BadCheckpointName = Error("PEFT012", General,
         "Invalid or duplicate checkpoint name",
-        "Checkpoint name '{0}' of '{1}' {2}; module names must be non-empty, contain no '.', and be unique within a class");
+        "Checkpoint name '{0}' of '{1}' {2}; module names must be non-empty, contain no '.' or '*', and be unique within a class");
 
     public static readonly DiagnosticDescriptor OwnConstructor = Error("PEFT013", General,
         "Class declares its own constructor",

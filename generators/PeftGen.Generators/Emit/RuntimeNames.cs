@@ -8,9 +8,9 @@ internal static class RuntimeNames
     public const string ModelDims = "global::PeftGen.ModelDims";
     public const string PeftLayer = "global::PeftGen.PeftLayer";
     public const string PeftLayerKind = "global::PeftGen.PeftLayerKind";
+    public const string PeftLayers = "global::PeftGen.PeftLayers";
     public const string IPeftModel = "global::PeftGen.IPeftModel";
     public const string LayerList = "global::System.Collections.Generic.List<global::PeftGen.PeftLayer>";
-    public const string ProjectionList = "global::System.Collections.Generic.List<global::PeftGen.LoraLinear>";
     public const string InvariantCulture = "global::System.Globalization.CultureInfo.InvariantCulture";
 
     public static string WeightLayout(string member) => "global::PeftGen.WeightLayout." + member;

@@ -23,6 +23,22 @@ internal static class LoraTargets
         => member.Kind == LayerKind.Linear && !member.NoLora && classAdapter.AppliesTo(member.Name, member.CheckpointName)
             && member.Lora.All(a => a.Name != classAdapter.Name);
 
+    /// <summary>The adapters a class's own constructor adds to a projection: the member's own, then its class's that reach it.</summary>
+    public static IEnumerable<AdapterSpec> ClassAdapters(ClassSpec type, MemberSpec member)
+        => member.Lora.Concat(type.ClassLora.Where(adapter => Reaches(adapter, member)));
+
+    /// <summary>
+    /// The model class's adapters that a block's projection gets from the model: those that reach it under a name the
+    /// block did not use. The model's constructor adds them, by path; for the model class's own projections they are
+    /// <see cref="ClassAdapters"/>.
+    /// </summary>
+    public static IEnumerable<AdapterSpec> ModelAdapters(ClassSpec root, ClassSpec type, MemberSpec member)
+    {
+        if (ReferenceEquals(type, root)) return Enumerable.Empty<AdapterSpec>();
+        var own = ClassAdapters(type, member).Select(a => a.Name).ToList();
+        return root.ClassLora.Where(adapter => Reaches(adapter, member) && !own.Contains(adapter.Name));
+    }
+
     /// <summary>The member and checkpoint names a class's projections answer to in <c>Targets</c>.</summary>
     public static IEnumerable<string> NamesOf(MemberSpec member)
         => member.Kind != LayerKind.Linear ? Enumerable.Empty<string>()

@@ -334,9 +334,10 @@ internal static class ClassParser
 
         var checkpointReader = Readers(attributes, CheckpointNameAttributeName).FirstOrDefault();
         var checkpointName = checkpointReader?.PositionalText(0) ?? property.Name;
-        if (checkpointName.Length == 0 || checkpointName.IndexOf('.') >= 0)
+        // '.' separates path segments and '*' stands for a stack index in them (PeftLayers.Projections).
+        if (checkpointName.Length == 0 || checkpointName.IndexOf('.') >= 0 || checkpointName.IndexOf('*') >= 0)
         {
-            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadCheckpointName, checkpointReader?.PositionalSite(0), checkpointName, property.Name, "is empty or contains '.'"));
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadCheckpointName, checkpointReader?.PositionalSite(0), checkpointName, property.Name, "is empty or contains '.' or '*'"));
             return null;
         }
         var modifiers = string.Join(" ", declaration.Modifiers.Where(m => !m.IsKind(SyntaxKind.PartialKeyword)).Select(m => m.Text));

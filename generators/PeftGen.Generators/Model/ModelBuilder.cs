@@ -44,7 +44,8 @@ internal static class ModelBuilder
     }
 
     private static ModelSpec Failed(ClassSpec root, DiagnosticInfo diagnostic)
-        => new(root, ParameterAccounting.Compute(new AccountingSpec(EquatableArray<AccountedLayer>.Empty, EquatableArray<AccountedPrompt>.Empty, null, null)),
+        => new(root, EquatableArray<ResolvedLayer>.Empty,
+            ParameterAccounting.Compute(new AccountingSpec(EquatableArray<ResolvedLayer>.Empty, EquatableArray<AccountedPrompt>.Empty, null, null)),
             null, "", new[] { diagnostic }.ToEquatableArray(), IsValid: false);
 
     private static ModelSpec Resolve(ClassSpec root, EquatableArray<ClassSpec> allModules, CancellationToken cancellationToken)
@@ -89,9 +90,10 @@ internal static class ModelBuilder
 
         CheckModelTargets(root, walker);
 
-        var activeAdapter = walker.Layers.SelectMany(l => l.Adapters).Select(a => a.Name).FirstOrDefault();
+        var layers = walker.Layers.ToEquatableArray();
+        var activeAdapter = layers.SelectMany(l => l.Adapters).Select(a => a.Name).FirstOrDefault();
         var accounting = ParameterAccounting.Compute(new AccountingSpec(
-            walker.Layers.ToEquatableArray(),
+            layers,
             prompts.ToEquatableArray(),
             activeAdapter,
             prompts.Select(p => p.Name).FirstOrDefault()));
@@ -100,7 +102,7 @@ internal static class ModelBuilder
         if (valid && accounting.TrainableParameters == 0 && !rootSpec.TrainAll)
         {
             // A 4-bit base cannot train, so a quantized model without adapters is most likely a QLoRA setup missing its [Lora].
-            if (walker.FirstQuantization is { } quantization)
+            if (layers.Select(l => l.Quantization).FirstOrDefault(q => q is not null) is { } quantization)
                 walker.Report(DiagnosticDescriptors.QuantizedWithoutLora, quantization.Site, root.Type.Name);
             else
                 walker.Report(DiagnosticDescriptors.NothingTrainable, root.Site, root.Type.Name);
@@ -108,6 +110,7 @@ internal static class ModelBuilder
 
         return new ModelSpec(
             root,
+            layers,
             accounting,
             activeAdapter,
             found.Path ?? "",
@@ -128,7 +131,7 @@ internal static class ModelBuilder
         if (!root.IsValid || !walker.ReachedValid) return;
         foreach (var adapter in matched)
         {
-            if (walker.ReachedByModelAdapters.Contains(adapter.Name)) continue;
+            if (walker.Layers.Any(l => l.Adapters.Any(a => ReferenceEquals(a.Adapter, adapter)))) continue;
             var reason = walker.ProjectionNames.Count > 0
                 ? "each projection it would reach is marked [NoLora] or has its own [Lora] of that name"
                 : $"model '{root.Type.Name}' has no [Linear] projection";
@@ -153,7 +156,7 @@ internal static class ModelBuilder
 
         public Dictionary<string, long> Constants { get; }
 
-        public List<AccountedLayer> Layers { get; } = new();
+        public List<ResolvedLayer> Layers { get; } = new();
 
         /// <summary>Every token embedding reached, with its path and how many instances of it exist.</summary>
         public List<(MemberSpec Member, string Path, long Instances)> TokenEmbeddings { get; } = new();
@@ -168,11 +171,6 @@ internal static class ModelBuilder
         /// <summary>The names every reached class's [Linear] properties answer to in Targets.</summary>
         public HashSet<string> ProjectionNames { get; } = new(StringComparer.Ordinal);
 
-        /// <summary>Names of the model class's adapters that reached at least one projection.</summary>
-        public HashSet<string> ReachedByModelAdapters { get; } = new(StringComparer.Ordinal);
-
-        /// <summary>The first 4-bit setting that applies to a projection, if any.</summary>
-        public QuantSpec? FirstQuantization { get; private set; }
 
         public void Report(Microsoft.CodeAnalysis.DiagnosticDescriptor descriptor, SourceSite? site, params object[] arguments)
             => Diagnostics.Add(DiagnosticInfo.Create(descriptor, site, arguments));
@@ -230,8 +228,8 @@ internal static class ModelBuilder
                             LayerKind.RmsNorm => dims[0]!.Value,
                             _ => checked(dims[0]!.Value * dims[1]!.Value),
                         };
-                        Layers.Add(new AccountedLayer(path, KindName(member.Kind), instances, parameters, 0, 0, false,
-                            member.Trainable || _root.Root!.TrainAll, EquatableArray<AccountedAdapter>.Empty));
+                        Layers.Add(new ResolvedLayer(path, member.Kind, instances, parameters, 0, null, false,
+                            member.Trainable || _root.Root!.TrainAll, EquatableArray<ResolvedAdapter>.Empty));
                         break;
                 }
             }
@@ -239,53 +237,29 @@ internal static class ModelBuilder
 
         private void VisitProjection(ClassSpec type, MemberSpec member, string path, long instances, long inFeatures, long outFeatures)
         {
-            var adapters = new List<AccountedAdapter>();
-            foreach (var adapter in EffectiveAdapters(type, member))
+            // Member-level adapters, then the class's, then (in blocks) the model class's: the first of a name wins.
+            var adapters = new List<ResolvedAdapter>();
+            var perInstance = checked(inFeatures + outFeatures);
+            foreach (var adapter in LoraTargets.ClassAdapters(type, member))
+                adapters.Add(new ResolvedAdapter(adapter, checked(adapter.Rank * perInstance), FromModel: false));
+            foreach (var adapter in LoraTargets.ModelAdapters(_root, type, member))
+                adapters.Add(new ResolvedAdapter(adapter, checked(adapter.Rank * perInstance), FromModel: true));
+            foreach (var adapter in adapters)
             {
                 var limit = Math.Min(inFeatures, outFeatures);
-                if (adapter.Rank > limit)
-                    Report(DiagnosticDescriptors.RankTooLarge, adapter.RankSite, adapter.Rank, adapter.Name, type.Type.Name + "." + member.Name, limit, _root.Type.Name);
-                if (_root.ClassLora.Any(a => ReferenceEquals(a, adapter))) ReachedByModelAdapters.Add(adapter.Name);
-                adapters.Add(new AccountedAdapter(adapter.Name, checked(adapter.Rank * checked(inFeatures + outFeatures))));
+                if (adapter.Adapter.Rank > limit)
+                    Report(DiagnosticDescriptors.RankTooLarge, adapter.Adapter.RankSite, adapter.Adapter.Rank, adapter.Name, type.Type.Name + "." + member.Name, limit, _root.Type.Name);
             }
 
-            var quant = EffectiveQuantization(type, member);
-            if (quant is not null && _root.Root!.TrainAll)
+            var classQuantization = QuantResolution.ClassQuantization(type, member);
+            var quantization = classQuantization ?? QuantResolution.ModelQuantization(_root, type, member);
+            if (quantization is not null && _root.Root!.TrainAll)
                 Report(DiagnosticDescriptors.QuantizedTrainable, _root.Site, type.Type.Name + "." + member.Name);
-            FirstQuantization ??= quant;
             var weight = checked(inFeatures * outFeatures);
             var parameters = checked(weight + (member.Bias ? outFeatures : 0));
-            Layers.Add(new AccountedLayer(path, "Projection", instances, parameters,
-                quant is null ? 0 : weight, quant?.BlockSize ?? 0, quant?.DoubleQuant ?? false,
+            Layers.Add(new ResolvedLayer(path, LayerKind.Linear, instances, parameters, quantization is null ? 0 : weight,
+                quantization, QuantizationFromModel: classQuantization is null && quantization is not null,
                 member.Trainable || _root.Root!.TrainAll, adapters.ToEquatableArray()));
         }
-
-        /// <summary>Member-level adapters, then the class's, then (in blocks) the model class's: first name wins.</summary>
-        private IEnumerable<AdapterSpec> EffectiveAdapters(ClassSpec type, MemberSpec member)
-        {
-            var result = member.Lora.ToList();
-            var levels = ReferenceEquals(type, _root) ? new[] { type.ClassLora } : new[] { type.ClassLora, _root.ClassLora };
-            foreach (var level in levels)
-            {
-                foreach (var adapter in level)
-                {
-                    if (LoraTargets.Reaches(adapter, member) && result.All(a => a.Name != adapter.Name)) result.Add(adapter);
-                }
-            }
-            return result;
-        }
-
-        /// <summary>Member-level, else the class's, else the model class's; class-level ones skip [Trainable] members.</summary>
-        private QuantSpec? EffectiveQuantization(ClassSpec type, MemberSpec member)
-            => member.Quantization ?? (member.Trainable ? null : type.ClassQuantization ?? _root.ClassQuantization);
-
-        private static string KindName(LayerKind kind) => kind switch
-        {
-            LayerKind.TokenEmbedding => "TokenEmbedding",
-            LayerKind.Embedding => "Embedding",
-            LayerKind.LayerNorm => "LayerNorm",
-            LayerKind.RmsNorm => "RmsNorm",
-            _ => "Projection",
-        };
     }
 }
