@@ -89,6 +89,7 @@ public sealed class DiagnosticsTests
         { "PEFT201", Model("", """[Linear("Width", "Width"), Lora(Rank = 4), Quantize4Bit([|BlockSize = 48|])] public partial LoraLinear proj { get; }""", header: "public partial class M") },
         { "PEFT202", Model("", Projection + "\n[LayerNorm(\"Width\"), [|Quantize4Bit|]] public partial LayerNorm ln { get; }", header: "public partial class M") },
         { "PEFT203", Model("", """[Linear("Width", "Width"), Quantize4Bit, [|Trainable|]] public partial LoraLinear proj { get; }""", header: "public partial class M") },
+        { "PEFT203", Model("[Trainable]", """[Linear("Width", "Width"), Quantize4Bit] public partial LoraLinear proj { get; }""") },
         { "PEFT204", Model("[[|Quantize4Bit|]]", Plain, header: "public partial class M") },
         { "PEFT204", Model("", """[Linear("Width", "Width"), [|Quantize4Bit(BlockSize = 32)|]] public partial LoraLinear proj { get; }""", header: "public partial class M") },
         { "PEFT301", Model("[SoftPrompt([|0|])]", TokenEmbedding + "\n" + Projection, header: "public partial class M") },

@@ -15,7 +15,7 @@ internal static class LoraEmitter
 
     public static void WriteAddAdapters(SourceWriter writer, ClassSpec type, MemberSpec member, string field)
     {
-        foreach (var adapter in LoraTargets.ClassAdapters(type, member))
+        foreach (var adapter in LoraResolution.ClassAdapters(type, member))
             writer.WriteLine($"{field}.AddAdapter({Literals.String(adapter.Name)}, {NewConfig(adapter)});");
     }
 

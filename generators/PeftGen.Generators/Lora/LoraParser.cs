@@ -1,4 +1,5 @@
 using System.Collections.Generic;
+using System.Linq;
 using PeftGen.Generators.Diagnostics;
 using PeftGen.Generators.Model;
 
@@ -64,6 +65,20 @@ internal static class LoraParser
             if (valid) adapters.Add(adapter);
         }
         return adapters.ToEquatableArray();
+    }
+
+    /// <summary>[Lora] and [NoLora] belong on [Linear] projections (or on a class); elsewhere each is PEFT105.</summary>
+    /// <returns>Whether they are placed correctly (or absent).</returns>
+    public static bool CheckPlacement(IEnumerable<AttributeReader> lora, AttributeReader? noLora, bool onProjection, string member, List<DiagnosticInfo> diagnostics)
+    {
+        if (onProjection) return true;
+        var placed = true;
+        foreach (var reader in noLora is null ? lora : lora.Concat(new[] { noLora }))
+        {
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.LoraOnNonProjection, reader.Site, reader.Name, member));
+            placed = false;
+        }
+        return placed;
     }
 
     /// <summary>The targets with their sites; null entries (reported by ArgumentRules) are left out, repeats are reported.</summary>

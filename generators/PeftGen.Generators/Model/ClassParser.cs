@@ -115,13 +115,11 @@ internal static class ClassParser
 
         var classLora = LoraParser.Parse(Readers(attributes, LoraParser.AttributeName), type.Name, onMember: false, diagnostics);
         var classQuant = QuantParser.Parse(Readers(attributes, QuantParser.AttributeName).FirstOrDefault(), diagnostics);
-        var classPrompts = SoftPromptParser.Parse(Readers(attributes, SoftPromptParser.AttributeName), diagnostics);
-        if (!isRoot)
-        {
-            foreach (var prompt in classPrompts)
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptWithoutTokenEmbedding, prompt.Site, prompt.Name, type.Name));
-            classPrompts = EquatableArray<SoftPromptSpec>.Empty;
-        }
+        var classPrompts = Readers(attributes, SoftPromptParser.AttributeName).ToList();
+        // Prompts belong to the model class; on a block they are reported, not parsed.
+        var classPromptSpecs = SoftPromptParser.CheckPlacement(classPrompts, onModel: isRoot, type.Name, diagnostics)
+            ? SoftPromptParser.Parse(classPrompts, diagnostics)
+            : EquatableArray<SoftPromptSpec>.Empty;
 
         var members = new List<MemberSpec>();
         var projectionNames = new List<string>();
@@ -135,7 +133,7 @@ internal static class ClassParser
         }
         // A block class's adapters reach its own projections only, so the class alone decides; the model class's
         // adapters reach into blocks and are checked per model (ModelBuilder).
-        if (!isRoot) CheckBlockTargets(type.Name, classLora, members, projectionNames, diagnostics);
+        if (!isRoot) LoraResolution.CheckBlock(type.Name, classLora, members, projectionNames, diagnostics);
 
         var checkpointNames = new HashSet<string>(System.StringComparer.Ordinal);
         foreach (var member in members)
@@ -150,26 +148,10 @@ internal static class ClassParser
             root,
             classLora,
             classQuant,
-            classPrompts,
+            classPromptSpecs,
             members.ToEquatableArray(),
             projectionNames.Distinct(StringComparer.Ordinal).ToEquatableArray(),
             diagnostics.ToEquatableArray()), sites.ToTable());
-    }
-
-    private static void CheckBlockTargets(string typeName, EquatableArray<AdapterSpec> classLora, List<MemberSpec> members, List<string> projectionNames, List<DiagnosticInfo> diagnostics)
-    {
-        var scope = $"of '{typeName}' (a [Lora] on a [PeftModule] class reaches that class's own projections; put it on the model class to reach into blocks)";
-        var matched = LoraTargets.CheckTargets(classLora, projectionNames, scope, diagnostics);
-        // Whether an adapter reaches something is known once every member parsed.
-        if (diagnostics.Any(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity == DiagnosticSeverity.Error)) return;
-        foreach (var adapter in matched)
-        {
-            if (members.Any(m => LoraTargets.Reaches(adapter, m))) continue;
-            var reason = members.Any(m => m.Kind == LayerKind.Linear)
-                ? "each projection it would reach is marked [NoLora] or has its own [Lora] of that name"
-                : $"'{typeName}' has no [Linear] projection";
-            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.AdapterReachesNothing, adapter.Site, adapter.Name, typeName, reason));
-        }
     }
 
     /// <summary>The names a [Linear] property answers to in Targets, whether or not the rest of its declaration is valid.</summary>
@@ -224,10 +206,8 @@ internal static class ClassParser
         if (layers.Count == 0)
         {
             // PEFT attributes without a layer attribute: the member is no projection (nor any layer).
-            foreach (var reader in loraReaders.Concat(noLora is null ? Enumerable.Empty<AttributeReader>() : new[] { noLora }))
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.LoraOnNonProjection, reader.Site, reader.Name, property.Name));
-            if (quantReader is not null)
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizeNonProjection, quantReader.Site, property.Name));
+            LoraParser.CheckPlacement(loraReaders, noLora, onProjection: false, property.Name, diagnostics);
+            QuantParser.CheckPlacement(quantReader, onProjection: false, trainable, classTrainable, property.Name, diagnostics);
             return null;
         }
 
@@ -294,26 +274,9 @@ internal static class ClassParser
 
         var owner = property.ContainingType.Name + "." + property.Name;
         var lora = LoraParser.Parse(loraReaders, owner, onMember: true, diagnostics);
-        if (kind != LayerKind.Linear)
-        {
-            foreach (var reader in loraReaders.Concat(noLora is null ? Enumerable.Empty<AttributeReader>() : new[] { noLora }))
-            {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.LoraOnNonProjection, reader.Site, reader.Name, property.Name));
-                valid = false;
-            }
-        }
-
+        valid &= LoraParser.CheckPlacement(loraReaders, noLora, onProjection: kind == LayerKind.Linear, property.Name, diagnostics);
         var quant = QuantParser.Parse(quantReader, diagnostics);
-        if (quantReader is not null && kind != LayerKind.Linear)
-        {
-            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizeNonProjection, quantReader.Site, property.Name));
-            valid = false;
-        }
-        if (quantReader is not null && (trainable is not null || classTrainable))
-        {
-            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizedTrainable, trainable?.Site ?? quantReader.Site, property.Name));
-            valid = false;
-        }
+        valid &= QuantParser.CheckPlacement(quantReader, onProjection: kind == LayerKind.Linear, trainable, classTrainable, property.Name, diagnostics);
 
         var eps = layer.Named("Eps", kind == LayerKind.RmsNorm ? SettingRules.RmsNormEps : SettingRules.LayerNormEps);
         if (!SettingRules.IsValidEps(eps))
@@ -323,12 +286,7 @@ internal static class ClassParser
         }
 
         var prompts = SoftPromptParser.Parse(promptReaders, diagnostics);
-        if (promptReaders.Count > 0 && (kind != LayerKind.TokenEmbedding || !isRoot))
-        {
-            foreach (var reader in promptReaders)
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptWithoutTokenEmbedding, reader.Site, reader.IsNull("Name") ? "null" : reader.Named("Name", SettingRules.DefaultName), property.ContainingType.Name));
-            valid = false;
-        }
+        valid &= SoftPromptParser.CheckPlacement(promptReaders, onModel: kind == LayerKind.TokenEmbedding && isRoot, property.ContainingType.Name, diagnostics);
 
         if (!valid) return null;
 

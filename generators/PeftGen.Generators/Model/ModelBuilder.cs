@@ -13,16 +13,11 @@ namespace PeftGen.Generators.Model;
 
 /// <summary>
 /// Resolves one model: walks the root and every block it reaches (through [Stack] and [Block]) with the root's
-/// configuration, checks the rules that depend on it, decides every projection's adapters, and computes the accounting.
+/// configuration, resolves every layer once (its adapters and 4-bit setting come from the features' resolution), has
+/// each feature check the rules that need the whole model, and computes the accounting.
 /// </summary>
 internal static class ModelBuilder
 {
-    /// <summary><c>PeftTokenizer</c> members the soft prompt rules read.</summary>
-    private const string NoTokenizer = "None", Gpt2Tokenizer = "Gpt2";
-
-    /// <summary>GPT-2's BPE vocabulary: text-initialised prompts look up its ids in the token embedding.</summary>
-    private const long Gpt2Vocabulary = 50257;
-
     /// <summary>
     /// Resolves one model; an exception becomes a diagnostic on that model (which is then not emitted) instead of
     /// failing the generator, which would drop the generated code of every model in the project.
@@ -57,38 +52,12 @@ internal static class ModelBuilder
         walker.Visit(root, "", 1, ImmutableStack<string>.Empty.Push(root.Type.MetadataName));
 
         var rootSpec = root.Root!;
-        var constants = walker.Constants;
         // The token embedding may sit in the model class or in a block it reaches once (GPT-2's transformer.wte).
         var found = walker.TokenEmbeddings.FirstOrDefault(t => t.Instances == 1);
-        var tokenEmbedding = found.Member;
-        var prompts = new List<AccountedPrompt>();
-        var promptNames = new HashSet<string>(System.StringComparer.Ordinal);
-        long? context = null;
-        if (rootSpec.ContextLength is { } contextSpec) context = walker.Resolve(contextSpec, "ContextLength", root.Type.Name);
-        foreach (var prompt in root.ClassSoftPrompts.Concat(root.Members.SelectMany(m => m.SoftPrompts)))
-        {
-            if (!promptNames.Add(prompt.Name))
-            {
-                walker.Report(DiagnosticDescriptors.DuplicatePrompt, prompt.Site, prompt.Name, root.Type.Name);
-                continue;
-            }
-            if (tokenEmbedding is null)
-            {
-                walker.Report(DiagnosticDescriptors.PromptWithoutTokenEmbedding, prompt.Site, prompt.Name, root.Type.Name);
-                continue;
-            }
-            if (context is { } contextLength && prompt.VirtualTokens >= contextLength)
-                walker.Report(DiagnosticDescriptors.PromptTooLong, prompt.VirtualTokensSite, prompt.Name, prompt.VirtualTokens, root.Type.Name, contextLength);
-            if (prompt.Init == SoftPromptSpec.TextInit && rootSpec.Tokenizer == NoTokenizer)
-                walker.Report(DiagnosticDescriptors.PromptTextWithoutTokenizer, prompt.InitSite, prompt.Name, root.Type.Name);
-            if (prompt.Init == SoftPromptSpec.TextInit && rootSpec.Tokenizer == Gpt2Tokenizer
-                && walker.Resolve(tokenEmbedding.Dimensions[0], tokenEmbedding.Name, root.Type.Name) is { } rows && rows < Gpt2Vocabulary)
-                walker.Report(DiagnosticDescriptors.VocabularyTooSmall, prompt.InitSite, prompt.Name, "GPT-2", Gpt2Vocabulary, root.Type.Name, rows);
-            var dim = walker.Resolve(tokenEmbedding.Dimensions[1], tokenEmbedding.Name, root.Type.Name) ?? 0;
-            prompts.Add(new AccountedPrompt(prompt.Name, checked(prompt.VirtualTokens * dim)));
-        }
+        var prompts = SoftPromptResolution.Resolve(root, found.Member, (dimension, member) => walker.Resolve(dimension, member, root.Type.Name), walker.Diagnostics);
 
-        CheckModelTargets(root, walker);
+        QuantResolution.CheckFullFineTuning(root, walker.Layers, walker.Diagnostics);
+        if (walker.Complete) LoraResolution.CheckModel(root, walker.Layers, walker.ProjectionNames, adaptersResolved: root.IsValid && walker.ReachedValid, walker.Diagnostics);
 
         var layers = walker.Layers.ToEquatableArray();
         var activeAdapter = layers.SelectMany(l => l.Adapters).Select(a => a.Name).FirstOrDefault();
@@ -101,10 +70,7 @@ internal static class ModelBuilder
         var valid = root.IsValid && walker.ReachedValid && !walker.Diagnostics.Any(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error);
         if (valid && accounting.TrainableParameters == 0 && !rootSpec.TrainAll)
         {
-            // A 4-bit base cannot train, so a quantized model without adapters is most likely a QLoRA setup missing its [Lora].
-            if (layers.Select(l => l.Quantization).FirstOrDefault(q => q is not null) is { } quantization)
-                walker.Report(DiagnosticDescriptors.QuantizedWithoutLora, quantization.Site, root.Type.Name);
-            else
+            if (!QuantResolution.ReportQuantizedWithoutLora(root, layers, walker.Diagnostics))
                 walker.Report(DiagnosticDescriptors.NothingTrainable, root.Site, root.Type.Name);
         }
 
@@ -116,27 +82,6 @@ internal static class ModelBuilder
             found.Path ?? "",
             walker.Diagnostics.Distinct().ToEquatableArray(),
             valid);
-    }
-
-    /// <summary>
-    /// The model class's adapters reach into every block, so their targets are matched against every projection the
-    /// model reaches (known only when every block resolved), and each must reach at least one projection.
-    /// </summary>
-    private static void CheckModelTargets(ClassSpec root, Walker walker)
-    {
-        if (!walker.Complete) return;
-        var scope = $"in model '{root.Type.Name}' (its own projections and those of every block it reaches)";
-        var matched = LoraTargets.CheckTargets(root.ClassLora, walker.ProjectionNames, scope, walker.Diagnostics);
-        // Whether an adapter reaches something is known once every class it reaches is valid.
-        if (!root.IsValid || !walker.ReachedValid) return;
-        foreach (var adapter in matched)
-        {
-            if (walker.Layers.Any(l => l.Adapters.Any(a => ReferenceEquals(a.Adapter, adapter)))) continue;
-            var reason = walker.ProjectionNames.Count > 0
-                ? "each projection it would reach is marked [NoLora] or has its own [Lora] of that name"
-                : $"model '{root.Type.Name}' has no [Linear] projection";
-            walker.Report(DiagnosticDescriptors.AdapterReachesNothing, adapter.Site, adapter.Name, root.Type.Name, reason);
-        }
     }
 
     private sealed class Walker
@@ -240,21 +185,14 @@ internal static class ModelBuilder
             // Member-level adapters, then the class's, then (in blocks) the model class's: the first of a name wins.
             var adapters = new List<ResolvedAdapter>();
             var perInstance = checked(inFeatures + outFeatures);
-            foreach (var adapter in LoraTargets.ClassAdapters(type, member))
+            foreach (var adapter in LoraResolution.ClassAdapters(type, member))
                 adapters.Add(new ResolvedAdapter(adapter, checked(adapter.Rank * perInstance), FromModel: false));
-            foreach (var adapter in LoraTargets.ModelAdapters(_root, type, member))
+            foreach (var adapter in LoraResolution.ModelAdapters(_root, type, member))
                 adapters.Add(new ResolvedAdapter(adapter, checked(adapter.Rank * perInstance), FromModel: true));
-            foreach (var adapter in adapters)
-            {
-                var limit = Math.Min(inFeatures, outFeatures);
-                if (adapter.Adapter.Rank > limit)
-                    Report(DiagnosticDescriptors.RankTooLarge, adapter.Adapter.RankSite, adapter.Adapter.Rank, adapter.Name, type.Type.Name + "." + member.Name, limit, _root.Type.Name);
-            }
+            LoraResolution.CheckRanks(adapters, inFeatures, outFeatures, type.Type.Name + "." + member.Name, _root.Type.Name, Diagnostics);
 
             var classQuantization = QuantResolution.ClassQuantization(type, member);
             var quantization = classQuantization ?? QuantResolution.ModelQuantization(_root, type, member);
-            if (quantization is not null && _root.Root!.TrainAll)
-                Report(DiagnosticDescriptors.QuantizedTrainable, _root.Site, type.Type.Name + "." + member.Name);
             var weight = checked(inFeatures * outFeatures);
             var parameters = checked(weight + (member.Bias ? outFeatures : 0));
             Layers.Add(new ResolvedLayer(path, LayerKind.Linear, instances, parameters, quantization is null ? 0 : weight,

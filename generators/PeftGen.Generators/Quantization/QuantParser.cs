@@ -25,4 +25,23 @@ internal static class QuantParser
         }
         return spec;
     }
+
+    /// <summary>
+    /// [Quantize4Bit] on a member belongs on a [Linear] projection (PEFT202) whose base does not train (PEFT203: a
+    /// 4-bit base cannot be trained directly).
+    /// </summary>
+    /// <param name="classTrainable">The member's class is a [Trainable] block.</param>
+    /// <returns>Whether it is placed correctly (or absent).</returns>
+    public static bool CheckPlacement(AttributeReader? attribute, bool onProjection, AttributeReader? trainable, bool classTrainable, string member, List<DiagnosticInfo> diagnostics)
+    {
+        if (attribute is null) return true;
+        if (!onProjection)
+        {
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizeNonProjection, attribute.Site, member));
+            return false;
+        }
+        if (trainable is null && !classTrainable) return true;
+        diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizedTrainable, trainable?.Site ?? attribute.Site, member));
+        return false;
+    }
 }

@@ -44,4 +44,22 @@ internal static class SoftPromptParser
         }
         return prompts.ToEquatableArray();
     }
+
+    /// <summary>
+    /// [SoftPrompt] belongs on the model class or on the model class's token embedding member; elsewhere each is
+    /// PEFT303 (a block's prompts would have no model to attach to).
+    /// </summary>
+    /// <param name="onModel">The attributes are on the model class, or on its token embedding member.</param>
+    /// <param name="owner">The class the attributes are in, for the message.</param>
+    /// <returns>Whether they are placed correctly (or absent).</returns>
+    public static bool CheckPlacement(IReadOnlyList<AttributeReader> attributes, bool onModel, string owner, List<DiagnosticInfo> diagnostics)
+    {
+        if (onModel) return true;
+        foreach (var attribute in attributes)
+        {
+            var name = attribute.IsNull("Name") ? "null" : attribute.Named("Name", SettingRules.DefaultName);
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptWithoutTokenEmbedding, attribute.Site, name, owner));
+        }
+        return attributes.Count == 0;
+    }
 }

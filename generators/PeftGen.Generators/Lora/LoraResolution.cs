@@ -1,17 +1,19 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using Microsoft.CodeAnalysis;
 using PeftGen.Generators.Diagnostics;
 using PeftGen.Generators.Model;
 
 namespace PeftGen.Generators.Lora;
 
 /// <summary>
-/// Which projections a class-level <c>[Lora]</c> reaches, and the checks that none of its <c>Targets</c> is a typo and
-/// that it reaches something. A block class's adapters reach that class's projections; the model class's reach its
-/// own and those of every block it reaches.
+/// Which adapters each projection gets, and the LoRA rules that need more than one attribute: no <c>Targets</c> entry
+/// is a typo (PEFT108), every class-level adapter reaches a projection (PEFT109), and no rank exceeds its projection
+/// (PEFT102). A block class's adapters reach that class's projections; the model class's reach its own and those of
+/// every block it reaches.
 /// </summary>
-internal static class LoraTargets
+internal static class LoraResolution
 {
     private const int SuggestionCount = 3;
 
@@ -65,6 +67,52 @@ internal static class LoraTargets
         }
         return matched;
     }
+
+    /// <summary>A block class's adapters against its own projections (the class alone decides, so this runs at parse).</summary>
+    public static void CheckBlock(string typeName, EquatableArray<AdapterSpec> classLora, IReadOnlyList<MemberSpec> members, IReadOnlyCollection<string> projectionNames, List<DiagnosticInfo> diagnostics)
+    {
+        var scope = $"of '{typeName}' (a [Lora] on a [PeftModule] class reaches that class's own projections; put it on the model class to reach into blocks)";
+        var matched = CheckTargets(classLora, projectionNames, scope, diagnostics);
+        // Whether an adapter reaches something is known once every member parsed.
+        if (diagnostics.Any(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity == DiagnosticSeverity.Error)) return;
+        foreach (var adapter in matched)
+        {
+            if (members.Any(m => Reaches(adapter, m))) continue;
+            var reason = members.Any(m => m.Kind == LayerKind.Linear) ? ReachesNoneReason : $"'{typeName}' has no [Linear] projection";
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.AdapterReachesNothing, adapter.Site, adapter.Name, typeName, reason));
+        }
+    }
+
+    /// <summary>
+    /// The model class's adapters against every projection the model reaches (call once every block resolved).
+    /// </summary>
+    /// <param name="adaptersResolved">Every class the model reaches is valid, so <paramref name="layers"/> holds every adapter.</param>
+    public static void CheckModel(ClassSpec root, IReadOnlyList<ResolvedLayer> layers, IReadOnlyCollection<string> projectionNames, bool adaptersResolved, List<DiagnosticInfo> diagnostics)
+    {
+        var scope = $"in model '{root.Type.Name}' (its own projections and those of every block it reaches)";
+        var matched = CheckTargets(root.ClassLora, projectionNames, scope, diagnostics);
+        if (!adaptersResolved) return;
+        foreach (var adapter in matched)
+        {
+            if (layers.Any(l => l.Adapters.Any(a => ReferenceEquals(a.Adapter, adapter)))) continue;
+            var reason = projectionNames.Count > 0 ? ReachesNoneReason : $"model '{root.Type.Name}' has no [Linear] projection";
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.AdapterReachesNothing, adapter.Site, adapter.Name, root.Type.Name, reason));
+        }
+    }
+
+    /// <summary>The update <c>B·A</c> cannot have a rank above the smaller side of the projection.</summary>
+    /// <param name="member">The projection as <c>Class.member</c>, for the message.</param>
+    public static void CheckRanks(IEnumerable<ResolvedAdapter> adapters, long inFeatures, long outFeatures, string member, string model, List<DiagnosticInfo> diagnostics)
+    {
+        var limit = Math.Min(inFeatures, outFeatures);
+        foreach (var adapter in adapters)
+        {
+            if (adapter.Adapter.Rank > limit)
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.RankTooLarge, adapter.Adapter.RankSite, adapter.Adapter.Rank, adapter.Name, member, limit, model));
+        }
+    }
+
+    private const string ReachesNoneReason = "each projection it would reach is marked [NoLora] or has its own [Lora] of that name";
 
     private static string Suggestion(string name, IReadOnlyCollection<string> projectionNames)
     {
