@@ -67,6 +67,8 @@ public sealed class DiagnosticsTests
         { "PEFT016", Model("", Projection + "\n" + """[LayerNorm("Width", [|Eps = 0|])] public partial LayerNorm ln { get; }""", header: "public partial class M") },
         { "PEFT016", Model("", Projection + "\n" + """[RmsNorm("Width", [|Eps = double.NaN|])] public partial RmsNorm norm { get; }""", header: "public partial class M") },
         { "PEFT017", Model("", """[Linear("4000000000", "4000000000"), Lora(Rank = 4)] public partial LoraLinear proj { get; }""") },
+        { "PEFT018", Model("", Projection).Replace("[|M|] : nn.Module<Tensor, Tensor>", "[|M|]", StringComparison.Ordinal).Replace("public override Tensor forward", "public Tensor forward", StringComparison.Ordinal) },
+        { "PEFT018", Model("", Projection, "public abstract class NamelessBase : nn.Module<Tensor, Tensor> { protected NamelessBase() : base(\"b\") { } }").Replace("[|M|] : nn.Module<Tensor, Tensor>", "[|M|] : NamelessBase", StringComparison.Ordinal) },
         { "PEFT101", Model("", """[Linear("Width", "Width"), Lora([|Rank = 0|])] public partial LoraLinear proj { get; }""", header: "public partial class M") },
         { "PEFT102", Model("", """[Linear("Width", "Width"), Lora([|Rank = 17|])] public partial LoraLinear proj { get; }""", header: "public partial class M") },
         { "PEFT102", Model("[Lora(Rank = 4), Lora([|Rank = 20|], Adapter = \"big\")]", "[Stack(\"Layers\")] public partial ModuleList<B> h { get; }", """[PeftModule] public partial class B : nn.Module<Tensor, Tensor> { [Linear("Width", "Width")] public partial LoraLinear p { get; } public override Tensor forward(Tensor x) => x; }""", header: "public partial class M") },

@@ -92,6 +92,10 @@ internal static class DiagnosticDescriptors
         "Parameter count overflows",
         "The parameter count of model '{0}' overflows a 64-bit integer; check the dimensions of its members and the constants of '{1}'");
 
+    public static readonly DiagnosticDescriptor NotANamedModule = Error("PEFT018", General,
+        "Class is not a TorchSharp module constructed by name",
+        "'{0}' must derive from TorchSharp's nn.Module through a base class with an accessible constructor taking the module's name (a string), such as nn.Module<Tensor, Tensor>: the generated constructor calls base(\"{0}\") and registers the layers");
+
     public static readonly DiagnosticDescriptor RankNotPositive = Error("PEFT101", Lora,
         "LoRA rank is not positive",
         "LoRA rank of adapter '{0}' is {1}; use a positive rank such as 8");

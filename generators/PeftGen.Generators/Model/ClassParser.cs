@@ -24,6 +24,7 @@ internal static class ClassParser
     private const string TrainableAttributeName = "PeftGen.TrainableAttribute";
     private const string CheckpointNameAttributeName = "PeftGen.CheckpointNameAttribute";
     private const string ModuleListName = "global::TorchSharp.Modules.ModuleList<T>";
+    private const string TorchModuleName = "TorchSharp.torch.nn.Module";
 
     private static readonly Dictionary<string, string> s_layerAttributes = new()
     {
@@ -98,6 +99,7 @@ internal static class ClassParser
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotPartial, sites.Record(key + "^" + current.Name, LocationInfo.From(current.Locations.FirstOrDefault() ?? Location.None)), current.Name));
         }
         if (type.TypeParameters.Length > 0) diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.GenericType, typeSite, type.Name));
+        if (!IsNamedModule(type, context.SemanticModel.Compilation)) diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotANamedModule, typeSite, type.Name));
         var constructors = type.InstanceConstructors.Where(c => !c.IsImplicitlyDeclared).ToList();
         for (var i = 0; i < constructors.Count; i++)
         {
@@ -358,6 +360,22 @@ internal static class ClassParser
         => type is { ContainingType: null, IsGenericType: false, ContainingNamespace: { Name: "PeftGen", ContainingNamespace.IsGlobalNamespace: true } }
             ? "PeftGen." + type.Name
             : "";
+
+    /// <summary>
+    /// Whether the generated constructor's <c>base(name)</c>, <c>register_module</c> and <c>RegisterComponents</c>
+    /// compile: the class derives from TorchSharp's <c>nn.Module</c>, and its base has an accessible constructor whose
+    /// only required parameter is the name.
+    /// </summary>
+    private static bool IsNamedModule(INamedTypeSymbol type, Compilation compilation)
+    {
+        var isModule = false;
+        for (var current = type.BaseType; current is not null && !isModule; current = current.BaseType)
+            isModule = current.OriginalDefinition.ToDisplayString() == TorchModuleName;
+        return isModule && type.BaseType!.InstanceConstructors.Any(c =>
+            c.Parameters.Length > 0 && c.Parameters[0].Type.SpecialType == SpecialType.System_String
+            && c.Parameters.Skip(1).All(p => p.IsOptional || p.IsParams)
+            && compilation.IsSymbolAccessibleWithin(c, type));
+    }
 
     private static bool IsPartial(INamedTypeSymbol type, CancellationToken cancellationToken)
         => type.DeclaringSyntaxReferences.Any(r => r.GetSyntax(cancellationToken) is TypeDeclarationSyntax t && t.Modifiers.Any(SyntaxKind.PartialKeyword));
