@@ -6,10 +6,11 @@ namespace PeftGen.Generators;
 
 /// <summary>
 /// PeftGen's incremental generator. It wires the steps only:
-/// <c>[PeftModel]</c> and <c>[PeftModule]</c> classes → <see cref="ClassSpec"/> (parsed once per class, and parsed
-/// again only when something it reads changed) →
+/// <c>[PeftModel]</c> and <c>[PeftModule]</c> classes → <see cref="ParsedClass"/> (parsed once per class, and parsed
+/// again only when something it reads changed), split into the location-free <see cref="ClassSpec"/> and the
+/// locations of its sites →
 /// each model combined with every module → <see cref="ModelSpec"/> (resolved against the model's configuration) →
-/// one source file per class; the diagnostics of every step are reported together.
+/// one source file per class; the diagnostics of every step are reported together, at their sites' locations.
 /// </summary>
 [Generator(LanguageNames.CSharp)]
 public sealed class PeftGenerator : IIncrementalGenerator
@@ -22,15 +23,18 @@ public sealed class PeftGenerator : IIncrementalGenerator
     {
         // The only lambdas that are not static: the parse goes through this instance's cache.
         var parses = Parses;
-        var models = context.SyntaxProvider
+        var modelParses = context.SyntaxProvider
             .ForAttributeWithMetadataName(ClassParser.PeftModelAttributeName, static (node, ct) => ClassParser.IsCandidate(node, ct), (ctx, ct) => parses.GetOrParseModel(ctx, ct))
-            .WithTrackingName(TrackingNames.Models);
-
-        var modules = context.SyntaxProvider
+            .WithTrackingName(TrackingNames.ModelParses);
+        var moduleParses = context.SyntaxProvider
             .ForAttributeWithMetadataName(ClassParser.PeftModuleAttributeName, static (node, ct) => ClassParser.IsCandidate(node, ct), (ctx, ct) => parses.GetOrParseModule(ctx, ct))
-            .Where(static spec => spec is not null)
-            .Select(static (spec, _) => spec!)
-            .WithTrackingName(TrackingNames.Modules);
+            .Where(static parsed => parsed is not null)
+            .Select(static (parsed, _) => parsed!)
+            .WithTrackingName(TrackingNames.ModuleParses);
+
+        // Source outputs see specs only: an edit that just moves text changes the sites' locations, not the specs.
+        var models = modelParses.Select(static (parsed, _) => parsed.Spec).WithTrackingName(TrackingNames.Models);
+        var modules = moduleParses.Select(static (parsed, _) => parsed.Spec).WithTrackingName(TrackingNames.Modules);
 
         var allModules = modules
             .Collect()
@@ -48,10 +52,16 @@ public sealed class PeftGenerator : IIncrementalGenerator
             .Select(static (all, _) => Output.Flatten(all.Left.Left, all.Left.Right, all.Right))
             .WithTrackingName(TrackingNames.Diagnostics);
 
+        var sites = modelParses.Select(static (parsed, _) => parsed.Sites).Collect()
+            .Combine(moduleParses.Select(static (parsed, _) => parsed.Sites).Collect())
+            .Select(static (all, _) => Output.FlattenSites(all.Left, all.Right))
+            .WithTrackingName(TrackingNames.Sites);
+
         context.RegisterSourceOutput(modules, static (spc, module) => Output.Module(spc, module));
         context.RegisterSourceOutput(resolvedModels, static (spc, model) => Output.Model(spc, model));
 
         // Reporting alone sees the compilation, to put diagnostics on real syntax trees (#pragma can suppress them).
-        context.RegisterSourceOutput(diagnostics.Combine(context.CompilationProvider), static (spc, input) => Output.Report(spc, input.Left, input.Right));
+        context.RegisterSourceOutput(diagnostics.Combine(sites).Combine(context.CompilationProvider),
+            static (spc, input) => Output.Report(spc, input.Left.Left, input.Left.Right, input.Right));
     }
 }

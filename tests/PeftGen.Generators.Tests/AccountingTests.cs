@@ -1,4 +1,5 @@
 using PeftGen.Generators.Accounting;
+using PeftGen.Generators.Lora;
 using PeftGen.Generators.Model;
 using PeftGen.Generators.Quantization;
 using Xunit;
@@ -50,7 +51,7 @@ public sealed class AccountingTests
         var spec = new AccountingSpec(
             new[]
             {
-                Layer("q", instances: 3, parameters: (10 * 20) + 20, new AccountedAdapter("a", 4 * (10 + 20)), new AccountedAdapter("b", 2 * (10 + 20))),
+                Layer("q", instances: 3, parameters: (10 * 20) + 20, Adapter("a", 4 * (10 + 20)), Adapter("b", 2 * (10 + 20))),
                 Layer("norm", instances: 1, parameters: 2 * 10),
             }.ToEquatableArray(),
             EquatableArray<AccountedPrompt>.Empty,
@@ -83,12 +84,12 @@ public sealed class AccountingTests
     [InlineData(100L, 64, true, 50 + 2 + 4 + 4)]
     [InlineData(101L, 32, false, 51 + (4 * 4))]
     public void Four_bit_weights_take_packed_codes_plus_quantization_state(long values, int blockSize, bool doubleQuant, long expectedBytes)
-        => Assert.Equal(expectedBytes, new QuantSpec(0, blockSize, doubleQuant, 0).StorageBytes(values));
+        => Assert.Equal(expectedBytes, QuantSpec.StorageBytes(values, blockSize, doubleQuant));
 
     [Fact]
     public void Four_bit_layers_keep_logical_counts_and_use_real_bytes()
     {
-        var layer = Layer("w", instances: 1, parameters: (64 * 64) + 64) with { QuantizedValues = 64 * 64, QuantBlockSize = 64, DoubleQuant = true };
+        var layer = Layer("w", instances: 1, parameters: (64 * 64) + 64) with { QuantizedValues = 64 * 64, Quantization = new QuantSpec("Nf4", 64, true, "Auto", null) };
         var result = ParameterAccounting.Compute(new AccountingSpec(new[] { layer }.ToEquatableArray(), EquatableArray<AccountedPrompt>.Empty, null, null));
         Assert.Equal((64 * 64) + 64, result.AllParameters);
         Assert.Equal((64 * 64 / 2) + 64 + 4 + 4 + (64 * 4), result.WeightBytes);
@@ -102,6 +103,9 @@ public sealed class AccountingTests
     public void Summary_matches_peft_format(long trainable, long all, string expected)
         => Assert.Equal(expected, ParameterAccounting.Summary(trainable, all));
 
-    private static AccountedLayer Layer(string path, long instances, long parameters, params AccountedAdapter[] adapters)
-        => new(path, "Projection", instances, parameters, 0, 0, false, false, adapters.ToEquatableArray());
+    private static ResolvedLayer Layer(string path, long instances, long parameters, params ResolvedAdapter[] adapters)
+        => new(path, LayerKind.Linear, instances, parameters, 0, null, false, false, adapters.ToEquatableArray());
+
+    private static ResolvedAdapter Adapter(string name, long parameters)
+        => new(new AdapterSpec(name, 1, 1, 0, false, EquatableArray<LoraTarget>.Empty, null, null), parameters, FromModel: false);
 }

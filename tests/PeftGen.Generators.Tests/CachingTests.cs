@@ -20,6 +20,13 @@ public sealed class CachingTests
 
     private static readonly string[] s_trackedSteps =
     {
+        TrackingNames.ModelParses, TrackingNames.ModuleParses, TrackingNames.Models, TrackingNames.Modules, TrackingNames.AllModules,
+        TrackingNames.ResolvedModels, TrackingNames.Diagnostics, TrackingNames.Sites,
+    };
+
+    /// <summary>The steps whose outputs reach the generated source (the parses and sites reach only the reporting).</summary>
+    private static readonly string[] s_sourceSteps =
+    {
         TrackingNames.Models, TrackingNames.Modules, TrackingNames.AllModules, TrackingNames.ResolvedModels, TrackingNames.Diagnostics,
     };
 
@@ -38,6 +45,45 @@ public sealed class CachingTests
         var edited = ReplaceTree(first.Input, 1, Unrelated.Replace("2 * x", "x + x", StringComparison.Ordinal));
         var second = first.Driver.RunGenerators(edited).GetRunResult().Results.Single();
         AssertAllCached(second);
+    }
+
+    [Fact]
+    public void An_edit_that_only_shifts_lines_in_the_models_file_leaves_every_source_output_cached()
+    {
+        var first = TestHelpers.Run(Models.Gpt2, Unrelated);
+        var shifted = Models.Gpt2.Replace("namespace Demo.Gpt2;", "// A comment that moves every declaration down.\n\nnamespace Demo.Gpt2;", StringComparison.Ordinal)
+            .Replace("public partial class GptBlock", "\n\npublic partial class GptBlock", StringComparison.Ordinal);
+        var second = first.Driver.RunGenerators(ReplaceTree(first.Input, 0, shifted)).GetRunResult().Results.Single();
+
+        // The parses record new locations, but the specs, the resolved models and the diagnostics are equal.
+        Assert.Contains(Outputs(second, TrackingNames.ModelParses), o => o.Reason == IncrementalStepRunReason.Modified);
+        foreach (var name in s_sourceSteps)
+        {
+            Assert.All(Outputs(second, name), o => Assert.True(
+                o.Reason is IncrementalStepRunReason.Cached or IncrementalStepRunReason.Unchanged, $"Step {name} output was {o.Reason}."));
+        }
+        var sourceOutputs = second.TrackedOutputSteps["SourceOutput"]
+            .Where(step => step.Inputs.Any(input => input.Source.Name is TrackingNames.Modules or TrackingNames.ResolvedModels))
+            .SelectMany(step => step.Outputs)
+            .ToList();
+        Assert.NotEmpty(sourceOutputs);
+        Assert.All(sourceOutputs, o => Assert.Equal(IncrementalStepRunReason.Cached, o.Reason));
+    }
+
+    [Fact]
+    public void A_diagnostic_follows_its_argument_when_lines_shift()
+    {
+        var source = Models.Gpt2.Replace("[Lora(Rank = 8, Alpha = 16)]", "[Lora(Rank = 8, Alpha = 16, Targets = [\"c_atn\"])]", StringComparison.Ordinal);
+        var first = TestHelpers.Run(source, Unrelated);
+        var shifted = source.Replace("namespace Demo.Gpt2;", "// Two lines more.\n\nnamespace Demo.Gpt2;", StringComparison.Ordinal);
+        var second = first.Driver.RunGeneratorsAndUpdateCompilation(ReplaceTree(first.Input, 0, shifted), out _, out var diagnostics);
+
+        var before = Assert.Single(first.GeneratorDiagnostics);
+        var after = Assert.Single(diagnostics);
+        Assert.Equal("PEFT110", after.Id);
+        Assert.Equal(before.Location.GetLineSpan().StartLinePosition.Line + 2, after.Location.GetLineSpan().StartLinePosition.Line);
+        Assert.Equal("Targets = [\"c_atn\"]", after.Location.SourceTree!.GetText().ToString(after.Location.SourceSpan));
+        Assert.All(Outputs(second.GetRunResult().Results.Single(), TrackingNames.ResolvedModels), o => Assert.NotEqual(IncrementalStepRunReason.Modified, o.Reason));
     }
 
     [Fact]

@@ -96,10 +96,12 @@ public sealed class ModelResolutionTests
         Assert.Contains("_v.AddAdapter(\"default\", new global::PeftGen.LoraConfig(2, 4d, 0d, false));", block, System.StringComparison.Ordinal);
         Assert.DoesNotContain("_k.AddAdapter", block, System.StringComparison.Ordinal);
         Assert.DoesNotContain("_o.AddAdapter", block, System.StringComparison.Ordinal);
-        var loraTargets = block[block.IndexOf("void CollectModelLoraTargets", System.StringComparison.Ordinal)..block.IndexOf("void CollectModelQuantizationTargets", System.StringComparison.Ordinal)];
-        Assert.DoesNotContain("projections.Add(_o)", loraTargets, System.StringComparison.Ordinal);
-        Assert.Contains("if (targets.Length == 0 || global::System.Array.IndexOf(targets, \"k\") >= 0) projections.Add(_k);", block, System.StringComparison.Ordinal);
-        Assert.Contains("if (adapter != \"default\" && (targets.Length == 0 || global::System.Array.IndexOf(targets, \"q\") >= 0)) projections.Add(_q);", block, System.StringComparison.Ordinal);
+        // The model adds its own adapter where the resolution gave it, by path: k only (q and v have their own
+        // "default", o is [NoLora]); the head is the model class's own projection, so its constructor adds it directly.
+        var root = result.Source("Demo.Precedence.Root.Peft.g.cs");
+        Assert.Contains("foreach (var projection in global::PeftGen.PeftLayers.Projections(layers, \"h.*.k\")) projection.AddAdapter(\"default\", new global::PeftGen.LoraConfig(8, 16d, 0d, false));", root, System.StringComparison.Ordinal);
+        Assert.Contains("_head.AddAdapter(\"default\", new global::PeftGen.LoraConfig(8, 16d, 0d, false));", root, System.StringComparison.Ordinal);
+        Assert.DoesNotContain("CollectModel", root + block, System.StringComparison.Ordinal);
     }
 
     private const string PromptThroughBlock = Models.Usings + """

@@ -167,7 +167,6 @@ internal static class Models
         public static partial class Zoo<TTag>
         {
             [PeftModel(typeof(SmallDims))]
-            [Lora(Rank = 2, Alpha = 4)]
             public partial class Small : nn.Module<Tensor, Tensor>
             {
                 [Linear("In", "Out"), CheckpointName("in_proj"), Lora(Rank = 4, Alpha = 8), Lora(Rank = 2, Alpha = 2, Adapter = "sql", UseRsLora = true)]

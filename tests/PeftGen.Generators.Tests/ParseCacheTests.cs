@@ -75,7 +75,7 @@ public sealed class ParseCacheTests
         run.Edit(UnrelatedFile, "public static int Run()", "// a comment\n    public static int Run()"); // trivia
         run.Edit(BlockFile, "=> proj.forward(x)", "=> proj.forward(x).relu()"); // the block's own body
 
-        // The block's file changed, so the block was parsed again (its spec keeps locations in that file); the model
+        // The block's file changed, so the block was parsed again (its sites' locations point into that file); the model
         // read nothing that changed.
         Assert.Equal(3, run.Generator.Parses.Parses);
         Assert.Equal(11, run.Generator.Parses.Reuses);
@@ -124,7 +124,7 @@ public sealed class ParseCacheTests
 
         run.Edit(3, "return 1;", "return 1 + 1;");
 
-        // Only the model's parse: its locations may point into that file.
+        // Only the model's parse: its sites' locations may point into that file.
         Assert.Equal(parses + 1, run.Generator.Parses.Parses);
     }
 

@@ -1,6 +1,5 @@
 using System;
 using System.Collections.Generic;
-using System.Security;
 using PeftGen.Generators.Emit;
 
 namespace PeftGen.Generators.Accounting;
@@ -18,9 +17,9 @@ internal static class AccountingEmitter
         Constant(writer, "Parameters of the base model (without adapters and soft prompts).", "BaseParameters", accounting.BaseParameters);
         var names = new HashSet<string>(StringComparer.Ordinal);
         foreach (var adapter in accounting.Adapters)
-            Constant(writer, $"Parameters of LoRA adapter '{SecurityElement.Escape(adapter.Name)}'.", Unique(names, "LoraParameters_" + Literals.Identifier(adapter.Name)), adapter.Parameters);
+            Constant(writer, $"Parameters of LoRA adapter '{Literals.DocText(adapter.Name)}'.", Unique(names, "LoraParameters_" + Literals.Identifier(adapter.Name)), adapter.Parameters);
         foreach (var prompt in accounting.Prompts)
-            Constant(writer, $"Parameters of soft prompt '{SecurityElement.Escape(prompt.Name)}'.", Unique(names, "SoftPromptParameters_" + Literals.Identifier(prompt.Name)), prompt.Parameters);
+            Constant(writer, $"Parameters of soft prompt '{Literals.DocText(prompt.Name)}'.", Unique(names, "SoftPromptParameters_" + Literals.Identifier(prompt.Name)), prompt.Parameters);
         Constant(writer, "Bytes of the base weights in float32.", "FullFineTuningWeightBytes", accounting.FullFineTuningWeightBytes);
         Constant(writer, "Training memory of full fine-tuning in float32: weights, gradients and AdamW's two moments.", "FullFineTuningTrainingBytes", accounting.FullFineTuningBytes);
         Constant(writer, "Bytes of this configuration's weights: float32, or packed codes and quantization state for 4-bit weights.", "WeightBytes", accounting.WeightBytes);

@@ -17,29 +17,32 @@ internal static class ParameterAccounting
     /// <summary>AdamW keeps two float32 moments per trainable parameter.</summary>
     private const long AdamWBytesPerParameter = 2 * Float32Bytes;
 
+    /// <exception cref="System.OverflowException">A count does not fit a 64-bit integer.</exception>
     public static AccountingResult Compute(AccountingSpec spec)
     {
-        long all = 0, trainable = 0, baseParameters = 0, weightBytes = 0;
-        var adapters = new List<NamedCount>();
-        var members = new List<MemberCount>();
-        foreach (var layer in spec.Layers)
+        checked
         {
-            var layerBase = layer.BaseParameters * layer.Instances;
-            var layerAdapters = layer.Adapters.Sum(a => a.Parameters) * layer.Instances;
-            var layerTrainable = (layer.Trainable ? layerBase : 0)
-                + layer.Adapters.Where(a => a.Name == spec.ActiveAdapter).Sum(a => a.Parameters) * layer.Instances;
-            var layerBaseBytes = layer.QuantizedValues > 0
-                ? (new Quantization.QuantSpec(0, layer.QuantBlockSize, layer.DoubleQuant, 0).StorageBytes(layer.QuantizedValues)
-                    + (layer.BaseParameters - layer.QuantizedValues) * Float32Bytes) * layer.Instances
-                : layerBase * Float32Bytes;
-            var layerBytes = layerBaseBytes + (layerAdapters * Float32Bytes);
+            long all = 0, trainable = 0, baseParameters = 0, weightBytes = 0;
+            var adapters = new List<NamedCount>();
+            var members = new List<MemberCount>();
+            foreach (var layer in spec.Layers)
+            {
+                var layerBase = layer.BaseParameters * layer.Instances;
+                var layerAdapters = layer.Adapters.Sum(a => a.Parameters) * layer.Instances;
+                var layerTrainable = (layer.Trainable ? layerBase : 0)
+                    + layer.Adapters.Where(a => a.Name == spec.ActiveAdapter).Sum(a => a.Parameters) * layer.Instances;
+                var layerBaseBytes = layer.QuantizedValues > 0 && layer.Quantization is { } quantization
+                    ? (Quantization.QuantSpec.StorageBytes(layer.QuantizedValues, quantization.BlockSize, quantization.DoubleQuant)
+                        + (layer.BaseParameters - layer.QuantizedValues) * Float32Bytes) * layer.Instances
+                    : layerBase * Float32Bytes;
+                var layerBytes = layerBaseBytes + (layerAdapters * Float32Bytes);
 
-            baseParameters += layerBase;
-            all += layerBase + layerAdapters;
-            trainable += layerTrainable;
-            weightBytes += layerBytes;
-            foreach (var adapter in layer.Adapters) Add(adapters, adapter.Name, adapter.Parameters * layer.Instances);
-            members.Add(new MemberCount(layer.Path, layer.Kind, layer.Instances, layerBase, layerAdapters, layerTrainable, layerBytes));
+                baseParameters += layerBase;
+                all += layerBase + layerAdapters;
+                trainable += layerTrainable;
+                weightBytes += layerBytes;
+                foreach (var adapter in layer.Adapters) Add(adapters, adapter.Name, adapter.Parameters * layer.Instances);
+                members.Add(new MemberCount(layer.Path, LayerKinds.RuntimeName(layer.Kind), layer.Instances, layerBase, layerAdapters, layerTrainable, layerBytes));
         }
 
         var prompts = new List<NamedCount>();
@@ -69,6 +72,7 @@ internal static class ParameterAccounting
             optimizerBytes,
             weightBytes + gradientBytes + optimizerBytes,
             Summary(trainable, all));
+        }
     }
 
     /// <summary>
@@ -85,6 +89,6 @@ internal static class ParameterAccounting
     {
         var index = counts.FindIndex(c => c.Name == name);
         if (index < 0) counts.Add(new NamedCount(name, parameters));
-        else counts[index] = counts[index] with { Parameters = counts[index].Parameters + parameters };
+        else counts[index] = counts[index] with { Parameters = checked(counts[index].Parameters + parameters) };
     }
 }

@@ -14,7 +14,15 @@ internal static class DiagnosticDescriptors
     private const string Lora = "PeftGen.Lora";
     private const string Quantization = "PeftGen.Quantization";
     private const string SoftPrompt = "PeftGen.SoftPrompt";
-    private const string HelpBase = "https://github.com/peftgen/peftgen/blob/main/docs/diagnostics.md#";
+    /// <summary>
+    /// Each ID's section of <c>docs/diagnostics.md</c>, by a path relative to the repository root and the package root
+    /// (the package ships the file there), so the link never points at a host that does not serve it.
+    /// </summary>
+    private const string HelpBase = "docs/diagnostics.md#";
+
+    public static readonly DiagnosticDescriptor GeneratorFailure = Error("PEFT000", General,
+        "PeftGen failed on a class",
+        "PeftGen could not process '{0}' ({1}); nothing was generated for it. Please report this with the class's declaration; other classes are unaffected");
 
     public static readonly DiagnosticDescriptor NotPartial = Error("PEFT001", General,
         "Type is not partial",
@@ -62,11 +70,31 @@ internal static class DiagnosticDescriptors
 
     public static readonly DiagnosticDescriptor BadCheckpointName = Error("PEFT012", General,
         "Invalid or duplicate checkpoint name",
-        "Checkpoint name '{0}' of '{1}' {2}; module names must be non-empty, contain no '.', and be unique within a class");
+        "Checkpoint name '{0}' of '{1}' {2}; module names must be non-empty, contain no '.' or '*', and be unique within a class");
 
     public static readonly DiagnosticDescriptor OwnConstructor = Error("PEFT013", General,
         "Class declares its own constructor",
         "'{0}' declares a constructor, but the generator writes the constructor of a [PeftModel]/[PeftModule] class; move the code into 'partial void OnCreated()'");
+
+    public static readonly DiagnosticDescriptor NullArgument = Error("PEFT014", General,
+        "Attribute argument is null",
+        "{0} of [{1}] is null; {2}");
+
+    public static readonly DiagnosticDescriptor UndefinedEnumValue = Error("PEFT015", General,
+        "Attribute argument is not a defined enum value",
+        "{0} = {1} on [{2}] is not a value of {3}; use one of {4}");
+
+    public static readonly DiagnosticDescriptor BadNormEpsilon = Error("PEFT016", General,
+        "Norm epsilon is not a positive finite number",
+        "Eps of [{0}] on '{1}' is {2}; use a small positive number such as 1e-5 (it is added to the variance)");
+
+    public static readonly DiagnosticDescriptor CountOverflow = Error("PEFT017", General,
+        "Parameter count overflows",
+        "The parameter count of model '{0}' overflows a 64-bit integer; check the dimensions of its members and the constants of '{1}'");
+
+    public static readonly DiagnosticDescriptor NotANamedModule = Error("PEFT018", General,
+        "Class is not a TorchSharp module constructed by name",
+        "'{0}' must derive from TorchSharp's nn.Module through a base class with an accessible constructor taking the module's name (a string), such as nn.Module<Tensor, Tensor>: the generated constructor calls base(\"{0}\") and registers the layers");
 
     public static readonly DiagnosticDescriptor RankNotPositive = Error("PEFT101", Lora,
         "LoRA rank is not positive",
@@ -77,8 +105,8 @@ internal static class DiagnosticDescriptors
         "LoRA rank {0} of adapter '{1}' on '{2}' exceeds min(In, Out) = {3} in model '{4}'; use a rank of at most {3}");
 
     public static readonly DiagnosticDescriptor AlphaNotPositive = Error("PEFT103", Lora,
-        "LoRA alpha is not positive",
-        "LoRA alpha of adapter '{0}' is {1}; use a positive alpha (PEFT commonly uses 2 × rank)");
+        "LoRA alpha is not a positive finite number",
+        "LoRA alpha of adapter '{0}' is {1}; use a positive finite alpha (PEFT commonly uses 2 × rank)");
 
     public static readonly DiagnosticDescriptor DropoutOutOfRange = Error("PEFT104", Lora,
         "LoRA dropout outside [0, 1)",
@@ -96,6 +124,22 @@ internal static class DiagnosticDescriptors
         "Invalid LoRA adapter name",
         "Adapter name '{0}' is empty or contains '.'; use a non-empty name without dots (it becomes a module name)");
 
+    public static readonly DiagnosticDescriptor UnmatchedTarget = Error("PEFT108", Lora,
+        "LoRA target matches no projection",
+        "Target '{0}' of adapter '{1}' matches no projection {2}; {3}");
+
+    public static readonly DiagnosticDescriptor AdapterReachesNothing = Warning("PEFT109", Lora,
+        "LoRA adapter reaches no projection",
+        "Adapter '{0}' on '{1}' reaches no projection: {2}; remove the [Lora] or point it at a projection");
+
+    public static readonly DiagnosticDescriptor TargetsOnMember = Error("PEFT110", Lora,
+        "Targets on a member-level [Lora]",
+        "[Lora] on '{0}' sets Targets, which only a class-level [Lora] reads (a member-level adapter applies to its own member); remove Targets, or move the [Lora] to the class");
+
+    public static readonly DiagnosticDescriptor DuplicateTarget = Warning("PEFT111", Lora,
+        "LoRA target listed twice",
+        "Target '{0}' is listed more than once in adapter '{1}'; remove the repeat (or did you mean another projection?)");
+
     public static readonly DiagnosticDescriptor BadBlockSize = Error("PEFT201", Quantization,
         "4-bit block size is not a power of two from 32 to 4096",
         "BlockSize {0} is not a power of two from 32 to 4096; use 64 (the default) or another power of two in range");
@@ -107,6 +151,10 @@ internal static class DiagnosticDescriptors
     public static readonly DiagnosticDescriptor QuantizedTrainable = Error("PEFT203", Quantization,
         "4-bit member marked [Trainable]",
         "'{0}' is stored in 4 bits and also marked [Trainable]; a 4-bit base cannot be trained directly, remove one of the two (train it through LoRA instead)");
+
+    public static readonly DiagnosticDescriptor QuantizedWithoutLora = Warning("PEFT204", Quantization,
+        "4-bit model without LoRA",
+        "Model '{0}' stores projections in 4 bits but no LoRA adapter, soft prompt or [Trainable] member trains; a 4-bit base stays frozen, so add [Lora] to the quantized projections or to the model class (QLoRA)");
 
     public static readonly DiagnosticDescriptor PromptLengthNotPositive = Error("PEFT301", SoftPrompt,
         "Soft prompt length is not positive",
@@ -135,6 +183,10 @@ internal static class DiagnosticDescriptors
     public static readonly DiagnosticDescriptor VocabularyTooSmall = Error("PEFT307", SoftPrompt,
         "Token embedding smaller than the tokenizer's vocabulary",
         "Soft prompt '{0}' is initialised from text with the {1} tokenizer ({2} tokens), but the token embedding of '{3}' has only {4} rows; use a vocabulary of at least {2} or another Init");
+
+    public static readonly DiagnosticDescriptor BadPromptName = Error("PEFT308", SoftPrompt,
+        "Invalid soft prompt name",
+        "Soft prompt name '{0}' is empty or contains '.'; use a non-empty name without dots (it becomes a module name)");
 
     private static readonly Dictionary<string, DiagnosticDescriptor> s_byId = typeof(DiagnosticDescriptors)
         .GetFields()

@@ -54,14 +54,7 @@ internal static class ClassEmitter
         writer.WriteLine("partial void OnCreated();");
         writer.WriteLine();
         WriteCollectLayers(writer, type, model is not null);
-        if (model is null)
-        {
-            writer.WriteLine();
-            LoraEmitter.WriteCollectTargets(writer, type);
-            writer.WriteLine();
-            QuantEmitter.WriteCollectTargets(writer, type);
-        }
-        else
+        if (model is not null)
         {
             writer.WriteLine();
             AccountingEmitter.Write(writer, model.Accounting);
@@ -127,11 +120,11 @@ internal static class ClassEmitter
 
         if (model is not null)
         {
-            QuantEmitter.WriteModelQuantization(writer, type);
-            LoraEmitter.WriteModelAdapters(writer, type);
             writer.WriteLine($"var layers = new {RuntimeNames.LayerList}();");
             writer.WriteLine($"CollectPeftLayers(\"\", {Literals.Bool(type.Root!.TrainAll)}, layers);");
             writer.WriteLine("Layers = layers;");
+            QuantEmitter.WriteModelQuantization(writer, model);
+            LoraEmitter.WriteModelAdapters(writer, model);
             if (type.Root.TrainAll)
             {
                 writer.OpenBlock("foreach (var layer in layers)");
@@ -209,15 +202,7 @@ internal static class ClassEmitter
                     writer.WriteLine($"for (var i = 0; i < {field}.Count; i++) {field}[i].CollectPeftLayers(prefix + {Literals.String(member.CheckpointName + ".")} + i.ToString({RuntimeNames.InvariantCulture}) + \".\", trainAll, layers);");
                     break;
                 default:
-                    var kind = member.Kind switch
-                    {
-                        LayerKind.Linear => "Projection",
-                        LayerKind.TokenEmbedding => "TokenEmbedding",
-                        LayerKind.Embedding => "Embedding",
-                        LayerKind.LayerNorm => "LayerNorm",
-                        _ => "RmsNorm",
-                    };
-                    writer.WriteLine($"layers.Add(new {RuntimeNames.PeftLayer}({path}, {RuntimeNames.PeftLayerKind}.{kind}, {field}, {RuntimeNames.WeightLayout(member.CheckpointLayout)}, {trainable}));");
+                    writer.WriteLine($"layers.Add(new {RuntimeNames.PeftLayer}({path}, {RuntimeNames.PeftLayerKind}.{LayerKinds.RuntimeName(member.Kind)}, {field}, {RuntimeNames.WeightLayout(member.CheckpointLayout)}, {trainable}));");
                     break;
             }
         }

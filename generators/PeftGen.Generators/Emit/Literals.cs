@@ -19,7 +19,8 @@ internal static class Literals
                 '\r' => "\\r",
                 '\t' => "\\t",
                 '\0' => "\\0",
-                _ when char.IsControl(c) => "\\u" + ((int)c).ToString("x4", CultureInfo.InvariantCulture),
+                // Lone surrogates would not survive the UTF-8 source file; escaped, pairs and singles keep their value.
+                _ when char.IsControl(c) || char.IsSurrogate(c) => "\\u" + ((int)c).ToString("x4", CultureInfo.InvariantCulture),
                 _ => c.ToString(),
             });
         }
@@ -30,8 +31,21 @@ internal static class Literals
 
     public static string Int(int value) => value.ToString(CultureInfo.InvariantCulture);
 
-    /// <summary>A round-trippable double literal (<c>16d</c>, <c>0.05d</c>, <c>1E-05d</c>).</summary>
-    public static string Double(double value) => value.ToString("R", CultureInfo.InvariantCulture) + "d";
+    /// <summary>A round-trippable double literal (<c>16d</c>, <c>0.05d</c>, <c>1E-05d</c>); NaN and infinities by name.</summary>
+    public static string Double(double value)
+        => double.IsNaN(value) ? "global::System.Double.NaN"
+            : double.IsPositiveInfinity(value) ? "global::System.Double.PositiveInfinity"
+            : double.IsNegativeInfinity(value) ? "global::System.Double.NegativeInfinity"
+            : value.ToString("R", CultureInfo.InvariantCulture) + "d";
+
+    /// <summary>Text for an XML doc comment line: XML-escaped, with line breaks and other control characters escaped.</summary>
+    public static string DocText(string value)
+    {
+        var builder = new StringBuilder();
+        foreach (var c in System.Security.SecurityElement.Escape(value) ?? "")
+            builder.Append(char.IsControl(c) || char.IsSurrogate(c) ? "\\u" + ((int)c).ToString("x4", CultureInfo.InvariantCulture) : c.ToString());
+        return builder.ToString();
+    }
 
     public static string Bool(bool value) => value ? "true" : "false";
 

@@ -8,34 +8,66 @@ using PeftGen.Generators.Diagnostics;
 
 namespace PeftGen.Generators.Model;
 
-/// <summary>Reads an attribute's arguments together with the syntax locations they were written at.</summary>
+/// <summary>Reads an attribute's arguments, and names the sites they were written at (recording their locations).</summary>
 internal sealed class AttributeReader
 {
     private readonly AttributeData _data;
     private readonly AttributeSyntax? _syntax;
+    private readonly SiteRecorder _sites;
+    private readonly string _key;
 
-    public AttributeReader(AttributeData data, CancellationToken cancellationToken)
+    /// <param name="key">The attribute's site: its owner's and its occurrence among attributes of its kind (<c>T.proj[Lora0]</c>).</param>
+    public AttributeReader(AttributeData data, SiteRecorder sites, string key, CancellationToken cancellationToken)
     {
         _data = data;
+        _sites = sites;
+        _key = key;
         _syntax = data.ApplicationSyntaxReference?.GetSyntax(cancellationToken) as AttributeSyntax;
     }
 
     public string Name => _data.AttributeClass?.Name.Replace("Attribute", "") ?? "";
 
-    public LocationInfo? Location => LocationInfo.From(_syntax);
+    /// <summary>The attribute.</summary>
+    public SourceSite? Site => _sites.Record(_key, LocationInfo.From(_syntax));
 
-    /// <summary>The location of a named argument (<c>Rank = 0</c>), else of the attribute.</summary>
-    public LocationInfo? NamedLocation(string name)
-        => LocationInfo.From(_syntax?.ArgumentList?.Arguments.FirstOrDefault(a => a.NameEquals?.Name.Identifier.Text == name)) ?? Location;
+    /// <summary>The attribute as Roslyn bound it (for the argument rules every attribute shares).</summary>
+    public AttributeData Data => _data;
 
-    /// <summary>The location of the <paramref name="index"/>-th constructor argument, else of the attribute.</summary>
-    public LocationInfo? PositionalLocation(int index)
+    /// <summary>A named argument (<c>Rank = 0</c>), else the attribute.</summary>
+    public SourceSite? NamedSite(string name) => _sites.Record(_key + ":" + name, LocationInfo.From(NamedSyntax(name))) ?? Site;
+
+    /// <summary>
+    /// Entry <paramref name="index"/> of an array-valued named argument (<c>Targets = ["q_proj", "v_proj"]</c> or
+    /// <c>new[] { … }</c>), else the argument.
+    /// </summary>
+    public SourceSite? NamedElementSite(string name, int index)
     {
-        var positional = _syntax?.ArgumentList?.Arguments.Where(a => a.NameEquals is null && a.NameColon is null).ToList();
-        return positional is not null && index < positional.Count ? LocationInfo.From(positional[index]) : Location;
+        var elements = NamedSyntax(name)?.Expression switch
+        {
+            CollectionExpressionSyntax collection => collection.Elements.Select(e => (SyntaxNode)e).ToList(),
+            ImplicitArrayCreationExpressionSyntax implicitArray => implicitArray.Initializer.Expressions.Select(e => (SyntaxNode)e).ToList(),
+            ArrayCreationExpressionSyntax { Initializer: { } initializer } => initializer.Expressions.Select(e => (SyntaxNode)e).ToList(),
+            _ => null,
+        };
+        var element = elements is not null && index < elements.Count ? LocationInfo.From(elements[index]) : null;
+        return _sites.Record(_key + ":" + name + "[" + index + "]", element) ?? NamedSite(name);
     }
 
+    /// <summary>The <paramref name="index"/>-th constructor argument, else the attribute.</summary>
+    public SourceSite? PositionalSite(int index)
+    {
+        var positional = _syntax?.ArgumentList?.Arguments.Where(a => a.NameEquals is null && a.NameColon is null).ToList();
+        var argument = positional is not null && index < positional.Count ? LocationInfo.From(positional[index]) : null;
+        return _sites.Record(_key + ":" + index, argument) ?? Site;
+    }
+
+    private AttributeArgumentSyntax? NamedSyntax(string name)
+        => _syntax?.ArgumentList?.Arguments.FirstOrDefault(a => a.NameEquals?.Name.Identifier.Text == name);
+
     public bool HasNamed(string name) => _data.NamedArguments.Any(a => a.Key == name);
+
+    /// <summary>Whether a named argument is written as <c>null</c> (reported by <see cref="ArgumentRules"/>; never read as a default).</summary>
+    public bool IsNull(string name) => _data.NamedArguments.Any(a => a.Key == name && a.Value.IsNull);
 
     public T Named<T>(string name, T defaultValue)
     {
@@ -46,14 +78,31 @@ internal sealed class AttributeReader
         return defaultValue;
     }
 
-    public IReadOnlyList<string> NamedStrings(string name)
+    /// <summary>
+    /// The member name of an enum-valued named argument, read from the enum type itself (no list of names to keep in
+    /// step with the runtime); <paramref name="defaultName"/> when the argument is absent. An undefined value is
+    /// reported by <see cref="ArgumentRules"/>, so the class is not emitted whatever this returns.
+    /// </summary>
+    public string NamedEnum(string name, string defaultName)
     {
         foreach (var argument in _data.NamedArguments)
         {
-            if (argument.Key == name && argument.Value.Kind == TypedConstantKind.Array)
-                return argument.Value.Values.Select(v => v.Value as string ?? "").ToList();
+            if (argument.Key != name || argument.Value.Kind != TypedConstantKind.Enum) continue;
+            var member = argument.Value.Type?.GetMembers().OfType<IFieldSymbol>().FirstOrDefault(f => f.HasConstantValue && Equals(f.ConstantValue, argument.Value.Value));
+            return member?.Name ?? defaultName;
         }
-        return new string[0];
+        return defaultName;
+    }
+
+    /// <summary>The entries of a string-array named argument, null entries kept in place; empty when absent or null.</summary>
+    public IReadOnlyList<string?> NamedStrings(string name)
+    {
+        foreach (var argument in _data.NamedArguments)
+        {
+            if (argument.Key == name && argument.Value.Kind == TypedConstantKind.Array && !argument.Value.IsNull)
+                return argument.Value.Values.Select(v => v.Value as string).ToList();
+        }
+        return new string?[0];
     }
 
     /// <summary>A constructor argument as text (integers are written in invariant culture).</summary>

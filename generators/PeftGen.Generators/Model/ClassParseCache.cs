@@ -19,8 +19,8 @@ namespace PeftGen.Generators.Model;
 /// <para>A parse is reused only when all of these hold, so reuse never changes the result:</para>
 /// <list type="bullet">
 /// <item>the class declaration is the same syntax node (its file is unchanged; an edit there makes a new tree);</item>
-/// <item>every file that declares the class or a type containing it is the same tree (locations the spec keeps
-/// point into those files);</item>
+/// <item>every file that declares the class or a type containing it is the same tree (the parse's site
+/// locations point into those files);</item>
 /// <item>every file of the compilation declares what it declared before (<see cref="TreeShape"/>: a change inside
 /// a method body cannot change a symbol or a constant another file reads), the references and the options are the
 /// same objects, and the assembly name is the same.</item>
@@ -41,14 +41,14 @@ internal sealed class ClassParseCache
     /// <summary>Parses reused (for tests).</summary>
     public int Reuses => Volatile.Read(ref _reuses);
 
-    public ClassSpec GetOrParseModel(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
+    public ParsedClass GetOrParseModel(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
         => GetOrParse(_models, context, ClassParser.ParseModel, cancellationToken)!;
 
-    public ClassSpec? GetOrParseModule(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
+    public ParsedClass? GetOrParseModule(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
         => GetOrParse(_modules, context, ClassParser.ParseModule, cancellationToken);
 
-    private ClassSpec? GetOrParse(ConditionalWeakTable<SyntaxNode, Slot> table, GeneratorAttributeSyntaxContext context,
-        Func<GeneratorAttributeSyntaxContext, CancellationToken, ClassSpec?> parse, CancellationToken cancellationToken)
+    private ParsedClass? GetOrParse(ConditionalWeakTable<SyntaxNode, Slot> table, GeneratorAttributeSyntaxContext context,
+        Func<GeneratorAttributeSyntaxContext, CancellationToken, ParsedClass?> parse, CancellationToken cancellationToken)
     {
         var shape = CompilationShape.Of(context.SemanticModel.Compilation);
         var declaringTrees = DeclaringTrees(context.TargetSymbol);
@@ -91,5 +91,5 @@ internal sealed class ClassParseCache
         }
     }
 
-    private sealed record Entry(ClassSpec? Spec, CompilationShape Shape, ImmutableArray<TreeShape> DeclaringTrees);
+    private sealed record Entry(ParsedClass? Spec, CompilationShape Shape, ImmutableArray<TreeShape> DeclaringTrees);
 }

@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
@@ -23,6 +24,7 @@ internal static class ClassParser
     private const string TrainableAttributeName = "PeftGen.TrainableAttribute";
     private const string CheckpointNameAttributeName = "PeftGen.CheckpointNameAttribute";
     private const string ModuleListName = "global::TorchSharp.Modules.ModuleList<T>";
+    private const string TorchModuleName = "TorchSharp.torch.nn.Module";
 
     private static readonly Dictionary<string, string> s_layerAttributes = new()
     {
@@ -36,79 +38,137 @@ internal static class ClassParser
 
     public static bool IsCandidate(SyntaxNode node, CancellationToken cancellationToken) => node is ClassDeclarationSyntax;
 
-    public static ClassSpec ParseModel(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
-        => Parse(context, isRoot: true, cancellationToken);
+    public static ParsedClass ParseModel(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
+        => ParseTotal(context, isRoot: true, cancellationToken)!;
 
     /// <summary>Null for a class that is also a [PeftModel]: the model's parse reports that, and nothing is emitted.</summary>
-    public static ClassSpec? ParseModule(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
-        => context.TargetSymbol.GetAttributes().Any(a => NameOf(a.AttributeClass) == PeftModelAttributeName)
-            ? null
-            : Parse(context, isRoot: false, cancellationToken);
+    public static ParsedClass? ParseModule(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
+        => ParseTotal(context, isRoot: false, cancellationToken);
 
-    private static ClassSpec Parse(GeneratorAttributeSyntaxContext context, bool isRoot, CancellationToken cancellationToken)
+    /// <summary>
+    /// Parses one class; an exception becomes PEFT000 on that class (a spec that emits nothing) instead of failing the
+    /// generator, which would drop the generated code of every model in the project.
+    /// </summary>
+    private static ParsedClass? ParseTotal(GeneratorAttributeSyntaxContext context, bool isRoot, CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (!isRoot && context.TargetSymbol.GetAttributes().Any(a => NameOf(a.AttributeClass) == PeftModelAttributeName)) return null;
+            return Parse(context, isRoot, cancellationToken);
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException)
+        {
+            return Failed(context, isRoot, exception);
+        }
+    }
+
+    /// <summary>A spec that carries only the failure: invalid, so neither it nor a model reaching it is emitted.</summary>
+    private static ParsedClass Failed(GeneratorAttributeSyntaxContext context, bool isRoot, Exception exception)
+    {
+        var type = (INamedTypeSymbol)context.TargetSymbol;
+        var hierarchy = TypeHierarchy.From(type);
+        var sites = new SiteRecorder();
+        var site = sites.Record(hierarchy.MetadataName, context.TargetNode is ClassDeclarationSyntax syntax ? LocationInfo.From(syntax.Identifier.GetLocation()) : null);
+        var failure = DiagnosticInfo.Create(DiagnosticDescriptors.GeneratorFailure, site, type.Name, exception.GetType().Name + ": " + exception.Message);
+        return new ParsedClass(new ClassSpec(
+            hierarchy,
+            site,
+            isRoot ? new RootSpec("?", EquatableArray<ConfigConstant>.Empty, null, SettingRules.DefaultTokenizer, false) : null,
+            EquatableArray<AdapterSpec>.Empty,
+            null,
+            EquatableArray<SoftPromptSpec>.Empty,
+            EquatableArray<MemberSpec>.Empty,
+            EquatableArray<string>.Empty,
+            new[] { failure }.ToEquatableArray()), sites.ToTable());
+    }
+
+    private static ParsedClass Parse(GeneratorAttributeSyntaxContext context, bool isRoot, CancellationToken cancellationToken)
     {
         var type = (INamedTypeSymbol)context.TargetSymbol;
         var syntax = (ClassDeclarationSyntax)context.TargetNode;
+        var hierarchy = TypeHierarchy.From(type);
+        var sites = new SiteRecorder();
+        var key = hierarchy.MetadataName;
         var diagnostics = new List<DiagnosticInfo>();
-        var typeLocation = LocationInfo.From(syntax.Identifier.GetLocation());
+        var typeSite = sites.Record(key, LocationInfo.From(syntax.Identifier.GetLocation()));
 
-        for (var current = type; current is not null; current = current.ContainingType)
+        if (!IsPartial(type, cancellationToken)) diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotPartial, typeSite, type.Name));
+        for (var current = type.ContainingType; current is not null; current = current.ContainingType)
         {
             if (!IsPartial(current, cancellationToken))
-            {
-                var location = current.Equals(type, SymbolEqualityComparer.Default) ? typeLocation : LocationInfo.From(current.Locations.FirstOrDefault() ?? Location.None);
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotPartial, location, current.Name));
-            }
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotPartial, sites.Record(key + "^" + current.Name, LocationInfo.From(current.Locations.FirstOrDefault() ?? Location.None)), current.Name));
         }
-        if (type.TypeParameters.Length > 0) diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.GenericType, typeLocation, type.Name));
-        foreach (var constructor in type.InstanceConstructors.Where(c => !c.IsImplicitlyDeclared))
-            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.OwnConstructor, LocationInfo.From(constructor.Locations.FirstOrDefault() ?? Location.None), type.Name));
+        if (type.TypeParameters.Length > 0) diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.GenericType, typeSite, type.Name));
+        if (!IsNamedModule(type, context.SemanticModel.Compilation)) diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotANamedModule, typeSite, type.Name));
+        var constructors = type.InstanceConstructors.Where(c => !c.IsImplicitlyDeclared).ToList();
+        for (var i = 0; i < constructors.Count; i++)
+        {
+            var constructorSite = sites.Record(key + "#ctor" + i, LocationInfo.From(constructors[i].Locations.FirstOrDefault() ?? Location.None));
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.OwnConstructor, constructorSite, type.Name));
+        }
 
-        var attributes = type.GetAttributes().Select(a => (Name: NameOf(a.AttributeClass), Data: a)).ToList();
+        var attributes = ReadAttributes(type, sites, key, cancellationToken);
+        CheckArguments(attributes, diagnostics);
         if (isRoot && attributes.Any(a => a.Name == PeftModuleAttributeName))
-            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ModelAndModule, typeLocation, type.Name));
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ModelAndModule, typeSite, type.Name));
 
         RootSpec? root = null;
-        if (isRoot)
-        {
-            var model = new AttributeReader(attributes.First(a => a.Name == PeftModelAttributeName).Data, cancellationToken);
-            root = ParseRoot(model, attributes.Any(a => a.Name == TrainableAttributeName), diagnostics);
-        }
+        if (isRoot) root = ParseRoot(Readers(attributes, PeftModelAttributeName).First(), attributes.Any(a => a.Name == TrainableAttributeName), diagnostics);
 
-        var classLora = LoraParser.Parse(Readers(attributes, LoraParser.AttributeName, cancellationToken), type.Name, diagnostics);
-        var classQuant = QuantParser.Parse(Readers(attributes, QuantParser.AttributeName, cancellationToken).FirstOrDefault(), diagnostics);
-        var classPrompts = SoftPromptParser.Parse(Readers(attributes, SoftPromptParser.AttributeName, cancellationToken), diagnostics);
-        if (!isRoot)
-        {
-            foreach (var prompt in classPrompts)
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptWithoutTokenEmbedding, prompt.Location, prompt.Name, type.Name));
-            classPrompts = EquatableArray<SoftPromptSpec>.Empty;
-        }
+        var classLora = LoraParser.Parse(Readers(attributes, LoraParser.AttributeName), type.Name, onMember: false, diagnostics);
+        var classQuant = QuantParser.Parse(Readers(attributes, QuantParser.AttributeName).FirstOrDefault(), diagnostics);
+        var classPrompts = Readers(attributes, SoftPromptParser.AttributeName).ToList();
+        // Prompts belong to the model class; on a block they are reported, not parsed.
+        var classPromptSpecs = SoftPromptParser.CheckPlacement(classPrompts, onModel: isRoot, type.Name, diagnostics)
+            ? SoftPromptParser.Parse(classPrompts, diagnostics)
+            : EquatableArray<SoftPromptSpec>.Empty;
 
         var members = new List<MemberSpec>();
+        var projectionNames = new List<string>();
         foreach (var property in type.GetMembers().OfType<IPropertySymbol>())
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var member = ParseMember(property, isRoot, classTrainable: !isRoot && attributes.Any(a => a.Name == TrainableAttributeName), diagnostics, cancellationToken);
+            var memberAttributes = ReadAttributes(property, sites, key + "." + property.Name, cancellationToken);
+            projectionNames.AddRange(ProjectionNames(property, memberAttributes));
+            var member = ParseMember(property, memberAttributes, sites, key, isRoot, classTrainable: !isRoot && attributes.Any(a => a.Name == TrainableAttributeName), diagnostics, cancellationToken);
             if (member is not null) members.Add(member);
         }
+        // A block class's adapters reach its own projections only, so the class alone decides; the model class's
+        // adapters reach into blocks and are checked per model (ModelBuilder).
+        if (!isRoot) LoraResolution.CheckBlock(type.Name, classLora, members, projectionNames, diagnostics);
 
         var checkpointNames = new HashSet<string>(System.StringComparer.Ordinal);
         foreach (var member in members)
         {
             if (!checkpointNames.Add(member.CheckpointName))
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadCheckpointName, member.Location, member.CheckpointName, member.Name, "is used by another member"));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadCheckpointName, member.Site, member.CheckpointName, member.Name, "is used by another member"));
         }
 
-        return new ClassSpec(
-            TypeHierarchy.From(type),
-            typeLocation,
+        return new ParsedClass(new ClassSpec(
+            hierarchy,
+            typeSite,
             root,
             classLora,
             classQuant,
-            classPrompts,
+            classPromptSpecs,
             members.ToEquatableArray(),
-            diagnostics.ToEquatableArray());
+            projectionNames.Distinct(StringComparer.Ordinal).ToEquatableArray(),
+            diagnostics.ToEquatableArray()), sites.ToTable());
+    }
+
+    /// <summary>The names a [Linear] property answers to in Targets, whether or not the rest of its declaration is valid.</summary>
+    private static IEnumerable<string> ProjectionNames(IPropertySymbol property, List<(string Name, AttributeReader Reader)> attributes)
+    {
+        if (!attributes.Any(a => a.Name == "PeftGen.LinearAttribute")) yield break;
+        yield return property.Name;
+        if (Readers(attributes, CheckpointNameAttributeName).FirstOrDefault()?.PositionalText(0) is { Length: > 0 } checkpointName)
+            yield return checkpointName;
+    }
+
+    /// <summary>Null arguments and undefined enum values, for every PeftGen attribute (see <see cref="ArgumentRules"/>).</summary>
+    private static void CheckArguments(List<(string Name, AttributeReader Reader)> attributes, List<DiagnosticInfo> diagnostics)
+    {
+        foreach (var attribute in attributes) ArgumentRules.Check(attribute.Reader, diagnostics);
     }
 
     private static RootSpec ParseRoot(AttributeReader model, bool trainAll, List<DiagnosticInfo> diagnostics)
@@ -121,51 +181,52 @@ internal static class ClassParser
                 .Select(f => new ConfigConstant(f.Name, System.Convert.ToInt64(f.ConstantValue, System.Globalization.CultureInfo.InvariantCulture)))
                 .ToList();
         var configName = config?.ToDisplayString() ?? "?";
-        if (constants.Count == 0) diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ConfigWithoutConstants, model.PositionalLocation(0), configName));
+        // A null configuration type is reported by ArgumentRules; there is no type to look for constants in.
+        if (constants.Count == 0 && config is not null)
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ConfigWithoutConstants, model.PositionalSite(0), configName));
 
-        var contextText = model.Named("ContextLength", "");
+        var contextText = model.IsNull("ContextLength") ? "" : model.Named("ContextLength", "");
         var context = contextText.Length == 0
             ? null
-            : new DimensionSpec(contextText, DimensionExpression.Parse(contextText), model.NamedLocation("ContextLength"));
-        return new RootSpec(configName, constants.ToEquatableArray(), context, model.Named("Tokenizer", 0), trainAll);
+            : new DimensionSpec(contextText, DimensionExpression.Parse(contextText), model.NamedSite("ContextLength"));
+        return new RootSpec(configName, constants.ToEquatableArray(), context, model.NamedEnum("Tokenizer", SettingRules.DefaultTokenizer), trainAll);
     }
 
     /// <param name="classTrainable">A [Trainable] block class: every member of the block trains.</param>
-    private static MemberSpec? ParseMember(IPropertySymbol property, bool isRoot, bool classTrainable, List<DiagnosticInfo> diagnostics, CancellationToken cancellationToken)
+    private static MemberSpec? ParseMember(IPropertySymbol property, List<(string Name, AttributeReader Reader)> attributes, SiteRecorder sites, string typeKey,
+        bool isRoot, bool classTrainable, List<DiagnosticInfo> diagnostics, CancellationToken cancellationToken)
     {
-        var attributes = property.GetAttributes().Select(a => (Name: NameOf(a.AttributeClass), Data: a)).ToList();
+        CheckArguments(attributes, diagnostics);
         var layers = attributes.Where(a => s_layerAttributes.ContainsKey(a.Name)).ToList();
-        var loraReaders = Readers(attributes, LoraParser.AttributeName, cancellationToken).ToList();
-        var noLora = Readers(attributes, LoraParser.NoLoraAttributeName, cancellationToken).FirstOrDefault();
-        var quantReader = Readers(attributes, QuantParser.AttributeName, cancellationToken).FirstOrDefault();
-        var trainable = Readers(attributes, TrainableAttributeName, cancellationToken).FirstOrDefault();
-        var promptReaders = Readers(attributes, SoftPromptParser.AttributeName, cancellationToken).ToList();
-        var memberLocation = LocationInfo.From(property.Locations.FirstOrDefault() ?? Location.None);
+        var loraReaders = Readers(attributes, LoraParser.AttributeName).ToList();
+        var noLora = Readers(attributes, LoraParser.NoLoraAttributeName).FirstOrDefault();
+        var quantReader = Readers(attributes, QuantParser.AttributeName).FirstOrDefault();
+        var trainable = Readers(attributes, TrainableAttributeName).FirstOrDefault();
+        var promptReaders = Readers(attributes, SoftPromptParser.AttributeName).ToList();
+        var memberSite = sites.Record(typeKey + "." + property.Name, LocationInfo.From(property.Locations.FirstOrDefault() ?? Location.None));
 
         if (layers.Count == 0)
         {
             // PEFT attributes without a layer attribute: the member is no projection (nor any layer).
-            foreach (var reader in loraReaders.Concat(noLora is null ? Enumerable.Empty<AttributeReader>() : new[] { noLora }))
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.LoraOnNonProjection, reader.Location, reader.Name, property.Name));
-            if (quantReader is not null)
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizeNonProjection, quantReader.Location, property.Name));
+            LoraParser.CheckPlacement(loraReaders, noLora, onProjection: false, property.Name, diagnostics);
+            QuantParser.CheckPlacement(quantReader, onProjection: false, trainable, classTrainable, property.Name, diagnostics);
             return null;
         }
 
         if (layers.Count > 1)
         {
-            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.SeveralLayerAttributes, memberLocation, property.Name,
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.SeveralLayerAttributes, memberSite, property.Name,
                 string.Join(", ", layers.Select(l => "[" + s_layerAttributes[l.Name] + "]"))));
             return null;
         }
 
-        var layer = new AttributeReader(layers[0].Data, cancellationToken);
+        var layer = layers[0].Reader;
         var layerName = s_layerAttributes[layers[0].Name];
         var declaration = property.DeclaringSyntaxReferences.FirstOrDefault()?.GetSyntax(cancellationToken) as PropertyDeclarationSyntax;
         if (declaration is null || !property.IsPartialDefinition || property.PartialImplementationPart is not null
             || property.IsStatic || property.SetMethod is not null || property.GetMethod is null)
         {
-            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotPartialProperty, memberLocation, property.Name));
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotPartialProperty, memberSite, property.Name));
             return null;
         }
 
@@ -173,7 +234,7 @@ internal static class ClassParser
         var kind = LayerKindOf(layerName, property.Type, propertyType, out var expected);
         if (kind is null)
         {
-            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.WrongPropertyType, memberLocation, property.Name, property.Type.ToDisplayString(), layerName, expected));
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.WrongPropertyType, memberSite, property.Name, property.Type.ToDisplayString(), layerName, expected));
             return null;
         }
 
@@ -186,7 +247,7 @@ internal static class ClassParser
             if (block is not INamedTypeSymbol named || named.TypeKind != TypeKind.Class || named.DeclaringSyntaxReferences.Length == 0
                 || !named.GetAttributes().Any(a => NameOf(a.AttributeClass) == PeftModuleAttributeName))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotAPeftModule, layer.Location, property.Name, block.ToDisplayString()));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotAPeftModule, layer.Site, property.Name, block.ToDisplayString()));
                 return null;
             }
             blockType = named.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat);
@@ -204,53 +265,39 @@ internal static class ClassParser
         for (var i = 0; i < positionalCount; i++)
         {
             var text = layer.PositionalText(i);
-            var dimension = new DimensionSpec(text, DimensionExpression.Parse(text), layer.PositionalLocation(i));
+            var dimension = new DimensionSpec(text, DimensionExpression.Parse(text), layer.PositionalSite(i));
             if (dimension.Expression.SyntaxError is { } error)
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadDimension, dimension.Location, text, property.Name, error, "the model configuration"));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadDimension, dimension.Site, text, property.Name, error, "the model configuration"));
                 valid = false;
             }
             dimensions.Add(dimension);
         }
 
         var owner = property.ContainingType.Name + "." + property.Name;
-        var lora = LoraParser.Parse(loraReaders, owner, diagnostics);
-        if (kind != LayerKind.Linear)
-        {
-            foreach (var reader in loraReaders.Concat(noLora is null ? Enumerable.Empty<AttributeReader>() : new[] { noLora }))
-            {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.LoraOnNonProjection, reader.Location, reader.Name, property.Name));
-                valid = false;
-            }
-        }
-
+        var lora = LoraParser.Parse(loraReaders, owner, onMember: true, diagnostics);
+        valid &= LoraParser.CheckPlacement(loraReaders, noLora, onProjection: kind == LayerKind.Linear, property.Name, diagnostics);
         var quant = QuantParser.Parse(quantReader, diagnostics);
-        if (quantReader is not null && kind != LayerKind.Linear)
+        valid &= QuantParser.CheckPlacement(quantReader, onProjection: kind == LayerKind.Linear, trainable, classTrainable, property.Name, diagnostics);
+
+        var eps = layer.Named("Eps", kind == LayerKind.RmsNorm ? SettingRules.RmsNormEps : SettingRules.LayerNormEps);
+        if (!SettingRules.IsValidEps(eps))
         {
-            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizeNonProjection, quantReader.Location, property.Name));
-            valid = false;
-        }
-        if (quantReader is not null && (trainable is not null || classTrainable))
-        {
-            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizedTrainable, trainable?.Location ?? quantReader.Location, property.Name));
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadNormEpsilon, layer.NamedSite("Eps"), layerName, property.Name, eps));
             valid = false;
         }
 
         var prompts = SoftPromptParser.Parse(promptReaders, diagnostics);
-        if (promptReaders.Count > 0 && (kind != LayerKind.TokenEmbedding || !isRoot))
-        {
-            foreach (var reader in promptReaders)
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.PromptWithoutTokenEmbedding, reader.Location, reader.Named("Name", "default"), property.ContainingType.Name));
-            valid = false;
-        }
+        valid &= SoftPromptParser.CheckPlacement(promptReaders, onModel: kind == LayerKind.TokenEmbedding && isRoot, property.ContainingType.Name, diagnostics);
 
         if (!valid) return null;
 
-        var checkpointReader = Readers(attributes, CheckpointNameAttributeName, cancellationToken).FirstOrDefault();
+        var checkpointReader = Readers(attributes, CheckpointNameAttributeName).FirstOrDefault();
         var checkpointName = checkpointReader?.PositionalText(0) ?? property.Name;
-        if (checkpointName.Length == 0 || checkpointName.IndexOf('.') >= 0)
+        // '.' separates path segments and '*' stands for a stack index in them (PeftLayers.Projections).
+        if (checkpointName.Length == 0 || checkpointName.IndexOf('.') >= 0 || checkpointName.IndexOf('*') >= 0)
         {
-            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadCheckpointName, checkpointReader?.PositionalLocation(0), checkpointName, property.Name, "is empty or contains '.'"));
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadCheckpointName, checkpointReader?.PositionalSite(0), checkpointName, property.Name, "is empty or contains '.' or '*'"));
             return null;
         }
         var modifiers = string.Join(" ", declaration.Modifiers.Where(m => !m.IsKind(SyntaxKind.PartialKeyword)).Select(m => m.Text));
@@ -262,9 +309,9 @@ internal static class ClassParser
             modifiers,
             propertyType,
             dimensions.ToEquatableArray(),
-            layer.Named("Bias", true),
-            layer.Named("CheckpointLayout", 0),
-            layer.Named("Eps", kind == LayerKind.RmsNorm ? 1e-6 : 1e-5),
+            layer.Named("Bias", SettingRules.LinearBias),
+            layer.NamedEnum("CheckpointLayout", SettingRules.DefaultWeightLayout),
+            eps,
             blockType,
             blockMetadataName,
             lora,
@@ -272,7 +319,7 @@ internal static class ClassParser
             trainable is not null || classTrainable,
             quant,
             prompts,
-            memberLocation);
+            memberSite);
     }
 
     /// <param name="name">The type's fully qualified name (<c>global::…</c>).</param>
@@ -314,9 +361,45 @@ internal static class ClassParser
             ? "PeftGen." + type.Name
             : "";
 
+    /// <summary>
+    /// Whether the generated constructor's <c>base(name)</c>, <c>register_module</c> and <c>RegisterComponents</c>
+    /// compile: the class derives from TorchSharp's <c>nn.Module</c>, and its base has an accessible constructor whose
+    /// only required parameter is the name.
+    /// </summary>
+    private static bool IsNamedModule(INamedTypeSymbol type, Compilation compilation)
+    {
+        var isModule = false;
+        for (var current = type.BaseType; current is not null && !isModule; current = current.BaseType)
+            isModule = current.OriginalDefinition.ToDisplayString() == TorchModuleName;
+        return isModule && type.BaseType!.InstanceConstructors.Any(c =>
+            c.Parameters.Length > 0 && c.Parameters[0].Type.SpecialType == SpecialType.System_String
+            && c.Parameters.Skip(1).All(p => p.IsOptional || p.IsParams)
+            && compilation.IsSymbolAccessibleWithin(c, type));
+    }
+
     private static bool IsPartial(INamedTypeSymbol type, CancellationToken cancellationToken)
         => type.DeclaringSyntaxReferences.Any(r => r.GetSyntax(cancellationToken) is TypeDeclarationSyntax t && t.Modifiers.Any(SyntaxKind.PartialKeyword));
 
-    private static IEnumerable<AttributeReader> Readers(List<(string Name, AttributeData Data)> attributes, string name, CancellationToken cancellationToken)
-        => attributes.Where(a => a.Name == name).Select(a => new AttributeReader(a.Data, cancellationToken));
+    /// <summary>
+    /// The PeftGen attributes on a class or member, each with a reader whose site is its owner's and its occurrence
+    /// among attributes of its kind (<c>Demo.Block.proj[Lora1]</c>).
+    /// </summary>
+    private static List<(string Name, AttributeReader Reader)> ReadAttributes(ISymbol owner, SiteRecorder sites, string ownerKey, CancellationToken cancellationToken)
+    {
+        var result = new List<(string Name, AttributeReader Reader)>();
+        var occurrences = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var data in owner.GetAttributes())
+        {
+            var name = NameOf(data.AttributeClass);
+            if (name.Length == 0) continue;
+            occurrences.TryGetValue(name, out var occurrence);
+            occurrences[name] = occurrence + 1;
+            var site = ownerKey + "[" + data.AttributeClass!.Name + occurrence.ToString(System.Globalization.CultureInfo.InvariantCulture) + "]";
+            result.Add((name, new AttributeReader(data, sites, site, cancellationToken)));
+        }
+        return result;
+    }
+
+    private static IEnumerable<AttributeReader> Readers(List<(string Name, AttributeReader Reader)> attributes, string name)
+        => attributes.Where(a => a.Name == name).Select(a => a.Reader);
 }

@@ -18,8 +18,8 @@ internal enum LayerKind
     Block,
 }
 
-/// <summary>A dimension argument: its text, parsed expression and the location of the attribute argument.</summary>
-internal sealed record DimensionSpec(string Text, DimensionExpression Expression, LocationInfo? Location);
+/// <summary>A dimension argument: its text, parsed expression and the site of the attribute argument.</summary>
+internal sealed record DimensionSpec(string Text, DimensionExpression Expression, SourceSite? Site);
 
 /// <summary>One partial layer property of a model or module class.</summary>
 /// <param name="Name">The property name.</param>
@@ -28,6 +28,7 @@ internal sealed record DimensionSpec(string Text, DimensionExpression Expression
 /// <param name="PropertyType">The property's <c>global::</c>-qualified type.</param>
 /// <param name="Dimensions">In/Out, Count/Dim, Dim or Count, depending on <paramref name="Kind"/>.</param>
 /// <param name="BlockType">For stacks and blocks: the block class's <c>global::</c>-qualified name.</param>
+/// <param name="CheckpointLayout">The <c>WeightLayout</c> member name.</param>
 /// <param name="BlockMetadataName">For stacks and blocks: the block class's metadata name, to find its spec.</param>
 internal sealed record MemberSpec(
     string Name,
@@ -37,7 +38,7 @@ internal sealed record MemberSpec(
     string PropertyType,
     EquatableArray<DimensionSpec> Dimensions,
     bool Bias,
-    int CheckpointLayout,
+    string CheckpointLayout,
     double Eps,
     string BlockType,
     string BlockMetadataName,
@@ -46,19 +47,19 @@ internal sealed record MemberSpec(
     bool Trainable,
     QuantSpec? Quantization,
     EquatableArray<SoftPromptSpec> SoftPrompts,
-    LocationInfo? Location);
+    SourceSite? Site);
 
 /// <summary>What the <c>[PeftModel]</c> attribute says about a root class.</summary>
 /// <param name="ConfigType">The configuration type's display name.</param>
 /// <param name="Constants">The configuration's integer constants, in declaration order.</param>
 /// <param name="ContextLength">The context length dimension, if any.</param>
-/// <param name="Tokenizer">The <c>PeftTokenizer</c> value.</param>
+/// <param name="Tokenizer">The <c>PeftTokenizer</c> member name.</param>
 /// <param name="TrainAll">Class-level <c>[Trainable]</c>: full fine-tuning.</param>
 internal sealed record RootSpec(
     string ConfigType,
     EquatableArray<ConfigConstant> Constants,
     DimensionSpec? ContextLength,
-    int Tokenizer,
+    string Tokenizer,
     bool TrainAll);
 
 /// <summary>A named integer constant of a model's configuration type.</summary>
@@ -67,20 +68,32 @@ internal sealed record ConfigConstant(string Name, long Value);
 /// <summary>
 /// One <c>[PeftModel]</c> or <c>[PeftModule]</c> class, as parsed from its own declaration.
 /// </summary>
+/// <param name="ProjectionNames">The member and checkpoint names of every [Linear] property, valid or not: what
+/// <c>Targets</c> entries are matched against.</param>
 /// <remarks>
 /// Holds only primitives, strings, enums and <see cref="EquatableArray{T}"/>: no symbol, syntax node, compilation or
-/// location survives the first transform, so the incremental pipeline can compare specs and cache.
+/// location survives the first transform, so the incremental pipeline can compare specs and cache. Diagnostics and
+/// the members they point at name <see cref="SourceSite"/>s, not locations, so an edit that only moves text leaves the
+/// spec equal; where the sites are travels beside it in <see cref="ParsedClass"/>.
 /// </remarks>
+/// <param name="Site">The class's identifier.</param>
 internal sealed record ClassSpec(
     TypeHierarchy Type,
-    LocationInfo? Location,
+    SourceSite? Site,
     RootSpec? Root,
     EquatableArray<AdapterSpec> ClassLora,
     QuantSpec? ClassQuantization,
     EquatableArray<SoftPromptSpec> ClassSoftPrompts,
     EquatableArray<MemberSpec> Members,
+    EquatableArray<string> ProjectionNames,
     EquatableArray<DiagnosticInfo> Diagnostics)
 {
     /// <summary>False when the class has an error: nothing is emitted for it (nor for a model that reaches it).</summary>
     public bool IsValid => Diagnostics.All(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity != Microsoft.CodeAnalysis.DiagnosticSeverity.Error);
 }
+
+/// <summary>
+/// What the parse of one class yields: its spec, which feeds the source outputs and holds no locations, and where each
+/// of its sites is in this compilation, which only the reporting of diagnostics reads.
+/// </summary>
+internal sealed record ParsedClass(ClassSpec Spec, EquatableArray<SiteLocation> Sites);

@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Collections.Immutable;
 using System.Linq;
@@ -12,69 +13,70 @@ namespace PeftGen.Generators.Model;
 
 /// <summary>
 /// Resolves one model: walks the root and every block it reaches (through [Stack] and [Block]) with the root's
-/// configuration, checks the rules that depend on it, decides every projection's adapters, and computes the accounting.
+/// configuration, resolves every layer once (its adapters and 4-bit setting come from the features' resolution), has
+/// each feature check the rules that need the whole model, and computes the accounting.
 /// </summary>
 internal static class ModelBuilder
 {
-    private const int Gpt2Tokenizer = 1;
-
-    /// <summary>GPT-2's BPE vocabulary: text-initialised prompts look up its ids in the token embedding.</summary>
-    private const long Gpt2Vocabulary = 50257;
-
+    /// <summary>
+    /// Resolves one model; an exception becomes a diagnostic on that model (which is then not emitted) instead of
+    /// failing the generator, which would drop the generated code of every model in the project.
+    /// </summary>
     public static ModelSpec Build((ClassSpec Root, EquatableArray<ClassSpec> Modules) input, CancellationToken cancellationToken)
     {
-        var root = input.Root;
+        try
+        {
+            return Resolve(input.Root, input.Modules, cancellationToken);
+        }
+        catch (OverflowException)
+        {
+            return Failed(input.Root, DiagnosticInfo.Create(DiagnosticDescriptors.CountOverflow, input.Root.Site, input.Root.Type.Name, input.Root.Root?.ConfigType ?? "?"));
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException)
+        {
+            return Failed(input.Root, DiagnosticInfo.Create(DiagnosticDescriptors.GeneratorFailure, input.Root.Site, input.Root.Type.Name, exception.GetType().Name + ": " + exception.Message));
+        }
+    }
+
+    private static ModelSpec Failed(ClassSpec root, DiagnosticInfo diagnostic)
+        => new(root, EquatableArray<ResolvedLayer>.Empty,
+            ParameterAccounting.Compute(new AccountingSpec(EquatableArray<ResolvedLayer>.Empty, EquatableArray<AccountedPrompt>.Empty, null, null)),
+            null, "", new[] { diagnostic }.ToEquatableArray(), IsValid: false);
+
+    private static ModelSpec Resolve(ClassSpec root, EquatableArray<ClassSpec> allModules, CancellationToken cancellationToken)
+    {
         var modules = new Dictionary<string, ClassSpec>(System.StringComparer.Ordinal);
-        foreach (var module in input.Modules) modules[module.Type.MetadataName] = module;
+        foreach (var module in allModules) modules[module.Type.MetadataName] = module;
 
         var walker = new Walker(root, modules, cancellationToken);
         walker.Visit(root, "", 1, ImmutableStack<string>.Empty.Push(root.Type.MetadataName));
 
         var rootSpec = root.Root!;
-        var constants = walker.Constants;
         // The token embedding may sit in the model class or in a block it reaches once (GPT-2's transformer.wte).
         var found = walker.TokenEmbeddings.FirstOrDefault(t => t.Instances == 1);
-        var tokenEmbedding = found.Member;
-        var prompts = new List<AccountedPrompt>();
-        var promptNames = new HashSet<string>(System.StringComparer.Ordinal);
-        long? context = null;
-        if (rootSpec.ContextLength is { } contextSpec) context = walker.Resolve(contextSpec, "ContextLength", root.Type.Name);
-        foreach (var prompt in root.ClassSoftPrompts.Concat(root.Members.SelectMany(m => m.SoftPrompts)))
-        {
-            if (!promptNames.Add(prompt.Name))
-            {
-                walker.Report(DiagnosticDescriptors.DuplicatePrompt, prompt.Location, prompt.Name, root.Type.Name);
-                continue;
-            }
-            if (tokenEmbedding is null)
-            {
-                walker.Report(DiagnosticDescriptors.PromptWithoutTokenEmbedding, prompt.Location, prompt.Name, root.Type.Name);
-                continue;
-            }
-            if (context is { } contextLength && prompt.VirtualTokens >= contextLength)
-                walker.Report(DiagnosticDescriptors.PromptTooLong, prompt.VirtualTokensLocation, prompt.Name, prompt.VirtualTokens, root.Type.Name, contextLength);
-            if (prompt.Init == SoftPromptSpec.TextInit && rootSpec.Tokenizer == 0)
-                walker.Report(DiagnosticDescriptors.PromptTextWithoutTokenizer, prompt.InitLocation, prompt.Name, root.Type.Name);
-            if (prompt.Init == SoftPromptSpec.TextInit && rootSpec.Tokenizer == Gpt2Tokenizer
-                && walker.Resolve(tokenEmbedding.Dimensions[0], tokenEmbedding.Name, root.Type.Name) is { } rows && rows < Gpt2Vocabulary)
-                walker.Report(DiagnosticDescriptors.VocabularyTooSmall, prompt.InitLocation, prompt.Name, "GPT-2", Gpt2Vocabulary, root.Type.Name, rows);
-            var dim = walker.Resolve(tokenEmbedding.Dimensions[1], tokenEmbedding.Name, root.Type.Name) ?? 0;
-            prompts.Add(new AccountedPrompt(prompt.Name, prompt.VirtualTokens * dim));
-        }
+        var prompts = SoftPromptResolution.Resolve(root, found.Member, (dimension, member) => walker.Resolve(dimension, member, root.Type.Name), walker.Diagnostics);
 
-        var activeAdapter = walker.Layers.SelectMany(l => l.Adapters).Select(a => a.Name).FirstOrDefault();
+        QuantResolution.CheckFullFineTuning(root, walker.Layers, walker.Diagnostics);
+        if (walker.Complete) LoraResolution.CheckModel(root, walker.Layers, walker.ProjectionNames, adaptersResolved: root.IsValid && walker.ReachedValid, walker.Diagnostics);
+
+        var layers = walker.Layers.ToEquatableArray();
+        var activeAdapter = layers.SelectMany(l => l.Adapters).Select(a => a.Name).FirstOrDefault();
         var accounting = ParameterAccounting.Compute(new AccountingSpec(
-            walker.Layers.ToEquatableArray(),
+            layers,
             prompts.ToEquatableArray(),
             activeAdapter,
             prompts.Select(p => p.Name).FirstOrDefault()));
 
         var valid = root.IsValid && walker.ReachedValid && !walker.Diagnostics.Any(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error);
         if (valid && accounting.TrainableParameters == 0 && !rootSpec.TrainAll)
-            walker.Report(DiagnosticDescriptors.NothingTrainable, root.Location, root.Type.Name);
+        {
+            if (!QuantResolution.ReportQuantizedWithoutLora(root, layers, walker.Diagnostics))
+                walker.Report(DiagnosticDescriptors.NothingTrainable, root.Site, root.Type.Name);
+        }
 
         return new ModelSpec(
             root,
+            layers,
             accounting,
             activeAdapter,
             found.Path ?? "",
@@ -99,7 +101,7 @@ internal static class ModelBuilder
 
         public Dictionary<string, long> Constants { get; }
 
-        public List<AccountedLayer> Layers { get; } = new();
+        public List<ResolvedLayer> Layers { get; } = new();
 
         /// <summary>Every token embedding reached, with its path and how many instances of it exist.</summary>
         public List<(MemberSpec Member, string Path, long Instances)> TokenEmbeddings { get; } = new();
@@ -108,15 +110,22 @@ internal static class ModelBuilder
 
         public bool ReachedValid { get; private set; } = true;
 
-        public void Report(Microsoft.CodeAnalysis.DiagnosticDescriptor descriptor, LocationInfo? location, params object[] arguments)
-            => Diagnostics.Add(DiagnosticInfo.Create(descriptor, location, arguments));
+        /// <summary>False when a block was not found or not entered (unresolved dimensions, recursion): the walk missed part of the model.</summary>
+        public bool Complete { get; private set; } = true;
+
+        /// <summary>The names every reached class's [Linear] properties answer to in Targets.</summary>
+        public HashSet<string> ProjectionNames { get; } = new(StringComparer.Ordinal);
+
+
+        public void Report(Microsoft.CodeAnalysis.DiagnosticDescriptor descriptor, SourceSite? site, params object[] arguments)
+            => Diagnostics.Add(DiagnosticInfo.Create(descriptor, site, arguments));
 
         public long? Resolve(DimensionSpec dimension, string member, string owner)
         {
             if (Constants.Count == 0) return null;
             var (value, error, _) = dimension.Expression.Evaluate(Constants);
             if (error is null) return value;
-            Report(DiagnosticDescriptors.BadDimension, dimension.Location, dimension.Text, owner + "." + member, error, _root.Root!.ConfigType);
+            Report(DiagnosticDescriptors.BadDimension, dimension.Site, dimension.Text, owner + "." + member, error, _root.Root!.ConfigType);
             return null;
         }
 
@@ -124,10 +133,15 @@ internal static class ModelBuilder
         {
             _cancellationToken.ThrowIfCancellationRequested();
             if (!type.IsValid) ReachedValid = false;
+            ProjectionNames.UnionWith(type.ProjectionNames);
             foreach (var member in type.Members)
             {
                 var dims = member.Dimensions.Select(d => Resolve(d, member.Name, type.Type.Name)).ToList();
-                if (dims.Any(d => d is null)) continue;
+                if (dims.Any(d => d is null))
+                {
+                    Complete = false;
+                    continue;
+                }
                 var path = prefix + member.CheckpointName;
                 switch (member.Kind)
                 {
@@ -136,15 +150,17 @@ internal static class ModelBuilder
                         if (!_modules.TryGetValue(member.BlockMetadataName, out var block))
                         {
                             ReachedValid = false;
+                            Complete = false;
                             continue;
                         }
                         if (chain.Contains(block.Type.MetadataName))
                         {
-                            Report(DiagnosticDescriptors.RecursiveBlock, member.Location, type.Type.Name, block.Type.Name);
+                            Report(DiagnosticDescriptors.RecursiveBlock, member.Site, type.Type.Name, block.Type.Name);
+                            Complete = false;
                             continue;
                         }
                         var count = member.Kind == LayerKind.Stack ? dims[0]!.Value : 1;
-                        Visit(block, member.Kind == LayerKind.Stack ? path + ".*." : path + ".", instances * count, chain.Push(block.Type.MetadataName));
+                        Visit(block, member.Kind == LayerKind.Stack ? path + ".*." : path + ".", checked(instances * count), chain.Push(block.Type.MetadataName));
                         break;
                     case LayerKind.Linear:
                         VisitProjection(type, member, path, instances, dims[0]!.Value, dims[1]!.Value);
@@ -153,12 +169,12 @@ internal static class ModelBuilder
                         if (member.Kind == LayerKind.TokenEmbedding) TokenEmbeddings.Add((member, path, instances));
                         var parameters = member.Kind switch
                         {
-                            LayerKind.LayerNorm => 2 * dims[0]!.Value,
+                            LayerKind.LayerNorm => checked(2 * dims[0]!.Value),
                             LayerKind.RmsNorm => dims[0]!.Value,
-                            _ => dims[0]!.Value * dims[1]!.Value,
+                            _ => checked(dims[0]!.Value * dims[1]!.Value),
                         };
-                        Layers.Add(new AccountedLayer(path, KindName(member.Kind), instances, parameters, 0, 0, false,
-                            member.Trainable || _root.Root!.TrainAll, EquatableArray<AccountedAdapter>.Empty));
+                        Layers.Add(new ResolvedLayer(path, member.Kind, instances, parameters, 0, null, false,
+                            member.Trainable || _root.Root!.TrainAll, EquatableArray<ResolvedAdapter>.Empty));
                         break;
                 }
             }
@@ -166,52 +182,22 @@ internal static class ModelBuilder
 
         private void VisitProjection(ClassSpec type, MemberSpec member, string path, long instances, long inFeatures, long outFeatures)
         {
-            var adapters = new List<AccountedAdapter>();
-            foreach (var adapter in EffectiveAdapters(type, member))
-            {
-                var limit = System.Math.Min(inFeatures, outFeatures);
-                if (adapter.Rank > limit)
-                    Report(DiagnosticDescriptors.RankTooLarge, adapter.RankLocation, adapter.Rank, adapter.Name, type.Type.Name + "." + member.Name, limit, _root.Type.Name);
-                adapters.Add(new AccountedAdapter(adapter.Name, adapter.Rank * (inFeatures + outFeatures)));
-            }
+            // Member-level adapters, then the class's, then (in blocks) the model class's: the first of a name wins.
+            var adapters = new List<ResolvedAdapter>();
+            var perInstance = checked(inFeatures + outFeatures);
+            foreach (var adapter in LoraResolution.ClassAdapters(type, member))
+                adapters.Add(new ResolvedAdapter(adapter, checked(adapter.Rank * perInstance), FromModel: false));
+            foreach (var adapter in LoraResolution.ModelAdapters(_root, type, member))
+                adapters.Add(new ResolvedAdapter(adapter, checked(adapter.Rank * perInstance), FromModel: true));
+            LoraResolution.CheckRanks(adapters, inFeatures, outFeatures, type.Type.Name + "." + member.Name, _root.Type.Name, Diagnostics);
 
-            var quant = EffectiveQuantization(type, member);
-            if (quant is not null && _root.Root!.TrainAll)
-                Report(DiagnosticDescriptors.QuantizedTrainable, _root.Location, type.Type.Name + "." + member.Name);
-            var weight = inFeatures * outFeatures;
-            var parameters = weight + (member.Bias ? outFeatures : 0);
-            Layers.Add(new AccountedLayer(path, "Projection", instances, parameters,
-                quant is null ? 0 : weight, quant?.BlockSize ?? 0, quant?.DoubleQuant ?? false,
+            var classQuantization = QuantResolution.ClassQuantization(type, member);
+            var quantization = classQuantization ?? QuantResolution.ModelQuantization(_root, type, member);
+            var weight = checked(inFeatures * outFeatures);
+            var parameters = checked(weight + (member.Bias ? outFeatures : 0));
+            Layers.Add(new ResolvedLayer(path, LayerKind.Linear, instances, parameters, quantization is null ? 0 : weight,
+                quantization, QuantizationFromModel: classQuantization is null && quantization is not null,
                 member.Trainable || _root.Root!.TrainAll, adapters.ToEquatableArray()));
         }
-
-        /// <summary>Member-level adapters, then the class's, then (in blocks) the model class's: first name wins.</summary>
-        private IEnumerable<AdapterSpec> EffectiveAdapters(ClassSpec type, MemberSpec member)
-        {
-            if (member.NoLora) return member.Lora;
-            var result = member.Lora.ToList();
-            var levels = ReferenceEquals(type, _root) ? new[] { type.ClassLora } : new[] { type.ClassLora, _root.ClassLora };
-            foreach (var level in levels)
-            {
-                foreach (var adapter in level)
-                {
-                    if (adapter.AppliesTo(member.Name, member.CheckpointName) && result.All(a => a.Name != adapter.Name)) result.Add(adapter);
-                }
-            }
-            return result;
-        }
-
-        /// <summary>Member-level, else the class's, else the model class's; class-level ones skip [Trainable] members.</summary>
-        private QuantSpec? EffectiveQuantization(ClassSpec type, MemberSpec member)
-            => member.Quantization ?? (member.Trainable ? null : type.ClassQuantization ?? _root.ClassQuantization);
-
-        private static string KindName(LayerKind kind) => kind switch
-        {
-            LayerKind.TokenEmbedding => "TokenEmbedding",
-            LayerKind.Embedding => "Embedding",
-            LayerKind.LayerNorm => "LayerNorm",
-            LayerKind.RmsNorm => "RmsNorm",
-            _ => "Projection",
-        };
     }
 }

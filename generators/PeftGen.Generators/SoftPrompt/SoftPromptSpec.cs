@@ -3,14 +3,16 @@ using PeftGen.Generators.Diagnostics;
 namespace PeftGen.Generators.SoftPrompt;
 
 /// <summary>One <c>[SoftPrompt]</c> attribute.</summary>
+/// <param name="Init">The <c>SoftPromptInit</c> member name.</param>
 internal sealed record SoftPromptSpec(
     string Name,
     int VirtualTokens,
-    int Init,
+    string Init,
     string InitText,
-    LocationInfo? Location,
-    LocationInfo? VirtualTokensLocation,
-    LocationInfo? InitLocation)
+    SourceSite? Site,
+    SourceSite? VirtualTokensSite,
+    SourceSite? InitSite)
 {
-    public const int TextInit = 2;
+    /// <summary>The <c>SoftPromptInit</c> member that initialises from <see cref="InitText"/>.</summary>
+    public const string TextInit = "Text";
 }

@@ -30,7 +30,7 @@ public sealed class LinearAttribute : Attribute
     public string Out { get; }
 
     /// <summary>Whether the projection has a bias. Default true.</summary>
-    public bool Bias { get; set; } = true;
+    public bool Bias { get; set; } = SettingRules.LinearBias;
 
     /// <summary>
     /// How checkpoints store the weight: <see cref="WeightLayout.OutIn"/> (torch.nn.Linear) or
@@ -82,7 +82,7 @@ public sealed class LayerNormAttribute : Attribute
     public string Dim { get; }
 
     /// <summary>Added to the variance for numerical stability.</summary>
-    public double Eps { get; set; } = 1e-5;
+    public double Eps { get; set; } = SettingRules.LayerNormEps;
 }
 
 /// <summary>Root-mean-square normalisation over <see cref="Dim"/> features (<see cref="RmsNorm"/>).</summary>
@@ -96,7 +96,7 @@ public sealed class RmsNormAttribute : Attribute
     public string Dim { get; }
 
     /// <summary>Added to the mean square for numerical stability.</summary>
-    public double Eps { get; set; } = 1e-6;
+    public double Eps { get; set; } = SettingRules.RmsNormEps;
 }
 
 /// <summary>

@@ -12,19 +12,19 @@ namespace PeftGen;
 public sealed class LoraAttribute : Attribute
 {
     /// <summary>Rank r of the update; A is <c>r × In</c>, B is <c>Out × r</c>. Default 8.</summary>
-    public int Rank { get; set; } = 8;
+    public int Rank { get; set; } = SettingRules.LoraRank;
 
     /// <summary>Scaling numerator: <c>scale = Alpha / Rank</c> (or <c>Alpha / √Rank</c> with rsLoRA). Default 8.</summary>
-    public double Alpha { get; set; } = 8;
+    public double Alpha { get; set; } = SettingRules.LoraAlpha;
 
     /// <summary>Dropout probability on the LoRA path's input, in [0, 1), applied in training mode only. Default 0.</summary>
-    public double Dropout { get; set; }
+    public double Dropout { get; set; } = SettingRules.LoraDropout;
 
     /// <summary>Rank-stabilised LoRA: <c>scale = Alpha / √Rank</c>.</summary>
     public bool UseRsLora { get; set; }
 
     /// <summary>Adapter name. Default <c>"default"</c>, as in PEFT.</summary>
-    public string Adapter { get; set; } = "default";
+    public string Adapter { get; set; } = SettingRules.DefaultName;
 
     /// <summary>
     /// On a class: the projection names (member or checkpoint names, as PEFT's <c>target_modules</c>) the adapter

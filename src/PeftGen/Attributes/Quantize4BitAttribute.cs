@@ -13,10 +13,10 @@ public sealed class Quantize4BitAttribute : Attribute
     public QuantType QuantType { get; set; } = QuantType.Nf4;
 
     /// <summary>Values per absmax block: a power of two from 32 to 4096. Default 64.</summary>
-    public int BlockSize { get; set; } = 64;
+    public int BlockSize { get; set; } = SettingRules.QuantBlockSize;
 
     /// <summary>Quantize the absmax values again (8-bit, blocks of 256). Default true.</summary>
-    public bool DoubleQuant { get; set; } = true;
+    public bool DoubleQuant { get; set; } = SettingRules.QuantDoubleQuant;
 
     /// <summary>The dtype the weight is dequantized to for the matmul. Default: bfloat16 on CUDA, float32 on CPU.</summary>
     public ComputeDType ComputeDType { get; set; } = ComputeDType.Auto;

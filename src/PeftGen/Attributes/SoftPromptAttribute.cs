@@ -23,7 +23,7 @@ public sealed class SoftPromptAttribute : Attribute
     public string InitText { get; set; } = "";
 
     /// <summary>Prompt name. Default <c>"default"</c>.</summary>
-    public string Name { get; set; } = "default";
+    public string Name { get; set; } = SettingRules.DefaultName;
 }
 
 /// <summary>Soft prompt initialisation, as PEFT's <c>PromptTuningInit</c>.</summary>

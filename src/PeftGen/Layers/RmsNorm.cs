@@ -12,7 +12,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     private readonly Parameter weight;
 
     /// <summary>Creates the norm with a unit weight.</summary>
-    public RmsNorm(long dim, double eps = 1e-6, Device? device = null, ScalarType? dtype = null) : base(nameof(RmsNorm))
+    public RmsNorm(long dim, double eps = SettingRules.RmsNormEps, Device? device = null, ScalarType? dtype = null) : base(nameof(RmsNorm))
     {
         if (dim <= 0) throw new ArgumentOutOfRangeException(nameof(dim), dim, "Dimension must be positive.");
         Dim = dim;

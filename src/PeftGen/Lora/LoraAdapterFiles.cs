@@ -20,7 +20,7 @@ public static class LoraAdapterFiles
     /// <param name="folder">The adapter folder.</param>
     /// <param name="adapter">The adapter to save.</param>
     /// <param name="baseModelNameOrPath">Recorded as <c>base_model_name_or_path</c>, and checked when loading.</param>
-    public static void SaveAdapter(this IPeftModel model, string folder, string adapter = "default", string? baseModelNameOrPath = null)
+    public static void SaveAdapter(this IPeftModel model, string folder, string adapter = SettingRules.DefaultName, string? baseModelNameOrPath = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentException.ThrowIfNullOrEmpty(folder);
@@ -32,7 +32,7 @@ public static class LoraAdapterFiles
     /// Describes the adapter as PEFT's <c>LoraConfig</c>: the most common rank, alpha and dropout, with
     /// <c>rank_pattern</c>/<c>alpha_pattern</c> for the projections that differ.
     /// </summary>
-    public static LoraAdapterConfig DescribeAdapter(IPeftModel model, string adapter = "default", string? baseModelNameOrPath = null)
+    public static LoraAdapterConfig DescribeAdapter(IPeftModel model, string adapter = SettingRules.DefaultName, string? baseModelNameOrPath = null)
     {
         var targets = model.Projections().Where(p => p.Layer.Adapters.Contains(adapter, StringComparer.Ordinal)).ToList();
         if (targets.Count == 0)
@@ -68,7 +68,7 @@ public static class LoraAdapterFiles
     /// <param name="folder">The adapter folder.</param>
     /// <param name="adapter">The model's adapter to fill.</param>
     /// <param name="expectedBaseModel">When given, the file's <c>base_model_name_or_path</c> must equal it.</param>
-    public static void LoadAdapter(this IPeftModel model, string folder, string adapter = "default", string? expectedBaseModel = null)
+    public static void LoadAdapter(this IPeftModel model, string folder, string adapter = SettingRules.DefaultName, string? expectedBaseModel = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentException.ThrowIfNullOrEmpty(folder);

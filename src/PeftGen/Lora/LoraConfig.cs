@@ -7,7 +7,7 @@ namespace PeftGen;
 /// <param name="Alpha">Scaling numerator.</param>
 /// <param name="Dropout">Dropout probability on the LoRA input, training mode only.</param>
 /// <param name="UseRsLora">Scale by <c>Alpha / √r</c> instead of <c>Alpha / r</c>.</param>
-public sealed record LoraConfig(int Rank, double Alpha, double Dropout = 0, bool UseRsLora = false)
+public sealed record LoraConfig(int Rank, double Alpha, double Dropout = SettingRules.LoraDropout, bool UseRsLora = false)
 {
     /// <summary>The factor applied to <c>B·A</c>.</summary>
     public double Scale => UseRsLora ? Alpha / Math.Sqrt(Rank) : Alpha / Rank;
@@ -15,10 +15,10 @@ public sealed record LoraConfig(int Rank, double Alpha, double Dropout = 0, bool
     /// <summary>Throws when a setting is out of range (the generator rejects these at compile time too).</summary>
     public void Validate(long inFeatures, long outFeatures)
     {
-        if (Rank <= 0) throw new ArgumentOutOfRangeException(nameof(Rank), Rank, "LoRA rank must be positive.");
+        if (!SettingRules.IsValidRank(Rank)) throw new ArgumentOutOfRangeException(nameof(Rank), Rank, "LoRA rank must be positive.");
         if (Rank > Math.Min(inFeatures, outFeatures))
             throw new ArgumentOutOfRangeException(nameof(Rank), Rank, $"LoRA rank must not exceed min(In, Out) = {Math.Min(inFeatures, outFeatures)}.");
-        if (!(Alpha > 0)) throw new ArgumentOutOfRangeException(nameof(Alpha), Alpha, "LoRA alpha must be positive.");
-        if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, "LoRA dropout must be in [0, 1).");
+        if (!SettingRules.IsValidAlpha(Alpha)) throw new ArgumentOutOfRangeException(nameof(Alpha), Alpha, "LoRA alpha must be positive and finite.");
+        if (!SettingRules.IsValidDropout(Dropout)) throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, "LoRA dropout must be in [0, 1).");
     }
 }

@@ -118,7 +118,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     {
         ArgumentException.ThrowIfNullOrEmpty(adapter);
         ArgumentNullException.ThrowIfNull(config);
-        if (adapter.Contains('.')) throw new ArgumentException($"Adapter name '{adapter}' must not contain '.'.", nameof(adapter));
+        if (!SettingRules.IsValidModuleName(adapter)) throw new ArgumentException($"Adapter name '{adapter}' must not contain '.'.", nameof(adapter));
         if (_configs.ContainsKey(adapter)) throw new InvalidOperationException($"Adapter '{adapter}' already exists on this projection.");
         config.Validate(InFeatures, OutFeatures);
 

@@ -46,4 +46,34 @@ public static class PeftLayers
         }
         throw new System.Collections.Generic.KeyNotFoundException($"The model has no {typeof(T).Name} layer at '{path}'.");
     }
+
+    /// <summary>
+    /// The projections whose paths match any of <paramref name="patterns"/>, in layer order. In a pattern, <c>*</c>
+    /// stands for one whole path segment, a stack index (<c>h.*.attn.c_attn</c> matches <c>h.0.attn.c_attn</c>,
+    /// <c>h.1.attn.c_attn</c>, …); checkpoint names never contain <c>*</c> or <c>.</c>.
+    /// </summary>
+    public static System.Collections.Generic.List<LoraLinear> Projections(System.Collections.Generic.IReadOnlyList<PeftLayer> layers, params string[] patterns)
+    {
+        System.ArgumentNullException.ThrowIfNull(layers);
+        System.ArgumentNullException.ThrowIfNull(patterns);
+        var split = System.Array.ConvertAll(patterns, p => p.Split('.'));
+        var result = new System.Collections.Generic.List<LoraLinear>();
+        foreach (var layer in layers)
+        {
+            if (layer.Module is not LoraLinear projection) continue;
+            var segments = layer.Path.Split('.');
+            if (System.Array.Exists(split, pattern => Matches(pattern, segments))) result.Add(projection);
+        }
+        return result;
+    }
+
+    private static bool Matches(string[] pattern, string[] segments)
+    {
+        if (pattern.Length != segments.Length) return false;
+        for (var i = 0; i < pattern.Length; i++)
+        {
+            if (pattern[i] != "*" && pattern[i] != segments[i]) return false;
+        }
+        return true;
+    }
 }

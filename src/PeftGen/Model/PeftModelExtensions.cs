@@ -141,7 +141,7 @@ public static class PeftModelExtensions
     /// The adapter's tensors under PEFT's saved key names:
     /// <c>base_model.model.{path}.lora_A.weight</c> and <c>…lora_B.weight</c> (the adapter name is not part of saved keys).
     /// </summary>
-    public static Dictionary<string, Tensor> AdapterStateDict(this IPeftModel model, string adapter = "default")
+    public static Dictionary<string, Tensor> AdapterStateDict(this IPeftModel model, string adapter = SettingRules.DefaultName)
     {
         var state = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var (path, projection) in model.Projections())

@@ -9,14 +9,14 @@ namespace PeftGen;
 /// <param name="ComputeDType">The dtype the weight is dequantized to for the matmul.</param>
 public sealed record Quant4BitOptions(
     QuantType QuantType = QuantType.Nf4,
-    int BlockSize = 64,
-    bool DoubleQuant = true,
+    int BlockSize = SettingRules.QuantBlockSize,
+    bool DoubleQuant = SettingRules.QuantDoubleQuant,
     ComputeDType ComputeDType = ComputeDType.Auto)
 {
     /// <summary>Throws when a setting is out of range (the generator rejects these at compile time too).</summary>
     public void Validate()
     {
-        if (BlockSize < 32 || BlockSize > 4096 || (BlockSize & (BlockSize - 1)) != 0)
+        if (!SettingRules.IsValidQuantBlockSize(BlockSize))
             throw new ArgumentOutOfRangeException(nameof(BlockSize), BlockSize, "Block size must be a power of two from 32 to 4096.");
     }
 }

@@ -16,7 +16,7 @@ public sealed record SoftPromptConfig(
     /// <summary>Throws when a setting is out of range (the generator rejects these at compile time too).</summary>
     public void Validate()
     {
-        if (VirtualTokens <= 0)
+        if (!SettingRules.IsValidVirtualTokens(VirtualTokens))
             throw new ArgumentOutOfRangeException(nameof(VirtualTokens), VirtualTokens, "A soft prompt needs at least one virtual token.");
         if (!Enum.IsDefined(Init))
             throw new ArgumentOutOfRangeException(nameof(Init), Init, "Unknown soft prompt initialisation.");

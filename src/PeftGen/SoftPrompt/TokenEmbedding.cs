@@ -206,7 +206,7 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
     internal void CheckNewSoftPromptName(string name)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
-        if (name.Contains('.')) throw new ArgumentException($"Soft prompt name '{name}' must not contain '.'.", nameof(name));
+        if (!SettingRules.IsValidModuleName(name)) throw new ArgumentException($"Soft prompt name '{name}' must not contain '.'.", nameof(name));
         if (soft_prompts.Contains(name)) throw new InvalidOperationException($"Soft prompt '{name}' already exists on this embedding.");
     }
 

@@ -100,7 +100,7 @@ public static class GeneratorBenchmark
     private const int ExpectedAdaptedProjections = 24 * 7;
 
     /// <summary>PeftGen's tracking names (generators/PeftGen.Generators/TrackingNames.cs, internal there).</summary>
-    private static readonly string[] s_generatorSteps = ["Models", "Modules", "AllModules", "ResolvedModels", "Diagnostics"];
+    private static readonly string[] s_generatorSteps = ["ModelParses", "ModuleParses", "Models", "Modules", "AllModules", "ResolvedModels", "Diagnostics", "Sites"];
 
     private static readonly CSharpParseOptions s_parseOptions = new(LanguageVersion.CSharp13);
 

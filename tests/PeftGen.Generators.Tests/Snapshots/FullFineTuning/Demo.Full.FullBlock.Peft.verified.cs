@@ -38,17 +38,5 @@ namespace Demo.Full
             layers.Add(new global::PeftGen.PeftLayer(prefix + "proj", global::PeftGen.PeftLayerKind.Projection, _proj, global::PeftGen.WeightLayout.OutIn, trainAll));
             layers.Add(new global::PeftGen.PeftLayer(prefix + "ln", global::PeftGen.PeftLayerKind.LayerNorm, _ln, global::PeftGen.WeightLayout.OutIn, trainAll));
         }
-
-        /// <summary>Adds the projections that a model-wide [Lora] adapter of this name and targets reaches in this block.</summary>
-        internal void CollectModelLoraTargets(string adapter, string[] targets, global::System.Collections.Generic.List<global::PeftGen.LoraLinear> projections)
-        {
-            if (targets.Length == 0 || global::System.Array.IndexOf(targets, "proj") >= 0) projections.Add(_proj);
-        }
-
-        /// <summary>Adds the projections that a model-wide [Quantize4Bit] reaches in this block.</summary>
-        internal void CollectModelQuantizationTargets(global::System.Collections.Generic.List<global::PeftGen.LoraLinear> projections)
-        {
-            projections.Add(_proj);
-        }
     }
 }

@@ -38,19 +38,5 @@ namespace Demo.Gpt2
             layers.Add(new global::PeftGen.PeftLayer(prefix + "c_attn", global::PeftGen.PeftLayerKind.Projection, _c_attn, global::PeftGen.WeightLayout.InOut, trainAll));
             layers.Add(new global::PeftGen.PeftLayer(prefix + "c_proj", global::PeftGen.PeftLayerKind.Projection, _c_proj, global::PeftGen.WeightLayout.InOut, trainAll));
         }
-
-        /// <summary>Adds the projections that a model-wide [Lora] adapter of this name and targets reaches in this block.</summary>
-        internal void CollectModelLoraTargets(string adapter, string[] targets, global::System.Collections.Generic.List<global::PeftGen.LoraLinear> projections)
-        {
-            if (adapter != "default" && (targets.Length == 0 || global::System.Array.IndexOf(targets, "c_attn") >= 0)) projections.Add(_c_attn);
-            if (targets.Length == 0 || global::System.Array.IndexOf(targets, "c_proj") >= 0) projections.Add(_c_proj);
-        }
-
-        /// <summary>Adds the projections that a model-wide [Quantize4Bit] reaches in this block.</summary>
-        internal void CollectModelQuantizationTargets(global::System.Collections.Generic.List<global::PeftGen.LoraLinear> projections)
-        {
-            projections.Add(_c_attn);
-            projections.Add(_c_proj);
-        }
     }
 }

@@ -51,19 +51,5 @@ namespace Demo.Gpt2
             layers.Add(new global::PeftGen.PeftLayer(prefix + "ln_2", global::PeftGen.PeftLayerKind.LayerNorm, _ln_2, global::PeftGen.WeightLayout.OutIn, trainAll));
             _mlp.CollectPeftLayers(prefix + "mlp.", trainAll, layers);
         }
-
-        /// <summary>Adds the projections that a model-wide [Lora] adapter of this name and targets reaches in this block.</summary>
-        internal void CollectModelLoraTargets(string adapter, string[] targets, global::System.Collections.Generic.List<global::PeftGen.LoraLinear> projections)
-        {
-            _attn.CollectModelLoraTargets(adapter, targets, projections);
-            _mlp.CollectModelLoraTargets(adapter, targets, projections);
-        }
-
-        /// <summary>Adds the projections that a model-wide [Quantize4Bit] reaches in this block.</summary>
-        internal void CollectModelQuantizationTargets(global::System.Collections.Generic.List<global::PeftGen.LoraLinear> projections)
-        {
-            _attn.CollectModelQuantizationTargets(projections);
-            _mlp.CollectModelQuantizationTargets(projections);
-        }
     }
 }

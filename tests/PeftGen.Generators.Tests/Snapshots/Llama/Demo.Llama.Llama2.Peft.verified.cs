@@ -47,14 +47,10 @@ namespace Demo.Llama
             register_module("layers", _layers);
             register_module("norm", _norm);
             register_module("lm_head", _lm_head);
-            {
-                var projections = new global::System.Collections.Generic.List<global::PeftGen.LoraLinear>();
-                foreach (var block in _layers) block.CollectModelLoraTargets("default", new string[] { "q_proj", "v_proj" }, projections);
-                foreach (var projection in projections) projection.AddAdapter("default", new global::PeftGen.LoraConfig(8, 16d, 0.05d, false));
-            }
             var layers = new global::System.Collections.Generic.List<global::PeftGen.PeftLayer>();
             CollectPeftLayers("", false, layers);
             Layers = layers;
+            foreach (var projection in global::PeftGen.PeftLayers.Projections(layers, "layers.*.self_attn.q_proj", "layers.*.self_attn.v_proj")) projection.AddAdapter("default", new global::PeftGen.LoraConfig(8, 16d, 0.05d, false));
             global::PeftGen.PeftModelExtensions.SetActiveAdapter(this, "default");
             OnCreated();
             RegisterComponents();

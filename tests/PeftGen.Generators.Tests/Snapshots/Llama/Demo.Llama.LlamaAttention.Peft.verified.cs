@@ -49,23 +49,5 @@ namespace Demo.Llama
             layers.Add(new global::PeftGen.PeftLayer(prefix + "v_proj", global::PeftGen.PeftLayerKind.Projection, _v_proj, global::PeftGen.WeightLayout.OutIn, trainAll));
             layers.Add(new global::PeftGen.PeftLayer(prefix + "o_proj", global::PeftGen.PeftLayerKind.Projection, _o_proj, global::PeftGen.WeightLayout.OutIn, trainAll));
         }
-
-        /// <summary>Adds the projections that a model-wide [Lora] adapter of this name and targets reaches in this block.</summary>
-        internal void CollectModelLoraTargets(string adapter, string[] targets, global::System.Collections.Generic.List<global::PeftGen.LoraLinear> projections)
-        {
-            if (targets.Length == 0 || global::System.Array.IndexOf(targets, "q_proj") >= 0) projections.Add(_q_proj);
-            if (targets.Length == 0 || global::System.Array.IndexOf(targets, "k_proj") >= 0) projections.Add(_k_proj);
-            if (targets.Length == 0 || global::System.Array.IndexOf(targets, "v_proj") >= 0) projections.Add(_v_proj);
-            if (targets.Length == 0 || global::System.Array.IndexOf(targets, "o_proj") >= 0) projections.Add(_o_proj);
-        }
-
-        /// <summary>Adds the projections that a model-wide [Quantize4Bit] reaches in this block.</summary>
-        internal void CollectModelQuantizationTargets(global::System.Collections.Generic.List<global::PeftGen.LoraLinear> projections)
-        {
-            projections.Add(_q_proj);
-            projections.Add(_k_proj);
-            projections.Add(_v_proj);
-            projections.Add(_o_proj);
-        }
     }
 }

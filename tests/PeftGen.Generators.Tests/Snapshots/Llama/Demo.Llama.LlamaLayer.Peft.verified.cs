@@ -49,19 +49,5 @@ namespace Demo.Llama
             layers.Add(new global::PeftGen.PeftLayer(prefix + "post_attention_layernorm", global::PeftGen.PeftLayerKind.RmsNorm, _post_attention_layernorm, global::PeftGen.WeightLayout.OutIn, trainAll));
             _mlp.CollectPeftLayers(prefix + "mlp.", trainAll, layers);
         }
-
-        /// <summary>Adds the projections that a model-wide [Lora] adapter of this name and targets reaches in this block.</summary>
-        internal void CollectModelLoraTargets(string adapter, string[] targets, global::System.Collections.Generic.List<global::PeftGen.LoraLinear> projections)
-        {
-            _self_attn.CollectModelLoraTargets(adapter, targets, projections);
-            _mlp.CollectModelLoraTargets(adapter, targets, projections);
-        }
-
-        /// <summary>Adds the projections that a model-wide [Quantize4Bit] reaches in this block.</summary>
-        internal void CollectModelQuantizationTargets(global::System.Collections.Generic.List<global::PeftGen.LoraLinear> projections)
-        {
-            _self_attn.CollectModelQuantizationTargets(projections);
-            _mlp.CollectModelQuantizationTargets(projections);
-        }
     }
 }

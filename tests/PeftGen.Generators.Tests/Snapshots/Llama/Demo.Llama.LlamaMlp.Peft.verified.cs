@@ -43,21 +43,5 @@ namespace Demo.Llama
             layers.Add(new global::PeftGen.PeftLayer(prefix + "up_proj", global::PeftGen.PeftLayerKind.Projection, _up_proj, global::PeftGen.WeightLayout.OutIn, trainAll));
             layers.Add(new global::PeftGen.PeftLayer(prefix + "down_proj", global::PeftGen.PeftLayerKind.Projection, _down_proj, global::PeftGen.WeightLayout.OutIn, trainAll));
         }
-
-        /// <summary>Adds the projections that a model-wide [Lora] adapter of this name and targets reaches in this block.</summary>
-        internal void CollectModelLoraTargets(string adapter, string[] targets, global::System.Collections.Generic.List<global::PeftGen.LoraLinear> projections)
-        {
-            if (targets.Length == 0 || global::System.Array.IndexOf(targets, "gate_proj") >= 0) projections.Add(_gate_proj);
-            if (targets.Length == 0 || global::System.Array.IndexOf(targets, "up_proj") >= 0) projections.Add(_up_proj);
-            if (targets.Length == 0 || global::System.Array.IndexOf(targets, "down_proj") >= 0) projections.Add(_down_proj);
-        }
-
-        /// <summary>Adds the projections that a model-wide [Quantize4Bit] reaches in this block.</summary>
-        internal void CollectModelQuantizationTargets(global::System.Collections.Generic.List<global::PeftGen.LoraLinear> projections)
-        {
-            projections.Add(_gate_proj);
-            projections.Add(_up_proj);
-            projections.Add(_down_proj);
-        }
     }
 }

@@ -47,18 +47,5 @@ namespace Demo.Tiny
             layers.Add(new global::PeftGen.PeftLayer(prefix + "down", global::PeftGen.PeftLayerKind.Projection, _down, global::PeftGen.WeightLayout.OutIn, trainAll));
             layers.Add(new global::PeftGen.PeftLayer(prefix + "ln", global::PeftGen.PeftLayerKind.LayerNorm, _ln, global::PeftGen.WeightLayout.OutIn, trainAll));
         }
-
-        /// <summary>Adds the projections that a model-wide [Lora] adapter of this name and targets reaches in this block.</summary>
-        internal void CollectModelLoraTargets(string adapter, string[] targets, global::System.Collections.Generic.List<global::PeftGen.LoraLinear> projections)
-        {
-            if (adapter != "default" && (targets.Length == 0 || global::System.Array.IndexOf(targets, "up") >= 0)) projections.Add(_up);
-            if (adapter != "default" && (targets.Length == 0 || global::System.Array.IndexOf(targets, "down") >= 0)) projections.Add(_down);
-        }
-
-        /// <summary>Adds the projections that a model-wide [Quantize4Bit] reaches in this block.</summary>
-        internal void CollectModelQuantizationTargets(global::System.Collections.Generic.List<global::PeftGen.LoraLinear> projections)
-        {
-            projections.Add(_up);
-        }
     }
 }

@@ -41,14 +41,10 @@ namespace Demo.Tiny
             register_module("wte", _wte);
             register_module("h", _h);
             register_module("head", _head);
-            {
-                var projections = new global::System.Collections.Generic.List<global::PeftGen.LoraLinear>();
-                foreach (var block in _h) block.CollectModelQuantizationTargets(projections);
-                foreach (var projection in projections) projection.QuantizeBase(new global::PeftGen.Quant4BitOptions(global::PeftGen.QuantType.Nf4, 64, true, global::PeftGen.ComputeDType.Auto));
-            }
             var layers = new global::System.Collections.Generic.List<global::PeftGen.PeftLayer>();
             CollectPeftLayers("", false, layers);
             Layers = layers;
+            foreach (var projection in global::PeftGen.PeftLayers.Projections(layers, "h.*.up")) projection.QuantizeBase(new global::PeftGen.Quant4BitOptions(global::PeftGen.QuantType.Nf4, 64, true, global::PeftGen.ComputeDType.Auto));
             global::PeftGen.PeftModelExtensions.SetActiveAdapter(this, "default");
             OnCreated();
             RegisterComponents();
