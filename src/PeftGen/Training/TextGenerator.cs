@@ -51,8 +51,8 @@ public sealed record GenerationOptions
 /// </summary>
 /// <remarks>
 /// <see cref="GenerateBatch"/> decodes prompts of equal length together, so no padding and no attention mask are
-/// needed and each row's greedy result is exactly what it would be alone; rows that have stopped ride along until the
-/// batch ends. Sampling draws from one generator seeded per call.
+/// needed and each row's greedy result is exactly what it would be alone; a row that stops leaves the batch. Sampling
+/// draws from one generator seeded per call.
 /// </remarks>
 public sealed class TextGenerator
 {
@@ -116,31 +116,36 @@ public sealed class TextGenerator
 
     private List<int>[] Decode(IReadOnlyList<int>[] prompts, GenerationOptions options, Generator generator)
     {
-        int rows = prompts.Length;
         var sequences = prompts.Select(p => p.Select(id => (long)id).ToList()).ToArray();
         var produced = prompts.Select(_ => new List<int>()).ToArray();
-        var done = new bool[rows];
+        // Rows still generating; a row leaves the batch when it stops, so later steps compute only what is needed.
+        var active = Enumerable.Range(0, prompts.Length).ToList();
         var device = model.HeadWeight.device;
-        for (int step = 0; step < options.MaxNewTokens && done.Contains(false); step++)
+        for (int step = 0; step < options.MaxNewTokens && active.Count > 0; step++)
         {
             using var scope = NewDisposeScope();
-            int length = sequences[0].Count;
+            int length = sequences[active[0]].Count;
             int start = options.MaxContext > 0 ? Math.Max(0, length - options.MaxContext) : 0;
-            var window = new long[rows * (length - start)];
-            for (int row = 0; row < rows; row++) sequences[row].CopyTo(start, window, row * (length - start), length - start);
-            var hidden = model.ForwardHidden(tensor(window, new long[] { rows, length - start }, device: device));
+            int width = length - start;
+            var window = new long[active.Count * width];
+            for (int row = 0; row < active.Count; row++) sequences[active[row]].CopyTo(start, window, row * width, width);
+            var hidden = model.ForwardHidden(tensor(window, new long[] { active.Count, width }, device: device));
             var last = hidden.select(1, -1);
             var logits = ComputePrecision.Cast(last).matmul(ComputePrecision.Cast(model.HeadWeight).t()).to(ScalarType.Float32);
-            Suppress(logits, sequences, step, options);
+            var rows = active.Select(i => sequences[i]).ToArray();
+            Suppress(logits, rows, step, options);
             var next = Choose(logits, options, generator);
-            for (int row = 0; row < rows; row++)
+            var stillActive = new List<int>(active.Count);
+            for (int row = 0; row < active.Count; row++)
             {
+                int index = active[row];
                 int token = (int)next[row];
-                sequences[row].Add(token);
-                if (done[row]) continue;
-                if (options.EndOfSequenceId == token) done[row] = true;
-                else produced[row].Add(token);
+                if (options.EndOfSequenceId == token) continue;
+                sequences[index].Add(token);
+                produced[index].Add(token);
+                stillActive.Add(index);
             }
+            active = stillActive;
         }
         return produced;
     }
