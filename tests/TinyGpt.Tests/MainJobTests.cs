@@ -7,6 +7,7 @@ using PeftGen.Checkpoints;
 using PeftGen.IO;
 using TinyGpt.Jobs;
 using TinyGpt.Models;
+using TinyGpt.Rendering;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -26,9 +27,9 @@ public sealed class MainJobTests : IDisposable
         PretrainBlock = 32,
         FineTuneSteps = 3,
         FineTuneBatch = 4,
-        TrainRecords = 40,
+        SelectionRecords = 8,
+        Evaluations = 1,
         ValidationRecords = 8,
-        GenerationRecords = 2,
         MaxNewTokens = 3,
     };
 
@@ -46,11 +47,24 @@ public sealed class MainJobTests : IDisposable
         Assert.Equal(new[] { "Full fine-tuning", "LoRA", "QLoRA (NF4)", "Prompt tuning" }, report.Methods.Select(m => m.Method));
         Assert.All(report.Methods, m =>
         {
-            Assert.True(double.IsFinite(m.ValidationLoss), m.Method);
-            Assert.InRange(m.Rouge1, 0, 1);
+            Assert.True(double.IsFinite(m.Scores.ValidationLoss), m.Method);
+            Assert.InRange(m.Scores.Rouge1.Mean, 0, 1);
+            Assert.Equal(TestSize.ValidationRecords, m.Scores.Records);
             Assert.Equal(TestSize.FineTuneSteps, m.LossCurve.Length);
+            Assert.Equal(TestSize.FineTuneSteps * TestSize.FineTuneBatch, m.TrainRecords);
+            Assert.Equal(TestSize.FineTuneSteps, m.SelectedStep);
             Assert.True(m.BaseWeightBytes > 0);
         });
+
+        // Two rows that train nothing: the best constant answer (no model, so no loss) and the untuned base.
+        Assert.Equal(new[] { "Constant answer", "Base, not fine-tuned" }, report.Baselines.Select(b => b.Name));
+        Assert.True(double.IsNaN(report.Baselines[0].Scores.ValidationLoss));
+        Assert.True(double.IsFinite(report.Baselines[1].Scores.ValidationLoss));
+        Assert.All(report.Baselines.Select(b => b.Scores).Concat(report.Methods.Select(m => m.Scores)), s =>
+            Assert.True(s.Rouge1.Lower <= s.Rouge1.Mean && s.Rouge1.Mean <= s.Rouge1.Upper));
+        var constant = report.Baselines[0].Samples.Select(x => x.Prediction).Distinct().Single();
+        Assert.Equal(Scoring.Of(ExampleData.Valid().Take(TestSize.ValidationRecords).ToList(), Enumerable.Repeat(constant, TestSize.ValidationRecords).ToList(), double.NaN, 0).Rouge1.Mean,
+            report.Baselines[0].Scores.Rouge1.Mean, 12);
         var qlora = report.Methods.Single(m => m.Method.StartsWith("QLoRA", StringComparison.Ordinal));
         var lora = report.Methods.Single(m => m.Method == "LoRA");
         Assert.True(qlora.BaseWeightBytes < lora.BaseWeightBytes, "NF4 base must be smaller");
@@ -60,6 +74,18 @@ public sealed class MainJobTests : IDisposable
             Assert.True(File.Exists(Path.Combine(context.OutputFolder, file)), file);
         using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(context.OutputFolder, "comparison.json")));
         Assert.Equal(4, json.RootElement.GetProperty("Methods").GetArrayLength());
+        Assert.Equal(2, json.RootElement.GetProperty("Baselines").GetArrayLength());
+        Assert.Contains("| Constant answer | 0 | 0 |", File.ReadAllText(Path.Combine(context.OutputFolder, "comparison.md")));
+
+        // Redirected output is Markdown: every row on one line, as many cells as the header, numbers whole.
+        var printed = new StringWriter();
+        Reports.WriteMarkdown(printed, report.Baselines, report.Methods);
+        var lines = printed.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r')).ToList();
+        var mainTable = lines.TakeWhile(l => !l.StartsWith("| Method | Learning rate", StringComparison.Ordinal)).ToList();
+        Assert.Equal(2 + report.Baselines.Count + report.Methods.Count, mainTable.Count);
+        int cells = mainTable[0].Count(c => c == '|');
+        Assert.All(mainTable, l => Assert.Equal(cells, l.Count(c => c == '|')));
+        Assert.Contains(mainTable, l => l.StartsWith($"| Full fine-tuning | {TinyGptFull.Accounting.TrainableParameters.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)} |", StringComparison.Ordinal));
         Assert.True(File.Exists(Path.Combine(context.OutputFolder, "lora", "adapter_model.safetensors")));
         Assert.True(File.Exists(Path.Combine(context.OutputFolder, "prompt", "adapter_model.safetensors")));
 
@@ -95,12 +121,58 @@ public sealed class MainJobTests : IDisposable
         }
 
         var context = RunContext.Create(TestSize, "finetune", null, "cpu", _root);
-        var result = FineTuneJob.Run(context, Method.Lora, new PeftGen.Data.Gpt2Tokenizer(), checkpoint);
+        var result = FineTuneJob.Run(context, Method.Lora, BaseFolder.Open(BaseFolder.Shipped).Tokenizer, checkpoint);
         using var adapter = SafeTensorsFile.Open(Path.Combine(result.AdapterFolder, "adapter_model.safetensors"));
         Assert.Contains("base_model.model.transformer.h.0.attn.c_attn.lora_A.weight", adapter.Names);
         Assert.Contains("base_model.model.transformer.h.3.mlp.c_proj.lora_B.weight", adapter.Names);
         var config = Assert.IsType<LoraAdapterConfig>(PeftAdapterConfig.Read(Path.Combine(result.AdapterFolder, "adapter_config.json")));
         Assert.True(config.FanInFanOut, "GPT-2's Conv1D layers need fan_in_fan_out in PEFT");
         Assert.Equal(new[] { "c_attn", "c_fc", "c_proj" }, config.TargetModules);
+    }
+}
+
+/// <summary>The shipped base and the constant-answer baseline.</summary>
+public sealed class BaseAndBaselineTests
+{
+    [Fact]
+    public void The_shipped_base_opens_with_its_digests_checked_and_a_changed_byte_is_refused()
+    {
+        var (tokenizer, recipe) = BaseFolder.Open(BaseFolder.Shipped);
+        Assert.Equal(TinyConfig.Vocab, tokenizer.VocabularySize);
+        Assert.Equal(TinyGptFull.Accounting.AllParameters, recipe.Parameters);
+        Assert.Equal((long)recipe.Steps * recipe.BatchSequences * recipe.SequenceTokens, recipe.TokensSeen);
+        Assert.True(double.IsFinite(recipe.HeldOutLoss) && recipe.HeldOutBitsPerByte > 0);
+
+        var copy = Path.Combine(Path.GetTempPath(), "peftgen-base-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            Directory.CreateDirectory(copy);
+            foreach (var file in Directory.GetFiles(BaseFolder.Shipped)) File.Copy(file, Path.Combine(copy, Path.GetFileName(file)));
+            BaseFolder.Open(copy);
+            var vocabulary = Path.Combine(copy, PeftGen.Data.TrimmedVocabularyTokenizer.FileName);
+            File.AppendAllText(vocabulary, " ");
+            Assert.Contains("SHA-256", Assert.Throws<InvalidDataException>(() => BaseFolder.Open(copy)).Message);
+        }
+        finally
+        {
+            Directory.Delete(copy, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void The_constant_answer_beats_every_frequent_definition_and_every_single_word_on_the_training_records()
+    {
+        PeftGen.Data.PromptCompletion R(string completion) => new("w (noun)", completion);
+        var train = new[]
+        {
+            R("a person who tells jokes"), R("a person who sells goods"), R("of or relating to the sea"), R("of or relating to music"),
+            R("the act of making a painting"), R("a small boat"), R("a person who tells stories"), R("make a painting"),
+        };
+        var chosen = ConstantBaseline.Choose(train);
+        // Scored with the library's ROUGE (not the baseline's own counting).
+        double Mean(string text) => train.Average(r => PeftGen.Metrics.Rouge.Score(r.Completion, text).Rouge1.F1);
+        Assert.Equal(Mean(chosen), ConstantBaseline.MeanRouge1(train.Select(r => PeftGen.Metrics.Rouge.Tokenize(r.Completion)).ToList(), PeftGen.Metrics.Rouge.Tokenize(chosen)), 12);
+        foreach (var candidate in train.Select(r => r.Completion).Concat(train.SelectMany(r => PeftGen.Metrics.Rouge.Tokenize(r.Completion))))
+            Assert.True(Mean(chosen) >= Mean(candidate), $"\"{chosen}\" {Mean(chosen):F4} < \"{candidate}\" {Mean(candidate):F4}");
     }
 }

@@ -20,7 +20,7 @@ namespace TinyGpt.Jobs;
 public static class AdapterJobs
 {
     /// <summary>Builds the right variant, loads the base and the saved folder into it.</summary>
-    public static (GptLanguageModel Model, Method Method) Load(RunContext context, string folder, bool quantized, string? basePath)
+    public static (GptLanguageModel Model, Method Method) Load(RunContext context, string folder, bool quantized, string baseFolder)
     {
         if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"Adapter folder '{folder}' does not exist.");
         var configPath = Path.Combine(folder, PeftAdapterConfig.FileName);
@@ -53,7 +53,7 @@ public static class AdapterJobs
             }
             else
             {
-                TinyModels.LoadBase(model, basePath ?? context.BaseFolder);
+                TinyModels.LoadBase(model, baseFolder);
                 if (model is TinyGptPrompt prompt) prompt.transformer.wte.LoadSoftPrompt(folder, "default");
                 else ((IPeftModel)model).LoadAdapter(folder, "default");
             }
@@ -71,9 +71,10 @@ public static class AdapterJobs
     /// <summary>Scores a JSONL file of prompt/completion records: validation loss, perplexity and ROUGE of greedy generations.</summary>
     public static string Evaluate(RunContext context, string adapter, string dataPath, bool quantized, string? basePath, int? limit)
     {
-        var (model, method) = Load(context, adapter, quantized, basePath);
+        var pretrained = BaseChoice.Resolve(context, basePath);
+        var (model, method) = Load(context, adapter, quantized, pretrained.Folder);
         using var _ = model;
-        var tokenizer = new Gpt2Tokenizer();
+        var tokenizer = pretrained.Tokenizer;
         var records = TextReaders.ReadPromptCompletions(dataPath);
         if (limit is int n) records = records.Take(n).ToList();
         var examples = new SupervisedExamples(tokenizer, context.Settings.MaxRecordTokens);
@@ -108,19 +109,20 @@ public static class AdapterJobs
     /// <summary>Generates a completion for one prompt.</summary>
     public static string Generate(RunContext context, string? adapter, string prompt, bool quantized, string? basePath, double temperature, int topK, int maxNewTokens)
     {
+        var pretrained = BaseChoice.Resolve(context, basePath);
         GptLanguageModel model;
         if (adapter is null)
         {
             model = TinyModels.Create(Method.Full);
-            TinyModels.LoadBase(model, basePath ?? context.BaseFolder);
+            TinyModels.LoadBase(model, pretrained.Folder);
             model.to(context.Device);
         }
         else
         {
-            model = Load(context, adapter, quantized, basePath).Model;
+            model = Load(context, adapter, quantized, pretrained.Folder).Model;
         }
         using var _ = model;
-        var tokenizer = new Gpt2Tokenizer();
+        var tokenizer = pretrained.Tokenizer;
         var examples = new SupervisedExamples(tokenizer, context.Settings.MaxRecordTokens);
         var ids = new TextGenerator(model).Generate(examples.EncodePrompt(prompt),
             new GenerationOptions { MaxNewTokens = maxNewTokens, Temperature = temperature, TopK = topK, Seed = context.Settings.Seed, EndOfSequenceId = tokenizer.EndOfSequenceId });

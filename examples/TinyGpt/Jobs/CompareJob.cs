@@ -4,13 +4,23 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Linq;
 using PeftGen.Data;
+using PeftGen.Precision;
+using PeftGen.Training;
 using TinyGpt.Rendering;
+using TorchSharp;
 
 namespace TinyGpt.Jobs;
 
+/// <summary>A row that trains nothing, against which the fine-tuned rows are read.</summary>
+/// <param name="Name">The row's name.</param>
+/// <param name="Description">What it answers.</param>
+/// <param name="Scores">Its scores on the validation records.</param>
+/// <param name="Samples">Its first outputs.</param>
+public sealed record BaselineResult(string Name, string Description, Scores Scores, GeneratedSample[] Samples);
+
 /// <summary>
-/// The main job: pretrain (or reuse) the tiny base, fine-tune it four ways with the same data, steps and seed,
-/// score each on the validation set, and report the comparison.
+/// The main job: take the shipped pretrained base (or pretrain one), fine-tune it four ways with the same data, steps
+/// and seed, score each on the validation set next to two baselines, and report the comparison.
 /// </summary>
 public static class CompareJob
 {
@@ -18,34 +28,70 @@ public static class CompareJob
     public static CompareReport Run(RunContext context, IReadOnlyList<Method>? methods = null)
     {
         var clock = Stopwatch.StartNew();
-        var tokenizer = new Gpt2Tokenizer();
-        var pretrained = PretrainJob.Run(context, tokenizer);
+        var settings = context.Settings;
+        var pretrained = BaseChoice.Resolve(context);
+        var tokenizer = pretrained.Tokenizer;
+        var compute = PrecisionSupport.ComputeDType(context.Precision, context.Device);
+        ConsoleReporter.Info($"Base: {(pretrained.Shipped ? "the shipped base" : pretrained.Folder)} ({pretrained.Recipe.Parameters:N0} parameters, held-out perplexity {pretrained.Recipe.HeldOutPerplexity:F1}); compute {PrecisionSupport.Name(compute)} ({context.Precision}).");
+        var data = FineTuneData.For(settings);
+
+        var baselines = new List<BaselineResult> { Constant(data), Untuned(context, pretrained, data) };
         var results = new List<MethodResult>();
         foreach (var method in methods ?? [Method.Full, Method.Lora, Method.QLora, Method.Prompt])
-            results.Add(FineTuneJob.Run(context, method, tokenizer, pretrained.BaseFolder));
+            results.Add(FineTuneJob.Run(context, method, tokenizer, pretrained.Folder, data));
 
         var report = new CompareReport(
             DateTime.Now.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture),
             $"{Environment.ProcessorCount} cores, {Environment.OSVersion}, torch threads {TorchSharp.torch.get_num_threads()}",
-            Describe(context.Settings),
-            pretrained.ValidationPerplexity,
-            pretrained.Reused,
+            Describe(settings),
+            PrecisionSupport.Name(compute),
+            pretrained.Recipe,
+            pretrained.Shipped,
+            baselines,
             results,
             clock.Elapsed.TotalSeconds);
 
-        Reports.PrintTable(results);
-        foreach (var r in results)
+        Reports.PrintTable(baselines, results);
+        foreach (var (name, samples) in baselines.Select(b => (b.Name, b.Samples)).Concat(results.Select(r => (r.Method, r.Samples))))
         {
-            foreach (var s in r.Samples.Take(2))
-                ConsoleReporter.Info($"{r.Method}: \"{s.Prompt}\" -> \"{s.Prediction}\" (reference: \"{s.Reference}\")");
+            foreach (var s in samples.Take(2))
+                ConsoleReporter.Info($"{name}: \"{s.Prompt}\" -> \"{s.Prediction}\" (reference: \"{s.Reference}\")");
         }
         var files = Reports.Write(context.OutputFolder, report);
         ConsoleReporter.Info($"Finished in {clock.Elapsed.TotalMinutes:F1} min. Results: {context.OutputFolder} ({string.Join(", ", files.Select(System.IO.Path.GetFileName))}).");
         return report;
     }
 
+    /// <summary>The best constant answer, chosen on the training records, given for every validation prompt.</summary>
+    public static BaselineResult Constant(FineTuneData data)
+    {
+        var answer = ConstantBaseline.Choose(data.Train.Concat(data.Selection).ToList());
+        var predictions = data.Valid.Select(_ => answer).ToList();
+        return new BaselineResult("Constant answer", $"\"{answer}\" for every prompt (chosen on the training split)",
+            Scoring.Of(data.Valid, predictions, double.NaN, 0), Scoring.Samples(data.Valid, predictions));
+    }
+
+    /// <summary>The pretrained base, prompted the way fine-tuning formats records, without any training.</summary>
+    public static BaselineResult Untuned(RunContext context, BaseChoice pretrained, FineTuneData data)
+    {
+        ConsoleReporter.Stage("Baseline: the pretrained base without fine-tuning");
+        using var model = TinyModels.Create(Method.Full);
+        TinyModels.LoadBase(model, pretrained.Folder);
+        model.to(context.Device);
+        model.eval();
+        var settings = context.Settings;
+        var examples = new SupervisedExamples(pretrained.Tokenizer, settings.MaxRecordTokens);
+        var valid = examples.EncodeAll(data.Valid);
+        var batches = new ExampleBatches(valid.Examples, settings.FineTuneBatch, pretrained.Tokenizer.EndOfSequenceId, settings.Seed, shuffle: false);
+        double loss;
+        using (PeftGen.Precision.ComputePrecision.Use(PrecisionSupport.ComputeDType(context.Precision, context.Device)))
+            loss = ValidationLoss.Mean(model, batches, batches.BatchesPerEpoch);
+        var (scores, predictions) = Scoring.Generate("base", new TextGenerator(model), examples, pretrained.Tokenizer, data.Valid, Scoring.Decoding(settings, context), loss);
+        return new BaselineResult("Base, not fine-tuned", "the pretrained base continuing \"prompt\\n\"", scores, Scoring.Samples(data.Valid, predictions));
+    }
+
     private static string Describe(JobSettings s) => string.Create(CultureInfo.InvariantCulture,
-        $"{(s.IsQuick ? "quick" : "default")} settings: pretrain {s.PretrainSteps} steps × {s.PretrainBatch}×{s.PretrainBlock} tokens; " +
-        $"fine-tune {s.FineTuneSteps} steps × {s.FineTuneBatch} records (≤ {s.MaxRecordTokens} tokens) from {s.TrainRecords} training records; " +
-        $"validation loss on {s.ValidationRecords} records, ROUGE on {s.GenerationRecords} greedy generations (≤ {s.MaxNewTokens} tokens); seed {s.Seed}.");
+        $"{(s.IsQuick ? "quick" : "default")} settings: fine-tune {s.FineTuneSteps} steps × {s.FineTuneBatch} records (≤ {s.MaxRecordTokens} tokens), each of {s.TrainRecords} training records once; " +
+        $"checkpoint chosen by loss on {s.SelectionRecords} held-out training records ({s.Evaluations} evaluations); validation loss and ROUGE on {s.ValidationRecords} validation records, " +
+        $"greedy decoding (≤ {s.MaxNewTokens} tokens, no repeated trigram, at least one token); ROUGE-1 intervals: 95 % percentile bootstrap, 2,000 resamples; seed {s.Seed}.");
 }

@@ -3,13 +3,14 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using PeftGen;
-using TorchSharp;
 using PeftGen.Checkpoints;
 using PeftGen.Data;
 using PeftGen.Metrics;
 using PeftGen.Training;
 using TinyGpt.Models;
 using TinyGpt.Rendering;
+using TorchSharp;
+using static TorchSharp.torch;
 
 namespace TinyGpt.Jobs;
 
@@ -23,71 +24,94 @@ public sealed record MethodResult(
     long PeakTrainingBytes,
     double MedianStepSeconds,
     double TokensPerSecond,
-    double ValidationLoss,
-    double ValidationPerplexity,
-    double Rouge1,
-    double Rouge2,
-    double RougeL,
+    double LearningRate,
+    int Steps,
+    int TrainRecords,
+    int SelectedStep,
+    string ComputeDType,
+    Scores Scores,
     int TruncatedRecords,
     string AdapterFolder,
     double[] LossCurve,
     ValidationPoint[] ValidationCurve,
     GeneratedSample[] Samples);
 
-/// <summary>Validation loss after a step.</summary>
+/// <summary>Loss on the selection split after a step.</summary>
 public sealed record ValidationPoint(int Step, double Loss);
 
-/// <summary>A generated definition next to its reference.</summary>
-public sealed record GeneratedSample(string Prompt, string Reference, string Prediction);
+/// <summary>The records one run uses, split once so that every method sees exactly the same data.</summary>
+/// <param name="Train">Training records: each is seen once (steps × batch of them).</param>
+/// <param name="Selection">Held-out training records on which the checkpoint to score is chosen.</param>
+/// <param name="Valid">valid.jsonl (all of it by default): validation loss and ROUGE.</param>
+public sealed record FineTuneData(IReadOnlyList<PromptCompletion> Train, IReadOnlyList<PromptCompletion> Selection, IReadOnlyList<PromptCompletion> Valid)
+{
+    /// <summary>A seeded shuffle of train.jsonl.gz: the first records for selection, the next for training.</summary>
+    public static FineTuneData For(JobSettings settings)
+    {
+        var shuffled = ExampleData.Sample(ExampleData.Train(), settings.SelectionRecords + settings.TrainRecords, settings.Seed);
+        return new FineTuneData(
+            shuffled.Skip(settings.SelectionRecords).ToList(),
+            shuffled.Take(settings.SelectionRecords).ToList(),
+            ExampleData.Valid().Take(settings.ValidationRecords).ToList());
+    }
+}
 
 /// <summary>Fine-tunes the pretrained base one way, evaluates it and saves what it trained.</summary>
 public static class FineTuneJob
 {
+    /// <summary>The text whose token embeddings the soft prompt starts from (PEFT's text initialisation).</summary>
+    public const string PromptInitText = "Give a short dictionary definition of the word in its part of speech.";
+
     /// <summary>Runs one method end to end.</summary>
-    public static MethodResult Run(RunContext context, Method method, ITextTokenizer tokenizer, string baseFolder)
+    public static MethodResult Run(RunContext context, Method method, ITextTokenizer tokenizer, string baseFolder, FineTuneData? data = null)
     {
         var settings = context.Settings;
+        data ??= FineTuneData.For(settings);
         ConsoleReporter.Stage($"Fine-tuning: {method.Display()} — {TinyModels.Summary(method)}");
 
         using var model = TinyModels.Create(method);
         var peft = (IPeftModel)model;
         TinyModels.LoadBase(model, baseFolder);
+        if (model is TinyGptPrompt prompt) InitializePromptFromText(prompt, tokenizer, PromptInitText);
         model.to(context.Device);
         var trainable = peft.NamedTrainableParameters();
 
         var examples = new SupervisedExamples(tokenizer, settings.MaxRecordTokens);
-        var train = examples.EncodeAll(ExampleData.Sample(ExampleData.Train(), settings.TrainRecords, settings.Seed));
-        var validRecords = ExampleData.Valid();
-        var valid = examples.EncodeAll(validRecords.Take(settings.ValidationRecords));
+        var train = examples.EncodeAll(data.Train);
+        var selection = examples.EncodeAll(data.Selection);
+        var valid = examples.EncodeAll(data.Valid);
         if (train.TruncatedCount > 0)
             ConsoleReporter.Info($"{train.TruncatedCount} of {train.Examples.Count} training records were longer than {settings.MaxRecordTokens} tokens and were truncated.");
 
         var trainBatches = new ExampleBatches(train.Examples, settings.FineTuneBatch, tokenizer.EndOfSequenceId, settings.Seed);
+        var selectionBatches = new ExampleBatches(selection.Examples, settings.FineTuneBatch, tokenizer.EndOfSequenceId, settings.Seed, shuffle: false);
         var validBatches = new ExampleBatches(valid.Examples, settings.FineTuneBatch, tokenizer.EndOfSequenceId, settings.Seed, shuffle: false);
+        double learningRate = JobSettings.FineTuneLearningRate(method);
         var options = new TrainerOptions
         {
             MaxSteps = settings.FineTuneSteps,
-            LearningRate = JobSettings.FineTuneLearningRate(method),
+            LearningRate = learningRate,
             WarmupSteps = Math.Max(1, settings.FineTuneSteps / 10),
             WeightDecay = method == Method.Full ? 0.01 : 0.0,
             Seed = settings.Seed,
-            EvaluateEvery = Math.Max(1, settings.FineTuneSteps / 3),
-            EvaluationBatches = (int)validBatches.BatchesPerEpoch,
+            EvaluateEvery = Math.Max(1, settings.FineTuneSteps / settings.Evaluations),
+            EvaluationBatches = (int)selectionBatches.BatchesPerEpoch,
+            RestoreBestEvaluation = true,
+            Precision = context.Precision,
         };
 
         ProcessMemory.TryResetPeak();
         TrainingResult result;
         using (var trainer = new PeftTrainer(model, trainable, options))
         {
-            result = ConsoleReporter.Training(method.Cli(), settings.FineTuneSteps, progress => trainer.Train(trainBatches, validBatches, progress));
+            result = ConsoleReporter.Training(method.Cli(), settings.FineTuneSteps, progress => trainer.Train(trainBatches, selectionBatches, progress));
         }
+        var selected = result.RestoredEvaluation?.Step ?? result.Steps.Count;
+        ConsoleReporter.Info($"{method.Cli()}: scoring the checkpoint of step {selected} (lowest loss on {data.Selection.Count} held-out training records; {result.ComputeDType} compute).");
 
-        var validationLoss = result.Evaluations.Count > 0 ? result.Evaluations[^1].Loss : ValidationLoss.Mean(model, validBatches, validBatches.BatchesPerEpoch);
-        var generationRecords = validRecords.Take(settings.GenerationRecords).ToList();
-        var generator = new TextGenerator(model);
-        var generation = new GenerationOptions { MaxNewTokens = settings.MaxNewTokens, Seed = settings.Seed };
-        var score = ConsoleReporter.Counted($"{method.Cli()}: generating {generationRecords.Count} definitions", generationRecords.Count,
-            progress => GenerationScoring.Run(generator, examples, tokenizer, generationRecords, generation, progress));
+        model.eval();
+        var validationLoss = ValidationLoss.Mean(model, validBatches, validBatches.BatchesPerEpoch);
+        var (scores, predictions) = Scoring.Generate(method.Cli(), new TextGenerator(model), examples, tokenizer, data.Valid, Scoring.Decoding(settings, context), validationLoss);
 
         var adapterFolder = Path.Combine(context.OutputFolder, method.Cli());
         Save(model, method, adapterFolder, BaseModelName(settings));
@@ -102,20 +126,37 @@ public static class FineTuneJob
             result.PeakResidentBytes,
             result.MedianStepSeconds,
             result.TokensPerSecond,
-            validationLoss,
-            Perplexity.FromMeanLoss(validationLoss),
-            score.Rouge.Rouge1,
-            score.Rouge.Rouge2,
-            score.Rouge.RougeL,
+            learningRate,
+            result.Steps.Count,
+            data.Train.Count,
+            selected,
+            result.ComputeDType,
+            scores,
             train.TruncatedCount,
             adapterFolder,
             result.Steps.Select(s => s.Loss).ToArray(),
             result.Evaluations.Select(e => new ValidationPoint(e.Step, e.Loss)).ToArray(),
-            generationRecords.Zip(score.Predictions, (r, p) => new GeneratedSample(r.Prompt, r.Completion, p)).Take(5).ToArray());
+            Scoring.Samples(data.Valid, predictions));
     }
 
-    /// <summary>The name adapters record as <c>base_model_name_or_path</c>: the cached base of these settings.</summary>
-    public static string BaseModelName(JobSettings settings) => $"tinygpt/{settings.PretrainKey}";
+    /// <summary>
+    /// Starts the soft prompt from the pretrained embeddings of <paramref name="text"/>'s tokens, repeated or cut to
+    /// its length (PEFT's <c>prompt_tuning_init = TEXT</c>), through the base's own tokenizer.
+    /// </summary>
+    public static void InitializePromptFromText(TinyGptPrompt model, ITextTokenizer tokenizer, string text)
+    {
+        var embedding = model.transformer.wte;
+        var prompt = embedding.SoftPrompt("default");
+        var textIds = tokenizer.Encode(text);
+        var ids = Enumerable.Range(0, prompt.VirtualTokens).Select(i => (long)textIds[i % textIds.Count]).ToArray();
+        using var _ = no_grad();
+        using var index = tensor(ids, device: embedding.Weight.device);
+        using var rows = embedding.Weight.index_select(0, index);
+        prompt.Embeddings.copy_(rows);
+    }
+
+    /// <summary>The name adapters record as <c>base_model_name_or_path</c>.</summary>
+    public static string BaseModelName(JobSettings settings) => "tinygpt-brown";
 
     /// <summary>Saves what the method trained, in the format its peers use.</summary>
     private static void Save(GptLanguageModel model, Method method, string folder, string baseModelName)

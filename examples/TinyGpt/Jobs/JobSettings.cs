@@ -5,6 +5,7 @@ using System.Text.Json.Serialization;
 namespace TinyGpt.Jobs;
 
 /// <summary>Sizes of one run of the main job. <see cref="Default"/> fits 15 minutes on 2 CPU cores, <see cref="Quick"/> 2 minutes.</summary>
+/// <remarks>The pretraining sizes apply only when a run pretrains (the <c>pretrain</c> command, <c>--pretrain</c>); by default the shipped base is used.</remarks>
 public sealed record JobSettings
 {
     /// <summary>Pretraining steps on the Brown corpus.</summary>
@@ -28,14 +29,18 @@ public sealed record JobSettings
     /// <summary>Longest fine-tuning record, in tokens (longer ones are truncated and counted).</summary>
     public int MaxRecordTokens { get; init; }
 
-    /// <summary>Training records used (the first ones of a seeded shuffle of train.jsonl.gz).</summary>
-    public int TrainRecords { get; init; }
+    /// <summary>Training records used: steps × batch, so every method sees each of them exactly once.</summary>
+    [JsonIgnore]
+    public int TrainRecords => FineTuneSteps * FineTuneBatch;
 
-    /// <summary>Validation records for loss and perplexity (all of valid.jsonl: 495).</summary>
+    /// <summary>Held-out training records on which each method's checkpoint to score is chosen (lowest loss).</summary>
+    public int SelectionRecords { get; init; }
+
+    /// <summary>Evaluations on the selection records per fine-tuning run (evenly spaced; the last is after the last step).</summary>
+    public int Evaluations { get; init; }
+
+    /// <summary>Validation records for loss, generation and ROUGE (all of valid.jsonl: 495).</summary>
     public int ValidationRecords { get; init; }
-
-    /// <summary>Validation prompts to generate definitions for and score with ROUGE.</summary>
-    public int GenerationRecords { get; init; }
 
     /// <summary>New tokens at most per generated definition.</summary>
     public int MaxNewTokens { get; init; }
@@ -49,17 +54,17 @@ public sealed record JobSettings
     /// <summary>The configuration used by <c>compare</c> with no options.</summary>
     public static JobSettings Default { get; } = new()
     {
-        PretrainSteps = 150,
-        PretrainBatch = 8,
+        PretrainSteps = 2000,
+        PretrainBatch = 16,
         PretrainBlock = 128,
-        PretrainLearningRate = 2e-3,
-        FineTuneSteps = 120,
+        PretrainLearningRate = 1.5e-3,
+        FineTuneSteps = 400,
         FineTuneBatch = 16,
-        MaxRecordTokens = 48,
-        TrainRecords = 8000,
+        MaxRecordTokens = 64,
+        SelectionRecords = 256,
+        Evaluations = 4,
         ValidationRecords = 495,
-        GenerationRecords = 100,
-        MaxNewTokens = 20,
+        MaxNewTokens = 32,
     };
 
     /// <summary>A smaller configuration that exercises every step in under two minutes.</summary>
@@ -69,13 +74,13 @@ public sealed record JobSettings
         PretrainBatch = 4,
         PretrainBlock = 64,
         PretrainLearningRate = 2e-3,
-        FineTuneSteps = 12,
+        FineTuneSteps = 24,
         FineTuneBatch = 8,
-        MaxRecordTokens = 40,
-        TrainRecords = 400,
-        ValidationRecords = 48,
-        GenerationRecords = 8,
-        MaxNewTokens = 8,
+        MaxRecordTokens = 64,
+        SelectionRecords = 32,
+        Evaluations = 2,
+        ValidationRecords = 64,
+        MaxNewTokens = 16,
         IsQuick = true,
     };
 
@@ -84,11 +89,15 @@ public sealed record JobSettings
     public string PretrainKey => string.Create(CultureInfo.InvariantCulture,
         $"tiny-s{PretrainSteps}-b{PretrainBatch}x{PretrainBlock}-lr{PretrainLearningRate:R}-seed{Seed}");
 
-    /// <summary>Learning rate per method: prompt tuning needs a much larger one, as in PEFT's examples.</summary>
+    /// <summary>
+    /// Peak learning rate per method: the adapters start from zero (LoRA's B) or far from any useful value (a soft
+    /// prompt), so they take steps 10× (LoRA) and 100× (prompt tuning) the size full fine-tuning does, as in PEFT's and
+    /// the LoRA and prompt-tuning papers' recipes.
+    /// </summary>
     public static double FineTuneLearningRate(Method method) => method switch
     {
         Method.Full => 3e-4,
-        Method.Lora or Method.QLora => 2e-3,
+        Method.Lora or Method.QLora => 3e-3,
         Method.Prompt => 3e-2,
         _ => throw new ArgumentOutOfRangeException(nameof(method), method, null),
     };

@@ -1,78 +1,127 @@
 using System;
+using System.Diagnostics;
 using System.IO;
 using System.Linq;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using PeftGen;
-using TorchSharp;
 using PeftGen.Checkpoints;
 using PeftGen.Data;
 using PeftGen.Metrics;
+using PeftGen.Precision;
 using PeftGen.Training;
 using TinyGpt.Models;
 using TinyGpt.Rendering;
+using TorchSharp;
+using static TorchSharp.torch;
 
 namespace TinyGpt.Jobs;
 
-/// <summary>Pretrains the tiny GPT on the Brown corpus, or reuses the base cached by an earlier run with the same settings.</summary>
+/// <summary>
+/// Pretrains the tiny GPT on the Brown corpus into a base folder: <c>model.safetensors</c> (bfloat16),
+/// <c>config.json</c>, the trimmed vocabulary, <c>recipe.json</c> (how it was made and how good it is) and
+/// <c>SHA256SUMS</c>. The base that ships in <c>examples/TinyGpt/Base</c> was made by this job.
+/// </summary>
 public static class PretrainJob
 {
     /// <summary>The outcome: where the base is and how good it is.</summary>
     /// <param name="BaseFolder">The base in Hugging Face layout.</param>
-    /// <param name="Reused">True when the cached base was used.</param>
-    /// <param name="ValidationPerplexity">Perplexity on held-out Brown documents.</param>
-    /// <param name="Result">The training run, when one ran.</param>
-    public sealed record Outcome(string BaseFolder, bool Reused, double ValidationPerplexity, TrainingResult? Result);
+    /// <param name="Reused">True when a cached base was used.</param>
+    /// <param name="Recipe">How the base was made and its held-out quality.</param>
+    public sealed record Outcome(string BaseFolder, bool Reused, BaseRecipe Recipe);
 
-    /// <summary>Runs (or reuses) the pretraining.</summary>
-    public static Outcome Run(RunContext context, ITextTokenizer tokenizer, bool force = false)
+    /// <summary>
+    /// Pretrains with the run's settings into <paramref name="folder"/> (default: the cache folder of these settings,
+    /// reused when it holds a base unless <paramref name="force"/>).
+    /// </summary>
+    /// <param name="context">The run.</param>
+    /// <param name="folder">Where the base goes.</param>
+    /// <param name="force">Pretrain even when the cache holds a base of these settings.</param>
+    /// <param name="snapshotEvery">Every this many steps (0: never), write the model so far to <c>{folder}.snapshot</c> as a
+    /// base (its recipe has no held-out figures), so a long run can be tried out while it goes on.</param>
+    public static Outcome Run(RunContext context, string? folder = null, bool force = false, int snapshotEvery = 0)
     {
         var settings = context.Settings;
-        var folder = context.BaseFolder;
-        var marker = Path.Combine(folder, "pretrain.json");
-        if (!force && File.Exists(marker) && File.Exists(Path.Combine(folder, "model.safetensors")))
+        folder ??= context.BaseFolder;
+        if (!force && folder == context.BaseFolder && BaseFolder.TryReadRecipe(folder) is { } cached && cached.Settings == settings.PretrainKey)
         {
-            var cached = System.Text.Json.JsonSerializer.Deserialize<CachedBase>(File.ReadAllText(marker));
-            ConsoleReporter.Info($"Reusing the pretrained base in {folder} (validation perplexity {cached?.ValidationPerplexity:F1}).");
-            return new Outcome(folder, true, cached?.ValidationPerplexity ?? double.NaN, null);
+            ConsoleReporter.Info($"Reusing the pretrained base in {folder} (held-out loss {cached.HeldOutLoss:F3}, perplexity {cached.HeldOutPerplexity:F1}).");
+            return new Outcome(folder, true, cached);
         }
 
+        var clock = Stopwatch.StartNew();
         ConsoleReporter.Stage($"Pretraining the tiny GPT ({TinyGptFull.Accounting.AllParameters:N0} parameters) on the Brown corpus");
+        var tokenizer = TrimmedVocabularyTokenizer.Select(new Gpt2Tokenizer(), VocabularyTexts(), TinyConfig.Vocab);
         var train = new PackedTextBlocks(ExampleData.PretrainParagraphs(), tokenizer, settings.PretrainBlock, settings.PretrainBatch, settings.Seed);
-        var valid = new PackedTextBlocks(ExampleData.PretrainValidParagraphs(), tokenizer, settings.PretrainBlock, settings.PretrainBatch, settings.Seed, shuffle: false);
-        ConsoleReporter.Info($"{train.TokenCount:N0} training tokens in {train.BlockCount:N0} blocks of {settings.PretrainBlock}.");
+        var validParagraphs = ExampleData.PretrainValidParagraphs();
+        var valid = new PackedTextBlocks(validParagraphs, tokenizer, settings.PretrainBlock, settings.PretrainBatch, settings.Seed, shuffle: false);
+        ConsoleReporter.Info($"{train.TokenCount:N0} training tokens in {train.BlockCount:N0} blocks of {settings.PretrainBlock} ({tokenizer.VocabularySize:N0}-token vocabulary).");
 
+        manual_seed(settings.Seed);
         using var model = new TinyGptFull();
         model.to(context.Device);
         var options = new TrainerOptions
         {
             MaxSteps = settings.PretrainSteps,
             LearningRate = settings.PretrainLearningRate,
-            WarmupSteps = Math.Max(1, settings.PretrainSteps / 10),
+            WarmupSteps = Math.Max(1, Math.Min(200, settings.PretrainSteps / 20)),
             WeightDecay = 0.1,
             Beta2 = 0.95,
             Seed = settings.Seed,
+            Precision = context.Precision,
         };
         using var trainer = new PeftTrainer(model, ((IPeftModel)model).NamedTrainableParameters(), options);
+        ConsoleReporter.Info($"Compute: {PrecisionSupport.Name(trainer.ComputeDType)} ({context.Precision}).");
+        if (snapshotEvery > 0)
+        {
+            trainer.StepCompleted += (_, step) =>
+            {
+                if (step.Step % snapshotEvery != 0) return;
+                var snapshot = new BaseRecipe($"snapshot at step {step.Step}", settings.PretrainKey, settings.Seed, step.Step, settings.PretrainBatch, settings.PretrainBlock,
+                    (long)step.Step * settings.PretrainBatch * settings.PretrainBlock, train.TokenCount, PrecisionSupport.Name(trainer.ComputeDType),
+                    Math.Round(clock.Elapsed.TotalMinutes, 1), Environment.ProcessorCount + " cores, " + CpuName(), step.Loss, double.NaN, double.NaN, double.NaN,
+                    tokenizer.VocabularySize, TinyGptFull.Accounting.AllParameters, DateTime.UtcNow.ToString("u", System.Globalization.CultureInfo.InvariantCulture));
+                BaseFolder.Write(model, tokenizer, snapshot, folder + ".snapshot");
+            };
+        }
         var result = ConsoleReporter.Training("pretrain", settings.PretrainSteps, progress => trainer.Train(train, progress: progress));
 
-        var evalBatches = Math.Min(valid.BatchesPerEpoch, settings.IsQuick ? 4 : 40);
-        var perplexity = Perplexity.FromMeanLoss(ValidationLoss.Mean(model, valid, evalBatches));
-        ConsoleReporter.Info($"Pretrained: final loss {result.Steps[^1].Loss:F3}, held-out perplexity {perplexity:F1}.");
+        // Held-out quality over every block of the held-out documents, in nats per token and bits per UTF-8 byte.
+        model.eval();
+        var (lossSum, count) = ValidationLoss.Summed(model, valid, valid.BatchesPerEpoch);
+        double heldOutLoss = lossSum / count;
+        double bytesPerToken = validParagraphs.Sum(p => System.Text.Encoding.UTF8.GetByteCount(p) + 0.0) / validParagraphs.Sum(p => tokenizer.Encode(p).Count + 0.0);
+        var recipe = new BaseRecipe(
+            Command: $"dotnet run -c Release --project examples/TinyGpt -- pretrain --pretrain-steps {settings.PretrainSteps} --precision {PrecisionSupport.Name(trainer.ComputeDType)} --output DIR",
+            Settings: settings.PretrainKey,
+            Seed: settings.Seed,
+            Steps: result.Steps.Count,
+            BatchSequences: settings.PretrainBatch,
+            SequenceTokens: settings.PretrainBlock,
+            TokensSeen: result.Steps.Sum(s => s.Tokens),
+            CorpusTokens: train.TokenCount,
+            ComputeDType: result.ComputeDType,
+            WallMinutes: Math.Round(clock.Elapsed.TotalMinutes, 1),
+            Machine: Environment.ProcessorCount + " cores, " + CpuName(),
+            FinalTrainingLoss: Math.Round(result.Steps.TakeLast(20).Average(s => s.Loss), 4),
+            HeldOutLoss: Math.Round(heldOutLoss, 4),
+            HeldOutPerplexity: Math.Round(Perplexity.FromMeanLoss(heldOutLoss), 2),
+            HeldOutBitsPerByte: Math.Round(heldOutLoss / Math.Log(2) / bytesPerToken, 4),
+            Vocabulary: tokenizer.VocabularySize,
+            Parameters: TinyGptFull.Accounting.AllParameters,
+            Date: DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", System.Globalization.CultureInfo.InvariantCulture));
+        ConsoleReporter.Info($"Pretrained: training loss {recipe.FinalTrainingLoss:F3}, held-out loss {recipe.HeldOutLoss:F3} (perplexity {recipe.HeldOutPerplexity:F1}, {recipe.HeldOutBitsPerByte:F3} bits per byte).");
 
-        var staging = folder + ".partial";
-        if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
-        PretrainedSaver.Save(model, staging, new PretrainedSaveOptions
-        {
-            TiedWeights = [TiedWeight.Gpt2Head],
-            Config = Gpt2Config(),
-        });
-        File.WriteAllText(Path.Combine(staging, "pretrain.json"), System.Text.Json.JsonSerializer.Serialize(new CachedBase(settings.PretrainKey, perplexity, result.Steps.Select(s => s.Loss).ToArray())));
-        if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
-        Directory.Move(staging, folder);
-        return new Outcome(folder, false, perplexity, result);
+        BaseFolder.Write(model, tokenizer, recipe, folder);
+        return new Outcome(folder, false, recipe);
     }
 
+    /// <summary>The texts whose token frequencies choose the trimmed vocabulary: the Brown corpus and the fine-tuning records' training split.</summary>
+    public static System.Collections.Generic.IEnumerable<string> VocabularyTexts() =>
+        ExampleData.PretrainParagraphs().Concat(ExampleData.Train().SelectMany(r => new[] { r.Prompt, r.Completion }));
+
     /// <summary>A GPT-2 <c>config.json</c> for the tiny dimensions, so the base is a loadable GPT-2-layout checkpoint.</summary>
-    public static System.Text.Json.Nodes.JsonObject Gpt2Config() => System.Text.Json.Nodes.JsonNode.Parse($$"""
+    public static JsonObject Gpt2Config(string dtype = "float32") => JsonNode.Parse($$"""
         {
           "architectures": ["GPT2LMHeadModel"],
           "model_type": "gpt2",
@@ -84,9 +133,20 @@ public static class PretrainJob
           "activation_function": "gelu_new",
           "layer_norm_epsilon": 1e-05,
           "tie_word_embeddings": true,
-          "torch_dtype": "float32"
+          "torch_dtype": "{{dtype}}"
         }
         """)!.AsObject();
 
-    private sealed record CachedBase(string Settings, double ValidationPerplexity, double[] LossCurve);
+    private static string CpuName()
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
+            return line is null ? "unknown CPU" : line[(line.IndexOf(':') + 1)..].Trim();
+        }
+        catch (IOException)
+        {
+            return "unknown CPU";
+        }
+    }
 }

@@ -1,5 +1,6 @@
 using System;
 using System.IO;
+using PeftGen.Precision;
 using static TorchSharp.torch;
 
 namespace TinyGpt.Jobs;
@@ -11,6 +12,12 @@ namespace TinyGpt.Jobs;
 /// <param name="Device">The compute device.</param>
 public sealed record RunContext(JobSettings Settings, string OutputFolder, string CacheFolder, Device Device)
 {
+    /// <summary>Training and generation precision (default: bfloat16 where the device has it fast).</summary>
+    public TrainingPrecision Precision { get; init; } = TrainingPrecision.Auto;
+
+    /// <summary>Pretrain a base with <see cref="Settings"/> (cached) instead of using the base that ships with the example.</summary>
+    public bool Pretrain { get; init; }
+
     /// <summary>The folder of the pretrained base for these settings.</summary>
     public string BaseFolder => Path.Combine(CacheFolder, Settings.PretrainKey);
 

@@ -10,47 +10,72 @@ using TinyGpt.Jobs;
 
 namespace TinyGpt.Rendering;
 
-/// <summary>The comparison as a console table, JSON, Markdown and a PNG of the loss curves.</summary>
+/// <summary>The comparison as a console table (Markdown when output is redirected), JSON, Markdown and a PNG of the loss curves.</summary>
 public static class Reports
 {
     private static readonly string[] Headers =
     [
         "Method", "Trainable params", "Trainable %", "Base weights", "Peak memory", "Median step", "Tokens/s",
-        "Val loss", "ROUGE-1", "ROUGE-2", "ROUGE-L",
+        "Val loss", "ROUGE-1 [95% CI]", "ROUGE-2", "ROUGE-L", "Empty/degenerate",
     ];
 
-    /// <summary>One row of cells per method, formatted for people.</summary>
-    public static IReadOnlyList<string[]> Rows(IReadOnlyList<MethodResult> results) => results.Select(r => new[]
+    private static readonly string[] TrainingHeaders = ["Method", "Learning rate", "Steps", "Records (each once)", "Scored checkpoint (step)", "Compute"];
+
+    /// <summary>One row of cells per baseline and method, formatted for people.</summary>
+    public static IReadOnlyList<string[]> Rows(IReadOnlyList<BaselineResult> baselines, IReadOnlyList<MethodResult> methods) =>
+        baselines.Select(b => new[] { b.Name, "0", "0", "—", "—", "—", "—" }.Concat(ScoreCells(b.Scores)).ToArray())
+            .Concat(methods.Select(r => new[]
+            {
+                r.Method,
+                r.TrainableParameters.ToString("N0", CultureInfo.InvariantCulture),
+                r.TrainablePercent.ToString("F4", CultureInfo.InvariantCulture),
+                Bytes(r.BaseWeightBytes),
+                Bytes(r.PeakTrainingBytes),
+                $"{r.MedianStepSeconds.ToString("F3", CultureInfo.InvariantCulture)} s",
+                r.TokensPerSecond.ToString("F0", CultureInfo.InvariantCulture),
+            }.Concat(ScoreCells(r.Scores)).ToArray()))
+            .ToList();
+
+    /// <summary>How each method trained.</summary>
+    public static IReadOnlyList<string[]> TrainingRows(IReadOnlyList<MethodResult> methods) => methods.Select(r => new[]
     {
         r.Method,
-        r.TrainableParameters.ToString("N0", CultureInfo.InvariantCulture),
-        r.TrainablePercent.ToString("F4", CultureInfo.InvariantCulture),
-        Bytes(r.BaseWeightBytes),
-        Bytes(r.PeakTrainingBytes),
-        $"{r.MedianStepSeconds.ToString("F3", CultureInfo.InvariantCulture)} s",
-        r.TokensPerSecond.ToString("F0", CultureInfo.InvariantCulture),
-        r.ValidationLoss.ToString("F4", CultureInfo.InvariantCulture),
-        r.Rouge1.ToString("F4", CultureInfo.InvariantCulture),
-        r.Rouge2.ToString("F4", CultureInfo.InvariantCulture),
-        r.RougeL.ToString("F4", CultureInfo.InvariantCulture),
+        r.LearningRate.ToString("G3", CultureInfo.InvariantCulture),
+        r.Steps.ToString(CultureInfo.InvariantCulture),
+        r.TrainRecords.ToString("N0", CultureInfo.InvariantCulture),
+        r.SelectedStep.ToString(CultureInfo.InvariantCulture),
+        r.ComputeDType,
     }).ToList();
 
-    /// <summary>Prints the table.</summary>
-    public static void PrintTable(IReadOnlyList<MethodResult> results)
+    /// <summary>Prints the table: boxed on a terminal, Markdown (which fits any width and parses) when redirected.</summary>
+    public static void PrintTable(IReadOnlyList<BaselineResult> baselines, IReadOnlyList<MethodResult> methods)
     {
-        var table = new Table().Border(TableBorder.Rounded);
-        foreach (var header in Headers) table.AddColumn(new TableColumn(header).RightAligned());
-        foreach (var row in Rows(results)) table.AddRow(row.Select(Markup.Escape).ToArray());
-        AnsiConsole.Write(table);
+        if (Console.IsOutputRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            WriteMarkdown(Console.Out, baselines, methods);
+            return;
+        }
+        AnsiConsole.Write(Table(Headers, Rows(baselines, methods)));
+        AnsiConsole.Write(Table(TrainingHeaders, TrainingRows(methods)));
     }
 
-    /// <summary>The table in Markdown.</summary>
-    public static string Markdown(IReadOnlyList<MethodResult> results)
+    /// <summary>Both tables in Markdown, as redirected output shows them: no width limit, one row per line.</summary>
+    public static void WriteMarkdown(TextWriter writer, IReadOnlyList<BaselineResult> baselines, IReadOnlyList<MethodResult> methods)
+    {
+        writer.WriteLine();
+        writer.Write(Markdown(Headers, Rows(baselines, methods)));
+        writer.WriteLine();
+        writer.Write(Markdown(TrainingHeaders, TrainingRows(methods)));
+        writer.WriteLine();
+    }
+
+    /// <summary>A table in Markdown.</summary>
+    public static string Markdown(IReadOnlyList<string> headers, IReadOnlyList<string[]> rows)
     {
         var md = new StringBuilder();
-        md.AppendLine("| " + string.Join(" | ", Headers) + " |");
-        md.AppendLine("|" + string.Concat(Enumerable.Repeat(" --- |", Headers.Length)));
-        foreach (var row in Rows(results)) md.AppendLine("| " + string.Join(" | ", row) + " |");
+        md.AppendLine("| " + string.Join(" | ", headers) + " |");
+        md.AppendLine("|" + string.Concat(Enumerable.Repeat(" --- |", headers.Count)));
+        foreach (var row in rows) md.AppendLine("| " + string.Join(" | ", row.Select(c => c.Replace("|", "\\|", StringComparison.Ordinal))) + " |");
         return md.ToString();
     }
 
@@ -58,12 +83,43 @@ public static class Reports
     public static IReadOnlyList<string> Write(string folder, CompareReport report)
     {
         var json = Path.Combine(folder, "comparison.json");
-        File.WriteAllText(json, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(json, JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
         var md = Path.Combine(folder, "comparison.md");
-        File.WriteAllText(md, $"# PeftGen comparison ({report.Machine}, {report.Date})\n\n{report.Settings}\n\n{Markdown(report.Methods)}");
+        var b = report.Base;
+        var text = new StringBuilder()
+            .AppendLine($"# PeftGen comparison ({report.Machine}, {report.Date})")
+            .AppendLine()
+            .AppendLine(report.Settings)
+            .AppendLine()
+            .AppendLine(string.Create(CultureInfo.InvariantCulture,
+                $"Base: {(report.ShippedBase ? "the shipped base" : "pretrained by this run")}, {b.Parameters:N0} parameters, {b.Steps} steps, {b.TokensSeen:N0} tokens seen, held-out loss {b.HeldOutLoss:F3} (perplexity {b.HeldOutPerplexity:F1}, {b.HeldOutBitsPerByte:F3} bits per byte). Compute: {report.ComputeDType}."))
+            .AppendLine()
+            .Append(Markdown(Headers, Rows(report.Baselines, report.Methods)))
+            .AppendLine()
+            .Append(Markdown(TrainingHeaders, TrainingRows(report.Methods)))
+            .AppendLine()
+            .AppendLine("Constant answer: " + report.Baselines.FirstOrDefault()?.Description);
+        File.WriteAllText(md, text.ToString());
         var png = Path.Combine(folder, "loss.png");
         LossPlot.Save(png, report.Methods);
         return [json, md, png];
+    }
+
+    private static IEnumerable<string> ScoreCells(Scores s) =>
+    [
+        double.IsNaN(s.ValidationLoss) ? "—" : s.ValidationLoss.ToString("F4", CultureInfo.InvariantCulture),
+        string.Create(CultureInfo.InvariantCulture, $"{s.Rouge1.Mean:F4} [{s.Rouge1.Lower:F3}, {s.Rouge1.Upper:F3}]"),
+        s.Rouge2.ToString("F4", CultureInfo.InvariantCulture),
+        s.RougeL.ToString("F4", CultureInfo.InvariantCulture),
+        string.Create(CultureInfo.InvariantCulture, $"{s.Empty + s.Degenerate}/{s.Records} ({100 * s.BadFraction:F1} %)"),
+    ];
+
+    private static Table Table(IReadOnlyList<string> headers, IReadOnlyList<string[]> rows)
+    {
+        var table = new Table().Border(TableBorder.Rounded);
+        foreach (var header in headers) table.AddColumn(new TableColumn(header).RightAligned());
+        foreach (var row in rows) table.AddRow(row.Select(Markup.Escape).ToArray());
+        return table;
     }
 
     private static string Bytes(long bytes) => bytes <= 0
@@ -74,5 +130,14 @@ public static class Reports
 }
 
 /// <summary>Everything a compare run measured, as written to JSON.</summary>
-public sealed record CompareReport(string Date, string Machine, string Settings, double BasePerplexity, bool BaseReused,
-    IReadOnlyList<MethodResult> Methods, double TotalSeconds);
+/// <param name="Date">When it ran.</param>
+/// <param name="Machine">Cores, OS and torch threads.</param>
+/// <param name="Settings">The run's sizes in words.</param>
+/// <param name="ComputeDType">The dtype of the matrix products (training and generation).</param>
+/// <param name="Base">How the base was made and its held-out quality.</param>
+/// <param name="ShippedBase">True when the base that ships with the example was used.</param>
+/// <param name="Baselines">Rows that train nothing.</param>
+/// <param name="Methods">The fine-tuned rows.</param>
+/// <param name="TotalSeconds">Wall time of the job.</param>
+public sealed record CompareReport(string Date, string Machine, string Settings, string ComputeDType, BaseRecipe Base, bool ShippedBase,
+    IReadOnlyList<BaselineResult> Baselines, IReadOnlyList<MethodResult> Methods, double TotalSeconds);

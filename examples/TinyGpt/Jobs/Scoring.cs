@@ -1,0 +1,84 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using PeftGen.Data;
+using PeftGen.Metrics;
+using PeftGen.Training;
+using TinyGpt.Rendering;
+
+namespace TinyGpt.Jobs;
+
+/// <summary>How one row of the comparison scores on the validation records.</summary>
+/// <param name="ValidationLoss">Mean loss per completion token over every validation record (NaN for an answer that is not a model).</param>
+/// <param name="Rouge1">Mean ROUGE-1 F1 with its 95 % bootstrap interval.</param>
+/// <param name="Rouge2">Mean ROUGE-2 F1.</param>
+/// <param name="RougeL">Mean ROUGE-L F1.</param>
+/// <param name="Records">Validation records scored.</param>
+/// <param name="Empty">Outputs with no words.</param>
+/// <param name="Degenerate">Outputs with one word repeated more than 4 times in a row.</param>
+/// <param name="GenerationSeconds">Wall time of generating the outputs.</param>
+public sealed record Scores(double ValidationLoss, MeanInterval Rouge1, double Rouge2, double RougeL, int Records, int Empty, int Degenerate, double GenerationSeconds)
+{
+    /// <summary>Empty or degenerate outputs as a fraction of the records.</summary>
+    public double BadFraction => Records == 0 ? 0 : (Empty + Degenerate) / (double)Records;
+}
+
+/// <summary>A generated definition next to its reference.</summary>
+public sealed record GeneratedSample(string Prompt, string Reference, string Prediction);
+
+/// <summary>Scores outputs the same way for every row: ROUGE against the references, an interval, and degenerate outputs.</summary>
+public static class Scoring
+{
+    /// <summary>The decoding every row uses: greedy, at least one word, no repeated trigram (Hugging Face's options of those names).</summary>
+    public static GenerationOptions Decoding(JobSettings settings, RunContext context) => new()
+    {
+        MaxNewTokens = settings.MaxNewTokens,
+        Seed = settings.Seed,
+        MinNewTokens = 1,
+        NoRepeatNGramSize = 3,
+        Precision = context.Precision,
+    };
+
+    /// <summary>Generates for every record with <paramref name="generator"/> and scores the outputs.</summary>
+    public static (Scores Scores, IReadOnlyList<string> Predictions) Generate(string label, TextGenerator generator, SupervisedExamples examples,
+        ITextTokenizer tokenizer, IReadOnlyList<PromptCompletion> records, GenerationOptions decoding, double validationLoss)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var score = ConsoleReporter.Counted($"{label}: generating {records.Count} definitions", records.Count,
+            progress => GenerationScoring.Run(generator, examples, tokenizer, records, decoding, progress));
+        return (Of(records, score.Predictions, validationLoss, clock.Elapsed.TotalSeconds), score.Predictions);
+    }
+
+    /// <summary>Scores aligned predictions against the records' completions.</summary>
+    public static Scores Of(IReadOnlyList<PromptCompletion> records, IReadOnlyList<string> predictions, double validationLoss, double seconds)
+    {
+        if (records.Count != predictions.Count) throw new ArgumentException($"{records.Count} records but {predictions.Count} predictions.", nameof(predictions));
+        var perRecord = records.Select((r, i) => Rouge.Score(r.Completion, predictions[i])).ToList();
+        var words = predictions.Select(Rouge.Tokenize).ToList();
+        return new Scores(
+            validationLoss,
+            Bootstrap.MeanInterval(perRecord.Select(s => s.Rouge1.F1).ToList()),
+            perRecord.Average(s => s.Rouge2.F1),
+            perRecord.Average(s => s.RougeL.F1),
+            records.Count,
+            words.Count(w => w.Count == 0),
+            words.Count(IsDegenerate),
+            seconds);
+    }
+
+    /// <summary>One word repeated more than 4 times in a row.</summary>
+    public static bool IsDegenerate(IReadOnlyList<string> words)
+    {
+        int run = 1;
+        for (int i = 1; i < words.Count; i++)
+        {
+            run = words[i] == words[i - 1] ? run + 1 : 1;
+            if (run > 4) return true;
+        }
+        return false;
+    }
+
+    /// <summary>The first few outputs next to their prompts and references.</summary>
+    public static GeneratedSample[] Samples(IReadOnlyList<PromptCompletion> records, IReadOnlyList<string> predictions, int count = 5) =>
+        records.Zip(predictions, (r, p) => new GeneratedSample(r.Prompt, r.Completion, p)).Take(count).ToArray();
+}
