@@ -34,7 +34,7 @@ if (args.Length == 6 && args[0] == "child-pair")
 }
 
 // Writes every configuration's base into a folder, for running or profiling one case by hand:
-//   PeftGen.Benchmarks bases DIR; PeftGen.Benchmarks child CASE DIR/CONFIG WARMUP TIMED
+//   PeftGen.Benchmarks bases DIR; PeftGen.Benchmarks child CASE DIR/CONFIG WARMUP TIMED [float32|bfloat16]
 if (args.Length == 2 && args[0] == "bases")
 {
     foreach (var config in BenchConfig.All) TrainingCases.SaveBase(config, Path.Combine(args[1], config.Name));
