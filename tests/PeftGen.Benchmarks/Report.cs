@@ -258,7 +258,7 @@ public sealed class Report
         machine,
         loadAverageAtEnd = MachineInfo.LoadAverage(),
         plan,
-        matmulFlopsPerSecond = matmul,
+        matmulCeiling = matmul,
         training = rows.Values,
         steps = training.Values,
         modelPair,
