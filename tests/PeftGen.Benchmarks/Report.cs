@@ -150,7 +150,7 @@ public sealed class Report
         md.AppendLine($"Run {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC ({plan.Name}), {machine.Processors} × {machine.Cpu}, {machine.Os}, 2 torch threads; " +
             $"matmul ceiling float32 {matmul.Float32FlopsPerSecond / 1e9:F1}, bfloat16 {matmul.BFloat16FlopsPerSecond / 1e9:F1} GFLOP/s (measured in this run). " +
             "Every trainer case runs in float32 and in bfloat16 mixed precision (bfloat16 products, float32 master weights, optimizer and softmax), " +
-            "each set explicitly; the naive loops and the step-for-step pair run in float32 only. Steps: median of {plan.TinyTimed} after {plan.TinyWarmup} warm-up " +
+            $"each set explicitly; the naive loops and the step-for-step pair run in float32 only. Steps: median of {plan.TinyTimed} after {plan.TinyWarmup} warm-up " +
             $"(small: {plan.LargeTimed} after {plan.LargeWarmup}; scaling: {plan.ScalingTimed}).");
         md.AppendLine();
         md.AppendLine("### Training steps (÷ full and % of matmul within the same precision)");
