@@ -1,18 +1,35 @@
 using PeftGen;
+using PeftGen.Precision;
+using PeftGen.Training;
 using TinyGpt.Models;
 using static TorchSharp.torch;
 
 namespace PeftGen.Benchmarks;
 
+/// <summary>The machine's matmul rate in each compute dtype, measured in the same run as the training cases.</summary>
+public sealed record MatmulCeiling(double Float32FlopsPerSecond, double BFloat16FlopsPerSecond)
+{
+    /// <summary>The ceiling of the dtype a row computed in (<c>float32</c> or <c>bfloat16</c>).</summary>
+    public double Of(string precision) => precision switch
+    {
+        "float32" => Float32FlopsPerSecond,
+        "bfloat16" => BFloat16FlopsPerSecond,
+        _ => throw new ArgumentException($"No matmul ceiling measured for {precision}.", nameof(precision)),
+    };
+}
+
 /// <summary>Kernel-level measurements that run in the main process.</summary>
 public static class MicroBenchmarks
 {
-    /// <summary>FLOP/s of a large float32 matmul (n × n by n × n: 2n³ FLOPs): the machine's compute ceiling.</summary>
-    public static double MatmulFlopsPerSecond(int n, int warmup, int timed)
+    /// <summary>
+    /// FLOP/s of a large matmul in <paramref name="dtype"/> (n × n by n × n: 2n³ FLOPs): the machine's compute ceiling
+    /// for that dtype.
+    /// </summary>
+    public static double MatmulFlopsPerSecond(int n, int warmup, int timed, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
-        var a = randn(n, n);
-        var b = randn(n, n);
+        var a = randn(n, n, dtype: dtype);
+        var b = randn(n, n, dtype: dtype);
         double seconds = Stats.Time(() => matmul(a, b).Dispose(), warmup, timed);
         return 2.0 * n * n * n / seconds;
     }
@@ -118,5 +135,43 @@ public static class MicroBenchmarks
         }
         double PairedRatio(int m) => Stats.Median(seconds[m].Zip(seconds[0], (x, b) => x / b).ToList());
         return new InferenceResult(Stats.Median(seconds[0]), Stats.Median(seconds[1]), Stats.Median(seconds[2]), PairedRatio(1), PairedRatio(2));
+    }
+
+    /// <param name="Float32Seconds">Median seconds of a float32 forward.</param>
+    /// <param name="BFloat16Seconds">Median seconds of a bfloat16 forward.</param>
+    /// <param name="BFloat16OverFloat32">Median over rounds of that round's bfloat16 ÷ float32 time.</param>
+    public sealed record InferencePrecisionResult(double Float32Seconds, double BFloat16Seconds, double BFloat16OverFloat32);
+
+    /// <summary>
+    /// Forward (logits of one batch, eval mode, no grad) of the tiny base model in float32 and in bfloat16, timed in
+    /// turn round after round (the order alternating), the ratio taken within each round before the median. Both
+    /// compute the logits as <see cref="TextGenerator"/> does: trunk, then the tied head, with the products in the
+    /// compute dtype of the scope (<see cref="ComputePrecision"/>); float32 is the plain model, bfloat16 returns
+    /// bfloat16 logits, as autocast does.
+    /// </summary>
+    public static InferencePrecisionResult InferencePrecision(int batch, int sequence, int warmup, int timed)
+    {
+        using var noGrad = no_grad();
+        using var ids = randint(TinyConfig.Vocab, [batch, sequence], dtype: ScalarType.Int64);
+        using var model = new TinyGptFull();
+        model.eval();
+        ScalarType[] dtypes = [ScalarType.Float32, ScalarType.BFloat16];
+        var seconds = dtypes.Select(_ => new List<double>()).ToArray();
+        for (int round = 0; round < warmup + timed; round++)
+        {
+            for (int k = 0; k < dtypes.Length; k++)
+            {
+                int d = (round + k) % dtypes.Length;
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                using (ComputePrecision.Use(dtypes[d]))
+                using (var scope = NewDisposeScope())
+                {
+                    ComputePrecision.Cast(model.ForwardHidden(ids)).matmul(ComputePrecision.Cast(model.HeadWeight).t());
+                }
+                if (round >= warmup) seconds[d].Add(clock.Elapsed.TotalSeconds);
+            }
+        }
+        return new InferencePrecisionResult(Stats.Median(seconds[0]), Stats.Median(seconds[1]),
+            Stats.Median(seconds[1].Zip(seconds[0], (b, f) => b / f).ToList()));
     }
 }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using PeftGen.Benchmarks;
+using PeftGen.Precision;
 using static TorchSharp.torch;
 
 // PeftGen's benchmark suite. Every training case runs in a child process of this same program, so each one's peak
@@ -11,13 +12,15 @@ var culture = CultureInfo.InvariantCulture;
 CultureInfo.DefaultThreadCurrentCulture = culture;
 CultureInfo.CurrentCulture = culture;
 
+// child|child-profile CASE DIR/CONFIG WARMUP TIMED [float32|bfloat16] (float32 when left out).
 if (args.Length >= 5 && args[0] is "child" or "child-profile")
 {
     var c = TrainingCases.Named(args[1]);
     int childWarmup = int.Parse(args[3], culture), childTimed = int.Parse(args[4], culture);
+    var precision = args.Length >= 6 ? PrecisionSupport.Parse(args[5]) : TrainingPrecision.Float32;
     object measurement = args[0] == "child"
-        ? TrainingCases.Run(c, args[2], childWarmup, childTimed)
-        : StepProfile.Run(c, args[2], childWarmup, childTimed);
+        ? TrainingCases.Run(c, args[2], childWarmup, childTimed, precision)
+        : StepProfile.Run(c, args[2], childWarmup, childTimed, precision);
     Console.WriteLine("RESULT " + JsonSerializer.Serialize(measurement));
     return 0;
 }
@@ -31,7 +34,7 @@ if (args.Length == 6 && args[0] == "child-pair")
 }
 
 // Writes every configuration's base into a folder, for running or profiling one case by hand:
-//   PeftGen.Benchmarks bases DIR; PeftGen.Benchmarks child CASE DIR/CONFIG WARMUP TIMED
+//   PeftGen.Benchmarks bases DIR; PeftGen.Benchmarks child CASE DIR/CONFIG WARMUP TIMED [float32|bfloat16]
 if (args.Length == 2 && args[0] == "bases")
 {
     foreach (var config in BenchConfig.All) TrainingCases.SaveBase(config, Path.Combine(args[1], config.Name));
@@ -68,12 +71,17 @@ try
         TrainingCases.SaveBase(config, Path.Combine(bases, config.Name));
     }
 
-    var training = new Dictionary<string, TrainingMeasurement>();
+    // A case's float32 and bfloat16 runs follow each other, so both see about the same machine load.
+    var training = new Dictionary<(string Case, TrainingPrecision Precision), TrainingMeasurement>();
     foreach (var c in TrainingCases.All)
     {
         var (warmup, timed) = plan.StepsFor(c);
-        Console.Error.WriteLine($"  training: {c.Name} ({warmup} warm-up + {timed} timed steps) ...");
-        training[c.Name] = Child<TrainingMeasurement>("child", c.Name, Path.Combine(bases, c.Config.Name), warmup.ToString(culture), timed.ToString(culture));
+        foreach (var precision in c.Precisions)
+        {
+            string dtype = PrecisionSupport.Name(TrainingCases.DTypeOf(precision));
+            Console.Error.WriteLine($"  training: {c.Name}, {dtype} ({warmup} warm-up + {timed} timed steps) ...");
+            training[(c.Name, precision)] = Child<TrainingMeasurement>("child", c.Name, Path.Combine(bases, c.Config.Name), warmup.ToString(culture), timed.ToString(culture), dtype);
+        }
     }
     // The generated and the hand-written model once more, step for step in one process and through the same
     // low-noise loop: separate runs of the naive loop, which page-faults over a gigabyte per step, differ by more than
@@ -90,12 +98,18 @@ try
     {
         var c = TrainingCases.Named(name);
         var (warmup, timed) = plan.StepsFor(c);
-        Console.Error.WriteLine($"  profile: {name} ...");
-        profiles.Add(Child<StepProfileMeasurement>("child-profile", c.Name, Path.Combine(bases, c.Config.Name), warmup.ToString(culture), Math.Min(timed, 4).ToString(culture)));
+        foreach (var precision in c.Precisions)
+        {
+            string dtype = PrecisionSupport.Name(TrainingCases.DTypeOf(precision));
+            Console.Error.WriteLine($"  profile: {name}, {dtype} ...");
+            profiles.Add(Child<StepProfileMeasurement>("child-profile", c.Name, Path.Combine(bases, c.Config.Name), warmup.ToString(culture), Math.Min(timed, 4).ToString(culture), dtype));
+        }
     }
 
-    Console.Error.WriteLine("  matmul ceiling ...");
-    double matmulFlops = MicroBenchmarks.MatmulFlopsPerSecond(quick ? 1024 : 2048, 2, quick ? 3 : 10);
+    Console.Error.WriteLine("  matmul ceiling, float32 and bfloat16 ...");
+    var matmul = new MatmulCeiling(
+        MicroBenchmarks.MatmulFlopsPerSecond(quick ? 1024 : 2048, 2, quick ? 3 : 10, ScalarType.Float32),
+        MicroBenchmarks.MatmulFlopsPerSecond(quick ? 1024 : 2048, 2, quick ? 3 : 10, ScalarType.BFloat16));
     Console.Error.WriteLine("  NF4 dequantization ...");
     var dequant = MicroBenchmarks.Dequantize(quick ? 1024 : 4096, quick ? 1024 : 4096, 2, quick ? 3 : 10);
     var quantizedBytes = MicroBenchmarks.TinyModelBase();
@@ -103,11 +117,13 @@ try
     var dropout = MicroBenchmarks.Dropout(4L << 20, 0.05, 2, quick ? 3 : 10);
     Console.Error.WriteLine("  inference ...");
     var inference = MicroBenchmarks.Inference(TrainingCases.Batch, BenchConfig.Tiny.Context, 2, quick ? 3 : 25);
+    Console.Error.WriteLine("  inference, float32 and bfloat16 ...");
+    var inferencePrecision = MicroBenchmarks.InferencePrecision(TrainingCases.Batch, BenchConfig.Tiny.Context, 2, quick ? 3 : 15);
 
     Console.Error.WriteLine("  generator compile time ...");
     var generator = PeftGen.Benchmarks.Generator.GeneratorBenchmark.Run(quick);
 
-    var report = new Report(plan, machine, matmulFlops, training, modelPair, profiles, dequant, quantizedBytes, dropout, inference, generator);
+    var report = new Report(plan, machine, matmul, training, modelPair, profiles, dequant, quantizedBytes, dropout, inference, inferencePrecision, generator);
     string markdown = report.Markdown(clock.Elapsed);
     Console.WriteLine(markdown);
     File.WriteAllText(Path.Combine(output, "results.md"), markdown);

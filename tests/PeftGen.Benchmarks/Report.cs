@@ -2,12 +2,16 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using PeftGen.Benchmarks.Generator;
+using PeftGen.Precision;
 
 namespace PeftGen.Benchmarks;
 
-/// <summary>One training case in the tables: measured values and what they are compared with.</summary>
+/// <summary>
+/// One training case in one precision in the tables: measured values and what they are compared with (full
+/// fine-tuning and the matmul ceiling of the same precision).
+/// </summary>
 public sealed record Row(
-    string Case, string Config, string Method, long Batch, long Sequence, double MedianSeconds, double TokensPerSecond,
+    string Case, string Config, string Method, string Precision, long Batch, long Sequence, double MedianSeconds, double TokensPerSecond,
     double TimeRatioToFull, double Flops, double FloorRatio, double FlopsPerSecond, double FractionOfMatmul,
     long PeakBytes, long ResidentBeforeModelBytes, long EstimatedBytes, long? HeldBetweenStepsBytes);
 
@@ -26,25 +30,27 @@ public sealed class Report
 {
     private readonly RunPlan plan;
     private readonly MachineInfo machine;
-    private readonly double matmulFlops;
-    private readonly IReadOnlyDictionary<string, TrainingMeasurement> training;
+    private readonly MatmulCeiling matmul;
+    private readonly IReadOnlyDictionary<(string Case, TrainingPrecision Precision), TrainingMeasurement> training;
     private readonly PairMeasurement modelPair;
     private readonly IReadOnlyList<StepProfileMeasurement> profiles;
     private readonly MicroBenchmarks.DequantResult dequant;
     private readonly MicroBenchmarks.QuantizedBytes quantizedBytes;
     private readonly MicroBenchmarks.DropoutResult dropout;
     private readonly MicroBenchmarks.InferenceResult inference;
+    private readonly MicroBenchmarks.InferencePrecisionResult inferencePrecision;
     private readonly GeneratorMeasurement generator;
-    private readonly Dictionary<string, Row> rows = new(StringComparer.Ordinal);
+    private readonly Dictionary<(string Case, TrainingPrecision Precision), Row> rows = [];
     private readonly List<Goal> goals = [];
 
-    public Report(RunPlan plan, MachineInfo machine, double matmulFlops, IReadOnlyDictionary<string, TrainingMeasurement> training,
+    public Report(RunPlan plan, MachineInfo machine, MatmulCeiling matmul, IReadOnlyDictionary<(string Case, TrainingPrecision Precision), TrainingMeasurement> training,
         PairMeasurement modelPair, IReadOnlyList<StepProfileMeasurement> profiles, MicroBenchmarks.DequantResult dequant, MicroBenchmarks.QuantizedBytes quantizedBytes,
-        MicroBenchmarks.DropoutResult dropout, MicroBenchmarks.InferenceResult inference, GeneratorMeasurement generator)
+        MicroBenchmarks.DropoutResult dropout, MicroBenchmarks.InferenceResult inference, MicroBenchmarks.InferencePrecisionResult inferencePrecision,
+        GeneratorMeasurement generator)
     {
         this.plan = plan;
         this.machine = machine;
-        this.matmulFlops = matmulFlops;
+        this.matmul = matmul;
         this.training = training;
         this.modelPair = modelPair;
         this.profiles = profiles;
@@ -52,8 +58,12 @@ public sealed class Report
         this.quantizedBytes = quantizedBytes;
         this.dropout = dropout;
         this.inference = inference;
+        this.inferencePrecision = inferencePrecision;
         this.generator = generator;
-        foreach (var c in TrainingCases.All) rows[c.Name] = RowOf(c);
+        foreach (var c in TrainingCases.All)
+        {
+            foreach (var precision in c.Precisions) rows[(c.Name, precision)] = RowOf(c, precision);
+        }
         AddGoals();
     }
 
@@ -66,33 +76,35 @@ public sealed class Report
         return TrainingCases.All.First(f => f.Method == "full" && f.Path == TrainingPath.Trainer && f.Config == c.Config && f.Batch == c.Batch && f.Sequence == sequence);
     }
 
-    private Row RowOf(TrainingCase c)
+    private Row RowOf(TrainingCase c, TrainingPrecision precision)
     {
-        var m = training[c.Name];
+        var m = training[(c.Name, precision)];
         var full = FullOf(c);
-        var f = training[full.Name];
+        var f = training[(full.Name, precision)];
+        double ceiling = matmul.Of(m.Precision);
         // Per token, so prompt tuning's shorter real sequence does not skew either ratio.
         double floorRatio = c.Flops / m.TokensPerStep / (full.Flops / f.TokensPerStep);
         double timeRatio = m.MedianSeconds / m.TokensPerStep / (f.MedianSeconds / f.TokensPerStep);
         return new Row(c.Name, c.Config.Name, c.Method + (c.Path == TrainingPath.Trainer ? "" : c.Path == TrainingPath.NaiveGenerated ? " (naive loop)" : " (hand-written, naive loop)"),
-            c.Batch, c.Sequence, m.MedianSeconds, m.TokensPerStep / m.MedianSeconds, timeRatio, c.Flops, floorRatio,
-            c.Flops / m.MedianSeconds, c.Flops / m.MedianSeconds / matmulFlops, m.PeakResidentBytes, m.ResidentBeforeModelBytes, m.EstimatedTrainingBytes,
+            m.Precision, c.Batch, c.Sequence, m.MedianSeconds, m.TokensPerStep / m.MedianSeconds, timeRatio, c.Flops, floorRatio,
+            c.Flops / m.MedianSeconds, c.Flops / m.MedianSeconds / ceiling, m.PeakResidentBytes, m.ResidentBeforeModelBytes, m.EstimatedTrainingBytes,
             m.HeapHeldBetweenStepsBytes);
     }
 
+    /// <summary>The goals of the benchmark issue (float32 rows), then those of mixed precision (#14).</summary>
     private void AddGoals()
     {
         foreach (var config in new[] { "tiny", "small" })
         {
             foreach (var method in new[] { "lora", "qlora", "prompt" })
             {
-                var r = rows[$"{config}-{method}"];
+                var r = rows[($"{config}-{method}", TrainingPrecision.Float32)];
                 goals.Add(Goal.AtMost($"{config} {method}: (time per token ÷ full) ÷ (FLOPs per token ÷ full)", r.TimeRatioToFull / r.FloorRatio, 1.1));
             }
             goals.Add(Goal.AtMost($"{config}: QLoRA step ÷ LoRA step", Seconds($"{config}-qlora") / Seconds($"{config}-lora"), 1.3));
         }
         goals.Add(Goal.AtMost("small: LoRA step ÷ full fine-tuning step", Seconds("small-lora") / Seconds("small-full"), 0.75));
-        goals.Add(Goal.AtLeast("small: best model FLOP/s ÷ matmul FLOP/s", rows.Values.Where(r => r.Config == "small").Max(r => r.FractionOfMatmul), 0.5));
+        goals.Add(Goal.AtLeast("small: best model FLOP/s ÷ matmul FLOP/s", rows.Values.Where(r => r.Config == "small" && r.Precision == "float32").Max(r => r.FractionOfMatmul), 0.5));
         goals.Add(Goal.AtMost("tiny: generated ÷ hand-written model, same loop, LoRA step (step for step)", modelPair.MedianRatio, 1.02));
         goals.Add(Goal.AtMost("tiny: PeftTrainer LoRA step ÷ naive hand-written LoRA step", Seconds("tiny-lora") / Seconds("tiny-naive-handwritten-lora"), 0.7));
         goals.Add(Goal.AtMost("tiny: PeftTrainer LoRA peak memory ÷ naive hand-written LoRA peak", Peak("tiny-lora") / Peak("tiny-naive-handwritten-lora"), 0.6));
@@ -103,27 +115,65 @@ public sealed class Report
         goals.Add(Goal.AtMost("generator: added to a full build of the 24-layer project (ms)", generator.GeneratorAddsMs, 100));
         goals.Add(Goal.AtMost("generator: PeftGen outputs recomputed after an unrelated edit", generator.GeneratorStepsRecomputed + generator.OutputStepsRecomputed, 0));
         goals.Add(Goal.AtMost("generator: driver time of an unrelated edit above the attribute-lookup floor (ms, \"~0\")", generator.UnrelatedEditDriverMs - generator.FloorEditDriverMs, 2));
+
+        // Mixed precision (#14): the same case in bfloat16 against float32, both from this run.
+        string[] configs = ["tiny", "small"], methods = ["full", "lora", "qlora", "prompt"];
+        foreach (var config in configs)
+        {
+            foreach (var method in methods)
+                goals.Add(Goal.AtMost($"{config} {method}: bfloat16 step ÷ float32 step", BFloat16Ratio($"{config}-{method}", Seconds), method == "full" ? 0.5 : 0.45));
+        }
+        foreach (var config in configs)
+            goals.Add(Goal.AtMost($"{config}: bfloat16 ÷ float32 peak memory, highest of full, LoRA, QLoRA, prompt", methods.Max(m => BFloat16Ratio($"{config}-{m}", Peak)), 1.0));
+        var methodCases = configs.SelectMany(config => methods.Select(method => $"{config}-{method}")).ToHashSet();
+        var otherTwins = TrainingCases.All.Where(c => c.Precisions.Length > 1 && !methodCases.Contains(c.Name));
+        goals.Add(Goal.AtMost("weights and scaling cases: bfloat16 ÷ float32 peak memory, highest", otherTwins.Max(c => BFloat16Ratio(c.Name, Peak)), 1.0));
+        goals.Add(Goal.AtMost($"inference, tiny base model over {TrainingCases.Batch} × {BenchConfig.Tiny.Context} tokens: bfloat16 forward ÷ float32 forward", inferencePrecision.BFloat16OverFloat32, 0.4));
     }
 
-    private double Seconds(string name) => training[name].MedianSeconds;
+    /// <summary>A float32 case's median step seconds.</summary>
+    private double Seconds(string name) => Seconds(name, TrainingPrecision.Float32);
 
-    private double Peak(string name) => training[name].PeakResidentBytes;
+    private double Seconds(string name, TrainingPrecision precision) => training[(name, precision)].MedianSeconds;
+
+    /// <summary>A float32 case's peak resident bytes.</summary>
+    private double Peak(string name) => Peak(name, TrainingPrecision.Float32);
+
+    private double Peak(string name, TrainingPrecision precision) => training[(name, precision)].PeakResidentBytes;
+
+    private static double BFloat16Ratio(string name, Func<string, TrainingPrecision, double> measure) =>
+        measure(name, TrainingPrecision.BFloat16) / measure(name, TrainingPrecision.Float32);
 
     public string Markdown(TimeSpan elapsed)
     {
         var md = new StringBuilder();
         md.AppendLine($"Run {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC ({plan.Name}), {machine.Processors} × {machine.Cpu}, {machine.Os}, 2 torch threads; " +
-            $"float32 matmul ceiling {matmulFlops / 1e9:F1} GFLOP/s (2048², measured in this run). Steps: median of {plan.TinyTimed} after {plan.TinyWarmup} warm-up " +
+            $"matmul ceiling float32 {matmul.Float32FlopsPerSecond / 1e9:F1}, bfloat16 {matmul.BFloat16FlopsPerSecond / 1e9:F1} GFLOP/s (measured in this run). " +
+            "Every trainer case runs in float32 and in bfloat16 mixed precision (bfloat16 products, float32 master weights, optimizer and softmax), " +
+            $"each set explicitly; the naive loops and the step-for-step pair run in float32 only. Steps: median of {plan.TinyTimed} after {plan.TinyWarmup} warm-up " +
             $"(small: {plan.LargeTimed} after {plan.LargeWarmup}; scaling: {plan.ScalingTimed}).");
         md.AppendLine();
-        md.AppendLine("### Training steps");
+        md.AppendLine("### Training steps (÷ full and % of matmul within the same precision)");
         md.AppendLine();
-        md.AppendLine("| case | config | method | batch × seq | step (s) | tokens/s | time/token ÷ full | GFLOP/step | FLOPs/token ÷ full | GFLOP/s | % of matmul | peak RSS (MB) | RSS before model (MB) | held between steps (MB) | compile-time estimate (MB) |");
-        md.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine("| case | config | method | precision | batch × seq | step (s) | tokens/s | time/token ÷ full | GFLOP/step | FLOPs/token ÷ full | GFLOP/s | % of matmul | peak RSS (MB) | RSS before model (MB) | held between steps (MB) | compile-time estimate (MB) |");
+        md.AppendLine("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in rows.Values)
         {
-            md.AppendLine($"| {r.Case} | {r.Config} | {r.Method} | {r.Batch} × {r.Sequence} | {r.MedianSeconds:F3} | {r.TokensPerSecond:F0} | {r.TimeRatioToFull:F2} | " +
+            md.AppendLine($"| {r.Case} | {r.Config} | {r.Method} | {r.Precision} | {r.Batch} × {r.Sequence} | {r.MedianSeconds:F3} | {r.TokensPerSecond:F0} | {r.TimeRatioToFull:F2} | " +
                 $"{r.Flops / 1e9:F1} | {r.FloorRatio:F2} | {r.FlopsPerSecond / 1e9:F1} | {100 * r.FractionOfMatmul:F1} | {Mb(r.PeakBytes)} | {Mb(r.ResidentBeforeModelBytes)} | {MbOrDash(r.HeldBetweenStepsBytes)} | {Mb(r.EstimatedBytes)} |");
+        }
+        md.AppendLine();
+        md.AppendLine("### float32 against bfloat16 (same case, same run)");
+        md.AppendLine();
+        md.AppendLine("| case | batch × seq | step fp32 (s) | step bf16 (s) | step bf16 ÷ fp32 | tokens/s fp32 | tokens/s bf16 | peak RSS fp32 (MB) | peak RSS bf16 (MB) | peak bf16 ÷ fp32 | held fp32 (MB) | held bf16 (MB) | held bf16 ÷ fp32 |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var c in TrainingCases.All.Where(c => c.Precisions.Length > 1))
+        {
+            var f = rows[(c.Name, TrainingPrecision.Float32)];
+            var b = rows[(c.Name, TrainingPrecision.BFloat16)];
+            string held = f.HeldBetweenStepsBytes is { } fh && b.HeldBetweenStepsBytes is { } bh && fh > 0 ? ((double)bh / fh).ToString("F2", CultureInfo.InvariantCulture) : "–";
+            md.AppendLine($"| {c.Name} | {f.Batch} × {f.Sequence} | {f.MedianSeconds:F3} | {b.MedianSeconds:F3} | {b.MedianSeconds / f.MedianSeconds:F2} | {f.TokensPerSecond:F0} | {b.TokensPerSecond:F0} | " +
+                $"{Mb(f.PeakBytes)} | {Mb(b.PeakBytes)} | {(double)b.PeakBytes / f.PeakBytes:F2} | {MbOrDash(f.HeldBetweenStepsBytes)} | {MbOrDash(b.HeldBetweenStepsBytes)} | {held} |");
         }
         md.AppendLine();
         md.AppendLine($"Generated against hand-written model, step for step in one process through the same loop (the trainer's chunked head and loss, " +
@@ -132,31 +182,35 @@ public sealed class Report
         md.AppendLine();
         md.AppendLine("### Where a step's time goes (profile: each phase timed on its own; CPU seconds and minor page faults from /proc)");
         md.AppendLine();
-        md.AppendLine("| case | phase | seconds | share | user CPU s | system CPU s | minor faults |");
-        md.AppendLine("|---|---|---:|---:|---:|---:|---:|");
+        md.AppendLine("| case | precision | phase | seconds | share | user CPU s | system CPU s | minor faults |");
+        md.AppendLine("|---|---|---|---:|---:|---:|---:|---:|");
         foreach (var p in profiles)
         {
             double sum = p.Phases.Sum(x => x.Seconds);
             foreach (var phase in p.Phases)
-                md.AppendLine($"| {p.Case} | {phase.Phase} | {phase.Seconds:F3} | {100 * phase.Seconds / sum:F0} % | {phase.UserSeconds:F2} | {phase.SystemSeconds:F2} | {phase.MinorFaults:F0} |");
+                md.AppendLine($"| {p.Case} | {p.Precision} | {phase.Phase} | {phase.Seconds:F3} | {100 * phase.Seconds / sum:F0} % | {phase.UserSeconds:F2} | {phase.SystemSeconds:F2} | {phase.MinorFaults:F0} |");
         }
         md.AppendLine();
         md.AppendLine("### Scaling (tiny: 4 layers, batch 8 × 128)");
         md.AppendLine();
-        md.AppendLine("| case | width | LoRA rank | step (s) | ÷ full at this width | FLOPs ÷ full | peak RSS (MB) | held between steps (MB) | compile-time estimate (MB) |");
-        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine("| case | width | LoRA rank | precision | step (s) | ÷ full at this width | FLOPs ÷ full | peak RSS (MB) | held between steps (MB) | compile-time estimate (MB) |");
+        md.AppendLine("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|");
         foreach (var name in new[] { "tiny-lora-r1", "tiny-lora-r4", "tiny-lora", "tiny-lora-r64", "narrow-full", "narrow-lora", "tiny-full", "wide-full", "wide-lora" })
         {
             var c = TrainingCases.Named(name);
-            var r = rows[name];
-            md.AppendLine($"| {name} | {c.Config.Width} | {(c.Rank > 0 ? c.Rank.ToString(CultureInfo.InvariantCulture) : "–")} | {r.MedianSeconds:F3} | {r.TimeRatioToFull:F2} | {r.FloorRatio:F2} | {Mb(r.PeakBytes)} | {MbOrDash(r.HeldBetweenStepsBytes)} | {Mb(r.EstimatedBytes)} |");
+            foreach (var precision in c.Precisions)
+            {
+                var r = rows[(name, precision)];
+                md.AppendLine($"| {name} | {c.Config.Width} | {(c.Rank > 0 ? c.Rank.ToString(CultureInfo.InvariantCulture) : "–")} | {r.Precision} | {r.MedianSeconds:F3} | {r.TimeRatioToFull:F2} | {r.FloorRatio:F2} | {Mb(r.PeakBytes)} | {MbOrDash(r.HeldBetweenStepsBytes)} | {Mb(r.EstimatedBytes)} |");
+            }
         }
         md.AppendLine();
         md.AppendLine("### Kernels and inference");
         md.AppendLine();
         md.AppendLine("| kernel | measured |");
         md.AppendLine("|---|---:|");
-        md.AppendLine($"| float32 matmul | {matmulFlops / 1e9:F1} GFLOP/s |");
+        md.AppendLine($"| float32 matmul | {matmul.Float32FlopsPerSecond / 1e9:F1} GFLOP/s |");
+        md.AppendLine($"| bfloat16 matmul | {matmul.BFloat16FlopsPerSecond / 1e9:F1} GFLOP/s ({matmul.BFloat16FlopsPerSecond / matmul.Float32FlopsPerSecond:F2}× float32) |");
         md.AppendLine($"| NF4 dequantize into a preallocated output ({Mb(dequant.OutputBytes)} MB) | {dequant.DequantizeBytesPerSecond / 1e9:F2} GB/s |");
         md.AppendLine($"| `copy_` into a preallocated output, same size | {dequant.CopyBytesPerSecond / 1e9:F2} GB/s |");
         md.AppendLine($"| NF4 dequantize, fresh output per call | {dequant.FreshDequantizeBytesPerSecond / 1e9:F2} GB/s |");
@@ -167,6 +221,8 @@ public sealed class Report
         md.AppendLine($"| forward, base (batch {TrainingCases.Batch} × {BenchConfig.Tiny.Context}) | {inference.BaseSeconds * 1000:F1} ms |");
         md.AppendLine($"| forward, LoRA unmerged | {inference.UnmergedLoraSeconds * 1000:F1} ms ({inference.UnmergedOverBase:F3}× base, median of paired rounds) |");
         md.AppendLine($"| forward, LoRA merged | {inference.MergedLoraSeconds * 1000:F1} ms ({inference.MergedOverBase:F3}× base, median of paired rounds) |");
+        md.AppendLine($"| forward, base, float32 (timed in turn with bfloat16) | {inferencePrecision.Float32Seconds * 1000:F1} ms |");
+        md.AppendLine($"| forward, base, bfloat16 (products and logits in bfloat16) | {inferencePrecision.BFloat16Seconds * 1000:F1} ms ({inferencePrecision.BFloat16OverFloat32:F3}× float32, median of paired rounds) |");
         md.AppendLine();
         md.AppendLine("### The generator (in-process Roslyn, warm medians)");
         md.AppendLine();
@@ -202,7 +258,7 @@ public sealed class Report
         machine,
         loadAverageAtEnd = MachineInfo.LoadAverage(),
         plan,
-        matmulFlopsPerSecond = matmulFlops,
+        matmulCeiling = matmul,
         training = rows.Values,
         steps = training.Values,
         modelPair,
@@ -211,6 +267,7 @@ public sealed class Report
         quantizedBytes,
         dropout,
         inference,
+        inferencePrecision,
         generator,
         goals,
     }, new JsonSerializerOptions { WriteIndented = true });

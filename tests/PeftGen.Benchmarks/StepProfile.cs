@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using PeftGen.Data;
+using PeftGen.Precision;
 using PeftGen.Training;
 using TinyGpt.Models;
 using TorchSharp;
@@ -11,23 +12,24 @@ namespace PeftGen.Benchmarks;
 /// <summary>Seconds, CPU time and page faults that one phase of a training step took (medians over the timed steps).</summary>
 public sealed record PhaseMeasurement(string Phase, double Seconds, double UserSeconds, double SystemSeconds, double MinorFaults);
 
-/// <summary>Where one training case's step time goes, phase by phase.</summary>
-public sealed record StepProfileMeasurement(string Case, double StepSeconds, PhaseMeasurement[] Phases);
+/// <summary>Where one training case's step time goes, phase by phase, in one precision (<c>float32</c> or <c>bfloat16</c>).</summary>
+public sealed record StepProfileMeasurement(string Case, string Precision, double StepSeconds, PhaseMeasurement[] Phases);
 
 /// <summary>
 /// A phase-by-phase profile of the trainer's step: the same operations as <see cref="PeftTrainer"/> (forward of the
 /// trunk, chunked head + loss with its gradients, backward through the trunk, gradient norm and clipping, AdamW),
 /// each timed on its own. CPU work is synchronous, so wall-clock per phase is exact; user/system CPU time and minor
 /// page faults per phase come from <c>/proc/self/stat</c> and show what is computation and what is the kernel handing
-/// out fresh memory.
+/// out fresh memory. In bfloat16 the step runs inside <see cref="ComputePrecision.Use"/>, as the trainer's does.
 /// </summary>
 public static class StepProfile
 {
     private static readonly string[] PhaseNames = ["forward (trunk)", "head + loss (chunked, with gradients)", "backward (trunk)", "gradient norm + clip", "optimizer (AdamW)", "zero gradients"];
 
-    public static StepProfileMeasurement Run(TrainingCase c, string baseFolder, int warmup, int timed)
+    public static StepProfileMeasurement Run(TrainingCase c, string baseFolder, int warmup, int timed, TrainingPrecision precision)
     {
         if (c.Path != TrainingPath.Trainer) throw new ArgumentException($"Case '{c.Name}' does not use the trainer.");
+        var dtype = TrainingCases.DTypeOf(precision);
         using var workspace = new ChunkedCrossEntropy.Workspace(); // as PeftTrainer keeps one
         using var model = (GptLanguageModel)TrainingCases.Build(c, baseFolder);
         model.train();
@@ -41,6 +43,7 @@ public static class StepProfile
             var batch = batches.GetBatch(step);
             var phases = new double[PhaseNames.Length][];
             var total = Stopwatch.StartNew();
+            using (ComputePrecision.Use(dtype))
             using (var scope = NewDisposeScope())
             {
                 var ids = batch.InputIdsTensor();
@@ -66,7 +69,7 @@ public static class StepProfile
             double Median(int field) => Stats.Median(samples.Select(s => s[i][field]).ToArray());
             result[i] = new PhaseMeasurement(PhaseNames[i], Median(0), Median(1), Median(2), Median(3));
         }
-        return new StepProfileMeasurement(c.Name, Stats.Median(steps), result);
+        return new StepProfileMeasurement(c.Name, PrecisionSupport.Name(dtype), Stats.Median(steps), result);
     }
 
     /// <summary>Wall seconds, user seconds, system seconds and minor faults of one call.</summary>

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using PeftGen.Checkpoints;
 using PeftGen.Data;
+using PeftGen.Precision;
 using PeftGen.Training;
 using TinyGpt.Models;
 using TorchSharp;
@@ -8,7 +9,8 @@ using static TorchSharp.torch;
 
 namespace PeftGen.Benchmarks;
 
-/// <summary>What one training case measured (in its own process, so its peak memory is its own).</summary>
+/// <summary>What one training case measured in one precision (in its own process, so its peak memory is its own).</summary>
+/// <param name="Precision">The dtype of the step's matrix products: <c>float32</c> or <c>bfloat16</c>.</param>
 /// <param name="HeapBeforeModelBytes">The C heap in use before the model was built (libtorch and runtime), where glibc tells.</param>
 /// <param name="HeapHeldBetweenStepsBytes">
 /// The C heap in use at the end of the last step, less <paramref name="HeapBeforeModelBytes"/>: what training holds
@@ -16,7 +18,7 @@ namespace PeftGen.Benchmarks;
 /// estimate counts; libtorch allocates CPU tensors there.
 /// </param>
 public sealed record TrainingMeasurement(
-    string Case, long Sequence, long TokensPerStep, double[] StepSeconds, double MedianSeconds,
+    string Case, string Precision, long Sequence, long TokensPerStep, double[] StepSeconds, double MedianSeconds,
     long PeakResidentBytes, long ResidentBeforeModelBytes, long EstimatedTrainingBytes,
     long? HeapBeforeModelBytes, long? HeapHeldBetweenStepsBytes)
 {
@@ -66,6 +68,15 @@ public sealed record TrainingCase(
     public const int PromptTokens = 20;
 
     public GptShape Shape => new(Config.Vocab, Config.Width, Config.Layers, Batch, Sequence);
+
+    /// <summary>
+    /// The precisions the suite runs the case in: the trainer's cases in float32 and bfloat16; the naive loops in
+    /// float32 only (the hand-written model's <c>nn.Linear</c>s and the naive loss do not read
+    /// <see cref="ComputePrecision"/>, so a "bfloat16" naive case would be mostly float32).
+    /// </summary>
+    public TrainingPrecision[] Precisions => Path == TrainingPath.Trainer
+        ? [TrainingPrecision.Float32, TrainingPrecision.BFloat16]
+        : [TrainingPrecision.Float32];
 
     /// <summary>Analytic matmul FLOPs of one step (see <see cref="ModelFlops"/>).</summary>
     public double Flops => Method switch
@@ -151,27 +162,41 @@ public static class TrainingCases
         PretrainedSaver.Save((IPeftModel)model, folder, new PretrainedSaveOptions { TiedWeights = [TiedWeight.Gpt2Head] });
     }
 
-    public static TrainingMeasurement Run(TrainingCase c, string baseFolder, int warmup, int timed)
+    /// <summary>
+    /// The compute dtype of an explicit precision (float32 or bfloat16). <see cref="TrainingPrecision.Auto"/> is
+    /// refused: a row labelled float32 must not turn into bfloat16 on a machine that has it.
+    /// </summary>
+    public static ScalarType DTypeOf(TrainingPrecision precision) => precision switch
     {
+        TrainingPrecision.Float32 => ScalarType.Float32,
+        TrainingPrecision.BFloat16 => ScalarType.BFloat16,
+        _ => throw new ArgumentException($"The benchmark runs every case in an explicit precision, not {precision}.", nameof(precision)),
+    };
+
+    public static TrainingMeasurement Run(TrainingCase c, string baseFolder, int warmup, int timed, TrainingPrecision precision)
+    {
+        if (!c.Precisions.Contains(precision)) throw new ArgumentException($"Case '{c.Name}' runs in {string.Join(" and ", c.Precisions)} only.", nameof(precision));
+        var dtype = DTypeOf(precision);
         long before = ProcessMemory.CurrentResidentBytes();
         long? heapBefore = ProcessMemory.NativeHeapInUseBytes();
         var batches = new RandomBatches(c.Batch, c.Sequence, c.Config.Vocab, seed: 7);
         using var model = Build(c, baseFolder);
         var (seconds, heapAtLastStep) = c.Path switch
         {
-            TrainingPath.Trainer => Train((GptLanguageModel)model, batches, warmup, timed),
+            TrainingPath.Trainer => Train((GptLanguageModel)model, batches, warmup, timed, precision),
             _ => Naive(model, batches, warmup, timed),
         };
-        return new TrainingMeasurement(c.Name, c.Sequence, (long)c.Batch * c.Sequence, seconds, Stats.Median(seconds),
+        return new TrainingMeasurement(c.Name, PrecisionSupport.Name(dtype), c.Sequence, (long)c.Batch * c.Sequence, seconds, Stats.Median(seconds),
             ProcessMemory.PeakResidentBytes(), before, c.EstimatedTrainingBytes, heapBefore, heapAtLastStep - heapBefore);
     }
 
     /// <summary>The library's path: PeftTrainer (chunked loss, its AdamW, clipping) over the generated trainable list.</summary>
     /// <returns>The timed steps' seconds, and the C heap in use at the end of the last step.</returns>
-    private static (double[] Seconds, long? HeapAtLastStep) Train(GptLanguageModel model, IBatchSource batches, int warmup, int timed)
+    private static (double[] Seconds, long? HeapAtLastStep) Train(GptLanguageModel model, IBatchSource batches, int warmup, int timed, TrainingPrecision precision)
     {
-        var options = new TrainerOptions { MaxSteps = warmup + timed, LearningRate = 1e-4, WeightDecay = 0.0 };
+        var options = new TrainerOptions { MaxSteps = warmup + timed, LearningRate = 1e-4, WeightDecay = 0.0, Precision = precision };
         using var trainer = new PeftTrainer(model, ((IPeftModel)model).NamedTrainableParameters(), options);
+        if (trainer.ComputeDType != DTypeOf(precision)) throw new InvalidOperationException($"The trainer computes in {trainer.ComputeDType}, not {precision}.");
         long? heap = null;
         trainer.StepCompleted += (_, _) => heap = ProcessMemory.NativeHeapInUseBytes();
         var result = trainer.Train(batches);
