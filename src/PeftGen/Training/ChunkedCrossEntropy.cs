@@ -81,9 +81,25 @@ public static class ChunkedCrossEntropy
     public sealed class Workspace : IDisposable
     {
         private Tensor? buffer;
+        private Tensor? gradient;
 
         /// <summary>Bytes held now.</summary>
-        public long Bytes => buffer is null ? 0 : buffer.NumberOfElements * buffer.ElementSize;
+        public long Bytes => (buffer is null ? 0 : buffer.NumberOfElements * buffer.ElementSize) + (gradient is null ? 0 : gradient.NumberOfElements * gradient.ElementSize);
+
+        /// <summary>
+        /// A zeroed <c>vocab × dim</c> buffer in the compute dtype that a mixed-precision call sums its chunks' weight
+        /// gradients into (one GEMM-accumulate per chunk, no vocabulary-sized allocation per chunk), kept for the next call.
+        /// </summary>
+        internal Tensor WeightGradient(long vocab, long dim, ScalarType dtype, Device device)
+        {
+            if (gradient is null || gradient.shape[0] != vocab || gradient.shape[1] != dim || gradient.dtype != dtype
+                || gradient.device_type != device.type || gradient.device_index != device.index)
+            {
+                gradient?.Dispose();
+                gradient = empty(new[] { vocab, dim }, dtype: dtype, device: device).DetachFromDisposeScope();
+            }
+            return gradient.zero_();
+        }
 
         internal Tensor Logits(long rows, long vocab, ScalarType dtype, Device device)
         {
@@ -102,6 +118,8 @@ public static class ChunkedCrossEntropy
         {
             buffer?.Dispose();
             buffer = null;
+            gradient?.Dispose();
+            gradient = null;
         }
     }
 
@@ -116,6 +134,11 @@ public static class ChunkedCrossEntropy
         var total = zeros(1, dtype: ScalarType.Float64, device: hidden.device);
         if (request.NeedsHiddenGrad) request.HiddenGrad = zeros_like(hidden);
         if (request.NeedsWeightGrad) request.WeightGrad = zeros_like(weight);
+        // Mixed precision: the chunks' products weightsᵀ·h accumulate in a buffer of the compute dtype (the GEMM itself
+        // accumulates in float32; each chunk's sum is rounded once), added to the float32 gradient at the end.
+        var lowPrecisionGrad = request.NeedsWeightGrad && product.dtype != weight.dtype
+            ? request.Workspace.WeightGradient(weight.shape[0], weight.shape[1], product.dtype, hidden.device)
+            : null;
         for (long start = 0; start < rows; start += request.ChunkSize)
         {
             using var scope = NewDisposeScope();
@@ -151,11 +174,11 @@ public static class ChunkedCrossEntropy
             if (request.NeedsWeightGrad)
             {
                 var scaled = ComputePrecision.Cast(h.mul(inverse));
-                if (weights.dtype == request.WeightGrad!.dtype && scaled.dtype == weights.dtype) request.WeightGrad!.addmm_(weights.t(), scaled);
-                else request.WeightGrad!.add_(weights.t().matmul(scaled));
+                (lowPrecisionGrad ?? request.WeightGrad!).addmm_(weights.t(), scaled.to(weights.dtype));
                 request.WeightGrad!.index_add_(0, targetRows, h.to(request.WeightGrad!.dtype), -1.0);
             }
         }
+        if (lowPrecisionGrad is not null) request.WeightGrad!.add_(lowPrecisionGrad);
         return total.squeeze(0).to(hidden.dtype);
     }
 
