@@ -157,6 +157,27 @@ public sealed partial class Nf4Tensor : IDisposable
     }
 
     /// <summary>
+    /// The 4-bit state of an all-zero weight, bit for bit what <see cref="Quantize"/> gives for one (every block's absmax
+    /// is 0, so each value scales to NaN and takes code 0; with double quantization the offset and every absmax code are
+    /// 0 too), allocated directly: a 4-bit projection's base before a checkpoint fills it.
+    /// </summary>
+    internal static Nf4Tensor Zeros(long[] shape, Quant4BitOptions options, ScalarType originalDType, Device device)
+    {
+        options.Validate();
+        var count = shape.Aggregate(1L, (a, b) => checked(a * b));
+        if (count == 0) throw new ArgumentException("Cannot quantize an empty weight.", nameof(shape));
+        var blocks = (count + options.BlockSize - 1) / options.BlockSize;
+        using var scope = NewDisposeScope();
+        var packed = zeros((count + 1) / 2, ScalarType.Byte, device);
+        Nf4Tensor result = options.DoubleQuant
+            ? new(packed, null, zeros(blocks, ScalarType.Byte, device), zeros((blocks + NestedBlockSize - 1) / NestedBlockSize, ScalarType.Float32, device),
+                null, 0f, shape.ToArray(), originalDType, options)
+            : new(packed, zeros(blocks, ScalarType.Float32, device), null, null, null, 0f, shape.ToArray(), originalDType, options);
+        result.DetachAll();
+        return result;
+    }
+
+    /// <summary>
     /// Dequantizes on this tensor's device: <c>code[nibble] × absmax[block]</c> in float32, then cast to <paramref name="dtype"/>.
     /// The caller owns (and disposes) the result.
     /// </summary>
