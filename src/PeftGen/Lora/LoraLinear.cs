@@ -370,7 +370,11 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         }
     }
 
-    /// <summary>Replaces the base weight (and bias) with values from a checkpoint, checking shapes.</summary>
+    /// <summary>
+    /// Replaces the base weight (and bias) with values from a checkpoint, checking shapes. A float base copies (and
+    /// converts) them; a 4-bit base quantizes the weight with its own settings, slice by slice and without a float32
+    /// copy, and records the weight's dtype as its original one (a bfloat16 weight saves back as bfloat16).
+    /// </summary>
     public void LoadBase(Tensor weight, Tensor? bias = null)
     {
         ArgumentNullException.ThrowIfNull(weight);
@@ -379,7 +383,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             throw new ArgumentException($"Weight shape [{string.Join(", ", weight.shape)}] does not match [{OutFeatures}, {InFeatures}].", nameof(weight));
         if (_quantized is not null)
         {
-            // A 4-bit base quantizes what it loads, on its own device, with its own settings.
+            // A 4-bit base quantizes what it loads, on its own device, with its own settings, from the dtype it arrives
+            // in (recorded as the original dtype); the old state goes only once the new one exists.
             using var onDevice = weight.to(BaseDevice);
             var quantized = Nf4Tensor.Quantize(onDevice, _quantized.Options);
             _quantized.Dispose();

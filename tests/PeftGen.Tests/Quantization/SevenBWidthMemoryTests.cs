@@ -1,4 +1,9 @@
 using System;
+using System.Collections.Generic;
+using System.Text.Json.Nodes;
+using PeftGen.Checkpoints;
+using PeftGen.IO;
+using PeftGen.Tests.IO;
 using System.Linq;
 using PeftGen.Tests.Support;
 using PeftGen.Training;
@@ -93,8 +98,8 @@ public partial class SevenBWidthMlp : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>
-/// A model of 7B widths in 4 bits is built without a float32 copy of any 4-bit weight: the smallest one (q_proj,
-/// 4096²) is 64 MiB in float32, above every slack allowed here.
+/// A model of 7B widths in 4 bits is built, and loaded from a sharded bfloat16 checkpoint, without a float32 copy of
+/// any 4-bit weight: the smallest one (q_proj, 4096²) is 64 MiB in float32, above every slack allowed here.
 /// </summary>
 [Collection(ProcessMemoryCollection.Name)]
 public sealed class SevenBWidthMemoryTests(ITestOutputHelper output)
@@ -106,6 +111,14 @@ public sealed class SevenBWidthMemoryTests(ITestOutputHelper output)
     /// the float32 bytes of the smallest 4-bit weight.
     /// </summary>
     private const long Slack = 32 * MiB;
+
+    /// <summary>
+    /// Room per value of a tensor loaded, beside <see cref="Slack"/>, as <c>Quantizing_a_7B_MLP_weight…</c> allows:
+    /// resident memory grows by up to 1.1 bytes per value more than the stored tensor and its 4-bit form while one is
+    /// quantized (measured here; the C heap's in-use bytes do not, so it is allocator and thread memory, not tensors).
+    /// A float32 copy is 4 bytes per value: for the smallest 4-bit weight (16.8 M values) 64 MiB, against 24 + 32 MiB.
+    /// </summary>
+    private const double LoadSlackPerValue = 1.5;
 
     [Fact]
     public void A_7B_width_QLoRA_model_builds_within_its_4_bit_size()
@@ -127,6 +140,53 @@ public sealed class SevenBWidthMemoryTests(ITestOutputHelper output)
         Assert.Equal(7 * SevenBWidthConfig.Layers + 1, projections.Count);
         Assert.All(projections, p => Assert.True(p.IsQuantized));
         Assert.Equal(SevenBWidthQLora.Accounting.TrainableParameters, ((IPeftModel)model).TrainableParameters().Sum(p => p.numel()));
+    }
+
+    [Fact]
+    public void A_7B_width_QLoRA_model_loads_a_sharded_bf16_checkpoint_one_tensor_at_a_time_without_a_float_copy()
+    {
+        WarmUp();
+        using var folder = new TempFolder();
+        var stored = WriteCheckpoint(folder.Path);
+        var largest = stored.Values.Max();
+        using var model = new SevenBWidthQLora();
+        var projections = ((IPeftModel)model).Projections().ToDictionary(p => p.Path, p => p.Layer);
+        var zeroState = projections.ToDictionary(p => p.Key, p => QuantTestData.Hash(p.Value.QuantizedWeight!));
+
+        using var source = new PeakPerRead(HfCheckpointSource.Open(folder.Path));
+        NativeHeap.Settle();
+        Assert.True(ProcessMemory.TryResetPeak(), "this test needs /proc/self/clear_refs to measure a peak");
+        var before = ProcessMemory.CurrentResidentBytes();
+        var started = DateTime.UtcNow;
+        var result = PretrainedLoader.Load(model, source);
+        var seconds = (DateTime.UtcNow - started).TotalSeconds;
+        var peak = source.Finish() - before;
+        output.WriteLine($"load: {seconds:F1} s, {result.LoadedTensors} tensors from {System.IO.Directory.GetFiles(folder.Path, "*.safetensors").Length} shards in {string.Join(", ", result.StoredDTypes)}, " +
+            $"peak {peak / (double)MiB:F0} MiB above the built model; largest stored tensor {largest / (double)MiB:F0} MiB");
+
+        var tooLarge = new List<string>();
+        foreach (var (key, growth) in source.GrowthPerTensor)
+        {
+            var fourBit = projections.TryGetValue(key[..^".weight".Length], out var projection) ? projection.QuantizedWeight!.StorageBytes : 0;
+            output.WriteLine($"  {key}: {growth / (double)MiB:F1} MiB (stored {stored[key] / (double)MiB:F1} MiB, 4-bit {fourBit / (double)MiB:F1} MiB)");
+            var values = stored[key] / 2;
+            if (growth > stored[key] + fourBit + Slack + LoadSlackPerValue * values) tooLarge.Add($"{key} {growth / (double)MiB:F0} MiB");
+        }
+        Assert.True(tooLarge.Count == 0,
+            $"loading grew resident memory by more than the tensor as stored, its new 4-bit form, {Slack / MiB} MiB and {LoadSlackPerValue} byte per value: {string.Join(", ", tooLarge)}");
+        Assert.True(peak <= 2 * largest, $"loading peaked {peak / (double)MiB:F0} MiB above the built model: more than twice the largest tensor");
+        Assert.Equal(stored.Count, source.GrowthPerTensor.Count);
+
+        // Every projection was filled once, from the stored bfloat16 values, which it records as its original dtype.
+        Assert.All(projections, p =>
+        {
+            Assert.Equal(ScalarType.BFloat16, p.Value.QuantizedWeight!.OriginalDType);
+            Assert.NotEqual(zeroState[p.Key], QuantTestData.Hash(p.Value.QuantizedWeight));
+        });
+        using var checkpoint = HfCheckpointSource.Open(folder.Path);
+        using var qProj = checkpoint.Read("model.layers.0.self_attn.q_proj.weight");
+        using var expected = Nf4Tensor.Quantize(qProj, new Quant4BitOptions());
+        Assert.Equal(QuantTestData.Hash(expected), QuantTestData.Hash(projections["model.layers.0.self_attn.q_proj"].QuantizedWeight!));
     }
 
     [Theory]
@@ -154,6 +214,83 @@ public sealed class SevenBWidthMemoryTests(ITestOutputHelper output)
         // allocator keeps resident (the heap's in-use bytes grow by the result only).
         Assert.True(extra <= 1.5 * weight.NumberOfElements,
             $"quantizing grew resident memory by {growth / (double)MiB:F0} MiB: {extra / (double)weight.NumberOfElements:F2} bytes per value beside the {quantized.StorageBytes / (double)MiB:F0} MiB result");
+    }
+
+    /// <summary>A sharded bfloat16 checkpoint in transformers' Llama layout; returns each tensor's stored bytes.</summary>
+    private static Dictionary<string, long> WriteCheckpoint(string folder)
+    {
+        const long v = SevenBWidthConfig.Vocab, w = SevenBWidthConfig.Width, m = SevenBWidthConfig.Mlp;
+        var shapes = new List<(string Key, long[] Shape)> { ("model.embed_tokens.weight", [v, w]) };
+        for (var i = 0; i < SevenBWidthConfig.Layers; i++)
+        {
+            var layer = $"model.layers.{i}.";
+            shapes.Add((layer + "input_layernorm.weight", [w]));
+            foreach (var name in new[] { "q_proj", "k_proj", "v_proj", "o_proj" }) shapes.Add((layer + "self_attn." + name + ".weight", [w, w]));
+            shapes.Add((layer + "post_attention_layernorm.weight", [w]));
+            shapes.Add((layer + "mlp.gate_proj.weight", [m, w]));
+            shapes.Add((layer + "mlp.up_proj.weight", [m, w]));
+            shapes.Add((layer + "mlp.down_proj.weight", [w, m]));
+        }
+        shapes.Add(("model.norm.weight", [w]));
+        shapes.Add(("lm_head.weight", [v, w]));
+
+        using var scope = NewDisposeScope();
+        manual_seed(16);
+        var tensors = shapes.ToDictionary(s => s.Key, s => empty(s.Shape, ScalarType.BFloat16).normal_(0, 0.02));
+        HfCheckpointWriter.Save(folder, tensors, new JsonObject { ["model_type"] = "llama" }, maxShardBytes: 300 * MiB);
+        return tensors.ToDictionary(t => t.Key, t => t.Value.NumberOfElements * t.Value.ElementSize);
+    }
+
+    /// <summary>
+    /// A checkpoint source that measures, for each tensor read, the peak resident memory from that read until the next
+    /// one, above the resident memory at its start: what reading and storing that tensor cost. The C heap's free memory
+    /// is given back and the peak reset at every read, so the load's overall peak is the largest of the intervals' peaks.
+    /// </summary>
+    private sealed class PeakPerRead(ICheckpointSource inner) : ICheckpointSource
+    {
+        private string? _current;
+        private long _start;
+        private long _peak;
+
+        public List<(string Key, long Growth)> GrowthPerTensor { get; } = new();
+
+        public string Description => inner.Description;
+
+        public IReadOnlyCollection<string> Names => inner.Names;
+
+        public IReadOnlyList<string> Problems => inner.Problems;
+
+        public JsonObject? Config => inner.Config;
+
+        public CheckpointTensorInfo Info(string name) => inner.Info(name);
+
+        public Tensor Read(string name)
+        {
+            Close();
+            // What the C heap keeps resident of the tensors already done is not this tensor's cost: give it back first.
+            NativeHeap.Trim();
+            ProcessMemory.TryResetPeak();
+            _start = ProcessMemory.CurrentResidentBytes();
+            _current = name;
+            return inner.Read(name);
+        }
+
+        /// <summary>Closes the last tensor's interval; returns the peak resident memory of the whole load.</summary>
+        public long Finish()
+        {
+            Close();
+            return _peak;
+        }
+
+        private void Close()
+        {
+            var peak = ProcessMemory.PeakResidentBytes();
+            _peak = Math.Max(_peak, peak);
+            if (_current is not null) GrowthPerTensor.Add((_current, peak - _start));
+            _current = null;
+        }
+
+        public void Dispose() => inner.Dispose();
     }
 
     /// <summary>
