@@ -99,7 +99,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         ? FloatWeight
         : throw new InvalidOperationException("The base weight is stored in 4 bits; use QuantizedWeight (or DequantizedWeight) instead of Weight.");
 
-    /// <summary>True once <see cref="QuantizeBase"/> has stored the base weight in 4 bits.</summary>
+    /// <summary>True when the base weight is stored in 4 bits: built so, or since <see cref="QuantizeBase"/>.</summary>
     public bool IsQuantized => _quantized is not null;
 
     /// <summary>The 4-bit settings of the base, or null when it is not quantized.</summary>

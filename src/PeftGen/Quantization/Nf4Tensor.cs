@@ -239,9 +239,9 @@ public sealed partial class Nf4Tensor : IDisposable
     private static long GreatestCommonDivisor(long a, long b) => b == 0 ? a : GreatestCommonDivisor(b, a % b);
 
     /// <summary>
-    /// The 4-bit state of an all-zero weight, bit for bit what <see cref="Quantize(Tensor, Quant4BitOptions)"/> gives for one (every block's absmax
-    /// is 0, so each value scales to NaN and takes code 0; with double quantization the offset and every absmax code are
-    /// 0 too), allocated directly: a 4-bit projection's base before a checkpoint fills it.
+    /// The 4-bit state of an all-zero weight, bit for bit what <see cref="Quantize(Tensor, Quant4BitOptions)"/> gives
+    /// for one (every block's absmax is 0, so each value scales to NaN and takes code 0; with double quantization the
+    /// offset and every absmax code are 0 too), allocated directly: a 4-bit projection's base before a checkpoint fills it.
     /// </summary>
     internal static Nf4Tensor Zeros(long[] shape, Quant4BitOptions options, ScalarType originalDType, Device device)
     {

@@ -198,7 +198,6 @@ public sealed class SevenBWidthMemoryTests(ITestOutputHelper output)
         WarmUp();
         using var weight = randn(SevenBWidthConfig.Mlp, SevenBWidthConfig.Width).to(dtype);
         var options = new Quant4BitOptions(QuantType.Nf4, 64, doubleQuant);
-        using (Nf4Tensor.Quantize(randn(64, 64), options)) { }
         NativeHeap.Settle();
         Assert.True(ProcessMemory.TryResetPeak(), "this test needs /proc/self/clear_refs to measure a peak");
         var before = ProcessMemory.CurrentResidentBytes();
@@ -294,8 +293,9 @@ public sealed class SevenBWidthMemoryTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// Runs every kind of layer once at a tiny size, so the measurement does not count libtorch's first use in the
-    /// process (its code pages and thread pool, about 120 MiB here when this test runs alone).
+    /// Runs every kind of layer once at a small size, and quantizes a bfloat16 weight large enough for the kernel's
+    /// workers, so the measurement does not count first uses in the process: libtorch's code pages and thread pool
+    /// (about 120 MiB here when this test runs alone), and the worker threads' stacks and C-heap arenas.
     /// </summary>
     private static void WarmUp()
     {
@@ -305,5 +305,7 @@ public sealed class SevenBWidthMemoryTests(ITestOutputHelper output)
         using var embedding = new TokenEmbedding(64, 64);
         using var norm = new RmsNorm(64, 1e-5);
         projection.forward(norm.forward(embedding.forward(arange(8).view(1, 8)))).sum().item<float>();
+        projection.LoadBase(randn(64, 64).to(ScalarType.BFloat16));
+        using (Nf4Tensor.Quantize(randn(1024, 1024, dtype: ScalarType.BFloat16), new Quant4BitOptions())) { }
     }
 }
