@@ -104,7 +104,7 @@ public sealed class AccountingTests
         => Assert.Equal(expected, ParameterAccounting.Summary(trainable, all));
 
     private static ResolvedLayer Layer(string path, long instances, long parameters, params ResolvedAdapter[] adapters)
-        => new(path, LayerKind.Linear, instances, parameters, 0, null, false, false, adapters.ToEquatableArray());
+        => new(path, LayerKind.Linear, instances, parameters, 0, null, false, adapters.ToEquatableArray());
 
     private static ResolvedAdapter Adapter(string name, long parameters)
         => new(new AdapterSpec(name, 1, 1, 0, false, EquatableArray<LoraTarget>.Empty, null, null), parameters, FromModel: false);

@@ -15,6 +15,7 @@ public static class ParamsReport
         new(nameof(Gpt2SmallLora), Gpt2SmallLora.Accounting.Summary, Gpt2SmallLora.Accounting.TrainingBytes, Gpt2SmallLora.Accounting.FullFineTuningTrainingBytes, Gpt2SmallLora.Accounting.WeightBytes),
         new(nameof(Gpt2MediumLora), Gpt2MediumLora.Accounting.Summary, Gpt2MediumLora.Accounting.TrainingBytes, Gpt2MediumLora.Accounting.FullFineTuningTrainingBytes, Gpt2MediumLora.Accounting.WeightBytes),
         new(nameof(Llama2_7BLora), Llama2_7BLora.Accounting.Summary, Llama2_7BLora.Accounting.TrainingBytes, Llama2_7BLora.Accounting.FullFineTuningTrainingBytes, Llama2_7BLora.Accounting.WeightBytes),
+        new(nameof(Llama2_7BQLora), Llama2_7BQLora.Accounting.Summary, Llama2_7BQLora.Accounting.TrainingBytes, Llama2_7BQLora.Accounting.FullFineTuningTrainingBytes, Llama2_7BQLora.Accounting.WeightBytes),
         new(nameof(TinyLlamaLora), TinyLlamaLora.Accounting.Summary, TinyLlamaLora.Accounting.TrainingBytes, TinyLlamaLora.Accounting.FullFineTuningTrainingBytes, TinyLlamaLora.Accounting.WeightBytes),
         new(nameof(TinyGptFull), TinyGptFull.Accounting.Summary, TinyGptFull.Accounting.TrainingBytes, TinyGptFull.Accounting.FullFineTuningTrainingBytes, TinyGptFull.Accounting.WeightBytes),
         new(nameof(TinyGptLora), TinyGptLora.Accounting.Summary, TinyGptLora.Accounting.TrainingBytes, TinyGptLora.Accounting.FullFineTuningTrainingBytes, TinyGptLora.Accounting.WeightBytes),

@@ -101,7 +101,8 @@ internal static class ClassEmitter
         if (model is null)
         {
             writer.WriteLine($"/// <summary>Builds the block's layers for a model of dimensions <paramref name=\"dims\"/>.</summary>");
-            writer.OpenBlock($"public {name}({RuntimeNames.ModelDims} dims) : base({Literals.String(name)})");
+            writer.WriteLine($"/// <param name=\"{QuantEmitter.ModelQuantizationParameter}\">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own are built in 4 bits with it (null: none).</param>");
+            writer.OpenBlock($"public {name}({RuntimeNames.ModelDims} dims, global::PeftGen.Quant4BitOptions? {QuantEmitter.ModelQuantizationParameter} = null) : base({Literals.String(name)})");
             writer.WriteLine("Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));");
         }
         else
@@ -123,7 +124,6 @@ internal static class ClassEmitter
             writer.WriteLine($"var layers = new {RuntimeNames.LayerList}();");
             writer.WriteLine($"CollectPeftLayers(\"\", {Literals.Bool(type.Root!.TrainAll)}, layers);");
             writer.WriteLine("Layers = layers;");
-            QuantEmitter.WriteModelQuantization(writer, model);
             LoraEmitter.WriteModelAdapters(writer, model);
             if (type.Root.TrainAll)
             {
@@ -150,8 +150,7 @@ internal static class ClassEmitter
         switch (member.Kind)
         {
             case LayerKind.Linear:
-                writer.WriteLine($"{field} = new {RuntimeNames.LoraLinear}({d[0]}, {d[1]}, {Literals.Bool(member.Bias)});");
-                QuantEmitter.WriteQuantize(writer, type, member, field);
+                writer.WriteLine($"{field} = new {RuntimeNames.LoraLinear}({d[0]}, {d[1]}, {Literals.Bool(member.Bias)}{QuantEmitter.ProjectionArgument(type, member, type.Root is not null)});");
                 LoraEmitter.WriteAddAdapters(writer, type, member, field);
                 if (member.Trainable) writer.WriteLine($"{field}.SetBaseTrainable(true);");
                 return;
@@ -173,10 +172,10 @@ internal static class ClassEmitter
                 return;
             case LayerKind.Stack:
                 writer.WriteLine($"{field} = new {member.PropertyType}();");
-                writer.WriteLine($"for (var i = 0L; i < {d[0]}; i++) {field}.Add(new {member.BlockType}(dims));");
+                writer.WriteLine($"for (var i = 0L; i < {d[0]}; i++) {field}.Add(new {member.BlockType}(dims{QuantEmitter.BlockArgument(type)}));");
                 return;
             default:
-                writer.WriteLine($"{field} = new {member.BlockType}(dims);");
+                writer.WriteLine($"{field} = new {member.BlockType}(dims{QuantEmitter.BlockArgument(type)});");
                 return;
         }
     }

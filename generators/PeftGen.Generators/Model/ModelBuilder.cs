@@ -173,7 +173,7 @@ internal static class ModelBuilder
                             LayerKind.RmsNorm => dims[0]!.Value,
                             _ => checked(dims[0]!.Value * dims[1]!.Value),
                         };
-                        Layers.Add(new ResolvedLayer(path, member.Kind, instances, parameters, 0, null, false,
+                        Layers.Add(new ResolvedLayer(path, member.Kind, instances, parameters, 0, null,
                             member.Trainable || _root.Root!.TrainAll, EquatableArray<ResolvedAdapter>.Empty));
                         break;
                 }
@@ -191,13 +191,11 @@ internal static class ModelBuilder
                 adapters.Add(new ResolvedAdapter(adapter, checked(adapter.Rank * perInstance), FromModel: true));
             LoraResolution.CheckRanks(adapters, inFeatures, outFeatures, type.Type.Name + "." + member.Name, _root.Type.Name, Diagnostics);
 
-            var classQuantization = QuantResolution.ClassQuantization(type, member);
-            var quantization = classQuantization ?? QuantResolution.ModelQuantization(_root, type, member);
+            var quantization = QuantResolution.ClassQuantization(type, member) ?? QuantResolution.ModelQuantization(_root, type, member);
             var weight = checked(inFeatures * outFeatures);
             var parameters = checked(weight + (member.Bias ? outFeatures : 0));
             Layers.Add(new ResolvedLayer(path, LayerKind.Linear, instances, parameters, quantization is null ? 0 : weight,
-                quantization, QuantizationFromModel: classQuantization is null && quantization is not null,
-                member.Trainable || _root.Root!.TrainAll, adapters.ToEquatableArray()));
+                quantization, member.Trainable || _root.Root!.TrainAll, adapters.ToEquatableArray()));
         }
     }
 }

@@ -23,8 +23,6 @@ internal sealed record ResolvedAdapter(AdapterSpec Adapter, long Parameters, boo
 /// <param name="Instances">How many times the member exists in the model (a member of a 12-block stack has 12).</param>
 /// <param name="BaseParameters">Parameters of the layer's own weights, per instance.</param>
 /// <param name="QuantizedValues">Values of the weight stored in 4 bits, per instance (0 when not quantized).</param>
-/// <param name="QuantizationFromModel">The 4-bit setting is the model class's, on a block's projection: the model's
-/// constructor applies it, by path.</param>
 /// <param name="Trainable">Whether the layer's own weights train ([Trainable], or [Trainable] on the model class).</param>
 internal sealed record ResolvedLayer(
     string Path,
@@ -33,7 +31,6 @@ internal sealed record ResolvedLayer(
     long BaseParameters,
     long QuantizedValues,
     QuantSpec? Quantization,
-    bool QuantizationFromModel,
     bool Trainable,
     EquatableArray<ResolvedAdapter> Adapters);
 

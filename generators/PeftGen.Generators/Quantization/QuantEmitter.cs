@@ -5,26 +5,32 @@ using PeftGen.Generators.Model;
 namespace PeftGen.Generators.Quantization;
 
 /// <summary>
-/// Emits 4-bit storage of projection bases: in a class's constructor, what that class decides (the member's or its
-/// class's setting); in the model's constructor, the model class's setting on the block projections the resolution
-/// gave it.
+/// Emits 4-bit storage of projection bases as a constructor argument, so a 4-bit projection is built in 4 bits and no
+/// float weight of it ever exists: in a class's constructor, what that class decides (the member's or its class's
+/// setting); in a block, the model class's setting, which the model hands down through every block constructor.
 /// </summary>
 internal static class QuantEmitter
 {
+    /// <summary>The block constructor's parameter that carries the model class's <c>[Quantize4Bit]</c>, or null.</summary>
+    public const string ModelQuantizationParameter = "modelQuantization";
+
     public static string NewOptions(QuantSpec quant)
         => $"new global::PeftGen.Quant4BitOptions({RuntimeNames.QuantType(quant.QuantType)}, {Literals.Int(quant.BlockSize)}, {Literals.Bool(quant.DoubleQuant)}, {RuntimeNames.ComputeDType(quant.ComputeDType)})";
 
-    public static void WriteQuantize(SourceWriter writer, ClassSpec type, MemberSpec member, string field)
+    /// <summary>
+    /// The <c>LoraLinear</c> constructor's 4-bit argument (with its leading comma) for a projection, or "" for a float
+    /// base: its own or its class's setting, else in a block the model's.
+    /// </summary>
+    public static string ProjectionArgument(ClassSpec type, MemberSpec member, bool isRoot)
     {
-        if (QuantResolution.ClassQuantization(type, member) is { } quant) writer.WriteLine($"{field}.QuantizeBase({NewOptions(quant)});");
+        if (QuantResolution.ClassQuantization(type, member) is { } quant) return ", " + NewOptions(quant);
+        return !isRoot && QuantResolution.TakesModelQuantization(type, member) ? ", " + ModelQuantizationParameter : "";
     }
 
-    /// <summary>The model class's <c>[Quantize4Bit]</c> on block projections, found by path in <c>layers</c>.</summary>
-    public static void WriteModelQuantization(SourceWriter writer, ModelSpec model)
+    /// <summary>The block constructor's 4-bit argument (with its leading comma): what the model decides, passed down.</summary>
+    public static string BlockArgument(ClassSpec type)
     {
-        if (model.Root.ClassQuantization is not { } quant) return;
-        var paths = model.Layers.Where(layer => layer.QuantizationFromModel).Select(layer => Literals.String(layer.Path)).ToList();
-        if (paths.Count == 0) return;
-        writer.WriteLine($"foreach (var projection in {RuntimeNames.PeftLayers}.Projections(layers, {string.Join(", ", paths)})) projection.QuantizeBase({NewOptions(quant)});");
+        if (type.Root is null) return ", " + ModelQuantizationParameter;
+        return type.ClassQuantization is { } quant ? ", " + NewOptions(quant) : "";
     }
 }

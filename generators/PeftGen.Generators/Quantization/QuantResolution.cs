@@ -17,13 +17,15 @@ internal static class QuantResolution
         => member.Kind != LayerKind.Linear ? null : member.Quantization ?? (member.Trainable ? null : type.ClassQuantization);
 
     /// <summary>
-    /// What a block's projection gets from the model class: its setting, for projections with none of their own that
-    /// are not [Trainable]. The model's constructor applies it, by path.
+    /// Whether a block's projection takes the model class's setting: it has none of its own and is not [Trainable].
+    /// The block's constructor receives that setting from the model and builds such projections with it.
     /// </summary>
+    public static bool TakesModelQuantization(ClassSpec type, MemberSpec member)
+        => member.Kind == LayerKind.Linear && !member.Trainable && ClassQuantization(type, member) is null;
+
+    /// <summary>What a block's projection gets from the model class (see <see cref="TakesModelQuantization"/>).</summary>
     public static QuantSpec? ModelQuantization(ClassSpec root, ClassSpec type, MemberSpec member)
-        => ReferenceEquals(type, root) || member.Kind != LayerKind.Linear || member.Trainable || ClassQuantization(type, member) is not null
-            ? null
-            : root.ClassQuantization;
+        => !ReferenceEquals(type, root) && TakesModelQuantization(type, member) ? root.ClassQuantization : null;
 
     /// <summary>A class-level [Trainable] (full fine-tuning) meets every 4-bit projection of the model.</summary>
     public static void CheckFullFineTuning(ClassSpec root, IEnumerable<ResolvedLayer> layers, List<DiagnosticInfo> diagnostics)

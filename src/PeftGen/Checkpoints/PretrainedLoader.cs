@@ -31,11 +31,13 @@ public sealed record PretrainedLoadResult(
 /// <remarks>
 /// <para>All or nothing: every key, dtype and shape is checked before the first tensor is written, and every
 /// mismatch is reported together in one <see cref="CheckpointMismatchException"/>; the model is then unchanged.</para>
-/// <para>Streaming: tensors are read and written one at a time (a projection's weight and bias together), so peak
-/// memory is the model plus about one stored tensor. Conv1D weights (<see cref="WeightLayout.InOut"/>) are
-/// transposed on the way in; float16 and bfloat16 are converted to the model's dtype.</para>
+/// <para>Streaming: tensors are read and written one at a time (a projection's weight and bias together), shard after
+/// shard, so peak memory is the model plus about one stored tensor (and that tensor's 4-bit form while it replaces the
+/// old one). Conv1D weights (<see cref="WeightLayout.InOut"/>) are transposed on the way in, as a view; float16 and
+/// bfloat16 are converted to the model's dtype by the copy into it, without a converted copy.</para>
 /// <para>Projections receive their weights through <see cref="LoraLinear.LoadBase"/>, so a 4-bit projection
-/// quantizes each weight as it arrives and LoRA adapters are never touched.</para>
+/// quantizes each weight once, as it arrives, slice by slice from the stored dtype (which it records as the weight's
+/// original dtype: a bfloat16 checkpoint saves back as bfloat16), and LoRA adapters are never touched.</para>
 /// <para>A weight stored in 4 bits, as transformers + bitsandbytes save a quantized model (<c>{key}</c> packed uint8
 /// beside <c>{key}.absmax</c>, <c>{key}.quant_map</c>, <c>{key}.nested_absmax</c>, <c>{key}.nested_quant_map</c> and
 /// <c>{key}.quant_state.bitsandbytes__nf4|fp4</c>), is loaded as it is stored: its codes and absmax state go straight
@@ -312,10 +314,10 @@ public static class PretrainedLoader
                     }
                     else
                     {
+                        // As stored, without a converted copy: a float base converts while it copies, and a 4-bit base
+                        // quantizes slice by slice and records the stored dtype as its original one, as bitsandbytes does.
                         var weight = source.Read(weightRead.CheckpointKey);
                         if (weightRead.Tensor.Transposed) weight = weight.t();
-                        // Convert to the model's dtype here: a 4-bit base takes the dtype it is given as its original dtype.
-                        weight = weight.to(projection.IsQuantized ? projection.QuantizedWeight!.OriginalDType : projection.Weight.dtype);
                         projection.LoadBase(weight, biasRead is null ? null : source.Read(biasRead.CheckpointKey));
                     }
                 }

@@ -25,26 +25,53 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     private readonly NamedModules<Linear> _loraA = new();
     private readonly NamedModules<Linear> _loraB = new();
     private readonly NamedModules<Dropout> _loraDropout = new();
-    private Parameter _weight;
+    // Null when the base is stored in 4 bits (_quantized).
+    private Parameter? _weight;
     private Parameter? _bias;
     private string? _mergedAdapter;
     private Nf4Tensor? _quantized;
 
     /// <summary>Creates a projection initialised as torch.nn.Linear (Kaiming-uniform weight, uniform bias), frozen.</summary>
     public LoraLinear(long inFeatures, long outFeatures, bool hasBias = true, Device? device = null, ScalarType? dtype = null)
+        : this(inFeatures, outFeatures, hasBias, null, device, dtype)
+    {
+    }
+
+    /// <summary>
+    /// Creates a projection whose frozen base is stored in 4 bits from the start when <paramref name="quantization"/> is
+    /// set: no float weight is allocated, and the base holds zeros (exactly what quantizing an all-zero weight gives)
+    /// until a checkpoint fills it (<see cref="Checkpoints.PretrainedLoader"/>, <see cref="LoadBase"/>,
+    /// <see cref="LoadBitsAndBytesState(IReadOnlyDictionary{string, Tensor}, string)"/>). A 4-bit base never trains,
+    /// so there is nothing to initialise randomly. Without <paramref name="quantization"/> this is the float constructor.
+    /// </summary>
+    /// <param name="inFeatures">Input features.</param>
+    /// <param name="outFeatures">Output features.</param>
+    /// <param name="hasBias">Whether the projection has a (float) bias.</param>
+    /// <param name="quantization">How the base is stored in 4 bits; null for a float base.</param>
+    /// <param name="device">Where the base and bias live.</param>
+    /// <param name="dtype">The float dtype of the base (or, when 4-bit, the dtype it records as its original one) and bias.</param>
+    public LoraLinear(long inFeatures, long outFeatures, bool hasBias, Quant4BitOptions? quantization, Device? device = null, ScalarType? dtype = null)
         : base(nameof(LoraLinear))
     {
         if (inFeatures <= 0) throw new ArgumentOutOfRangeException(nameof(inFeatures), inFeatures, "In features must be positive.");
         if (outFeatures <= 0) throw new ArgumentOutOfRangeException(nameof(outFeatures), outFeatures, "Out features must be positive.");
+        quantization?.Validate();
         InFeatures = inFeatures;
         OutFeatures = outFeatures;
 
         using (no_grad())
         {
-            var w = empty(new[] { outFeatures, inFeatures }, dtype: dtype, device: device);
-            nn.init.kaiming_uniform_(w, a: Math.Sqrt(5));
-            _weight = new Parameter(w, requires_grad: false);
-            register_parameter("weight", _weight);
+            if (quantization is null)
+            {
+                var w = empty(new[] { outFeatures, inFeatures }, dtype: dtype, device: device);
+                nn.init.kaiming_uniform_(w, a: Math.Sqrt(5));
+                _weight = new Parameter(w, requires_grad: false);
+                register_parameter("weight", _weight);
+            }
+            else
+            {
+                _quantized = Nf4Tensor.Zeros(new[] { outFeatures, inFeatures }, quantization, dtype ?? get_default_dtype(), device ?? CPU);
+            }
             if (hasBias)
             {
                 var bound = 1.0 / Math.Sqrt(inFeatures);
@@ -69,10 +96,10 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// <summary>The base weight, <c>Out × In</c>.</summary>
     /// <exception cref="InvalidOperationException">The base is quantized (see <see cref="QuantizedWeight"/>).</exception>
     public Parameter Weight => _quantized is null
-        ? _weight
+        ? FloatWeight
         : throw new InvalidOperationException("The base weight is stored in 4 bits; use QuantizedWeight (or DequantizedWeight) instead of Weight.");
 
-    /// <summary>True once <see cref="QuantizeBase"/> has stored the base weight in 4 bits.</summary>
+    /// <summary>True when the base weight is stored in 4 bits: built so, or since <see cref="QuantizeBase"/>.</summary>
     public bool IsQuantized => _quantized is not null;
 
     /// <summary>The 4-bit settings of the base, or null when it is not quantized.</summary>
@@ -85,7 +112,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     public ScalarType ComputeScalarType => ResolveComputeDType(_quantized?.Options.ComputeDType ?? ComputeDType.Auto, BaseDevice);
 
     /// <summary>The device of the base weight (quantized or not).</summary>
-    public Device BaseDevice => _quantized?.Device ?? _weight.device;
+    public Device BaseDevice => _quantized?.Device ?? FloatWeight.device;
 
     /// <summary>The base bias, or null.</summary>
     public Parameter? Bias => _bias;
@@ -169,7 +196,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             if (_bias is not null) _bias.requires_grad = false;
             return;
         }
-        _weight.requires_grad = trainable;
+        FloatWeight.requires_grad = trainable;
         if (_bias is not null) _bias.requires_grad = trainable;
     }
 
@@ -186,7 +213,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         var config = AdapterConfig(adapter);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var dtype = _quantized?.OriginalDType ?? _weight.dtype;
+        var dtype = _quantized?.OriginalDType ?? FloatWeight.dtype;
         var delta = LoraB(adapter).matmul(LoraA(adapter)).mul(config.Scale).to(dtype);
         return delta.MoveToOuterDisposeScope();
     }
@@ -220,7 +247,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         }
         else
         {
-            using (no_grad()) _weight.add_(delta);
+            using (no_grad()) FloatWeight.add_(delta);
         }
         _mergedAdapter = adapter;
         return report;
@@ -249,7 +276,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         }
         else
         {
-            using (no_grad()) _weight.sub_(delta);
+            using (no_grad()) FloatWeight.sub_(delta);
         }
         _mergedAdapter = null;
         return report;
@@ -269,7 +296,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         if (_quantized is not null) throw new InvalidOperationException("The base weight is already quantized.");
         if (_mergedAdapter is not null)
             throw new InvalidOperationException($"Unmerge adapter '{_mergedAdapter}' before quantizing the base weight.");
-        var quantized = Nf4Tensor.Quantize(_weight, options);
+        var quantized = Nf4Tensor.Quantize(FloatWeight, options);
         ReplaceFloatWeight(quantized);
         if (_bias is not null) _bias.requires_grad = false;
     }
@@ -280,7 +307,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         if (_quantized is null)
         {
             using var _ = no_grad();
-            return _weight.detach().to(dtype ?? _weight.dtype).clone();
+            return FloatWeight.detach().to(dtype ?? FloatWeight.dtype).clone();
         }
         return _quantized.Dequantize(dtype ?? _quantized.OriginalDType);
     }
@@ -343,7 +370,11 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         }
     }
 
-    /// <summary>Replaces the base weight (and bias) with values from a checkpoint, checking shapes.</summary>
+    /// <summary>
+    /// Replaces the base weight (and bias) with values from a checkpoint, checking shapes. A float base copies (and
+    /// converts) them; a 4-bit base quantizes the weight with its own settings, slice by slice and without a float32
+    /// copy, and records the weight's dtype as its original one (a bfloat16 weight saves back as bfloat16).
+    /// </summary>
     public void LoadBase(Tensor weight, Tensor? bias = null)
     {
         ArgumentNullException.ThrowIfNull(weight);
@@ -352,7 +383,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             throw new ArgumentException($"Weight shape [{string.Join(", ", weight.shape)}] does not match [{OutFeatures}, {InFeatures}].", nameof(weight));
         if (_quantized is not null)
         {
-            // A 4-bit base quantizes what it loads, on its own device, with its own settings.
+            // A 4-bit base quantizes what it loads, on its own device, with its own settings, from the dtype it arrives
+            // in (recorded as the original dtype); the old state goes only once the new one exists.
             using var onDevice = weight.to(BaseDevice);
             var quantized = Nf4Tensor.Quantize(onDevice, _quantized.Options);
             _quantized.Dispose();
@@ -360,7 +392,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         }
         else
         {
-            using (no_grad()) _weight.copy_(weight);
+            using (no_grad()) FloatWeight.copy_(weight);
         }
         if (bias is not null)
         {
@@ -392,7 +424,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         }
         else
         {
-            output = nn.functional.linear(x, ComputePrecision.Cast(_weight), _bias is null ? null : ComputePrecision.Cast(_bias));
+            output = nn.functional.linear(x, ComputePrecision.Cast(FloatWeight), _bias is null ? null : ComputePrecision.Cast(_bias));
         }
         var adapter = SelectAdapter();
         if (adapter is not null)
@@ -470,8 +502,12 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         _quantized = quantized;
         // The float weight leaves the module (parameters, state_dict) and its memory is freed now, not by a finalizer.
         ConditionallyRegisterParameter("weight", (Parameter?)null);
-        _weight.Dispose();
+        _weight?.Dispose();
+        _weight = null;
     }
+
+    // Only reached on a float base: every caller checks _quantized first.
+    private Parameter FloatWeight => _weight ?? throw new InvalidOperationException("The base weight is stored in 4 bits.");
 
     private RequantizationReport Requantize(Tensor delta, int sign)
     {

@@ -7,10 +7,15 @@ using System.Threading.Tasks;
 namespace PeftGen;
 
 /// <summary>
-/// The CPU dequantization kernel of <see cref="Nf4Tensor"/>: one pass over the packed codes, writing
-/// <c>code[nibble] × absmax[block]</c> straight into float32 memory.
+/// The CPU kernels of <see cref="Nf4Tensor"/>: dequantization in one pass over the packed codes, writing
+/// <c>code[nibble] × absmax[block]</c> straight into float32 memory, and quantization in one pass over float32 values,
+/// writing packed codes and absmax values straight into the result's memory.
 /// </summary>
 /// <remarks>
+/// <para>Quantization computes what bitsandbytes' kernel does, per block: the float32 absmax (NaN when the block holds
+/// one), its float32 reciprocal, each value times it, and the code whose thresholds the product exceeds strictly (a NaN
+/// product takes code 0). Blocks are independent, so the result does not depend on how they are split over workers or
+/// slices; it is bit-identical to the torch-op path of <see cref="Nf4Tensor.Quantize(TorchSharp.torch.Tensor, Quant4BitOptions)"/> (<c>Nf4CpuKernelTests</c>).</para>
 /// <para>Per block the 16 code values are multiplied by the block's absmax once; every output value is then a pick from
 /// those 16 products. A float32 product does not depend on where it is computed, so the result is bit-identical to
 /// multiplying each looked-up code by its absmax (the torch-op path).</para>
@@ -104,6 +109,89 @@ internal static unsafe class Nf4CpuKernel
         Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, part =>
             DequantizeBlocks((byte*)packedAddress, scales, (float*)outputAddress, count, blockSize, code,
                 blocks * part / parts, blocks * (part + 1) / parts, isa));
+    }
+
+    /// <summary>
+    /// Quantizes <paramref name="count"/> float32 values in blocks of <paramref name="blockSize"/> (the last may be
+    /// partial): each block's absmax into <paramref name="absmax"/>, its codes packed two per byte (high nibble first;
+    /// an odd count is padded with the code of 0.0, as bitsandbytes' kernel does) into <paramref name="packed"/>, in
+    /// parallel over at most <paramref name="workers"/> contiguous ranges of blocks.
+    /// </summary>
+    internal static void Quantize(float* input, byte* packed, float* absmax, long count, int blockSize, QuantType quantType, int workers)
+    {
+        if (blockSize < 16 || blockSize % 16 != 0) throw new ArgumentOutOfRangeException(nameof(blockSize), blockSize, "Block size must be a multiple of 16.");
+        var thresholds = quantType == QuantType.Nf4 ? CodeBooks.Nf4Thresholds : CodeBooks.Fp4Thresholds;
+        var blocks = (count + blockSize - 1) / blockSize;
+        var parts = (int)Math.Clamp(count / MinValuesPerWorker, 1, Math.Max(1, workers));
+        if (parts == 1)
+        {
+            QuantizeBlocks(input, packed, absmax, count, blockSize, quantType, thresholds, 0, blocks);
+            return;
+        }
+
+        nint inputAddress = (nint)input, packedAddress = (nint)packed, absmaxAddress = (nint)absmax;
+        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, part =>
+            QuantizeBlocks((float*)inputAddress, (byte*)packedAddress, (float*)absmaxAddress, count, blockSize, quantType, thresholds,
+                blocks * part / parts, blocks * (part + 1) / parts));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void QuantizeBlocks(float* input, byte* packed, float* absmax, long count, int blockSize, QuantType quantType,
+        float[] thresholds, long firstBlock, long endBlock)
+    {
+        var codes = stackalloc byte[blockSize + 1];
+        for (var block = firstBlock; block < endBlock; block++)
+        {
+            var start = block * blockSize;
+            var length = (int)Math.Min(blockSize, count - start);
+            var values = input + start;
+            // torch's amax: NaN when any value is NaN (Math.Max propagates it); the padding of a partial block is 0.
+            var max = 0f;
+            for (var i = 0; i < length; i++) max = MathF.Max(max, MathF.Abs(values[i]));
+            absmax[block] = max;
+            var scale = 1f / max;
+            if (quantType == QuantType.Nf4) CodeNf4(values, length, scale, thresholds, codes);
+            else CodeFp4(values, length, scale, thresholds, codes);
+            // An odd count: the value after the last one is the padding 0.0, scaled like the rest.
+            if ((length & 1) == 1) codes[length] = Code(0f * scale, quantType, thresholds);
+            var target = packed + start / 2;
+            for (var i = 0; i < length; i += 2) target[i / 2] = (byte)((codes[i] << 4) | codes[i + 1]);
+        }
+    }
+
+    /// <summary>NF4 codes: how many thresholds each scaled value exceeds (NaN exceeds none).</summary>
+    private static void CodeNf4(float* values, int length, float scale, float[] thresholds, byte* codes)
+    {
+        var i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var factor = Vector256.Create(scale);
+            for (; i + 8 <= length; i += 8)
+            {
+                var scaled = Vector256.Load(values + i) * factor;
+                var count = Vector256<int>.Zero;
+                // A true comparison is all ones (-1 as an integer): subtracting it counts.
+                foreach (var t in thresholds) count -= Vector256.GreaterThan(scaled, Vector256.Create(t)).AsInt32();
+                for (var lane = 0; lane < 8; lane++) codes[i + lane] = (byte)count.GetElement(lane);
+            }
+        }
+        for (; i < length; i++) codes[i] = Code(values[i] * scale, QuantType.Nf4, thresholds);
+    }
+
+    /// <summary>FP4 codes: the magnitude's rank among the thresholds mapped to its code, plus 8 for a negative value.</summary>
+    private static void CodeFp4(float* values, int length, float scale, float[] thresholds, byte* codes)
+    {
+        for (var i = 0; i < length; i++) codes[i] = Code(values[i] * scale, QuantType.Fp4, thresholds);
+    }
+
+    private static byte Code(float scaled, QuantType quantType, float[] thresholds)
+    {
+        var magnitude = quantType == QuantType.Nf4 ? scaled : MathF.Abs(scaled);
+        var rank = 0;
+        foreach (var t in thresholds) rank += magnitude > t ? 1 : 0;
+        return quantType == QuantType.Nf4
+            ? (byte)rank
+            : (byte)(CodeBooks.Fp4RankToCode[rank] + (scaled < 0 ? 8 : 0));
     }
 
     private static void DequantizeBlocks(byte* packed, BlockScales scales, float* output, long count, int blockSize,

@@ -101,10 +101,26 @@ public sealed partial class Nf4Tensor : IDisposable
            + (_ownsNestedMap ? _nestedMap!.NumberOfElements * 4 : 0)
            + (Options.DoubleQuant ? sizeof(float) : 0);
 
+    /// <summary>
+    /// Values per slice when quantizing: a weight is converted to float32 and coded one slice of whole blocks at a time,
+    /// so the temporaries are a slice's (a few MiB), however large the weight.
+    /// </summary>
+    private const long SliceValues = 1 << 20;
+
     /// <summary>Quantizes a floating-point weight on its own device.</summary>
+    /// <remarks>
+    /// The weight is read one slice of whole blocks at a time, each converted to float32 on its own (a float32
+    /// contiguous weight is read in place), and the absmax values are coded 16,384 at a time: beyond the weight and the
+    /// result, quantizing needs a few MiB whatever the weight's size. On the CPU a managed kernel codes each slice in
+    /// one pass (<see cref="Nf4CpuKernel"/>); on other devices torch operations do, with the same bits.
+    /// </remarks>
     /// <exception cref="ArgumentException">The weight is empty or not floating-point, or it holds NaN or infinite
     /// values and <see cref="Quant4BitOptions.DoubleQuant"/> is on.</exception>
     public static Nf4Tensor Quantize(Tensor weight, Quant4BitOptions options)
+        => Quantize(weight, options, useCpuKernel: true);
+
+    /// <summary>As the public overload; <paramref name="useCpuKernel"/> false runs the torch-op path on the CPU too (tests compare them).</summary>
+    internal static Nf4Tensor Quantize(Tensor weight, Quant4BitOptions options, bool useCpuKernel)
     {
         ArgumentNullException.ThrowIfNull(weight);
         ArgumentNullException.ThrowIfNull(options);
@@ -119,15 +135,37 @@ public sealed partial class Nf4Tensor : IDisposable
         var n = weight.NumberOfElements;
         var blockSize = options.BlockSize;
         var blocks = (n + blockSize - 1) / blockSize;
+        var packed = empty((n + 1) / 2, ScalarType.Byte, device);
+        var absmax = empty(blocks, ScalarType.Float32, device);
+        var onCpu = useCpuKernel && device.type == DeviceType.CPU;
 
-        var flat = weight.detach().to(ScalarType.Float32).reshape(-1);
-        var padded = PadTo(flat, blocks * blockSize).view(blocks, blockSize);
-        var absmax = padded.abs().amax(new long[] { 1 });
-        var scaled = padded.mul(absmax.reciprocal().unsqueeze(1)).view(-1);
-        // An odd count keeps the code of the 0.0 that bitsandbytes' kernel loads past the end (the padding above).
-        var codes = Encode(scaled, options.QuantType, device).narrow(0, 0, (n + 1) / 2 * 2);
-        var pairs = codes.view(-1, 2);
-        var packed = pairs.select(1, 0).bitwise_left_shift(4).bitwise_or(pairs.select(1, 1)).to(ScalarType.Byte);
+        // Rows of whole blocks: a contiguous weight is sliced flat, a strided one (a transposed Conv1D weight) by rows of
+        // its first dimension, each made contiguous on its own.
+        var source = weight.detach();
+        var rows = source.is_contiguous() ? source.view(-1) : source;
+        var rowLength = n / rows.shape[0];
+        var rowsPerBlockRun = blockSize / GreatestCommonDivisor(rowLength, blockSize);
+        var rowsPerSlice = Math.Max(1, SliceValues / rowLength / rowsPerBlockRun) * rowsPerBlockRun;
+        for (long row = 0; row < rows.shape[0]; row += rowsPerSlice)
+        {
+            using var sliceScope = NewDisposeScope();
+            var slice = rows.narrow(0, row, Math.Min(rowsPerSlice, rows.shape[0] - row)).to(ScalarType.Float32).contiguous().view(-1);
+            var first = row * rowLength;
+            var count = slice.NumberOfElements;
+            var sliceBlocks = (count + blockSize - 1) / blockSize;
+            var packedPart = packed.narrow(0, first / 2, (count + 1) / 2);
+            var absmaxPart = absmax.narrow(0, first / blockSize, sliceBlocks);
+            if (onCpu)
+            {
+                QuantizeOnCpu(slice, packedPart, absmaxPart, options.QuantType, blockSize);
+            }
+            else
+            {
+                var (slicePacked, sliceAbsmax) = QuantizeWithTorchOps(slice, options.QuantType, blockSize);
+                packedPart.copy_(slicePacked);
+                absmaxPart.copy_(sliceAbsmax);
+            }
+        }
 
         Tensor? plainAbsmax = null, quantizedAbsmax = null, nestedAbsmax = null;
         var offset = 0f;
@@ -142,16 +180,81 @@ public sealed partial class Nf4Tensor : IDisposable
             var mean = absmax.mean();
             if (!float.IsFinite(mean.item<float>())) mean = absmax.to(ScalarType.Float64).mean().to(ScalarType.Float32);
             offset = mean.item<float>();
-            var centered = absmax.sub(mean);
-            (quantizedAbsmax, nestedAbsmax) = QuantizeDynamic(centered, device);
+            (quantizedAbsmax, nestedAbsmax) = QuantizeAbsmax(absmax.sub_(mean), device);
         }
         else
         {
             plainAbsmax = absmax;
         }
 
-        var result = new Nf4Tensor(packed.contiguous(), plainAbsmax?.contiguous(), quantizedAbsmax, nestedAbsmax, null, offset,
+        var result = new Nf4Tensor(packed, plainAbsmax, quantizedAbsmax, nestedAbsmax, null, offset,
             weight.shape.ToArray(), weight.dtype, options);
+        result.DetachAll();
+        return result;
+    }
+
+    /// <summary>The CPU kernel over one contiguous float32 slice, writing into (contiguous) parts of the result.</summary>
+    private static unsafe void QuantizeOnCpu(Tensor slice, Tensor packed, Tensor absmax, QuantType quantType, int blockSize)
+    {
+        Nf4CpuKernel.Quantize(Address<float>(slice), Address<byte>(packed), Address<float>(absmax), slice.NumberOfElements, blockSize,
+            quantType, get_num_threads());
+        GC.KeepAlive(slice);
+    }
+
+    /// <summary>The device-generic path over one flat float32 slice: its packed codes and block absmax values.</summary>
+    private static (Tensor Packed, Tensor Absmax) QuantizeWithTorchOps(Tensor flat, QuantType quantType, int blockSize)
+    {
+        var n = flat.NumberOfElements;
+        var blocks = (n + blockSize - 1) / blockSize;
+        var padded = PadTo(flat, blocks * blockSize).view(blocks, blockSize);
+        var absmax = padded.abs().amax(new long[] { 1 });
+        var scaled = padded.mul(absmax.reciprocal().unsqueeze(1)).view(-1);
+        // An odd count keeps the code of the 0.0 that bitsandbytes' kernel loads past the end (the padding above).
+        var codes = Encode(scaled, quantType, flat.device).narrow(0, 0, (n + 1) / 2 * 2);
+        var pairs = codes.view(-1, 2);
+        return (pairs.select(1, 0).bitwise_left_shift(4).bitwise_or(pairs.select(1, 1)).to(ScalarType.Byte), absmax);
+    }
+
+    /// <summary>
+    /// The double quantization of centered absmax values, in runs of whole nested blocks (each independent), so its
+    /// int64 search state stays a run's size.
+    /// </summary>
+    private static (Tensor Codes, Tensor Absmax) QuantizeAbsmax(Tensor centered, Device device)
+    {
+        const long run = 64 * NestedBlockSize;
+        var n = centered.NumberOfElements;
+        var codes = empty(n, ScalarType.Byte, device);
+        var nested = empty((n + NestedBlockSize - 1) / NestedBlockSize, ScalarType.Float32, device);
+        for (long first = 0; first < n; first += run)
+        {
+            using var scope = NewDisposeScope();
+            var count = Math.Min(run, n - first);
+            var (runCodes, runAbsmax) = QuantizeDynamic(centered.narrow(0, first, count), device);
+            codes.narrow(0, first, count).copy_(runCodes);
+            nested.narrow(0, first / NestedBlockSize, runAbsmax.NumberOfElements).copy_(runAbsmax);
+        }
+        return (codes, nested);
+    }
+
+    private static long GreatestCommonDivisor(long a, long b) => b == 0 ? a : GreatestCommonDivisor(b, a % b);
+
+    /// <summary>
+    /// The 4-bit state of an all-zero weight, bit for bit what <see cref="Quantize(Tensor, Quant4BitOptions)"/> gives
+    /// for one (every block's absmax is 0, so each value scales to NaN and takes code 0; with double quantization the
+    /// offset and every absmax code are 0 too), allocated directly: a 4-bit projection's base before a checkpoint fills it.
+    /// </summary>
+    internal static Nf4Tensor Zeros(long[] shape, Quant4BitOptions options, ScalarType originalDType, Device device)
+    {
+        options.Validate();
+        var count = shape.Aggregate(1L, (a, b) => checked(a * b));
+        if (count == 0) throw new ArgumentException("Cannot quantize an empty weight.", nameof(shape));
+        var blocks = (count + options.BlockSize - 1) / options.BlockSize;
+        using var scope = NewDisposeScope();
+        var packed = zeros((count + 1) / 2, ScalarType.Byte, device);
+        Nf4Tensor result = options.DoubleQuant
+            ? new(packed, null, zeros(blocks, ScalarType.Byte, device), zeros((blocks + NestedBlockSize - 1) / NestedBlockSize, ScalarType.Float32, device),
+                null, 0f, shape.ToArray(), originalDType, options)
+            : new(packed, zeros(blocks, ScalarType.Float32, device), null, null, null, 0f, shape.ToArray(), originalDType, options);
         result.DetachAll();
         return result;
     }

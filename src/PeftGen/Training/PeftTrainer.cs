@@ -170,10 +170,13 @@ public sealed class PeftTrainer : IDisposable
 
         var timed = steps.Where(s => !s.Skipped).Select(s => s.Seconds).Order().ToArray();
         double totalSeconds = steps.Sum(s => s.Seconds);
+        // Current first: the peak read after it covers it even when other threads grow the process in between.
+        var finalResident = ProcessMemory.CurrentResidentBytes();
+        var peakResident = ProcessMemory.PeakResidentBytes();
         return new TrainingResult(steps, evaluations, stopReason, skipped,
             timed.Length == 0 ? 0 : timed[timed.Length / 2],
             totalSeconds > 0 ? steps.Sum(s => s.Tokens) / totalSeconds : 0,
-            ProcessMemory.PeakResidentBytes(), ProcessMemory.CurrentResidentBytes(), PrecisionSupport.Name(ComputeDType), best);
+            peakResident, finalResident, PrecisionSupport.Name(ComputeDType), best);
     }
 
     /// <summary>

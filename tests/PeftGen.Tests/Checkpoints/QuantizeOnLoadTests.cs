@@ -27,12 +27,12 @@ public sealed class QuantizeOnLoadTests
         PeftGen.Checkpoints.PretrainedLoader.Load(model, source);
 
         Assert.Equal(1, source.MostAlive);
-        // What each projection holds is exactly NF4 of the stored weight (converted to the model's float32 first).
+        // What each projection holds is exactly NF4 of the stored weight, which keeps its stored dtype as the original.
         var expected = raw.ToDictionary(e => e.Key, e => e.Value.to(ScalarType.Float32));
         foreach (var (path, projection) in model.ProjectionLayers)
         {
             Assert.True(projection.IsQuantized);
-            Assert.Equal(ScalarType.Float32, projection.QuantizedWeight!.OriginalDType);
+            Assert.Equal(stored, projection.QuantizedWeight!.OriginalDType);
             using var reference = Nf4Tensor.Quantize(expected[path + ".weight"], Nf4);
             Assert.Equal(TensorHash.Of(reference.Packed), TensorHash.Of(projection.QuantizedWeight.Packed));
             expected[path + ".weight"] = reference.Dequantize();

@@ -127,6 +127,58 @@ public sealed class Nf4CpuKernelTests(ITestOutputHelper output)
         }
     }
 
+    [Theory]
+    [InlineData(QuantType.Nf4, 64, 33, 65)]      // odd count, partial last block
+    [InlineData(QuantType.Fp4, 64, 33, 65)]
+    [InlineData(QuantType.Nf4, 32, 1100, 1001)]  // several slices, odd count
+    [InlineData(QuantType.Fp4, 4096, 3, 4097)]
+    [InlineData(QuantType.Nf4, 128, 7, 9)]       // fewer values than one block
+    public void The_quantization_kernel_codes_as_the_torch_ops_do_bit_for_bit(QuantType type, int blockSize, int rows, int cols)
+    {
+        var values = QuantTestData.Normal(rows * cols, seed: rows + cols, scale: 0.03f);
+        // Edge values: a NaN block, an infinite value, an all-zero block, a block of -0.0, values on the thresholds.
+        for (var i = 0; i < Math.Min(blockSize, values.Length); i++) values[i] = i == 3 ? float.NaN : values[i];
+        if (values.Length > 2 * blockSize)
+        {
+            values[blockSize + 5] = float.PositiveInfinity;
+            values[blockSize + 6] = float.NegativeInfinity;
+        }
+        if (values.Length > 4 * blockSize)
+        {
+            Array.Clear(values, 2 * blockSize, blockSize);
+            Array.Fill(values, -0f, 3 * blockSize, blockSize);
+        }
+        var thresholds = type == QuantType.Nf4 ? CodeBooks.Nf4Thresholds : CodeBooks.Fp4Thresholds;
+        for (var i = 0; i < thresholds.Length && 4 * blockSize + i < values.Length; i++) values[values.Length - 1 - i] = thresholds[i] * 0.5f;
+        using var weight = tensor(values, new long[] { rows, cols });
+        var options = new Quant4BitOptions(type, blockSize, DoubleQuant: false);
+
+        using var kernel = Nf4Tensor.Quantize(weight, options, useCpuKernel: true);
+        using var torchOps = Nf4Tensor.Quantize(weight, options, useCpuKernel: false);
+        Assert.Equal(QuantTestData.Bytes(torchOps.Packed), QuantTestData.Bytes(kernel.Packed));
+        AssertBitEqual(QuantTestData.Floats(torchOps.Absmax!), QuantTestData.Floats(kernel.Absmax!), "absmax");
+    }
+
+    [Theory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.BFloat16)]
+    [InlineData(ScalarType.Float16)]
+    public void A_strided_or_16_bit_weight_quantizes_as_its_float32_contiguous_copy(ScalarType dtype)
+    {
+        // A Conv1D weight arrives transposed (a strided view); a 16-bit one is converted slice by slice.
+        using var stored = randn(1030, 2050).to(dtype);
+        using var transposed = stored.t();
+        Assert.False(transposed.is_contiguous());
+        var options = new Quant4BitOptions(QuantType.Nf4, 64, DoubleQuant: true);
+
+        using var quantized = Nf4Tensor.Quantize(transposed, options);
+        using var copy = transposed.to(ScalarType.Float32).contiguous();
+        using var expected = Nf4Tensor.Quantize(copy, options);
+        Assert.Equal(QuantTestData.Hash(expected), QuantTestData.Hash(quantized));
+        Assert.Equal(dtype, quantized.OriginalDType);
+        Assert.Equal(new long[] { 2050, 1030 }, quantized.Shape);
+    }
+
     [Fact]
     public void DequantizeInto_rejects_outputs_that_do_not_fit()
     {

@@ -17,6 +17,8 @@ public sealed class Nf4TensorTests(ITestOutputHelper output)
     [InlineData(QuantType.Fp4, 128, false, 7, 9)]      // odd count smaller than one block
     [InlineData(QuantType.Nf4, 32, true, 256, 257)]    // 2,056 blocks: several nested blocks
     [InlineData(QuantType.Nf4, 4096, true, 40, 200)]
+    [InlineData(QuantType.Nf4, 32, true, 3000, 1001)]  // 3 slices of values; 93,844 absmax values, coded in 6 runs
+    [InlineData(QuantType.Fp4, 64, false, 1100, 999)]  // 2 slices, odd count
     public void Packed_bytes_and_state_match_the_reference(QuantType type, int blockSize, bool doubleQuant, int rows, int cols)
     {
         var values = QuantTestData.Normal(rows * cols, seed: rows * 31 + cols, scale: 0.05f);

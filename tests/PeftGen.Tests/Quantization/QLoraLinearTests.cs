@@ -136,6 +136,32 @@ public sealed class QLoraLinearTests(ITestOutputHelper output)
         Assert.Throws<ArgumentException>(() => layer.LoadBase(randn(64, 32)));
     }
 
+    [Theory]
+    [InlineData(QuantType.Nf4, 64, true, 40, 96)]
+    [InlineData(QuantType.Nf4, 64, false, 33, 65)]     // odd count, partial last block
+    [InlineData(QuantType.Fp4, 32, true, 257, 64)]     // several nested blocks
+    [InlineData(QuantType.Fp4, 128, false, 7, 9)]
+    public void A_projection_built_in_4_bits_holds_what_quantizing_zeros_gives_and_no_float_weight(QuantType type, int blockSize, bool doubleQuant, int outFeatures, int inFeatures)
+    {
+        using var scope = NewDisposeScope();
+        var options = new Quant4BitOptions(type, blockSize, doubleQuant);
+        using var layer = new LoraLinear(inFeatures, outFeatures, hasBias: true, options, dtype: ScalarType.BFloat16);
+        using var zeroWeight = Nf4Tensor.Quantize(zeros(outFeatures, inFeatures, ScalarType.BFloat16), options);
+
+        Assert.True(layer.IsQuantized);
+        Assert.Equal(QuantTestData.Hash(zeroWeight), QuantTestData.Hash(layer.QuantizedWeight!));
+        Assert.Equal(zeroWeight.StorageBytes, layer.QuantizedWeight!.StorageBytes);
+        Assert.Equal(ScalarType.BFloat16, layer.QuantizedWeight.OriginalDType);
+        Assert.Equal(new[] { "bias" }, layer.named_parameters().Select(p => p.name));
+        Assert.Equal(ScalarType.BFloat16, layer.Bias!.dtype);
+        Assert.Equal(0.0, layer.DequantizedWeight(ScalarType.Float32).abs().sum().item<float>());
+
+        var weight = randn(outFeatures, inFeatures);
+        layer.LoadBase(weight);
+        using var expected = Nf4Tensor.Quantize(weight, options);
+        Assert.Equal(QuantTestData.Hash(expected), QuantTestData.Hash(layer.QuantizedWeight!));
+    }
+
     [Fact]
     public void Quantized_layers_take_at_most_0_135_of_their_float32_bytes()
     {

@@ -17,10 +17,11 @@ namespace Demo.Full
         public global::PeftGen.ModelDims Dims { get; }
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
-        public FullBlock(global::PeftGen.ModelDims dims) : base("FullBlock")
+        /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own are built in 4 bits with it (null: none).</param>
+        public FullBlock(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("FullBlock")
         {
             Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));
-            _proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], true);
+            _proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], true, modelQuantization);
             _ln = global::TorchSharp.torch.nn.LayerNorm(new long[] { dims["Width"] }, 1E-05d);
             foreach (var parameter in _ln.parameters()) parameter.requires_grad = false;
             register_module("proj", _proj);

@@ -17,12 +17,13 @@ namespace Demo.Gpt2
         public global::PeftGen.ModelDims Dims { get; }
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
-        public GptAttention(global::PeftGen.ModelDims dims) : base("GptAttention")
+        /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own are built in 4 bits with it (null: none).</param>
+        public GptAttention(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("GptAttention")
         {
             Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));
-            _c_attn = new global::PeftGen.LoraLinear(dims["Width"], (3L * dims["Width"]), true);
+            _c_attn = new global::PeftGen.LoraLinear(dims["Width"], (3L * dims["Width"]), true, modelQuantization);
             _c_attn.AddAdapter("default", new global::PeftGen.LoraConfig(8, 16d, 0d, false));
-            _c_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], true);
+            _c_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], true, modelQuantization);
             register_module("c_attn", _c_attn);
             register_module("c_proj", _c_proj);
             OnCreated();

@@ -23,15 +23,16 @@ namespace Demo.Gpt2
         public global::PeftGen.ModelDims Dims { get; }
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
-        public GptBlock(global::PeftGen.ModelDims dims) : base("GptBlock")
+        /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own are built in 4 bits with it (null: none).</param>
+        public GptBlock(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("GptBlock")
         {
             Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));
             _ln_1 = global::TorchSharp.torch.nn.LayerNorm(new long[] { dims["Width"] }, 1E-05d);
             foreach (var parameter in _ln_1.parameters()) parameter.requires_grad = false;
-            _attn = new global::Demo.Gpt2.GptAttention(dims);
+            _attn = new global::Demo.Gpt2.GptAttention(dims, modelQuantization);
             _ln_2 = global::TorchSharp.torch.nn.LayerNorm(new long[] { dims["Width"] }, 1E-05d);
             foreach (var parameter in _ln_2.parameters()) parameter.requires_grad = false;
-            _mlp = new global::Demo.Gpt2.GptMlp(dims);
+            _mlp = new global::Demo.Gpt2.GptMlp(dims, modelQuantization);
             register_module("ln_1", _ln_1);
             register_module("attn", _attn);
             register_module("ln_2", _ln_2);

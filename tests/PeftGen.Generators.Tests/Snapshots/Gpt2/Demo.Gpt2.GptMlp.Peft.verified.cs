@@ -17,11 +17,12 @@ namespace Demo.Gpt2
         public global::PeftGen.ModelDims Dims { get; }
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
-        public GptMlp(global::PeftGen.ModelDims dims) : base("GptMlp")
+        /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own are built in 4 bits with it (null: none).</param>
+        public GptMlp(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("GptMlp")
         {
             Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));
-            _c_fc = new global::PeftGen.LoraLinear(dims["Width"], (4L * dims["Width"]), true);
-            _c_proj = new global::PeftGen.LoraLinear((4L * dims["Width"]), dims["Width"], true);
+            _c_fc = new global::PeftGen.LoraLinear(dims["Width"], (4L * dims["Width"]), true, modelQuantization);
+            _c_proj = new global::PeftGen.LoraLinear((4L * dims["Width"]), dims["Width"], true, modelQuantization);
             register_module("c_fc", _c_fc);
             register_module("c_proj", _c_proj);
             OnCreated();

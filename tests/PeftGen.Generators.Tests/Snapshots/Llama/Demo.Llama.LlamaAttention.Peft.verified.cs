@@ -23,13 +23,14 @@ namespace Demo.Llama
         public global::PeftGen.ModelDims Dims { get; }
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
-        public LlamaAttention(global::PeftGen.ModelDims dims) : base("LlamaAttention")
+        /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own are built in 4 bits with it (null: none).</param>
+        public LlamaAttention(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("LlamaAttention")
         {
             Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));
-            _q_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], false);
-            _k_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], false);
-            _v_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], false);
-            _o_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], false);
+            _q_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], false, modelQuantization);
+            _k_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], false, modelQuantization);
+            _v_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], false, modelQuantization);
+            _o_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], false, modelQuantization);
             register_module("q_proj", _q_proj);
             register_module("k_proj", _k_proj);
             register_module("v_proj", _v_proj);

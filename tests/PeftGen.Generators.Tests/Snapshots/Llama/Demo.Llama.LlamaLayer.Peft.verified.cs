@@ -23,13 +23,14 @@ namespace Demo.Llama
         public global::PeftGen.ModelDims Dims { get; }
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
-        public LlamaLayer(global::PeftGen.ModelDims dims) : base("LlamaLayer")
+        /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own are built in 4 bits with it (null: none).</param>
+        public LlamaLayer(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("LlamaLayer")
         {
             Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));
             _input_layernorm = new global::PeftGen.RmsNorm(dims["Width"], 1E-06d);
-            _self_attn = new global::Demo.Llama.LlamaAttention(dims);
+            _self_attn = new global::Demo.Llama.LlamaAttention(dims, modelQuantization);
             _post_attention_layernorm = new global::PeftGen.RmsNorm(dims["Width"], 1E-06d);
-            _mlp = new global::Demo.Llama.LlamaMlp(dims);
+            _mlp = new global::Demo.Llama.LlamaMlp(dims, modelQuantization);
             register_module("input_layernorm", _input_layernorm);
             register_module("self_attn", _self_attn);
             register_module("post_attention_layernorm", _post_attention_layernorm);

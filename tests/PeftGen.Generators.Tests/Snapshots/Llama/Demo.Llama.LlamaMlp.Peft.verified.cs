@@ -20,12 +20,13 @@ namespace Demo.Llama
         public global::PeftGen.ModelDims Dims { get; }
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
-        public LlamaMlp(global::PeftGen.ModelDims dims) : base("LlamaMlp")
+        /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own are built in 4 bits with it (null: none).</param>
+        public LlamaMlp(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("LlamaMlp")
         {
             Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));
-            _gate_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Mlp"], false);
-            _up_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Mlp"], false);
-            _down_proj = new global::PeftGen.LoraLinear(dims["Mlp"], dims["Width"], false);
+            _gate_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Mlp"], false, modelQuantization);
+            _up_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Mlp"], false, modelQuantization);
+            _down_proj = new global::PeftGen.LoraLinear(dims["Mlp"], dims["Width"], false, modelQuantization);
             register_module("gate_proj", _gate_proj);
             register_module("up_proj", _up_proj);
             register_module("down_proj", _down_proj);

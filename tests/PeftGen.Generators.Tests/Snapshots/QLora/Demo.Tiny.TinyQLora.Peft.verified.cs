@@ -35,7 +35,7 @@ namespace Demo.Tiny
             var dims = Dims;
             _wte = new global::PeftGen.TokenEmbedding(dims["Vocab"], dims["Width"]);
             _h = new global::TorchSharp.Modules.ModuleList<global::Demo.Tiny.TinyBlock>();
-            for (var i = 0L; i < dims["Layers"]; i++) _h.Add(new global::Demo.Tiny.TinyBlock(dims));
+            for (var i = 0L; i < dims["Layers"]; i++) _h.Add(new global::Demo.Tiny.TinyBlock(dims, new global::PeftGen.Quant4BitOptions(global::PeftGen.QuantType.Nf4, 64, true, global::PeftGen.ComputeDType.Auto)));
             _head = new global::PeftGen.LoraLinear(dims["Width"], dims["Vocab"], false);
             _head.SetBaseTrainable(true);
             register_module("wte", _wte);
@@ -44,7 +44,6 @@ namespace Demo.Tiny
             var layers = new global::System.Collections.Generic.List<global::PeftGen.PeftLayer>();
             CollectPeftLayers("", false, layers);
             Layers = layers;
-            foreach (var projection in global::PeftGen.PeftLayers.Projections(layers, "h.*.up")) projection.QuantizeBase(new global::PeftGen.Quant4BitOptions(global::PeftGen.QuantType.Nf4, 64, true, global::PeftGen.ComputeDType.Auto));
             global::PeftGen.PeftModelExtensions.SetActiveAdapter(this, "default");
             OnCreated();
             RegisterComponents();

@@ -1,0 +1,25 @@
+using PeftGen;
+
+namespace TinyGpt.Models;
+
+// Kept apart from Llama.cs, which the generator benchmark compiles as its input.
+
+/// <summary>
+/// QLoRA on Llama-2-7B as the paper sets it up: every projection in NF4 with double quantization, LoRA r = 16 on the
+/// query and value projections. The projections are built in 4 bits (no float weight is ever allocated) and filled by
+/// <see cref="PeftGen.Checkpoints.PretrainedLoader"/>.
+/// </summary>
+[PeftModel(typeof(Llama2_7BConfig), ContextLength = "Context")]
+[Lora(Rank = 16, Alpha = 32, Targets = ["q_proj", "v_proj"])]
+[Quantize4Bit]
+public partial class Llama2_7BQLora : LlamaLanguageModel
+{
+    [Block] public partial LlamaTrunk model { get; }
+    [Linear("Width", "Vocab", Bias = false)] public partial LoraLinear lm_head { get; }
+
+    /// <inheritdoc />
+    protected override LlamaTrunk Trunk => model;
+
+    /// <inheritdoc />
+    protected override LoraLinear Head => lm_head;
+}
