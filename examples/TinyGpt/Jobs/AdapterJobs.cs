@@ -80,10 +80,11 @@ public static class AdapterJobs
         var examples = new SupervisedExamples(tokenizer, context.Settings.MaxRecordTokens);
         var encoded = examples.EncodeAll(records);
         var batches = new ExampleBatches(encoded.Examples, context.Settings.FineTuneBatch, tokenizer.EndOfSequenceId, context.Settings.Seed, shuffle: false);
-        var loss = ValidationLoss.Mean(model, batches, batches.BatchesPerEpoch);
+        var compute = PeftGen.Precision.PrecisionSupport.ComputeDType(context.Precision, context.Device);
+        double loss;
+        using (PeftGen.Precision.ComputePrecision.Use(compute)) loss = ValidationLoss.Mean(model, batches, batches.BatchesPerEpoch);
         var score = ConsoleReporter.Counted($"{method.Cli()}: generating {records.Count} definitions", records.Count, progress =>
-            GenerationScoring.Run(new TextGenerator(model), examples, tokenizer, records,
-                new GenerationOptions { MaxNewTokens = context.Settings.MaxNewTokens, Seed = context.Settings.Seed }, progress));
+            GenerationScoring.Run(new TextGenerator(model), examples, tokenizer, records, Scoring.Decoding(context.Settings, context), progress));
 
         var result = new
         {
@@ -97,6 +98,7 @@ public static class AdapterJobs
             rouge1 = score.Rouge.Rouge1,
             rouge2 = score.Rouge.Rouge2,
             rougeL = score.Rouge.RougeL,
+            compute = PeftGen.Precision.PrecisionSupport.Name(compute),
         };
         var output = Path.Combine(context.OutputFolder, $"eval-{Path.GetFileNameWithoutExtension(dataPath)}.json");
         File.WriteAllText(output, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
@@ -125,7 +127,7 @@ public static class AdapterJobs
         var tokenizer = pretrained.Tokenizer;
         var examples = new SupervisedExamples(tokenizer, context.Settings.MaxRecordTokens);
         var ids = new TextGenerator(model).Generate(examples.EncodePrompt(prompt),
-            new GenerationOptions { MaxNewTokens = maxNewTokens, Temperature = temperature, TopK = topK, Seed = context.Settings.Seed, EndOfSequenceId = tokenizer.EndOfSequenceId });
+            Scoring.Decoding(context.Settings, context) with { MaxNewTokens = maxNewTokens, Temperature = temperature, TopK = topK, EndOfSequenceId = tokenizer.EndOfSequenceId });
         var text = tokenizer.Decode(ids).Trim();
         Console.WriteLine($"{prompt} -> {text}");
         return text;
