@@ -32,24 +32,7 @@ public static class AdapterContext
     /// <summary>Runs the base model alone (no LoRA, no soft prompt) until the returned scope is disposed.</summary>
     public static IDisposable BaseOnly() => Push(new Selection(null, null, Disabled: true));
 
-    private static IDisposable Push(Selection selection)
-    {
-        var previous = Current.Value;
-        Current.Value = selection;
-        return new Restore(previous);
-    }
+    private static IDisposable Push(Selection selection) => AmbientScope.Push(Current, selection);
 
     private sealed record Selection(string? Adapter, string? SoftPrompt, bool Disabled);
-
-    private sealed class Restore(Selection? previous) : IDisposable
-    {
-        private bool _disposed;
-
-        public void Dispose()
-        {
-            if (_disposed) return;
-            _disposed = true;
-            Current.Value = previous;
-        }
-    }
 }

@@ -33,9 +33,7 @@ public static class ComputePrecision
     {
         if (dtype is not null and not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64))
             throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "A compute dtype is a floating-point type: Float32, BFloat16, Float16 or Float64.");
-        var previous = Ambient.Value;
-        Ambient.Value = dtype;
-        return new Restore(previous);
+        return AmbientScope.Push(Ambient, dtype);
     }
 
     /// <summary>
@@ -47,17 +45,5 @@ public static class ComputePrecision
         ArgumentNullException.ThrowIfNull(tensor);
         var dtype = Ambient.Value;
         return dtype is null || tensor.dtype == dtype || !tensor.is_floating_point() ? tensor : tensor.to(dtype.Value);
-    }
-
-    private sealed class Restore(ScalarType? previous) : IDisposable
-    {
-        private bool disposed;
-
-        public void Dispose()
-        {
-            if (disposed) return;
-            disposed = true;
-            Ambient.Value = previous;
-        }
     }
 }
