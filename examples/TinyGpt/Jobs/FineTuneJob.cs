@@ -114,7 +114,7 @@ public static class FineTuneJob
         var (scores, predictions) = Scoring.Generate(method.Cli(), new TextGenerator(model), examples, tokenizer, data.Valid, Scoring.Decoding(settings, context), validationLoss);
 
         var adapterFolder = Path.Combine(context.OutputFolder, method.Cli());
-        Save(model, method, adapterFolder, BaseModelName(settings));
+        Save(model, method, adapterFolder, BaseModelName);
 
         var (trainableCount, allCount) = TinyModels.Counts(method);
         return new MethodResult(
@@ -155,8 +155,8 @@ public static class FineTuneJob
         prompt.Embeddings.copy_(rows);
     }
 
-    /// <summary>The name adapters record as <c>base_model_name_or_path</c>.</summary>
-    public static string BaseModelName(JobSettings settings) => "tinygpt-brown";
+    /// <summary>The name adapters record as <c>base_model_name_or_path</c>: the example's Brown-pretrained tiny GPT.</summary>
+    public const string BaseModelName = "tinygpt-brown";
 
     /// <summary>Saves what the method trained, in the format its peers use.</summary>
     private static void Save(GptLanguageModel model, Method method, string folder, string baseModelName)
