@@ -19,10 +19,10 @@ public sealed class ModelsTests
         Assert.Equal("trainable params: 294,912 || all params: 124,734,720 || trainable%: 0.2364", Gpt2SmallLora.Accounting.Summary);
         Assert.Equal("trainable params: 4,194,304 || all params: 6,742,609,920 || trainable%: 0.0622", Llama2_7BLora.Accounting.Summary);
         Assert.Equal(786_432L, Gpt2MediumLora.Accounting.TrainableParameters);
-        // QLoRA r = 16 on q, v: 4-bit projections (packed codes, one absmax byte per 64 values, a float32 per 256 blocks
-        // and the offset), the float32 embedding (524,288,000 bytes), norms and adapters.
+        // QLoRA r = 16 on q, v: 4-bit decoder projections (packed codes, one absmax byte per 64 values, a float32 per 256
+        // blocks and the offset), the float32 embedding and head (524,288,000 bytes each), norms and adapters.
         Assert.Equal("trainable params: 8,388,608 || all params: 6,746,804,224 || trainable%: 0.1243", Llama2_7BQLora.Accounting.Summary);
-        Assert.Equal(3_967_295_620L, Llama2_7BQLora.Accounting.WeightBytes);
+        Assert.Equal(4_423_967_616L, Llama2_7BQLora.Accounting.WeightBytes);
     }
 
     public static TheoryData<string> TinyVariants => new() { "full", "lora", "qlora", "prompt", "llama" };
