@@ -24,3 +24,19 @@ public partial class Llama2_7BQLora : LlamaLanguageModel
     /// <inheritdoc />
     protected override LoraLinear Head => lm_head;
 }
+
+/// <summary><see cref="Llama2_7BQLora"/>'s setup on the tiny Llama, for tests and CPU runs.</summary>
+[PeftModel(typeof(TinyLlamaConfig), ContextLength = "Context")]
+[Lora(Rank = 16, Alpha = 32, Targets = ["q_proj", "v_proj"])]
+[Quantize4Bit]
+public partial class TinyLlamaQLora : LlamaLanguageModel
+{
+    [Block] public partial LlamaTrunk model { get; }
+    [Linear("Width", "Vocab", Bias = false)] public partial LoraLinear lm_head { get; }
+
+    /// <inheritdoc />
+    protected override LlamaTrunk Trunk => model;
+
+    /// <inheritdoc />
+    protected override LoraLinear Head => lm_head;
+}
