@@ -95,7 +95,7 @@ public sealed class ArgumentFuzzTests
             "[Lora(Rank = 4, Alpha = 8, Adapter = \"default\")]", "[SoftPrompt(4, Name = \"tenant\")]", "[Lora(Rank = 2, Adapter = \"other\", Targets = [\"q_prj\"])]",
             "[Quantize4Bit]", "[Trainable]", "[PeftModule]", "[Lora(Rank = 2, Adapter = \"second\", Targets = [\"o_proj\"])]",
         },
-        ["ExtraMemberAttribute"] = new[] { "[Lora(Rank = 2, Adapter = \"sql\")]", "[Lora(Targets = [\"q_proj\"], Adapter = \"t\")]", "[NoLora]", "[Trainable]", "[SoftPrompt(2)]", "[Quantize4Bit(BlockSize = 32)]" },
+        ["ExtraMemberAttribute"] = new[] { "[Lora(Rank = 2, Adapter = \"sql\")]", "[Lora(Targets = [\"q_proj\"], Adapter = \"t\")]", "[NoLora]", "[Trainable]", "[SoftPrompt(2)]", "[Quantize4Bit(BlockSize = 32)]", "[NoQuantize]" },
         ["EmbeddingCount"] = s_dimensions, ["EmbeddingDim"] = s_dimensions, ["StackCount"] = s_dimensions,
         ["LayerNormDim"] = s_dimensions, ["LayerNormEps"] = s_doubles,
         ["LinearIn"] = s_dimensions, ["LinearOut"] = s_dimensions, ["Bias"] = s_bools, ["Layout"] = Enum("WeightLayout", "OutIn", "InOut"),

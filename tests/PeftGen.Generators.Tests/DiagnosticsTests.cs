@@ -31,6 +31,9 @@ public sealed class DiagnosticsTests
     private const string TokenEmbedding = """[Embedding("Vocab", "Width")] public partial TokenEmbedding wte { get; }""";
     private const string Plain = """[Linear("Width", "Width")] public partial LoraLinear proj { get; }""";
     private const string TwoPlain = Plain + "\n" + """[Linear("Width", "Width"), CheckpointName("v_proj")] public partial LoraLinear value { get; }""";
+    private const string Head = """[Linear("Width", "Vocab", Bias = false)] public partial LoraLinear lm_head { get; }""";
+    private const string FloatGate = """[Linear("Width", "Width"), NoQuantize] public partial LoraLinear gate { get; }""";
+    private const string OwnQuantizedHead = """[Linear("Width", "Vocab", Bias = false), Quantize4Bit(BlockSize = 32)] public partial LoraLinear lm_head { get; }""";
     private const string PlainBlock = """[PeftModule] public partial class B : nn.Module<Tensor, Tensor> { [Linear("Width", "Width")] public partial LoraLinear q_proj { get; } [Linear("Width", "Width")] public partial LoraLinear k_proj { get; } public override Tensor forward(Tensor x) => x; }""";
 
     public static TheoryData<string, string> Cases => new()
@@ -94,6 +97,12 @@ public sealed class DiagnosticsTests
         { "PEFT203", Model("[Trainable]", """[Linear("Width", "Width"), Quantize4Bit] public partial LoraLinear proj { get; }""") },
         { "PEFT204", Model("[[|Quantize4Bit|]]", Plain, header: "public partial class M") },
         { "PEFT204", Model("", """[Linear("Width", "Width"), [|Quantize4Bit(BlockSize = 32)|]] public partial LoraLinear proj { get; }""", header: "public partial class M") },
+        { "PEFT205", Model("", Projection + "\n[LayerNorm(\"Width\"), [|NoQuantize|]] public partial LayerNorm ln { get; }", header: "public partial class M") },
+        { "PEFT205", Model("", Projection + "\n[[|NoQuantize|]] public LoraLinear shortcut => proj;", header: "public partial class M") },
+        { "PEFT206", Model("", """[Linear("Width", "Width"), Lora(Rank = 4), Quantize4Bit, [|NoQuantize|]] public partial LoraLinear proj { get; }""", header: "public partial class M") },
+        { "PEFT207", Model("[[|Quantize4Bit|], Lora(Rank = 4)]", Head, header: "public partial class M") },
+        { "PEFT207", Model("[[|Quantize4Bit|]]", Projection.Replace("Lora(", "NoQuantize, Lora(", StringComparison.Ordinal), header: "public partial class M") },
+        { "PEFT207", Model("", "[Block] public partial B b { get; }", "[PeftModule, [|Quantize4Bit|]] public partial class B : nn.Module<Tensor, Tensor> { [Linear(\"Width\", \"Width\"), Lora(Rank = 4), Trainable] public partial LoraLinear p { get; } public override Tensor forward(Tensor x) => x; }", header: "public partial class M") },
         { "PEFT301", Model("[SoftPrompt([|0|])]", TokenEmbedding + "\n" + Projection, header: "public partial class M") },
         { "PEFT302", Model("[SoftPrompt([|8|])]", TokenEmbedding, header: "public partial class M") },
         { "PEFT303", Model("[[|SoftPrompt(4)|]]", Projection, header: "public partial class M") },
@@ -158,6 +167,9 @@ public sealed class DiagnosticsTests
     [InlineData("[Lora(Rank = 4, Targets = new[] { \"value\" }), Lora(Rank = 2, Adapter = \"sql\", Targets = [])]", TwoPlain)]
     [InlineData("[Lora(Rank = 4, Targets = [\"k_proj\"])]", Plain + "\n[Block] public partial B b { get; }")]
     [InlineData("[Quantize4Bit, Lora(Rank = 4)]", Plain)]
+    [InlineData("[Quantize4Bit, Lora(Rank = 4)]", Plain + "\n" + Head + "\n" + FloatGate)]
+    [InlineData("[Quantize4Bit, Lora(Rank = 4)]", Plain + "\n" + OwnQuantizedHead)]
+    [InlineData("[Lora(Rank = 4)]", Plain + "\n" + FloatGate)]
     [InlineData("[SoftPrompt(4, Name = \"tenant_a\"), SoftPrompt(2, Name = \"tenant_b\")]", TokenEmbedding)]
     public void Valid_targets_and_names_report_nothing(string classAttributes, string members)
     {
@@ -171,6 +183,7 @@ public sealed class DiagnosticsTests
     [InlineData(Models.Gpt2)]
     [InlineData(Models.Llama)]
     [InlineData(Models.QLora)]
+    [InlineData(Models.QLoraHead)]
     [InlineData(Models.SoftPrompt)]
     [InlineData(Models.Nested)]
     [InlineData(Models.FullFineTuning)]

@@ -3,7 +3,7 @@ using Xunit;
 
 namespace PeftGen.Generators.Tests;
 
-/// <summary>How one block definition is resolved per model, and which [Lora] wins where several apply.</summary>
+/// <summary>How one block definition is resolved per model, which [Lora] wins where several apply, and what stays in float.</summary>
 public sealed class ModelResolutionTests
 {
     private const string SharedBlock = Models.Usings + """
@@ -102,6 +102,86 @@ public sealed class ModelResolutionTests
         Assert.Contains("foreach (var projection in global::PeftGen.PeftLayers.Projections(layers, \"h.*.k\")) projection.AddAdapter(\"default\", new global::PeftGen.LoraConfig(8, 16d, 0d, false));", root, System.StringComparison.Ordinal);
         Assert.Contains("_head.AddAdapter(\"default\", new global::PeftGen.LoraConfig(8, 16d, 0d, false));", root, System.StringComparison.Ordinal);
         Assert.DoesNotContain("CollectModel", root + block, System.StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_model_wide_Quantize4Bit_keeps_the_output_head_and_NoQuantize_members_in_float()
+    {
+        var result = TestHelpers.Run(Models.QLoraHead);
+        Assert.Empty(result.GeneratorDiagnostics);
+        Assert.Empty(result.CompilationErrors());
+
+        // The model class's constructor builds lm_head in float; the block builds gate_proj in float and takes the
+        // model's setting for the others.
+        var root = result.Source("Demo.QHead.SmallLlamaQLora.Peft.g.cs");
+        Assert.Contains("_lm_head = new global::PeftGen.LoraLinear(dims[\"Width\"], dims[\"Vocab\"], false);", root, System.StringComparison.Ordinal);
+        var block = result.Source("Demo.QHead.QLayer.Peft.g.cs");
+        Assert.Contains("_gate_proj = new global::PeftGen.LoraLinear(dims[\"Width\"], dims[\"Mlp\"], false);", block, System.StringComparison.Ordinal);
+        Assert.Contains("_q_proj = new global::PeftGen.LoraLinear(dims[\"Width\"], dims[\"Width\"], false, modelQuantization);", block, System.StringComparison.Ordinal);
+        Assert.Contains("_down_proj = new global::PeftGen.LoraLinear(dims[\"Mlp\"], dims[\"Width\"], false, modelQuantization);", block, System.StringComparison.Ordinal);
+
+        // The accounting counts the same: embedding 256·64·4 = 65,536 and head 64·256·4 = 65,536 bytes in float32; per
+        // layer q and v 4-bit (4,096 values: 2,048 packed + 64 absmax codes + 4 + 4 = 2,120 each), gate_proj float
+        // (64·128·4 = 32,768), down_proj 4-bit (8,192 values: 4,096 + 128 + 4 + 4 = 4,232), LoRA r = 4 on q and v
+        // (2 · 4 · 128 · 4 = 4,096): 45,336 per layer, 90,672 for two.
+        Assert.Equal(65_536L + 90_672 + 65_536, result.Constant("Demo.QHead.SmallLlamaQLora+Accounting", "WeightBytes"));
+    }
+
+    private const string HeadRule = Models.Usings + """
+
+        namespace Demo.HeadRule;
+
+        public static class Cfg { public const int Width = 64, Vocab = 128; }
+
+        [PeftModel(typeof(Cfg))]
+        [Lora(Rank = 4, Alpha = 8)]
+        [Quantize4Bit]
+        public partial class Renamed : nn.Module<Tensor, Tensor>
+        {
+            [Linear("Width", "Vocab", Bias = false), CheckpointName("lm_head")] public partial LoraLinear output { get; }
+            [Linear("Width", "Width", Bias = false)] public partial LoraLinear proj { get; }
+            [Block] public partial Inner inner { get; }
+            public override Tensor forward(Tensor x) => x;
+        }
+
+        [PeftModule]
+        public partial class Inner : nn.Module<Tensor, Tensor>
+        {
+            [Linear("Width", "Width", Bias = false)] public partial LoraLinear lm_head { get; }
+            public override Tensor forward(Tensor x) => x;
+        }
+
+        [PeftModel(typeof(Cfg))]
+        [Lora(Rank = 4, Alpha = 8)]
+        [Quantize4Bit]
+        public partial class OwnSetting : nn.Module<Tensor, Tensor>
+        {
+            [Linear("Width", "Width", Bias = false)] public partial LoraLinear proj { get; }
+            [Linear("Width", "Vocab", Bias = false), Quantize4Bit(BlockSize = 32)] public partial LoraLinear lm_head { get; }
+            public override Tensor forward(Tensor x) => x;
+        }
+        """;
+
+    [Fact]
+    public void The_output_head_is_the_model_class_own_projection_checkpointed_as_lm_head_unless_it_asks_for_4_bits()
+    {
+        var result = TestHelpers.Run(HeadRule);
+        Assert.Empty(result.GeneratorDiagnostics);
+        Assert.Empty(result.CompilationErrors());
+
+        // By checkpoint name: 'output' is checkpointed as lm_head, so it stays float; a block's lm_head is not the head.
+        var renamed = result.Source("Demo.HeadRule.Renamed.Peft.g.cs");
+        Assert.Contains("_output = new global::PeftGen.LoraLinear(dims[\"Width\"], dims[\"Vocab\"], false);", renamed, System.StringComparison.Ordinal);
+        Assert.Contains("_lm_head = new global::PeftGen.LoraLinear(dims[\"Width\"], dims[\"Width\"], false, modelQuantization);", result.Source("Demo.HeadRule.Inner.Peft.g.cs"), System.StringComparison.Ordinal);
+        // Head 64·128·4 = 32,768 float; proj and inner.lm_head 4-bit, 2,120 each; LoRA r = 4 on all three:
+        // 4 · (192 + 128 + 128) · 4 = 7,168.
+        Assert.Equal(32_768L + 2_120 + 2_120 + 7_168, result.Constant("Demo.HeadRule.Renamed+Accounting", "WeightBytes"));
+
+        // A member's own [Quantize4Bit] applies to the head too: 8,192 values in blocks of 32 with double quantization,
+        // 4,096 packed + 256 absmax codes + 4 + 4 = 4,360; proj 2,120; LoRA 4 · (192 + 128) · 4 = 5,120.
+        Assert.Contains("_lm_head = new global::PeftGen.LoraLinear(dims[\"Width\"], dims[\"Vocab\"], false, new global::PeftGen.Quant4BitOptions(global::PeftGen.QuantType.Nf4, 32, true, global::PeftGen.ComputeDType.Auto));",
+            result.Source("Demo.HeadRule.OwnSetting.Peft.g.cs"), System.StringComparison.Ordinal);
+        Assert.Equal(4_360L + 2_120 + 5_120, result.Constant("Demo.HeadRule.OwnSetting+Accounting", "WeightBytes"));
     }
 
     private const string PromptThroughBlock = Models.Usings + """

@@ -138,6 +138,38 @@ internal static class Models
         }
         """;
 
+    /// <summary>
+    /// QLoRA on a Llama-shaped model as transformers sets it up: a model-wide [Quantize4Bit] stores every projection in
+    /// 4 bits except the output head lm_head (kept in float by the head rule) and gate_proj ([NoQuantize]: float, frozen).
+    /// </summary>
+    public const string QLoraHead = Usings + """
+
+        namespace Demo.QHead;
+
+        public static class SmallLlama { public const int Vocab = 256, Width = 64, Layers = 2, Mlp = 128; }
+
+        [PeftModel(typeof(SmallLlama))]
+        [Lora(Rank = 4, Alpha = 8, Targets = ["q_proj", "v_proj"])]
+        [Quantize4Bit]
+        public partial class SmallLlamaQLora : nn.Module<Tensor, Tensor>
+        {
+            [Embedding("Vocab", "Width")] public partial TokenEmbedding embed_tokens { get; }
+            [Stack("Layers")] public partial ModuleList<QLayer> layers { get; }
+            [Linear("Width", "Vocab", Bias = false)] public partial LoraLinear lm_head { get; }
+            public override Tensor forward(Tensor ids) => lm_head.forward(embed_tokens.forward(ids));
+        }
+
+        [PeftModule]
+        public partial class QLayer : nn.Module<Tensor, Tensor>
+        {
+            [Linear("Width", "Width", Bias = false)] public partial LoraLinear q_proj { get; }
+            [Linear("Width", "Width", Bias = false)] public partial LoraLinear v_proj { get; }
+            [Linear("Width", "Mlp", Bias = false), NoQuantize] public partial LoraLinear gate_proj { get; }
+            [Linear("Mlp", "Width", Bias = false)] public partial LoraLinear down_proj { get; }
+            public override Tensor forward(Tensor x) => down_proj.forward(gate_proj.forward(q_proj.forward(x) + v_proj.forward(x)));
+        }
+        """;
+
     /// <summary>Prompt tuning only: a 20-token prompt on a 256-wide model, and a second named prompt.</summary>
     public const string SoftPrompt = Usings + """
 

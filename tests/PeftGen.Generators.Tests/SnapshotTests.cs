@@ -12,6 +12,7 @@ public sealed class SnapshotTests
     [InlineData("Nested", Models.Nested)]
     [InlineData("FullFineTuning", Models.FullFineTuning)]
     [InlineData("QLora", Models.QLora)]
+    [InlineData("QLoraHead", Models.QLoraHead)]
     [InlineData("SoftPrompt", Models.SoftPrompt)]
     public void Generates_compilable_code(string scenario, string source)
         => VerifyScenario(scenario, source);

@@ -3,13 +3,15 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Security.Cryptography;
 using PeftGen;
+using PeftGen.Data;
+using PeftGen.Training;
 using TinyGpt.Models;
 using Xunit;
 using static TorchSharp.torch;
 
 namespace TinyGpt.Tests;
 
-/// <summary>The example models: compile-time accounting, real parameter counts, merge, training with a frozen base.</summary>
+/// <summary>The example models: compile-time accounting, real parameter counts and bytes, merge, training with a frozen base.</summary>
 [Collection("torch")]
 public sealed class ModelsTests
 {
@@ -19,13 +21,13 @@ public sealed class ModelsTests
         Assert.Equal("trainable params: 294,912 || all params: 124,734,720 || trainable%: 0.2364", Gpt2SmallLora.Accounting.Summary);
         Assert.Equal("trainable params: 4,194,304 || all params: 6,742,609,920 || trainable%: 0.0622", Llama2_7BLora.Accounting.Summary);
         Assert.Equal(786_432L, Gpt2MediumLora.Accounting.TrainableParameters);
-        // QLoRA r = 16 on q, v: 4-bit projections (packed codes, one absmax byte per 64 values, a float32 per 256 blocks
-        // and the offset), the float32 embedding (524,288,000 bytes), norms and adapters.
+        // QLoRA r = 16 on q, v: 4-bit decoder projections (packed codes, one absmax byte per 64 values, a float32 per 256
+        // blocks and the offset), the float32 embedding and head (524,288,000 bytes each), norms and adapters.
         Assert.Equal("trainable params: 8,388,608 || all params: 6,746,804,224 || trainable%: 0.1243", Llama2_7BQLora.Accounting.Summary);
-        Assert.Equal(3_967_295_620L, Llama2_7BQLora.Accounting.WeightBytes);
+        Assert.Equal(4_423_967_616L, Llama2_7BQLora.Accounting.WeightBytes);
     }
 
-    public static TheoryData<string> TinyVariants => new() { "full", "lora", "qlora", "prompt", "llama" };
+    public static TheoryData<string> TinyVariants => new() { "full", "lora", "qlora", "prompt", "llama", "llama-qlora" };
 
     [Theory]
     [MemberData(nameof(TinyVariants))]
@@ -54,6 +56,7 @@ public sealed class ModelsTests
         "qlora" => (new TinyGptQLora(), TinyGptQLora.Accounting.TrainableParameters, TinyGptQLora.Accounting.AllParameters, true),
         "prompt" => (new TinyGptPrompt(), TinyGptPrompt.Accounting.TrainableParameters, TinyGptPrompt.Accounting.AllParameters, false),
         "llama" => (new TinyLlamaLora(), TinyLlamaLora.Accounting.TrainableParameters, TinyLlamaLora.Accounting.AllParameters, false),
+        "llama-qlora" => (new TinyLlamaQLora(), TinyLlamaQLora.Accounting.TrainableParameters, TinyLlamaQLora.Accounting.AllParameters, true),
         _ => throw new ArgumentOutOfRangeException(nameof(variant)),
     };
 
@@ -115,6 +118,49 @@ public sealed class ModelsTests
         }
         Assert.True(last < first * 0.9, $"loss {first} -> {last}");
         Assert.Equal(baseHashes, BaseTensorHashes(peft));
+    }
+
+    [Fact]
+    public void A_model_wide_4_bit_llama_keeps_its_head_in_float32_as_its_accounting_says()
+    {
+        using var model = new TinyLlamaQLora();
+        var projections = ((IPeftModel)model).Projections().ToList();
+        Assert.Equal(new[] { "lm_head" }, projections.Where(p => !p.Layer.IsQuantized).Select(p => p.Path));
+        Assert.Equal(ScalarType.Float32, model.HeadWeight.dtype);
+        Assert.False(model.HeadWeight.requires_grad);
+
+        // The bytes the built model holds: float32 parameters (embedding, norms, head, adapters) and the 4-bit bases.
+        var bytes = ((nn.Module)model).parameters().Sum(p => p.numel() * p.ElementSize)
+            + projections.Where(p => p.Layer.IsQuantized).Sum(p => p.Layer.QuantizedWeight!.StorageBytes);
+        Assert.Equal(TinyLlamaQLora.Accounting.WeightBytes, bytes);
+    }
+
+    [Fact]
+    public void A_model_wide_4_bit_llama_trains_with_PeftTrainer_through_its_float_head()
+    {
+        manual_seed(13);
+        using var scope = NewDisposeScope();
+        using var model = new TinyLlamaQLora();
+        var peft = (IPeftModel)model;
+        // The 4-bit bases hold zeros until a checkpoint fills them, and zero projections pass no gradient to LoRA.
+        foreach (var (_, layer) in peft.Projections().Where(p => p.Layer.IsQuantized))
+            layer.LoadBase(randn(layer.OutFeatures, layer.InFeatures) / Math.Sqrt(layer.InFeatures));
+        var baseHashes = BaseTensorHashes(peft);
+        var codes = peft.Projections().Where(p => p.Layer.IsQuantized).ToDictionary(p => p.Path, p => Hash(p.Layer.QuantizedWeight!.Packed));
+
+        // Eight fixed sequences to memorise, every position labelled.
+        var examples = Enumerable.Range(0, 8)
+            .Select(i => Enumerable.Range(0, 12).Select(t => 1 + ((i * 37) + (t * 11)) % (TinyLlamaConfig.Vocab - 1)).ToArray())
+            .Select(ids => new TokenizedExample(ids, ids))
+            .ToList();
+        using var trainer = new PeftTrainer(model, peft.NamedTrainableParameters(), new TrainerOptions { MaxSteps = 20, LearningRate = 1e-2, WarmupSteps = 2 });
+        var result = trainer.Train(new ExampleBatches(examples, batchSize: 4, padId: 0, seed: 1));
+
+        Assert.Equal(TrainingStopReason.Completed, result.StopReason);
+        double first = result.Steps.Take(2).Average(s => s.Loss), last = result.Steps.TakeLast(2).Average(s => s.Loss);
+        Assert.True(last < first * 0.9, $"loss {first} -> {last}");
+        Assert.Equal(baseHashes, BaseTensorHashes(peft));
+        Assert.Equal(codes, peft.Projections().Where(p => p.Layer.IsQuantized).ToDictionary(p => p.Path, p => Hash(p.Layer.QuantizedWeight!.Packed)));
     }
 
     internal static void RandomizeLoraB(IPeftModel model)

@@ -17,6 +17,7 @@ public static class ParamsReport
         new(nameof(Llama2_7BLora), Llama2_7BLora.Accounting.Summary, Llama2_7BLora.Accounting.TrainingBytes, Llama2_7BLora.Accounting.FullFineTuningTrainingBytes, Llama2_7BLora.Accounting.WeightBytes),
         new(nameof(Llama2_7BQLora), Llama2_7BQLora.Accounting.Summary, Llama2_7BQLora.Accounting.TrainingBytes, Llama2_7BQLora.Accounting.FullFineTuningTrainingBytes, Llama2_7BQLora.Accounting.WeightBytes),
         new(nameof(TinyLlamaLora), TinyLlamaLora.Accounting.Summary, TinyLlamaLora.Accounting.TrainingBytes, TinyLlamaLora.Accounting.FullFineTuningTrainingBytes, TinyLlamaLora.Accounting.WeightBytes),
+        new(nameof(TinyLlamaQLora), TinyLlamaQLora.Accounting.Summary, TinyLlamaQLora.Accounting.TrainingBytes, TinyLlamaQLora.Accounting.FullFineTuningTrainingBytes, TinyLlamaQLora.Accounting.WeightBytes),
         new(nameof(TinyGptFull), TinyGptFull.Accounting.Summary, TinyGptFull.Accounting.TrainingBytes, TinyGptFull.Accounting.FullFineTuningTrainingBytes, TinyGptFull.Accounting.WeightBytes),
         new(nameof(TinyGptLora), TinyGptLora.Accounting.Summary, TinyGptLora.Accounting.TrainingBytes, TinyGptLora.Accounting.FullFineTuningTrainingBytes, TinyGptLora.Accounting.WeightBytes),
         new(nameof(TinyGptQLora), TinyGptQLora.Accounting.Summary, TinyGptQLora.Accounting.TrainingBytes, TinyGptQLora.Accounting.FullFineTuningTrainingBytes, TinyGptQLora.Accounting.WeightBytes),

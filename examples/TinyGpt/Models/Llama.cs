@@ -1,4 +1,5 @@
 using PeftGen;
+using PeftGen.Precision;
 using PeftGen.Training;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -91,7 +92,9 @@ public partial class LlamaAttention : nn.Module<Tensor, Tensor>
             k = k.repeat_interleave(heads / kvHeads, dim: 1);
             v = v.repeat_interleave(heads / kvHeads, dim: 1);
         }
-        var y = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true);
+        // Under a mixed-precision scope q and k come back from the rotary tables in the residual stream's dtype while v
+        // keeps the compute dtype: attention runs in the compute dtype, as autocast runs it.
+        var y = nn.functional.scaled_dot_product_attention(ComputePrecision.Cast(q), ComputePrecision.Cast(k), ComputePrecision.Cast(v), is_casual: true);
         return o_proj.forward(y.transpose(1, 2).contiguous().view(batch, seq, heads * headDim)).MoveToOuterDisposeScope();
     }
 

@@ -156,6 +156,18 @@ internal static class DiagnosticDescriptors
         "4-bit model without LoRA",
         "Model '{0}' stores projections in 4 bits but no LoRA adapter, soft prompt or [Trainable] member trains; a 4-bit base stays frozen, so add [Lora] to the quantized projections or to the model class (QLoRA)");
 
+    public static readonly DiagnosticDescriptor NoQuantizeNonProjection = Error("PEFT205", Quantization,
+        "[NoQuantize] on a member that is not a projection",
+        "[NoQuantize] is on '{0}', which is not a [Linear] projection; only projections are stored in 4 bits (embeddings and norms always stay in full precision), remove the attribute");
+
+    public static readonly DiagnosticDescriptor NoQuantizeWithQuantize = Error("PEFT206", Quantization,
+        "[NoQuantize] together with [Quantize4Bit] on one member",
+        "'{0}' has both [Quantize4Bit] and [NoQuantize]; remove [NoQuantize] to store it in 4 bits, or [Quantize4Bit] to keep it in full precision");
+
+    public static readonly DiagnosticDescriptor QuantizationReachesNothing = Warning("PEFT207", Quantization,
+        "[Quantize4Bit] reaches no projection",
+        "[Quantize4Bit] on '{0}' stores no projection in 4 bits: each projection it would reach is [Trainable], [NoQuantize], the model's output head 'lm_head' or has its own [Quantize4Bit] (or there is none); remove it, or put it where a projection takes it");
+
     public static readonly DiagnosticDescriptor PromptLengthNotPositive = Error("PEFT301", SoftPrompt,
         "Soft prompt length is not positive",
         "Soft prompt '{0}' has {1} virtual tokens; use a positive number such as 20");

@@ -101,7 +101,7 @@ internal static class ClassEmitter
         if (model is null)
         {
             writer.WriteLine($"/// <summary>Builds the block's layers for a model of dimensions <paramref name=\"dims\"/>.</summary>");
-            writer.WriteLine($"/// <param name=\"{QuantEmitter.ModelQuantizationParameter}\">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own are built in 4 bits with it (null: none).</param>");
+            writer.WriteLine($"/// <param name=\"{QuantEmitter.ModelQuantizationParameter}\">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own, other than [Trainable] and [NoQuantize] ones, are built in 4 bits with it (null: none).</param>");
             writer.OpenBlock($"public {name}({RuntimeNames.ModelDims} dims, global::PeftGen.Quant4BitOptions? {QuantEmitter.ModelQuantizationParameter} = null) : base({Literals.String(name)})");
             writer.WriteLine("Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));");
         }
@@ -116,7 +116,7 @@ internal static class ClassEmitter
             writer.WriteLine("var dims = Dims;");
         }
 
-        foreach (var member in type.Members) WriteMemberConstruction(writer, type, member);
+        foreach (var member in type.Members) WriteMemberConstruction(writer, type, member, model);
         foreach (var member in type.Members) writer.WriteLine($"register_module({Literals.String(member.CheckpointName)}, {Field(member)});");
 
         if (model is not null)
@@ -143,14 +143,14 @@ internal static class ClassEmitter
         writer.CloseBlock();
     }
 
-    private static void WriteMemberConstruction(SourceWriter writer, ClassSpec type, MemberSpec member)
+    private static void WriteMemberConstruction(SourceWriter writer, ClassSpec type, MemberSpec member, ModelSpec? model)
     {
         var field = Field(member);
         var d = member.Dimensions.Select(x => x.Expression.ToCSharp("dims")).ToList();
         switch (member.Kind)
         {
             case LayerKind.Linear:
-                writer.WriteLine($"{field} = new {RuntimeNames.LoraLinear}({d[0]}, {d[1]}, {Literals.Bool(member.Bias)}{QuantEmitter.ProjectionArgument(type, member, type.Root is not null)});");
+                writer.WriteLine($"{field} = new {RuntimeNames.LoraLinear}({d[0]}, {d[1]}, {Literals.Bool(member.Bias)}{QuantEmitter.ProjectionArgument(type, member, model)});");
                 LoraEmitter.WriteAddAdapters(writer, type, member, field);
                 if (member.Trainable) writer.WriteLine($"{field}.SetBaseTrainable(true);");
                 return;

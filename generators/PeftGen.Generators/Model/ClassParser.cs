@@ -144,7 +144,7 @@ internal static class ClassParser
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadCheckpointName, member.Site, member.CheckpointName, member.Name, "is used by another member"));
         }
 
-        return new ParsedClass(new ClassSpec(
+        var spec = new ClassSpec(
             hierarchy,
             typeSite,
             root,
@@ -153,7 +153,11 @@ internal static class ClassParser
             classPromptSpecs,
             members.ToEquatableArray(),
             projectionNames.Distinct(StringComparer.Ordinal).ToEquatableArray(),
-            diagnostics.ToEquatableArray()), sites.ToTable());
+            EquatableArray<DiagnosticInfo>.Empty);
+        // Like its adapters, a block class's [Quantize4Bit] reaches its own projections only; the model class's is
+        // checked per model (ModelBuilder).
+        if (!isRoot) QuantResolution.CheckBlock(spec, diagnostics);
+        return new ParsedClass(spec with { Diagnostics = diagnostics.ToEquatableArray() }, sites.ToTable());
     }
 
     /// <summary>The names a [Linear] property answers to in Targets, whether or not the rest of its declaration is valid.</summary>
@@ -201,6 +205,7 @@ internal static class ClassParser
         var loraReaders = Readers(attributes, LoraParser.AttributeName).ToList();
         var noLora = Readers(attributes, LoraParser.NoLoraAttributeName).FirstOrDefault();
         var quantReader = Readers(attributes, QuantParser.AttributeName).FirstOrDefault();
+        var noQuantize = Readers(attributes, QuantParser.NoQuantizeAttributeName).FirstOrDefault();
         var trainable = Readers(attributes, TrainableAttributeName).FirstOrDefault();
         var promptReaders = Readers(attributes, SoftPromptParser.AttributeName).ToList();
         var memberSite = sites.Record(typeKey + "." + property.Name, LocationInfo.From(property.Locations.FirstOrDefault() ?? Location.None));
@@ -209,7 +214,7 @@ internal static class ClassParser
         {
             // PEFT attributes without a layer attribute: the member is no projection (nor any layer).
             LoraParser.CheckPlacement(loraReaders, noLora, onProjection: false, property.Name, diagnostics);
-            QuantParser.CheckPlacement(quantReader, onProjection: false, trainable, classTrainable, property.Name, diagnostics);
+            QuantParser.CheckPlacement(quantReader, noQuantize, onProjection: false, trainable, classTrainable, property.Name, diagnostics);
             return null;
         }
 
@@ -278,7 +283,7 @@ internal static class ClassParser
         var lora = LoraParser.Parse(loraReaders, owner, onMember: true, diagnostics);
         valid &= LoraParser.CheckPlacement(loraReaders, noLora, onProjection: kind == LayerKind.Linear, property.Name, diagnostics);
         var quant = QuantParser.Parse(quantReader, diagnostics);
-        valid &= QuantParser.CheckPlacement(quantReader, onProjection: kind == LayerKind.Linear, trainable, classTrainable, property.Name, diagnostics);
+        valid &= QuantParser.CheckPlacement(quantReader, noQuantize, onProjection: kind == LayerKind.Linear, trainable, classTrainable, property.Name, diagnostics);
 
         var eps = layer.Named("Eps", kind == LayerKind.RmsNorm ? SettingRules.RmsNormEps : SettingRules.LayerNormEps);
         if (!SettingRules.IsValidEps(eps))
@@ -318,6 +323,7 @@ internal static class ClassParser
             noLora is not null,
             trainable is not null || classTrainable,
             quant,
+            noQuantize is not null,
             prompts,
             memberSite);
     }

@@ -46,6 +46,7 @@ internal sealed record MemberSpec(
     bool NoLora,
     bool Trainable,
     QuantSpec? Quantization,
+    bool NoQuantize,
     EquatableArray<SoftPromptSpec> SoftPrompts,
     SourceSite? Site);
 

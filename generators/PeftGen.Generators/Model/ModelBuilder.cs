@@ -57,6 +57,7 @@ internal static class ModelBuilder
         var prompts = SoftPromptResolution.Resolve(root, found.Member, (dimension, member) => walker.Resolve(dimension, member, root.Type.Name), walker.Diagnostics);
 
         QuantResolution.CheckFullFineTuning(root, walker.Layers, walker.Diagnostics);
+        if (walker.Complete && root.IsValid && walker.ReachedValid) QuantResolution.CheckModel(root, walker.Layers, walker.Diagnostics);
         if (walker.Complete) LoraResolution.CheckModel(root, walker.Layers, walker.ProjectionNames, adaptersResolved: root.IsValid && walker.ReachedValid, walker.Diagnostics);
 
         var layers = walker.Layers.ToEquatableArray();
@@ -191,7 +192,7 @@ internal static class ModelBuilder
                 adapters.Add(new ResolvedAdapter(adapter, checked(adapter.Rank * perInstance), FromModel: true));
             LoraResolution.CheckRanks(adapters, inFeatures, outFeatures, type.Type.Name + "." + member.Name, _root.Type.Name, Diagnostics);
 
-            var quantization = QuantResolution.ClassQuantization(type, member) ?? QuantResolution.ModelQuantization(_root, type, member);
+            var quantization = QuantResolution.LayerQuantization(_root, type, member);
             var weight = checked(inFeatures * outFeatures);
             var parameters = checked(weight + (member.Bias ? outFeatures : 0));
             Layers.Add(new ResolvedLayer(path, LayerKind.Linear, instances, parameters, quantization is null ? 0 : weight,

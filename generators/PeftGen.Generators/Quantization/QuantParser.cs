@@ -4,10 +4,11 @@ using PeftGen.Generators.Model;
 
 namespace PeftGen.Generators.Quantization;
 
-/// <summary>Reads a <c>[Quantize4Bit]</c> attribute and checks its block size.</summary>
+/// <summary>Reads a <c>[Quantize4Bit]</c> attribute and checks its block size, and where it and <c>[NoQuantize]</c> are placed.</summary>
 internal static class QuantParser
 {
     public const string AttributeName = "PeftGen.Quantize4BitAttribute";
+    public const string NoQuantizeAttributeName = "PeftGen.NoQuantizeAttribute";
 
     public static QuantSpec? Parse(AttributeReader? attribute, List<DiagnosticInfo> diagnostics)
     {
@@ -28,20 +29,31 @@ internal static class QuantParser
 
     /// <summary>
     /// [Quantize4Bit] on a member belongs on a [Linear] projection (PEFT202) whose base does not train (PEFT203: a
-    /// 4-bit base cannot be trained directly).
+    /// 4-bit base cannot be trained directly); [NoQuantize] belongs on a [Linear] projection (PEFT205) that has no
+    /// [Quantize4Bit] of its own (PEFT206: the two contradict each other).
     /// </summary>
     /// <param name="classTrainable">The member's class is a [Trainable] block.</param>
-    /// <returns>Whether it is placed correctly (or absent).</returns>
-    public static bool CheckPlacement(AttributeReader? attribute, bool onProjection, AttributeReader? trainable, bool classTrainable, string member, List<DiagnosticInfo> diagnostics)
+    /// <returns>Whether they are placed correctly (or absent).</returns>
+    public static bool CheckPlacement(AttributeReader? attribute, AttributeReader? noQuantize, bool onProjection, AttributeReader? trainable, bool classTrainable, string member, List<DiagnosticInfo> diagnostics)
     {
-        if (attribute is null) return true;
         if (!onProjection)
         {
-            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizeNonProjection, attribute.Site, member));
-            return false;
+            if (attribute is not null) diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizeNonProjection, attribute.Site, member));
+            if (noQuantize is not null) diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NoQuantizeNonProjection, noQuantize.Site, member));
+            return attribute is null && noQuantize is null;
         }
-        if (trainable is null && !classTrainable) return true;
-        diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizedTrainable, trainable?.Site ?? attribute.Site, member));
-        return false;
+        if (attribute is null) return true;
+        var placed = true;
+        if (noQuantize is not null)
+        {
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NoQuantizeWithQuantize, noQuantize.Site, member));
+            placed = false;
+        }
+        if (trainable is not null || classTrainable)
+        {
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizedTrainable, trainable?.Site ?? attribute.Site, member));
+            placed = false;
+        }
+        return placed;
     }
 }

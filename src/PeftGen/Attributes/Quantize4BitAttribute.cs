@@ -6,6 +6,12 @@ namespace PeftGen;
 /// Stores the frozen base weight of a projection (or of every projection in a class) in 4 bits, in bitsandbytes'
 /// blockwise layout, and dequantizes it on its device for each use. Embeddings and norms stay in full precision.
 /// </summary>
+/// <remarks>
+/// On a class it reaches every projection of that class (on the model class, every projection of the model) except
+/// those that stay in full precision: <see cref="TrainableAttribute"/> and <see cref="NoQuantizeAttribute"/> members,
+/// and the model's output head, the model class's own projection whose checkpoint name is <c>lm_head</c> (transformers
+/// keeps it unquantized by default too). A member's own <c>[Quantize4Bit]</c> always applies, the head's included.
+/// </remarks>
 [AttributeUsage(AttributeTargets.Property | AttributeTargets.Class, AllowMultiple = false, Inherited = false)]
 public sealed class Quantize4BitAttribute : Attribute
 {
@@ -20,6 +26,17 @@ public sealed class Quantize4BitAttribute : Attribute
 
     /// <summary>The dtype the weight is dequantized to for the matmul. Default: bfloat16 on CUDA, float32 on CPU.</summary>
     public ComputeDType ComputeDType { get; set; } = ComputeDType.Auto;
+}
+
+/// <summary>
+/// Keeps a projection's base weight in full precision under a class-level or model-level
+/// <see cref="Quantize4BitAttribute"/>, without making it trainable (unlike <see cref="TrainableAttribute"/>): as
+/// transformers' <c>llm_int8_skip_modules</c>. Only on <c>[Linear]</c> members, and not together with a member-level
+/// <c>[Quantize4Bit]</c>.
+/// </summary>
+[AttributeUsage(AttributeTargets.Property, AllowMultiple = false, Inherited = false)]
+public sealed class NoQuantizeAttribute : Attribute
+{
 }
 
 /// <summary>4-bit code books, with bitsandbytes' values and code order.</summary>

@@ -22,7 +22,7 @@ internal static class BitsAndBytesQuantizationConfig
     public const string Key = "quantization_config";
 
     /// <summary>transformers' name for a causal language model's output projection.</summary>
-    public const string OutputHead = "lm_head";
+    public const string OutputHead = SettingRules.OutputHeadName;
 
     /// <summary>
     /// The entry for a model whose 4-bit projections all use <paramref name="options"/> and whose float projections

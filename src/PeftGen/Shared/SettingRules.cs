@@ -39,6 +39,13 @@ internal static class SettingRules
     /// <summary>Whether 4-bit absmax values are quantized again when not said.</summary>
     public const bool QuantDoubleQuant = true;
 
+    /// <summary>
+    /// The checkpoint name of a causal language model's output head (transformers' <c>lm_head</c>): a class-level or
+    /// model-level <c>[Quantize4Bit]</c> leaves the model class's own projection of this name in full precision, as
+    /// transformers' bitsandbytes integration does by default.
+    /// </summary>
+    public const string OutputHeadName = "lm_head";
+
     /// <summary>The smallest and largest 4-bit block sizes bitsandbytes supports.</summary>
     public const int MinQuantBlockSize = 32, MaxQuantBlockSize = 4096;
 

@@ -17,7 +17,7 @@ namespace Demo.Gpt2
         public global::PeftGen.ModelDims Dims { get; }
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
-        /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own are built in 4 bits with it (null: none).</param>
+        /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own, other than [Trainable] and [NoQuantize] ones, are built in 4 bits with it (null: none).</param>
         public GptAttention(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("GptAttention")
         {
             Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));
