@@ -58,7 +58,7 @@ public sealed record JobSettings
         PretrainBatch = 16,
         PretrainBlock = 128,
         PretrainLearningRate = 1.5e-3,
-        FineTuneSteps = 400,
+        FineTuneSteps = 300,
         FineTuneBatch = 16,
         MaxRecordTokens = 64,
         SelectionRecords = 256,
