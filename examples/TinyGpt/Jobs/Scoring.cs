@@ -46,21 +46,26 @@ public static class Scoring
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var score = ConsoleReporter.Counted($"{label}: generating {records.Count} definitions", records.Count,
             progress => GenerationScoring.Run(generator, examples, tokenizer, records, decoding, progress));
-        return (Of(records, score.Predictions, validationLoss, clock.Elapsed.TotalSeconds), score.Predictions);
+        return (Of(score.PerRecord, score.Predictions, validationLoss, clock.Elapsed.TotalSeconds), score.Predictions);
     }
 
     /// <summary>Scores aligned predictions against the records' completions.</summary>
     public static Scores Of(IReadOnlyList<PromptCompletion> records, IReadOnlyList<string> predictions, double validationLoss, double seconds)
     {
         if (records.Count != predictions.Count) throw new ArgumentException($"{records.Count} records but {predictions.Count} predictions.", nameof(predictions));
-        var perRecord = records.Select((r, i) => Rouge.Score(r.Completion, predictions[i])).ToList();
+        return Of(records.Select((r, i) => Rouge.Score(r.Completion, predictions[i])).ToList(), predictions, validationLoss, seconds);
+    }
+
+    // From ROUGE already computed per record (generation scoring computes it once).
+    private static Scores Of(IReadOnlyList<RougeScores> perRecord, IReadOnlyList<string> predictions, double validationLoss, double seconds)
+    {
         var words = predictions.Select(Rouge.Tokenize).ToList();
         return new Scores(
             validationLoss,
             Bootstrap.MeanInterval(perRecord.Select(s => s.Rouge1.F1).ToList()),
             perRecord.Average(s => s.Rouge2.F1),
             perRecord.Average(s => s.RougeL.F1),
-            records.Count,
+            perRecord.Count,
             words.Count(w => w.Count == 0),
             words.Count(IsDegenerate),
             seconds);

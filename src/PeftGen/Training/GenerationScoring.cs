@@ -38,10 +38,17 @@ public static class GenerationScoring
                 predictions.Add(tokenizer.Decode(ids).Trim());
             progress?.Report(predictions.Count);
         }
-        var references = new List<string>(records.Count);
-        foreach (var record in records) references.Add(record.Completion);
         var perRecord = new List<RougeScores>(records.Count);
-        for (int i = 0; i < records.Count; i++) perRecord.Add(Rouge.Score(references[i], predictions[i]));
-        return new GenerationScore(predictions, Rouge.ScoreCorpus(references, predictions), perRecord);
+        double r1 = 0, r2 = 0, rl = 0;
+        for (int i = 0; i < records.Count; i++)
+        {
+            var scores = Rouge.Score(records[i].Completion, predictions[i]);
+            perRecord.Add(scores);
+            r1 += scores.Rouge1.F1;
+            r2 += scores.Rouge2.F1;
+            rl += scores.RougeL.F1;
+        }
+        int n = Math.Max(records.Count, 1);
+        return new GenerationScore(predictions, new CorpusRouge(r1 / n, r2 / n, rl / n, records.Count), perRecord);
     }
 }

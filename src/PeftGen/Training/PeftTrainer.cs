@@ -206,7 +206,7 @@ public sealed class PeftTrainer : IDisposable
     private Tensor[] KeepCopy(Tensor[]? previous)
     {
         using var _ = no_grad();
-        if (previous is null) return trainable.Select(t => t.Parameter.detach().cpu().clone().DetachFromDisposeScope()).ToArray();
+        if (previous is null) return trainable.Select(t => zeros_like(t.Parameter, device: CPU).copy_(t.Parameter).DetachFromDisposeScope()).ToArray();
         for (int i = 0; i < trainable.Count; i++) previous[i].copy_(trainable[i].Parameter);
         return previous;
     }
