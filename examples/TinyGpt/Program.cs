@@ -44,7 +44,7 @@ RunContext Context(ParseResult r, string command)
 var compare = new Command("compare", "Fine-tune the shipped (or a freshly pretrained) tiny base full/LoRA/QLoRA/prompt, score against two baselines and compare.") { quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, precision, threads };
 compare.SetAction(r => { CompareJob.Run(Context(r, "compare")); return 0; });
 
-var pretrain = new Command("pretrain", "Pretrain the tiny GPT on the Brown corpus; writes the base (bfloat16 safetensors, vocabulary, recipe, SHA256SUMS) to OUTPUT/base.") { quick, device, output, force, pretrainSteps, precision, snapshotEvery, threads };
+var pretrain = new Command("pretrain", "Pretrain the tiny GPT on the Brown corpus and WordNet's training definitions; writes the base (bfloat16 safetensors, vocabulary, recipe, SHA256SUMS) to OUTPUT/base.") { quick, device, output, force, pretrainSteps, precision, snapshotEvery, threads };
 pretrain.SetAction(r =>
 {
     var context = Context(r, "pretrain");

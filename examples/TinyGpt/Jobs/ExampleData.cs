@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using System.Text.RegularExpressions;
 using PeftGen.Data;
 
 namespace TinyGpt.Jobs;
@@ -17,6 +18,40 @@ public static class ExampleData
 
     /// <summary>Brown corpus paragraphs for pretraining.</summary>
     public static IReadOnlyList<string> PretrainParagraphs() => TextReaders.ReadParagraphs(Require("pretrain.txt.gz"));
+
+    /// <summary>
+    /// The fine-tuning split's training records written as dictionary entries (<c>word, pos: definition. Example: ….</c>)
+    /// for pretraining: the base learns what words mean, fine-tuning teaches it the task's prompt. Validation's words
+    /// never occur as a training record's word (the data's split guarantees it); <paramref name="heldOut"/> (the
+    /// records that choose fine-tuning's checkpoint) and any record whose definition is also a validation definition
+    /// are left out, so no pretraining text is a definition the main job scores or selects on.
+    /// </summary>
+    /// <param name="heldOut">Training records to leave out.</param>
+    public static IReadOnlyList<string> PretrainDefinitions(IEnumerable<PromptCompletion> heldOut)
+    {
+        var skip = new HashSet<PromptCompletion>(heldOut);
+        var validDefinitions = new HashSet<string>(Valid().Select(r => r.Completion), StringComparer.OrdinalIgnoreCase);
+        var entries = new List<string>();
+        foreach (var record in Train())
+        {
+            if (skip.Contains(record) || validDefinitions.Contains(record.Completion)) continue;
+            entries.Add(DictionaryEntry(record));
+        }
+        return entries;
+    }
+
+    /// <summary>One record as a dictionary entry: <c>paint, verb: make a painting. Example: he painted all day in the garden.</c></summary>
+    /// <param name="record">A record whose prompt is <c>WORD (POS)</c> or <c>WORD (POS): EXAMPLE</c>.</param>
+    public static string DictionaryEntry(PromptCompletion record)
+    {
+        var match = PromptShape.Match(record.Prompt);
+        if (!match.Success)
+            throw new FormatException($"A training prompt is not 'WORD (POS)' or 'WORD (POS): EXAMPLE': \"{record.Prompt}\".");
+        var entry = $"{match.Groups[1].Value}, {match.Groups[2].Value}: {record.Completion}.";
+        return match.Groups[3].Success ? $"{entry} Example: {match.Groups[3].Value}." : entry;
+    }
+
+    private static readonly Regex PromptShape = new(@"^(.+?) \((noun|verb|adjective|adverb)\)(?:: (.+))?$", RegexOptions.Singleline | RegexOptions.CultureInvariant);
 
     /// <summary>Held-out Brown documents for the base model's perplexity.</summary>
     public static IReadOnlyList<string> PretrainValidParagraphs() => TextReaders.ReadParagraphs(Require("pretrain_valid.txt.gz"));

@@ -87,7 +87,7 @@ public sealed record JobSettings
     /// <summary>A short stable name of the pretraining settings, so a cached base is reused only for the same settings.</summary>
     [JsonIgnore]
     public string PretrainKey => string.Create(CultureInfo.InvariantCulture,
-        $"tiny-s{PretrainSteps}-b{PretrainBatch}x{PretrainBlock}-lr{PretrainLearningRate:R}-seed{Seed}");
+        $"tiny-brown-wordnet-s{PretrainSteps}-b{PretrainBatch}x{PretrainBlock}-lr{PretrainLearningRate:R}-seed{Seed}");
 
     /// <summary>
     /// Peak learning rate per method: a third of pretraining's for full fine-tuning; the adapters start from zero

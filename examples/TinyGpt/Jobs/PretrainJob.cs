@@ -18,7 +18,7 @@ using static TorchSharp.torch;
 namespace TinyGpt.Jobs;
 
 /// <summary>
-/// Pretrains the tiny GPT on the Brown corpus into a base folder: <c>model.safetensors</c> (bfloat16),
+/// Pretrains the tiny GPT on the Brown corpus and the fine-tuning task's training definitions (as dictionary entries) into a base folder: <c>model.safetensors</c> (bfloat16),
 /// <c>config.json</c>, the trimmed vocabulary, <c>recipe.json</c> (how it was made and how good it is) and
 /// <c>SHA256SUMS</c>. The base that ships in <c>examples/TinyGpt/Base</c> was made by this job.
 /// </summary>
@@ -50,9 +50,13 @@ public static class PretrainJob
         }
 
         var clock = Stopwatch.StartNew();
-        ConsoleReporter.Stage($"Pretraining the tiny GPT ({TinyGptFull.Accounting.AllParameters:N0} parameters) on the Brown corpus");
+        ConsoleReporter.Stage($"Pretraining the tiny GPT ({TinyGptFull.Accounting.AllParameters:N0} parameters) on the Brown corpus and WordNet's training definitions");
         var tokenizer = TrimmedVocabularyTokenizer.Select(new Gpt2Tokenizer(), VocabularyTexts(), TinyConfig.Vocab);
-        var train = new PackedTextBlocks(ExampleData.PretrainParagraphs(), tokenizer, settings.PretrainBlock, settings.PretrainBatch, settings.Seed);
+        var brown = ExampleData.PretrainParagraphs();
+        var definitions = ExampleData.PretrainDefinitions(FineTuneData.For(settings).Selection);
+        var train = new PackedTextBlocks(brown.Concat(definitions), tokenizer, settings.PretrainBlock, settings.PretrainBatch, settings.Seed);
+        var corpus = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"Brown corpus training split ({brown.Count:N0} paragraphs) + WordNet definition training split as dictionary entries ({definitions.Count:N0}; the {settings.SelectionRecords} checkpoint-selection records left out)");
         var validParagraphs = ExampleData.PretrainValidParagraphs();
         var valid = new PackedTextBlocks(validParagraphs, tokenizer, settings.PretrainBlock, settings.PretrainBatch, settings.Seed, shuffle: false);
         ConsoleReporter.Info($"{train.TokenCount:N0} training tokens in {train.BlockCount:N0} blocks of {settings.PretrainBlock} ({tokenizer.VocabularySize:N0}-token vocabulary).");
@@ -80,7 +84,7 @@ public static class PretrainJob
                 var snapshot = new BaseRecipe($"snapshot at step {step.Step}", settings.PretrainKey, settings.Seed, step.Step, settings.PretrainBatch, settings.PretrainBlock,
                     (long)step.Step * settings.PretrainBatch * settings.PretrainBlock, train.TokenCount, PrecisionSupport.Name(trainer.ComputeDType),
                     Math.Round(clock.Elapsed.TotalMinutes, 1), Environment.ProcessorCount + " cores, " + CpuName(), step.Loss, double.NaN, double.NaN, double.NaN,
-                    tokenizer.VocabularySize, TinyGptFull.Accounting.AllParameters, DateTime.UtcNow.ToString("u", System.Globalization.CultureInfo.InvariantCulture));
+                    tokenizer.VocabularySize, TinyGptFull.Accounting.AllParameters, DateTime.UtcNow.ToString("u", System.Globalization.CultureInfo.InvariantCulture), corpus);
                 BaseFolder.Write(model, tokenizer, snapshot, folder + ".snapshot");
             };
         }
@@ -109,7 +113,8 @@ public static class PretrainJob
             HeldOutBitsPerByte: Math.Round(heldOutLoss / Math.Log(2) / bytesPerToken, 4),
             Vocabulary: tokenizer.VocabularySize,
             Parameters: TinyGptFull.Accounting.AllParameters,
-            Date: DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", System.Globalization.CultureInfo.InvariantCulture));
+            Date: DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", System.Globalization.CultureInfo.InvariantCulture),
+            Corpus: corpus);
         ConsoleReporter.Info($"Pretrained: training loss {recipe.FinalTrainingLoss:F3}, held-out loss {recipe.HeldOutLoss:F3} (perplexity {recipe.HeldOutPerplexity:F1}, {recipe.HeldOutBitsPerByte:F3} bits per byte).");
 
         BaseFolder.Write(model, tokenizer, recipe, folder);
