@@ -76,7 +76,7 @@ public static class Cli
                 return default;
             },
         };
-        var basePath = ExistingFolder(new Option<string?>("--base") { Description = "A GPT-2-layout checkpoint folder (config.json + model.safetensors) to fine-tune instead of the cached pretrained base." });
+        var basePath = ExistingFolder(new Option<string?>("--base") { Description = "A base folder written by pretrain (OUTPUT/base: model.safetensors, config.json, vocabulary.json, recipe.json, SHA256SUMS) to use instead of the shipped or a freshly pretrained base." });
         var adapter = ExistingFolder(new Option<string>("--adapter") { Description = "A folder saved by finetune or compare.", Required = true });
         var optionalAdapter = ExistingFolder(new Option<string?>("--adapter") { Description = "A folder saved by finetune or compare; none: the base model." });
         var data = ExistingFile(new Option<string>("--data") { Description = "A JSON Lines file of {\"prompt\", \"completion\"} records.", Required = true });
