@@ -1,0 +1,22 @@
+namespace PeftGen.Training;
+
+/// <summary>
+/// What a generated model trains, resolved by the generator at compile time: the adapter and soft prompt that train,
+/// whether every base weight trains, and how many parameters that is (the model's
+/// <c>Accounting.TrainableParameters</c>).
+/// </summary>
+/// <param name="Adapter">The LoRA adapter that trains (the model's active adapter), or null.</param>
+/// <param name="SoftPrompt">The soft prompt that trains (the first one declared), or null.</param>
+/// <param name="FullFineTuning">Whether every base weight trains (<see cref="TrainableAttribute"/> on the model class).</param>
+/// <param name="TrainableParameters">The parameters that train, counted at compile time.</param>
+public sealed record TrainingPlan(string? Adapter, string? SoftPrompt, bool FullFineTuning, long TrainableParameters);
+
+/// <summary>
+/// A generated <see cref="IPeftModel"/> that knows what it trains: every <c>[PeftModel]</c> class implements it, so
+/// <see cref="PeftTraining.CreateTrainer"/> and <see cref="PeftTraining.SaveTrained"/> work on it, and on it only.
+/// </summary>
+public interface IPeftTrainableModel : IPeftModel
+{
+    /// <summary>What the model trains, as resolved at compile time.</summary>
+    TrainingPlan TrainingPlan { get; }
+}
