@@ -46,8 +46,8 @@ internal static class Models
             [Linear("Width", "Width", CheckpointLayout = WeightLayout.InOut)] public partial LoraLinear c_proj { get; }
             public override Tensor forward(Tensor x)
             {
-                var heads = Dims["Heads"];
-                return c_proj.forward(c_attn.forward(x).narrow(-1, 0, Dims["Width"])).view(x.shape[0], x.shape[1], heads, -1).flatten(2);
+                var heads = Dims.Heads;
+                return c_proj.forward(c_attn.forward(x).narrow(-1, 0, Dims.Width)).view(x.shape[0], x.shape[1], heads, -1).flatten(2);
             }
         }
 
