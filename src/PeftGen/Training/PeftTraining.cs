@@ -101,7 +101,8 @@ public static class PeftTraining
         ArgumentException.ThrowIfNullOrEmpty(folder);
         var plan = model.TrainingPlan;
         var files = new List<string>();
-        if (plan.FullFineTuning || model.Layers.Any(l => l.Trainable)) files.AddRange(PretrainedSaver.Save(model, folder, weights));
+        if (plan.FullFineTuning || model.Layers.Any(l => l.Trainable))
+            files.AddRange(PretrainedSaver.Save(model, folder, weights).Select(f => Path.IsPathRooted(f) ? Path.GetRelativePath(folder, f) : f));
         if (plan.Adapter is { } adapter)
         {
             model.SaveAdapter(folder, adapter, baseModelNameOrPath);
