@@ -54,8 +54,10 @@ public static class AdapterJobs
             else
             {
                 TinyModels.LoadBase(model, baseFolder);
-                if (model is TinyGptPrompt prompt) prompt.transformer.wte.LoadSoftPrompt(folder, "default");
-                else ((IPeftModel)model).LoadAdapter(folder, "default");
+                // Into the prompt or adapter the model's compile-time plan trains.
+                var peft = (IPeftTrainableModel)model;
+                if (peft.TrainingPlan.SoftPrompt is { } prompt) peft.LoadSoftPrompt(folder, prompt);
+                else peft.LoadAdapter(folder, peft.TrainingPlan.Adapter!);
             }
             model.to(context.Device);
             model.eval();

@@ -88,30 +88,30 @@ public static class PeftTraining
     /// Saves what the plan trains: the LoRA adapter in PEFT's layout (<c>adapter_config.json</c> and
     /// <c>adapter_model.safetensors</c>); the soft prompt as a PEFT prompt-tuning adapter (in the subfolder named after
     /// it when an adapter is saved as well, since both use <c>adapter_config.json</c>); and, under full fine-tuning or
-    /// with [Trainable] layers, the model's weights in Hugging Face's pretrained layout (<paramref name="weights"/>).
+    /// with [Trainable] layers, the model's weights in Hugging Face's pretrained layout.
     /// </summary>
     /// <param name="model">The model.</param>
     /// <param name="folder">The folder to write (created if needed).</param>
-    /// <param name="baseModelNameOrPath">Recorded as <c>base_model_name_or_path</c> in adapter files.</param>
-    /// <param name="weights">How to write the weights when they trained (tied weights, <c>config.json</c>, dtype).</param>
+    /// <param name="options">What the files record beyond the tensors; null for the defaults.</param>
     /// <returns>The files written, relative to <paramref name="folder"/>.</returns>
-    public static IReadOnlyList<string> SaveTrained(this IPeftTrainableModel model, string folder, string? baseModelNameOrPath = null, PretrainedSaveOptions? weights = null)
+    public static IReadOnlyList<string> SaveTrained(this IPeftTrainableModel model, string folder, TrainedSaveOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentException.ThrowIfNullOrEmpty(folder);
+        options ??= new TrainedSaveOptions();
         var plan = model.TrainingPlan;
         var files = new List<string>();
         if (plan.FullFineTuning || model.Layers.Any(l => l.Trainable))
-            files.AddRange(PretrainedSaver.Save(model, folder, weights).Select(f => Path.IsPathRooted(f) ? Path.GetRelativePath(folder, f) : f));
+            files.AddRange(PretrainedSaver.Save(model, folder, options.Weights).Select(f => Path.IsPathRooted(f) ? Path.GetRelativePath(folder, f) : f));
         if (plan.Adapter is { } adapter)
         {
-            model.SaveAdapter(folder, adapter, baseModelNameOrPath);
+            model.SaveAdapter(folder, adapter, options.BaseModelNameOrPath);
             files.AddRange(AdapterFiles);
         }
         if (plan.SoftPrompt is { } prompt)
         {
             var promptFolder = plan.Adapter is null ? folder : Path.Combine(folder, prompt);
-            model.SaveSoftPrompt(promptFolder, prompt, baseModelNameOrPath);
+            model.TokenEmbedding().Embedding.SaveSoftPrompt(promptFolder, prompt, options.BaseModelNameOrPath, options.NumLayers, options.NumAttentionHeads);
             files.AddRange(AdapterFiles.Select(f => Path.GetRelativePath(folder, Path.Combine(promptFolder, f))));
         }
         return files;

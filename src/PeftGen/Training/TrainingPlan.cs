@@ -20,3 +20,19 @@ public interface IPeftTrainableModel : IPeftModel
     /// <summary>What the model trains, as resolved at compile time.</summary>
     TrainingPlan TrainingPlan { get; }
 }
+
+/// <summary>What <see cref="PeftTraining.SaveTrained"/> records beside the trained tensors.</summary>
+public sealed record TrainedSaveOptions
+{
+    /// <summary>Written as <c>base_model_name_or_path</c> in adapter files (and checked when they are loaded).</summary>
+    public string? BaseModelNameOrPath { get; init; }
+
+    /// <summary>The base model's layers, written as a prompt-tuning adapter's <c>num_layers</c> (PEFT records it).</summary>
+    public int? NumLayers { get; init; }
+
+    /// <summary>The base model's attention heads, written as a prompt-tuning adapter's <c>num_attention_heads</c>.</summary>
+    public int? NumAttentionHeads { get; init; }
+
+    /// <summary>How trained base weights are written (tied weights, <c>config.json</c>, dtype); null for the defaults.</summary>
+    public Checkpoints.PretrainedSaveOptions? Weights { get; init; }
+}

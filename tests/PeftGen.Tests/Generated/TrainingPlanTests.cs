@@ -135,7 +135,7 @@ public sealed class TrainingPlanTests : IDisposable
     {
         using var model = new PlanLm();
 
-        var files = model.SaveTrained(folder, baseModelNameOrPath: "plan-base");
+        var files = model.SaveTrained(folder, new TrainedSaveOptions { BaseModelNameOrPath = "plan-base" });
 
         Assert.Contains("adapter_config.json", files);
         Assert.Contains(Path.Combine("default", "adapter_model.safetensors"), files);
