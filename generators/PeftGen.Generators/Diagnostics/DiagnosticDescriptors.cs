@@ -108,6 +108,10 @@ internal static class DiagnosticDescriptors
         "Setting given both as a value and from the configuration",
         "'{2}' gives both {0} and {1}; keep {0} to read the value from the model's configuration, or {1} to write it here");
 
+    public static readonly DiagnosticDescriptor ReservedMemberName = Error("PEFT022", General,
+        "Member name is taken by generated code",
+        "'{1}' declares '{0}', which the generator declares in every {2} class; rename the member (read the generated one instead)");
+
     public static readonly DiagnosticDescriptor RankNotPositive = Error("PEFT101", Lora,
         "LoRA rank is not positive",
         "LoRA rank of adapter '{0}' is {1}; use a positive rank such as 8");

@@ -36,6 +36,15 @@ internal static class ClassParser
         ["PeftGen.BlockAttribute"] = "Block",
     };
 
+    /// <summary>Members the generated code declares in every block class.</summary>
+    private static readonly HashSet<string> s_blockMembers = new(StringComparer.Ordinal) { "Dims", "Dimensions", "CollectPeftLayers" };
+
+    /// <summary>Members the generated code declares in every model class.</summary>
+    private static readonly HashSet<string> s_modelMembers = new(StringComparer.Ordinal)
+    {
+        "Dims", "Dimensions", "CollectPeftLayers", "Layers", "Accounting", "PrintTrainableParameters", "Adapters", "SoftPrompts", "TrainingPlan",
+    };
+
     public static bool IsCandidate(SyntaxNode node, CancellationToken cancellationToken) => node is ClassDeclarationSyntax;
 
     public static ParsedClass ParseModel(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
@@ -105,6 +114,11 @@ internal static class ClassParser
         {
             var constructorSite = sites.Record(key + "#ctor" + i, LocationInfo.From(constructors[i].Locations.FirstOrDefault() ?? Location.None));
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.OwnConstructor, constructorSite, type.Name));
+        }
+        foreach (var member in type.GetMembers().Where(m => !m.IsImplicitlyDeclared && (isRoot ? s_modelMembers : s_blockMembers).Contains(m.Name)))
+        {
+            var memberSite = sites.Record(key + "!" + member.Name, LocationInfo.From(member.Locations.FirstOrDefault() ?? Location.None));
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ReservedMemberName, memberSite, member.Name, type.Name, isRoot ? "model" : "block"));
         }
 
         var attributes = ReadAttributes(type, sites, key, cancellationToken);
