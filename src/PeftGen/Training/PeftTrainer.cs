@@ -58,7 +58,8 @@ public sealed class PeftTrainer : IDisposable
     {
     }
 
-    private PeftTrainer(nn.Module model, IReadOnlyList<(string Name, Parameter Parameter)> trainable, IReadOnlyList<ParameterGroup> groups, TrainerOptions options)
+    // trainable: every parameter of the groups, in the order gradients are summed and clipped.
+    internal PeftTrainer(nn.Module model, IReadOnlyList<(string Name, Parameter Parameter)> trainable, IReadOnlyList<ParameterGroup> groups, TrainerOptions options)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);

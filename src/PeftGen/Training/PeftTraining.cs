@@ -81,7 +81,9 @@ public static class PeftTraining
     public static PeftTrainer CreateTrainer(this IPeftTrainableModel model, TrainerOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return new PeftTrainer(PeftModelExtensions.AsModule(model), model.ParameterGroups(), options);
+        var groups = model.ParameterGroups();
+        // The model's own parameter order, as NamedTrainableParameters gives it: the gradient norm sums in that order.
+        return new PeftTrainer(PeftModelExtensions.AsModule(model), model.NamedTrainableParameters(), groups, options);
     }
 
     /// <summary>
