@@ -50,8 +50,8 @@ public static class PeftTraining
     public static IReadOnlyList<ParameterGroup> ParameterGroups(this IPeftTrainableModel model)
     {
         model.ApplyTrainingPlan();
-        // Each layer parameter's group by the layer's kind; a parameter outside the generated layers (none in a
-        // generated model) decays by its shape.
+        // Each layer parameter's group by the layer's kind. The plan unfreezes layer parameters only; should a name
+        // still be missing here, the parameter decays by its shape, as PeftTrainer's default groups do.
         var decays = new Dictionary<string, bool>(StringComparer.Ordinal);
         foreach (var layer in model.Layers)
         {
