@@ -10,6 +10,7 @@ Console.WriteLine($"consumer: {Consumer.Tiny.Accounting.Summary}");
 using var x = ones(2, 8);
 using var y = model.forward(x);
 Console.WriteLine($"consumer: forward [{string.Join(", ", y.shape)}], {((IPeftModel)model).TrainableParameters().Count} trainable tensors");
+Console.WriteLine($"consumer: adapter '{Consumer.Tiny.Adapters.Default}', width {model.Dims.Width}, the plan trains {Consumer.Tiny.TrainingPlan.TrainableParameters} parameters");
 
 namespace Consumer
 {

@@ -10,7 +10,8 @@ namespace PeftGen.Generators;
 /// again only when something it reads changed), split into the location-free <see cref="ClassSpec"/> and the
 /// locations of its sites →
 /// each model combined with every module → <see cref="ModelSpec"/> (resolved against the model's configuration) →
-/// one source file per class; the diagnostics of every step are reported together, at their sites' locations.
+/// one source file per class, plus one per block for the typed dimensions the models reaching it share; the
+/// diagnostics of every step are reported together, at their sites' locations.
 /// </summary>
 [Generator(LanguageNames.CSharp)]
 public sealed class PeftGenerator : IIncrementalGenerator
@@ -57,8 +58,15 @@ public sealed class PeftGenerator : IIncrementalGenerator
             .Select(static (all, _) => Output.FlattenSites(all.Left, all.Right))
             .WithTrackingName(TrackingNames.Sites);
 
+        // A block's typed dimensions depend on the models that reach it, so they are a file of their own.
+        var blockDimensions = allModules
+            .Combine(resolvedModels.Select(static (model, _) => BlockDimensions.Reach(model)).Collect())
+            .SelectMany(static (input, ct) => BlockDimensions.Resolve(input, ct))
+            .WithTrackingName(TrackingNames.BlockDimensions);
+
         context.RegisterSourceOutput(modules, static (spc, module) => Output.Module(spc, module));
         context.RegisterSourceOutput(resolvedModels, static (spc, model) => Output.Model(spc, model));
+        context.RegisterSourceOutput(blockDimensions, static (spc, block) => Output.BlockDimensions(spc, block));
 
         // Reporting alone sees the compilation, to put diagnostics on real syntax trees (#pragma can suppress them).
         context.RegisterSourceOutput(diagnostics.Combine(sites).Combine(context.CompilationProvider),

@@ -11,4 +11,5 @@ internal static class TrackingNames
     public const string ResolvedModels = nameof(ResolvedModels);
     public const string Diagnostics = nameof(Diagnostics);
     public const string Sites = nameof(Sites);
+    public const string BlockDimensions = nameof(BlockDimensions);
 }

@@ -27,6 +27,19 @@ public sealed class AccountingTests
     }
 
     [Fact]
+    public void One_set_of_blocks_counts_llama_and_qwen2_as_transformers_does()
+    {
+        // The bias of q/k/v comes from each configuration's QkvBias: the base counts are transformers' own for
+        // meta-llama/Llama-2-7b-hf (6,738,415,616) and Qwen/Qwen2-7B (7,615,616,512).
+        var result = TestHelpers.Run(Models.SharedSettings);
+        Assert.Empty(result.GeneratorDiagnostics);
+        Assert.Equal(6_738_415_616L, result.Constant("Demo.Shared.Llama2+Accounting", "BaseParameters"));
+        Assert.Equal(7_615_616_512L, result.Constant("Demo.Shared.Qwen2+Accounting", "BaseParameters"));
+        // LoRA r = 8 on q (3584 → 3584) and v (3584 → 512) in 28 layers and the 10-token prompt train; "sql" waits frozen.
+        Assert.Equal((28L * 8 * ((3584 + 3584) + (3584 + 512))) + (10 * 3584), result.Constant("Demo.Shared.Qwen2+Accounting", "TrainableParameters"));
+    }
+
+    [Fact]
     public void Soft_prompt_of_20_tokens_on_a_256_wide_model_trains_5120_parameters()
     {
         var result = TestHelpers.Run(Models.SoftPrompt);

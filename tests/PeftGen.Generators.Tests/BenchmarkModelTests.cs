@@ -27,6 +27,7 @@ public sealed class BenchmarkModelTests
         Assert.True(errors.Count == 0, string.Join("\n", errors.Select(e => e.ToString())));
         Assert.Equal(
             new[] { "LlamaAttention", "LlamaDecoderLayer", "LlamaMlp", "LlamaTrunk", "Llama2_7BLora", "TinyLlamaLora" }.Select(n => $"TinyGpt.Models.{n}.Peft.g.cs")
+                .Concat(new[] { "LlamaAttention", "LlamaDecoderLayer", "LlamaMlp", "LlamaTrunk" }.Select(n => $"TinyGpt.Models.{n}.Peft.Dims.g.cs"))
                 .Concat(new[] { "Decoder24Lora", "Decoder24QLora" }.Select(n => $"GeneratorBench.Models.{n}.Peft.g.cs"))
                 .Order(StringComparer.Ordinal),
             result.Sources.Select(s => s.HintName).Order(StringComparer.Ordinal));

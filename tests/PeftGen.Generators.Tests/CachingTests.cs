@@ -21,13 +21,14 @@ public sealed class CachingTests
     private static readonly string[] s_trackedSteps =
     {
         TrackingNames.ModelParses, TrackingNames.ModuleParses, TrackingNames.Models, TrackingNames.Modules, TrackingNames.AllModules,
-        TrackingNames.ResolvedModels, TrackingNames.Diagnostics, TrackingNames.Sites,
+        TrackingNames.ResolvedModels, TrackingNames.Diagnostics, TrackingNames.Sites, TrackingNames.BlockDimensions,
     };
 
     /// <summary>The steps whose outputs reach the generated source (the parses and sites reach only the reporting).</summary>
     private static readonly string[] s_sourceSteps =
     {
         TrackingNames.Models, TrackingNames.Modules, TrackingNames.AllModules, TrackingNames.ResolvedModels, TrackingNames.Diagnostics,
+        TrackingNames.BlockDimensions,
     };
 
     [Fact]
@@ -63,7 +64,7 @@ public sealed class CachingTests
                 o.Reason is IncrementalStepRunReason.Cached or IncrementalStepRunReason.Unchanged, $"Step {name} output was {o.Reason}."));
         }
         var sourceOutputs = second.TrackedOutputSteps["SourceOutput"]
-            .Where(step => step.Inputs.Any(input => input.Source.Name is TrackingNames.Modules or TrackingNames.ResolvedModels))
+            .Where(step => step.Inputs.Any(input => input.Source.Name is TrackingNames.Modules or TrackingNames.ResolvedModels or TrackingNames.BlockDimensions))
             .SelectMany(step => step.Outputs)
             .ToList();
         Assert.NotEmpty(sourceOutputs);

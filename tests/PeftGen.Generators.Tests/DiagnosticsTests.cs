@@ -72,6 +72,15 @@ public sealed class DiagnosticsTests
         { "PEFT017", Model("", """[Linear("4000000000", "4000000000"), Lora(Rank = 4)] public partial LoraLinear proj { get; }""") },
         { "PEFT018", Model("", Projection).Replace("[|M|] : nn.Module<Tensor, Tensor>", "[|M|]", StringComparison.Ordinal).Replace("public override Tensor forward", "public Tensor forward", StringComparison.Ordinal) },
         { "PEFT018", Model("", Projection, "public abstract class NamelessBase : nn.Module<Tensor, Tensor> { protected NamelessBase() : base(\"b\") { } }").Replace("[|M|] : nn.Module<Tensor, Tensor>", "[|M|] : NamelessBase", StringComparison.Ordinal) },
+        { "PEFT016", Model("", Projection + "\n" + """[RmsNorm("Width", [|EpsFrom = "ZeroEps"|])] public partial RmsNorm norm { get; }""", header: "public partial class M").Replace("Layers = 2; }", "Layers = 2; public const double ZeroEps = 0; }", StringComparison.Ordinal) },
+        { "PEFT019", Model("", Projection + "\n" + """[RmsNorm("Width", [|EpsFrom = "NormEps"|])] public partial RmsNorm norm { get; }""", header: "public partial class M") },
+        { "PEFT019", Model("", Projection + "\n[Block] public partial B b { get; }", """[PeftModule] public partial class B : nn.Module<Tensor, Tensor> { [Linear("Width", "Width", [|BiasFrom = "QkvBias"|])] public partial LoraLinear p { get; } public override Tensor forward(Tensor x) => x; }""", header: "public partial class M") },
+        { "PEFT020", Model("", """[Linear("Width", "Width", [|BiasFrom = "Width"|]), Lora(Rank = 4)] public partial LoraLinear proj { get; }""", header: "public partial class M") },
+        { "PEFT020", Model("", Projection + "\n" + """[LayerNorm("Width", [|EpsFrom = "Flag"|])] public partial LayerNorm ln { get; }""", header: "public partial class M").Replace("Layers = 2; }", "Layers = 2; public const bool Flag = true; }", StringComparison.Ordinal) },
+        { "PEFT021", Model("", """[Linear("Width", "Width", Bias = false, [|BiasFrom = "Flag"|]), Lora(Rank = 4)] public partial LoraLinear proj { get; }""", header: "public partial class M").Replace("Layers = 2; }", "Layers = 2; public const bool Flag = true; }", StringComparison.Ordinal) },
+        { "PEFT021", Model("", Projection + "\n" + """[RmsNorm("Width", Eps = 1e-6, [|EpsFrom = "NormEps"|])] public partial RmsNorm norm { get; }""", header: "public partial class M").Replace("Layers = 2; }", "Layers = 2; public const double NormEps = 1e-6; }", StringComparison.Ordinal) },
+        { "PEFT022", Model("", Projection + "\npublic static class [|Adapters|] { public const string Sql = \"sql\"; }", header: "public partial class M") },
+        { "PEFT022", Model("", "[Block] public partial B b { get; }", """[PeftModule] public partial class B : nn.Module<Tensor, Tensor> { [Linear("Width", "Width"), Lora(Rank = 4)] public partial LoraLinear p { get; } public int [|Dims|] => 1; public override Tensor forward(Tensor x) => x; }""", header: "public partial class M") },
         { "PEFT101", Model("", """[Linear("Width", "Width"), Lora([|Rank = 0|])] public partial LoraLinear proj { get; }""", header: "public partial class M") },
         { "PEFT102", Model("", """[Linear("Width", "Width"), Lora([|Rank = 17|])] public partial LoraLinear proj { get; }""", header: "public partial class M") },
         { "PEFT102", Model("[Lora(Rank = 4), Lora([|Rank = 20|], Adapter = \"big\")]", "[Stack(\"Layers\")] public partial ModuleList<B> h { get; }", """[PeftModule] public partial class B : nn.Module<Tensor, Tensor> { [Linear("Width", "Width")] public partial LoraLinear p { get; } public override Tensor forward(Tensor x) => x; }""", header: "public partial class M") },
@@ -137,6 +146,17 @@ public sealed class DiagnosticsTests
     }
 
     [Fact]
+    public void A_missing_setting_names_the_model_and_the_constants_it_could_be()
+    {
+        var (source, _) = TestHelpers.Unmark(Model("", Projection + "\n" + """[RmsNorm("Width", EpsFrom = "NormEps")] public partial RmsNorm norm { get; }""")
+            .Replace("Layers = 2; }", "Layers = 2; public const double RmsNormEps = 1e-6, RopeTheta = 1e4; }", StringComparison.Ordinal));
+        var diagnostic = Assert.Single(TestHelpers.Run(source).GeneratorDiagnostics);
+        Assert.Equal(
+            "EpsFrom of 'M.norm' names 'NormEps', which is not a constant of 'Demo.Cfg' (reached by model 'M'); declare 'public const double NormEps = …;' in 'Demo.Cfg', or name one of its double constants: 'RmsNormEps', 'RopeTheta'",
+            diagnostic.GetMessage(System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
     public void Warnings_can_be_suppressed_with_pragma()
     {
         var (source, _) = TestHelpers.Unmark(Model("", """[Linear("Width", "Width")] public partial LoraLinear proj { get; }"""));
@@ -187,6 +207,7 @@ public sealed class DiagnosticsTests
     [InlineData(Models.SoftPrompt)]
     [InlineData(Models.Nested)]
     [InlineData(Models.FullFineTuning)]
+    [InlineData(Models.SharedSettings)]
     public void Valid_models_report_nothing(string source)
         => Assert.Empty(TestHelpers.Run(source).GeneratorDiagnostics);
 

@@ -46,9 +46,9 @@ public sealed class ModelResolutionTests
         Assert.Equal(span, diagnostic.Location.SourceSpan);
         Assert.Contains("Demo.Sizes.Large", diagnostic.GetMessage(System.Globalization.CultureInfo.InvariantCulture), System.StringComparison.Ordinal);
 
-        // The valid model and the block are emitted; the model that cannot resolve the block is skipped.
+        // The valid model and the block (with its typed dimensions) are emitted; the model that cannot resolve the block is skipped.
         Assert.Equal(
-            new[] { "Demo.Sizes.Block.Peft.g.cs", "Demo.Sizes.SmallModel.Peft.g.cs" },
+            new[] { "Demo.Sizes.Block.Peft.Dims.g.cs", "Demo.Sizes.Block.Peft.g.cs", "Demo.Sizes.SmallModel.Peft.g.cs" },
             result.Sources.Select(s => s.HintName).OrderBy(n => n, System.StringComparer.Ordinal));
         Assert.Equal(2L * 4 * (16 + 64), result.Constant("Demo.Sizes.SmallModel+Accounting", "TrainableParameters"));
     }

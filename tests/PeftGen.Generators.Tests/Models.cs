@@ -46,8 +46,8 @@ internal static class Models
             [Linear("Width", "Width", CheckpointLayout = WeightLayout.InOut)] public partial LoraLinear c_proj { get; }
             public override Tensor forward(Tensor x)
             {
-                var heads = Dims["Heads"];
-                return c_proj.forward(c_attn.forward(x).narrow(-1, 0, Dims["Width"])).view(x.shape[0], x.shape[1], heads, -1).flatten(2);
+                var heads = Dims.Heads;
+                return c_proj.forward(c_attn.forward(x).narrow(-1, 0, Dims.Width)).view(x.shape[0], x.shape[1], heads, -1).flatten(2);
             }
         }
 
@@ -232,6 +232,92 @@ internal static class Models
             [Linear("Width", "Width")] public partial LoraLinear proj { get; }
             [LayerNorm("Width")] public partial LayerNorm ln { get; }
             public override Tensor forward(Tensor x) => ln.forward(proj.forward(x));
+        }
+        """;
+
+    /// <summary>
+    /// One set of Llama-family blocks serving Llama-2-7B and Qwen2-7B: the norm epsilon and whether q/k/v have a bias
+    /// come from each configuration (<c>EpsFrom</c>, <c>BiasFrom</c>), rope theta is read typed in forward
+    /// (<c>Dims.RopeTheta</c>); Qwen2 has a second adapter and a soft prompt, named as generated constants.
+    /// </summary>
+    public const string SharedSettings = Usings + """
+
+        namespace Demo.Shared;
+
+        public static class Llama2_7B
+        {
+            public const int Vocab = 32000, Width = 4096, Layers = 32, Heads = 32, KvHeads = 32, Mlp = 11008;
+            public const double RmsNormEps = 1e-5, RopeTheta = 10000.0;
+            public const bool QkvBias = false;
+        }
+
+        public static class Qwen2_7B
+        {
+            public const int Vocab = 152064, Width = 3584, Layers = 28, Heads = 28, KvHeads = 4, Mlp = 18944;
+            public const double RmsNormEps = 1e-6, RopeTheta = 1000000.0;
+            public const bool QkvBias = true;
+        }
+
+        [PeftModel(typeof(Llama2_7B))]
+        [Lora(Rank = 8, Alpha = 16, Targets = ["q_proj", "v_proj"])]
+        public partial class Llama2 : nn.Module<Tensor, Tensor>
+        {
+            [Embedding("Vocab", "Width")] public partial TokenEmbedding embed_tokens { get; }
+            [Stack("Layers")] public partial ModuleList<DecoderLayer> layers { get; }
+            [RmsNorm("Width", EpsFrom = "RmsNormEps")] public partial RmsNorm norm { get; }
+            [Linear("Width", "Vocab", Bias = false)] public partial LoraLinear lm_head { get; }
+            public override Tensor forward(Tensor ids) => lm_head.forward(norm.forward(embed_tokens.forward(ids))).narrow(-1, 0, Dims.Vocab);
+        }
+
+        [PeftModel(typeof(Qwen2_7B))]
+        [Lora(Rank = 8, Alpha = 16, Targets = ["q_proj", "v_proj"]), Lora(Rank = 4, Alpha = 8, Adapter = "sql", Targets = ["q_proj"])]
+        [SoftPrompt(10, Name = "tenant_a")]
+        public partial class Qwen2 : nn.Module<Tensor, Tensor>
+        {
+            [Embedding("Vocab", "Width")] public partial TokenEmbedding embed_tokens { get; }
+            [Stack("Layers")] public partial ModuleList<DecoderLayer> layers { get; }
+            [RmsNorm("Width", EpsFrom = "RmsNormEps")] public partial RmsNorm norm { get; }
+            [Linear("Width", "Vocab", Bias = false)] public partial LoraLinear lm_head { get; }
+            public override Tensor forward(Tensor ids)
+            {
+                using var scope = AdapterContext.Use(adapter: Adapters.Sql, softPrompt: SoftPrompts.TenantA);
+                return lm_head.forward(norm.forward(embed_tokens.forward(ids)));
+            }
+        }
+
+        [PeftModule]
+        public partial class DecoderLayer : nn.Module<Tensor, Tensor>
+        {
+            [RmsNorm("Width", EpsFrom = "RmsNormEps")] public partial RmsNorm input_layernorm { get; }
+            [Block] public partial Attention self_attn { get; }
+            [RmsNorm("Width", EpsFrom = "RmsNormEps")] public partial RmsNorm post_attention_layernorm { get; }
+            [Block] public partial Mlp mlp { get; }
+            public override Tensor forward(Tensor x) => mlp.forward(post_attention_layernorm.forward(self_attn.forward(input_layernorm.forward(x))));
+        }
+
+        [PeftModule]
+        public partial class Attention : nn.Module<Tensor, Tensor>
+        {
+            [Linear("Width", "Width", BiasFrom = "QkvBias")] public partial LoraLinear q_proj { get; }
+            [Linear("Width", "KvHeads * Width / Heads", BiasFrom = "QkvBias")] public partial LoraLinear k_proj { get; }
+            [Linear("Width", "KvHeads * Width / Heads", BiasFrom = "QkvBias")] public partial LoraLinear v_proj { get; }
+            [Linear("Width", "Width", Bias = false)] public partial LoraLinear o_proj { get; }
+            public override Tensor forward(Tensor x)
+            {
+                long heads = Dims.Heads, kvHeads = Dims.KvHeads, headDim = Dims.Width / heads;
+                double theta = Dims.RopeTheta;
+                var q = q_proj.forward(x) * (Dims.QkvBias ? 1.0 : theta / theta);
+                return o_proj.forward(q + k_proj.forward(x).repeat_interleave(heads / kvHeads, dim: -1) + v_proj.forward(x).repeat_interleave(headDim / headDim * heads / kvHeads, dim: -1));
+            }
+        }
+
+        [PeftModule]
+        public partial class Mlp : nn.Module<Tensor, Tensor>
+        {
+            [Linear("Width", "Mlp", Bias = false)] public partial LoraLinear gate_proj { get; }
+            [Linear("Width", "Mlp", Bias = false)] public partial LoraLinear up_proj { get; }
+            [Linear("Mlp", "Width", Bias = false)] public partial LoraLinear down_proj { get; }
+            public override Tensor forward(Tensor x) => down_proj.forward(nn.functional.silu(gate_proj.forward(x)) * up_proj.forward(x));
         }
         """;
 }

@@ -14,6 +14,7 @@ public sealed class SnapshotTests
     [InlineData("QLora", Models.QLora)]
     [InlineData("QLoraHead", Models.QLoraHead)]
     [InlineData("SoftPrompt", Models.SoftPrompt)]
+    [InlineData("SharedSettings", Models.SharedSettings)]
     public void Generates_compilable_code(string scenario, string source)
         => VerifyScenario(scenario, source);
 

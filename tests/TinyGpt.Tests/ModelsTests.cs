@@ -27,7 +27,7 @@ public sealed class ModelsTests
         Assert.Equal(4_423_967_616L, Llama2_7BQLora.Accounting.WeightBytes);
     }
 
-    public static TheoryData<string> TinyVariants => new() { "full", "lora", "qlora", "prompt", "llama", "llama-qlora" };
+    public static TheoryData<string> TinyVariants => new() { "full", "lora", "qlora", "prompt", "llama", "llama-qlora", "qwen2" };
 
     [Theory]
     [MemberData(nameof(TinyVariants))]
@@ -57,8 +57,36 @@ public sealed class ModelsTests
         "prompt" => (new TinyGptPrompt(), TinyGptPrompt.Accounting.TrainableParameters, TinyGptPrompt.Accounting.AllParameters, false),
         "llama" => (new TinyLlamaLora(), TinyLlamaLora.Accounting.TrainableParameters, TinyLlamaLora.Accounting.AllParameters, false),
         "llama-qlora" => (new TinyLlamaQLora(), TinyLlamaQLora.Accounting.TrainableParameters, TinyLlamaQLora.Accounting.AllParameters, true),
+        "qwen2" => (new TinyQwen2Lora(), TinyQwen2Lora.Accounting.TrainableParameters, TinyQwen2Lora.Accounting.AllParameters, false),
         _ => throw new ArgumentOutOfRangeException(nameof(variant)),
     };
+
+    [Fact]
+    public void The_llama_blocks_build_qwen2_from_its_configuration()
+    {
+        // Qwen/Qwen2-7B's own count (transformers: 7,615,616,512), from the same blocks as Llama-2-7B: q/k/v biases on.
+        Assert.Equal(7_615_616_512L, Qwen2_7BLora.Accounting.BaseParameters);
+        Assert.Equal(6_738_415_616L, Llama2_7BLora.Accounting.BaseParameters);
+
+        using var scope = NewDisposeScope();
+        using var qwen = new TinyQwen2Lora();
+        using var llama = new TinyLlamaLora();
+        var attention = qwen.model.layers[0].self_attn;
+        Assert.True(attention.Dims.QkvBias);
+        Assert.Equal(1e6, attention.Dims.RopeTheta);
+        Assert.NotNull(attention.q_proj.Bias);
+        Assert.NotNull(attention.v_proj.Bias);
+        Assert.Null(attention.o_proj.Bias);
+        Assert.Null(llama.model.layers[0].self_attn.q_proj.Bias);
+        Assert.Equal(1e-6, qwen.model.norm.Eps);
+        Assert.Equal(1e-6, qwen.model.layers[1].input_layernorm.Eps);
+        Assert.Equal(1e-5, llama.model.norm.Eps);
+
+        using var _ = no_grad();
+        var logits = qwen.forward(randint(0, TinyQwen2Config.Vocab, new long[] { 2, 10 }));
+        Assert.Equal(new long[] { 2, 10, TinyQwen2Config.Vocab }, logits.shape);
+        Assert.True(isfinite(logits).all().item<bool>());
+    }
 
     [Fact]
     public void Prompt_variant_trains_only_its_20_virtual_tokens()
@@ -153,7 +181,7 @@ public sealed class ModelsTests
             .Select(i => Enumerable.Range(0, 12).Select(t => 1 + ((i * 37) + (t * 11)) % (TinyLlamaConfig.Vocab - 1)).ToArray())
             .Select(ids => new TokenizedExample(ids, ids))
             .ToList();
-        using var trainer = new PeftTrainer(model, peft.NamedTrainableParameters(), new TrainerOptions { MaxSteps = 20, LearningRate = 1e-2, WarmupSteps = 2 });
+        using var trainer = model.CreateTrainer(new TrainerOptions { MaxSteps = 20, LearningRate = 1e-2, WarmupSteps = 2 });
         var result = trainer.Train(new ExampleBatches(examples, batchSize: 4, padId: 0, seed: 1));
 
         Assert.Equal(TrainingStopReason.Completed, result.StopReason);

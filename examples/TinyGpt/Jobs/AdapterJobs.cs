@@ -55,8 +55,10 @@ public static class AdapterJobs
             else
             {
                 TinyModels.LoadBase(model, baseFolder);
-                if (model is TinyGptPrompt prompt) AsInputError(folder, () => prompt.transformer.wte.LoadSoftPrompt(folder, "default"));
-                else AsInputError(folder, () => ((IPeftModel)model).LoadAdapter(folder, "default"));
+                // Into the prompt or adapter the model's compile-time plan trains.
+                var peft = (IPeftTrainableModel)model;
+                if (peft.TrainingPlan.SoftPrompt is { } prompt) AsInputError(folder, () => peft.LoadSoftPrompt(folder, prompt));
+                else AsInputError(folder, () => peft.LoadAdapter(folder, peft.TrainingPlan.Adapter!));
             }
             model.to(context.Device);
             model.eval();

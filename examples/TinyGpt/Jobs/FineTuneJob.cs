@@ -70,11 +70,11 @@ public static class FineTuneJob
         ConsoleReporter.Stage($"Fine-tuning: {method.Display()} — {TinyModels.Summary(method)}");
 
         using var model = TinyModels.Create(method);
-        var peft = (IPeftModel)model;
+        // Every generated model knows what it trains (its TrainingPlan): the trainer and the save follow it.
+        var peft = (IPeftTrainableModel)model;
         TinyModels.LoadBase(model, baseFolder);
         if (model is TinyGptPrompt prompt) InitializePromptFromText(prompt, tokenizer, PromptInitText);
         model.to(context.Device);
-        var trainable = peft.NamedTrainableParameters();
 
         var examples = new SupervisedExamples(tokenizer, settings.MaxRecordTokens);
         var train = examples.EncodeAll(data.Train);
@@ -102,7 +102,7 @@ public static class FineTuneJob
 
         ProcessMemory.TryResetPeak();
         TrainingResult result;
-        using (var trainer = new PeftTrainer(model, trainable, options))
+        using (var trainer = peft.CreateTrainer(options))
         {
             result = ConsoleReporter.Training(method.Cli(), settings.FineTuneSteps, progress => trainer.Train(trainBatches, selectionBatches, progress));
         }
@@ -114,7 +114,13 @@ public static class FineTuneJob
         var (scores, predictions) = Scoring.Generate(method.Cli(), new TextGenerator(model), examples, tokenizer, data.Valid, Scoring.Decoding(settings, context), validationLoss);
 
         var adapterFolder = Path.Combine(context.OutputFolder, method.Cli());
-        Save(model, method, adapterFolder, BaseModelName);
+        peft.SaveTrained(adapterFolder, new TrainedSaveOptions
+        {
+            BaseModelNameOrPath = BaseModelName,
+            NumLayers = TinyConfig.Layers,
+            NumAttentionHeads = TinyConfig.Heads,
+            Weights = new PretrainedSaveOptions { TiedWeights = [TiedWeight.Gpt2Head], Config = PretrainJob.Gpt2Config() },
+        });
 
         var (trainableCount, allCount) = TinyModels.Counts(method);
         return new MethodResult(
@@ -146,7 +152,7 @@ public static class FineTuneJob
     public static void InitializePromptFromText(TinyGptPrompt model, ITextTokenizer tokenizer, string text)
     {
         var embedding = model.transformer.wte;
-        var prompt = embedding.SoftPrompt("default");
+        var prompt = embedding.SoftPrompt(TinyGptPrompt.SoftPrompts.Default);
         var textIds = tokenizer.Encode(text);
         var ids = Enumerable.Range(0, prompt.VirtualTokens).Select(i => (long)textIds[i % textIds.Count]).ToArray();
         using var _ = no_grad();
@@ -157,23 +163,4 @@ public static class FineTuneJob
 
     /// <summary>The name adapters record as <c>base_model_name_or_path</c>: the example's Brown-pretrained tiny GPT.</summary>
     public const string BaseModelName = "tinygpt-brown";
-
-    /// <summary>Saves what the method trained, in the format its peers use.</summary>
-    private static void Save(GptLanguageModel model, Method method, string folder, string baseModelName)
-    {
-        switch (model)
-        {
-            case TinyGptFull full:
-                PretrainedSaver.Save(full, folder, new PretrainedSaveOptions { TiedWeights = [TiedWeight.Gpt2Head], Config = PretrainJob.Gpt2Config() });
-                break;
-            case TinyGptPrompt prompt:
-                prompt.transformer.wte.SaveSoftPrompt(folder, "default", baseModelNameOrPath: baseModelName, numLayers: TinyConfig.Layers, numAttentionHeads: TinyConfig.Heads);
-                break;
-            case IPeftModel peft:
-                peft.SaveAdapter(folder, "default", baseModelNameOrPath: baseModelName);
-                break;
-            default:
-                throw new ArgumentOutOfRangeException(nameof(method), method, null);
-        }
-    }
 }

@@ -16,6 +16,7 @@ public static class ParamsReport
         new(nameof(Gpt2MediumLora), Gpt2MediumLora.Accounting.Summary, Gpt2MediumLora.Accounting.TrainingBytes, Gpt2MediumLora.Accounting.FullFineTuningTrainingBytes, Gpt2MediumLora.Accounting.WeightBytes),
         new(nameof(Llama2_7BLora), Llama2_7BLora.Accounting.Summary, Llama2_7BLora.Accounting.TrainingBytes, Llama2_7BLora.Accounting.FullFineTuningTrainingBytes, Llama2_7BLora.Accounting.WeightBytes),
         new(nameof(Llama2_7BQLora), Llama2_7BQLora.Accounting.Summary, Llama2_7BQLora.Accounting.TrainingBytes, Llama2_7BQLora.Accounting.FullFineTuningTrainingBytes, Llama2_7BQLora.Accounting.WeightBytes),
+        new(nameof(Qwen2_7BLora), Qwen2_7BLora.Accounting.Summary, Qwen2_7BLora.Accounting.TrainingBytes, Qwen2_7BLora.Accounting.FullFineTuningTrainingBytes, Qwen2_7BLora.Accounting.WeightBytes),
         new(nameof(TinyLlamaLora), TinyLlamaLora.Accounting.Summary, TinyLlamaLora.Accounting.TrainingBytes, TinyLlamaLora.Accounting.FullFineTuningTrainingBytes, TinyLlamaLora.Accounting.WeightBytes),
         new(nameof(TinyLlamaQLora), TinyLlamaQLora.Accounting.Summary, TinyLlamaQLora.Accounting.TrainingBytes, TinyLlamaQLora.Accounting.FullFineTuningTrainingBytes, TinyLlamaQLora.Accounting.WeightBytes),
         new(nameof(TinyGptFull), TinyGptFull.Accounting.Summary, TinyGptFull.Accounting.TrainingBytes, TinyGptFull.Accounting.FullFineTuningTrainingBytes, TinyGptFull.Accounting.WeightBytes),

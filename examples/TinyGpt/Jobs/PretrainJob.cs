@@ -74,7 +74,8 @@ public static class PretrainJob
             Seed = settings.Seed,
             Precision = context.Precision,
         };
-        using var trainer = new PeftTrainer(model, ((IPeftModel)model).NamedTrainableParameters(), options);
+        // Every weight trains (TinyGptFull's plan); matrices decay, norms and biases do not.
+        using var trainer = model.CreateTrainer(options);
         ConsoleReporter.Info($"Compute: {PrecisionSupport.Name(trainer.ComputeDType)} ({context.Precision}).");
         if (snapshotEvery > 0)
         {

@@ -33,7 +33,7 @@ public partial class SmallGptFull : GptLanguageModel
     /// <inheritdoc />
     protected override GptTrunk Trunk => transformer;
 
-    partial void OnCreated() => GptInit.Apply(this);
+    partial void OnCreated() => GptInit.Apply(this, Dims.Layers);
 }
 
 /// <summary>Small with TinyGptLora's adapters.</summary>
@@ -113,7 +113,7 @@ public partial class NarrowGptFull : GptLanguageModel
     /// <inheritdoc />
     protected override GptTrunk Trunk => transformer;
 
-    partial void OnCreated() => GptInit.Apply(this);
+    partial void OnCreated() => GptInit.Apply(this, Dims.Layers);
 }
 
 /// <summary>Narrow (d 128) with LoRA r = 16.</summary>
@@ -137,7 +137,7 @@ public partial class WideGptFull : GptLanguageModel
     /// <inheritdoc />
     protected override GptTrunk Trunk => transformer;
 
-    partial void OnCreated() => GptInit.Apply(this);
+    partial void OnCreated() => GptInit.Apply(this, Dims.Layers);
 }
 
 /// <summary>Wide (d 512) with LoRA r = 16.</summary>

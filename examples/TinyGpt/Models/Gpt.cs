@@ -60,7 +60,7 @@ public partial class GptAttention : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long batch = x.shape[0], seq = x.shape[1], width = x.shape[2];
-        long heads = Dims["Heads"];
+        long heads = Dims.Heads;
         var qkv = c_attn.forward(x).split(width, dim: 2);
         var q = qkv[0].view(batch, seq, heads, width / heads).transpose(1, 2);
         var k = qkv[1].view(batch, seq, heads, width / heads).transpose(1, 2);
@@ -118,11 +118,11 @@ public abstract class GptLanguageModel : nn.Module<Tensor, Tensor>, ICausalLangu
 /// <summary>GPT-2's initialisation for training from scratch: N(0, 0.02) weights, zero biases, residual projections scaled by 1/√(2·layers).</summary>
 public static class GptInit
 {
-    /// <summary>Re-initialises every layer of a freshly built model.</summary>
-    public static void Apply(IPeftModel model)
+    /// <summary>Re-initialises every layer of a freshly built model of <paramref name="layers"/> blocks.</summary>
+    public static void Apply(IPeftModel model, long layers)
     {
         using var _ = no_grad();
-        var residualStd = 0.02 / System.Math.Sqrt(2.0 * model.Dims["Layers"]);
+        var residualStd = 0.02 / System.Math.Sqrt(2.0 * layers);
         foreach (var layer in model.Layers)
         {
             switch (layer.Module)

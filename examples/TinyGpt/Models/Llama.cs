@@ -7,18 +7,25 @@ using static TorchSharp.torch;
 namespace TinyGpt.Models;
 
 // The Llama architecture, written once: RMSNorm, rotary positions, SwiGLU MLP, grouped-query attention and an
-// untied head. Member names follow Hugging Face's LlamaForCausalLM, so its checkpoints and PEFT adapters fit.
+// untied head. Member names follow Hugging Face's LlamaForCausalLM, so its checkpoints and PEFT adapters fit. The
+// settings in which the family differs come from the configuration: the norm epsilon (EpsFrom = "RmsNormEps"), the
+// rotary base (Dims.RopeTheta) and whether q/k/v have a bias (BiasFrom = "QkvBias": Qwen2's do, Llama's do not), so
+// these blocks serve Qwen2 as well (Qwen2.cs).
 
-/// <summary>Llama-2-7B: 32 layers, 4096 wide, MLP 11008, 32 000 tokens.</summary>
+/// <summary>Llama-2-7B: 32 layers, 4096 wide, MLP 11008, 32 000 tokens (meta-llama/Llama-2-7b-hf's config.json).</summary>
 public static class Llama2_7BConfig
 {
     public const int Vocab = 32000, Context = 4096, Width = 4096, Layers = 32, Heads = 32, KvHeads = 32, Mlp = 11008;
+    public const double RmsNormEps = 1e-5, RopeTheta = 10000.0;
+    public const bool QkvBias = false;
 }
 
 /// <summary>A Llama small enough for tests and CPU runs, with grouped-query attention (2 key/value heads for 4 query heads).</summary>
 public static class TinyLlamaConfig
 {
     public const int Vocab = 512, Context = 128, Width = 64, Layers = 2, Heads = 4, KvHeads = 2, Mlp = 160;
+    public const double RmsNormEps = 1e-5, RopeTheta = 10000.0;
+    public const bool QkvBias = false;
 }
 
 /// <summary>Llama's decoder stack: token embedding, N decoder layers, final RMSNorm (HF name <c>model</c>).</summary>
@@ -27,14 +34,14 @@ public partial class LlamaTrunk : nn.Module<Tensor, Tensor>
 {
     [Embedding("Vocab", "Width")] public partial TokenEmbedding embed_tokens { get; }
     [Stack("Layers")] public partial ModuleList<LlamaDecoderLayer> layers { get; }
-    [RmsNorm("Width", Eps = 1e-5)] public partial RmsNorm norm { get; }
+    [RmsNorm("Width", EpsFrom = "RmsNormEps")] public partial RmsNorm norm { get; }
 
     /// <summary>Token ids to final hidden states of the real tokens.</summary>
     public override Tensor forward(Tensor ids)
     {
         using var scope = NewDisposeScope();
         var x = embed_tokens.forward(ids);
-        var (cos, sin) = Rotary.For(x, Dims);
+        var (cos, sin) = Rotary.For(x, Dims.Width / Dims.Heads, Dims.RopeTheta);
         foreach (var layer in layers) x = layer.forward(x, cos, sin);
         return embed_tokens.DropVirtualTokens(norm.forward(x)).MoveToOuterDisposeScope();
     }
@@ -44,9 +51,9 @@ public partial class LlamaTrunk : nn.Module<Tensor, Tensor>
 [PeftModule]
 public partial class LlamaDecoderLayer : nn.Module<Tensor, Tensor>
 {
-    [RmsNorm("Width", Eps = 1e-5)] public partial RmsNorm input_layernorm { get; }
+    [RmsNorm("Width", EpsFrom = "RmsNormEps")] public partial RmsNorm input_layernorm { get; }
     [Block] public partial LlamaAttention self_attn { get; }
-    [RmsNorm("Width", Eps = 1e-5)] public partial RmsNorm post_attention_layernorm { get; }
+    [RmsNorm("Width", EpsFrom = "RmsNormEps")] public partial RmsNorm post_attention_layernorm { get; }
     [Block] public partial LlamaMlp mlp { get; }
 
     /// <summary>Runs the layer with rotary tables for the sequence.</summary>
@@ -62,7 +69,7 @@ public partial class LlamaDecoderLayer : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var (cos, sin) = Rotary.For(x, Dims);
+        var (cos, sin) = Rotary.For(x, Dims.Width / Dims.Heads, Dims.RopeTheta);
         return forward(x, cos, sin).MoveToOuterDisposeScope();
     }
 }
@@ -71,9 +78,9 @@ public partial class LlamaDecoderLayer : nn.Module<Tensor, Tensor>
 [PeftModule]
 public partial class LlamaAttention : nn.Module<Tensor, Tensor>
 {
-    [Linear("Width", "Width", Bias = false)] public partial LoraLinear q_proj { get; }
-    [Linear("Width", "KvHeads * Width / Heads", Bias = false)] public partial LoraLinear k_proj { get; }
-    [Linear("Width", "KvHeads * Width / Heads", Bias = false)] public partial LoraLinear v_proj { get; }
+    [Linear("Width", "Width", BiasFrom = "QkvBias")] public partial LoraLinear q_proj { get; }
+    [Linear("Width", "KvHeads * Width / Heads", BiasFrom = "QkvBias")] public partial LoraLinear k_proj { get; }
+    [Linear("Width", "KvHeads * Width / Heads", BiasFrom = "QkvBias")] public partial LoraLinear v_proj { get; }
     [Linear("Width", "Width", Bias = false)] public partial LoraLinear o_proj { get; }
 
     /// <summary>Attention over the sequence with the given rotary tables.</summary>
@@ -81,7 +88,7 @@ public partial class LlamaAttention : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long batch = x.shape[0], seq = x.shape[1];
-        long heads = Dims["Heads"], kvHeads = Dims["KvHeads"], headDim = Dims["Width"] / heads;
+        long heads = Dims.Heads, kvHeads = Dims.KvHeads, headDim = Dims.Width / heads;
         var q = q_proj.forward(x).view(batch, seq, heads, headDim).transpose(1, 2);
         var k = k_proj.forward(x).view(batch, seq, kvHeads, headDim).transpose(1, 2);
         var v = v_proj.forward(x).view(batch, seq, kvHeads, headDim).transpose(1, 2);
@@ -102,7 +109,7 @@ public partial class LlamaAttention : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var (cos, sin) = Rotary.For(x, Dims);
+        var (cos, sin) = Rotary.For(x, Dims.Width / Dims.Heads, Dims.RopeTheta);
         return forward(x, cos, sin).MoveToOuterDisposeScope();
     }
 }
@@ -123,14 +130,14 @@ public partial class LlamaMlp : nn.Module<Tensor, Tensor>
     }
 }
 
-/// <summary>Rotary position embeddings as Hugging Face's Llama applies them (rotate-half, base 10 000).</summary>
+/// <summary>Rotary position embeddings as Hugging Face's Llama applies them (rotate-half, base <c>rope_theta</c>).</summary>
 public static class Rotary
 {
-    /// <summary>The tables for a <c>batch × seq × Width</c> input of a model with these dimensions.</summary>
-    public static (Tensor Cos, Tensor Sin) For(Tensor x, ModelDims dims) => Tables(x.shape[1], dims["Width"] / dims["Heads"], x.device, x.dtype);
+    /// <summary>The tables for a <c>batch × seq × Width</c> input, heads of <paramref name="headDim"/> and rotary base <paramref name="theta"/>.</summary>
+    public static (Tensor Cos, Tensor Sin) For(Tensor x, long headDim, double theta) => Tables(x.shape[1], headDim, x.device, x.dtype, theta);
 
     /// <summary>cos and sin tables, <c>seq × headDim</c>.</summary>
-    public static (Tensor Cos, Tensor Sin) Tables(long seq, long headDim, Device device, ScalarType dtype, double theta = 10000.0)
+    public static (Tensor Cos, Tensor Sin) Tables(long seq, long headDim, Device device, ScalarType dtype, double theta)
     {
         using var scope = NewDisposeScope();
         var inv = pow(theta, -arange(0, headDim, 2, dtype: ScalarType.Float32, device: device) / headDim);

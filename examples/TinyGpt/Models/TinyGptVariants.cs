@@ -26,7 +26,7 @@ public partial class TinyGptFull : GptLanguageModel
     /// <inheritdoc />
     protected override GptTrunk Trunk => transformer;
 
-    partial void OnCreated() => GptInit.Apply(this);
+    partial void OnCreated() => GptInit.Apply(this, Dims.Layers);
 }
 
 /// <summary>LoRA r = 16, alpha 32 on every projection (attention and MLP), as QLoRA's paper recommends.</summary>

@@ -96,6 +96,22 @@ internal static class DiagnosticDescriptors
         "Class is not a TorchSharp module constructed by name",
         "'{0}' must derive from TorchSharp's nn.Module through a base class with an accessible constructor taking the module's name (a string), such as nn.Module<Tensor, Tensor>: the generated constructor calls base(\"{0}\") and registers the layers");
 
+    public static readonly DiagnosticDescriptor SettingNotFound = Error("PEFT019", General,
+        "Configuration setting not found",
+        "{0} of '{1}' names '{2}', which is not a constant of '{3}' (reached by model '{4}'); declare 'public const {5} {2} = …;' in '{3}', or name one of its {5} constants: {6}");
+
+    public static readonly DiagnosticDescriptor SettingWrongType = Error("PEFT020", General,
+        "Configuration setting has the wrong type",
+        "{0} of '{1}' names '{2}' of '{4}' (reached by model '{5}'), which is declared '{3}', but {0} needs a '{6}' constant; declare '{2}' as 'const {6}', or name another constant");
+
+    public static readonly DiagnosticDescriptor SettingGivenTwice = Error("PEFT021", General,
+        "Setting given both as a value and from the configuration",
+        "'{2}' gives both {0} and {1}; keep {0} to read the value from the model's configuration, or {1} to write it here");
+
+    public static readonly DiagnosticDescriptor ReservedMemberName = Error("PEFT022", General,
+        "Member name is taken by generated code",
+        "'{1}' declares '{0}', which the generator declares in every {2} class; rename the member (read the generated one instead)");
+
     public static readonly DiagnosticDescriptor RankNotPositive = Error("PEFT101", Lora,
         "LoRA rank is not positive",
         "LoRA rank of adapter '{0}' is {1}; use a positive rank such as 8");

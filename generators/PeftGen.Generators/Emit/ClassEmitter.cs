@@ -4,6 +4,7 @@ using PeftGen.Generators.Lora;
 using PeftGen.Generators.Model;
 using PeftGen.Generators.Quantization;
 using PeftGen.Generators.SoftPrompt;
+using PeftGen.Generators.Training;
 
 namespace PeftGen.Generators.Emit;
 
@@ -32,7 +33,7 @@ internal static class ClassEmitter
         for (var i = 0; i < levels.Count; i++)
         {
             var level = levels[i];
-            var bases = i == levels.Count - 1 && model is not null ? " : " + RuntimeNames.IPeftModel : "";
+            var bases = i == levels.Count - 1 && model is not null ? " : " + TrainingEmitter.PlanInterface : "";
             writer.OpenBlock($"partial {level.Keyword} {level.Name}{level.TypeParameters}{bases}");
         }
 
@@ -40,12 +41,14 @@ internal static class ClassEmitter
         WriteProperties(writer, type);
         if (model is not null)
         {
-            WriteModelProperties(writer);
+            WriteModelProperties(writer, type);
         }
         else
         {
-            writer.WriteLine("/// <summary>The dimensions of the model this block belongs to (<c>Dims[\"Heads\"]</c>).</summary>");
-            writer.WriteLine($"public {RuntimeNames.ModelDims} Dims {{ get; }}");
+            DimensionsEmitter.WriteType(writer, null,
+                "The dimensions of the model this block belongs to: by name (<c>Dims[\"Heads\"]</c>) and, for every constant all models that reach the block declare, typed (<c>Dims.Heads</c>).");
+            writer.WriteLine("/// <summary>The dimensions and settings of the model this block belongs to.</summary>");
+            writer.WriteLine($"public {DimensionsEmitter.TypeName} Dims {{ get; }}");
             writer.WriteLine();
         }
         WriteConstructor(writer, type, model);
@@ -58,6 +61,8 @@ internal static class ClassEmitter
         {
             writer.WriteLine();
             AccountingEmitter.Write(writer, model.Accounting);
+            writer.WriteLine();
+            TrainingEmitter.Write(writer, model);
         }
 
         for (var i = 0; i < levels.Count; i++) writer.CloseBlock();
@@ -85,10 +90,14 @@ internal static class ClassEmitter
         if (type.Members.Count > 0) writer.WriteLine();
     }
 
-    private static void WriteModelProperties(SourceWriter writer)
+    private static void WriteModelProperties(SourceWriter writer, ClassSpec type)
     {
-        writer.WriteLine("/// <summary>The model's dimensions, from the constants of its configuration type.</summary>");
-        writer.WriteLine($"public {RuntimeNames.ModelDims} Dims {{ get; }}");
+        DimensionsEmitter.WriteType(writer, type.Root!.Constants,
+            "The model's dimensions and settings, from the constants of its configuration type: typed (<c>Dims.Heads</c>) and by name (<c>Dims[\"Heads\"]</c>).");
+        writer.WriteLine("/// <summary>The model's dimensions and settings, from the constants of its configuration type.</summary>");
+        writer.WriteLine($"public {DimensionsEmitter.TypeName} Dims {{ get; }}");
+        writer.WriteLine();
+        writer.WriteLine($"{RuntimeNames.ModelDims} {RuntimeNames.IPeftModel}.Dims => Dims;");
         writer.WriteLine();
         writer.WriteLine("/// <summary>Every layer of the model with its checkpoint path, in registration order.</summary>");
         writer.WriteLine($"public global::System.Collections.Generic.IReadOnlyList<{RuntimeNames.PeftLayer}> Layers {{ get; }}");
@@ -103,17 +112,19 @@ internal static class ClassEmitter
             writer.WriteLine($"/// <summary>Builds the block's layers for a model of dimensions <paramref name=\"dims\"/>.</summary>");
             writer.WriteLine($"/// <param name=\"{QuantEmitter.ModelQuantizationParameter}\">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own, other than [Trainable] and [NoQuantize] ones, are built in 4 bits with it (null: none).</param>");
             writer.OpenBlock($"public {name}({RuntimeNames.ModelDims} dims, global::PeftGen.Quant4BitOptions? {QuantEmitter.ModelQuantizationParameter} = null) : base({Literals.String(name)})");
-            writer.WriteLine("Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));");
+            writer.WriteLine($"Dims = new {DimensionsEmitter.TypeName}(dims ?? throw new global::System.ArgumentNullException(nameof(dims)));");
         }
         else
         {
             writer.WriteLine("/// <summary>Builds the model: every layer, its adapters and soft prompts, frozen except what trains.</summary>");
             writer.OpenBlock($"public {name}() : base({Literals.String(name)})");
-            writer.OpenBlock($"Dims = new {RuntimeNames.ModelDims}(new global::System.Collections.Generic.KeyValuePair<string, long>[]");
-            foreach (var constant in type.Root!.Constants)
-                writer.WriteLine($"new({Literals.String(constant.Name)}, {Literals.Long(constant.Value)}),");
-            writer.CloseBlock(");");
-            writer.WriteLine("var dims = Dims;");
+            writer.WriteLine($"Dims = new {DimensionsEmitter.TypeName}(new {RuntimeNames.ModelDims}(");
+            writer.Indentation++;
+            WriteConstants(writer, type.Root!.Constants, ConfigValueKind.Integer, "long", c => Literals.Long(c.Value), ",");
+            WriteConstants(writer, type.Root.Constants, ConfigValueKind.Real, "double", c => Literals.Double(c.Real), ",");
+            WriteConstants(writer, type.Root.Constants, ConfigValueKind.Flag, "bool", c => Literals.Bool(c.Value == 1), "));");
+            writer.Indentation--;
+            writer.WriteLine($"{RuntimeNames.ModelDims} dims = Dims;");
         }
 
         foreach (var member in type.Members) WriteMemberConstruction(writer, type, member, model);
@@ -143,6 +154,21 @@ internal static class ClassEmitter
         writer.CloseBlock();
     }
 
+    /// <summary>One <c>KeyValuePair</c> array argument of the model's <c>ModelDims</c>: the constants of one kind.</summary>
+    private static void WriteConstants(SourceWriter writer, EquatableArray<ConfigConstant> constants, ConfigValueKind kind, string type, System.Func<ConfigConstant, string> value, string end)
+    {
+        var pair = $"global::System.Collections.Generic.KeyValuePair<string, {type}>";
+        var ofKind = constants.Where(c => c.Kind == kind).ToList();
+        if (ofKind.Count == 0)
+        {
+            writer.WriteLine($"global::System.Array.Empty<{pair}>(){end}");
+            return;
+        }
+        writer.OpenBlock($"new {pair}[]");
+        foreach (var constant in ofKind) writer.WriteLine($"new({Literals.String(constant.Name)}, {value(constant)}),");
+        writer.CloseBlock(end);
+    }
+
     private static void WriteMemberConstruction(SourceWriter writer, ClassSpec type, MemberSpec member, ModelSpec? model)
     {
         var field = Field(member);
@@ -150,7 +176,8 @@ internal static class ClassEmitter
         switch (member.Kind)
         {
             case LayerKind.Linear:
-                writer.WriteLine($"{field} = new {RuntimeNames.LoraLinear}({d[0]}, {d[1]}, {Literals.Bool(member.Bias)}{QuantEmitter.ProjectionArgument(type, member, model)});");
+                var bias = member.BiasFrom is { } biasFrom ? $"dims.Flag({Literals.String(biasFrom.Constant)})" : Literals.Bool(member.Bias);
+                writer.WriteLine($"{field} = new {RuntimeNames.LoraLinear}({d[0]}, {d[1]}, {bias}{QuantEmitter.ProjectionArgument(type, member, model)});");
                 LoraEmitter.WriteAddAdapters(writer, type, member, field);
                 if (member.Trainable) writer.WriteLine($"{field}.SetBaseTrainable(true);");
                 return;
@@ -163,11 +190,11 @@ internal static class ClassEmitter
                 WriteRequiresGrad(writer, field, member.Trainable);
                 return;
             case LayerKind.LayerNorm:
-                writer.WriteLine($"{field} = global::TorchSharp.torch.nn.LayerNorm(new long[] {{ {d[0]} }}, {Literals.Double(member.Eps)});");
+                writer.WriteLine($"{field} = global::TorchSharp.torch.nn.LayerNorm(new long[] {{ {d[0]} }}, {Eps(member)});");
                 WriteRequiresGrad(writer, field, member.Trainable);
                 return;
             case LayerKind.RmsNorm:
-                writer.WriteLine($"{field} = new global::PeftGen.RmsNorm({d[0]}, {Literals.Double(member.Eps)});");
+                writer.WriteLine($"{field} = new global::PeftGen.RmsNorm({d[0]}, {Eps(member)});");
                 if (member.Trainable) WriteRequiresGrad(writer, field, true);
                 return;
             case LayerKind.Stack:
@@ -179,6 +206,10 @@ internal static class ClassEmitter
                 return;
         }
     }
+
+    /// <summary>A norm's epsilon: its literal, or read from the model's configuration at run time.</summary>
+    private static string Eps(MemberSpec member)
+        => member.EpsFrom is { } epsFrom ? $"dims.Real({Literals.String(epsFrom.Constant)})" : Literals.Double(member.Eps);
 
     private static void WriteRequiresGrad(SourceWriter writer, string field, bool trainable)
         => writer.WriteLine($"foreach (var parameter in {field}.parameters()) parameter.requires_grad = {Literals.Bool(trainable)};");

@@ -26,8 +26,11 @@ internal static class Output
         if (model.IsValid) AddSource(context, model.Root.Type, () => ClassEmitter.EmitModel(model));
     }
 
+    public static void BlockDimensions(SourceProductionContext context, BlockDimensionsSpec block)
+        => AddSource(context, block.Type, () => DimensionsEmitter.EmitBlock(block), block.Type.HintName.Replace(".Peft.g.cs", ".Peft.Dims.g.cs"));
+
     /// <remarks>A failure here is reported without a location: source outputs see specs, which hold none (the message names the class).</remarks>
-    private static void AddSource(SourceProductionContext context, TypeHierarchy type, Func<string> emit)
+    private static void AddSource(SourceProductionContext context, TypeHierarchy type, Func<string> emit, string? hintName = null)
     {
         string source;
         try
@@ -39,7 +42,7 @@ internal static class Output
             context.ReportDiagnostic(Failure(type.Name, exception, Location.None));
             return;
         }
-        context.AddSource(type.HintName, SourceText.From(source, System.Text.Encoding.UTF8));
+        context.AddSource(hintName ?? type.HintName, SourceText.From(source, System.Text.Encoding.UTF8));
     }
 
     private static Diagnostic Failure(string typeName, Exception exception, Location location)

@@ -36,6 +36,15 @@ internal static class ClassParser
         ["PeftGen.BlockAttribute"] = "Block",
     };
 
+    /// <summary>Members the generated code declares in every block class.</summary>
+    private static readonly HashSet<string> s_blockMembers = new(StringComparer.Ordinal) { "Dims", "Dimensions", "CollectPeftLayers" };
+
+    /// <summary>Members the generated code declares in every model class.</summary>
+    private static readonly HashSet<string> s_modelMembers = new(StringComparer.Ordinal)
+    {
+        "Dims", "Dimensions", "CollectPeftLayers", "Layers", "Accounting", "PrintTrainableParameters", "Adapters", "SoftPrompts", "TrainingPlan",
+    };
+
     public static bool IsCandidate(SyntaxNode node, CancellationToken cancellationToken) => node is ClassDeclarationSyntax;
 
     public static ParsedClass ParseModel(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
@@ -105,6 +114,11 @@ internal static class ClassParser
         {
             var constructorSite = sites.Record(key + "#ctor" + i, LocationInfo.From(constructors[i].Locations.FirstOrDefault() ?? Location.None));
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.OwnConstructor, constructorSite, type.Name));
+        }
+        foreach (var member in type.GetMembers().Where(m => !m.IsImplicitlyDeclared && (isRoot ? s_modelMembers : s_blockMembers).Contains(m.Name)))
+        {
+            var memberSite = sites.Record(key + "!" + member.Name, LocationInfo.From(member.Locations.FirstOrDefault() ?? Location.None));
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ReservedMemberName, memberSite, member.Name, type.Name, isRoot ? "model" : "block"));
         }
 
         var attributes = ReadAttributes(type, sites, key, cancellationToken);
@@ -180,13 +194,10 @@ internal static class ClassParser
         var config = model.PositionalType(0);
         var constants = config is null
             ? new List<ConfigConstant>()
-            : config.GetMembers().OfType<IFieldSymbol>()
-                .Where(f => f.IsConst && f.HasConstantValue && f.Type.SpecialType is SpecialType.System_Int32 or SpecialType.System_Int64)
-                .Select(f => new ConfigConstant(f.Name, System.Convert.ToInt64(f.ConstantValue, System.Globalization.CultureInfo.InvariantCulture)))
-                .ToList();
+            : config.GetMembers().OfType<IFieldSymbol>().Where(f => f.IsConst && f.HasConstantValue).Select(Constant).OfType<ConfigConstant>().ToList();
         var configName = config?.ToDisplayString() ?? "?";
         // A null configuration type is reported by ArgumentRules; there is no type to look for constants in.
-        if (constants.Count == 0 && config is not null)
+        if (!constants.Any(c => c.Kind == ConfigValueKind.Integer) && config is not null)
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ConfigWithoutConstants, model.PositionalSite(0), configName));
 
         var contextText = model.IsNull("ContextLength") ? "" : model.Named("ContextLength", "");
@@ -194,6 +205,31 @@ internal static class ClassParser
             ? null
             : new DimensionSpec(contextText, DimensionExpression.Parse(contextText), model.NamedSite("ContextLength"));
         return new RootSpec(configName, constants.ToEquatableArray(), context, model.NamedEnum("Tokenizer", SettingRules.DefaultTokenizer), trainAll);
+    }
+
+    /// <summary>An integer, floating-point or bool constant of a configuration type; null for other constants (strings, chars …).</summary>
+    private static ConfigConstant? Constant(IFieldSymbol field) => field.ConstantValue switch
+    {
+        int i => new ConfigConstant(field.Name, ConfigValueKind.Integer, i, 0),
+        long l => new ConfigConstant(field.Name, ConfigValueKind.Integer, l, 0),
+        double d => new ConfigConstant(field.Name, ConfigValueKind.Real, 0, d),
+        float f => new ConfigConstant(field.Name, ConfigValueKind.Real, 0, f),
+        bool b => new ConfigConstant(field.Name, ConfigValueKind.Flag, b ? 1 : 0, 0),
+        _ => null,
+    };
+
+    /// <summary>
+    /// A setting read from the configuration (<c>BiasFrom</c>, <c>EpsFrom</c>), resolved per model; null when the
+    /// argument is absent or empty. Giving the literal (<c>Bias</c>, <c>Eps</c>) as well is PEFT021.
+    /// </summary>
+    /// <returns>False when both are given.</returns>
+    private static bool ReadSetting(AttributeReader layer, string argument, string literal, ConfigValueKind kind, string member, List<DiagnosticInfo> diagnostics, out SettingReference? setting)
+    {
+        var constant = layer.IsNull(argument) ? "" : layer.Named(argument, "");
+        setting = constant.Length == 0 ? null : new SettingReference(argument, constant, kind, layer.NamedSite(argument));
+        if (setting is null || !layer.HasNamed(literal)) return true;
+        diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.SettingGivenTwice, layer.NamedSite(argument), argument, literal, member));
+        return false;
     }
 
     /// <param name="classTrainable">A [Trainable] block class: every member of the block trains.</param>
@@ -292,6 +328,10 @@ internal static class ClassParser
             valid = false;
         }
 
+        SettingReference? biasFrom = null, epsFrom = null;
+        if (kind == LayerKind.Linear) valid &= ReadSetting(layer, "BiasFrom", "Bias", ConfigValueKind.Flag, property.Name, diagnostics, out biasFrom);
+        if (kind is LayerKind.LayerNorm or LayerKind.RmsNorm) valid &= ReadSetting(layer, "EpsFrom", "Eps", ConfigValueKind.Real, property.Name, diagnostics, out epsFrom);
+
         var prompts = SoftPromptParser.Parse(promptReaders, diagnostics);
         valid &= SoftPromptParser.CheckPlacement(promptReaders, onModel: kind == LayerKind.TokenEmbedding && isRoot, property.ContainingType.Name, diagnostics);
 
@@ -325,6 +365,8 @@ internal static class ClassParser
             quant,
             noQuantize is not null,
             prompts,
+            biasFrom,
+            epsFrom,
             memberSite);
     }
 

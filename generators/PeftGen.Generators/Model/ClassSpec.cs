@@ -21,6 +21,15 @@ internal enum LayerKind
 /// <summary>A dimension argument: its text, parsed expression and the site of the attribute argument.</summary>
 internal sealed record DimensionSpec(string Text, DimensionExpression Expression, SourceSite? Site);
 
+/// <summary>
+/// A setting a member reads from the model's configuration instead of a literal (<c>BiasFrom = "QkvBias"</c>,
+/// <c>EpsFrom = "RmsNormEps"</c>): resolved, and checked, against each model that reaches the member.
+/// </summary>
+/// <param name="Argument">The attribute argument (<c>BiasFrom</c>, <c>EpsFrom</c>).</param>
+/// <param name="Constant">The configuration constant it names.</param>
+/// <param name="Kind">The kind of constant it needs.</param>
+internal sealed record SettingReference(string Argument, string Constant, ConfigValueKind Kind, SourceSite? Site);
+
 /// <summary>One partial layer property of a model or module class.</summary>
 /// <param name="Name">The property name.</param>
 /// <param name="CheckpointName">The module name in checkpoints (the member name or [CheckpointName]).</param>
@@ -48,11 +57,13 @@ internal sealed record MemberSpec(
     QuantSpec? Quantization,
     bool NoQuantize,
     EquatableArray<SoftPromptSpec> SoftPrompts,
+    SettingReference? BiasFrom,
+    SettingReference? EpsFrom,
     SourceSite? Site);
 
 /// <summary>What the <c>[PeftModel]</c> attribute says about a root class.</summary>
 /// <param name="ConfigType">The configuration type's display name.</param>
-/// <param name="Constants">The configuration's integer constants, in declaration order.</param>
+/// <param name="Constants">The configuration's integer, floating-point and bool constants, in declaration order.</param>
 /// <param name="ContextLength">The context length dimension, if any.</param>
 /// <param name="Tokenizer">The <c>PeftTokenizer</c> member name.</param>
 /// <param name="TrainAll">Class-level <c>[Trainable]</c>: full fine-tuning.</param>
@@ -63,8 +74,32 @@ internal sealed record RootSpec(
     string Tokenizer,
     bool TrainAll);
 
-/// <summary>A named integer constant of a model's configuration type.</summary>
-internal sealed record ConfigConstant(string Name, long Value);
+/// <summary>What kind of value a configuration constant holds.</summary>
+internal enum ConfigValueKind
+{
+    /// <summary><c>const int</c> or <c>const long</c>: a dimension.</summary>
+    Integer,
+
+    /// <summary><c>const double</c> or <c>const float</c>: a setting such as a norm epsilon or rope theta.</summary>
+    Real,
+
+    /// <summary><c>const bool</c>: a switch such as whether q/k/v projections have a bias.</summary>
+    Flag,
+}
+
+/// <summary>A named constant of a model's configuration type.</summary>
+/// <param name="Value">The value of an integer constant (1 or 0 for a bool); 0 for a floating-point one.</param>
+/// <param name="Real">The value of a floating-point constant (a <c>float</c> widened to <c>double</c>); 0 otherwise.</param>
+internal sealed record ConfigConstant(string Name, ConfigValueKind Kind, long Value, double Real)
+{
+    /// <summary>How the kind is named to users: the C# type that declares it (<c>int</c>, <c>double</c>, <c>bool</c>).</summary>
+    public static string Describe(ConfigValueKind kind) => kind switch
+    {
+        ConfigValueKind.Integer => "int",
+        ConfigValueKind.Real => "double",
+        _ => "bool",
+    };
+}
 
 /// <summary>
 /// One <c>[PeftModel]</c> or <c>[PeftModule]</c> class, as parsed from its own declaration.

@@ -41,7 +41,7 @@ internal static class ModelBuilder
     private static ModelSpec Failed(ClassSpec root, DiagnosticInfo diagnostic)
         => new(root, EquatableArray<ResolvedLayer>.Empty,
             ParameterAccounting.Compute(new AccountingSpec(EquatableArray<ResolvedLayer>.Empty, EquatableArray<AccountedPrompt>.Empty, null, null)),
-            null, "", new[] { diagnostic }.ToEquatableArray(), IsValid: false);
+            null, null, EquatableArray<string>.Empty, "", new[] { diagnostic }.ToEquatableArray(), IsValid: false);
 
     private static ModelSpec Resolve(ClassSpec root, EquatableArray<ClassSpec> allModules, CancellationToken cancellationToken)
     {
@@ -80,6 +80,8 @@ internal static class ModelBuilder
             layers,
             accounting,
             activeAdapter,
+            prompts.Select(p => p.Name).FirstOrDefault(),
+            walker.Blocks.ToEquatableArray(),
             found.Path ?? "",
             walker.Diagnostics.Distinct().ToEquatableArray(),
             valid);
@@ -97,10 +99,17 @@ internal static class ModelBuilder
             _modules = modules;
             _cancellationToken = cancellationToken;
             Constants = new Dictionary<string, long>(System.StringComparer.Ordinal);
-            foreach (var constant in root.Root!.Constants) Constants[constant.Name] = constant.Value;
+            foreach (var constant in root.Root!.Constants)
+            {
+                if (constant.Kind == ConfigValueKind.Integer) Constants[constant.Name] = constant.Value;
+            }
         }
 
+        /// <summary>The configuration's integer constants: what dimensions are evaluated against.</summary>
         public Dictionary<string, long> Constants { get; }
+
+        /// <summary>Metadata names of every block class reached, in first-reached order.</summary>
+        public List<string> Blocks { get; } = new();
 
         public List<ResolvedLayer> Layers { get; } = new();
 
@@ -128,6 +137,30 @@ internal static class ModelBuilder
             if (error is null) return value;
             Report(DiagnosticDescriptors.BadDimension, dimension.Site, dimension.Text, owner + "." + member, error, _root.Root!.ConfigType);
             return null;
+        }
+
+        /// <summary>
+        /// The configuration constant a member's setting names, if it exists with the kind the setting needs;
+        /// otherwise reports PEFT019 or PEFT020 for this model and returns null.
+        /// </summary>
+        public ConfigConstant? Resolve(SettingReference setting, string member, string owner)
+        {
+            var root = _root.Root!;
+            var constant = root.Constants.FirstOrDefault(c => c.Name == setting.Constant);
+            var kind = ConfigConstant.Describe(setting.Kind);
+            if (constant is null)
+            {
+                var candidates = root.Constants.Where(c => c.Kind == setting.Kind).Select(c => "'" + c.Name + "'").ToList();
+                Report(DiagnosticDescriptors.SettingNotFound, setting.Site, setting.Argument, owner + "." + member, setting.Constant, root.ConfigType, _root.Type.Name, kind,
+                    candidates.Count == 0 ? "none" : string.Join(", ", candidates));
+                return null;
+            }
+            if (constant.Kind != setting.Kind)
+            {
+                Report(DiagnosticDescriptors.SettingWrongType, setting.Site, setting.Argument, owner + "." + member, setting.Constant, ConfigConstant.Describe(constant.Kind), root.ConfigType, _root.Type.Name, kind);
+                return null;
+            }
+            return constant;
         }
 
         public void Visit(ClassSpec type, string prefix, long instances, ImmutableStack<string> chain)
@@ -160,6 +193,7 @@ internal static class ModelBuilder
                             Complete = false;
                             continue;
                         }
+                        if (!Blocks.Contains(block.Type.MetadataName)) Blocks.Add(block.Type.MetadataName);
                         var count = member.Kind == LayerKind.Stack ? dims[0]!.Value : 1;
                         Visit(block, member.Kind == LayerKind.Stack ? path + ".*." : path + ".", checked(instances * count), chain.Push(block.Type.MetadataName));
                         break;
@@ -168,6 +202,11 @@ internal static class ModelBuilder
                         break;
                     default:
                         if (member.Kind == LayerKind.TokenEmbedding) TokenEmbeddings.Add((member, path, instances));
+                        if (member.EpsFrom is { } epsFrom && Resolve(epsFrom, member.Name, type.Type.Name) is { } eps && !SettingRules.IsValidEps(eps.Real))
+                        {
+                            Report(DiagnosticDescriptors.BadNormEpsilon, epsFrom.Site, member.Kind == LayerKind.RmsNorm ? "RmsNorm" : "LayerNorm", type.Type.Name + "." + member.Name,
+                                eps.Real.ToString("R", System.Globalization.CultureInfo.InvariantCulture) + " ('" + eps.Name + "' of '" + _root.Root!.ConfigType + "')");
+                        }
                         var parameters = member.Kind switch
                         {
                             LayerKind.LayerNorm => checked(2 * dims[0]!.Value),
@@ -194,7 +233,9 @@ internal static class ModelBuilder
 
             var quantization = QuantResolution.LayerQuantization(_root, type, member);
             var weight = checked(inFeatures * outFeatures);
-            var parameters = checked(weight + (member.Bias ? outFeatures : 0));
+            // A bias read from the configuration counts for this model as its configuration says (absent when it does not resolve).
+            var bias = member.BiasFrom is { } biasFrom ? Resolve(biasFrom, member.Name, type.Type.Name)?.Value == 1 : member.Bias;
+            var parameters = checked(weight + (bias ? outFeatures : 0));
             Layers.Add(new ResolvedLayer(path, LayerKind.Linear, instances, parameters, quantization is null ? 0 : weight,
                 quantization, member.Trainable || _root.Root!.TrainAll, adapters.ToEquatableArray()));
         }

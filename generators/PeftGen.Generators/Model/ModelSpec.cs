@@ -41,11 +41,15 @@ internal sealed record ResolvedLayer(
 /// <remarks>Plain data (no symbols, syntax or locations), like <see cref="ClassSpec"/>.</remarks>
 /// <param name="TokenEmbeddingPath">Checkpoint path of the token embedding soft prompts attach to; empty if none.</param>
 /// <param name="IsValid">False when the root or a block it reaches has an error: nothing is emitted for the root.</param>
+/// <param name="ActivePrompt">The soft prompt that trains (the first declared), or null.</param>
+/// <param name="Blocks">Metadata names of every block class the model reaches, for their typed dimensions.</param>
 internal sealed record ModelSpec(
     ClassSpec Root,
     EquatableArray<ResolvedLayer> Layers,
     AccountingResult Accounting,
     string? ActiveAdapter,
+    string? ActivePrompt,
+    EquatableArray<string> Blocks,
     string TokenEmbeddingPath,
     EquatableArray<DiagnosticInfo> Diagnostics,
     bool IsValid);

@@ -33,6 +33,13 @@ public sealed class LinearAttribute : Attribute
     public bool Bias { get; set; } = SettingRules.LinearBias;
 
     /// <summary>
+    /// The name of a <c>const bool</c> of the model's configuration that says whether the projection has a bias, instead
+    /// of <see cref="Bias"/> (<c>BiasFrom = "QkvBias"</c>: Qwen2's q/k/v projections have one, Llama's do not), so one
+    /// block serves both. Empty (the default): <see cref="Bias"/> decides.
+    /// </summary>
+    public string BiasFrom { get; set; } = "";
+
+    /// <summary>
     /// How checkpoints store the weight: <see cref="WeightLayout.OutIn"/> (torch.nn.Linear) or
     /// <see cref="WeightLayout.InOut"/> (GPT-2's Conv1D). The module always computes with <c>Out × In</c>.
     /// </summary>
@@ -83,6 +90,12 @@ public sealed class LayerNormAttribute : Attribute
 
     /// <summary>Added to the variance for numerical stability.</summary>
     public double Eps { get; set; } = SettingRules.LayerNormEps;
+
+    /// <summary>
+    /// The name of a <c>const double</c> (or <c>float</c>) of the model's configuration to use as the epsilon instead of
+    /// <see cref="Eps"/> (<c>EpsFrom = "LayerNormEps"</c>). Empty (the default): <see cref="Eps"/> decides.
+    /// </summary>
+    public string EpsFrom { get; set; } = "";
 }
 
 /// <summary>Root-mean-square normalisation over <see cref="Dim"/> features (<see cref="RmsNorm"/>).</summary>
@@ -97,6 +110,13 @@ public sealed class RmsNormAttribute : Attribute
 
     /// <summary>Added to the mean square for numerical stability.</summary>
     public double Eps { get; set; } = SettingRules.RmsNormEps;
+
+    /// <summary>
+    /// The name of a <c>const double</c> (or <c>float</c>) of the model's configuration to use as the epsilon instead of
+    /// <see cref="Eps"/> (<c>EpsFrom = "RmsNormEps"</c>: Llama-2 uses 1e-5, Qwen2 1e-6). Empty (the default):
+    /// <see cref="Eps"/> decides.
+    /// </summary>
+    public string EpsFrom { get; set; } = "";
 }
 
 /// <summary>

@@ -11,23 +11,38 @@ namespace PeftGen.Training;
 /// </summary>
 public sealed class AdamWOptimizer : IDisposable
 {
-    private readonly IReadOnlyList<(string Name, Parameter Parameter)> parameters;
+    private readonly List<(string Name, Parameter Parameter, bool Decays)> parameters = new();
     private readonly Dictionary<string, (Tensor ExpAvg, Tensor ExpAvgSq)> moments = new(StringComparer.Ordinal);
     private readonly double beta1;
     private readonly double beta2;
     private readonly double epsilon;
     private readonly double weightDecay;
 
-    /// <summary>Creates the optimizer; moments are allocated lazily at the first step, as in PyTorch.</summary>
+    /// <summary>
+    /// Creates the optimizer; moments are allocated lazily at the first step, as in PyTorch. Matrices decay, 1-D
+    /// tensors do not (<see cref="Decays"/>).
+    /// </summary>
     public AdamWOptimizer(IReadOnlyList<(string Name, Parameter Parameter)> parameters, double beta1, double beta2, double epsilon, double weightDecay)
+        : this(ParameterGroup.ByShape(parameters), beta1, beta2, epsilon, weightDecay)
     {
-        ArgumentNullException.ThrowIfNull(parameters);
+    }
+
+    /// <summary>
+    /// Creates the optimizer over parameter groups: <paramref name="weightDecay"/> applies to the parameters of groups
+    /// that <see cref="ParameterGroup.Decays"/>, and to no other.
+    /// </summary>
+    public AdamWOptimizer(IReadOnlyList<ParameterGroup> groups, double beta1, double beta2, double epsilon, double weightDecay)
+    {
+        ArgumentNullException.ThrowIfNull(groups);
         var names = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (name, _) in parameters)
+        foreach (var group in groups)
         {
-            if (!names.Add(name)) throw new ArgumentException($"Parameter '{name}' appears twice.", nameof(parameters));
+            foreach (var (name, parameter) in group.Parameters)
+            {
+                if (!names.Add(name)) throw new ArgumentException($"Parameter '{name}' appears twice.", nameof(groups));
+                parameters.Add((name, parameter, group.Decays));
+            }
         }
-        this.parameters = parameters;
         this.beta1 = beta1;
         this.beta2 = beta2;
         this.epsilon = epsilon;
@@ -49,7 +64,7 @@ public sealed class AdamWOptimizer : IDisposable
         double biasCorrection1 = 1 - Math.Pow(beta1, StepCount);
         double biasCorrection2Sqrt = Math.Sqrt(1 - Math.Pow(beta2, StepCount));
         using var noGrad = no_grad();
-        foreach (var (name, parameter) in parameters)
+        foreach (var (name, parameter, decays) in parameters)
         {
             var grad = parameter.grad;
             if (grad is null) continue;
@@ -59,7 +74,7 @@ public sealed class AdamWOptimizer : IDisposable
                 state = (zeros_like(parameter).DetachFromDisposeScope(), zeros_like(parameter).DetachFromDisposeScope());
                 moments[name] = state;
             }
-            if (weightDecay > 0 && Decays(parameter)) parameter.mul_(1 - learningRate * weightDecay);
+            if (weightDecay > 0 && decays) parameter.mul_(1 - learningRate * weightDecay);
             state.ExpAvg.mul_(beta1).add_(grad, alpha: 1 - beta1);
             state.ExpAvgSq.mul_(beta2).addcmul_(grad, grad, value: 1 - beta2);
             var denominator = state.ExpAvgSq.sqrt().div_(biasCorrection2Sqrt).add_(epsilon);
@@ -75,7 +90,7 @@ public sealed class AdamWOptimizer : IDisposable
     {
         ArgumentNullException.ThrowIfNull(saved);
         var byName = new Dictionary<string, Parameter>(StringComparer.Ordinal);
-        foreach (var (name, parameter) in parameters) byName[name] = parameter;
+        foreach (var (name, parameter, _) in parameters) byName[name] = parameter;
         foreach (var name in saved.Keys)
         {
             if (!byName.TryGetValue(name, out var parameter))

@@ -29,20 +29,39 @@ public sealed class PeftTrainer : IDisposable
     private readonly ICausalLanguageModel model;
     private readonly IReadOnlyList<(string Name, Parameter Parameter)> trainable;
     private readonly TrainerOptions options;
+    private readonly IReadOnlyList<ParameterGroup> groups;
     private readonly AdamWOptimizer optimizer;
     // The loss's chunk of logits, reused by every step and evaluation instead of allocated each time.
     private readonly ChunkedCrossEntropy.Workspace lossWorkspace = new();
     private int completedSteps;
     private bool resumed;
 
-    /// <summary>Creates a trainer.</summary>
+    /// <summary>Creates a trainer; weight decay applies to matrices, not to 1-D tensors (<see cref="ParameterGroup.ByShape"/>).</summary>
     /// <param name="model">The model: an <see cref="nn.Module"/> that implements <see cref="ICausalLanguageModel"/>.</param>
     /// <param name="trainable">The parameters to train, with their names (checkpoint keys); all must require grad.</param>
     /// <param name="options">Run settings.</param>
     public PeftTrainer(nn.Module model, IReadOnlyList<(string Name, Parameter Parameter)> trainable, TrainerOptions options)
+        : this(model, trainable, ParameterGroup.ByShape(trainable ?? throw new ArgumentNullException(nameof(trainable))), options)
+    {
+    }
+
+    /// <summary>
+    /// Creates a trainer over parameter groups: <see cref="TrainerOptions.WeightDecay"/> applies to the groups that
+    /// <see cref="ParameterGroup.Decays"/> only. A generated model makes its groups with
+    /// <see cref="PeftTraining.CreateTrainer"/> (no decay on norms, biases and soft prompts).
+    /// </summary>
+    /// <param name="model">The model: an <see cref="nn.Module"/> that implements <see cref="ICausalLanguageModel"/>.</param>
+    /// <param name="groups">The parameters to train, with their names (checkpoint keys), by group; all must require grad.</param>
+    /// <param name="options">Run settings.</param>
+    public PeftTrainer(nn.Module model, IReadOnlyList<ParameterGroup> groups, TrainerOptions options)
+        : this(model, (groups ?? throw new ArgumentNullException(nameof(groups))).SelectMany(g => g.Parameters).ToList(), groups, options)
+    {
+    }
+
+    // trainable: every parameter of the groups, in the order gradients are summed and clipped.
+    internal PeftTrainer(nn.Module model, IReadOnlyList<(string Name, Parameter Parameter)> trainable, IReadOnlyList<ParameterGroup> groups, TrainerOptions options)
     {
         ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(trainable);
         ArgumentNullException.ThrowIfNull(options);
         this.model = model as ICausalLanguageModel
             ?? throw new ArgumentException($"{model.GetType().Name} does not implement {nameof(ICausalLanguageModel)}.", nameof(model));
@@ -54,8 +73,9 @@ public sealed class PeftTrainer : IDisposable
         options.Validate();
         module = model;
         this.trainable = trainable;
+        this.groups = groups;
         this.options = options;
-        optimizer = new AdamWOptimizer(trainable, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
+        optimizer = new AdamWOptimizer(groups, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
         ComputeDType = PrecisionSupport.ComputeDType(options.Precision, this.model.HeadWeight.device);
     }
 
@@ -80,6 +100,9 @@ public sealed class PeftTrainer : IDisposable
 
     /// <summary>Optimizer steps completed so far (after a resume, including the restored ones).</summary>
     public int CompletedSteps => completedSteps;
+
+    /// <summary>The parameters being trained, by weight-decay group.</summary>
+    public IReadOnlyList<ParameterGroup> ParameterGroups => groups;
 
     /// <summary>The optimizer (its state is what checkpoints save).</summary>
     public AdamWOptimizer Optimizer => optimizer;

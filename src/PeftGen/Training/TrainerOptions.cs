@@ -28,7 +28,11 @@ public sealed record TrainerOptions
     /// <summary>Linear warm-up steps from 0 to the peak.</summary>
     public int WarmupSteps { get; init; }
 
-    /// <summary>Decoupled weight decay for matrices; 1-D parameters (biases, norm weights) never decay.</summary>
+    /// <summary>
+    /// Decoupled weight decay for the parameter groups that decay: matrices, not 1-D parameters (biases, norm weights),
+    /// unless the trainer is given its groups; a generated model's <see cref="PeftTraining.CreateTrainer"/> also keeps
+    /// norms, biases and soft prompts out of it.
+    /// </summary>
     public double WeightDecay { get; init; } = 0.01;
 
     /// <summary>AdamW first-moment decay.</summary>

@@ -48,7 +48,7 @@ public partial class AccountingAttention : nn.Module<Tensor, Tensor>
     [Linear("Width", "3 * Width", CheckpointLayout = WeightLayout.InOut), Lora(Rank = 4, Alpha = 8)] public partial LoraLinear c_attn { get; }
     [Linear("Width", "Width")] public partial LoraLinear c_proj { get; }
 
-    public override Tensor forward(Tensor x) => c_proj.forward(c_attn.forward(x).narrow(-1, 0, Dims["Width"]));
+    public override Tensor forward(Tensor x) => c_proj.forward(c_attn.forward(x).narrow(-1, 0, Dims.Width));
 }
 
 /// <summary>QLoRA and prompt tuning through the generator: every projection in 4 bits but the [Trainable] head.</summary>
@@ -118,9 +118,9 @@ public sealed class GeneratedModelTests
     public void The_first_adapter_is_active_and_the_only_one_that_trains()
     {
         using var model = new AccountingModel();
-        Assert.Equal("default", model.h[0].attn.c_attn.ActiveAdapter);
+        Assert.Equal(AccountingModel.Adapters.Default, model.h[0].attn.c_attn.ActiveAdapter);
         Assert.Null(model.h[0].attn.c_proj.ActiveAdapter);
-        Assert.False(model.h[0].attn.c_proj.LoraA("wide").requires_grad);
+        Assert.False(model.h[0].attn.c_proj.LoraA(AccountingModel.Adapters.Wide).requires_grad);
         using var output = model.forward(tensor(new long[,] { { 1, 2, 3 } }));
         Assert.Equal(new long[] { 1, 3, 16 }, output.shape);
     }

@@ -79,7 +79,7 @@ public partial class SevenBWidthAttention : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        long batch = x.shape[0], seq = x.shape[1], heads = Dims["Heads"], headDim = Dims["Width"] / heads;
+        long batch = x.shape[0], seq = x.shape[1], heads = Dims.Heads, headDim = Dims.Width / heads;
         Tensor Heads(Tensor t) => t.view(batch, seq, heads, headDim).transpose(1, 2);
         var y = nn.functional.scaled_dot_product_attention(Heads(q_proj.forward(x)), Heads(k_proj.forward(x)), Heads(v_proj.forward(x)), is_casual: true);
         return o_proj.forward(y.transpose(1, 2).reshape(batch, seq, heads * headDim)).MoveToOuterDisposeScope();

@@ -27,6 +27,23 @@ public sealed class AdamWTests
     }
 
     [Fact]
+    public void A_group_that_does_not_decay_keeps_its_matrices()
+    {
+        using var scope = NewDisposeScope();
+        var weight = new Parameter(ones(2, 3));
+        var prompt = new Parameter(ones(4, 3));
+        weight.grad = zeros(2, 3);
+        prompt.grad = zeros(4, 3);
+        var optimizer = new AdamWOptimizer(
+            new[] { new ParameterGroup(ParameterGroup.DecayName, new[] { ("w", weight) }, true), new ParameterGroup(ParameterGroup.NoDecayName, new[] { ("prompt", prompt) }, false) },
+            0.9, 0.999, 1e-8, weightDecay: 0.5);
+        optimizer.Step(learningRate: 0.1);
+        // A soft prompt is a matrix, but its group says it does not decay.
+        Assert.All(weight.data<float>().ToArray(), v => Assert.Equal(0.95f, v));
+        Assert.All(prompt.data<float>().ToArray(), v => Assert.Equal(1f, v));
+    }
+
+    [Fact]
     public void Updates_follow_pytorchs_adamw_rule_against_a_float64_reference()
     {
         using var scope = NewDisposeScope();

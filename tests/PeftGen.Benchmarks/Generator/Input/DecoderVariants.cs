@@ -10,6 +10,8 @@ namespace GeneratorBench.Models;
 public static class Decoder24Config
 {
     public const int Vocab = 32000, Context = 2048, Width = 2048, Layers = 24, Heads = 16, KvHeads = 4, Mlp = 5632;
+    public const double RmsNormEps = 1e-5, RopeTheta = 10000.0;
+    public const bool QkvBias = false;
 }
 
 /// <summary>LoRA r = 16, alpha 32 on every attention and MLP projection; the head stays as it is.</summary>

@@ -3,7 +3,7 @@
 
 namespace Demo.Full
 {
-    partial class FullModel : global::PeftGen.IPeftModel
+    partial class FullModel : global::PeftGen.Training.IPeftTrainableModel
     {
         [global::TorchSharp.Utils.ComponentName(Name = "wte")]
         private readonly global::PeftGen.TokenEmbedding _wte;
@@ -13,8 +13,28 @@ namespace Demo.Full
         public partial global::PeftGen.TokenEmbedding wte { get => _wte; }
         public partial global::TorchSharp.Modules.ModuleList<global::Demo.Full.FullBlock> h { get => _h; }
 
-        /// <summary>The model's dimensions, from the constants of its configuration type.</summary>
-        public global::PeftGen.ModelDims Dims { get; }
+        /// <summary>The model's dimensions and settings, from the constants of its configuration type: typed (<c>Dims.Heads</c>) and by name (<c>Dims["Heads"]</c>).</summary>
+        public sealed partial class Dimensions : global::PeftGen.ModelDims
+        {
+            /// <summary>A typed view of <paramref name="dims"/>.</summary>
+            public Dimensions(global::PeftGen.ModelDims dims) : base(dims)
+            {
+            }
+
+            /// <summary><c>Vocab</c> of the model's configuration.</summary>
+            public long Vocab => this["Vocab"];
+
+            /// <summary><c>Width</c> of the model's configuration.</summary>
+            public long Width => this["Width"];
+
+            /// <summary><c>Layers</c> of the model's configuration.</summary>
+            public long Layers => this["Layers"];
+        }
+
+        /// <summary>The model's dimensions and settings, from the constants of its configuration type.</summary>
+        public Dimensions Dims { get; }
+
+        global::PeftGen.ModelDims global::PeftGen.IPeftModel.Dims => Dims;
 
         /// <summary>Every layer of the model with its checkpoint path, in registration order.</summary>
         public global::System.Collections.Generic.IReadOnlyList<global::PeftGen.PeftLayer> Layers { get; }
@@ -22,13 +42,16 @@ namespace Demo.Full
         /// <summary>Builds the model: every layer, its adapters and soft prompts, frozen except what trains.</summary>
         public FullModel() : base("FullModel")
         {
-            Dims = new global::PeftGen.ModelDims(new global::System.Collections.Generic.KeyValuePair<string, long>[]
-            {
-                new("Vocab", 64L),
-                new("Width", 16L),
-                new("Layers", 2L),
-            });
-            var dims = Dims;
+            Dims = new Dimensions(new global::PeftGen.ModelDims(
+                new global::System.Collections.Generic.KeyValuePair<string, long>[]
+                {
+                    new("Vocab", 64L),
+                    new("Width", 16L),
+                    new("Layers", 2L),
+                },
+                global::System.Array.Empty<global::System.Collections.Generic.KeyValuePair<string, double>>(),
+                global::System.Array.Empty<global::System.Collections.Generic.KeyValuePair<string, bool>>()));
+            global::PeftGen.ModelDims dims = Dims;
             _wte = new global::PeftGen.TokenEmbedding(dims["Vocab"], dims["Width"]);
             _h = new global::TorchSharp.Modules.ModuleList<global::Demo.Full.FullBlock>();
             for (var i = 0L; i < dims["Layers"]; i++) _h.Add(new global::Demo.Full.FullBlock(dims));
@@ -94,5 +117,13 @@ namespace Demo.Full
 
         /// <summary>Writes PEFT's trainable-parameters line (<see cref="Accounting.Summary"/>) to <paramref name="writer"/>, or the console.</summary>
         public void PrintTrainableParameters(global::System.IO.TextWriter? writer = null) => (writer ?? global::System.Console.Out).WriteLine(Accounting.Summary);
+
+        /// <summary>
+        /// What this model trains, resolved at compile time: every base weight. <c>CreateTrainer</c> trains exactly this
+        /// (<c>Accounting.TrainableParameters</c>) and <c>SaveTrained</c> saves it (both in <c>PeftGen.Training.PeftTraining</c>).
+        /// </summary>
+        public static global::PeftGen.Training.TrainingPlan TrainingPlan { get; } = new(null, null, true, Accounting.TrainableParameters);
+
+        global::PeftGen.Training.TrainingPlan global::PeftGen.Training.IPeftTrainableModel.TrainingPlan => TrainingPlan;
     }
 }

@@ -3,7 +3,7 @@
 
 namespace Demo.Gpt2
 {
-    partial class Gpt2Small : global::PeftGen.IPeftModel
+    partial class Gpt2Small : global::PeftGen.Training.IPeftTrainableModel
     {
         [global::TorchSharp.Utils.ComponentName(Name = "wte")]
         private readonly global::PeftGen.TokenEmbedding _wte;
@@ -19,8 +19,34 @@ namespace Demo.Gpt2
         public partial global::TorchSharp.Modules.ModuleList<global::Demo.Gpt2.GptBlock> h { get => _h; }
         public partial global::TorchSharp.Modules.LayerNorm ln_f { get => _ln_f; }
 
-        /// <summary>The model's dimensions, from the constants of its configuration type.</summary>
-        public global::PeftGen.ModelDims Dims { get; }
+        /// <summary>The model's dimensions and settings, from the constants of its configuration type: typed (<c>Dims.Heads</c>) and by name (<c>Dims["Heads"]</c>).</summary>
+        public sealed partial class Dimensions : global::PeftGen.ModelDims
+        {
+            /// <summary>A typed view of <paramref name="dims"/>.</summary>
+            public Dimensions(global::PeftGen.ModelDims dims) : base(dims)
+            {
+            }
+
+            /// <summary><c>Vocab</c> of the model's configuration.</summary>
+            public long Vocab => this["Vocab"];
+
+            /// <summary><c>Context</c> of the model's configuration.</summary>
+            public long Context => this["Context"];
+
+            /// <summary><c>Width</c> of the model's configuration.</summary>
+            public long Width => this["Width"];
+
+            /// <summary><c>Layers</c> of the model's configuration.</summary>
+            public long Layers => this["Layers"];
+
+            /// <summary><c>Heads</c> of the model's configuration.</summary>
+            public long Heads => this["Heads"];
+        }
+
+        /// <summary>The model's dimensions and settings, from the constants of its configuration type.</summary>
+        public Dimensions Dims { get; }
+
+        global::PeftGen.ModelDims global::PeftGen.IPeftModel.Dims => Dims;
 
         /// <summary>Every layer of the model with its checkpoint path, in registration order.</summary>
         public global::System.Collections.Generic.IReadOnlyList<global::PeftGen.PeftLayer> Layers { get; }
@@ -28,15 +54,18 @@ namespace Demo.Gpt2
         /// <summary>Builds the model: every layer, its adapters and soft prompts, frozen except what trains.</summary>
         public Gpt2Small() : base("Gpt2Small")
         {
-            Dims = new global::PeftGen.ModelDims(new global::System.Collections.Generic.KeyValuePair<string, long>[]
-            {
-                new("Vocab", 50257L),
-                new("Context", 1024L),
-                new("Width", 768L),
-                new("Layers", 12L),
-                new("Heads", 12L),
-            });
-            var dims = Dims;
+            Dims = new Dimensions(new global::PeftGen.ModelDims(
+                new global::System.Collections.Generic.KeyValuePair<string, long>[]
+                {
+                    new("Vocab", 50257L),
+                    new("Context", 1024L),
+                    new("Width", 768L),
+                    new("Layers", 12L),
+                    new("Heads", 12L),
+                },
+                global::System.Array.Empty<global::System.Collections.Generic.KeyValuePair<string, double>>(),
+                global::System.Array.Empty<global::System.Collections.Generic.KeyValuePair<string, bool>>()));
+            global::PeftGen.ModelDims dims = Dims;
             _wte = new global::PeftGen.TokenEmbedding(dims["Vocab"], dims["Width"]);
             _wpe = global::TorchSharp.torch.nn.Embedding(dims["Context"], dims["Width"]);
             foreach (var parameter in _wpe.parameters()) parameter.requires_grad = false;
@@ -114,5 +143,20 @@ namespace Demo.Gpt2
 
         /// <summary>Writes PEFT's trainable-parameters line (<see cref="Accounting.Summary"/>) to <paramref name="writer"/>, or the console.</summary>
         public void PrintTrainableParameters(global::System.IO.TextWriter? writer = null) => (writer ?? global::System.Console.Out).WriteLine(Accounting.Summary);
+
+        /// <summary>The LoRA adapters this model declares, by name: pass them wherever an adapter name is taken (<c>SetActiveAdapter</c>, <c>AdapterContext.Use</c>, <c>SaveAdapter</c>).</summary>
+        public static class Adapters
+        {
+            /// <summary>LoRA adapter <c>default</c> (the active adapter, which trains).</summary>
+            public const string Default = "default";
+        }
+
+        /// <summary>
+        /// What this model trains, resolved at compile time: LoRA adapter <c>default</c>. <c>CreateTrainer</c> trains exactly this
+        /// (<c>Accounting.TrainableParameters</c>) and <c>SaveTrained</c> saves it (both in <c>PeftGen.Training.PeftTraining</c>).
+        /// </summary>
+        public static global::PeftGen.Training.TrainingPlan TrainingPlan { get; } = new(Adapters.Default, null, false, Accounting.TrainableParameters);
+
+        global::PeftGen.Training.TrainingPlan global::PeftGen.Training.IPeftTrainableModel.TrainingPlan => TrainingPlan;
     }
 }

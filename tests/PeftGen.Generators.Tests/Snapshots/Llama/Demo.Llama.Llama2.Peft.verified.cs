@@ -3,7 +3,7 @@
 
 namespace Demo.Llama
 {
-    partial class Llama2 : global::PeftGen.IPeftModel
+    partial class Llama2 : global::PeftGen.Training.IPeftTrainableModel
     {
         [global::TorchSharp.Utils.ComponentName(Name = "embed_tokens")]
         private readonly global::PeftGen.TokenEmbedding _embed_tokens;
@@ -19,8 +19,37 @@ namespace Demo.Llama
         public partial global::PeftGen.RmsNorm norm { get => _norm; }
         public partial global::PeftGen.LoraLinear lm_head { get => _lm_head; }
 
-        /// <summary>The model's dimensions, from the constants of its configuration type.</summary>
-        public global::PeftGen.ModelDims Dims { get; }
+        /// <summary>The model's dimensions and settings, from the constants of its configuration type: typed (<c>Dims.Heads</c>) and by name (<c>Dims["Heads"]</c>).</summary>
+        public sealed partial class Dimensions : global::PeftGen.ModelDims
+        {
+            /// <summary>A typed view of <paramref name="dims"/>.</summary>
+            public Dimensions(global::PeftGen.ModelDims dims) : base(dims)
+            {
+            }
+
+            /// <summary><c>Vocab</c> of the model's configuration.</summary>
+            public long Vocab => this["Vocab"];
+
+            /// <summary><c>Context</c> of the model's configuration.</summary>
+            public long Context => this["Context"];
+
+            /// <summary><c>Width</c> of the model's configuration.</summary>
+            public long Width => this["Width"];
+
+            /// <summary><c>Layers</c> of the model's configuration.</summary>
+            public long Layers => this["Layers"];
+
+            /// <summary><c>Heads</c> of the model's configuration.</summary>
+            public long Heads => this["Heads"];
+
+            /// <summary><c>Mlp</c> of the model's configuration.</summary>
+            public long Mlp => this["Mlp"];
+        }
+
+        /// <summary>The model's dimensions and settings, from the constants of its configuration type.</summary>
+        public Dimensions Dims { get; }
+
+        global::PeftGen.ModelDims global::PeftGen.IPeftModel.Dims => Dims;
 
         /// <summary>Every layer of the model with its checkpoint path, in registration order.</summary>
         public global::System.Collections.Generic.IReadOnlyList<global::PeftGen.PeftLayer> Layers { get; }
@@ -28,16 +57,19 @@ namespace Demo.Llama
         /// <summary>Builds the model: every layer, its adapters and soft prompts, frozen except what trains.</summary>
         public Llama2() : base("Llama2")
         {
-            Dims = new global::PeftGen.ModelDims(new global::System.Collections.Generic.KeyValuePair<string, long>[]
-            {
-                new("Vocab", 32000L),
-                new("Context", 4096L),
-                new("Width", 4096L),
-                new("Layers", 32L),
-                new("Heads", 32L),
-                new("Mlp", 11008L),
-            });
-            var dims = Dims;
+            Dims = new Dimensions(new global::PeftGen.ModelDims(
+                new global::System.Collections.Generic.KeyValuePair<string, long>[]
+                {
+                    new("Vocab", 32000L),
+                    new("Context", 4096L),
+                    new("Width", 4096L),
+                    new("Layers", 32L),
+                    new("Heads", 32L),
+                    new("Mlp", 11008L),
+                },
+                global::System.Array.Empty<global::System.Collections.Generic.KeyValuePair<string, double>>(),
+                global::System.Array.Empty<global::System.Collections.Generic.KeyValuePair<string, bool>>()));
+            global::PeftGen.ModelDims dims = Dims;
             _embed_tokens = new global::PeftGen.TokenEmbedding(dims["Vocab"], dims["Width"]);
             _layers = new global::TorchSharp.Modules.ModuleList<global::Demo.Llama.LlamaLayer>();
             for (var i = 0L; i < dims["Layers"]; i++) _layers.Add(new global::Demo.Llama.LlamaLayer(dims));
@@ -117,5 +149,20 @@ namespace Demo.Llama
 
         /// <summary>Writes PEFT's trainable-parameters line (<see cref="Accounting.Summary"/>) to <paramref name="writer"/>, or the console.</summary>
         public void PrintTrainableParameters(global::System.IO.TextWriter? writer = null) => (writer ?? global::System.Console.Out).WriteLine(Accounting.Summary);
+
+        /// <summary>The LoRA adapters this model declares, by name: pass them wherever an adapter name is taken (<c>SetActiveAdapter</c>, <c>AdapterContext.Use</c>, <c>SaveAdapter</c>).</summary>
+        public static class Adapters
+        {
+            /// <summary>LoRA adapter <c>default</c> (the active adapter, which trains).</summary>
+            public const string Default = "default";
+        }
+
+        /// <summary>
+        /// What this model trains, resolved at compile time: LoRA adapter <c>default</c>. <c>CreateTrainer</c> trains exactly this
+        /// (<c>Accounting.TrainableParameters</c>) and <c>SaveTrained</c> saves it (both in <c>PeftGen.Training.PeftTraining</c>).
+        /// </summary>
+        public static global::PeftGen.Training.TrainingPlan TrainingPlan { get; } = new(Adapters.Default, null, false, Accounting.TrainableParameters);
+
+        global::PeftGen.Training.TrainingPlan global::PeftGen.Training.IPeftTrainableModel.TrainingPlan => TrainingPlan;
     }
 }

@@ -19,14 +19,23 @@ namespace Demo.Llama
         public partial global::PeftGen.RmsNorm post_attention_layernorm { get => _post_attention_layernorm; }
         public partial global::Demo.Llama.LlamaMlp mlp { get => _mlp; }
 
-        /// <summary>The dimensions of the model this block belongs to (<c>Dims["Heads"]</c>).</summary>
-        public global::PeftGen.ModelDims Dims { get; }
+        /// <summary>The dimensions of the model this block belongs to: by name (<c>Dims["Heads"]</c>) and, for every constant all models that reach the block declare, typed (<c>Dims.Heads</c>).</summary>
+        public sealed partial class Dimensions : global::PeftGen.ModelDims
+        {
+            /// <summary>A typed view of <paramref name="dims"/>.</summary>
+            public Dimensions(global::PeftGen.ModelDims dims) : base(dims)
+            {
+            }
+        }
+
+        /// <summary>The dimensions and settings of the model this block belongs to.</summary>
+        public Dimensions Dims { get; }
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
         /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own, other than [Trainable] and [NoQuantize] ones, are built in 4 bits with it (null: none).</param>
         public LlamaLayer(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("LlamaLayer")
         {
-            Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));
+            Dims = new Dimensions(dims ?? throw new global::System.ArgumentNullException(nameof(dims)));
             _input_layernorm = new global::PeftGen.RmsNorm(dims["Width"], 1E-06d);
             _self_attn = new global::Demo.Llama.LlamaAttention(dims, modelQuantization);
             _post_attention_layernorm = new global::PeftGen.RmsNorm(dims["Width"], 1E-06d);

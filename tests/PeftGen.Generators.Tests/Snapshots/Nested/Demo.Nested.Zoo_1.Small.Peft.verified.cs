@@ -5,7 +5,7 @@ namespace Demo.Nested
 {
     partial class Zoo<TTag>
     {
-        partial class Small : global::PeftGen.IPeftModel
+        partial class Small : global::PeftGen.Training.IPeftTrainableModel
         {
             [global::TorchSharp.Utils.ComponentName(Name = "in_proj")]
             private readonly global::PeftGen.LoraLinear _input;
@@ -18,8 +18,25 @@ namespace Demo.Nested
             public partial global::PeftGen.LoraLinear output { get => _output; }
             public partial global::TorchSharp.Modules.LayerNorm ln { get => _ln; }
 
-            /// <summary>The model's dimensions, from the constants of its configuration type.</summary>
-            public global::PeftGen.ModelDims Dims { get; }
+            /// <summary>The model's dimensions and settings, from the constants of its configuration type: typed (<c>Dims.Heads</c>) and by name (<c>Dims["Heads"]</c>).</summary>
+            public sealed partial class Dimensions : global::PeftGen.ModelDims
+            {
+                /// <summary>A typed view of <paramref name="dims"/>.</summary>
+                public Dimensions(global::PeftGen.ModelDims dims) : base(dims)
+                {
+                }
+
+                /// <summary><c>In</c> of the model's configuration.</summary>
+                public long In => this["In"];
+
+                /// <summary><c>Out</c> of the model's configuration.</summary>
+                public long Out => this["Out"];
+            }
+
+            /// <summary>The model's dimensions and settings, from the constants of its configuration type.</summary>
+            public Dimensions Dims { get; }
+
+            global::PeftGen.ModelDims global::PeftGen.IPeftModel.Dims => Dims;
 
             /// <summary>Every layer of the model with its checkpoint path, in registration order.</summary>
             public global::System.Collections.Generic.IReadOnlyList<global::PeftGen.PeftLayer> Layers { get; }
@@ -27,12 +44,15 @@ namespace Demo.Nested
             /// <summary>Builds the model: every layer, its adapters and soft prompts, frozen except what trains.</summary>
             public Small() : base("Small")
             {
-                Dims = new global::PeftGen.ModelDims(new global::System.Collections.Generic.KeyValuePair<string, long>[]
-                {
-                    new("In", 32L),
-                    new("Out", 48L),
-                });
-                var dims = Dims;
+                Dims = new Dimensions(new global::PeftGen.ModelDims(
+                    new global::System.Collections.Generic.KeyValuePair<string, long>[]
+                    {
+                        new("In", 32L),
+                        new("Out", 48L),
+                    },
+                    global::System.Array.Empty<global::System.Collections.Generic.KeyValuePair<string, double>>(),
+                    global::System.Array.Empty<global::System.Collections.Generic.KeyValuePair<string, bool>>()));
+                global::PeftGen.ModelDims dims = Dims;
                 _input = new global::PeftGen.LoraLinear(dims["In"], dims["Out"], true);
                 _input.AddAdapter("default", new global::PeftGen.LoraConfig(4, 8d, 0d, false));
                 _input.AddAdapter("sql", new global::PeftGen.LoraConfig(2, 2d, 0d, true));
@@ -103,6 +123,23 @@ namespace Demo.Nested
 
             /// <summary>Writes PEFT's trainable-parameters line (<see cref="Accounting.Summary"/>) to <paramref name="writer"/>, or the console.</summary>
             public void PrintTrainableParameters(global::System.IO.TextWriter? writer = null) => (writer ?? global::System.Console.Out).WriteLine(Accounting.Summary);
+
+            /// <summary>The LoRA adapters this model declares, by name: pass them wherever an adapter name is taken (<c>SetActiveAdapter</c>, <c>AdapterContext.Use</c>, <c>SaveAdapter</c>).</summary>
+            public static class Adapters
+            {
+                /// <summary>LoRA adapter <c>default</c> (the active adapter, which trains).</summary>
+                public const string Default = "default";
+                /// <summary>LoRA adapter <c>sql</c>.</summary>
+                public const string Sql = "sql";
+            }
+
+            /// <summary>
+            /// What this model trains, resolved at compile time: the [Trainable] members, LoRA adapter <c>default</c>. <c>CreateTrainer</c> trains exactly this
+            /// (<c>Accounting.TrainableParameters</c>) and <c>SaveTrained</c> saves it (both in <c>PeftGen.Training.PeftTraining</c>).
+            /// </summary>
+            public static global::PeftGen.Training.TrainingPlan TrainingPlan { get; } = new(Adapters.Default, null, false, Accounting.TrainableParameters);
+
+            global::PeftGen.Training.TrainingPlan global::PeftGen.Training.IPeftTrainableModel.TrainingPlan => TrainingPlan;
         }
     }
 }

@@ -16,14 +16,23 @@ namespace Demo.Tiny
         public partial global::PeftGen.LoraLinear down { get => _down; }
         public partial global::TorchSharp.Modules.LayerNorm ln { get => _ln; }
 
-        /// <summary>The dimensions of the model this block belongs to (<c>Dims["Heads"]</c>).</summary>
-        public global::PeftGen.ModelDims Dims { get; }
+        /// <summary>The dimensions of the model this block belongs to: by name (<c>Dims["Heads"]</c>) and, for every constant all models that reach the block declare, typed (<c>Dims.Heads</c>).</summary>
+        public sealed partial class Dimensions : global::PeftGen.ModelDims
+        {
+            /// <summary>A typed view of <paramref name="dims"/>.</summary>
+            public Dimensions(global::PeftGen.ModelDims dims) : base(dims)
+            {
+            }
+        }
+
+        /// <summary>The dimensions and settings of the model this block belongs to.</summary>
+        public Dimensions Dims { get; }
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
         /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own, other than [Trainable] and [NoQuantize] ones, are built in 4 bits with it (null: none).</param>
         public TinyBlock(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("TinyBlock")
         {
-            Dims = dims ?? throw new global::System.ArgumentNullException(nameof(dims));
+            Dims = new Dimensions(dims ?? throw new global::System.ArgumentNullException(nameof(dims)));
             _up = new global::PeftGen.LoraLinear(dims["Width"], dims["Hidden"], true, modelQuantization);
             _up.AddAdapter("default", new global::PeftGen.LoraConfig(4, 8d, 0d, false));
             _down = new global::PeftGen.LoraLinear(dims["Hidden"], dims["Width"], true, new global::PeftGen.Quant4BitOptions(global::PeftGen.QuantType.Fp4, 128, false, global::PeftGen.ComputeDType.Auto));

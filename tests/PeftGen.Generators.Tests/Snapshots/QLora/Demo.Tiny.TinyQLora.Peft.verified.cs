@@ -3,7 +3,7 @@
 
 namespace Demo.Tiny
 {
-    partial class TinyQLora : global::PeftGen.IPeftModel
+    partial class TinyQLora : global::PeftGen.Training.IPeftTrainableModel
     {
         [global::TorchSharp.Utils.ComponentName(Name = "wte")]
         private readonly global::PeftGen.TokenEmbedding _wte;
@@ -16,8 +16,31 @@ namespace Demo.Tiny
         public partial global::TorchSharp.Modules.ModuleList<global::Demo.Tiny.TinyBlock> h { get => _h; }
         public partial global::PeftGen.LoraLinear head { get => _head; }
 
-        /// <summary>The model's dimensions, from the constants of its configuration type.</summary>
-        public global::PeftGen.ModelDims Dims { get; }
+        /// <summary>The model's dimensions and settings, from the constants of its configuration type: typed (<c>Dims.Heads</c>) and by name (<c>Dims["Heads"]</c>).</summary>
+        public sealed partial class Dimensions : global::PeftGen.ModelDims
+        {
+            /// <summary>A typed view of <paramref name="dims"/>.</summary>
+            public Dimensions(global::PeftGen.ModelDims dims) : base(dims)
+            {
+            }
+
+            /// <summary><c>Vocab</c> of the model's configuration.</summary>
+            public long Vocab => this["Vocab"];
+
+            /// <summary><c>Width</c> of the model's configuration.</summary>
+            public long Width => this["Width"];
+
+            /// <summary><c>Layers</c> of the model's configuration.</summary>
+            public long Layers => this["Layers"];
+
+            /// <summary><c>Hidden</c> of the model's configuration.</summary>
+            public long Hidden => this["Hidden"];
+        }
+
+        /// <summary>The model's dimensions and settings, from the constants of its configuration type.</summary>
+        public Dimensions Dims { get; }
+
+        global::PeftGen.ModelDims global::PeftGen.IPeftModel.Dims => Dims;
 
         /// <summary>Every layer of the model with its checkpoint path, in registration order.</summary>
         public global::System.Collections.Generic.IReadOnlyList<global::PeftGen.PeftLayer> Layers { get; }
@@ -25,14 +48,17 @@ namespace Demo.Tiny
         /// <summary>Builds the model: every layer, its adapters and soft prompts, frozen except what trains.</summary>
         public TinyQLora() : base("TinyQLora")
         {
-            Dims = new global::PeftGen.ModelDims(new global::System.Collections.Generic.KeyValuePair<string, long>[]
-            {
-                new("Vocab", 512L),
-                new("Width", 64L),
-                new("Layers", 2L),
-                new("Hidden", 256L),
-            });
-            var dims = Dims;
+            Dims = new Dimensions(new global::PeftGen.ModelDims(
+                new global::System.Collections.Generic.KeyValuePair<string, long>[]
+                {
+                    new("Vocab", 512L),
+                    new("Width", 64L),
+                    new("Layers", 2L),
+                    new("Hidden", 256L),
+                },
+                global::System.Array.Empty<global::System.Collections.Generic.KeyValuePair<string, double>>(),
+                global::System.Array.Empty<global::System.Collections.Generic.KeyValuePair<string, bool>>()));
+            global::PeftGen.ModelDims dims = Dims;
             _wte = new global::PeftGen.TokenEmbedding(dims["Vocab"], dims["Width"]);
             _h = new global::TorchSharp.Modules.ModuleList<global::Demo.Tiny.TinyBlock>();
             for (var i = 0L; i < dims["Layers"]; i++) _h.Add(new global::Demo.Tiny.TinyBlock(dims, new global::PeftGen.Quant4BitOptions(global::PeftGen.QuantType.Nf4, 64, true, global::PeftGen.ComputeDType.Auto)));
@@ -102,5 +128,20 @@ namespace Demo.Tiny
 
         /// <summary>Writes PEFT's trainable-parameters line (<see cref="Accounting.Summary"/>) to <paramref name="writer"/>, or the console.</summary>
         public void PrintTrainableParameters(global::System.IO.TextWriter? writer = null) => (writer ?? global::System.Console.Out).WriteLine(Accounting.Summary);
+
+        /// <summary>The LoRA adapters this model declares, by name: pass them wherever an adapter name is taken (<c>SetActiveAdapter</c>, <c>AdapterContext.Use</c>, <c>SaveAdapter</c>).</summary>
+        public static class Adapters
+        {
+            /// <summary>LoRA adapter <c>default</c> (the active adapter, which trains).</summary>
+            public const string Default = "default";
+        }
+
+        /// <summary>
+        /// What this model trains, resolved at compile time: the [Trainable] members, LoRA adapter <c>default</c>. <c>CreateTrainer</c> trains exactly this
+        /// (<c>Accounting.TrainableParameters</c>) and <c>SaveTrained</c> saves it (both in <c>PeftGen.Training.PeftTraining</c>).
+        /// </summary>
+        public static global::PeftGen.Training.TrainingPlan TrainingPlan { get; } = new(Adapters.Default, null, false, Accounting.TrainableParameters);
+
+        global::PeftGen.Training.TrainingPlan global::PeftGen.Training.IPeftTrainableModel.TrainingPlan => TrainingPlan;
     }
 }

@@ -3,7 +3,7 @@
 
 namespace Demo.QHead
 {
-    partial class SmallLlamaQLora : global::PeftGen.IPeftModel
+    partial class SmallLlamaQLora : global::PeftGen.Training.IPeftTrainableModel
     {
         [global::TorchSharp.Utils.ComponentName(Name = "embed_tokens")]
         private readonly global::PeftGen.TokenEmbedding _embed_tokens;
@@ -16,8 +16,31 @@ namespace Demo.QHead
         public partial global::TorchSharp.Modules.ModuleList<global::Demo.QHead.QLayer> layers { get => _layers; }
         public partial global::PeftGen.LoraLinear lm_head { get => _lm_head; }
 
-        /// <summary>The model's dimensions, from the constants of its configuration type.</summary>
-        public global::PeftGen.ModelDims Dims { get; }
+        /// <summary>The model's dimensions and settings, from the constants of its configuration type: typed (<c>Dims.Heads</c>) and by name (<c>Dims["Heads"]</c>).</summary>
+        public sealed partial class Dimensions : global::PeftGen.ModelDims
+        {
+            /// <summary>A typed view of <paramref name="dims"/>.</summary>
+            public Dimensions(global::PeftGen.ModelDims dims) : base(dims)
+            {
+            }
+
+            /// <summary><c>Vocab</c> of the model's configuration.</summary>
+            public long Vocab => this["Vocab"];
+
+            /// <summary><c>Width</c> of the model's configuration.</summary>
+            public long Width => this["Width"];
+
+            /// <summary><c>Layers</c> of the model's configuration.</summary>
+            public long Layers => this["Layers"];
+
+            /// <summary><c>Mlp</c> of the model's configuration.</summary>
+            public long Mlp => this["Mlp"];
+        }
+
+        /// <summary>The model's dimensions and settings, from the constants of its configuration type.</summary>
+        public Dimensions Dims { get; }
+
+        global::PeftGen.ModelDims global::PeftGen.IPeftModel.Dims => Dims;
 
         /// <summary>Every layer of the model with its checkpoint path, in registration order.</summary>
         public global::System.Collections.Generic.IReadOnlyList<global::PeftGen.PeftLayer> Layers { get; }
@@ -25,14 +48,17 @@ namespace Demo.QHead
         /// <summary>Builds the model: every layer, its adapters and soft prompts, frozen except what trains.</summary>
         public SmallLlamaQLora() : base("SmallLlamaQLora")
         {
-            Dims = new global::PeftGen.ModelDims(new global::System.Collections.Generic.KeyValuePair<string, long>[]
-            {
-                new("Vocab", 256L),
-                new("Width", 64L),
-                new("Layers", 2L),
-                new("Mlp", 128L),
-            });
-            var dims = Dims;
+            Dims = new Dimensions(new global::PeftGen.ModelDims(
+                new global::System.Collections.Generic.KeyValuePair<string, long>[]
+                {
+                    new("Vocab", 256L),
+                    new("Width", 64L),
+                    new("Layers", 2L),
+                    new("Mlp", 128L),
+                },
+                global::System.Array.Empty<global::System.Collections.Generic.KeyValuePair<string, double>>(),
+                global::System.Array.Empty<global::System.Collections.Generic.KeyValuePair<string, bool>>()));
+            global::PeftGen.ModelDims dims = Dims;
             _embed_tokens = new global::PeftGen.TokenEmbedding(dims["Vocab"], dims["Width"]);
             _layers = new global::TorchSharp.Modules.ModuleList<global::Demo.QHead.QLayer>();
             for (var i = 0L; i < dims["Layers"]; i++) _layers.Add(new global::Demo.QHead.QLayer(dims, new global::PeftGen.Quant4BitOptions(global::PeftGen.QuantType.Nf4, 64, true, global::PeftGen.ComputeDType.Auto)));
@@ -103,5 +129,20 @@ namespace Demo.QHead
 
         /// <summary>Writes PEFT's trainable-parameters line (<see cref="Accounting.Summary"/>) to <paramref name="writer"/>, or the console.</summary>
         public void PrintTrainableParameters(global::System.IO.TextWriter? writer = null) => (writer ?? global::System.Console.Out).WriteLine(Accounting.Summary);
+
+        /// <summary>The LoRA adapters this model declares, by name: pass them wherever an adapter name is taken (<c>SetActiveAdapter</c>, <c>AdapterContext.Use</c>, <c>SaveAdapter</c>).</summary>
+        public static class Adapters
+        {
+            /// <summary>LoRA adapter <c>default</c> (the active adapter, which trains).</summary>
+            public const string Default = "default";
+        }
+
+        /// <summary>
+        /// What this model trains, resolved at compile time: LoRA adapter <c>default</c>. <c>CreateTrainer</c> trains exactly this
+        /// (<c>Accounting.TrainableParameters</c>) and <c>SaveTrained</c> saves it (both in <c>PeftGen.Training.PeftTraining</c>).
+        /// </summary>
+        public static global::PeftGen.Training.TrainingPlan TrainingPlan { get; } = new(Adapters.Default, null, false, Accounting.TrainableParameters);
+
+        global::PeftGen.Training.TrainingPlan global::PeftGen.Training.IPeftTrainableModel.TrainingPlan => TrainingPlan;
     }
 }

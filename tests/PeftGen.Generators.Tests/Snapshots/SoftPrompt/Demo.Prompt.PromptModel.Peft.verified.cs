@@ -3,7 +3,7 @@
 
 namespace Demo.Prompt
 {
-    partial class PromptModel : global::PeftGen.IPeftModel
+    partial class PromptModel : global::PeftGen.Training.IPeftTrainableModel
     {
         [global::TorchSharp.Utils.ComponentName(Name = "wte")]
         private readonly global::PeftGen.TokenEmbedding _wte;
@@ -13,8 +13,28 @@ namespace Demo.Prompt
         public partial global::PeftGen.TokenEmbedding wte { get => _wte; }
         public partial global::PeftGen.RmsNorm norm { get => _norm; }
 
-        /// <summary>The model's dimensions, from the constants of its configuration type.</summary>
-        public global::PeftGen.ModelDims Dims { get; }
+        /// <summary>The model's dimensions and settings, from the constants of its configuration type: typed (<c>Dims.Heads</c>) and by name (<c>Dims["Heads"]</c>).</summary>
+        public sealed partial class Dimensions : global::PeftGen.ModelDims
+        {
+            /// <summary>A typed view of <paramref name="dims"/>.</summary>
+            public Dimensions(global::PeftGen.ModelDims dims) : base(dims)
+            {
+            }
+
+            /// <summary><c>Vocab</c> of the model's configuration.</summary>
+            public long Vocab => this["Vocab"];
+
+            /// <summary><c>Context</c> of the model's configuration.</summary>
+            public long Context => this["Context"];
+
+            /// <summary><c>Width</c> of the model's configuration.</summary>
+            public long Width => this["Width"];
+        }
+
+        /// <summary>The model's dimensions and settings, from the constants of its configuration type.</summary>
+        public Dimensions Dims { get; }
+
+        global::PeftGen.ModelDims global::PeftGen.IPeftModel.Dims => Dims;
 
         /// <summary>Every layer of the model with its checkpoint path, in registration order.</summary>
         public global::System.Collections.Generic.IReadOnlyList<global::PeftGen.PeftLayer> Layers { get; }
@@ -22,13 +42,16 @@ namespace Demo.Prompt
         /// <summary>Builds the model: every layer, its adapters and soft prompts, frozen except what trains.</summary>
         public PromptModel() : base("PromptModel")
         {
-            Dims = new global::PeftGen.ModelDims(new global::System.Collections.Generic.KeyValuePair<string, long>[]
-            {
-                new("Vocab", 50257L),
-                new("Context", 128L),
-                new("Width", 256L),
-            });
-            var dims = Dims;
+            Dims = new Dimensions(new global::PeftGen.ModelDims(
+                new global::System.Collections.Generic.KeyValuePair<string, long>[]
+                {
+                    new("Vocab", 50257L),
+                    new("Context", 128L),
+                    new("Width", 256L),
+                },
+                global::System.Array.Empty<global::System.Collections.Generic.KeyValuePair<string, double>>(),
+                global::System.Array.Empty<global::System.Collections.Generic.KeyValuePair<string, bool>>()));
+            global::PeftGen.ModelDims dims = Dims;
             _wte = new global::PeftGen.TokenEmbedding(dims["Vocab"], dims["Width"]);
             _norm = new global::PeftGen.RmsNorm(dims["Width"], 1E-06d);
             register_module("wte", _wte);
@@ -95,5 +118,22 @@ namespace Demo.Prompt
 
         /// <summary>Writes PEFT's trainable-parameters line (<see cref="Accounting.Summary"/>) to <paramref name="writer"/>, or the console.</summary>
         public void PrintTrainableParameters(global::System.IO.TextWriter? writer = null) => (writer ?? global::System.Console.Out).WriteLine(Accounting.Summary);
+
+        /// <summary>The soft prompts this model declares, by name: pass them wherever a soft prompt name is taken (<c>AdapterContext.Use</c>, <c>SetActiveSoftPrompt</c>, <c>SaveSoftPrompt</c>).</summary>
+        public static class SoftPrompts
+        {
+            /// <summary>Soft prompt <c>default</c> (the active prompt, which trains).</summary>
+            public const string Default = "default";
+            /// <summary>Soft prompt <c>tenant_b</c>.</summary>
+            public const string TenantB = "tenant_b";
+        }
+
+        /// <summary>
+        /// What this model trains, resolved at compile time: soft prompt <c>default</c>. <c>CreateTrainer</c> trains exactly this
+        /// (<c>Accounting.TrainableParameters</c>) and <c>SaveTrained</c> saves it (both in <c>PeftGen.Training.PeftTraining</c>).
+        /// </summary>
+        public static global::PeftGen.Training.TrainingPlan TrainingPlan { get; } = new(null, SoftPrompts.Default, false, Accounting.TrainableParameters);
+
+        global::PeftGen.Training.TrainingPlan global::PeftGen.Training.IPeftTrainableModel.TrainingPlan => TrainingPlan;
     }
 }
