@@ -8,9 +8,9 @@ using PeftGen;
 using TorchSharp;
 using PeftGen.Checkpoints;
 using PeftGen.Data;
-using PeftGen.IO;
 using PeftGen.Metrics;
 using PeftGen.Training;
+using PeftGen.Formats.Peft;
 using TinyGpt.Models;
 using TinyGpt.Rendering;
 
@@ -54,7 +54,7 @@ public static class AdapterJobs
             else
             {
                 TinyModels.LoadBase(model, baseFolder);
-                if (model is TinyGptPrompt prompt) prompt.transformer.wte.LoadSoftPrompt(folder, "default");
+                if (model is TinyGptPrompt prompt) prompt.LoadSoftPrompt(folder, "default");
                 else ((IPeftModel)model).LoadAdapter(folder, "default");
             }
             model.to(context.Device);

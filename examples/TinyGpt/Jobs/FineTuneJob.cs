@@ -167,7 +167,7 @@ public static class FineTuneJob
                 PretrainedSaver.Save(full, folder, new PretrainedSaveOptions { TiedWeights = [TiedWeight.Gpt2Head], Config = PretrainJob.Gpt2Config() });
                 break;
             case TinyGptPrompt prompt:
-                prompt.transformer.wte.SaveSoftPrompt(folder, "default", baseModelNameOrPath: baseModelName, numLayers: TinyConfig.Layers, numAttentionHeads: TinyConfig.Heads);
+                prompt.SaveSoftPrompt(folder, "default", baseModelNameOrPath: baseModelName, numLayers: TinyConfig.Layers, numAttentionHeads: TinyConfig.Heads);
                 break;
             case IPeftModel peft:
                 peft.SaveAdapter(folder, "default", baseModelNameOrPath: baseModelName);

@@ -10,7 +10,7 @@ namespace PeftGen;
 /// A base weight stored in 4 bits (NF4 or FP4, bitsandbytes' layout) as an <see cref="Nf4Tensor"/>, frozen. Each call
 /// dequantizes it to the compute dtype for the product only (<see cref="QuantizedLinearFunction"/>); it is not a
 /// parameter, so a projection's state dict has no <c>weight</c> and the 4-bit state is saved in transformers +
-/// bitsandbytes' keys (<see cref="Nf4Tensor.ToBitsAndBytesState"/> under <c>{path}.weight</c>).
+/// bitsandbytes' keys (<see cref="Formats.BitsAndBytes.BitsAndBytesState"/>, under <c>{path}.weight</c>).
 /// </summary>
 public sealed class Nf4BaseWeight : BaseWeight
 {
@@ -63,21 +63,6 @@ public sealed class Nf4BaseWeight : BaseWeight
 
     /// <inheritdoc />
     public override Tensor Dequantize(ScalarType? dtype = null) => _tensor.Dequantize(dtype ?? DType);
-
-    /// <summary>
-    /// The weight in transformers + bitsandbytes' serialized layout under <paramref name="key"/> (for example
-    /// <c>model.layers.0.self_attn.q_proj.weight</c>); new CPU tensors the caller owns.
-    /// </summary>
-    public Dictionary<string, Tensor> ToBitsAndBytesState(string key) => _tensor.ToBitsAndBytesState(key);
-
-    /// <summary>
-    /// Reads a weight saved in transformers + bitsandbytes' layout under <paramref name="key"/>, strictly (see
-    /// <see cref="Nf4Tensor.FromBitsAndBytesState(IReadOnlyDictionary{string, Tensor}, string, Device?)"/>), onto
-    /// <paramref name="device"/>, computing in <paramref name="computeDType"/>.
-    /// </summary>
-    /// <exception cref="FormatException">The state is malformed.</exception>
-    public static Nf4BaseWeight FromBitsAndBytesState(IReadOnlyDictionary<string, Tensor> state, string key, Device device, ComputeDType computeDType)
-        => new(Nf4Tensor.FromBitsAndBytesState(state, key, device, computeDType));
 
     /// <inheritdoc />
     internal override Tensor Linear(Tensor input, Tensor? bias)

@@ -56,7 +56,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// Creates a projection whose frozen base is stored in 4 bits from the start when <paramref name="quantization"/> is
     /// set: no float weight is allocated, and the base holds zeros (exactly what quantizing an all-zero weight gives)
     /// until a checkpoint fills it (<see cref="Checkpoints.PretrainedLoader"/>, <see cref="LoadBase"/>,
-    /// <see cref="LoadBitsAndBytesState(IReadOnlyDictionary{string, Tensor}, string)"/>). A 4-bit base never trains,
+    /// <see cref="Formats.BitsAndBytes.BitsAndBytesState.Load(LoraLinear, IReadOnlyDictionary{string, Tensor}, string)"/>). A 4-bit base never trains,
     /// so there is nothing to initialise randomly. Without <paramref name="quantization"/> this is the float constructor.
     /// </summary>
     /// <param name="inFeatures">Input features.</param>
@@ -280,7 +280,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// Stores the base weight in 4 bits (bitsandbytes' layout) on its current device and frees the float weight.
     /// From then on the forward dequantizes it per call (<see cref="QuantizedLinearFunction"/>), <see cref="Weight"/>
     /// throws, and the module's <c>state_dict()</c> no longer holds <c>weight</c> (bias and adapters stay); the 4-bit
-    /// state is saved with <see cref="ToBitsAndBytesState"/> in transformers + bitsandbytes' key layout.
+    /// state is saved in transformers + bitsandbytes' key layout (<see cref="Formats.BitsAndBytes.BitsAndBytesState"/>).
     /// </summary>
     /// <exception cref="InvalidOperationException">Already quantized, or an adapter is merged.</exception>
     public void QuantizeBase(Quant4BitOptions options)
@@ -319,59 +319,6 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
 
     /// <summary>The base weight as a float tensor (dequantized when 4-bit); the caller disposes it.</summary>
     public Tensor DequantizedWeight(ScalarType? dtype = null) => _base.Dequantize(dtype);
-
-    /// <summary>
-    /// The 4-bit base in transformers + bitsandbytes' serialized layout: <c>{prefix}weight</c> (packed uint8,
-    /// <c>[ceil(n/2), 1]</c>), <c>weight.absmax</c>, <c>weight.quant_map</c>, with double quantization
-    /// <c>weight.nested_absmax</c> and <c>weight.nested_quant_map</c>, and <c>weight.quant_state.bitsandbytes__nf4</c>
-    /// (or <c>__fp4</c>); plus <c>{prefix}bias</c> when there is one. Tensors are new copies on the CPU.
-    /// </summary>
-    public Dictionary<string, Tensor> ToBitsAndBytesState(string prefix = "")
-    {
-        var state = (_base as Nf4BaseWeight ?? throw new InvalidOperationException("The base weight is not quantized.")).ToBitsAndBytesState(prefix + BaseWeight.Key);
-        if (_bias is not null)
-        {
-            using var _ = no_grad();
-            state[prefix + "bias"] = _bias.detach().cpu().clone();
-        }
-        return state;
-    }
-
-    /// <summary>
-    /// Loads a 4-bit base from transformers + bitsandbytes' layout (see <see cref="ToBitsAndBytesState"/>), strictly.
-    /// The file decides code book, block size and double quantization; a projection that was 4-bit keeps its compute
-    /// dtype, a float one becomes 4-bit (its float weight is freed) and computes in <see cref="ComputeDType.Auto"/>.
-    /// </summary>
-    public void LoadBitsAndBytesState(IReadOnlyDictionary<string, Tensor> state, string prefix = "")
-        => LoadBitsAndBytesState(state, prefix, ComputeDType.Auto);
-
-    /// <summary>As the public overload; <paramref name="computeDType"/> applies when this projection becomes 4-bit.</summary>
-    internal void LoadBitsAndBytesState(IReadOnlyDictionary<string, Tensor> state, string prefix, ComputeDType computeDType)
-    {
-        ArgumentNullException.ThrowIfNull(state);
-        if (_mergedAdapter is not null) throw new InvalidOperationException("Unmerge the adapter before replacing the base weight.");
-        var loaded = Nf4BaseWeight.FromBitsAndBytesState(state, prefix + BaseWeight.Key, BaseDevice, Quantization?.ComputeDType ?? computeDType);
-        try
-        {
-            if (loaded.OutFeatures != OutFeatures || loaded.InFeatures != InFeatures)
-                throw new ArgumentException($"Quantized weight shape [{loaded.OutFeatures}, {loaded.InFeatures}] does not match [{OutFeatures}, {InFeatures}].", nameof(state));
-            Tensor? bias = null;
-            if (_bias is not null)
-            {
-                if (!state.TryGetValue(prefix + "bias", out bias))
-                    throw new ArgumentException($"Missing '{prefix}bias'.", nameof(state));
-                if (!bias.shape.SequenceEqual(_bias.shape))
-                    throw new ArgumentException($"Bias shape [{string.Join(", ", bias.shape)}] does not match [{OutFeatures}].", nameof(state));
-            }
-            if (bias is not null) using (no_grad()) _bias!.copy_(bias);
-        }
-        catch
-        {
-            loaded.Dispose();
-            throw;
-        }
-        ReplaceBase(loaded);
-    }
 
     /// <summary>
     /// Replaces the base weight (and bias) with values from a checkpoint, checking shapes. A float base copies (and
@@ -485,7 +432,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     private Parameter RegisteredParameter(string name)
         => named_parameters(recurse: false).Single(p => p.name == name).parameter;
 
-    private void ReplaceBase(BaseWeight replacement)
+    /// <summary>Makes <paramref name="replacement"/> the base (the old one is disposed); the projection's <c>weight</c> parameter follows.</summary>
+    internal void ReplaceBase(BaseWeight replacement)
     {
         var old = _base;
         _base = replacement;

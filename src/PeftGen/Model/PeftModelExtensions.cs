@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using PeftGen.Formats.Peft;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -147,8 +148,8 @@ public static class PeftModelExtensions
         foreach (var (path, projection) in model.Projections())
         {
             if (!projection.Adapters.Contains(adapter, StringComparer.Ordinal)) continue;
-            state[IO.PeftAdapterFiles.LoraAKey(path)] = projection.LoraA(adapter);
-            state[IO.PeftAdapterFiles.LoraBKey(path)] = projection.LoraB(adapter);
+            state[PeftAdapterFolder.LoraAKey(path)] = projection.LoraA(adapter);
+            state[PeftAdapterFolder.LoraBKey(path)] = projection.LoraB(adapter);
         }
         if (state.Count == 0)
             throw new KeyNotFoundException($"The model has no LoRA adapter named '{adapter}'. Adapters: {Describe(model.AdapterNames())}.");

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using PeftGen.Checkpoints;
+using PeftGen.Formats;
 using static TorchSharp.torch;
 
 namespace PeftGen.Tests.Checkpoints;
