@@ -18,6 +18,9 @@ namespace PeftGen;
 /// A is <c>Rank × In</c>, Kaiming-uniform initialised (a = √5); B is <c>Out × Rank</c>, zeros, so a new adapter
 /// starts as the identity update. Dropout applies to the LoRA path only, in training mode only. The adapter used
 /// by a call is <see cref="AdapterContext.Adapter"/> when a scope chose one, else <see cref="ActiveAdapter"/>.
+/// The base's storage is its own type (<see cref="Base"/>): a <see cref="FloatBaseWeight"/> (float32, or bfloat16 /
+/// float16 for a frozen base) registered as <c>weight</c>, or an <see cref="Nf4BaseWeight"/> in 4 bits; this class
+/// keeps the adapters, the forward and merging.
 /// </remarks>
 public sealed class LoraLinear : nn.Module<Tensor, Tensor>
 {
@@ -349,8 +352,9 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             throw new ArgumentException($"Expected input with last dimension {InFeatures}, got [{string.Join(", ", input.shape)}].", nameof(input));
 
         using var scope = NewDisposeScope();
-        // Under a mixed-precision scope the products run in its compute dtype: the input, base weight and adapter
-        // matrices are cast per call (differentiably, so float32 masters receive float32 gradients).
+        // Under a mixed-precision scope the products run in its compute dtype: the input and the adapter matrices are
+        // cast per call (differentiably, so float32 masters receive float32 gradients); the base computes in the
+        // input's dtype, using its storage as is when that already has it (see BaseWeight.Linear).
         var x = ComputePrecision.Cast(input);
         var output = _base.Linear(x, _bias);
         var adapter = SelectAdapter();
