@@ -153,7 +153,7 @@ public static class PretrainedLoader
     private static LoadPlan Plan(
         IReadOnlyList<ModelTensor> tensors, ICheckpointSource source, HashSet<string> names, KeyPrefixMapping keyPrefix, PretrainedLoadOptions options)
     {
-        var mismatches = source.Problems.Select(p => new CheckpointMismatch(CheckpointMismatchKind.File, "", p)).ToList();
+        var mismatches = source.Problems.ToList();
         var reads = new List<Read>();
         var filled = new List<string>();
         var consumed = new HashSet<string>(StringComparer.Ordinal);

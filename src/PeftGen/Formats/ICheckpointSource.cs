@@ -19,10 +19,11 @@ public interface ICheckpointSource : IDisposable
     IReadOnlyCollection<string> Names { get; }
 
     /// <summary>
-    /// Problems found while opening the checkpoint that are not about one tensor, for example a shard that the index
-    /// lists but that is absent. The tensors of such a shard are not in <see cref="Names"/>.
+    /// What is wrong with the checkpoint's files, found while opening it (<see cref="ReadMode.Collecting"/>): for
+    /// example a shard that the index lists but that is absent (<see cref="CheckpointMismatchKind.File"/>, keyed by the
+    /// tensor when one tensor is concerned). The tensors of such a shard are not in <see cref="Names"/>.
     /// </summary>
-    IReadOnlyList<string> Problems { get; }
+    IReadOnlyList<CheckpointMismatch> Problems { get; }
 
     /// <summary>
     /// The checkpoint's parsed <c>config.json</c>, or null when it has none (the default for sources without one).

@@ -20,7 +20,7 @@ public sealed class CountingSource(ICheckpointSource inner) : ICheckpointSource
 
     public IReadOnlyCollection<string> Names => inner.Names;
 
-    public IReadOnlyList<string> Problems => inner.Problems;
+    public IReadOnlyList<CheckpointMismatch> Problems => inner.Problems;
 
     public System.Text.Json.Nodes.JsonObject? Config => inner.Config;
 

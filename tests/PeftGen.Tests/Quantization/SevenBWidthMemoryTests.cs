@@ -261,7 +261,7 @@ public sealed class SevenBWidthMemoryTests(ITestOutputHelper output)
 
         public IReadOnlyCollection<string> Names => inner.Names;
 
-        public IReadOnlyList<string> Problems => inner.Problems;
+        public IReadOnlyList<CheckpointMismatch> Problems => inner.Problems;
 
         public JsonObject? Config => inner.Config;
 

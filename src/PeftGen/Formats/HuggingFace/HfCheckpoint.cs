@@ -42,7 +42,7 @@ public sealed class HfCheckpoint : ICheckpointSource
 
     private readonly Dictionary<string, SafeTensorsFile> shards = new(StringComparer.Ordinal);
     private readonly Dictionary<string, SafeTensorsFile> owner = new(StringComparer.Ordinal);
-    private readonly List<string> problems = new();
+    private readonly List<CheckpointMismatch> problems = new();
     private string[] names = [];
 
     private HfCheckpoint(string folder) => Folder = folder;
@@ -74,7 +74,7 @@ public sealed class HfCheckpoint : ICheckpointSource
     public IReadOnlyList<string> Names => names;
 
     /// <summary>With <see cref="ReadMode.Collecting"/>, what is wrong with the folder's files (empty when nothing is); always empty in strict mode.</summary>
-    public IReadOnlyList<string> Problems => problems;
+    public IReadOnlyList<CheckpointMismatch> Problems => problems;
 
     string ICheckpointSource.Description => Folder;
 
@@ -206,7 +206,7 @@ public sealed class HfCheckpoint : ICheckpointSource
             {
                 var missing = $"shard '{shard}' is listed but missing from the folder ({listed[shard].Count} tensors)";
                 if (mode == ReadMode.Strict) throw new PeftFormatException(indexPath, null, missing + ".");
-                problems.Add(missing);
+                problems.Add(new(CheckpointMismatchKind.File, "", missing));
                 continue;
             }
             try
@@ -215,7 +215,7 @@ public sealed class HfCheckpoint : ICheckpointSource
             }
             catch (PeftFormatException e) when (mode == ReadMode.Collecting)
             {
-                problems.Add($"shard '{shard}' cannot be read ({listed[shard].Count} tensors): {e.Detail}");
+                problems.Add(new(CheckpointMismatchKind.File, "", $"shard '{shard}' cannot be read ({listed[shard].Count} tensors): {e.Detail}"));
             }
         }
 
@@ -242,7 +242,7 @@ public sealed class HfCheckpoint : ICheckpointSource
         if (disagreements.Count > 0 && mode == ReadMode.Strict)
             throw new PeftFormatException(indexPath, disagreements[0].Tensor,
                 "the index and the shards disagree: " + string.Join("; ", disagreements.Select(p => p.Problem)) + ".");
-        problems.AddRange(disagreements.Select(p => p.Problem));
+        problems.AddRange(disagreements.Select(p => new CheckpointMismatch(CheckpointMismatchKind.File, p.Tensor, p.Problem)));
     }
 
     /// <summary>
