@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Text.Json;
@@ -157,6 +158,34 @@ public sealed class BaseAndBaselineTests
         finally
         {
             Directory.Delete(copy, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Pretraining_definitions_are_dictionary_entries_that_leave_out_selection_records_and_every_validation_word()
+    {
+        Assert.Equal("paint, verb: make a painting. Example: he painted all day in the garden.",
+            ExampleData.DictionaryEntry(new("paint (verb): he painted all day in the garden", "make a painting")));
+        Assert.Equal("ice cream, noun: a frozen dessert.", ExampleData.DictionaryEntry(new("ice cream (noun)", "a frozen dessert")));
+        Assert.Throws<FormatException>(() => ExampleData.DictionaryEntry(new("paint", "make a painting")));
+
+        var settings = JobSettings.Default;
+        var selection = FineTuneData.For(settings).Selection;
+        var entries = ExampleData.PretrainDefinitions(selection);
+        Assert.Equal(ExampleData.Train().Count - selection.Count, entries.Count);
+        var text = new HashSet<string>(entries);
+        Assert.All(selection, r => Assert.DoesNotContain(ExampleData.DictionaryEntry(r), text));
+
+        // No entry's headword is a validation word and no entry's definition is a validation definition.
+        var validWords = ExampleData.Valid().Select(r => r.Prompt[..r.Prompt.IndexOf(" (", StringComparison.Ordinal)]).ToHashSet();
+        var validDefinitions = ExampleData.Valid().Select(r => r.Completion).ToHashSet(StringComparer.OrdinalIgnoreCase);
+        foreach (var entry in entries)
+        {
+            int colon = entry.IndexOf(": ", StringComparison.Ordinal);
+            int example = entry.IndexOf(". Example: ", colon, StringComparison.Ordinal);
+            string definition = example > 0 ? entry[(colon + 2)..example] : entry[(colon + 2)..^1];
+            Assert.DoesNotContain(entry[..entry.LastIndexOf(", ", colon, StringComparison.Ordinal)], validWords);
+            Assert.DoesNotContain(definition, validDefinitions);
         }
     }
 

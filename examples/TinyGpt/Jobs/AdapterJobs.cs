@@ -11,6 +11,7 @@ using PeftGen.Data;
 using PeftGen.Metrics;
 using PeftGen.Training;
 using PeftGen.Formats.Peft;
+using PeftGen.Formats;
 using TinyGpt.Models;
 using TinyGpt.Rendering;
 
@@ -20,19 +21,20 @@ namespace TinyGpt.Jobs;
 public static class AdapterJobs
 {
     /// <summary>Builds the right variant, loads the base and the saved folder into it.</summary>
+    /// <exception cref="UserInputException">The folder is missing, malformed or does not fit the model.</exception>
     public static (GptLanguageModel Model, Method Method) Load(RunContext context, string folder, bool quantized, string baseFolder)
     {
-        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"Adapter folder '{folder}' does not exist.");
+        if (!Directory.Exists(folder)) throw new UserInputException($"The adapter folder '{folder}' does not exist.");
         var configPath = Path.Combine(folder, PeftAdapterConfig.FileName);
         Method method;
         if (File.Exists(configPath))
         {
-            var config = PeftAdapterConfig.Read(configPath);
+            var config = AsInputError(folder, () => PeftAdapterConfig.Read(configPath));
             method = config.PeftType switch
             {
                 PeftType.PromptTuning => Method.Prompt,
                 PeftType.Lora => quantized ? Method.QLora : Method.Lora,
-                _ => throw new NotSupportedException($"'{configPath}' holds a {config.PeftType} adapter; this example loads LORA and PROMPT_TUNING."),
+                _ => throw new UserInputException($"'{configPath}' holds a {config.PeftType} adapter; this example loads LORA and PROMPT_TUNING."),
             };
         }
         else if (File.Exists(Path.Combine(folder, "model.safetensors")))
@@ -41,7 +43,7 @@ public static class AdapterJobs
         }
         else
         {
-            throw new FileNotFoundException($"'{folder}' holds neither {PeftAdapterConfig.FileName} (an adapter) nor model.safetensors (a fully fine-tuned model).");
+            throw new UserInputException($"'{folder}' holds neither {PeftAdapterConfig.FileName} (an adapter) nor model.safetensors (a fully fine-tuned model).");
         }
 
         var model = TinyModels.Create(method);
@@ -49,13 +51,13 @@ public static class AdapterJobs
         {
             if (method == Method.Full)
             {
-                TinyModels.LoadBase(model, folder);
+                AsInputError(folder, () => TinyModels.LoadBase(model, folder));
             }
             else
             {
                 TinyModels.LoadBase(model, baseFolder);
-                if (model is TinyGptPrompt prompt) prompt.LoadSoftPrompt(folder, "default");
-                else ((IPeftModel)model).LoadAdapter(folder, "default");
+                if (model is TinyGptPrompt prompt) AsInputError(folder, () => prompt.LoadSoftPrompt(folder, "default"));
+                else AsInputError(folder, () => ((IPeftModel)model).LoadAdapter(folder, "default"));
             }
             model.to(context.Device);
             model.eval();
@@ -68,15 +70,37 @@ public static class AdapterJobs
         }
     }
 
+    private static void AsInputError(string folder, Action read) => AsInputError(folder, () => { read(); return 0; });
+
+    // The library's reports on a folder the user named become one-line input errors; the full report stays inside.
+    private static T AsInputError<T>(string folder, Func<T> read)
+    {
+        try
+        {
+            return read();
+        }
+        catch (PeftFormatException e)
+        {
+            throw new UserInputException($"Cannot load '{folder}': {e.Message}", e);
+        }
+        catch (CheckpointMismatchException e) when (e.Mismatches.Count > 0)
+        {
+            var more = e.Mismatches.Count > 1 ? $" And {e.Mismatches.Count - 1} more problems (--verbose lists them)." : "";
+            throw new UserInputException($"'{folder}' does not fit the model: {e.Mismatches[0]}{more}", e);
+        }
+    }
+
     /// <summary>Scores a JSONL file of prompt/completion records: validation loss, perplexity and ROUGE of greedy generations.</summary>
+    /// <exception cref="UserInputException">The data file, the adapter or the base cannot be used.</exception>
     public static string Evaluate(RunContext context, string adapter, string dataPath, bool quantized, string? basePath, int? limit)
     {
+        // The data first: a mistake in it is reported before the model loads.
+        var records = ReadRecords(dataPath);
+        if (limit is int n) records = records.Take(n).ToList();
         var pretrained = BaseChoice.Resolve(context, basePath);
         var (model, method) = Load(context, adapter, quantized, pretrained.Folder);
         using var _ = model;
         var tokenizer = pretrained.Tokenizer;
-        var records = TextReaders.ReadPromptCompletions(dataPath);
-        if (limit is int n) records = records.Take(n).ToList();
         var examples = new SupervisedExamples(tokenizer, context.Settings.MaxRecordTokens);
         var encoded = examples.EncodeAll(records);
         var batches = new ExampleBatches(encoded.Examples, context.Settings.FineTuneBatch, tokenizer.EndOfSequenceId, context.Settings.Seed, shuffle: false);
@@ -106,6 +130,30 @@ public static class AdapterJobs
             $"{records.Count} records: loss {loss:F4}, perplexity {result.perplexity:F2}, ROUGE-1 {result.rouge1:F4}, ROUGE-2 {result.rouge2:F4}, ROUGE-L {result.rougeL:F4}"));
         Console.WriteLine($"Scores written to {output}");
         return output;
+    }
+
+    /// <summary>The records of a JSON Lines file the user named; at least one.</summary>
+    /// <exception cref="UserInputException">The file is missing, has a malformed line or holds no record.</exception>
+    public static IReadOnlyList<PromptCompletion> ReadRecords(string path)
+    {
+        if (!File.Exists(path)) throw new UserInputException($"The data file '{path}' does not exist.");
+        IReadOnlyList<PromptCompletion> records;
+        try
+        {
+            records = TextReaders.ReadPromptCompletions(path);
+        }
+        catch (FormatException e)
+        {
+            throw new UserInputException(e.Message, e);
+        }
+        catch (InvalidDataException e)
+        {
+            // A .gz file that is not gzip.
+            throw new UserInputException($"'{path}': {e.Message}", e);
+        }
+        if (records.Count == 0)
+            throw new UserInputException($"The data file '{path}' holds no records: write one JSON object per line, {{\"prompt\": \"…\", \"completion\": \"…\"}}.");
+        return records;
     }
 
     /// <summary>Generates a completion for one prompt.</summary>

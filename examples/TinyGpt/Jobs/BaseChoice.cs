@@ -1,3 +1,4 @@
+using System.IO;
 using PeftGen.Data;
 
 namespace TinyGpt.Jobs;
@@ -13,10 +14,20 @@ public sealed record BaseChoice(string Folder, TrimmedVocabularyTokenizer Tokeni
     /// An explicit base folder when given; else a base pretrained with the run's settings when the run asks for one
     /// (<c>--pretrain</c>, <c>--pretrain-steps</c>; cached and reused); else the shipped base. Digests are checked.
     /// </summary>
+    /// <exception cref="UserInputException">The folder is not a complete, intact base.</exception>
     public static BaseChoice Resolve(RunContext context, string? explicitFolder = null)
     {
         string folder = explicitFolder ?? (context.Pretrain ? PretrainJob.Run(context).BaseFolder : BaseFolder.Shipped);
-        var (tokenizer, recipe) = BaseFolder.Open(folder);
-        return new BaseChoice(folder, tokenizer, recipe, explicitFolder is null && !context.Pretrain);
+        if (!Directory.Exists(folder)) throw new UserInputException($"The base folder '{folder}' does not exist.");
+        try
+        {
+            var (tokenizer, recipe) = BaseFolder.Open(folder);
+            return new BaseChoice(folder, tokenizer, recipe, explicitFolder is null && !context.Pretrain);
+        }
+        catch (InvalidDataException e)
+        {
+            // Open names the missing or damaged file and how to restore it.
+            throw new UserInputException(e.Message, e);
+        }
     }
 }

@@ -41,13 +41,19 @@ public static class MethodNames
         _ => throw new ArgumentOutOfRangeException(nameof(method), method, null),
     };
 
-    /// <summary>Parses a command-line name.</summary>
-    public static Method Parse(string name) => name.ToLowerInvariant() switch
+    /// <summary>Parses a command-line name (case-insensitive).</summary>
+    /// <returns>False when <paramref name="name"/> names no method.</returns>
+    public static bool TryParse(string name, out Method method)
     {
-        "full" => Method.Full,
-        "lora" => Method.Lora,
-        "qlora" => Method.QLora,
-        "prompt" => Method.Prompt,
-        _ => throw new ArgumentException($"Unknown method '{name}': use full, lora, qlora or prompt.", nameof(name)),
-    };
+        foreach (var candidate in Enum.GetValues<Method>())
+        {
+            if (string.Equals(candidate.Cli(), name, StringComparison.OrdinalIgnoreCase))
+            {
+                method = candidate;
+                return true;
+            }
+        }
+        method = default;
+        return false;
+    }
 }

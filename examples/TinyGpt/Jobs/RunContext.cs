@@ -27,14 +27,29 @@ public sealed record RunContext(JobSettings Settings, string OutputFolder, strin
     /// <param name="output">An explicit output folder, or null.</param>
     /// <param name="device">cpu or cuda.</param>
     /// <param name="runsRoot">Where runs and the cache live; default <c>runs</c> in the current folder.</param>
+    /// <exception cref="UserInputException">CUDA was asked for and no CUDA device is usable, or a folder cannot be created.</exception>
     public static RunContext Create(JobSettings settings, string command, string? output, string device, string? runsRoot = null)
     {
+        // The device first, so a run that cannot start leaves no empty output folder behind.
+        var compute = ResolveDevice(device);
         var root = Path.GetFullPath(runsRoot ?? "runs");
         var folder = output ?? Path.Combine(root, $"{command}-{DateTime.Now:yyyyMMdd-HHmmss}");
-        Directory.CreateDirectory(folder);
         var cache = Path.Combine(root, "cache");
-        Directory.CreateDirectory(cache);
-        return new RunContext(settings, Path.GetFullPath(folder), cache, ResolveDevice(device));
+        CreateFolder(folder);
+        CreateFolder(cache);
+        return new RunContext(settings, Path.GetFullPath(folder), cache, compute);
+    }
+
+    private static void CreateFolder(string folder)
+    {
+        try
+        {
+            Directory.CreateDirectory(folder);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UserInputException($"Cannot create the folder '{folder}': {e.Message}", e);
+        }
     }
 
     private static Device ResolveDevice(string name)
@@ -45,7 +60,7 @@ public sealed record RunContext(JobSettings Settings, string OutputFolder, strin
                 return CPU;
             case "cuda":
                 if (!cuda.is_available())
-                    throw new InvalidOperationException("--device cuda: no CUDA device is usable. Build with -p:TorchBackend=cuda (TorchSharp-cuda-linux) on a machine with an NVIDIA GPU.");
+                    throw new UserInputException("--device cuda: no CUDA device is usable. Build with -p:TorchBackend=cuda (TorchSharp-cuda-linux) on a machine with an NVIDIA GPU.");
                 return CUDA;
             default:
                 throw new ArgumentException($"Unknown device '{name}': use cpu or cuda.");

@@ -1,0 +1,233 @@
+using System;
+using System.CommandLine;
+using System.CommandLine.Invocation;
+using System.IO;
+using System.Linq;
+using PeftGen.Precision;
+using TinyGpt.Jobs;
+using TinyGpt.Rendering;
+using static TorchSharp.torch;
+
+namespace TinyGpt;
+
+/// <summary>
+/// The example's command line: the main job and its parts. A mistake in what the user gave (an option value, a data
+/// file, an adapter or base folder) is one line <c>error: …</c> and exit code 2; any other exception is a failure of
+/// the program, exit code 1 with a short message; <c>--verbose</c> adds the stack trace to either.
+/// </summary>
+public static class Cli
+{
+    /// <summary>The command finished.</summary>
+    public const int Success = 0;
+
+    /// <summary>The program failed: an exception it did not expect (a bug, or the machine: memory, disk).</summary>
+    public const int Failure = 1;
+
+    /// <summary>The user's input cannot be used: an option value, or a file or folder it names.</summary>
+    public const int InputError = 2;
+
+    /// <summary>Runs a command with the console's writers.</summary>
+    /// <returns>The process exit code.</returns>
+    public static int Run(string[] args) => Run(args, Console.Out, Console.Error);
+
+    /// <summary>Runs a command: help to <paramref name="output"/>, errors to <paramref name="error"/> (the jobs' progress goes to the console).</summary>
+    /// <returns>The process exit code: <see cref="Success"/>, <see cref="Failure"/> or <see cref="InputError"/>.</returns>
+    public static int Run(string[] args, TextWriter output, TextWriter error)
+    {
+        var verbose = new Option<bool>("--verbose") { Description = "On an error, print the stack trace too.", Recursive = true };
+        var parsed = Commands(verbose).Parse(args);
+        if (parsed.Action is ParseErrorAction)
+        {
+            ErrorReport.ParseErrors(parsed.Errors, error);
+            return InputError;
+        }
+        try
+        {
+            return parsed.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
+        }
+        catch (UserInputException e)
+        {
+            ErrorReport.InputError(e, parsed.GetValue(verbose), error);
+            return InputError;
+        }
+        catch (Exception e)
+        {
+            ErrorReport.Failure(e, parsed.GetValue(verbose), error);
+            return Failure;
+        }
+    }
+
+    private static RootCommand Commands(Option<bool> verbose)
+    {
+        var methodNames = Enum.GetValues<Method>().Select(m => m.Cli()).ToArray();
+        var quick = new Option<bool>("--quick") { Description = "Small settings: every step in under two minutes." };
+        var device = OneOf(new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" }, "cpu", "cuda");
+        var output = new Option<string?>("--output") { Description = "Folder for this run's results (default runs/<command>-<time>)." };
+        var method = new Option<Method>("--method")
+        {
+            Description = "full, lora, qlora or prompt.",
+            HelpName = string.Join('|', methodNames),
+            Required = true,
+            CustomParser = r =>
+            {
+                var text = r.Tokens.Count == 1 ? r.Tokens[0].Value : "";
+                if (MethodNames.TryParse(text, out var parsed)) return parsed;
+                r.AddError($"--method {text}: not a method; use {Alternatives(methodNames)}.");
+                return default;
+            },
+        };
+        var basePath = ExistingFolder(new Option<string?>("--base") { Description = "A base folder written by pretrain (OUTPUT/base: model.safetensors, config.json, vocabulary.json, recipe.json, SHA256SUMS) to use instead of the shipped or a freshly pretrained base." });
+        var adapter = ExistingFolder(new Option<string>("--adapter") { Description = "A folder saved by finetune or compare.", Required = true });
+        var optionalAdapter = ExistingFolder(new Option<string?>("--adapter") { Description = "A folder saved by finetune or compare; none: the base model." });
+        var data = ExistingFile(new Option<string>("--data") { Description = "A JSON Lines file of {\"prompt\", \"completion\"} records.", Required = true });
+        var quantized = new Option<bool>("--quantized") { Description = "Load a LoRA adapter onto the NF4 (QLoRA) base." };
+        var limit = AtLeast(new Option<int?>("--limit") { Description = "Score only the first N records." }, 1);
+        var prompt = new Option<string>("--prompt") { Description = "For example \"comedian (noun)\".", Required = true };
+        var temperature = new Option<double>("--temperature") { Description = "0: greedy.", DefaultValueFactory = _ => 0.0 };
+        temperature.Validators.Add(r =>
+        {
+            var value = r.GetValueOrDefault<double>();
+            if (!(value >= 0) || !double.IsFinite(value)) r.AddError($"--temperature {value}: must be 0 (greedy) or more.");
+        });
+        var topK = AtLeast(new Option<int>("--top-k") { Description = "Sample among the k most likely tokens (0: all).", DefaultValueFactory = _ => 0 }, 0);
+        var maxNew = AtLeast(new Option<int>("--max-new-tokens") { DefaultValueFactory = _ => 24 }, 1);
+        var force = new Option<bool>("--force") { Description = "Pretrain again even if a cached base exists." };
+        var pretrainSteps = AtLeast(new Option<int?>("--pretrain-steps") { Description = "Pretrain a base with this many steps (cached under runs/cache) instead of using the base that ships in examples/TinyGpt/Base." }, 1);
+        var pretrainFlag = new Option<bool>("--pretrain") { Description = "Pretrain a base with the run's settings (cached under runs/cache) instead of using the shipped one." };
+        var snapshotEvery = AtLeast(new Option<int>("--snapshot-every") { Description = "pretrain: every N steps, write the model so far to OUTPUT/base.snapshot (0: never).", DefaultValueFactory = _ => 0 }, 0);
+        var threads = AtLeast(new Option<int?>("--threads") { Description = "Torch's CPU threads (default: one per core)." }, 1);
+        var precision = new Option<string>("--precision")
+        {
+            Description = "auto (bfloat16 where the CPU or GPU has it fast, else float32), float32 or bfloat16.",
+            HelpName = "auto|float32|bfloat16",
+            DefaultValueFactory = _ => "auto",
+        };
+        precision.Validators.Add(r =>
+        {
+            var text = r.GetValueOrDefault<string>();
+            try
+            {
+                PrecisionSupport.Parse(text);
+            }
+            catch (ArgumentException)
+            {
+                r.AddError($"--precision {text}: not a precision; use auto, float32 or bfloat16.");
+            }
+        });
+        var finetuneSteps = AtLeast(new Option<int?>("--finetune-steps") { Description = "Override the fine-tuning steps of every method." }, 1);
+
+        RunContext Context(ParseResult r, string command)
+        {
+            set_num_threads(r.GetValue(threads) ?? Environment.ProcessorCount);
+            var settings = r.GetValue(quick) ? JobSettings.Quick : JobSettings.Default;
+            if (r.GetValue(pretrainSteps) is int p) settings = settings with { PretrainSteps = p };
+            if (r.GetValue(finetuneSteps) is int f) settings = settings with { FineTuneSteps = f };
+            return RunContext.Create(settings, command, r.GetValue(output), r.GetValue(device)!) with
+            {
+                Precision = PrecisionSupport.Parse(r.GetValue(precision)!),
+                Pretrain = r.GetValue(pretrainFlag) || r.GetValue(pretrainSteps) is not null,
+            };
+        }
+
+        var compare = new Command("compare", "Fine-tune the shipped (or a freshly pretrained) tiny base full/LoRA/QLoRA/prompt, score against two baselines and compare.") { quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, precision, threads };
+        compare.SetAction(r => { CompareJob.Run(Context(r, "compare")); return Success; });
+
+        var pretrain = new Command("pretrain", "Pretrain the tiny GPT on the Brown corpus and WordNet's training definitions; writes the base (bfloat16 safetensors, vocabulary, recipe, SHA256SUMS) to OUTPUT/base.") { quick, device, output, force, pretrainSteps, precision, snapshotEvery, threads };
+        pretrain.SetAction(r =>
+        {
+            var context = Context(r, "pretrain");
+            var outcome = PretrainJob.Run(context, Path.Combine(context.OutputFolder, "base"), r.GetValue(force), r.GetValue(snapshotEvery));
+            Console.WriteLine($"Base: {outcome.BaseFolder} (held-out loss {outcome.Recipe.HeldOutLoss:F3}, perplexity {outcome.Recipe.HeldOutPerplexity:F1})");
+            return Success;
+        });
+
+        var finetune = new Command("finetune", "Fine-tune the base one way, score it and save the adapter.") { method, basePath, quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, precision, threads };
+        finetune.SetAction(r =>
+        {
+            var context = Context(r, "finetune");
+            var pretrained = BaseChoice.Resolve(context, r.GetValue(basePath));
+            var result = FineTuneJob.Run(context, r.GetValue(method), pretrained.Tokenizer, pretrained.Folder);
+            Reports.PrintTable([], [result]);
+            Console.WriteLine($"Saved to {result.AdapterFolder}");
+            return Success;
+        });
+
+        var eval = new Command("eval", "Score an adapter on a JSONL file and write the scores as JSON.") { adapter, data, quantized, basePath, limit, quick, device, output, precision, threads };
+        eval.SetAction(r =>
+        {
+            AdapterJobs.Evaluate(Context(r, "eval"), r.GetValue(adapter)!, r.GetValue(data)!, r.GetValue(quantized), r.GetValue(basePath), r.GetValue(limit));
+            return Success;
+        });
+
+        var generate = new Command("generate", "Generate a definition for one prompt.") { optionalAdapter, prompt, quantized, basePath, temperature, topK, maxNew, quick, device, output, precision, threads };
+        generate.SetAction(r =>
+        {
+            AdapterJobs.Generate(Context(r, "generate"), r.GetValue(optionalAdapter), r.GetValue(prompt)!, r.GetValue(quantized), r.GetValue(basePath),
+                r.GetValue(temperature), r.GetValue(topK), r.GetValue(maxNew));
+            return Success;
+        });
+
+        var parameters = new Command("params", "Print the compile-time accounting of every model the examples define (nothing is allocated).");
+        parameters.SetAction(_ => { ParamsReport.Print(); return Success; });
+
+        var root = new RootCommand("TinyGpt: PeftGen's main job. With no command it runs compare.") { quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, precision, threads, verbose };
+        foreach (var command in new[] { compare, pretrain, finetune, eval, generate, parameters }) root.Subcommands.Add(command);
+        root.SetAction(r => { CompareJob.Run(Context(r, "compare")); return Success; });
+        return root;
+    }
+
+    // Option values are checked while the command line is parsed, so a mistake is reported before anything loads.
+
+    private static Option<string> OneOf(Option<string> option, params string[] values)
+    {
+        option.HelpName = string.Join('|', values);
+        option.Validators.Add(r =>
+        {
+            var value = r.GetValueOrDefault<string>();
+            if (!values.Contains(value, StringComparer.OrdinalIgnoreCase))
+                r.AddError($"{option.Name} {value}: use {Alternatives(values)}.");
+        });
+        return option;
+    }
+
+    private static string Alternatives(string[] values) => values.Length == 1 ? values[0] : $"{string.Join(", ", values[..^1])} or {values[^1]}";
+
+    private static Option<int> AtLeast(Option<int> option, int minimum)
+    {
+        option.Validators.Add(r =>
+        {
+            var value = r.GetValueOrDefault<int>();
+            if (value < minimum) r.AddError($"{option.Name} {value}: must be {minimum} or more.");
+        });
+        return option;
+    }
+
+    private static Option<int?> AtLeast(Option<int?> option, int minimum)
+    {
+        option.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int?>() is int value && value < minimum) r.AddError($"{option.Name} {value}: must be {minimum} or more.");
+        });
+        return option;
+    }
+
+    private static Option<T> ExistingFile<T>(Option<T> option) where T : class?
+    {
+        option.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<T>() is string path && !File.Exists(path))
+                r.AddError(Directory.Exists(path) ? $"{option.Name} {path}: a folder, not a file." : $"{option.Name} {path}: no such file.");
+        });
+        return option;
+    }
+
+    private static Option<T> ExistingFolder<T>(Option<T> option) where T : class?
+    {
+        option.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<T>() is string path && !Directory.Exists(path))
+                r.AddError(File.Exists(path) ? $"{option.Name} {path}: a file, not a folder." : $"{option.Name} {path}: no such folder.");
+        });
+        return option;
+    }
+}

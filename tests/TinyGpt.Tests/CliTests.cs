@@ -1,0 +1,199 @@
+using System;
+using System.IO;
+using System.Linq;
+using System.Text.Json.Nodes;
+using PeftGen;
+using PeftGen.Formats;
+using PeftGen.Formats.SafeTensors;
+using TinyGpt.Jobs;
+using TinyGpt.Models;
+using TinyGpt.Rendering;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace TinyGpt.Tests;
+
+/// <summary>
+/// The command line as a new user meets it: each mistake is one line <c>error: …</c> and exit code 2, with the stack
+/// trace only under <c>--verbose</c>; anything else is exit code 1.
+/// </summary>
+[Collection("torch")]
+public sealed class CliTests : IDisposable
+{
+    private readonly string _folder = Path.Combine(Path.GetTempPath(), "peftgen-cli-" + Guid.NewGuid().ToString("N"));
+    private readonly string _output;
+    private readonly string _valid = Path.Combine(ExampleData.Folder, "valid.jsonl");
+
+    public CliTests()
+    {
+        Directory.CreateDirectory(_folder);
+        _output = Path.Combine(_folder, "run");
+    }
+
+    public void Dispose() => Directory.Delete(_folder, recursive: true);
+
+    [Fact]
+    public void A_truncated_adapter_file_is_one_line_naming_the_file()
+    {
+        var adapter = SavedLoraAdapter("truncated");
+        var weights = Path.Combine(adapter, "adapter_model.safetensors");
+        using (var file = new FileStream(weights, FileMode.Open)) file.SetLength(file.Length / 2);
+
+        var line = AssertInputError(["eval", "--adapter", adapter, "--data", _valid, "--limit", "1"], verboseTrace: true);
+        Assert.StartsWith($"error: Cannot load '{adapter}': '{weights}': ", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void An_adapter_of_another_rank_is_one_line_with_the_first_mismatch_and_the_count_of_the_others()
+    {
+        var adapter = SavedLoraAdapter("rank8");
+        var weights = Path.Combine(adapter, "adapter_model.safetensors");
+        using (var scope = NewDisposeScope())
+        {
+            var tensors = SafeTensorsFile.Load(weights);
+            foreach (var name in tensors.Keys.ToList())
+                tensors[name] = name.Contains(".lora_A.", StringComparison.Ordinal) ? tensors[name].narrow(0, 0, 8) : tensors[name].narrow(1, 0, 8).contiguous();
+            SafeTensorsFile.Save(weights, tensors);
+        }
+        var configPath = Path.Combine(adapter, "adapter_config.json");
+        var config = JsonNode.Parse(File.ReadAllText(configPath))!;
+        config["r"] = 8;
+        config["lora_alpha"] = 16;
+        File.WriteAllText(configPath, config.ToJsonString());
+
+        var line = AssertInputError(["eval", "--adapter", adapter, "--data", _valid, "--limit", "1"], verboseTrace: true);
+        Assert.Contains($"'{adapter}' does not fit the model: ", line);
+        Assert.Contains("rank 8", line);
+        Assert.Contains("more problems (--verbose lists them)", line);
+        // --verbose shows every mismatch the library found.
+        var (_, verbose) = Run("eval", "--adapter", adapter, "--data", _valid, "--limit", "1", "--verbose");
+        Assert.Contains("CheckpointMismatchException", verbose);
+        Assert.Contains("WrongShape", verbose);
+    }
+
+    [Fact]
+    public void A_bad_json_lines_record_is_one_line_with_its_line_number_before_the_model_loads()
+    {
+        var data = Path.Combine(_folder, "bad.jsonl");
+        File.WriteAllText(data, "{\"prompt\": \"paint (verb)\", \"completion\": \"make a painting\"}\n{\"prompt\": \"sing (verb)\", completion: \"x\"}\n");
+
+        var line = AssertInputError(["eval", "--adapter", SavedLoraAdapter("good"), "--data", data], verboseTrace: true);
+        Assert.StartsWith($"error: {data}:2: ", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void An_empty_data_file_is_one_line_saying_it_holds_no_records()
+    {
+        var data = Path.Combine(_folder, "empty.jsonl");
+        File.WriteAllText(data, "\n");
+
+        var line = AssertInputError(["eval", "--adapter", SavedLoraAdapter("good"), "--data", data], verboseTrace: true);
+        Assert.Contains($"The data file '{data}' holds no records", line);
+    }
+
+    [Fact]
+    public void An_unknown_method_is_refused_while_parsing_with_the_valid_methods_listed()
+    {
+        var line = AssertInputError(["finetune", "--method", "bogus"], verboseTrace: false);
+        Assert.Equal("error: --method bogus: not a method; use full, lora, qlora or prompt.", line);
+        Assert.False(Directory.Exists(_output), "nothing ran: the run's folder was not even created");
+    }
+
+    [Fact]
+    public void Device_cuda_without_a_gpu_is_one_line_before_anything_loads()
+    {
+        // The CPU backend the tests build against has no CUDA; with the CUDA backend on a GPU machine there is no mistake to report.
+        if (cuda.is_available()) return;
+
+        var line = AssertInputError(["finetune", "--method", "lora", "--device", "cuda"], verboseTrace: true);
+        Assert.StartsWith("error: --device cuda: no CUDA device is usable.", line, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(_output), "the device is checked before the run's folder is created");
+    }
+
+    [Fact]
+    public void Other_bad_option_values_and_paths_are_refused_while_parsing()
+    {
+        Assert.Equal("error: --device gpu: use cpu or cuda.", AssertInputError(["finetune", "--method", "lora", "--device", "gpu"], verboseTrace: false));
+        Assert.Equal("error: --precision fp8: not a precision; use auto, float32 or bfloat16.", AssertInputError(["compare", "--precision", "fp8"], verboseTrace: false));
+        Assert.Equal("error: --limit 0: must be 1 or more.", AssertInputError(["eval", "--adapter", _folder, "--data", _valid, "--limit", "0"], verboseTrace: false));
+        var missing = Path.Combine(_folder, "missing.jsonl");
+        Assert.Equal($"error: --data {missing}: no such file.", AssertInputError(["eval", "--adapter", _folder, "--data", missing], verboseTrace: false));
+        Assert.Equal($"error: --adapter {_valid}: a file, not a folder.", AssertInputError(["eval", "--adapter", _valid, "--data", _valid], verboseTrace: false));
+        Assert.False(Directory.Exists(_output));
+    }
+
+    [Fact]
+    public void Help_lists_the_valid_values_and_exits_with_zero()
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        Assert.Equal(Cli.Success, Cli.Run(["finetune", "--help"], output, error));
+        Assert.Contains("--method <full|lora|qlora|prompt>", output.ToString());
+        Assert.Contains("--device <cpu|cuda>", output.ToString());
+        Assert.Contains("--verbose", output.ToString());
+        Assert.Equal("", error.ToString());
+    }
+
+    [Fact]
+    public void An_unexpected_exception_is_a_short_message_with_the_hint_and_its_trace_only_under_verbose()
+    {
+        static void Fail() => throw new InvalidOperationException("The weights moved.\nSecond line.");
+        var failure = Record.Exception(Fail);
+
+        var brief = new StringWriter();
+        ErrorReport.Failure(failure, verbose: false, brief);
+        var lines = Lines(brief.ToString());
+        Assert.Equal(["error: System.InvalidOperationException: The weights moved. …", "TinyGpt did not expect this (a bug, or the machine: memory, disk); run again with --verbose for the stack trace."], lines);
+
+        var verbose = new StringWriter();
+        ErrorReport.Failure(failure, verbose: true, verbose);
+        Assert.Contains("Second line.", verbose.ToString());
+        Assert.Contains("   at ", verbose.ToString());
+    }
+
+    // Runs the arguments twice: without --verbose it must be exit code 2 and one line with no trace; with --verbose
+    // the same line first, then the exception's trace when the mistake was found by running (none exists for a
+    // mistake found while parsing). Returns the line.
+    private string AssertInputError(string[] args, bool verboseTrace)
+    {
+        var (code, error) = Run(args);
+        Assert.Equal(Cli.InputError, code);
+        var line = Assert.Single(Lines(error));
+        Assert.StartsWith("error: ", line, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", error, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", error, StringComparison.Ordinal);
+
+        var (verboseCode, verbose) = Run([.. args, "--verbose"]);
+        Assert.Equal(Cli.InputError, verboseCode);
+        var verboseLines = Lines(verbose);
+        Assert.Equal(line, verboseLines[0]);
+        if (verboseTrace)
+        {
+            Assert.Contains(typeof(UserInputException).FullName!, verbose);
+            Assert.Contains(verboseLines, l => l.StartsWith("   at ", StringComparison.Ordinal));
+        }
+        else
+        {
+            Assert.Single(verboseLines);
+        }
+        return line;
+    }
+
+    private (int Code, string Error) Run(params string[] args)
+    {
+        var error = new StringWriter();
+        var code = Cli.Run([.. args, "--threads", "1", "--output", _output], TextWriter.Null, error);
+        return (code, error.ToString());
+    }
+
+    private string SavedLoraAdapter(string name)
+    {
+        var folder = Path.Combine(_folder, name);
+        using var scope = NewDisposeScope();
+        using var model = new TinyGptLora();
+        ((IPeftModel)model).SaveAdapter(folder, baseModelNameOrPath: "tinygpt-brown");
+        return folder;
+    }
+
+    private static string[] Lines(string text) => text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd('\r')).ToArray();
+}
