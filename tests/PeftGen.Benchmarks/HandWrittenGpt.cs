@@ -1,5 +1,5 @@
 using PeftGen.Training;
-using PeftGen.IO;
+using PeftGen.Formats.SafeTensors;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

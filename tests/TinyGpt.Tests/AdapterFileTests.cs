@@ -3,7 +3,9 @@ using System.IO;
 using System.Linq;
 using PeftGen;
 using PeftGen.Checkpoints;
-using PeftGen.IO;
+using PeftGen.Formats;
+using PeftGen.Formats.Peft;
+using PeftGen.Formats.SafeTensors;
 using TinyGpt.Models;
 using Xunit;
 using static TorchSharp.torch;
@@ -66,11 +68,11 @@ public sealed class AdapterFileTests : IDisposable
         source.SaveAdapter(_folder, baseModelNameOrPath: "tiny-llama");
         // Damage the file: drop one tensor, reshape another.
         var weights = Path.Combine(_folder, "adapter_model.safetensors");
-        var tensors = SafeTensors.Load(weights);
+        var tensors = SafeTensorsFile.Load(weights);
         tensors.Remove("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
         tensors["base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight"] = zeros(3, 3);
         tensors["base_model.model.model.layers.1.mlp.up_proj.lora_A.weight"] = zeros(8, 64);
-        SafeTensors.Save(weights, tensors);
+        SafeTensorsFile.Save(weights, tensors);
 
         using var target = new TinyLlamaLora();
         var before = ((nn.Module)target).named_parameters().ToDictionary(p => p.name, p => ModelsTests.Hash(p.parameter));
@@ -86,7 +88,7 @@ public sealed class AdapterFileTests : IDisposable
     public void A_prompt_tuning_folder_is_refused_as_a_lora_adapter()
     {
         using var prompt = new TinyGptPrompt();
-        prompt.transformer.wte.SaveSoftPrompt(_folder, "default");
+        prompt.SaveSoftPrompt(_folder, "default");
         using var lora = new TinyGptLora();
         var error = Assert.Throws<CheckpointMismatchException>(() => ((IPeftModel)lora).LoadAdapter(_folder));
         Assert.Contains("peft_type", error.Message, StringComparison.Ordinal);

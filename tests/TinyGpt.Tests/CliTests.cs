@@ -3,7 +3,8 @@ using System.IO;
 using System.Linq;
 using System.Text.Json.Nodes;
 using PeftGen;
-using PeftGen.IO;
+using PeftGen.Formats;
+using PeftGen.Formats.SafeTensors;
 using TinyGpt.Jobs;
 using TinyGpt.Models;
 using TinyGpt.Rendering;
@@ -49,10 +50,10 @@ public sealed class CliTests : IDisposable
         var weights = Path.Combine(adapter, "adapter_model.safetensors");
         using (var scope = NewDisposeScope())
         {
-            var tensors = SafeTensors.Load(weights);
+            var tensors = SafeTensorsFile.Load(weights);
             foreach (var name in tensors.Keys.ToList())
                 tensors[name] = name.Contains(".lora_A.", StringComparison.Ordinal) ? tensors[name].narrow(0, 0, 8) : tensors[name].narrow(1, 0, 8).contiguous();
-            SafeTensors.Save(weights, tensors);
+            SafeTensorsFile.Save(weights, tensors);
         }
         var configPath = Path.Combine(adapter, "adapter_config.json");
         var config = JsonNode.Parse(File.ReadAllText(configPath))!;

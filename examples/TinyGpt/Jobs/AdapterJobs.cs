@@ -8,9 +8,10 @@ using PeftGen;
 using TorchSharp;
 using PeftGen.Checkpoints;
 using PeftGen.Data;
-using PeftGen.IO;
 using PeftGen.Metrics;
 using PeftGen.Training;
+using PeftGen.Formats.Peft;
+using PeftGen.Formats;
 using TinyGpt.Models;
 using TinyGpt.Rendering;
 

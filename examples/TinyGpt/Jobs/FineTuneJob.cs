@@ -104,7 +104,7 @@ public static class FineTuneJob
         TrainingResult result;
         using (var trainer = peft.CreateTrainer(options))
         {
-            result = ConsoleReporter.Training(method.Cli(), settings.FineTuneSteps, progress => trainer.Train(trainBatches, selectionBatches, progress));
+            result = ConsoleReporter.Training(method.Cli(), trainer, () => trainer.Train(trainBatches, selectionBatches));
         }
         var selected = result.RestoredEvaluation?.Step ?? result.Steps.Count;
         ConsoleReporter.Info($"{method.Cli()}: scoring the checkpoint of step {selected} (lowest loss on {data.Selection.Count} held-out training records; {result.ComputeDType} compute).");

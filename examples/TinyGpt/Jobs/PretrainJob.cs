@@ -89,7 +89,7 @@ public static class PretrainJob
                 BaseFolder.Write(model, tokenizer, snapshot, folder + ".snapshot");
             };
         }
-        var result = ConsoleReporter.Training("pretrain", settings.PretrainSteps, progress => trainer.Train(train, progress: progress));
+        var result = ConsoleReporter.Training("pretrain", trainer, () => trainer.Train(train));
 
         // Held-out quality over every block of the held-out documents, in nats per token and bits per UTF-8 byte.
         model.eval();

@@ -9,7 +9,7 @@ namespace TinyGpt.Jobs;
 /// </summary>
 /// <remarks>
 /// Thrown where the example reads the user's input, wrapping the library's own report (a
-/// <see cref="PeftGen.IO.PeftFormatException"/>, a <see cref="PeftGen.Checkpoints.CheckpointMismatchException"/>, a
+/// <see cref="PeftGen.Formats.PeftFormatException"/>, a <see cref="PeftGen.Formats.CheckpointMismatchException"/>, a
 /// <see cref="FormatException"/> from a JSON Lines reader) as <see cref="Exception.InnerException"/>, so
 /// <c>--verbose</c> still shows all of it. The same library types thrown anywhere else stay failures of the program.
 /// </remarks>

@@ -27,32 +27,70 @@ public static class ConsoleReporter
         else Console.WriteLine(text);
     }
 
-    /// <summary>Runs a training loop with a progress display fed by <see cref="TrainingStep"/> reports.</summary>
-    public static T Training<T>(string label, int totalSteps, Func<IProgress<TrainingStep>, T> work)
+    /// <summary>
+    /// Runs <paramref name="run"/> (a call of <paramref name="trainer"/>'s <c>Train</c>) with a progress display fed by the
+    /// trainer's <see cref="PeftTrainer.StepCompleted"/> events, and prints its warnings.
+    /// </summary>
+    public static TrainingResult Training(string label, PeftTrainer trainer, Func<TrainingResult> run)
     {
-        if (!Interactive)
+        ArgumentNullException.ThrowIfNull(trainer);
+        ArgumentNullException.ThrowIfNull(run);
+        EventHandler<TrainingWarning> warn = (_, warning) => Info($"  {label}: {warning.Message}");
+        trainer.Warning += warn;
+        try
         {
-            var every = Math.Max(1, totalSteps / 10);
-            return work(new SynchronousProgress<TrainingStep>(step =>
-            {
-                if (step.Step % every == 0 || step.Step == step.TotalSteps)
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"  {label}: step {step.Step}/{step.TotalSteps} loss {step.Loss:F4} lr {step.LearningRate:G3} {step.TokensPerSecond:F0} tok/s"));
-            }));
+            return Interactive ? WithProgressBar(label, trainer, run) : WithLines(label, trainer, run);
         }
+        finally
+        {
+            trainer.Warning -= warn;
+        }
+    }
 
-        T result = default!;
+    private static TrainingResult WithLines(string label, PeftTrainer trainer, Func<TrainingResult> run)
+    {
+        EventHandler<TrainingStep> print = (_, step) =>
+        {
+            var every = Math.Max(1, step.TotalSteps / 10);
+            if (step.Step % every == 0 || step.Step == step.TotalSteps)
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"  {label}: step {step.Step}/{step.TotalSteps} loss {step.Loss:F4} lr {step.LearningRate:G3} {step.TokensPerSecond:F0} tok/s"));
+        };
+        trainer.StepCompleted += print;
+        try
+        {
+            return run();
+        }
+        finally
+        {
+            trainer.StepCompleted -= print;
+        }
+    }
+
+    private static TrainingResult WithProgressBar(string label, PeftTrainer trainer, Func<TrainingResult> run)
+    {
+        TrainingResult result = null!;
         AnsiConsole.Progress()
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
             .Start(ctx =>
             {
-                var task = ctx.AddTask(Markup.Escape(label), maxValue: totalSteps);
-                result = work(new SynchronousProgress<TrainingStep>(step =>
+                ProgressTask? task = null;
+                EventHandler<TrainingStep> show = (_, step) =>
                 {
+                    task ??= ctx.AddTask(Markup.Escape(label), maxValue: step.TotalSteps);
                     task.Value = step.Step;
                     task.Description = Markup.Escape(string.Create(CultureInfo.InvariantCulture,
                         $"{label} loss {step.Loss:F3} {step.TokensPerSecond:F0} tok/s"));
-                }));
+                };
+                trainer.StepCompleted += show;
+                try
+                {
+                    result = run();
+                }
+                finally
+                {
+                    trainer.StepCompleted -= show;
+                }
             });
         return result;
     }

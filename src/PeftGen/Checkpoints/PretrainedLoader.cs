@@ -2,6 +2,10 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Text.RegularExpressions;
+using PeftGen.Formats;
+using PeftGen.Formats.BitsAndBytes;
+using PeftGen.Formats.HuggingFace;
+using PeftGen.Formats.SafeTensors;
 using static TorchSharp.torch;
 
 namespace PeftGen.Checkpoints;
@@ -55,12 +59,12 @@ public static class PretrainedLoader
     /// (<c>model.safetensors</c>, or shards with <c>model.safetensors.index.json</c>).
     /// </summary>
     /// <exception cref="CheckpointMismatchException">The checkpoint does not fit (a missing or unreadable shard included); the model is unchanged.</exception>
-    /// <exception cref="PeftGen.IO.PeftFormatException">The index or the single weights file is malformed; the model is unchanged.</exception>
+    /// <exception cref="PeftFormatException">The index or the single weights file is malformed; the model is unchanged.</exception>
     /// <exception cref="InvalidOperationException">A projection has a merged adapter (unmerge first), or reading failed midway.</exception>
     public static PretrainedLoadResult Load(IPeftModel model, string folder, PretrainedLoadOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        using var source = HfCheckpointSource.Open(folder);
+        using var source = HfCheckpoint.Open(folder, ReadMode.Collecting);
         return Load(model, source, options);
     }
 
@@ -142,14 +146,14 @@ public static class PretrainedLoader
     }
 
     // Layout: the checked quant state when the checkpoint stores the weight in 4 bits.
-    private sealed record Read(ModelTensor Tensor, string CheckpointKey, Nf4Tensor.BitsAndBytesLayout? Layout = null);
+    private sealed record Read(ModelTensor Tensor, string CheckpointKey, BitsAndBytesState.BitsAndBytesLayout? Layout = null);
 
     private sealed record LoadPlan(List<Read> Reads, List<CheckpointMismatch> Mismatches, List<string> FilledFromTies, List<string> Skipped);
 
     private static LoadPlan Plan(
         IReadOnlyList<ModelTensor> tensors, ICheckpointSource source, HashSet<string> names, KeyPrefixMapping keyPrefix, PretrainedLoadOptions options)
     {
-        var mismatches = source.Problems.Select(p => new CheckpointMismatch(CheckpointMismatchKind.File, "", p)).ToList();
+        var mismatches = source.Problems.ToList();
         var reads = new List<Read>();
         var filled = new List<string>();
         var consumed = new HashSet<string>(StringComparer.Ordinal);
@@ -231,17 +235,17 @@ public static class PretrainedLoader
     /// Checks a 4-bit weight: its quant state (every part read but the packed codes, which are checked by dtype and
     /// size), its <c>Out × In</c> shape, and that the projection can hold a 4-bit base.
     /// </summary>
-    private static Nf4Tensor.BitsAndBytesLayout? CheckFourBit(
+    private static BitsAndBytesState.BitsAndBytesLayout? CheckFourBit(
         ModelTensor tensor, string key, ICheckpointSource source, HashSet<string> names, List<CheckpointMismatch> mismatches)
     {
         var projection = (LoraLinear)tensor.Layer.Module;
-        Nf4Tensor.BitsAndBytesLayout layout;
+        BitsAndBytesState.BitsAndBytesLayout layout;
         try
         {
             using var scope = NewDisposeScope();
             var packed = source.Info(key);
             var packedDType = SafeTensorsDTypeOf(packed.DType);
-            layout = Nf4Tensor.ReadBitsAndBytesLayout(names, key, source.Read, packedDType, packed.Shape.Aggregate(1L, (a, b) => a * b));
+            layout = BitsAndBytesState.ReadLayout(names, key, source.Read, packedDType, packed.Shape.Aggregate(1L, (a, b) => a * b));
         }
         catch (FormatException e)
         {
@@ -266,7 +270,7 @@ public static class PretrainedLoader
     }
 
     private static ScalarType SafeTensorsDTypeOf(string name)
-        => PeftGen.IO.SafeTensorsDType.TryParse(name, out var dtype, out _)
+        => SafeTensorsDType.TryParse(name, out var dtype, out _)
             ? dtype
             : throw new FormatException($"unknown dtype {name}");
 
@@ -310,7 +314,7 @@ public static class PretrainedLoader
                         // Keys renamed to the projection's own (weight…, bias); the codes and state go in as stored.
                         var state = layout.Keys.ToDictionary(k => "weight" + k[weightRead.CheckpointKey.Length..], source.Read, StringComparer.Ordinal);
                         if (biasRead is not null) state["bias"] = source.Read(biasRead.CheckpointKey);
-                        projection.LoadBitsAndBytesState(state, "", computeDType);
+                        BitsAndBytesState.Load(projection, state, "", computeDType);
                     }
                     else
                     {

@@ -3,7 +3,9 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Text.Json.Nodes;
-using PeftGen.IO;
+using PeftGen.Formats;
+using PeftGen.Formats.BitsAndBytes;
+using PeftGen.Formats.HuggingFace;
 using static TorchSharp.torch;
 
 namespace PeftGen.Checkpoints;
@@ -104,7 +106,7 @@ public static class PretrainedSaver
             if (IsFourBit(tensor))
             {
                 // CPU copies of the packed codes and state (an eighth of the float32 bytes), released with the scope.
-                foreach (var (key, value) in ((LoraLinear)tensor.Layer.Module).QuantizedWeight!.ToBitsAndBytesState(CheckpointKey(tensor, options)))
+                foreach (var (key, value) in BitsAndBytesState.Write(((LoraLinear)tensor.Layer.Module).QuantizedWeight!, CheckpointKey(tensor, options)))
                 {
                     scope.Attach(value);
                     state.Add(key, value);
@@ -137,7 +139,7 @@ public static class PretrainedSaver
         if (options.Config is null)
             throw new ArgumentException(
                 $"The model stores {fourBit.Count} projections in 4 bits, which transformers reads only with a quantization_config in config.json; "
-                + "pass the model's configuration as Config (for example the loaded checkpoint's HfCheckpointSource.Config).", nameof(options));
+                + "pass the model's configuration as Config (for example the loaded checkpoint's HfCheckpoint.Config).", nameof(options));
         var settings = fourBit.Select(t => ((LoraLinear)t.Layer.Module).QuantizedWeight!.Options)
             .Select(o => (o.QuantType, o.DoubleQuant, o.ComputeDType)).Distinct().ToList();
         if (settings.Count > 1)

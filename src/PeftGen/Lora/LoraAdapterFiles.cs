@@ -1,9 +1,9 @@
 using System;
 using System.Collections.Generic;
-using System.IO;
 using System.Linq;
+using PeftGen.Formats;
+using PeftGen.Formats.Peft;
 using PeftGen.Checkpoints;
-using PeftGen.IO;
 using static TorchSharp.torch;
 
 namespace PeftGen;
@@ -25,7 +25,7 @@ public static class LoraAdapterFiles
         ArgumentNullException.ThrowIfNull(model);
         ArgumentException.ThrowIfNullOrEmpty(folder);
         var config = DescribeAdapter(model, adapter, baseModelNameOrPath);
-        PeftAdapterFiles.Save(folder, config, model.AdapterStateDict(adapter));
+        PeftAdapterFolder.Save(folder, config, model.AdapterStateDict(adapter));
     }
 
     /// <summary>
@@ -60,38 +60,37 @@ public static class LoraAdapterFiles
     }
 
     /// <summary>
-    /// Loads an adapter saved by PEFT or by <see cref="SaveAdapter"/> into the model's adapter of that name. Names,
-    /// shapes, dtypes and the configuration are all checked first; if anything does not fit, a
-    /// <see cref="CheckpointMismatchException"/> lists every problem and the model is left exactly as it was.
+    /// Loads an adapter saved by PEFT or by <see cref="SaveAdapter"/> into the model's adapter of that name. The folder
+    /// (files present, tensors as its config describes, dtypes: see <see cref="PeftAdapterFolder"/>), names, shapes and
+    /// the configuration are all checked first; if anything does not fit, a <see cref="CheckpointMismatchException"/>
+    /// lists every problem and the model is left exactly as it was.
     /// </summary>
     /// <param name="model">The model, which declares the adapter (its projections, rank and scaling).</param>
     /// <param name="folder">The adapter folder.</param>
     /// <param name="adapter">The model's adapter to fill.</param>
     /// <param name="expectedBaseModel">When given, the file's <c>base_model_name_or_path</c> must equal it.</param>
+    /// <exception cref="CheckpointMismatchException">A file is missing or the adapter does not fit; nothing changed.</exception>
+    /// <exception cref="PeftFormatException">A file is malformed; nothing changed.</exception>
     public static void LoadAdapter(this IPeftModel model, string folder, string adapter = SettingRules.DefaultName, string? expectedBaseModel = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentException.ThrowIfNullOrEmpty(folder);
-        var configPath = Path.Combine(folder, PeftAdapterConfig.FileName);
-        var weightsPath = Path.Combine(folder, PeftAdapterFiles.WeightsFileName);
-        var problems = new List<CheckpointMismatch>();
-        if (!File.Exists(configPath)) problems.Add(new(CheckpointMismatchKind.File, "", $"'{configPath}' does not exist."));
-        if (!File.Exists(weightsPath)) problems.Add(new(CheckpointMismatchKind.File, "", $"'{weightsPath}' does not exist."));
-        if (problems.Count > 0) throw new CheckpointMismatchException(folder, problems);
+        using var files = PeftAdapterFolder.Open(folder, ReadMode.Collecting);
+        var problems = new List<CheckpointMismatch>(files.Problems);
+        if (files.Config is null || files.Weights is not { } file) throw new CheckpointMismatchException(folder, problems);
 
         var declared = model.Projections().Where(p => p.Layer.Adapters.Contains(adapter, StringComparer.Ordinal)).ToList();
         if (declared.Count == 0)
             throw new KeyNotFoundException($"The model has no LoRA adapter named '{adapter}' to load into. Adapters: {string.Join(", ", model.AdapterNames())}.");
 
-        var config = PeftAdapterConfig.Read(configPath);
-        if (config is not LoraAdapterConfig lora)
+        if (files.Config is not LoraAdapterConfig lora)
         {
-            throw new CheckpointMismatchException(folder, [new(CheckpointMismatchKind.Config, "peft_type", $"expected LORA, found {config.PeftType}.")]);
+            problems.Add(new(CheckpointMismatchKind.Config, "peft_type", $"expected LORA, found {files.Config.PeftType}."));
+            throw new CheckpointMismatchException(folder, problems);
         }
         if (expectedBaseModel is not null && !string.Equals(lora.BaseModelNameOrPath, expectedBaseModel, StringComparison.Ordinal))
             problems.Add(new(CheckpointMismatchKind.Config, "base_model_name_or_path", $"expected '{expectedBaseModel}', found '{lora.BaseModelNameOrPath}'."));
 
-        using var file = SafeTensorsFile.Open(weightsPath);
         var expected = new Dictionary<string, (LoraLinear Layer, bool IsA, long[] Shape)>(StringComparer.Ordinal);
         foreach (var (path, layer) in declared)
         {
@@ -101,22 +100,23 @@ public static class LoraAdapterFiles
             if (rank != own.Rank) problems.Add(new(CheckpointMismatchKind.Config, path, $"rank {rank} in the file, {own.Rank} in the model."));
             if (Math.Abs(lora.ScaleFor(rank, alpha) - own.Scale) > 1e-12 * Math.Abs(own.Scale))
                 problems.Add(new(CheckpointMismatchKind.Config, path, $"scale {lora.ScaleFor(rank, alpha)} (alpha {alpha}) in the file, {own.Scale} (alpha {own.Alpha}) in the model."));
-            expected[PeftAdapterFiles.LoraAKey(path)] = (layer, true, [own.Rank, layer.InFeatures]);
-            expected[PeftAdapterFiles.LoraBKey(path)] = (layer, false, [layer.OutFeatures, own.Rank]);
+            expected[PeftAdapterFolder.LoraAKey(path)] = (layer, true, [own.Rank, layer.InFeatures]);
+            expected[PeftAdapterFolder.LoraBKey(path)] = (layer, false, [layer.OutFeatures, own.Rank]);
         }
 
-        foreach (var name in file.Names.Where(n => !expected.ContainsKey(n)).OrderBy(n => n, StringComparer.Ordinal))
+        // Tensors the folder already reported (not part of the adapter, wrong dtype, a missing partner) are not reported twice.
+        var reported = problems.Select(p => p.Key).ToHashSet(StringComparer.Ordinal);
+        foreach (var name in file.Names.Where(n => !expected.ContainsKey(n) && !reported.Contains(n)).OrderBy(n => n, StringComparer.Ordinal))
             problems.Add(new(CheckpointMismatchKind.Unexpected, name, "the model has no projection with this adapter at that path."));
         foreach (var (key, entry) in expected.OrderBy(e => e.Key, StringComparer.Ordinal))
         {
+            if (reported.Contains(key)) continue;
             if (!file.Contains(key))
             {
                 problems.Add(new(CheckpointMismatchKind.Missing, key, $"expected shape {ModelTensors.Shape(entry.Shape)}."));
                 continue;
             }
             var info = file.TensorInfo(key);
-            if (!CheckpointDTypes.IsLoadable(info.DType))
-                problems.Add(new(CheckpointMismatchKind.WrongDType, key, $"{info.DType} is not a floating dtype this model loads (F32, F16, BF16)."));
             if (!info.Shape.SequenceEqual(entry.Shape))
                 problems.Add(new(CheckpointMismatchKind.WrongShape, key, $"file {ModelTensors.Shape(info.Shape)}, model {ModelTensors.Shape(entry.Shape)}."));
         }

@@ -18,6 +18,9 @@ namespace PeftGen;
 /// A is <c>Rank × In</c>, Kaiming-uniform initialised (a = √5); B is <c>Out × Rank</c>, zeros, so a new adapter
 /// starts as the identity update. Dropout applies to the LoRA path only, in training mode only. The adapter used
 /// by a call is <see cref="AdapterContext.Adapter"/> when a scope chose one, else <see cref="ActiveAdapter"/>.
+/// The base's storage is its own type (<see cref="Base"/>): a <see cref="FloatBaseWeight"/> (float32, or bfloat16 /
+/// float16 for a frozen base) registered as <c>weight</c>, or an <see cref="Nf4BaseWeight"/> in 4 bits; this class
+/// keeps the adapters, the forward and merging.
 /// </remarks>
 public sealed class LoraLinear : nn.Module<Tensor, Tensor>
 {
@@ -25,11 +28,9 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     private readonly NamedModules<Linear> _loraA = new();
     private readonly NamedModules<Linear> _loraB = new();
     private readonly NamedModules<Dropout> _loraDropout = new();
-    // Null when the base is stored in 4 bits (_quantized).
-    private Parameter? _weight;
+    private BaseWeight _base;
     private Parameter? _bias;
     private string? _mergedAdapter;
-    private Nf4Tensor? _quantized;
 
     /// <summary>Creates a projection initialised as torch.nn.Linear (Kaiming-uniform weight, uniform bias), frozen.</summary>
     public LoraLinear(long inFeatures, long outFeatures, bool hasBias = true, Device? device = null, ScalarType? dtype = null)
@@ -38,10 +39,27 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
+    /// Creates a projection whose frozen base is stored in <paramref name="baseDType"/> (bfloat16 or float16: half the
+    /// bytes of float32, loaded from a checkpoint of that dtype as stored, never trained), or in 4 bits when
+    /// <paramref name="quantization"/> is set (then <paramref name="baseDType"/> is the dtype the base records as its
+    /// original one until a checkpoint fills it). The bias has the base's dtype; LoRA adapters are float32.
+    /// </summary>
+    /// <param name="inFeatures">Input features.</param>
+    /// <param name="outFeatures">Output features.</param>
+    /// <param name="hasBias">Whether the projection has a bias.</param>
+    /// <param name="quantization">How the base is stored in 4 bits; null for a float base.</param>
+    /// <param name="baseDType">The dtype of a float base.</param>
+    /// <param name="device">Where the base and bias live.</param>
+    public LoraLinear(long inFeatures, long outFeatures, bool hasBias, Quant4BitOptions? quantization, BaseDType baseDType, Device? device = null)
+        : this(inFeatures, outFeatures, hasBias, quantization, device, baseDType.ToScalarType())
+    {
+    }
+
+    /// <summary>
     /// Creates a projection whose frozen base is stored in 4 bits from the start when <paramref name="quantization"/> is
     /// set: no float weight is allocated, and the base holds zeros (exactly what quantizing an all-zero weight gives)
     /// until a checkpoint fills it (<see cref="Checkpoints.PretrainedLoader"/>, <see cref="LoadBase"/>,
-    /// <see cref="LoadBitsAndBytesState(IReadOnlyDictionary{string, Tensor}, string)"/>). A 4-bit base never trains,
+    /// <see cref="Formats.BitsAndBytes.BitsAndBytesState.Load(LoraLinear, IReadOnlyDictionary{string, Tensor}, string)"/>). A 4-bit base never trains,
     /// so there is nothing to initialise randomly. Without <paramref name="quantization"/> this is the float constructor.
     /// </summary>
     /// <param name="inFeatures">Input features.</param>
@@ -59,27 +77,24 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         InFeatures = inFeatures;
         OutFeatures = outFeatures;
 
-        using (no_grad())
+        if (quantization is null)
         {
-            if (quantization is null)
-            {
-                var w = empty(new[] { outFeatures, inFeatures }, dtype: dtype, device: device);
-                nn.init.kaiming_uniform_(w, a: Math.Sqrt(5));
-                _weight = new Parameter(w, requires_grad: false);
-                register_parameter("weight", _weight);
-            }
-            else
-            {
-                _quantized = Nf4Tensor.Zeros(new[] { outFeatures, inFeatures }, quantization, dtype ?? get_default_dtype(), device ?? CPU);
-            }
-            if (hasBias)
-            {
-                var bound = 1.0 / Math.Sqrt(inFeatures);
-                var b = empty(new[] { outFeatures }, dtype: dtype, device: device);
-                nn.init.uniform_(b, -bound, bound);
-                _bias = new Parameter(b, requires_grad: false);
-                register_parameter("bias", _bias);
-            }
+            var weight = FloatBaseWeight.Create(outFeatures, inFeatures, dtype ?? get_default_dtype(), device);
+            _base = weight;
+            register_parameter(BaseWeight.Key, weight.Parameter);
+        }
+        else
+        {
+            _base = Nf4BaseWeight.Zeros(outFeatures, inFeatures, quantization, dtype ?? get_default_dtype(), device ?? CPU);
+        }
+        if (hasBias)
+        {
+            using var _ = no_grad();
+            var bound = 1.0 / Math.Sqrt(inFeatures);
+            var b = empty(new[] { outFeatures }, dtype: dtype, device: device);
+            nn.init.uniform_(b, -bound, bound);
+            _bias = new Parameter(b, requires_grad: false);
+            register_parameter("bias", _bias);
         }
 
         register_module("lora_A", _loraA);
@@ -93,26 +108,29 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// <summary>Output features.</summary>
     public long OutFeatures { get; }
 
-    /// <summary>The base weight, <c>Out × In</c>.</summary>
+    /// <summary>The base weight and its storage (float or 4-bit).</summary>
+    public BaseWeight Base => _base;
+
+    /// <summary>The base weight, <c>Out × In</c>, when it is stored as a float tensor.</summary>
     /// <exception cref="InvalidOperationException">The base is quantized (see <see cref="QuantizedWeight"/>).</exception>
-    public Parameter Weight => _quantized is null
-        ? FloatWeight
+    public Parameter Weight => _base is FloatBaseWeight weight
+        ? weight.Parameter
         : throw new InvalidOperationException("The base weight is stored in 4 bits; use QuantizedWeight (or DequantizedWeight) instead of Weight.");
 
     /// <summary>True when the base weight is stored in 4 bits: built so, or since <see cref="QuantizeBase"/>.</summary>
-    public bool IsQuantized => _quantized is not null;
+    public bool IsQuantized => _base is Nf4BaseWeight;
 
     /// <summary>The 4-bit settings of the base, or null when it is not quantized.</summary>
-    public Quant4BitOptions? Quantization => _quantized?.Options;
+    public Quant4BitOptions? Quantization => (_base as Nf4BaseWeight)?.Options;
 
     /// <summary>The 4-bit base weight, or null when it is not quantized.</summary>
-    public Nf4Tensor? QuantizedWeight => _quantized;
+    public Nf4Tensor? QuantizedWeight => (_base as Nf4BaseWeight)?.Tensor;
 
     /// <summary>The dtype the 4-bit base is dequantized to for the matmul (resolves <see cref="ComputeDType.Auto"/>).</summary>
-    public ScalarType ComputeScalarType => ResolveComputeDType(_quantized?.Options.ComputeDType ?? ComputeDType.Auto, BaseDevice);
+    public ScalarType ComputeScalarType => Nf4BaseWeight.ResolveComputeDType(Quantization?.ComputeDType ?? ComputeDType.Auto, BaseDevice);
 
     /// <summary>The device of the base weight (quantized or not).</summary>
-    public Device BaseDevice => _quantized?.Device ?? FloatWeight.device;
+    public Device BaseDevice => _base.Device;
 
     /// <summary>The base bias, or null.</summary>
     public Parameter? Bias => _bias;
@@ -185,18 +203,13 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Sets whether the base weight and bias take gradients (full fine-tuning of this layer).</summary>
-    /// <exception cref="InvalidOperationException">The base is quantized and <paramref name="trainable"/> is true.</exception>
+    /// <exception cref="InvalidOperationException">The base is 4-bit or 16-bit and <paramref name="trainable"/> is true.</exception>
     public void SetBaseTrainable(bool trainable)
     {
-        if (_quantized is not null)
-        {
-            if (trainable)
-                throw new InvalidOperationException(
-                    "The base weight of this projection is quantized to 4 bits and cannot be trained; train LoRA adapters on it (QLoRA) or load a float base instead.");
-            if (_bias is not null) _bias.requires_grad = false;
-            return;
-        }
-        FloatWeight.requires_grad = trainable;
+        if (_base is FloatBaseWeight weight) weight.SetTrainable(trainable);
+        else if (trainable)
+            throw new InvalidOperationException(
+                "The base weight of this projection is quantized to 4 bits and cannot be trained; train LoRA adapters on it (QLoRA) or load a float base instead.");
         if (_bias is not null) _bias.requires_grad = trainable;
     }
 
@@ -213,14 +226,14 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         var config = AdapterConfig(adapter);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var dtype = _quantized?.OriginalDType ?? FloatWeight.dtype;
-        var delta = LoraB(adapter).matmul(LoraA(adapter)).mul(config.Scale).to(dtype);
+        var delta = LoraB(adapter).matmul(LoraA(adapter)).mul(config.Scale).to(_base.DType);
         return delta.MoveToOuterDisposeScope();
     }
 
     /// <summary>
     /// Folds <c>scale · B·A</c> of the adapter (default: the active one) into the base weight, so inference pays
-    /// nothing for it. Calls then skip the LoRA path until <see cref="Unmerge()"/>.
+    /// nothing for it. Calls then skip the LoRA path until <see cref="Unmerge()"/>. A 16-bit base rounds the merged
+    /// weight to its dtype, so unmerging does not give it back bit for bit.
     /// </summary>
     /// <exception cref="InvalidOperationException">An adapter is already merged, there is none to merge, or the base is
     /// quantized (use <see cref="Merge(string?, bool)"/> with <c>requantize: true</c>).</exception>
@@ -236,19 +249,11 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         adapter ??= ActiveAdapter ?? throw new InvalidOperationException("No active adapter to merge.");
         if (_mergedAdapter is not null)
             throw new InvalidOperationException($"Adapter '{_mergedAdapter}' is already merged; unmerge it first.");
+        if (IsQuantized && !requantize)
+            throw new InvalidOperationException(
+                $"Cannot merge adapter '{adapter}' into a 4-bit base exactly. Call Merge(adapter, requantize: true) to dequantize, merge and re-quantize; outputs then change by the 4-bit rounding of the merged weight.");
         using var delta = DeltaWeight(adapter);
-        RequantizationReport? report = null;
-        if (_quantized is not null)
-        {
-            if (!requantize)
-                throw new InvalidOperationException(
-                    $"Cannot merge adapter '{adapter}' into a 4-bit base exactly. Call Merge(adapter, requantize: true) to dequantize, merge and re-quantize; outputs then change by the 4-bit rounding of the merged weight.");
-            report = Requantize(delta, sign: 1);
-        }
-        else
-        {
-            using (no_grad()) FloatWeight.add_(delta);
-        }
+        var report = _base.Add(delta, sign: 1);
         _mergedAdapter = adapter;
         return report;
     }
@@ -265,19 +270,11 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     public RequantizationReport? Unmerge(bool requantize)
     {
         var adapter = _mergedAdapter ?? throw new InvalidOperationException("No adapter is merged, so there is nothing to unmerge.");
+        if (IsQuantized && !requantize)
+            throw new InvalidOperationException(
+                $"Cannot unmerge adapter '{adapter}' from a 4-bit base exactly. Call Unmerge(requantize: true) to dequantize, subtract and re-quantize; the base then differs from the original by the 4-bit rounding.");
         using var delta = DeltaWeight(adapter);
-        RequantizationReport? report = null;
-        if (_quantized is not null)
-        {
-            if (!requantize)
-                throw new InvalidOperationException(
-                    $"Cannot unmerge adapter '{adapter}' from a 4-bit base exactly. Call Unmerge(requantize: true) to dequantize, subtract and re-quantize; the base then differs from the original by the 4-bit rounding.");
-            report = Requantize(delta, sign: -1);
-        }
-        else
-        {
-            using (no_grad()) FloatWeight.sub_(delta);
-        }
+        var report = _base.Add(delta, sign: -1);
         _mergedAdapter = null;
         return report;
     }
@@ -286,121 +283,65 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// Stores the base weight in 4 bits (bitsandbytes' layout) on its current device and frees the float weight.
     /// From then on the forward dequantizes it per call (<see cref="QuantizedLinearFunction"/>), <see cref="Weight"/>
     /// throws, and the module's <c>state_dict()</c> no longer holds <c>weight</c> (bias and adapters stay); the 4-bit
-    /// state is saved with <see cref="ToBitsAndBytesState"/> in transformers + bitsandbytes' key layout.
+    /// state is saved in transformers + bitsandbytes' key layout (<see cref="Formats.BitsAndBytes.BitsAndBytesState"/>).
     /// </summary>
     /// <exception cref="InvalidOperationException">Already quantized, or an adapter is merged.</exception>
     public void QuantizeBase(Quant4BitOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        if (_quantized is not null) throw new InvalidOperationException("The base weight is already quantized.");
+        if (_base is not FloatBaseWeight weight) throw new InvalidOperationException("The base weight is already quantized.");
         if (_mergedAdapter is not null)
             throw new InvalidOperationException($"Unmerge adapter '{_mergedAdapter}' before quantizing the base weight.");
-        var quantized = Nf4Tensor.Quantize(FloatWeight, options);
-        ReplaceFloatWeight(quantized);
+        ReplaceBase(Nf4BaseWeight.Quantize(weight.Parameter, options));
         if (_bias is not null) _bias.requires_grad = false;
     }
 
-    /// <summary>The base weight as a float tensor (dequantized when 4-bit); the caller disposes it.</summary>
-    public Tensor DequantizedWeight(ScalarType? dtype = null)
-    {
-        if (_quantized is null)
-        {
-            using var _ = no_grad();
-            return FloatWeight.detach().to(dtype ?? FloatWeight.dtype).clone();
-        }
-        return _quantized.Dequantize(dtype ?? _quantized.OriginalDType);
-    }
-
     /// <summary>
-    /// The 4-bit base in transformers + bitsandbytes' serialized layout: <c>{prefix}weight</c> (packed uint8,
-    /// <c>[ceil(n/2), 1]</c>), <c>weight.absmax</c>, <c>weight.quant_map</c>, with double quantization
-    /// <c>weight.nested_absmax</c> and <c>weight.nested_quant_map</c>, and <c>weight.quant_state.bitsandbytes__nf4</c>
-    /// (or <c>__fp4</c>); plus <c>{prefix}bias</c> when there is one. Tensors are new copies on the CPU.
+    /// Stores a float base in <paramref name="dtype"/> from now on: bfloat16 or float16 halve its bytes (the values
+    /// are rounded once), float32 widens it again. The bias follows. A 16-bit base is frozen.
     /// </summary>
-    public Dictionary<string, Tensor> ToBitsAndBytesState(string prefix = "")
+    /// <exception cref="InvalidOperationException">The base is 4-bit, or it trains and <paramref name="dtype"/> is 16-bit.</exception>
+    public void ConvertBase(BaseDType dtype)
     {
-        var state = (_quantized ?? throw new InvalidOperationException("The base weight is not quantized.")).ToBitsAndBytesState(prefix + "weight");
+        if (_base is not FloatBaseWeight weight) throw new InvalidOperationException("The base weight is stored in 4 bits; only a float base changes dtype.");
+        var target = dtype.ToScalarType();
+        if (weight.DType == target) return;
+        if (dtype != BaseDType.Float32 && weight.Parameter.requires_grad)
+            throw new InvalidOperationException($"The base weight trains; a {target} base cannot (training keeps float32 master weights). Freeze it first.");
+        ReplaceBase(weight.WithDType(target));
         if (_bias is not null)
         {
             using var _ = no_grad();
-            state[prefix + "bias"] = _bias.detach().cpu().clone();
-        }
-        return state;
-    }
-
-    /// <summary>
-    /// Loads a 4-bit base from transformers + bitsandbytes' layout (see <see cref="ToBitsAndBytesState"/>), strictly.
-    /// The file decides code book, block size and double quantization; a projection that was 4-bit keeps its compute
-    /// dtype, a float one becomes 4-bit (its float weight is freed) and computes in <see cref="ComputeDType.Auto"/>.
-    /// </summary>
-    public void LoadBitsAndBytesState(IReadOnlyDictionary<string, Tensor> state, string prefix = "")
-        => LoadBitsAndBytesState(state, prefix, ComputeDType.Auto);
-
-    /// <summary>As the public overload; <paramref name="computeDType"/> applies when this projection becomes 4-bit.</summary>
-    internal void LoadBitsAndBytesState(IReadOnlyDictionary<string, Tensor> state, string prefix, ComputeDType computeDType)
-    {
-        ArgumentNullException.ThrowIfNull(state);
-        if (_mergedAdapter is not null) throw new InvalidOperationException("Unmerge the adapter before replacing the base weight.");
-        var quantized = Nf4Tensor.FromBitsAndBytesState(state, prefix + "weight", BaseDevice, _quantized?.Options.ComputeDType ?? computeDType);
-        try
-        {
-            if (!quantized.Shape.SequenceEqual(new[] { OutFeatures, InFeatures }))
-                throw new ArgumentException($"Quantized weight shape [{string.Join(", ", quantized.Shape)}] does not match [{OutFeatures}, {InFeatures}].", nameof(state));
-            Tensor? bias = null;
-            if (_bias is not null)
-            {
-                if (!state.TryGetValue(prefix + "bias", out bias))
-                    throw new ArgumentException($"Missing '{prefix}bias'.", nameof(state));
-                if (!bias.shape.SequenceEqual(_bias.shape))
-                    throw new ArgumentException($"Bias shape [{string.Join(", ", bias.shape)}] does not match [{OutFeatures}].", nameof(state));
-            }
-            if (bias is not null) using (no_grad()) _bias!.copy_(bias);
-        }
-        catch
-        {
-            quantized.Dispose();
-            throw;
-        }
-        if (_quantized is null) ReplaceFloatWeight(quantized);
-        else
-        {
-            _quantized.Dispose();
-            _quantized = quantized;
+            var bias = new Parameter(_bias.detach().to(target).clone(), requires_grad: _bias.requires_grad && dtype == BaseDType.Float32);
+            ConditionallyRegisterParameter("bias", bias);
+            _bias.Dispose();
+            _bias = bias;
         }
     }
+
+    /// <summary>The base weight as a float tensor (dequantized when 4-bit); the caller disposes it.</summary>
+    public Tensor DequantizedWeight(ScalarType? dtype = null) => _base.Dequantize(dtype);
 
     /// <summary>
     /// Replaces the base weight (and bias) with values from a checkpoint, checking shapes. A float base copies (and
-    /// converts) them; a 4-bit base quantizes the weight with its own settings, slice by slice and without a float32
-    /// copy, and records the weight's dtype as its original one (a bfloat16 weight saves back as bfloat16).
+    /// converts) them, so a weight stored in the base's own dtype goes in as stored; a 4-bit base quantizes the weight
+    /// with its own settings, slice by slice and without a float32 copy, and records the weight's dtype as its original
+    /// one (a bfloat16 weight saves back as bfloat16).
     /// </summary>
     public void LoadBase(Tensor weight, Tensor? bias = null)
     {
         ArgumentNullException.ThrowIfNull(weight);
         if (_mergedAdapter is not null) throw new InvalidOperationException("Unmerge the adapter before replacing the base weight.");
-        if (!weight.shape.SequenceEqual(new[] { OutFeatures, InFeatures }))
-            throw new ArgumentException($"Weight shape [{string.Join(", ", weight.shape)}] does not match [{OutFeatures}, {InFeatures}].", nameof(weight));
-        if (_quantized is not null)
-        {
-            // A 4-bit base quantizes what it loads, on its own device, with its own settings, from the dtype it arrives
-            // in (recorded as the original dtype); the old state goes only once the new one exists.
-            using var onDevice = weight.to(BaseDevice);
-            var quantized = Nf4Tensor.Quantize(onDevice, _quantized.Options);
-            _quantized.Dispose();
-            _quantized = quantized;
-        }
-        else
-        {
-            using (no_grad()) FloatWeight.copy_(weight);
-        }
+        _base.CheckShape(weight.shape, nameof(weight));
         if (bias is not null)
         {
             if (_bias is null) throw new ArgumentException("This projection has no bias.", nameof(bias));
             if (!bias.shape.SequenceEqual(_bias.shape))
                 throw new ArgumentException($"Bias shape [{string.Join(", ", bias.shape)}] does not match [{OutFeatures}].", nameof(bias));
-            using (no_grad()) _bias.copy_(bias);
         }
+        _base.Load(weight);
+        if (bias is not null) using (no_grad()) _bias!.copy_(bias);
     }
 
     /// <inheritdoc />
@@ -411,21 +352,11 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             throw new ArgumentException($"Expected input with last dimension {InFeatures}, got [{string.Join(", ", input.shape)}].", nameof(input));
 
         using var scope = NewDisposeScope();
-        // Under a mixed-precision scope the products run in its compute dtype: the input, base weight and adapter
-        // matrices are cast per call (differentiably, so float32 masters receive float32 gradients).
+        // Under a mixed-precision scope the products run in its compute dtype: the input and the adapter matrices are
+        // cast per call (differentiably, so float32 masters receive float32 gradients); the base computes in the
+        // input's dtype, using its storage as is when that already has it (see BaseWeight.Linear).
         var x = ComputePrecision.Cast(input);
-        Tensor output;
-        if (_quantized is not null)
-        {
-            // As bitsandbytes' Linear4bit: compute in the compute dtype, answer in the input's dtype.
-            output = QuantizedLinearFunction.Apply(x, _quantized, ComputeScalarType);
-            if (_bias is not null) output = output.add(_bias.to(output.dtype));
-            output = output.to(x.dtype);
-        }
-        else
-        {
-            output = nn.functional.linear(x, ComputePrecision.Cast(FloatWeight), _bias is null ? null : ComputePrecision.Cast(_bias));
-        }
+        var output = _base.Linear(x, _bias);
         var adapter = SelectAdapter();
         if (adapter is not null)
         {
@@ -466,7 +397,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     protected override nn.Module _to(DeviceType deviceType, int deviceIndex, bool non_blocking)
     {
         base._to(deviceType, deviceIndex, non_blocking);
-        MoveQuantized(new Device(deviceType, deviceIndex));
+        FollowMove(new Device(deviceType, deviceIndex));
         return this;
     }
 
@@ -474,64 +405,47 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     protected override nn.Module _to(Device device, ScalarType dtype, bool non_blocking)
     {
         base._to(device, dtype, non_blocking);
-        MoveQuantized(device);
+        FollowMove(device);
+        return this;
+    }
+
+    /// <inheritdoc />
+    protected override nn.Module _to(ScalarType dtype, bool non_blocking)
+    {
+        base._to(dtype, non_blocking);
+        FollowMove(null);
         return this;
     }
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
-        if (disposing)
-        {
-            _quantized?.Dispose();
-            _quantized = null;
-        }
+        if (disposing) _base.Dispose();
         base.Dispose(disposing);
     }
 
-    private void MoveQuantized(Device device)
+    // TorchSharp moves registered parameters by registering new ones under the same names; a float base and the bias
+    // follow them, a 4-bit base (not a parameter) moves itself.
+    private void FollowMove(Device? device)
     {
-        if (_quantized is null || _quantized.Device.ToString() == device.ToString()) return;
-        var moved = _quantized.To(device);
-        _quantized.Dispose();
-        _quantized = moved;
+        if (_base is FloatBaseWeight weight) weight.Rebind(RegisteredParameter(BaseWeight.Key));
+        else if (device is not null) _base.MoveTo(device);
+        if (_bias is not null) _bias = RegisteredParameter("bias");
     }
 
-    private void ReplaceFloatWeight(Nf4Tensor quantized)
+    private Parameter RegisteredParameter(string name)
+        => named_parameters(recurse: false).Single(p => p.name == name).parameter;
+
+    /// <summary>Makes <paramref name="replacement"/> the base (the old one is disposed); the projection's <c>weight</c> parameter follows.</summary>
+    internal void ReplaceBase(BaseWeight replacement)
     {
-        _quantized = quantized;
-        // The float weight leaves the module (parameters, state_dict) and its memory is freed now, not by a finalizer.
-        ConditionallyRegisterParameter("weight", (Parameter?)null);
-        _weight?.Dispose();
-        _weight = null;
+        var old = _base;
+        _base = replacement;
+        // A float base is the module's `weight` parameter; a 4-bit one is not a parameter at all (its state is saved in
+        // bitsandbytes' keys), so the float weight leaves parameters and state_dict and its memory is freed now.
+        ConditionallyRegisterParameter(BaseWeight.Key, (replacement as FloatBaseWeight)?.Parameter);
+        old.Dispose();
     }
-
-    // Only reached on a float base: every caller checks _quantized first.
-    private Parameter FloatWeight => _weight ?? throw new InvalidOperationException("The base weight is stored in 4 bits.");
-
-    private RequantizationReport Requantize(Tensor delta, int sign)
-    {
-        var current = _quantized!;
-        using var scope = NewDisposeScope();
-        using var _ = no_grad();
-        var exact = current.Dequantize(ScalarType.Float32).add(delta.to(ScalarType.Float32), alpha: sign);
-        // Quantized from the weight's own dtype, so the state still records the dtype the checkpoint had.
-        var requantized = Nf4Tensor.Quantize(exact.to(current.OriginalDType), current.Options);
-        var rounded = requantized.Dequantize(ScalarType.Float32);
-        var error = rounded.sub(exact).abs();
-        var report = new RequantizationReport(error.max().item<float>(), error.mean().item<float>());
-        current.Dispose();
-        _quantized = requantized;
-        return report;
-    }
-
-    internal static ScalarType ResolveComputeDType(ComputeDType computeDType, Device device) => computeDType switch
-    {
-        ComputeDType.Float32 => ScalarType.Float32,
-        ComputeDType.BFloat16 => ScalarType.BFloat16,
-        ComputeDType.Float16 => ScalarType.Float16,
-        _ => ComputePrecision.Current ?? (device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32),
-    };
 
     /// <inheritdoc />
     protected override void RegisterComponents()

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using PeftGen.Formats.Peft;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -53,12 +54,12 @@ public static class PeftModelExtensions
     }
 
     /// <summary>Makes every base weight trainable and adapters and soft prompts frozen: full fine-tuning of the same model.</summary>
-    /// <exception cref="InvalidOperationException">A projection stores its base in 4 bits, which cannot train.</exception>
+    /// <exception cref="InvalidOperationException">A projection stores its base in 4 or 16 bits, which cannot train.</exception>
     public static void UseFullFineTuning(this IPeftModel model)
     {
-        var quantized = model.Projections().Where(p => p.Layer.IsQuantized).Select(p => p.Path).ToList();
-        if (quantized.Count > 0)
-            throw new InvalidOperationException($"Full fine-tuning needs float weights, but these projections are 4-bit: {string.Join(", ", quantized.Take(5))}{(quantized.Count > 5 ? ", …" : "")}.");
+        var frozen = model.Projections().Where(p => !p.Layer.Base.CanTrain).Select(p => $"{p.Path} ({(p.Layer.IsQuantized ? "4-bit" : p.Layer.Base.DType.ToString())})").ToList();
+        if (frozen.Count > 0)
+            throw new InvalidOperationException($"Full fine-tuning needs float32 weights, but these projections are stored in 4 or 16 bits: {string.Join(", ", frozen.Take(5))}{(frozen.Count > 5 ? ", …" : "")}.");
         foreach (var (_, p) in AsModule(model).named_parameters()) p.requires_grad = true;
         foreach (var (_, projection) in model.Projections())
         {
@@ -147,8 +148,8 @@ public static class PeftModelExtensions
         foreach (var (path, projection) in model.Projections())
         {
             if (!projection.Adapters.Contains(adapter, StringComparer.Ordinal)) continue;
-            state[IO.PeftAdapterFiles.LoraAKey(path)] = projection.LoraA(adapter);
-            state[IO.PeftAdapterFiles.LoraBKey(path)] = projection.LoraB(adapter);
+            state[PeftAdapterFolder.LoraAKey(path)] = projection.LoraA(adapter);
+            state[PeftAdapterFolder.LoraBKey(path)] = projection.LoraB(adapter);
         }
         if (state.Count == 0)
             throw new KeyNotFoundException($"The model has no LoRA adapter named '{adapter}'. Adapters: {Describe(model.AdapterNames())}.");
@@ -167,13 +168,33 @@ public static class PeftModelExtensions
         {
             if (layer.Module is LoraLinear projection)
             {
-                bytes += projection.QuantizedWeight is { } quantized ? quantized.StorageBytes : Bytes(projection.Weight);
+                bytes += projection.Base.StorageBytes;
                 if (projection.Bias is { } bias) bytes += Bytes(bias);
                 continue;
             }
             foreach (var (_, p) in layer.Module.named_parameters(recurse: false)) bytes += Bytes(p);
         }
         return bytes;
+    }
+
+    /// <summary>
+    /// Stores the base of every float projection that does not train in <paramref name="dtype"/>, one projection at a
+    /// time: with bfloat16 or float16 the frozen bases take half the bytes, and a checkpoint of that dtype then loads
+    /// into them as stored (PEFT users load a 7B base in bfloat16 this way). 4-bit bases and bases that train
+    /// (full fine-tuning, <see cref="TrainableAttribute"/> members) are left as they are. Embeddings and norms stay as built.
+    /// </summary>
+    /// <returns>The paths of the projections converted.</returns>
+    public static IReadOnlyList<string> ConvertFrozenBases(this IPeftModel model, BaseDType dtype)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var converted = new List<string>();
+        foreach (var (path, projection) in model.Projections())
+        {
+            if (projection.Base is not FloatBaseWeight weight || weight.Parameter.requires_grad || weight.DType == dtype.ToScalarType()) continue;
+            projection.ConvertBase(dtype);
+            converted.Add(path);
+        }
+        return converted;
     }
 
     private static long Bytes(Tensor t) => t.numel() * t.element_size();

@@ -22,7 +22,7 @@ namespace PeftGen;
 /// <para>Code books are shared per device (<see cref="CodeBooks"/>); <see cref="StorageBytes"/> counts what this
 /// tensor owns.</para>
 /// </remarks>
-public sealed partial class Nf4Tensor : IDisposable
+public sealed class Nf4Tensor : IDisposable
 {
     /// <summary>bitsandbytes' block size for the second-level (absmax) quantization.</summary>
     public const int NestedBlockSize = 256;
@@ -36,7 +36,7 @@ public sealed partial class Nf4Tensor : IDisposable
     private bool _disposed;
 
     // nestedMap: the 256-entry map the absmax codes index; null means our shared map, anything else this tensor owns.
-    private Nf4Tensor(Tensor packed, Tensor? absmax, Tensor? quantizedAbsmax, Tensor? nestedAbsmax, Tensor? nestedMap, float offset,
+    internal Nf4Tensor(Tensor packed, Tensor? absmax, Tensor? quantizedAbsmax, Tensor? nestedAbsmax, Tensor? nestedMap, float offset,
         long[] shape, ScalarType originalDType, Quant4BitOptions options)
     {
         _packed = packed;
@@ -397,7 +397,7 @@ public sealed partial class Nf4Tensor : IDisposable
         if (_ownsNestedMap) _nestedMap!.Dispose();
     }
 
-    private void DetachAll()
+    internal void DetachAll()
     {
         _packed.DetachFromDisposeScope();
         _absmax?.DetachFromDisposeScope();

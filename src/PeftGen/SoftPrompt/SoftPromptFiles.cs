@@ -3,7 +3,8 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.Linq;
-using PeftGen.IO;
+using PeftGen.Formats;
+using PeftGen.Formats.Peft;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -12,22 +13,21 @@ namespace PeftGen;
 /// <summary>
 /// Hugging Face PEFT's files for a prompt-tuning adapter: <c>adapter_config.json</c>
 /// (<see cref="PromptTuningAdapterConfig"/>) and <c>adapter_model.safetensors</c> holding the single tensor
-/// <c>prompt_embeddings</c> (<c>N × Dim</c>), written through <see cref="PeftAdapterFiles"/>.
+/// <c>prompt_embeddings</c> (<c>N × Dim</c>), read and written through <see cref="PeftAdapterFolder"/>.
 /// </summary>
 /// <remarks>
-/// Loading reads and checks everything before it touches the model: the config, the tensor file and the fit to the
-/// model are checked in one pass, so a folder that does not fit fails with one <see cref="PeftFormatException"/>
-/// that lists every mismatch, and the model is left exactly as it was.
+/// Loading reads and checks everything before it touches the model: the folder (files present, tensors as the config
+/// describes, dtypes) and the fit to the model are checked in one pass, so a folder that does not fit fails with one
+/// <see cref="CheckpointMismatchException"/> that lists every mismatch, as a LoRA adapter's does, and the model is left
+/// exactly as it was. A file that is malformed, or a prompt holding NaN or infinite values, is a
+/// <see cref="PeftFormatException"/>.
 /// </remarks>
 public static class SoftPromptFiles
 {
-    private const string WeightsFileName = PeftAdapterFiles.WeightsFileName;
-    private const string TensorName = PeftAdapterFiles.PromptEmbeddingsKey;
+    private const string TensorName = PeftAdapterFolder.PromptEmbeddingsKey;
 
     /// <summary>The only task type PeftGen's causal LMs write.</summary>
     public const string CausalLmTask = "CAUSAL_LM";
-
-    private static readonly string[] FloatDTypes = { "F32", "F16", "BF16", "F64" };
 
     /// <summary>The config PEFT would write for <paramref name="prompt"/>.</summary>
     /// <param name="prompt">The prompt.</param>
@@ -54,6 +54,27 @@ public static class SoftPromptFiles
         };
     }
 
+    /// <summary>Writes soft prompt <paramref name="name"/> as a Hugging Face PEFT prompt-tuning adapter folder, each file atomically.</summary>
+    /// <param name="model">The model, whose one <see cref="TokenEmbedding"/> holds the prompt.</param>
+    /// <param name="folder">The adapter folder (created if needed).</param>
+    /// <param name="name">The prompt to save.</param>
+    /// <param name="baseModelNameOrPath">Written as <c>base_model_name_or_path</c>.</param>
+    /// <param name="numLayers">Written as <c>num_layers</c>.</param>
+    /// <param name="numAttentionHeads">Written as <c>num_attention_heads</c>.</param>
+    public static void SaveSoftPrompt(this IPeftModel model, string folder, string name = SettingRules.DefaultName, string? baseModelNameOrPath = null,
+        int? numLayers = null, int? numAttentionHeads = null)
+        => Save(model.TokenEmbedding().Embedding, folder, name, baseModelNameOrPath, numLayers, numAttentionHeads);
+
+    /// <summary>Reads a PEFT prompt-tuning adapter folder into the model as <paramref name="name"/>; nothing changes on error.</summary>
+    /// <param name="model">The model, whose one <see cref="TokenEmbedding"/> takes the prompt.</param>
+    /// <param name="folder">A PEFT prompt-tuning adapter folder.</param>
+    /// <param name="name">The prompt's name on the model.</param>
+    /// <param name="trainable">Whether a newly added prompt takes gradients.</param>
+    /// <exception cref="CheckpointMismatchException">A file is missing or the prompt does not fit the model.</exception>
+    /// <exception cref="PeftFormatException">A file is malformed, or the prompt holds NaN or infinite values.</exception>
+    public static SoftPrompt LoadSoftPrompt(this IPeftModel model, string folder, string name = SettingRules.DefaultName, bool trainable = false)
+        => Load(model.TokenEmbedding().Embedding, folder, name, trainable);
+
     /// <summary>Writes soft prompt <paramref name="name"/> of <paramref name="embedding"/> to <paramref name="folder"/>, each file atomically.</summary>
     /// <param name="embedding">The token embedding that holds the prompt.</param>
     /// <param name="folder">The adapter folder (created if needed).</param>
@@ -67,7 +88,7 @@ public static class SoftPromptFiles
         ArgumentException.ThrowIfNullOrEmpty(folder);
         var prompt = embedding.SoftPrompt(name);
         using var values = prompt.Embeddings.detach();
-        PeftAdapterFiles.Save(folder, ConfigFor(prompt, baseModelNameOrPath, numLayers, numAttentionHeads),
+        PeftAdapterFolder.Save(folder, ConfigFor(prompt, baseModelNameOrPath, numLayers, numAttentionHeads),
             new Dictionary<string, Tensor> { [TensorName] = values });
     }
 
@@ -80,7 +101,8 @@ public static class SoftPromptFiles
     /// <param name="name">The prompt's name on the model.</param>
     /// <param name="trainable">Whether a newly added prompt takes gradients (PEFT loads for inference by default).</param>
     /// <returns>The prompt that now holds the file's values.</returns>
-    /// <exception cref="PeftFormatException">A file is missing, malformed or does not fit the model; nothing changed.</exception>
+    /// <exception cref="CheckpointMismatchException">A file is missing or the prompt does not fit the model; nothing changed.</exception>
+    /// <exception cref="PeftFormatException">A file is malformed, or the prompt holds NaN or infinite values; nothing changed.</exception>
     public static SoftPrompt Load(TokenEmbedding embedding, string folder, string name, bool trainable = false)
     {
         ArgumentNullException.ThrowIfNull(embedding);
@@ -89,22 +111,24 @@ public static class SoftPromptFiles
         var existing = embedding.HasSoftPrompt(name) ? embedding.SoftPrompt(name) : null;
         if (existing is null) embedding.CheckNewSoftPromptName(name);
 
-        var read = ReadConfig(Path.Combine(folder, PeftAdapterConfig.FileName));
-        var config = read as PromptTuningAdapterConfig;
-        var problems = ConfigProblems(read, embedding.Dim, existing?.VirtualTokens).Select(p => $"{PeftAdapterConfig.FileName}: {p}").ToList();
-
-        var weightsPath = Path.Combine(folder, WeightsFileName);
-        if (!File.Exists(weightsPath)) throw new PeftFormatException(weightsPath, null, "the file does not exist; a PEFT adapter folder holds its tensors there.");
-        using var file = SafeTensorsFile.Open(weightsPath);
-        problems.AddRange(TensorProblems(file, config?.NumVirtualTokens, embedding.Dim).Select(p => $"{WeightsFileName}: {p}"));
-        if (problems.Count > 0 || config is null)
-            throw new PeftFormatException(folder, null, $"the soft prompt does not fit this model ({problems.Count} problem(s)): {string.Join("; ", problems)}.");
+        using var adapter = PeftAdapterFolder.Open(folder, ReadMode.Collecting);
+        var problems = new List<CheckpointMismatch>(adapter.Problems);
+        if (adapter.Config is { } read) problems.AddRange(ConfigProblems(read, embedding.Dim, existing?.VirtualTokens));
+        var config = adapter.Config as PromptTuningAdapterConfig;
+        if (config is not null && adapter.Weights is { } weights && weights.Contains(TensorName) && !problems.Any(p => p.Key == TensorName))
+        {
+            var shape = weights.TensorInfo(TensorName).Shape;
+            if (!shape.SequenceEqual(new[] { config.NumVirtualTokens, embedding.Dim }))
+                problems.Add(new(CheckpointMismatchKind.WrongShape, TensorName,
+                    $"file [{string.Join(", ", shape)}], model [{config.NumVirtualTokens}, {embedding.Dim}]."));
+        }
+        if (problems.Count > 0 || config is null) throw new CheckpointMismatchException(folder, problems);
 
         using var scope = NewDisposeScope();
-        var values = file.Read(TensorName, embedding.Weight.device);
+        var values = adapter.Weights!.Read(TensorName, embedding.Weight.device);
         using (var finite = values.isfinite().all())
         {
-            if (!finite.item<bool>()) throw new PeftFormatException(weightsPath, TensorName, "the prompt holds NaN or infinite values.");
+            if (!finite.item<bool>()) throw new PeftFormatException(adapter.Weights.FilePath, TensorName, "the prompt holds NaN or infinite values.");
         }
         values = values.to(existing?.Embeddings.dtype ?? SoftPrompt.StorageType(embedding.Weight.dtype));
 
@@ -121,51 +145,24 @@ public static class SoftPromptFiles
         return prompt;
     }
 
-    private static PeftAdapterConfig ReadConfig(string path)
-    {
-        try
-        {
-            return PeftAdapterConfig.Read(path);
-        }
-        catch (FileNotFoundException e)
-        {
-            throw new PeftFormatException(path, null, "the file does not exist; a PEFT adapter folder holds its config there.", e);
-        }
-    }
-
-    private static IEnumerable<string> ConfigProblems(PeftAdapterConfig read, long dim, int? virtualTokens)
+    private static IEnumerable<CheckpointMismatch> ConfigProblems(PeftAdapterConfig read, long dim, int? virtualTokens)
     {
         if (read is not PromptTuningAdapterConfig config)
         {
-            yield return $"peft_type is {(read.PeftType == PeftType.Lora ? "LORA" : read.PeftType.ToString())}, expected PROMPT_TUNING";
+            yield return Config("peft_type", $"{(read.PeftType == PeftType.Lora ? "LORA" : read.PeftType.ToString())} in the file; a soft prompt loads from PROMPT_TUNING.");
             yield break;
         }
-        if (config.TaskType is { } task && task != CausalLmTask) yield return $"task_type is \"{task}\", expected \"{CausalLmTask}\"";
+        if (config.TaskType is { } task && task != CausalLmTask) yield return Config("task_type", $"\"{task}\" in the file; PeftGen's models are \"{CausalLmTask}\".");
         if (virtualTokens is { } n && config.NumVirtualTokens != n)
-            yield return $"num_virtual_tokens is {config.NumVirtualTokens}, but the model's prompt has {n}";
+            yield return Config("num_virtual_tokens", $"{config.NumVirtualTokens} in the file, but the model's prompt has {n}.");
         if (config.TokenDim != dim)
-            yield return $"token_dim is {Show(config.TokenDim)}, but the model's embedding width is {dim}";
+            yield return Config("token_dim", $"{Show(config.TokenDim)} in the file, but the model's embedding width is {dim}.");
         // PEFT fills a missing num_transformer_submodules from the model: 1 for a decoder-only one.
         if (config.NumTransformerSubmodules is { } submodules && submodules != 1)
-            yield return $"num_transformer_submodules is {submodules}, expected 1 (a decoder-only model)";
+            yield return Config("num_transformer_submodules", $"{submodules} in the file; a decoder-only model has 1.");
     }
 
-    private static IEnumerable<string> TensorProblems(SafeTensorsFile file, int? virtualTokens, long dim)
-    {
-        foreach (var unexpected in file.Names.Where(n => n != TensorName))
-            yield return $"unexpected tensor '{unexpected}' (a prompt-tuning adapter holds only '{TensorName}')";
-        if (!file.Contains(TensorName))
-        {
-            yield return $"tensor '{TensorName}' is missing";
-            yield break;
-        }
-        var (dtype, shape) = file.TensorInfo(TensorName);
-        if (!FloatDTypes.Contains(dtype))
-            yield return $"tensor '{TensorName}' has dtype {dtype}, expected a floating type ({string.Join(", ", FloatDTypes)})";
-        var rows = virtualTokens?.ToString(CultureInfo.InvariantCulture) ?? "num_virtual_tokens";
-        if (shape.Length != 2 || shape[1] != dim || virtualTokens is null || shape[0] != virtualTokens)
-            yield return $"tensor '{TensorName}' has shape [{string.Join(", ", shape)}], expected [{rows}, {dim}]";
-    }
+    private static CheckpointMismatch Config(string field, string detail) => new(CheckpointMismatchKind.Config, field, detail);
 
     private static string Show(int? value) => value?.ToString(CultureInfo.InvariantCulture) ?? "missing";
 }

@@ -48,21 +48,4 @@ public static class SoftPromptModelExtensions
         foreach (var (_, parameter) in PeftModelExtensions.AsModule(model).named_parameters()) parameter.requires_grad = false;
         embedding.SetSoftPromptTrainable(name, true);
     }
-
-    /// <summary>Writes soft prompt <paramref name="name"/> as a Hugging Face PEFT prompt-tuning adapter folder.</summary>
-    /// <param name="model">The model.</param>
-    /// <param name="folder">The adapter folder (created if needed).</param>
-    /// <param name="name">The prompt to save.</param>
-    /// <param name="baseModelNameOrPath">Written as <c>base_model_name_or_path</c>.</param>
-    public static void SaveSoftPrompt(this IPeftModel model, string folder, string name = SettingRules.DefaultName, string? baseModelNameOrPath = null)
-        => model.TokenEmbedding().Embedding.SaveSoftPrompt(folder, name, baseModelNameOrPath);
-
-    /// <summary>Reads a PEFT prompt-tuning adapter folder into the model as <paramref name="name"/>; nothing changes on error.</summary>
-    /// <param name="model">The model.</param>
-    /// <param name="folder">A PEFT prompt-tuning adapter folder.</param>
-    /// <param name="name">The prompt's name on the model.</param>
-    /// <param name="trainable">Whether a newly added prompt takes gradients.</param>
-    /// <exception cref="IO.PeftFormatException">A file is missing, malformed or does not fit.</exception>
-    public static SoftPrompt LoadSoftPrompt(this IPeftModel model, string folder, string name = SettingRules.DefaultName, bool trainable = false)
-        => model.TokenEmbedding().Embedding.LoadSoftPrompt(folder, name, trainable);
 }

@@ -120,29 +120,6 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
     public void SetSoftPromptTrainable(string name, bool trainable) => SoftPrompt(name).Embeddings.requires_grad = trainable;
 
     /// <summary>
-    /// Writes soft prompt <paramref name="name"/> as a Hugging Face PEFT prompt-tuning adapter
-    /// (<c>adapter_config.json</c> + <c>adapter_model.safetensors</c> with <c>prompt_embeddings</c>), atomically.
-    /// </summary>
-    /// <param name="folder">The adapter folder (created if needed).</param>
-    /// <param name="name">The prompt to save.</param>
-    /// <param name="baseModelNameOrPath">Written as <c>base_model_name_or_path</c>.</param>
-    /// <param name="numLayers">Written as <c>num_layers</c>.</param>
-    /// <param name="numAttentionHeads">Written as <c>num_attention_heads</c>.</param>
-    public void SaveSoftPrompt(string folder, string name, string? baseModelNameOrPath = null, int? numLayers = null, int? numAttentionHeads = null)
-        => SoftPromptFiles.Save(this, folder, name, baseModelNameOrPath, numLayers, numAttentionHeads);
-
-    /// <summary>
-    /// Reads a PEFT prompt-tuning adapter into the prompt <paramref name="name"/> (replacing its values, same N
-    /// required) or as a new prompt. Every mismatch is reported at once and nothing changes on error.
-    /// </summary>
-    /// <param name="folder">A PEFT prompt-tuning adapter folder.</param>
-    /// <param name="name">The prompt's name on this embedding.</param>
-    /// <param name="trainable">Whether a newly added prompt takes gradients (PEFT loads for inference by default).</param>
-    /// <exception cref="IO.PeftFormatException">A file is missing, malformed or does not fit.</exception>
-    public SoftPrompt LoadSoftPrompt(string folder, string name, bool trainable = false)
-        => SoftPromptFiles.Load(this, folder, name, trainable);
-
-    /// <summary>
     /// Looks up the embeddings of token ids (<c>batch × T</c> → <c>batch × T × Dim</c>), with the selected soft
     /// prompt prepended (<c>batch × (N + T) × Dim</c>).
     /// </summary>

@@ -127,9 +127,11 @@ public static class ChunkedCrossEntropy
     {
         long rows = hidden.shape[0];
         var computeType = hidden.dtype is ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
-        // Under a mixed-precision scope the two products run in its compute dtype; softmax, the loss and the
-        // gradient sums stay in float32 (float64 for float64 inputs).
-        var product = ComputePrecision.Cast(weight);
+        // Under a mixed-precision scope the two products run in its compute dtype, outside one in the hidden rows'
+        // dtype (a frozen 16-bit head is widened, as a 16-bit projection base is); softmax, the loss and the gradient
+        // sums stay in float32 (float64 for float64 inputs).
+        var productType = ComputePrecision.Current ?? hidden.dtype;
+        var product = weight.dtype == productType ? weight : weight.to(productType);
         using var castWeight = ReferenceEquals(product, weight) ? null : product;
         var total = zeros(1, dtype: ScalarType.Float64, device: hidden.device);
         if (request.NeedsHiddenGrad) request.HiddenGrad = zeros_like(hidden);

@@ -16,12 +16,16 @@ namespace PeftGen.Training;
 /// <summary>
 /// Trains the given parameters of a causal LM (all of them for full fine-tuning; adapters or a soft prompt for
 /// PEFT) with AdamW, warm-up + cosine learning rate, gradient accumulation and clipping, a chunked vocabulary
-/// head, periodic evaluation and atomic checkpoints. Progress is reported through events; nothing is printed.
+/// head, periodic evaluation and atomic checkpoints. Progress is reported through events (<see cref="StepCompleted"/>,
+/// <see cref="Evaluated"/>, <see cref="Warning"/>, <see cref="CheckpointSaved"/>); nothing is printed.
 /// </summary>
 /// <remarks>
 /// Batches are right-padded and the model is causal, so a real token never attends to padding and the attention
 /// mask is not needed; padding positions carry label -100 and cost nothing in the loss (only labelled positions reach
 /// the vocabulary head). Not thread-safe: one run at a time per trainer.
+/// <para>Events are raised synchronously on the training thread, between steps, so a handler may read or save the
+/// parameters and sees exactly the state after that step. This is why the trainer takes no <c>IProgress&lt;T&gt;</c>:
+/// <c>Progress&lt;T&gt;</c> posts its reports to the thread pool, where they would race the next step.</para>
 /// </remarks>
 public sealed class PeftTrainer : IDisposable
 {
@@ -123,7 +127,7 @@ public sealed class PeftTrainer : IDisposable
     /// <c>s × accumulation … s × accumulation + accumulation − 1</c> of <paramref name="train"/>, so a resumed run
     /// sees the same data as an uninterrupted one.
     /// </summary>
-    public TrainingResult Train(IBatchSource train, IBatchSource? validation = null, IProgress<TrainingStep>? progress = null, CancellationToken cancellationToken = default)
+    public TrainingResult Train(IBatchSource train, IBatchSource? validation = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(train);
         if (!resumed) random.manual_seed(options.Seed);
@@ -149,7 +153,6 @@ public sealed class PeftTrainer : IDisposable
             completedSteps++;
             steps.Add(record);
             StepCompleted?.Invoke(this, record);
-            progress?.Report(record);
             if (record.Skipped)
             {
                 skipped++;

@@ -113,7 +113,7 @@ public static class PeftTraining
         if (plan.SoftPrompt is { } prompt)
         {
             var promptFolder = plan.Adapter is null ? folder : Path.Combine(folder, prompt);
-            model.TokenEmbedding().Embedding.SaveSoftPrompt(promptFolder, prompt, options.BaseModelNameOrPath, options.NumLayers, options.NumAttentionHeads);
+            model.SaveSoftPrompt(promptFolder, prompt, options.BaseModelNameOrPath, options.NumLayers, options.NumAttentionHeads);
             files.AddRange(AdapterFiles.Select(f => Path.GetRelativePath(folder, Path.Combine(promptFolder, f))));
         }
         return files;
@@ -121,5 +121,5 @@ public static class PeftTraining
 
     private const string SoftPromptPrefix = "soft_prompts.";
 
-    private static readonly string[] AdapterFiles = [IO.PeftAdapterConfig.FileName, IO.PeftAdapterFiles.WeightsFileName];
+    private static readonly string[] AdapterFiles = [Formats.Peft.PeftAdapterConfig.FileName, Formats.Peft.PeftAdapterFolder.WeightsFileName];
 }

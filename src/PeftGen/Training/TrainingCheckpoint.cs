@@ -1,7 +1,8 @@
 using System;
 using System.Collections.Generic;
 using System.Globalization;
-using PeftGen.IO;
+using PeftGen.Formats;
+using PeftGen.Formats.SafeTensors;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -10,7 +11,7 @@ namespace PeftGen.Training;
 /// <summary>
 /// A resumable training state in one safetensors file: the trained tensors (<c>trainable/NAME</c>), AdamW's moments
 /// (<c>adamw.exp_avg/NAME</c>, <c>adamw.exp_avg_sq/NAME</c>), torch's CPU generator state (<c>rng.cpu</c>), and the
-/// step, optimizer step count and seed in the metadata. Written atomically with <see cref="SafeTensors.Save"/>.
+/// step, optimizer step count and seed in the metadata. Written atomically with <see cref="SafeTensorsFile.Save"/>.
 /// </summary>
 public static class TrainingCheckpoint
 {
@@ -43,7 +44,7 @@ public static class TrainingCheckpoint
             ["optimizer_step"] = optimizer.StepCount.ToString(CultureInfo.InvariantCulture),
             ["seed"] = seed.ToString(CultureInfo.InvariantCulture),
         };
-        SafeTensors.Save(path, tensors, metadata);
+        SafeTensorsFile.Save(path, tensors, metadata);
     }
 
     /// <summary>

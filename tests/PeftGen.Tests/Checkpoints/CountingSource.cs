@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using PeftGen.Checkpoints;
+using PeftGen.Formats;
 using static TorchSharp.torch;
 
 namespace PeftGen.Tests.Checkpoints;
@@ -19,7 +20,7 @@ public sealed class CountingSource(ICheckpointSource inner) : ICheckpointSource
 
     public IReadOnlyCollection<string> Names => inner.Names;
 
-    public IReadOnlyList<string> Problems => inner.Problems;
+    public IReadOnlyList<CheckpointMismatch> Problems => inner.Problems;
 
     public System.Text.Json.Nodes.JsonObject? Config => inner.Config;
 

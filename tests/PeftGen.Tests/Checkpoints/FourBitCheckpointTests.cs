@@ -5,9 +5,10 @@ using System.Linq;
 using System.Text;
 using System.Text.Json.Nodes;
 using PeftGen.Checkpoints;
-using PeftGen.IO;
 using PeftGen.Tests.Quantization;
 using PeftGen.Tests.Support;
+using PeftGen.Formats;
+using PeftGen.Formats.HuggingFace;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -36,7 +37,7 @@ public sealed class FourBitCheckpointTests
         var ids = Ids.Random(Llama.Vocab, 2, 8, seed: 62);
         using var logits = model.forward(ids);
         JsonObject config;
-        using (var original = HfCheckpointSource.Open(temp.Sub("original"))) config = original.Config!;
+        using (var original = HfCheckpoint.Open(temp.Sub("original"))) config = original.Config!;
 
         PretrainedSaver.Save(model, temp.Sub("saved"), new PretrainedSaveOptions { Config = config });
 

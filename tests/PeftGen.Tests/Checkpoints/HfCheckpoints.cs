@@ -4,7 +4,7 @@ using System.IO;
 using System.Linq;
 using System.Text.Json.Nodes;
 using PeftGen.Checkpoints;
-using PeftGen.IO;
+using PeftGen.Formats.HuggingFace;
 using static TorchSharp.torch;
 
 namespace PeftGen.Tests.Checkpoints;

@@ -3,8 +3,9 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using PeftGen.Checkpoints;
-using PeftGen.IO;
 using PeftGen.Tests.Support;
+using PeftGen.Formats;
+using PeftGen.Formats.HuggingFace;
 using Xunit;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
@@ -24,7 +25,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         HfCheckpoints.WriteSingle(temp.Path, raw);
         using var model = new TinyGpt2(Gpt2Config);
 
-        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
+        using var source = new CountingSource(HfCheckpoint.Open(temp.Path, ReadMode.Collecting));
         var result = PretrainedLoader.Load(model, source, PretrainedLoadOptions.Gpt2);
 
         Assert.Equal(new KeyPrefixMapping("transformer.", ""), result.KeyPrefix);
@@ -46,7 +47,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         HfCheckpoints.WriteSingle(temp.Path, raw);
         using var model = new TinyLlama(LlamaConfig);
 
-        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
+        using var source = new CountingSource(HfCheckpoint.Open(temp.Path, ReadMode.Collecting));
         var result = PretrainedLoader.Load(model, source);
 
         Assert.Equal(new[] { TestSafeTensors.DTypeName(stored) }, result.StoredDTypes);
@@ -64,7 +65,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         HfCheckpoints.WriteSharded(temp.Path, raw, shards: 3);
         using var model = new TinyLlama(LlamaConfig);
 
-        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
+        using var source = new CountingSource(HfCheckpoint.Open(temp.Path, ReadMode.Collecting));
         var result = PretrainedLoader.Load(model, source);
 
         Assert.True(result.KeyPrefix.IsIdentity);
@@ -84,7 +85,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         HfCheckpoints.WriteSingle(temp.Path, renamed);
         using var model = new TinyLlama(LlamaConfig);
 
-        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
+        using var source = new CountingSource(HfCheckpoint.Open(temp.Path, ReadMode.Collecting));
         var result = PretrainedLoader.Load(model, source);
 
         Assert.Equal(new KeyPrefixMapping("model.", ""), result.KeyPrefix);
@@ -102,7 +103,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         HfCheckpoints.WriteSingle(temp.Path, full);
         using var model = new TinyGpt2(Gpt2Config);
 
-        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
+        using var source = new CountingSource(HfCheckpoint.Open(temp.Path, ReadMode.Collecting));
         var result = PretrainedLoader.Load(model, source, PretrainedLoadOptions.Gpt2);
 
         Assert.True(result.KeyPrefix.IsIdentity);
@@ -118,7 +119,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         HfCheckpoints.WriteSingle(temp.Path, raw);
         using var model = new TinyGpt2(Gpt2Config, separateHead: true);
 
-        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
+        using var source = new CountingSource(HfCheckpoint.Open(temp.Path, ReadMode.Collecting));
         var result = PretrainedLoader.Load(model, source, PretrainedLoadOptions.Gpt2);
 
         Assert.Equal(new[] { "lm_head.weight" }, result.FilledFromTies);
@@ -134,7 +135,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         HfCheckpoints.WriteSingle(temp.Path, HfCheckpoints.Gpt2(Gpt2Config, seed: 13));
         using var model = new TinyGpt2(Gpt2Config, separateHead: true);
 
-        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
+        using var source = new CountingSource(HfCheckpoint.Open(temp.Path, ReadMode.Collecting));
         var error = Assert.Throws<CheckpointMismatchException>(() => PretrainedLoader.Load(model, source));
 
         var only = Assert.Single(error.Mismatches);
@@ -160,7 +161,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         model.Layer<LoraLinear>("model.layers.0.self_attn.q_proj").AddAdapter("default", new LoraConfig(2, 4, 0, false));
         var before = ModelHash.Of(model);
 
-        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
+        using var source = new CountingSource(HfCheckpoint.Open(temp.Path, ReadMode.Collecting));
         var error = Assert.Throws<CheckpointMismatchException>(() => PretrainedLoader.Load(model, source));
 
         output.WriteLine(error.Message);
@@ -189,7 +190,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         using var model = new TinyGpt2(Gpt2Config);
         var before = ModelHash.Of(model);
 
-        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
+        using var source = new CountingSource(HfCheckpoint.Open(temp.Path, ReadMode.Collecting));
         var error = Assert.Throws<CheckpointMismatchException>(() => PretrainedLoader.Load(model, source, PretrainedLoadOptions.Gpt2));
 
         var only = Assert.Single(error.Mismatches);
@@ -209,7 +210,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         using var model = new TinyGpt2(Gpt2Config);
         var before = ModelHash.Of(model);
 
-        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
+        using var source = new CountingSource(HfCheckpoint.Open(temp.Path, ReadMode.Collecting));
         var error = Assert.Throws<CheckpointMismatchException>(() => PretrainedLoader.Load(model, source, PretrainedLoadOptions.Gpt2));
 
         var only = Assert.Single(error.Mismatches);
@@ -227,7 +228,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         foreach (var (_, projection) in model.ProjectionLayers) projection.AddAdapter("default", new LoraConfig(2, 4, 0, false));
         var adapters = ModelHash.Of(model).Where(e => e.Key.Contains(".lora_", StringComparison.Ordinal)).ToList();
 
-        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
+        using var source = new CountingSource(HfCheckpoint.Open(temp.Path, ReadMode.Collecting));
         PretrainedLoader.Load(model, source);
 
         var after = ModelHash.Of(model);
@@ -246,7 +247,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         q.AddAdapter("default", new LoraConfig(2, 4, 0, false));
         q.Merge();
 
-        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
+        using var source = new CountingSource(HfCheckpoint.Open(temp.Path, ReadMode.Collecting));
         var error = Assert.Throws<InvalidOperationException>(() => PretrainedLoader.Load(model, source));
 
         Assert.Contains("model.layers.1.self_attn.q_proj", error.Message);
@@ -265,7 +266,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         HfCheckpoints.WriteSingle(temp.Path, full);
         using var model = new TinyGpt2(Gpt2Config, separateHead, root: "");
 
-        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
+        using var source = new CountingSource(HfCheckpoint.Open(temp.Path, ReadMode.Collecting));
         var result = PretrainedLoader.Load(model, source, PretrainedLoadOptions.Gpt2);
 
         Assert.Equal(new KeyPrefixMapping("", "transformer."), result.KeyPrefix);
@@ -283,7 +284,7 @@ public sealed class PretrainedLoaderTests(ITestOutputHelper output)
         HfCheckpoints.WriteSingle(temp.Path, raw);
         using var model = new TinyLlama(LlamaConfig, ScalarType.BFloat16);
 
-        using var source = new CountingSource(HfCheckpointSource.Open(temp.Path));
+        using var source = new CountingSource(HfCheckpoint.Open(temp.Path, ReadMode.Collecting));
         PretrainedLoader.Load(model, source);
 
         Assert.Equal(TensorHash.Of(raw["model.layers.0.self_attn.o_proj.weight"].to(ScalarType.BFloat16)),

@@ -3,8 +3,8 @@ using System.IO;
 using System.Linq;
 using System.Text.Json.Nodes;
 using PeftGen.Checkpoints;
-using PeftGen.IO;
 using PeftGen.Tests.Support;
+using PeftGen.Formats.HuggingFace;
 using Xunit;
 using static TorchSharp.torch;
 

@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using System.Linq;
 using PeftGen.Tests.Support;
+using PeftGen.Formats;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -23,7 +24,7 @@ public sealed class QuantizeOnLoadTests
         using var model = new TinyLlama(Config);
         foreach (var (_, projection) in model.ProjectionLayers) projection.QuantizeBase(Nf4);
 
-        using var source = new CountingSource(PeftGen.Checkpoints.HfCheckpointSource.Open(temp.Path));
+        using var source = new CountingSource(PeftGen.Formats.HuggingFace.HfCheckpoint.Open(temp.Path, ReadMode.Collecting));
         PeftGen.Checkpoints.PretrainedLoader.Load(model, source);
 
         Assert.Equal(1, source.MostAlive);

@@ -5,6 +5,9 @@ using System.IO;
 using System.Linq;
 using System.Threading.Tasks;
 using PeftGen.IO;
+using PeftGen.Formats;
+using PeftGen.Formats.SafeTensors;
+using PeftGen.Tests.Formats.SafeTensors;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -55,7 +58,7 @@ public sealed class AtomicFileCrashTests : IDisposable
             ["base_model.model.h.0.attn.c_attn.lora_A.weight"] = SafeTensorsRoundTripTests.Sample("F32", new long[] { 8, 64 }, 31),
             ["base_model.model.h.0.attn.c_attn.lora_B.weight"] = SafeTensorsRoundTripTests.Sample("F32", new long[] { 192, 8 }, 32),
         };
-        SafeTensors.Save(target, tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        SafeTensorsFile.Save(target, tensors, new Dictionary<string, string> { ["format"] = "pt" });
         return (target, File.ReadAllBytes(target), tensors);
     }
 
@@ -81,7 +84,7 @@ public sealed class AtomicFileCrashTests : IDisposable
         Assert.NotEqual(0, writer.ExitCode);
 
         Assert.Equal(previous, File.ReadAllBytes(target));
-        var loaded = SafeTensors.Load(target);
+        var loaded = SafeTensorsFile.Load(target);
         foreach (var (name, tensor) in tensors)
             Assert.Equal(SafeTensorsRoundTripTests.Bytes(tensor), SafeTensorsRoundTripTests.Bytes(loaded[name]));
 
@@ -106,6 +109,6 @@ public sealed class AtomicFileCrashTests : IDisposable
 
         Assert.Equal((long)Megabytes << 20, new FileInfo(target).Length);
         Assert.Equal(new[] { target }, Directory.GetFiles(folder.Path));
-        Assert.Throws<PeftFormatException>(() => SafeTensors.Load(target));
+        Assert.Throws<PeftFormatException>(() => SafeTensorsFile.Load(target));
     }
 }

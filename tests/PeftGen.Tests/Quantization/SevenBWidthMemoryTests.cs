@@ -2,11 +2,12 @@ using System;
 using System.Collections.Generic;
 using System.Text.Json.Nodes;
 using PeftGen.Checkpoints;
-using PeftGen.IO;
 using PeftGen.Tests.IO;
 using System.Linq;
 using PeftGen.Tests.Support;
 using PeftGen.Training;
+using PeftGen.Formats;
+using PeftGen.Formats.HuggingFace;
 using TorchSharp;
 using TorchSharp.Modules;
 using Xunit;
@@ -156,7 +157,7 @@ public sealed class SevenBWidthMemoryTests(ITestOutputHelper output)
         var projections = ((IPeftModel)model).Projections().Where(p => p.Layer.IsQuantized).ToDictionary(p => p.Path, p => p.Layer);
         var zeroState = projections.ToDictionary(p => p.Key, p => QuantTestData.Hash(p.Value.QuantizedWeight!));
 
-        using var source = new PeakPerRead(HfCheckpointSource.Open(folder.Path));
+        using var source = new PeakPerRead(HfCheckpoint.Open(folder.Path, ReadMode.Collecting));
         NativeHeap.Settle();
         Assert.True(ProcessMemory.TryResetPeak(), "this test needs /proc/self/clear_refs to measure a peak");
         var before = ProcessMemory.CurrentResidentBytes();
@@ -186,7 +187,7 @@ public sealed class SevenBWidthMemoryTests(ITestOutputHelper output)
             Assert.Equal(ScalarType.BFloat16, p.Value.QuantizedWeight!.OriginalDType);
             Assert.NotEqual(zeroState[p.Key], QuantTestData.Hash(p.Value.QuantizedWeight));
         });
-        using var checkpoint = HfCheckpointSource.Open(folder.Path);
+        using var checkpoint = HfCheckpoint.Open(folder.Path, ReadMode.Collecting);
         using var qProj = checkpoint.Read("model.layers.0.self_attn.q_proj.weight");
         using var expected = Nf4Tensor.Quantize(qProj, new Quant4BitOptions());
         Assert.Equal(QuantTestData.Hash(expected), QuantTestData.Hash(projections["model.layers.0.self_attn.q_proj"].QuantizedWeight!));
@@ -260,7 +261,7 @@ public sealed class SevenBWidthMemoryTests(ITestOutputHelper output)
 
         public IReadOnlyCollection<string> Names => inner.Names;
 
-        public IReadOnlyList<string> Problems => inner.Problems;
+        public IReadOnlyList<CheckpointMismatch> Problems => inner.Problems;
 
         public JsonObject? Config => inner.Config;
 

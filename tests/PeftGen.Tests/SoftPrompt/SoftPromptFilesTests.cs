@@ -4,6 +4,9 @@ using System.IO;
 using System.Linq;
 using PeftGen.IO;
 using PeftGen.Tests.Support;
+using PeftGen.Formats;
+using PeftGen.Formats.Peft;
+using PeftGen.Formats.SafeTensors;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -72,7 +75,7 @@ public sealed class SoftPromptFilesTests : IDisposable
     {
         using var embedding = new TokenEmbedding(50257, 8);
         var prompt = embedding.AddSoftPrompt("default", new SoftPromptConfig(4, SoftPromptInit.Text, "Hello world", PeftTokenizer.Gpt2));
-        embedding.SaveSoftPrompt(_folder, "default", "gpt2", numLayers: 12, numAttentionHeads: 12);
+        SoftPromptFiles.Save(embedding, _folder, "default", "gpt2", numLayers: 12, numAttentionHeads: 12);
 
         Assert.Equal(new[] { "adapter_config.json", "adapter_model.safetensors" },
             Directory.GetFiles(_folder).Select(Path.GetFileName).OrderBy(n => n, StringComparer.Ordinal));
@@ -102,7 +105,7 @@ public sealed class SoftPromptFilesTests : IDisposable
     {
         using var embedding = new TokenEmbedding(30, 8);
         embedding.AddSoftPrompt("p", new SoftPromptConfig(3, init));
-        embedding.SaveSoftPrompt(_folder, "p");
+        SoftPromptFiles.Save(embedding, _folder, "p");
         var json = File.ReadAllText(Path.Combine(_folder, "adapter_config.json"));
         Assert.Contains($"\"prompt_tuning_init\": \"{name}\"", json);
         Assert.Contains("\"prompt_tuning_init_text\": null", json);
@@ -114,15 +117,15 @@ public sealed class SoftPromptFilesTests : IDisposable
     {
         var folder = Folder("lora");
         new LoraAdapterConfig { Rank = 4, Alpha = 8, TargetModules = new[] { "c_attn" } }.Write(Path.Combine(folder, "adapter_config.json"));
-        SafeTensors.Save(Path.Combine(folder, "adapter_model.safetensors"), new Dictionary<string, Tensor>
+        SafeTensorsFile.Save(Path.Combine(folder, "adapter_model.safetensors"), new Dictionary<string, Tensor>
         {
             ["base_model.model.h.0.attn.c_attn.lora_A.weight"] = zeros(4, Dim),
         });
         using var embedding = new TokenEmbedding(Vocab, Dim);
-        var error = Assert.Throws<PeftFormatException>(() => embedding.LoadSoftPrompt(folder, "default"));
-        Assert.Contains("peft_type is LORA, expected PROMPT_TUNING", error.Message);
-        Assert.Contains("unexpected tensor 'base_model.model.h.0.attn.c_attn.lora_A.weight'", error.Message);
-        Assert.Contains("tensor 'prompt_embeddings' is missing", error.Message);
+        var error = Assert.Throws<CheckpointMismatchException>(() => SoftPromptFiles.Load(embedding, folder, "default"));
+        Assert.Contains(error.Mismatches, m => m is { Kind: CheckpointMismatchKind.Config, Key: "peft_type" } && m.Detail.Contains("LORA in the file", StringComparison.Ordinal));
+        // The folder's own check: a LoRA config whose lora_A has no lora_B.
+        Assert.Contains(error.Mismatches, m => m is { Kind: CheckpointMismatchKind.Missing, Key: "base_model.model.h.0.attn.c_attn.lora_B.weight" });
         Assert.Empty(embedding.SoftPrompts);
     }
 
@@ -134,7 +137,7 @@ public sealed class SoftPromptFilesTests : IDisposable
             { "peft_type": "PROMPT_TUNING", "task_type": "SEQ_2_SEQ_LM", "num_virtual_tokens": 4, "token_dim": 12,
               "num_transformer_submodules": 2, "prompt_tuning_init": "RANDOM" }
             """);
-        SafeTensors.Save(Path.Combine(folder, "adapter_model.safetensors"), new Dictionary<string, Tensor>
+        SafeTensorsFile.Save(Path.Combine(folder, "adapter_model.safetensors"), new Dictionary<string, Tensor>
         {
             ["prompt_embeddings"] = zeros(new long[] { 3, 12 }, dtype: ScalarType.Int64),
             ["extra"] = zeros(2),
@@ -143,21 +146,30 @@ public sealed class SoftPromptFilesTests : IDisposable
         model.Embedding.AddSoftPrompt("default", new SoftPromptConfig(6));
         var before = Hashes(model);
 
-        var error = Assert.Throws<PeftFormatException>(() => model.LoadSoftPrompt(folder, "default"));
+        var error = Assert.Throws<CheckpointMismatchException>(() => model.LoadSoftPrompt(folder, "default"));
 
-        Assert.Contains("task_type is \"SEQ_2_SEQ_LM\"", error.Message);
-        Assert.Contains("num_transformer_submodules is 2", error.Message);
-        Assert.Contains("num_virtual_tokens is 4, but the model's prompt has 6", error.Message);
-        Assert.Contains("token_dim is 12, but the model's embedding width is 16", error.Message);
-        Assert.Contains("unexpected tensor 'extra'", error.Message);
-        Assert.Contains("dtype I64", error.Message);
-        Assert.Contains("shape [3, 12], expected [4, 16]", error.Message);
-        Assert.Contains("(7 problem(s))", error.Message);
-        Assert.Equal(folder, error.FilePath);
+        var found = error.Mismatches.Select(m => (m.Kind, m.Key)).ToList();
+        Assert.Equal(new[]
+        {
+            // The folder against its own config: a tensor that is not the prompt, the prompt's dtype and its shape
+            // (4 tokens × 2 submodules = 8 rows of 12).
+            (CheckpointMismatchKind.Unexpected, "extra"),
+            (CheckpointMismatchKind.WrongShape, "prompt_embeddings"),
+            (CheckpointMismatchKind.WrongDType, "prompt_embeddings"),
+            // The config against the model.
+            (CheckpointMismatchKind.Config, "task_type"),
+            (CheckpointMismatchKind.Config, "num_virtual_tokens"),
+            (CheckpointMismatchKind.Config, "token_dim"),
+            (CheckpointMismatchKind.Config, "num_transformer_submodules"),
+        }, found);
+        Assert.Contains("I64", error.Message);
+        Assert.Contains("num_virtual_tokens': 4 in the file, but the model's prompt has 6", error.Message);
+        Assert.Contains("token_dim': 12 in the file, but the model's embedding width is 16", error.Message);
+        Assert.Equal(folder, error.Checkpoint);
         Assert.Equal(before, Hashes(model));
         Assert.Equal(new[] { "default" }, model.Embedding.SoftPrompts);
 
-        Assert.Throws<PeftFormatException>(() => model.LoadSoftPrompt(folder, "new"));
+        Assert.Throws<CheckpointMismatchException>(() => model.LoadSoftPrompt(folder, "new"));
         Assert.Equal(new[] { "default" }, model.Embedding.SoftPrompts);
     }
 
@@ -170,7 +182,10 @@ public sealed class SoftPromptFilesTests : IDisposable
         model.SaveSoftPrompt(Folder("good"), "default");
 
         var empty = Folder("empty");
-        Assert.Contains("adapter_config.json", Assert.Throws<PeftFormatException>(() => model.LoadSoftPrompt(empty, "x")).Message);
+        var missing = Assert.Throws<CheckpointMismatchException>(() => model.LoadSoftPrompt(empty, "x"));
+        Assert.Equal(2, missing.Mismatches.Count(m => m.Kind == CheckpointMismatchKind.File));
+        Assert.Contains("adapter_config.json", missing.Message);
+        Assert.Contains("adapter_model.safetensors", missing.Message);
 
         var truncated = Folder("truncated");
         File.Copy(Path.Combine(_folder, "good", "adapter_config.json"), Path.Combine(truncated, "adapter_config.json"));
@@ -187,7 +202,7 @@ public sealed class SoftPromptFilesTests : IDisposable
         File.Copy(Path.Combine(_folder, "good", "adapter_config.json"), Path.Combine(nan, "adapter_config.json"));
         var values = randn(3, Dim);
         values[1, 2] = tensor(float.NaN);
-        SafeTensors.Save(Path.Combine(nan, "adapter_model.safetensors"), new Dictionary<string, Tensor> { ["prompt_embeddings"] = values });
+        SafeTensorsFile.Save(Path.Combine(nan, "adapter_model.safetensors"), new Dictionary<string, Tensor> { ["prompt_embeddings"] = values });
         Assert.Contains("NaN", Assert.Throws<PeftFormatException>(() => model.LoadSoftPrompt(nan, "default")).Message);
 
         Assert.Equal(before, Hashes(model));

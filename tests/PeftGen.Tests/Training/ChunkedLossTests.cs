@@ -26,6 +26,27 @@ public sealed class ChunkedLossTests
         return labels.masked_fill(ignored, CausalLmLoss.IgnoreIndex);
     }
 
+    [Fact]
+    public void A_frozen_bfloat16_head_under_float32_compute_matches_the_float64_reference_of_its_stored_values()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(12);
+        long batch = 2, seq = 9, dim = 12, vocab = 50;
+        var hidden = randn(batch, seq, dim).requires_grad_(true);
+        var head = (randn(vocab, dim) * 0.5).to(ScalarType.BFloat16);
+        var labels = RandomLabels(batch, seq, vocab, 6);
+
+        var loss = CausalLmLoss.Mean(hidden, head, labels, chunkSize: 7);
+        loss.backward();
+        var hidden64 = hidden.detach().to(ScalarType.Float64).requires_grad_(true);
+        var reference = NaiveMeanLoss(hidden64, head.to(ScalarType.Float64), labels);
+        reference.backward();
+
+        Assert.Equal(ScalarType.Float32, loss.dtype);
+        Assert.True(Reference.RelativeError(loss, reference) < 1e-6);
+        Assert.True(Reference.RelativeError(hidden.grad!, hidden64.grad!) < 1e-5);
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(7)]

@@ -247,7 +247,7 @@ public sealed class CheckpointFileTests : IDisposable
         Assert.False(File.Exists(stale));
 
         var path = Path.Combine(folder, TrainingCheckpoint.FileName);
-        using (var file = PeftGen.IO.SafeTensorsFile.Open(path))
+        using (var file = PeftGen.Formats.SafeTensors.SafeTensorsFile.Open(path))
         {
             Assert.Equal("2", file.Metadata["step"]);
             Assert.Equal("2", file.Metadata["optimizer_step"]);
@@ -264,7 +264,7 @@ public sealed class CheckpointFileTests : IDisposable
         File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]);
         var fresh = new TinyCausalLm(seed: 4);
         var trainer = new PeftTrainer(fresh, TrainingFixtures.AllParameters(fresh), options);
-        var error = Assert.Throws<PeftGen.IO.PeftFormatException>(() => trainer.Resume(path));
+        var error = Assert.Throws<PeftGen.Formats.PeftFormatException>(() => trainer.Resume(path));
         Assert.Equal(Path.GetFullPath(path), Path.GetFullPath(error.FilePath!));
     }
 }
