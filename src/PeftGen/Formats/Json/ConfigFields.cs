@@ -169,4 +169,18 @@ internal sealed class ConfigFields
         JsonValueKind.Array => "a list",
         _ => value.GetRawText(),
     };
+
+    /// <summary>Runs the config's own checks; a rule it breaks becomes a <see cref="PeftFormatException"/> naming this file.</summary>
+    public T Validated<T>(T config, Action<T> validate)
+    {
+        try
+        {
+            validate(config);
+        }
+        catch (ArgumentException e)
+        {
+            throw new PeftFormatException(Path, null, e.Message, e);
+        }
+        return config;
+    }
 }

@@ -130,15 +130,7 @@ public sealed class LoraAdapterConfig : PeftAdapterConfig
             LayersPattern = ReadLayersPattern(fields),
             AdditionalFields = fields.Remaining(),
         };
-        try
-        {
-            config.Validate();
-        }
-        catch (ArgumentException e)
-        {
-            throw new PeftFormatException(fields.Path, null, e.Message, e);
-        }
-        return config;
+        return fields.Validated(config, c => c.Validate());
     }
 
     private static IReadOnlyList<string>? ReadLayersPattern(ConfigFields fields)

@@ -81,15 +81,7 @@ public sealed class PromptTuningAdapterConfig : PeftAdapterConfig
             TokenizerNameOrPath = fields.String("tokenizer_name_or_path"),
             AdditionalFields = fields.Remaining(),
         };
-        try
-        {
-            config.Validate();
-        }
-        catch (ArgumentException e)
-        {
-            throw new PeftFormatException(fields.Path, null, e.Message, e);
-        }
-        return config;
+        return fields.Validated(config, c => c.Validate());
     }
 
     // PEFT writes the enum's value ("TEXT"); older hand-written configs use its repr ("PromptTuningInit.TEXT").
