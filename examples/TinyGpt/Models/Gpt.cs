@@ -1,4 +1,5 @@
 using PeftGen;
+using PeftGen.Inference;
 using PeftGen.Training;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -22,7 +23,9 @@ public partial class GptTrunk : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var x = wte.forward(ids); // a soft prompt, when one is active, is prepended here
-        var positions = arange(x.shape[1], dtype: ScalarType.Int64, device: x.device);
+        // Positions continue after what a KV cache holds (0 without one).
+        long past = KeyValueCache.PastLength;
+        var positions = arange(past, past + x.shape[1], dtype: ScalarType.Int64, device: x.device);
         x = x + wpe.forward(positions);
         foreach (var block in h) x = block.forward(x);
         return wte.DropVirtualTokens(ln_f.forward(x)).MoveToOuterDisposeScope();
@@ -65,7 +68,8 @@ public partial class GptAttention : nn.Module<Tensor, Tensor>
         var q = qkv[0].view(batch, seq, heads, width / heads).transpose(1, 2);
         var k = qkv[1].view(batch, seq, heads, width / heads).transpose(1, 2);
         var v = qkv[2].view(batch, seq, heads, width / heads).transpose(1, 2);
-        var y = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true);
+        (k, v) = KeyValueCache.Extend(this, k, v);
+        var y = CausalAttention.Attend(q, k, v);
         y = y.transpose(1, 2).contiguous().view(batch, seq, width);
         return c_proj.forward(y).MoveToOuterDisposeScope();
     }
