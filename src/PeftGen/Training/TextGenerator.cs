@@ -103,6 +103,8 @@ public sealed class TextGenerator
         module.eval();
         using var noGrad = no_grad();
         using var precision = ComputePrecision.Use(PrecisionSupport.ComputeDType(options.Precision, model.HeadWeight.device));
+        // The weights do not change while decoding: each is cast to the compute dtype once, not once per token.
+        using var casts = ComputePrecision.ReuseParameterCasts();
         using var generator = new Generator((ulong)options.Seed);
         try
         {
