@@ -40,13 +40,15 @@ internal static class BudgetParser
         if (hasBudget && !TryParseSize(text, out bytes))
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.MalformedBudget, model.NamedSite(BudgetArgument), text));
         if (batch <= 0)
-            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadBatchOrSequence, model.NamedSite(BatchArgument), BatchArgument, batch));
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadBatchOrSequence, model.NamedSite(BatchArgument), BatchArgument, batch, NotPositive(BatchArgument)));
         if (model.HasNamed(SequenceArgument) && sequence <= 0)
-            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadBatchOrSequence, model.NamedSite(SequenceArgument), SequenceArgument, sequence));
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadBatchOrSequence, model.NamedSite(SequenceArgument), SequenceArgument, sequence, NotPositive(SequenceArgument)));
         if (hasBudget && !model.HasNamed(SequenceArgument))
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BudgetWithoutSequence, model.NamedSite(BudgetArgument)));
         return new BudgetSpec(text, bytes, batch, sequence, hasBudget ? model.NamedSite(BudgetArgument) : null, model.NamedSite(SequenceArgument));
     }
+
+    private static string NotPositive(string argument) => "is not positive; the memory estimate needs a positive " + argument;
 
     /// <summary>
     /// Parses <c>"24 GiB"</c>, <c>"1.5 GB"</c>, <c>"512 MiB"</c>: digits with an optional fraction, exactly one space, a

@@ -40,13 +40,30 @@ internal static class BudgetResolution
     public static EstimateSpec? Resolve(ClassSpec root, AccountingSpec accountingSpec, AccountingResult accounting, List<DiagnosticInfo> diagnostics)
     {
         if (root.Root?.Budget is not { Sequence: > 0, Batch: > 0 } budget) return null;
+        if (ContextLength(root.Root) is { } context && budget.Sequence > context)
+        {
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadBatchOrSequence, budget.SequenceSite, BudgetParser.SequenceArgument, budget.Sequence,
+                "exceeds the model's ContextLength of " + context.ToString(CultureInfo.InvariantCulture) + "; estimate a sequence the model takes"));
+            return null;
+        }
         var shape = ActivationEstimate.From(root.Root, accountingSpec.Layers, accountingSpec.ActiveAdapter, out var missing);
         if (shape is null)
         {
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ActivationsUnknown, budget.SequenceSite, root.Type.Name, missing));
             return null;
         }
-        var estimate = Estimate(accountingSpec, accounting, shape, budget.Batch, budget.Sequence, budget.BudgetBytes);
+        EstimateSpec estimate;
+        try
+        {
+            estimate = Estimate(accountingSpec, accounting, shape, budget.Batch, budget.Sequence, budget.BudgetBytes);
+            _ = estimate.Total;
+        }
+        catch (OverflowException)
+        {
+            diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadBatchOrSequence, budget.SequenceSite, BudgetParser.SequenceArgument, budget.Sequence,
+                "gives an estimate beyond a 64-bit byte count (with Batch = " + budget.Batch.ToString(CultureInfo.InvariantCulture) + "); use a realistic batch and sequence"));
+            return null;
+        }
         if (budget.BudgetBytes > 0 && estimate.Total > budget.BudgetBytes)
         {
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BudgetExceeded, budget.BudgetSite, root.Type.Name,
@@ -54,6 +71,15 @@ internal static class BudgetResolution
                 Largest(estimate, accounting), Alternatives(root, accountingSpec, estimate, shape)));
         }
         return estimate;
+    }
+
+    /// <summary>The model's ContextLength, when it declares one that resolves.</summary>
+    private static long? ContextLength(RootSpec root)
+    {
+        if (root.ContextLength is not { } context) return null;
+        var constants = root.Constants.Where(c => c.Kind == ConfigValueKind.Integer).ToDictionary(c => c.Name, c => c.Value, StringComparer.Ordinal);
+        var (value, error, _) = context.Expression.Evaluate(constants);
+        return error is null ? value : null;
     }
 
     private static EstimateSpec Estimate(AccountingSpec spec, AccountingResult accounting, ActivationEstimate shape, long batch, long sequence, long budget)

@@ -234,8 +234,8 @@ internal static class DiagnosticDescriptors
         "Model '{0}' needs an estimated {1} to train at Batch = {2} × Sequence = {3}, over its MemoryBudget of {4} ({5}); largest: {6}; {7}");
 
     public static readonly DiagnosticDescriptor BadBatchOrSequence = Error("PEFT405", Memory,
-        "Batch or Sequence is not positive",
-        "{0} = {1} on [PeftModel]; the memory estimate needs a positive {0}");
+        "Batch or Sequence out of range",
+        "{0} = {1} on [PeftModel] {2}");
 
     public static readonly DiagnosticDescriptor BudgetWithoutSequence = Error("PEFT406", Memory,
         "MemoryBudget without Sequence",

@@ -81,7 +81,8 @@ public sealed class SixteenBitModelTests
         manual_seed(41);
         using var model = new HalfBaseModel();
         using var output = model.forward(randint(0, HalfBaseConfig.Vocab, new long[] { 2, 8 }));
-        Assert.Equal(new long[] { 2, 8, HalfBaseConfig.Vocab }, output.shape);
+        // The soft prompt's 4 virtual tokens come first.
+        Assert.Equal(new long[] { 2, 4 + 8, HalfBaseConfig.Vocab }, output.shape);
         Assert.Equal(ScalarType.Float32, output.dtype);
     }
 
