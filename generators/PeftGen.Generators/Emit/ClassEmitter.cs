@@ -3,6 +3,7 @@ using PeftGen.Generators.Accounting;
 using PeftGen.Generators.Lora;
 using PeftGen.Generators.Model;
 using PeftGen.Generators.Quantization;
+using PeftGen.Generators.SixteenBit;
 using PeftGen.Generators.SoftPrompt;
 using PeftGen.Generators.Training;
 
@@ -60,7 +61,7 @@ internal static class ClassEmitter
         if (model is not null)
         {
             writer.WriteLine();
-            AccountingEmitter.Write(writer, model.Accounting);
+            AccountingEmitter.Write(writer, model.Accounting, model.Estimate);
             writer.WriteLine();
             TrainingEmitter.Write(writer, model);
         }
@@ -111,7 +112,8 @@ internal static class ClassEmitter
         {
             writer.WriteLine($"/// <summary>Builds the block's layers for a model of dimensions <paramref name=\"dims\"/>.</summary>");
             writer.WriteLine($"/// <param name=\"{QuantEmitter.ModelQuantizationParameter}\">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own, other than [Trainable] and [NoQuantize] ones, are built in 4 bits with it (null: none).</param>");
-            writer.OpenBlock($"public {name}({RuntimeNames.ModelDims} dims, global::PeftGen.Quant4BitOptions? {QuantEmitter.ModelQuantizationParameter} = null) : base({Literals.String(name)})");
+            writer.WriteLine($"/// <param name=\"{SixteenBitEmitter.ModelBaseDTypeParameter}\">The model's <c>BaseDType</c>: projections whose base does not train are built with it.</param>");
+            writer.OpenBlock($"public {name}({RuntimeNames.ModelDims} dims, global::PeftGen.Quant4BitOptions? {QuantEmitter.ModelQuantizationParameter} = null{SixteenBitEmitter.BlockParameter}) : base({Literals.String(name)})");
             writer.WriteLine($"Dims = new {DimensionsEmitter.TypeName}(dims ?? throw new global::System.ArgumentNullException(nameof(dims)));");
         }
         else
@@ -177,7 +179,7 @@ internal static class ClassEmitter
         {
             case LayerKind.Linear:
                 var bias = member.BiasFrom is { } biasFrom ? $"dims.Flag({Literals.String(biasFrom.Constant)})" : Literals.Bool(member.Bias);
-                writer.WriteLine($"{field} = new {RuntimeNames.LoraLinear}({d[0]}, {d[1]}, {bias}{QuantEmitter.ProjectionArgument(type, member, model)});");
+                writer.WriteLine($"{field} = new {RuntimeNames.LoraLinear}({d[0]}, {d[1]}, {bias}{SixteenBitEmitter.ProjectionArguments(QuantEmitter.ProjectionArgument(type, member, model), type, member, model)});");
                 LoraEmitter.WriteAddAdapters(writer, type, member, field);
                 if (member.Trainable) writer.WriteLine($"{field}.SetBaseTrainable(true);");
                 return;
@@ -199,10 +201,10 @@ internal static class ClassEmitter
                 return;
             case LayerKind.Stack:
                 writer.WriteLine($"{field} = new {member.PropertyType}();");
-                writer.WriteLine($"for (var i = 0L; i < {d[0]}; i++) {field}.Add(new {member.BlockType}(dims{QuantEmitter.BlockArgument(type)}));");
+                writer.WriteLine($"for (var i = 0L; i < {d[0]}; i++) {field}.Add(new {member.BlockType}(dims{QuantEmitter.BlockArgument(type)}{SixteenBitEmitter.BlockArgument(type)}));");
                 return;
             default:
-                writer.WriteLine($"{field} = new {member.BlockType}(dims{QuantEmitter.BlockArgument(type)});");
+                writer.WriteLine($"{field} = new {member.BlockType}(dims{QuantEmitter.BlockArgument(type)}{SixteenBitEmitter.BlockArgument(type)});");
                 return;
         }
     }

@@ -204,7 +204,8 @@ internal static class ClassParser
         var context = contextText.Length == 0
             ? null
             : new DimensionSpec(contextText, DimensionExpression.Parse(contextText), model.NamedSite("ContextLength"));
-        return new RootSpec(configName, constants.ToEquatableArray(), context, model.NamedEnum("Tokenizer", SettingRules.DefaultTokenizer), trainAll);
+        return new RootSpec(configName, constants.ToEquatableArray(), context, model.NamedEnum("Tokenizer", SettingRules.DefaultTokenizer), trainAll,
+            SixteenBit.SixteenBitResolution.Parse(model), Budget.BudgetParser.Parse(model, diagnostics));
     }
 
     /// <summary>An integer, floating-point or bool constant of a configuration type; null for other constants (strings, chars …).</summary>

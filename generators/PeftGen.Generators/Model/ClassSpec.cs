@@ -67,12 +67,16 @@ internal sealed record MemberSpec(
 /// <param name="ContextLength">The context length dimension, if any.</param>
 /// <param name="Tokenizer">The <c>PeftTokenizer</c> member name.</param>
 /// <param name="TrainAll">Class-level <c>[Trainable]</c>: full fine-tuning.</param>
+/// <param name="BaseDType">The 16-bit dtype of the frozen projection bases; null for float32.</param>
+/// <param name="Budget">The memory budget, batch and sequence of the training memory estimate; null when none is declared.</param>
 internal sealed record RootSpec(
     string ConfigType,
     EquatableArray<ConfigConstant> Constants,
     DimensionSpec? ContextLength,
     string Tokenizer,
-    bool TrainAll);
+    bool TrainAll,
+    SixteenBit.SixteenBitSpec? BaseDType = null,
+    PeftGen.Generators.Budget.BudgetSpec? Budget = null);
 
 /// <summary>What kind of value a configuration constant holds.</summary>
 internal enum ConfigValueKind

@@ -4,9 +4,11 @@ using System.Collections.Immutable;
 using System.Linq;
 using System.Threading;
 using PeftGen.Generators.Accounting;
+using PeftGen.Generators.Budget;
 using PeftGen.Generators.Diagnostics;
 using PeftGen.Generators.Lora;
 using PeftGen.Generators.Quantization;
+using PeftGen.Generators.SixteenBit;
 using PeftGen.Generators.SoftPrompt;
 
 namespace PeftGen.Generators.Model;
@@ -59,14 +61,20 @@ internal static class ModelBuilder
         QuantResolution.CheckFullFineTuning(root, walker.Layers, walker.Diagnostics);
         if (walker.Complete && root.IsValid && walker.ReachedValid) QuantResolution.CheckModel(root, walker.Layers, walker.Diagnostics);
         if (walker.Complete) LoraResolution.CheckModel(root, walker.Layers, walker.ProjectionNames, adaptersResolved: root.IsValid && walker.ReachedValid, walker.Diagnostics);
+        if (walker.Complete) SixteenBitResolution.CheckModel(root, walker.Layers, walker.Diagnostics);
 
         var layers = walker.Layers.ToEquatableArray();
         var activeAdapter = layers.SelectMany(l => l.Adapters).Select(a => a.Name).FirstOrDefault();
-        var accounting = ParameterAccounting.Compute(new AccountingSpec(
+        var accountingSpec = new AccountingSpec(
             layers,
             prompts.ToEquatableArray(),
             activeAdapter,
-            prompts.Select(p => p.Name).FirstOrDefault()));
+            prompts.Select(p => p.Name).FirstOrDefault(),
+            SixteenBitBases: rootSpec.BaseDType is not null);
+        var accounting = ParameterAccounting.Compute(accountingSpec);
+        var estimate = walker.Complete && root.IsValid && walker.ReachedValid
+            && !walker.Diagnostics.Any(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error)
+            ? BudgetResolution.Resolve(root, accountingSpec, accounting, walker.Diagnostics) : null;
 
         var valid = root.IsValid && walker.ReachedValid && !walker.Diagnostics.Any(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error);
         if (valid && accounting.TrainableParameters == 0 && !rootSpec.TrainAll)
@@ -84,7 +92,8 @@ internal static class ModelBuilder
             walker.Blocks.ToEquatableArray(),
             found.Path ?? "",
             walker.Diagnostics.Distinct().ToEquatableArray(),
-            valid);
+            valid,
+            estimate);
     }
 
     private sealed class Walker
@@ -214,7 +223,7 @@ internal static class ModelBuilder
                             _ => checked(dims[0]!.Value * dims[1]!.Value),
                         };
                         Layers.Add(new ResolvedLayer(path, member.Kind, instances, parameters, 0, null,
-                            member.Trainable || _root.Root!.TrainAll, EquatableArray<ResolvedAdapter>.Empty));
+                            member.Trainable || _root.Root!.TrainAll, EquatableArray<ResolvedAdapter>.Empty, dims.Select(d => d!.Value).ToEquatableArray()));
                         break;
                 }
             }
@@ -237,7 +246,7 @@ internal static class ModelBuilder
             var bias = member.BiasFrom is { } biasFrom ? Resolve(biasFrom, member.Name, type.Type.Name)?.Value == 1 : member.Bias;
             var parameters = checked(weight + (bias ? outFeatures : 0));
             Layers.Add(new ResolvedLayer(path, LayerKind.Linear, instances, parameters, quantization is null ? 0 : weight,
-                quantization, member.Trainable || _root.Root!.TrainAll, adapters.ToEquatableArray()));
+                quantization, member.Trainable || _root.Root!.TrainAll, adapters.ToEquatableArray(), new[] { inFeatures, outFeatures }.ToEquatableArray()));
         }
     }
 }

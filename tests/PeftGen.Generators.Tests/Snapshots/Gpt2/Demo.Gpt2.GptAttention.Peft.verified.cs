@@ -27,12 +27,13 @@ namespace Demo.Gpt2
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
         /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own, other than [Trainable] and [NoQuantize] ones, are built in 4 bits with it (null: none).</param>
-        public GptAttention(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("GptAttention")
+        /// <param name="modelBaseDType">The model's <c>BaseDType</c>: projections whose base does not train are built with it.</param>
+        public GptAttention(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null, global::PeftGen.BaseDType modelBaseDType = global::PeftGen.BaseDType.Float32) : base("GptAttention")
         {
             Dims = new Dimensions(dims ?? throw new global::System.ArgumentNullException(nameof(dims)));
-            _c_attn = new global::PeftGen.LoraLinear(dims["Width"], (3L * dims["Width"]), true, modelQuantization);
+            _c_attn = new global::PeftGen.LoraLinear(dims["Width"], (3L * dims["Width"]), true, modelQuantization, modelBaseDType);
             _c_attn.AddAdapter("default", new global::PeftGen.LoraConfig(8, 16d, 0d, false));
-            _c_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], true, modelQuantization);
+            _c_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], true, modelQuantization, modelBaseDType);
             register_module("c_attn", _c_attn);
             register_module("c_proj", _c_proj);
             OnCreated();

@@ -30,12 +30,13 @@ namespace Demo.Tiny
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
         /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own, other than [Trainable] and [NoQuantize] ones, are built in 4 bits with it (null: none).</param>
-        public TinyBlock(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("TinyBlock")
+        /// <param name="modelBaseDType">The model's <c>BaseDType</c>: projections whose base does not train are built with it.</param>
+        public TinyBlock(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null, global::PeftGen.BaseDType modelBaseDType = global::PeftGen.BaseDType.Float32) : base("TinyBlock")
         {
             Dims = new Dimensions(dims ?? throw new global::System.ArgumentNullException(nameof(dims)));
-            _up = new global::PeftGen.LoraLinear(dims["Width"], dims["Hidden"], true, modelQuantization);
+            _up = new global::PeftGen.LoraLinear(dims["Width"], dims["Hidden"], true, modelQuantization, modelBaseDType);
             _up.AddAdapter("default", new global::PeftGen.LoraConfig(4, 8d, 0d, false));
-            _down = new global::PeftGen.LoraLinear(dims["Hidden"], dims["Width"], true, new global::PeftGen.Quant4BitOptions(global::PeftGen.QuantType.Fp4, 128, false, global::PeftGen.ComputeDType.Auto));
+            _down = new global::PeftGen.LoraLinear(dims["Hidden"], dims["Width"], true, new global::PeftGen.Quant4BitOptions(global::PeftGen.QuantType.Fp4, 128, false, global::PeftGen.ComputeDType.Auto), modelBaseDType);
             _down.AddAdapter("default", new global::PeftGen.LoraConfig(4, 8d, 0d, false));
             _ln = global::TorchSharp.torch.nn.LayerNorm(new long[] { dims["Width"] }, 1E-05d);
             foreach (var parameter in _ln.parameters()) parameter.requires_grad = false;

@@ -133,7 +133,7 @@ namespace Demo.Shared
             public const long FullFineTuningWeightBytes = 26953662464L;
             /// <summary>Training memory of full fine-tuning in float32: weights, gradients and AdamW's two moments.</summary>
             public const long FullFineTuningTrainingBytes = 107814649856L;
-            /// <summary>Bytes of this configuration's weights: float32, or packed codes and quantization state for 4-bit weights.</summary>
+            /// <summary>Bytes of this configuration's weights: float32, 16 bits for frozen projections of a 16-bit model, or packed codes and quantization state for 4-bit weights.</summary>
             public const long WeightBytes = 26970439680L;
             /// <summary>Bytes of the gradients of the trainable parameters (float32).</summary>
             public const long GradientBytes = 16777216L;

@@ -30,12 +30,13 @@ namespace Demo.Shared
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
         /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own, other than [Trainable] and [NoQuantize] ones, are built in 4 bits with it (null: none).</param>
-        public Mlp(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("Mlp")
+        /// <param name="modelBaseDType">The model's <c>BaseDType</c>: projections whose base does not train are built with it.</param>
+        public Mlp(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null, global::PeftGen.BaseDType modelBaseDType = global::PeftGen.BaseDType.Float32) : base("Mlp")
         {
             Dims = new Dimensions(dims ?? throw new global::System.ArgumentNullException(nameof(dims)));
-            _gate_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Mlp"], false, modelQuantization);
-            _up_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Mlp"], false, modelQuantization);
-            _down_proj = new global::PeftGen.LoraLinear(dims["Mlp"], dims["Width"], false, modelQuantization);
+            _gate_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Mlp"], false, modelQuantization, modelBaseDType);
+            _up_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Mlp"], false, modelQuantization, modelBaseDType);
+            _down_proj = new global::PeftGen.LoraLinear(dims["Mlp"], dims["Width"], false, modelQuantization, modelBaseDType);
             register_module("gate_proj", _gate_proj);
             register_module("up_proj", _up_proj);
             register_module("down_proj", _down_proj);
