@@ -6,7 +6,7 @@ namespace PeftGen.Generators.Diagnostics;
 
 /// <summary>
 /// Every diagnostic PeftGen reports. IDs by range: PEFT0xx general, PEFT1xx LoRA, PEFT2xx 4-bit quantization,
-/// PEFT3xx soft prompts. Each links to its entry in <c>docs/diagnostics.md</c>.
+/// PEFT3xx soft prompts, PEFT5xx blocks from referenced assemblies. Each links to its entry in <c>docs/diagnostics.md</c>.
 /// </summary>
 internal static class DiagnosticDescriptors
 {
@@ -215,6 +215,14 @@ internal static class DiagnosticDescriptors
     public static readonly DiagnosticDescriptor BadPromptName = Error("PEFT308", SoftPrompt,
         "Invalid soft prompt name",
         "Soft prompt name '{0}' is empty or contains '.'; use a non-empty name without dots (it becomes a module name)");
+
+    public static readonly DiagnosticDescriptor ReferencedBlockWithoutContract = Error("PEFT501", General,
+        "Block from a referenced assembly was not built by PeftGen",
+        "'{0}' uses '{1}' from assembly '{2}', which lacks the members PeftGen generates for a [PeftModule] ({3}); build '{2}' with PeftGen's generator (the PeftGen package, or an analyzer reference to PeftGen.Generators) of this version");
+
+    public static readonly DiagnosticDescriptor ReferencedBlockNotConstructible = Error("PEFT502", General,
+        "Block from a referenced assembly cannot be built here",
+        "'{0}' uses '{1}' from assembly '{2}', which this project cannot build: {3}");
 
     private static readonly Dictionary<string, DiagnosticDescriptor> s_byId = typeof(DiagnosticDescriptors)
         .GetFields()

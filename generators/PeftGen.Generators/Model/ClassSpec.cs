@@ -72,7 +72,14 @@ internal sealed record RootSpec(
     EquatableArray<ConfigConstant> Constants,
     DimensionSpec? ContextLength,
     string Tokenizer,
-    bool TrainAll);
+    bool TrainAll)
+{
+    /// <summary>
+    /// The metadata name of the <c>[PeftModule]</c> the model class derives from (an architecture's head class, such as
+    /// <c>Qwen2ForCausalLM</c>), whose members come first and are built by its constructor; empty when it derives from none.
+    /// </summary>
+    public string BaseBlock { get; init; } = "";
+}
 
 /// <summary>What kind of value a configuration constant holds.</summary>
 internal enum ConfigValueKind
@@ -113,6 +120,8 @@ internal sealed record ConfigConstant(string Name, ConfigValueKind Kind, long Va
 /// spec equal; where the sites are travels beside it in <see cref="ParsedClass"/>.
 /// </remarks>
 /// <param name="Site">The class's identifier.</param>
+/// <param name="ExternalBlocks">The blocks of referenced assemblies this class reaches, read from their metadata
+/// (transitively): a model's resolution finds them here, since no step of this compilation parses them.</param>
 internal sealed record ClassSpec(
     TypeHierarchy Type,
     SourceSite? Site,
@@ -122,7 +131,8 @@ internal sealed record ClassSpec(
     EquatableArray<SoftPromptSpec> ClassSoftPrompts,
     EquatableArray<MemberSpec> Members,
     EquatableArray<string> ProjectionNames,
-    EquatableArray<DiagnosticInfo> Diagnostics)
+    EquatableArray<DiagnosticInfo> Diagnostics,
+    EquatableArray<ClassSpec> ExternalBlocks)
 {
     /// <summary>False when the class has an error: nothing is emitted for it (nor for a model that reaches it).</summary>
     public bool IsValid => Diagnostics.All(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity != Microsoft.CodeAnalysis.DiagnosticSeverity.Error);

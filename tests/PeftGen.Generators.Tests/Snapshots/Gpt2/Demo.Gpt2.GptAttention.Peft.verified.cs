@@ -43,7 +43,8 @@ namespace Demo.Gpt2
         partial void OnCreated();
 
         /// <summary>Lists this class's layers, and those of its blocks, under <paramref name="prefix"/>.</summary>
-        internal void CollectPeftLayers(string prefix, bool trainAll, global::System.Collections.Generic.List<global::PeftGen.PeftLayer> layers)
+        [global::System.ComponentModel.EditorBrowsable(global::System.ComponentModel.EditorBrowsableState.Never)]
+        public void CollectPeftLayers(string prefix, bool trainAll, global::System.Collections.Generic.List<global::PeftGen.PeftLayer> layers)
         {
             layers.Add(new global::PeftGen.PeftLayer(prefix + "c_attn", global::PeftGen.PeftLayerKind.Projection, _c_attn, global::PeftGen.WeightLayout.InOut, trainAll));
             layers.Add(new global::PeftGen.PeftLayer(prefix + "c_proj", global::PeftGen.PeftLayerKind.Projection, _c_proj, global::PeftGen.WeightLayout.InOut, trainAll));

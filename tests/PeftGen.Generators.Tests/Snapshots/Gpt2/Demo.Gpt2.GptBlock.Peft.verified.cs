@@ -54,7 +54,8 @@ namespace Demo.Gpt2
         partial void OnCreated();
 
         /// <summary>Lists this class's layers, and those of its blocks, under <paramref name="prefix"/>.</summary>
-        internal void CollectPeftLayers(string prefix, bool trainAll, global::System.Collections.Generic.List<global::PeftGen.PeftLayer> layers)
+        [global::System.ComponentModel.EditorBrowsable(global::System.ComponentModel.EditorBrowsableState.Never)]
+        public void CollectPeftLayers(string prefix, bool trainAll, global::System.Collections.Generic.List<global::PeftGen.PeftLayer> layers)
         {
             layers.Add(new global::PeftGen.PeftLayer(prefix + "ln_1", global::PeftGen.PeftLayerKind.LayerNorm, _ln_1, global::PeftGen.WeightLayout.OutIn, trainAll));
             _attn.CollectPeftLayers(prefix + "attn.", trainAll, layers);
