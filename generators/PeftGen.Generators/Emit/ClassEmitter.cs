@@ -114,6 +114,7 @@ internal static class ClassEmitter
         if (model is null)
         {
             writer.WriteLine($"/// <summary>Builds the block's layers for a model of dimensions <paramref name=\"dims\"/>.</summary>");
+            writer.WriteLine("/// <param name=\"dims\">The dimensions and settings of the model the block belongs to.</param>");
             writer.WriteLine($"/// <param name=\"{QuantEmitter.ModelQuantizationParameter}\">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own, other than [Trainable] and [NoQuantize] ones, are built in 4 bits with it (null: none).</param>");
             writer.OpenBlock($"public {name}({RuntimeNames.ModelDims} dims, global::PeftGen.Quant4BitOptions? {QuantEmitter.ModelQuantizationParameter} = null) : base({Literals.String(name)})");
             writer.WriteLine($"Dims = new {DimensionsEmitter.TypeName}(dims ?? throw new global::System.ArgumentNullException(nameof(dims)));");

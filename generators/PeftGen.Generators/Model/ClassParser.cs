@@ -196,7 +196,10 @@ internal static class ClassParser
             members.ToEquatableArray(),
             projectionNames.Distinct(StringComparer.Ordinal).ToEquatableArray(),
             EquatableArray<DiagnosticInfo>.Empty,
-            EquatableArray<ClassSpec>.Empty);
+            EquatableArray<ClassSpec>.Empty)
+        {
+            IsHeadClass = !isRoot && type.IsAbstract,
+        };
         // Like its adapters, a block class's [Quantize4Bit] reaches its own projections only; the model class's is
         // checked per model (ModelBuilder).
         if (!isRoot) QuantResolution.CheckBlock(spec, diagnostics);

@@ -134,6 +134,12 @@ internal sealed record ClassSpec(
     EquatableArray<DiagnosticInfo> Diagnostics,
     EquatableArray<ClassSpec> ExternalBlocks)
 {
+    /// <summary>
+    /// An abstract block: a model class can only derive from it (an architecture's head class), so its members are the
+    /// model's own, and its <c>lm_head</c> is the model's output head.
+    /// </summary>
+    public bool IsHeadClass { get; init; }
+
     /// <summary>False when the class has an error: nothing is emitted for it (nor for a model that reaches it).</summary>
     public bool IsValid => Diagnostics.All(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity != Microsoft.CodeAnalysis.DiagnosticSeverity.Error);
 }
