@@ -56,11 +56,11 @@ public sealed class ReferencedBlockTests
         }
         """;
 
-    private static string Library => Models.Usings + "\n" + Blocks;
+    internal static string Library => Models.Usings + "\n" + Blocks;
 
-    private static string User(string body) => Models.Usings + "\nnamespace App\n{\n" + Config + "\n" + body + "\n}\n";
+    internal static string User(string body) => Models.Usings + "\nnamespace App\n{\n" + Config + "\n" + body + "\n}\n";
 
-    private const string DerivedWithLora = """
+    internal const string DerivedWithLora = """
         [PeftModel(typeof(Cfg))]
         [Lora(Rank = 4, Alpha = 8, Targets = ["q_proj", "lm_head"])]
         public partial class MyModel : Lib.ForCausalLM { }
