@@ -39,7 +39,12 @@ internal static class AccountingEmitter
         }
         writer.CloseBlock(";");
         if (estimate is not null) Budget.BudgetEmitter.Write(writer, estimate);
+        writer.WriteLine();
+        writer.WriteLine("/// <summary>These constants as one value: what <c>IPeftTrainableModel.Accounting</c> gives for this model.</summary>");
+        writer.WriteLine("public static readonly global::PeftGen.ModelAccounting Value = new(AllParameters, TrainableParameters, FrozenParameters, BaseParameters, WeightBytes, TrainingBytes, Summary, Members);");
         writer.CloseBlock();
+        writer.WriteLine();
+        writer.WriteLine("global::PeftGen.ModelAccounting global::PeftGen.Training.IPeftTrainableModel.Accounting => Accounting.Value;");
         writer.WriteLine();
         writer.WriteLine("/// <summary>Writes PEFT's trainable-parameters line (<see cref=\"Accounting.Summary\"/>) to <paramref name=\"writer\"/>, or the console.</summary>");
         writer.WriteLine("public void PrintTrainableParameters(global::System.IO.TextWriter? writer = null) => (writer ?? global::System.Console.Out).WriteLine(Accounting.Summary);");

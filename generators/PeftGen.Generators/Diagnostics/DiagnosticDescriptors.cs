@@ -6,7 +6,8 @@ namespace PeftGen.Generators.Diagnostics;
 
 /// <summary>
 /// Every diagnostic PeftGen reports. IDs by range: PEFT0xx general, PEFT1xx LoRA, PEFT2xx 4-bit quantization,
-/// PEFT3xx soft prompts, PEFT4xx memory (16-bit bases, the memory budget). Each links to its entry in <c>docs/diagnostics.md</c>.
+/// PEFT3xx soft prompts, PEFT4xx memory (16-bit bases, the memory budget),
+/// PEFT5xx blocks from referenced assemblies. Each links to its entry in <c>docs/diagnostics.md</c>.
 /// </summary>
 internal static class DiagnosticDescriptors
 {
@@ -244,6 +245,13 @@ internal static class DiagnosticDescriptors
     public static readonly DiagnosticDescriptor ActivationsUnknown = Error("PEFT407", Memory,
         "Activations cannot be estimated",
         "The memory estimate of model '{0}' needs {1}; declare it, or remove Sequence and MemoryBudget");
+    public static readonly DiagnosticDescriptor ReferencedBlockWithoutContract = Error("PEFT501", General,
+        "Block from a referenced assembly was not built by PeftGen",
+        "'{0}' uses '{1}' from assembly '{2}', which lacks the members PeftGen generates for a [PeftModule] ({3}); build '{2}' with PeftGen's generator (the PeftGen package, or an analyzer reference to PeftGen.Generators) of this version");
+
+    public static readonly DiagnosticDescriptor ReferencedBlockNotConstructible = Error("PEFT502", General,
+        "Block from a referenced assembly cannot be built here",
+        "'{0}' uses '{1}' from assembly '{2}', which this project cannot build: {3}");
 
     private static readonly Dictionary<string, DiagnosticDescriptor> s_byId = typeof(DiagnosticDescriptors)
         .GetFields()

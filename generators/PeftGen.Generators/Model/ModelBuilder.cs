@@ -49,9 +49,14 @@ internal static class ModelBuilder
     {
         var modules = new Dictionary<string, ClassSpec>(System.StringComparer.Ordinal);
         foreach (var module in allModules) modules[module.Type.MetadataName] = module;
+        // Blocks of referenced assemblies, as the root read them (its sites), then as this compilation's blocks did.
+        foreach (var external in root.ExternalBlocks.Concat(allModules.SelectMany(m => m.ExternalBlocks)))
+        {
+            if (!modules.ContainsKey(external.Type.MetadataName)) modules[external.Type.MetadataName] = external;
+        }
 
         var walker = new Walker(root, modules, cancellationToken);
-        walker.Visit(root, "", 1, ImmutableStack<string>.Empty.Push(root.Type.MetadataName));
+        walker.VisitModel(root);
 
         var rootSpec = root.Root!;
         // The token embedding may sit in the model class or in a block it reaches once (GPT-2's transformer.wte).
@@ -170,6 +175,27 @@ internal static class ModelBuilder
                 return null;
             }
             return constant;
+        }
+
+        /// <summary>Walks the model: the members of the block it derives from, if any, then its own.</summary>
+        public void VisitModel(ClassSpec root)
+        {
+            var chain = ImmutableStack<string>.Empty.Push(root.Type.MetadataName);
+            var baseBlock = root.Root!.BaseBlock;
+            if (baseBlock.Length > 0)
+            {
+                if (_modules.TryGetValue(baseBlock, out var block))
+                {
+                    Blocks.Add(baseBlock);
+                    Visit(block, "", 1, chain.Push(baseBlock));
+                }
+                else
+                {
+                    ReachedValid = false;
+                    Complete = false;
+                }
+            }
+            Visit(root, "", 1, chain);
         }
 
         public void Visit(ClassSpec type, string prefix, long instances, ImmutableStack<string> chain)

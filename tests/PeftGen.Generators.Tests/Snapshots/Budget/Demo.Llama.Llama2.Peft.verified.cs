@@ -192,7 +192,12 @@ namespace Demo.Llama
                 /// <summary>The whole estimate for <paramref name="batch"/> sequences of <paramref name="sequence"/> tokens.</summary>
                 public static long TotalBytesFor(long batch, long sequence) => checked(WeightBytes + GradientBytes + OptimizerBytes + TransientBytes + ActivationBytesFor(batch, sequence));
             }
+
+            /// <summary>These constants as one value: what <c>IPeftTrainableModel.Accounting</c> gives for this model.</summary>
+            public static readonly global::PeftGen.ModelAccounting Value = new(AllParameters, TrainableParameters, FrozenParameters, BaseParameters, WeightBytes, TrainingBytes, Summary, Members);
         }
+
+        global::PeftGen.ModelAccounting global::PeftGen.Training.IPeftTrainableModel.Accounting => Accounting.Value;
 
         /// <summary>Writes PEFT's trainable-parameters line (<see cref="Accounting.Summary"/>) to <paramref name="writer"/>, or the console.</summary>
         public void PrintTrainableParameters(global::System.IO.TextWriter? writer = null) => (writer ?? global::System.Console.Out).WriteLine(Accounting.Summary);

@@ -119,7 +119,12 @@ namespace Demo.Nested
                     new("output", global::PeftGen.PeftLayerKind.Projection, 1L, 1960L, 0L, 0L, 7840L),
                     new("ln", global::PeftGen.PeftLayerKind.LayerNorm, 1L, 80L, 0L, 80L, 320L),
                 };
+
+                /// <summary>These constants as one value: what <c>IPeftTrainableModel.Accounting</c> gives for this model.</summary>
+                public static readonly global::PeftGen.ModelAccounting Value = new(AllParameters, TrainableParameters, FrozenParameters, BaseParameters, WeightBytes, TrainingBytes, Summary, Members);
             }
+
+            global::PeftGen.ModelAccounting global::PeftGen.Training.IPeftTrainableModel.Accounting => Accounting.Value;
 
             /// <summary>Writes PEFT's trainable-parameters line (<see cref="Accounting.Summary"/>) to <paramref name="writer"/>, or the console.</summary>
             public void PrintTrainableParameters(global::System.IO.TextWriter? writer = null) => (writer ?? global::System.Console.Out).WriteLine(Accounting.Summary);
