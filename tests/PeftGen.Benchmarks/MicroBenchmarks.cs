@@ -1,4 +1,5 @@
 using PeftGen;
+using PeftGen.Architectures;
 using PeftGen.Precision;
 using PeftGen.Training;
 using TinyGpt.Models;
@@ -119,7 +120,7 @@ public static class MicroBenchmarks
         var source = unmerged.state_dict();
         foreach (var (name, parameter) in merged.named_parameters()) parameter.copy_(source[name]);
         ((IPeftModel)merged).MergeAdapters();
-        GptLanguageModel[] models = [baseModel, unmerged, merged];
+        Gpt2LMHeadModel[] models = [baseModel, unmerged, merged];
         foreach (var model in models) model.eval();
 
         var seconds = models.Select(_ => new List<double>()).ToArray();

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using PeftGen.Architectures;
 using PeftGen.Data;
 using PeftGen.Precision;
 using PeftGen.Training;
@@ -31,7 +32,7 @@ public static class StepProfile
         if (c.Path != TrainingPath.Trainer) throw new ArgumentException($"Case '{c.Name}' does not use the trainer.");
         var dtype = TrainingCases.DTypeOf(precision);
         using var workspace = new ChunkedCrossEntropy.Workspace(); // as PeftTrainer keeps one
-        using var model = (GptLanguageModel)TrainingCases.Build(c, baseFolder);
+        using var model = (Gpt2LMHeadModel)TrainingCases.Build(c, baseFolder);
         model.train();
         var trainable = ((IPeftModel)model).NamedTrainableParameters();
         using var optimizer = new AdamWOptimizer(trainable, 0.9, 0.999, 1e-8, 0.0);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using PeftGen.Architectures;
 using PeftGen.Checkpoints;
 using PeftGen.Data;
 using PeftGen.Precision;
@@ -44,7 +45,7 @@ public sealed class RandomBatches(int batch, int sequence, int vocab, int seed) 
 }
 
 /// <summary>A model configuration the suite trains: its dimensions and a factory of its fully trainable variant.</summary>
-public sealed record BenchConfig(string Name, int Vocab, int Context, int Width, int Layers, int Heads, Func<GptLanguageModel> CreateFull)
+public sealed record BenchConfig(string Name, int Vocab, int Context, int Width, int Layers, int Heads, Func<Gpt2LMHeadModel> CreateFull)
 {
     public static readonly BenchConfig Tiny = new("tiny", TinyConfig.Vocab, TinyConfig.Context, TinyConfig.Width, TinyConfig.Layers, TinyConfig.Heads, () => new TinyGptFull());
     public static readonly BenchConfig Small = new("small", SmallConfig.Vocab, SmallConfig.Context, SmallConfig.Width, SmallConfig.Layers, SmallConfig.Heads, () => new SmallGptFull());
@@ -183,7 +184,7 @@ public static class TrainingCases
         using var model = Build(c, baseFolder);
         var (seconds, heapAtLastStep) = c.Path switch
         {
-            TrainingPath.Trainer => Train((GptLanguageModel)model, batches, warmup, timed, precision),
+            TrainingPath.Trainer => Train((Gpt2LMHeadModel)model, batches, warmup, timed, precision),
             _ => Naive(model, batches, warmup, timed),
         };
         return new TrainingMeasurement(c.Name, PrecisionSupport.Name(dtype), c.Sequence, (long)c.Batch * c.Sequence, seconds, Stats.Median(seconds),
@@ -192,7 +193,7 @@ public static class TrainingCases
 
     /// <summary>The library's path: PeftTrainer (chunked loss, its AdamW, clipping) over the generated trainable list.</summary>
     /// <returns>The timed steps' seconds, and the C heap in use at the end of the last step.</returns>
-    private static (double[] Seconds, long? HeapAtLastStep) Train(GptLanguageModel model, IBatchSource batches, int warmup, int timed, TrainingPrecision precision)
+    private static (double[] Seconds, long? HeapAtLastStep) Train(Gpt2LMHeadModel model, IBatchSource batches, int warmup, int timed, TrainingPrecision precision)
     {
         var options = new TrainerOptions { MaxSteps = warmup + timed, LearningRate = 1e-4, WeightDecay = 0.0, Precision = precision };
         using var trainer = new PeftTrainer(model, ((IPeftModel)model).NamedTrainableParameters(), options);

@@ -18,9 +18,9 @@ public sealed class ArgumentFuzzTests
 
         namespace Fuzz;
 
-        public static class Cfg { public const int Vocab = 50257, Context = 64, Width = 16, Layers = 2; }
+        public static class Cfg { public const int Vocab = 50257, Context = 64, Width = 16, Layers = 2, Heads = 2; }
 
-        [PeftModel(@Config@, ContextLength = @ContextLength@, Tokenizer = @Tokenizer@)]
+        [PeftModel(@Config@, ContextLength = @ContextLength@, Tokenizer = @Tokenizer@, BaseDType = @BaseDType@, MemoryBudget = @MemoryBudget@, Batch = @Batch@, Sequence = @Sequence@)]
         [Lora(Rank = @ClassRank@, Alpha = @ClassAlpha@, Dropout = @ClassDropout@, UseRsLora = @ClassRsLora@, Adapter = @ClassAdapter@, Targets = @Targets@)]
         [SoftPrompt(@VirtualTokens@, Init = @Init@, InitText = @InitText@, Name = @PromptName@)]
         @ExtraModelAttribute@
@@ -50,6 +50,7 @@ public sealed class ArgumentFuzzTests
     private static readonly Dictionary<string, string> s_valid = new()
     {
         ["Config"] = "typeof(Cfg)", ["ContextLength"] = "\"Context\"", ["Tokenizer"] = "PeftTokenizer.Gpt2",
+        ["BaseDType"] = "BaseDType.BFloat16", ["MemoryBudget"] = "\"1 GiB\"", ["Batch"] = "2", ["Sequence"] = "8",
         ["ClassRank"] = "4", ["ClassAlpha"] = "8", ["ClassDropout"] = "0.05", ["ClassRsLora"] = "false", ["ClassAdapter"] = "\"default\"",
         ["Targets"] = "[\"q_proj\", \"v_proj\"]",
         ["VirtualTokens"] = "4", ["Init"] = "SoftPromptInit.Text", ["InitText"] = "\"Define:\"", ["PromptName"] = "\"tenant\"",
@@ -87,6 +88,9 @@ public sealed class ArgumentFuzzTests
         ["Config"] = new[] { "null", "typeof(int)", "typeof(string)", "typeof(M)", "typeof(System.Collections.Generic.List<>)" },
         ["ContextLength"] = new[] { "\"\"", "\"4\"" }.Concat(s_dimensions).ToArray(),
         ["Tokenizer"] = Enum("PeftTokenizer", "None", "Gpt2"),
+        ["BaseDType"] = Enum("BaseDType", "Float32", "BFloat16", "Float16"),
+        ["MemoryBudget"] = s_names.Concat(new[] { "\"24GiB\"", "\"1 B\"", "\"0.5 B\"", "\"9999999999 TiB\"", "\"8 EiB\"" }).ToArray(),
+        ["Batch"] = s_ints, ["Sequence"] = s_ints,
         ["ClassRank"] = s_ints, ["ClassAlpha"] = s_doubles, ["ClassDropout"] = s_doubles, ["ClassRsLora"] = s_bools, ["ClassAdapter"] = s_names,
         ["Targets"] = s_targets,
         ["VirtualTokens"] = s_ints, ["Init"] = Enum("SoftPromptInit", "Random", "SampleVocab", "Text"), ["InitText"] = s_names, ["PromptName"] = s_names,

@@ -101,6 +101,25 @@ public sealed class CachingTests
     }
 
     [Fact]
+    public void A_model_over_referenced_blocks_is_cached_across_an_unrelated_edit_and_holds_no_roslyn_object()
+    {
+        var library = TestHelpers.Library("Lib", ReferencedBlockTests.Library);
+        var first = TestHelpers.Run([library], ReferencedBlockTests.User(ReferencedBlockTests.DerivedWithLora), Unrelated);
+        foreach (var name in new[] { TrackingNames.ModelParses, TrackingNames.Models, TrackingNames.ResolvedModels })
+        {
+            foreach (var (value, _) in Outputs(first.RunResult, name)) AssertNoRoslynObjects(value, name);
+        }
+
+        var edited = ReplaceTree(first.Input, 1, Unrelated.Replace("2 * x", "x + x", StringComparison.Ordinal));
+        var second = first.Driver.RunGenerators(edited).GetRunResult().Results.Single();
+        foreach (var name in new[] { TrackingNames.Models, TrackingNames.ResolvedModels })
+        {
+            Assert.All(Outputs(second, name), o => Assert.True(
+                o.Reason is IncrementalStepRunReason.Cached or IncrementalStepRunReason.Unchanged, $"Step {name} output was {o.Reason}."));
+        }
+    }
+
+    [Fact]
     public void Tracked_outputs_hold_no_compilation_symbol_or_syntax()
     {
         var result = TestHelpers.Run(Models.Gpt2, Models.QLora.Replace("namespace Demo.Tiny;", "namespace Demo.Tiny2;", StringComparison.Ordinal));

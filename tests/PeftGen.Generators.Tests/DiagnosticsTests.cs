@@ -120,6 +120,17 @@ public sealed class DiagnosticsTests
         { "PEFT307", Model("[SoftPrompt(4, [|Init = SoftPromptInit.Text|], InitText = \"hello\")]", TokenEmbedding, header: "public partial class M").Replace("ContextLength = \"Context\")", "ContextLength = \"Context\", Tokenizer = PeftTokenizer.Gpt2)") },
         { "PEFT306", Model("[SoftPrompt(4), [|SoftPrompt(2)|]]", TokenEmbedding, header: "public partial class M") },
         { "PEFT308", Model("[SoftPrompt(4, [|Name = \"a.b\"|])]", TokenEmbedding, header: "public partial class M") },
+        { "PEFT401", Model("[Trainable]", Plain, header: "public partial class M").Replace("ContextLength = \"Context\")", "ContextLength = \"Context\", [|BaseDType = BaseDType.BFloat16|])", StringComparison.Ordinal) },
+        { "PEFT402", Model("[Quantize4Bit, Lora(Rank = 4)]", """[Linear("Width", "Width", Bias = false)] public partial LoraLinear proj { get; }""", header: "public partial class M").Replace("ContextLength = \"Context\")", "ContextLength = \"Context\", [|BaseDType = BaseDType.Float16|])", StringComparison.Ordinal) },
+        { "PEFT403", Model("", TokenEmbedding + "\n" + Projection, header: "public partial class M").Replace("ContextLength = \"Context\")", "ContextLength = \"Context\", [|MemoryBudget = \"24GiB\"|], Sequence = 8)", StringComparison.Ordinal).Replace("Layers = 2; }", "Layers = 2, Heads = 2; }", StringComparison.Ordinal) },
+        { "PEFT404", Model("", TokenEmbedding + "\n" + Projection, header: "public partial class M").Replace("ContextLength = \"Context\")", "ContextLength = \"Context\", [|MemoryBudget = \"1 KiB\"|], Sequence = 8)", StringComparison.Ordinal).Replace("Layers = 2; }", "Layers = 2, Heads = 2; }", StringComparison.Ordinal) },
+        { "PEFT405", Model("", TokenEmbedding + "\n" + Projection, header: "public partial class M").Replace("ContextLength = \"Context\")", "ContextLength = \"Context\", [|Sequence = 0|])", StringComparison.Ordinal).Replace("Layers = 2; }", "Layers = 2, Heads = 2; }", StringComparison.Ordinal) },
+        { "PEFT405", Model("", TokenEmbedding + "\n" + Projection, header: "public partial class M").Replace("ContextLength = \"Context\")", "ContextLength = \"Context\", [|Batch = -1|], Sequence = 8)", StringComparison.Ordinal).Replace("Layers = 2; }", "Layers = 2, Heads = 2; }", StringComparison.Ordinal) },
+        { "PEFT405", Model("", TokenEmbedding + "\n" + Projection, header: "public partial class M").Replace("ContextLength = \"Context\")", "ContextLength = \"Context\", [|Sequence = 9|])", StringComparison.Ordinal).Replace("Layers = 2; }", "Layers = 2, Heads = 2; }", StringComparison.Ordinal) },
+        { "PEFT405", Model("", TokenEmbedding + "\n" + Projection, header: "public partial class M").Replace("ContextLength = \"Context\")", "Batch = int.MaxValue, [|Sequence = int.MaxValue|])", StringComparison.Ordinal).Replace("Layers = 2; }", "Layers = 2, Heads = 2; }", StringComparison.Ordinal) },
+        { "PEFT406", Model("", TokenEmbedding + "\n" + Projection, header: "public partial class M").Replace("ContextLength = \"Context\")", "ContextLength = \"Context\", [|MemoryBudget = \"1 GiB\"|])", StringComparison.Ordinal).Replace("Layers = 2; }", "Layers = 2, Heads = 2; }", StringComparison.Ordinal) },
+        { "PEFT407", Model("", TokenEmbedding + "\n" + Projection, header: "public partial class M").Replace("ContextLength = \"Context\")", "ContextLength = \"Context\", [|Sequence = 8|])", StringComparison.Ordinal) },
+        { "PEFT407", Model("", Projection, header: "public partial class M").Replace("ContextLength = \"Context\")", "ContextLength = \"Context\", [|Sequence = 8|])", StringComparison.Ordinal).Replace("Layers = 2; }", "Layers = 2, Heads = 2; }", StringComparison.Ordinal) },
         { "PEFT308", Model("[SoftPrompt(4, [|Name = \"\"|])]", TokenEmbedding, header: "public partial class M") },
     };
 
@@ -168,7 +179,7 @@ public sealed class DiagnosticsTests
     public void Every_diagnostic_has_a_test_case()
     {
         // PEFT000 reports a generator bug, so no valid or invalid model provokes it; TotalityTests inject the failure.
-        var tested = Cases.Select(c => (string)c[0]).Append("PEFT000").ToHashSet();
+        var tested = Cases.Select(c => (string)c[0]).Append("PEFT000").Concat(ReferencedBlockTests.DiagnosticIds).ToHashSet();
         Assert.All(DiagnosticDescriptors.All, d => Assert.Contains(d.Id, tested));
     }
 

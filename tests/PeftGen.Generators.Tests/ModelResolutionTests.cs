@@ -116,9 +116,9 @@ public sealed class ModelResolutionTests
         var root = result.Source("Demo.QHead.SmallLlamaQLora.Peft.g.cs");
         Assert.Contains("_lm_head = new global::PeftGen.LoraLinear(dims[\"Width\"], dims[\"Vocab\"], false);", root, System.StringComparison.Ordinal);
         var block = result.Source("Demo.QHead.QLayer.Peft.g.cs");
-        Assert.Contains("_gate_proj = new global::PeftGen.LoraLinear(dims[\"Width\"], dims[\"Mlp\"], false);", block, System.StringComparison.Ordinal);
-        Assert.Contains("_q_proj = new global::PeftGen.LoraLinear(dims[\"Width\"], dims[\"Width\"], false, modelQuantization);", block, System.StringComparison.Ordinal);
-        Assert.Contains("_down_proj = new global::PeftGen.LoraLinear(dims[\"Mlp\"], dims[\"Width\"], false, modelQuantization);", block, System.StringComparison.Ordinal);
+        Assert.Contains("_gate_proj = new global::PeftGen.LoraLinear(dims[\"Width\"], dims[\"Mlp\"], false, null, modelBaseDType);", block, System.StringComparison.Ordinal);
+        Assert.Contains("_q_proj = new global::PeftGen.LoraLinear(dims[\"Width\"], dims[\"Width\"], false, modelQuantization, modelBaseDType);", block, System.StringComparison.Ordinal);
+        Assert.Contains("_down_proj = new global::PeftGen.LoraLinear(dims[\"Mlp\"], dims[\"Width\"], false, modelQuantization, modelBaseDType);", block, System.StringComparison.Ordinal);
 
         // The accounting counts the same: embedding 256·64·4 = 65,536 and head 64·256·4 = 65,536 bytes in float32; per
         // layer q and v 4-bit (4,096 values: 2,048 packed + 64 absmax codes + 4 + 4 = 2,120 each), gate_proj float
@@ -172,7 +172,7 @@ public sealed class ModelResolutionTests
         // By checkpoint name: 'output' is checkpointed as lm_head, so it stays float; a block's lm_head is not the head.
         var renamed = result.Source("Demo.HeadRule.Renamed.Peft.g.cs");
         Assert.Contains("_output = new global::PeftGen.LoraLinear(dims[\"Width\"], dims[\"Vocab\"], false);", renamed, System.StringComparison.Ordinal);
-        Assert.Contains("_lm_head = new global::PeftGen.LoraLinear(dims[\"Width\"], dims[\"Width\"], false, modelQuantization);", result.Source("Demo.HeadRule.Inner.Peft.g.cs"), System.StringComparison.Ordinal);
+        Assert.Contains("_lm_head = new global::PeftGen.LoraLinear(dims[\"Width\"], dims[\"Width\"], false, modelQuantization, modelBaseDType);", result.Source("Demo.HeadRule.Inner.Peft.g.cs"), System.StringComparison.Ordinal);
         // Head 64·128·4 = 32,768 float; proj and inner.lm_head 4-bit, 2,120 each; LoRA r = 4 on all three:
         // 4 · (192 + 128 + 128) · 4 = 7,168.
         Assert.Equal(32_768L + 2_120 + 2_120 + 7_168, result.Constant("Demo.HeadRule.Renamed+Accounting", "WeightBytes"));

@@ -27,12 +27,41 @@ internal static class TestHelpers
             .ToImmutableArray();
     });
 
-    public static CSharpCompilation CreateCompilation(params string[] sources)
+    public static CSharpCompilation CreateCompilation(params string[] sources) => CreateCompilation(Array.Empty<MetadataReference>(), sources);
+
+    public static CSharpCompilation CreateCompilation(IEnumerable<MetadataReference> extraReferences, params string[] sources)
         => CSharpCompilation.Create(
             "PeftGenTestInput",
             sources.Select((s, i) => CSharpSyntaxTree.ParseText(s, ParseOptions, i == 0 ? InputPath : $"Input{i}.cs")),
+            s_references.Value.Concat(extraReferences),
+            new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable));
+
+    /// <summary>
+    /// Compiles <paramref name="source"/> as assembly <paramref name="assemblyName"/> (through the generator when
+    /// <paramref name="generate"/>) and returns it as a metadata-only reference: an image, so its types have no syntax,
+    /// as a package's or another project's do.
+    /// </summary>
+    public static MetadataReference Library(string assemblyName, string source, bool generate = true)
+    {
+        Compilation compilation = CSharpCompilation.Create(
+            assemblyName,
+            new[] { CSharpSyntaxTree.ParseText(source, ParseOptions, assemblyName + ".cs") },
             s_references.Value,
             new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable));
+        if (generate) CreateDriver().RunGeneratorsAndUpdateCompilation(compilation, out compilation, out _);
+        using var image = new MemoryStream();
+        var emitted = compilation.Emit(image);
+        if (!emitted.Success)
+            throw new InvalidOperationException("The library does not compile:\n" + string.Join("\n", emitted.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error)));
+        return MetadataReference.CreateFromImage(image.ToArray());
+    }
+
+    public static GeneratorResult Run(IEnumerable<MetadataReference> extraReferences, params string[] sources)
+    {
+        var compilation = CreateCompilation(extraReferences, sources);
+        var driver = CreateDriver().RunGeneratorsAndUpdateCompilation(compilation, out var output, out var generatorDiagnostics);
+        return new GeneratorResult(driver, compilation, output, generatorDiagnostics);
+    }
 
     public static GeneratorDriver CreateDriver()
         => CSharpGeneratorDriver.Create(

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using PeftGen;
+using PeftGen.Architectures;
 using PeftGen.Inference;
 using PeftGen.Precision;
 using PeftGen.Training;
@@ -165,7 +166,7 @@ public sealed class KeyValueCacheTests
         return model;
     }
 
-    private static GptLanguageModel WithBase(GptLanguageModel model)
+    private static Gpt2LMHeadModel WithBase(Gpt2LMHeadModel model)
     {
         TinyModels.LoadBase(model, BaseFolder.Shipped);
         return model;

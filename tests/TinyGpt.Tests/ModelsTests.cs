@@ -67,13 +67,16 @@ public sealed class ModelsTests
         // Qwen/Qwen2-7B's own count (transformers: 7,615,616,512), from the same blocks as Llama-2-7B: q/k/v biases on.
         Assert.Equal(7_615_616_512L, Qwen2_7BLora.Accounting.BaseParameters);
         Assert.Equal(6_738_415_616L, Llama2_7BLora.Accounting.BaseParameters);
+        // Qwen/Qwen2.5-0.5B's (494,032,768): its head is the token embedding, so there is no lm_head to count.
+        Assert.Equal(494_032_768L, Qwen25_0_5BLora.Accounting.BaseParameters);
 
         using var scope = NewDisposeScope();
         using var qwen = new TinyQwen2Lora();
         using var llama = new TinyLlamaLora();
         var attention = qwen.model.layers[0].self_attn;
-        Assert.True(attention.Dims.QkvBias);
-        Assert.Equal(1e6, attention.Dims.RopeTheta);
+        // The package's blocks read settings by name: no model of the package's own assembly reaches them to type them.
+        Assert.True(attention.Dims.Flag("QkvBias"));
+        Assert.Equal(1e6, attention.Dims.Real("RopeTheta"));
         Assert.NotNull(attention.q_proj.Bias);
         Assert.NotNull(attention.v_proj.Bias);
         Assert.Null(attention.o_proj.Bias);

@@ -5,6 +5,7 @@ using System.IO;
 using System.Linq;
 using System.Text.Json;
 using PeftGen;
+using PeftGen.Architectures;
 using TorchSharp;
 using PeftGen.Checkpoints;
 using PeftGen.Data;
@@ -22,45 +23,25 @@ public static class AdapterJobs
 {
     /// <summary>Builds the right variant, loads the base and the saved folder into it.</summary>
     /// <exception cref="UserInputException">The folder is missing, malformed or does not fit the model.</exception>
-    public static (GptLanguageModel Model, Method Method) Load(RunContext context, string folder, bool quantized, string baseFolder)
+    public static (Gpt2LMHeadModel Model, Method Method) Load(RunContext context, string folder, bool quantized, string baseFolder)
     {
         if (!Directory.Exists(folder)) throw new UserInputException($"The adapter folder '{folder}' does not exist.");
-        var configPath = Path.Combine(folder, PeftAdapterConfig.FileName);
-        Method method;
-        if (File.Exists(configPath))
+        TrainedKind kind;
+        try
         {
-            var config = AsInputError(folder, () => PeftAdapterConfig.Read(configPath));
-            method = config.PeftType switch
-            {
-                PeftType.PromptTuning => Method.Prompt,
-                PeftType.Lora => quantized ? Method.QLora : Method.Lora,
-                _ => throw new UserInputException($"'{configPath}' holds a {config.PeftType} adapter; this example loads LORA and PROMPT_TUNING."),
-            };
+            kind = AsInputError(folder, () => TrainedFolder.Detect(folder));
         }
-        else if (File.Exists(Path.Combine(folder, "model.safetensors")))
+        catch (FileNotFoundException e)
         {
-            method = Method.Full;
+            throw new UserInputException(e.Message, e);
         }
-        else
-        {
-            throw new UserInputException($"'{folder}' holds neither {PeftAdapterConfig.FileName} (an adapter) nor model.safetensors (a fully fine-tuned model).");
-        }
-
+        var method = TinyModels.MethodOf(kind, quantized);
         var model = TinyModels.Create(method);
         try
         {
-            if (method == Method.Full)
-            {
-                AsInputError(folder, () => TinyModels.LoadBase(model, folder));
-            }
-            else
-            {
-                TinyModels.LoadBase(model, baseFolder);
-                // Into the prompt or adapter the model's compile-time plan trains.
-                var peft = (IPeftTrainableModel)model;
-                if (peft.TrainingPlan.SoftPrompt is { } prompt) AsInputError(folder, () => peft.LoadSoftPrompt(folder, prompt));
-                else AsInputError(folder, () => peft.LoadAdapter(folder, peft.TrainingPlan.Adapter!));
-            }
+            // The base is ours, not the user's folder: its problems are not input errors.
+            if (kind != TrainedKind.FullWeights) TinyModels.LoadBase(model, baseFolder);
+            AsInputError(folder, () => TrainedFolder.LoadTrained((IPeftTrainableModel)model, folder, kind, PretrainedLoadOptions.Gpt2));
             model.to(context.Device);
             model.eval();
             return (model, method);
@@ -165,7 +146,7 @@ public static class AdapterJobs
     public static string Generate(RunContext context, string? adapter, string prompt, bool quantized, string? basePath, double temperature, int topK, int maxNewTokens)
     {
         var pretrained = BaseChoice.Resolve(context, basePath);
-        GptLanguageModel model;
+        Gpt2LMHeadModel model;
         if (adapter is null)
         {
             model = TinyModels.Create(Method.Full);

@@ -67,11 +67,11 @@ public static class FineTuneJob
     {
         var settings = context.Settings;
         data ??= FineTuneData.For(settings);
-        ConsoleReporter.Stage($"Fine-tuning: {method.Display()} — {TinyModels.Summary(method)}");
-
         using var model = TinyModels.Create(method);
-        // Every generated model knows what it trains (its TrainingPlan): the trainer and the save follow it.
+        // Every generated model knows what it trains (its TrainingPlan) and what it counts (its Accounting): the
+        // trainer, the save and the report follow them.
         var peft = (IPeftTrainableModel)model;
+        ConsoleReporter.Stage($"Fine-tuning: {method.Display()} — {peft.Accounting.Summary}");
         TinyModels.LoadBase(model, baseFolder);
         if (model is TinyGptPrompt prompt) InitializePromptFromText(prompt, tokenizer, PromptInitText);
         model.to(context.Device);
@@ -122,7 +122,7 @@ public static class FineTuneJob
             Weights = new PretrainedSaveOptions { TiedWeights = [TiedWeight.Gpt2Head], Config = PretrainJob.Gpt2Config() },
         });
 
-        var (trainableCount, allCount) = TinyModels.Counts(method);
+        var (trainableCount, allCount) = (peft.Accounting.TrainableParameters, peft.Accounting.AllParameters);
         return new MethodResult(
             method.Display(),
             trainableCount,

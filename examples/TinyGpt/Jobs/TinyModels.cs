@@ -1,7 +1,10 @@
 using System;
 using System.IO;
+using System.Linq;
 using PeftGen;
+using PeftGen.Architectures;
 using PeftGen.Checkpoints;
+using PeftGen.Training;
 using TinyGpt.Models;
 
 namespace TinyGpt.Jobs;
@@ -9,38 +12,38 @@ namespace TinyGpt.Jobs;
 /// <summary>Builds the tiny model of each method and loads the pretrained base into it.</summary>
 public static class TinyModels
 {
+    /// <summary>The model class of each kind of trained folder (what <see cref="TrainedFolder"/> builds for it).</summary>
+    public static TrainedModels Trained { get; } = new()
+    {
+        Lora = () => new TinyGptLora(),
+        QuantizedLora = () => new TinyGptQLora(),
+        PromptTuning = () => new TinyGptPrompt(),
+        FullWeights = () => new TinyGptFull(),
+    };
+
+    /// <summary>What a method trains and saves, and whether its base is 4-bit.</summary>
+    public static (TrainedKind Kind, bool Quantized) Saves(this Method method) => method switch
+    {
+        Method.Full => (TrainedKind.FullWeights, false),
+        Method.Lora => (TrainedKind.Lora, false),
+        Method.QLora => (TrainedKind.Lora, true),
+        Method.Prompt => (TrainedKind.PromptTuning, false),
+        _ => throw new ArgumentOutOfRangeException(nameof(method), method, null),
+    };
+
+    /// <summary>The method whose runs save <paramref name="kind"/> (on a 4-bit base when <paramref name="quantized"/>).</summary>
+    public static Method MethodOf(TrainedKind kind, bool quantized)
+        => Enum.GetValues<Method>().First(m => m.Saves() == (kind, kind == TrainedKind.Lora && quantized));
+
     /// <summary>A new model of the method's variant (weights random until <see cref="LoadBase"/>).</summary>
-    public static GptLanguageModel Create(Method method) => method switch
+    public static Gpt2LMHeadModel Create(Method method)
     {
-        Method.Full => new TinyGptFull(),
-        Method.Lora => new TinyGptLora(),
-        Method.QLora => new TinyGptQLora(),
-        Method.Prompt => new TinyGptPrompt(),
-        _ => throw new ArgumentOutOfRangeException(nameof(method), method, null),
-    };
-
-    /// <summary>The compile-time accounting line of the method's variant.</summary>
-    public static string Summary(Method method) => method switch
-    {
-        Method.Full => TinyGptFull.Accounting.Summary,
-        Method.Lora => TinyGptLora.Accounting.Summary,
-        Method.QLora => TinyGptQLora.Accounting.Summary,
-        Method.Prompt => TinyGptPrompt.Accounting.Summary,
-        _ => throw new ArgumentOutOfRangeException(nameof(method), method, null),
-    };
-
-    /// <summary>Compile-time trainable and total parameter counts of the method's variant.</summary>
-    public static (long Trainable, long All) Counts(Method method) => method switch
-    {
-        Method.Full => (TinyGptFull.Accounting.TrainableParameters, TinyGptFull.Accounting.AllParameters),
-        Method.Lora => (TinyGptLora.Accounting.TrainableParameters, TinyGptLora.Accounting.AllParameters),
-        Method.QLora => (TinyGptQLora.Accounting.TrainableParameters, TinyGptQLora.Accounting.AllParameters),
-        Method.Prompt => (TinyGptPrompt.Accounting.TrainableParameters, TinyGptPrompt.Accounting.AllParameters),
-        _ => throw new ArgumentOutOfRangeException(nameof(method), method, null),
-    };
+        var (kind, quantized) = method.Saves();
+        return (Gpt2LMHeadModel)Trained.For(kind, quantized)!();
+    }
 
     /// <summary>Loads the pretrained base weights (Hugging Face layout) into any variant; adapters keep their init.</summary>
-    public static void LoadBase(GptLanguageModel model, string baseFolder)
+    public static void LoadBase(Gpt2LMHeadModel model, string baseFolder)
     {
         if (!File.Exists(Path.Combine(baseFolder, "model.safetensors")))
             throw new FileNotFoundException($"No pretrained base in '{baseFolder}': run the 'pretrain' command first (compare does it for you).");

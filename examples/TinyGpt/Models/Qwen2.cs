@@ -1,18 +1,10 @@
 using PeftGen;
+using PeftGen.Architectures;
 
 namespace TinyGpt.Models;
 
-// Qwen2 is Llama's architecture with a bias on the query, key and value projections, a smaller norm epsilon and a
-// larger rotary base: the Llama blocks read all three from the configuration, so Qwen2 is a configuration and a model
-// class. Kept apart from Llama.cs, which the generator benchmark compiles as its input.
-
-/// <summary>Qwen2-7B: 28 layers, 3584 wide, 28 query and 4 key/value heads, MLP 18944 (Qwen/Qwen2-7B's config.json).</summary>
-public static class Qwen2_7BConfig
-{
-    public const int Vocab = 152064, Context = 131072, Width = 3584, Layers = 28, Heads = 28, KvHeads = 4, Mlp = 18944;
-    public const double RmsNormEps = 1e-6, RopeTheta = 1000000.0;
-    public const bool QkvBias = true;
-}
+// Qwen2 from the package's architecture: the Llama blocks read Qwen2's q/k/v bias, norm epsilon and rotary base from
+// the configuration, so a Qwen2 model is a configuration and a few lines.
 
 /// <summary>A Qwen2 small enough for tests and CPU runs: the tiny Llama's sizes with Qwen2's settings.</summary>
 public static class TinyQwen2Config
@@ -22,32 +14,17 @@ public static class TinyQwen2Config
     public const bool QkvBias = true;
 }
 
-/// <summary>Qwen2-7B with LoRA r = 8, alpha 16 on the query and value projections, from the Llama blocks.</summary>
-[PeftModel(typeof(Qwen2_7BConfig), ContextLength = "Context")]
+/// <summary>Qwen2-7B with LoRA r = 8, alpha 16 on the query and value projections.</summary>
+[PeftModel(typeof(Qwen2_7B), ContextLength = "Context")]
 [Lora(Rank = 8, Alpha = 16, Targets = ["q_proj", "v_proj"])]
-public partial class Qwen2_7BLora : LlamaLanguageModel
-{
-    [Block] public partial LlamaTrunk model { get; }
-    [Linear("Width", "Vocab", Bias = false)] public partial LoraLinear lm_head { get; }
+public partial class Qwen2_7BLora : Qwen2ForCausalLM { }
 
-    /// <inheritdoc />
-    protected override LlamaTrunk Trunk => model;
+/// <summary>Qwen2.5-0.5B (head tied to the token embedding) with LoRA r = 16 on the query and value projections.</summary>
+[PeftModel(typeof(Qwen25_0_5B), ContextLength = "Context")]
+[Lora(Rank = 16, Alpha = 32, Targets = ["q_proj", "v_proj"])]
+public partial class Qwen25_0_5BLora : TiedQwen2ForCausalLM { }
 
-    /// <inheritdoc />
-    protected override LoraLinear Head => lm_head;
-}
-
-/// <summary>The tiny Qwen2 with the same adapter configuration, for tests and CPU runs.</summary>
+/// <summary>The tiny Qwen2 with the same adapter configuration as Qwen2-7B's, for tests and CPU runs.</summary>
 [PeftModel(typeof(TinyQwen2Config), ContextLength = "Context")]
 [Lora(Rank = 8, Alpha = 16, Targets = ["q_proj", "v_proj"])]
-public partial class TinyQwen2Lora : LlamaLanguageModel
-{
-    [Block] public partial LlamaTrunk model { get; }
-    [Linear("Width", "Vocab", Bias = false)] public partial LoraLinear lm_head { get; }
-
-    /// <inheritdoc />
-    protected override LlamaTrunk Trunk => model;
-
-    /// <inheritdoc />
-    protected override LoraLinear Head => lm_head;
-}
+public partial class TinyQwen2Lora : Qwen2ForCausalLM { }

@@ -1,4 +1,5 @@
 using PeftGen;
+using PeftGen.Architectures;
 
 namespace TinyGpt.Models;
 
@@ -19,38 +20,21 @@ public static class TinyConfig
 /// <summary>Every weight trains: pretraining, and the full fine-tuning baseline.</summary>
 [PeftModel(typeof(TinyConfig), ContextLength = "Context")]
 [Trainable]
-public partial class TinyGptFull : GptLanguageModel
+public partial class TinyGptFull : Gpt2LMHeadModel
 {
-    [Block] public partial GptTrunk transformer { get; }
-
-    /// <inheritdoc />
-    protected override GptTrunk Trunk => transformer;
-
     partial void OnCreated() => GptInit.Apply(this, Dims.Layers);
 }
 
 /// <summary>LoRA r = 16, alpha 32 on every projection (attention and MLP), as QLoRA's paper recommends.</summary>
 [PeftModel(typeof(TinyConfig), ContextLength = "Context")]
 [Lora(Rank = 16, Alpha = 32, Dropout = 0.05)]
-public partial class TinyGptLora : GptLanguageModel
-{
-    [Block] public partial GptTrunk transformer { get; }
-
-    /// <inheritdoc />
-    protected override GptTrunk Trunk => transformer;
-}
+public partial class TinyGptLora : Gpt2LMHeadModel { }
 
 /// <summary>The same LoRA adapters on a base whose projections are stored in NF4 with double quantization.</summary>
 [PeftModel(typeof(TinyConfig), ContextLength = "Context")]
 [Lora(Rank = 16, Alpha = 32, Dropout = 0.05)]
 [Quantize4Bit]
-public partial class TinyGptQLora : GptLanguageModel
-{
-    [Block] public partial GptTrunk transformer { get; }
-
-    /// <inheritdoc />
-    protected override GptTrunk Trunk => transformer;
-}
+public partial class TinyGptQLora : Gpt2LMHeadModel { }
 
 /// <summary>
 /// Prompt tuning: 20 virtual tokens; the whole model stays frozen. The job starts them from the pretrained embeddings
@@ -59,10 +43,4 @@ public partial class TinyGptQLora : GptLanguageModel
 /// </summary>
 [PeftModel(typeof(TinyConfig), ContextLength = "Context")]
 [SoftPrompt(20)]
-public partial class TinyGptPrompt : GptLanguageModel
-{
-    [Block] public partial GptTrunk transformer { get; }
-
-    /// <inheritdoc />
-    protected override GptTrunk Trunk => transformer;
-}
+public partial class TinyGptPrompt : Gpt2LMHeadModel { }

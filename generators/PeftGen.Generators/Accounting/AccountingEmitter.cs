@@ -7,7 +7,8 @@ namespace PeftGen.Generators.Accounting;
 /// <summary>Emits a model's nested <c>Accounting</c> class of constants and its <c>PrintTrainableParameters</c>.</summary>
 internal static class AccountingEmitter
 {
-    public static void Write(SourceWriter writer, AccountingResult accounting)
+    /// <param name="estimate">The training memory estimate for the declared batch and sequence, written as <c>Accounting.Estimate</c>; null for none.</param>
+    public static void Write(SourceWriter writer, AccountingResult accounting, Budget.EstimateSpec? estimate)
     {
         writer.WriteLine("/// <summary>Parameter counts and training-memory estimates of this model, computed at compile time.</summary>");
         writer.OpenBlock("public static class Accounting");
@@ -22,7 +23,7 @@ internal static class AccountingEmitter
             Constant(writer, $"Parameters of soft prompt '{Literals.DocText(prompt.Name)}'.", Unique(names, "SoftPromptParameters_" + Literals.Identifier(prompt.Name)), prompt.Parameters);
         Constant(writer, "Bytes of the base weights in float32.", "FullFineTuningWeightBytes", accounting.FullFineTuningWeightBytes);
         Constant(writer, "Training memory of full fine-tuning in float32: weights, gradients and AdamW's two moments.", "FullFineTuningTrainingBytes", accounting.FullFineTuningBytes);
-        Constant(writer, "Bytes of this configuration's weights: float32, or packed codes and quantization state for 4-bit weights.", "WeightBytes", accounting.WeightBytes);
+        Constant(writer, "Bytes of this configuration's weights: float32, 16 bits for frozen projections of a 16-bit model, or packed codes and quantization state for 4-bit weights.", "WeightBytes", accounting.WeightBytes);
         Constant(writer, "Bytes of the gradients of the trainable parameters (float32).", "GradientBytes", accounting.GradientBytes);
         Constant(writer, "Bytes of AdamW's two float32 moments of the trainable parameters.", "OptimizerBytes", accounting.OptimizerBytes);
         Constant(writer, "Training memory of this configuration: weights, gradients and optimizer state (activations not included).", "TrainingBytes", accounting.TrainingBytes);
@@ -37,7 +38,13 @@ internal static class AccountingEmitter
             writer.WriteLine($"new({Literals.String(member.Path)}, {RuntimeNames.PeftLayerKind}.{member.Kind}, {Literals.Long(member.Instances)}, {Literals.Long(member.Parameters)}, {Literals.Long(member.AdapterParameters)}, {Literals.Long(member.TrainableParameters)}, {Literals.Long(member.WeightBytes)}),");
         }
         writer.CloseBlock(";");
+        if (estimate is not null) Budget.BudgetEmitter.Write(writer, estimate);
+        writer.WriteLine();
+        writer.WriteLine("/// <summary>These constants as one value: what <c>IPeftTrainableModel.Accounting</c> gives for this model.</summary>");
+        writer.WriteLine("public static readonly global::PeftGen.ModelAccounting Value = new(AllParameters, TrainableParameters, FrozenParameters, BaseParameters, WeightBytes, TrainingBytes, Summary, Members);");
         writer.CloseBlock();
+        writer.WriteLine();
+        writer.WriteLine("global::PeftGen.ModelAccounting global::PeftGen.Training.IPeftTrainableModel.Accounting => Accounting.Value;");
         writer.WriteLine();
         writer.WriteLine("/// <summary>Writes PEFT's trainable-parameters line (<see cref=\"Accounting.Summary\"/>) to <paramref name=\"writer\"/>, or the console.</summary>");
         writer.WriteLine("public void PrintTrainableParameters(global::System.IO.TextWriter? writer = null) => (writer ?? global::System.Console.Out).WriteLine(Accounting.Summary);");

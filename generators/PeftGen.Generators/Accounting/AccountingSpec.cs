@@ -9,11 +9,13 @@ internal sealed record AccountedPrompt(string Name, long Parameters);
 /// <param name="Layers">The model's resolved layers (the same list its constructor is emitted from).</param>
 /// <param name="ActiveAdapter">The adapter that trains (PEFT trains the active adapter), or null.</param>
 /// <param name="ActivePrompt">The soft prompt that trains, or null.</param>
+/// <param name="SixteenBitBases">The model's frozen projections store their float values in 16 bits (<c>BaseDType</c>).</param>
 internal sealed record AccountingSpec(
     EquatableArray<ResolvedLayer> Layers,
     EquatableArray<AccountedPrompt> Prompts,
     string? ActiveAdapter,
-    string? ActivePrompt);
+    string? ActivePrompt,
+    bool SixteenBitBases = false);
 
 /// <summary>A named count (per adapter or soft prompt).</summary>
 internal sealed record NamedCount(string Name, long Parameters);

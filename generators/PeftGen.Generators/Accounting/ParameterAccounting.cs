@@ -8,11 +8,15 @@ namespace PeftGen.Generators.Accounting;
 /// <summary>
 /// Parameter and memory accounting as a pure function of the model's spec, computed at compile time.
 /// Counts are logical (a 4-bit weight counts its values, as PEFT reports them); bytes are real (packed codes and
-/// quantization state for 4-bit weights, float32 for everything else).
+/// quantization state for 4-bit weights, two bytes per float value of a frozen projection of a 16-bit model, float32 for
+/// everything else).
 /// </summary>
 internal static class ParameterAccounting
 {
     private const long Float32Bytes = 4;
+
+    /// <summary>bfloat16 and float16: a 16-bit model's frozen projection values.</summary>
+    private const long SixteenBitBytes = 2;
 
     /// <summary>AdamW keeps two float32 moments per trainable parameter.</summary>
     private const long AdamWBytesPerParameter = 2 * Float32Bytes;
@@ -31,10 +35,11 @@ internal static class ParameterAccounting
                 var layerAdapters = layer.Adapters.Sum(a => a.Parameters) * layer.Instances;
                 var layerTrainable = (layer.Trainable ? layerBase : 0)
                     + layer.Adapters.Where(a => a.Name == spec.ActiveAdapter).Sum(a => a.Parameters) * layer.Instances;
+                var floatBytes = spec.SixteenBitBases && SixteenBit.SixteenBitResolution.Applies(layer.Kind, layer.Trainable) ? SixteenBitBytes : Float32Bytes;
                 var layerBaseBytes = layer.QuantizedValues > 0 && layer.Quantization is { } quantization
                     ? (Quantization.QuantSpec.StorageBytes(layer.QuantizedValues, quantization.BlockSize, quantization.DoubleQuant)
-                        + (layer.BaseParameters - layer.QuantizedValues) * Float32Bytes) * layer.Instances
-                    : layerBase * Float32Bytes;
+                        + (layer.BaseParameters - layer.QuantizedValues) * floatBytes) * layer.Instances
+                    : layerBase * floatBytes;
                 var layerBytes = layerBaseBytes + (layerAdapters * Float32Bytes);
 
                 baseParameters += layerBase;

@@ -6,7 +6,8 @@ namespace PeftGen.Generators.Diagnostics;
 
 /// <summary>
 /// Every diagnostic PeftGen reports. IDs by range: PEFT0xx general, PEFT1xx LoRA, PEFT2xx 4-bit quantization,
-/// PEFT3xx soft prompts. Each links to its entry in <c>docs/diagnostics.md</c>.
+/// PEFT3xx soft prompts, PEFT4xx memory (16-bit bases, the memory budget),
+/// PEFT5xx blocks from referenced assemblies. Each links to its entry in <c>docs/diagnostics.md</c>.
 /// </summary>
 internal static class DiagnosticDescriptors
 {
@@ -14,6 +15,7 @@ internal static class DiagnosticDescriptors
     private const string Lora = "PeftGen.Lora";
     private const string Quantization = "PeftGen.Quantization";
     private const string SoftPrompt = "PeftGen.SoftPrompt";
+    private const string Memory = "PeftGen.Memory";
     /// <summary>
     /// Each ID's section of <c>docs/diagnostics.md</c>, by a path relative to the repository root and the package root
     /// (the package ships the file there), so the link never points at a host that does not serve it.
@@ -215,6 +217,41 @@ internal static class DiagnosticDescriptors
     public static readonly DiagnosticDescriptor BadPromptName = Error("PEFT308", SoftPrompt,
         "Invalid soft prompt name",
         "Soft prompt name '{0}' is empty or contains '.'; use a non-empty name without dots (it becomes a module name)");
+
+    public static readonly DiagnosticDescriptor SixteenBitFullFineTuning = Error("PEFT401", Memory,
+        "16-bit bases with full fine-tuning",
+        "Model '{0}' trains every base weight ([Trainable] on the class) but stores its frozen bases in {1}; a 16-bit base cannot train (training keeps float32 master weights), so remove BaseDType or the class-level [Trainable]");
+
+    public static readonly DiagnosticDescriptor SixteenBitReachesNothing = Warning("PEFT402", Memory,
+        "BaseDType reaches no frozen float projection",
+        "BaseDType {1} on model '{0}' stores nothing in 16 bits: every projection trains or is 4-bit without a bias (embeddings and norms stay float32); remove BaseDType");
+
+    public static readonly DiagnosticDescriptor MalformedBudget = Error("PEFT403", Memory,
+        "MemoryBudget is not a size",
+        "MemoryBudget \"{0}\" is not a size; write a positive number, one space and a unit: B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024), e.g. \"24 GiB\"");
+
+    public static readonly DiagnosticDescriptor BudgetExceeded = Error("PEFT404", Memory,
+        "Training memory estimate exceeds MemoryBudget",
+        "Model '{0}' needs an estimated {1} to train at Batch = {2} × Sequence = {3}, over its MemoryBudget of {4} ({5}); largest: {6}; {7}");
+
+    public static readonly DiagnosticDescriptor BadBatchOrSequence = Error("PEFT405", Memory,
+        "Batch or Sequence out of range",
+        "{0} = {1} on [PeftModel] {2}");
+
+    public static readonly DiagnosticDescriptor BudgetWithoutSequence = Error("PEFT406", Memory,
+        "MemoryBudget without Sequence",
+        "MemoryBudget needs the sequence length its activations are estimated for; add Sequence (tokens per sequence) and, if not 1, Batch to [PeftModel]");
+
+    public static readonly DiagnosticDescriptor ActivationsUnknown = Error("PEFT407", Memory,
+        "Activations cannot be estimated",
+        "The memory estimate of model '{0}' needs {1}; declare it, or remove Sequence and MemoryBudget");
+    public static readonly DiagnosticDescriptor ReferencedBlockWithoutContract = Error("PEFT501", General,
+        "Block from a referenced assembly was not built by PeftGen",
+        "'{0}' uses '{1}' from assembly '{2}', which lacks the members PeftGen generates for a [PeftModule] ({3}); build '{2}' with PeftGen's generator (the PeftGen package, or an analyzer reference to PeftGen.Generators) of this version");
+
+    public static readonly DiagnosticDescriptor ReferencedBlockNotConstructible = Error("PEFT502", General,
+        "Block from a referenced assembly cannot be built here",
+        "'{0}' uses '{1}' from assembly '{2}', which this project cannot build: {3}");
 
     private static readonly Dictionary<string, DiagnosticDescriptor> s_byId = typeof(DiagnosticDescriptors)
         .GetFields()

@@ -19,15 +19,38 @@ internal sealed record SiteLocation(string Key, LocationInfo Location);
 /// <summary>Names the sites of one class's parse and records their locations.</summary>
 internal sealed class SiteRecorder
 {
-    private readonly Dictionary<string, LocationInfo> _locations = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, LocationInfo> _locations;
+    private readonly LocationInfo? _fallback;
+
+    public SiteRecorder()
+        : this(new Dictionary<string, LocationInfo>(StringComparer.Ordinal), null)
+    {
+    }
+
+    private SiteRecorder(Dictionary<string, LocationInfo> locations, LocationInfo? fallback)
+    {
+        _locations = locations;
+        _fallback = fallback;
+    }
+
+    /// <summary>
+    /// A recorder into the same table that puts every site without a source location at <paramref name="fallback"/>:
+    /// a block read from a referenced assembly has no syntax, so what is wrong with it is reported where this
+    /// compilation refers to it.
+    /// </summary>
+    public SiteRecorder WithFallback(LocationInfo? fallback) => new(_locations, fallback ?? _fallback);
 
     /// <summary>The site <paramref name="key"/> at <paramref name="location"/>; null when it has no source location.</summary>
     public SourceSite? Record(string key, LocationInfo? location)
     {
+        location ??= _fallback;
         if (location is null) return null;
         _locations[key] = location;
         return new SourceSite(key);
     }
+
+    /// <summary>Where <paramref name="site"/> was recorded, if it was.</summary>
+    public LocationInfo? LocationOf(SourceSite? site) => site is not null && _locations.TryGetValue(site.Key, out var location) ? location : null;
 
     public EquatableArray<SiteLocation> ToTable()
         => _locations.OrderBy(l => l.Key, StringComparer.Ordinal).Select(l => new SiteLocation(l.Key, l.Value)).ToEquatableArray();

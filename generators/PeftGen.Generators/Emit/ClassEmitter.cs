@@ -3,6 +3,7 @@ using PeftGen.Generators.Accounting;
 using PeftGen.Generators.Lora;
 using PeftGen.Generators.Model;
 using PeftGen.Generators.Quantization;
+using PeftGen.Generators.SixteenBit;
 using PeftGen.Generators.SoftPrompt;
 using PeftGen.Generators.Training;
 
@@ -60,7 +61,7 @@ internal static class ClassEmitter
         if (model is not null)
         {
             writer.WriteLine();
-            AccountingEmitter.Write(writer, model.Accounting);
+            AccountingEmitter.Write(writer, model.Accounting, model.Estimate);
             writer.WriteLine();
             TrainingEmitter.Write(writer, model);
         }
@@ -90,12 +91,16 @@ internal static class ClassEmitter
         if (type.Members.Count > 0) writer.WriteLine();
     }
 
+    /// <summary>A model class that derives from a block: its generated members hide the block's of the same name.</summary>
+    private static bool DerivesFromBlock(ClassSpec type) => type.Root is { BaseBlock.Length: > 0 };
+
     private static void WriteModelProperties(SourceWriter writer, ClassSpec type)
     {
+        var hides = DerivesFromBlock(type) ? "new " : "";
         DimensionsEmitter.WriteType(writer, type.Root!.Constants,
-            "The model's dimensions and settings, from the constants of its configuration type: typed (<c>Dims.Heads</c>) and by name (<c>Dims[\"Heads\"]</c>).");
+            "The model's dimensions and settings, from the constants of its configuration type: typed (<c>Dims.Heads</c>) and by name (<c>Dims[\"Heads\"]</c>).", hides);
         writer.WriteLine("/// <summary>The model's dimensions and settings, from the constants of its configuration type.</summary>");
-        writer.WriteLine($"public {DimensionsEmitter.TypeName} Dims {{ get; }}");
+        writer.WriteLine($"public {hides}{DimensionsEmitter.TypeName} Dims {{ get; }}");
         writer.WriteLine();
         writer.WriteLine($"{RuntimeNames.ModelDims} {RuntimeNames.IPeftModel}.Dims => Dims;");
         writer.WriteLine();
@@ -110,9 +115,26 @@ internal static class ClassEmitter
         if (model is null)
         {
             writer.WriteLine($"/// <summary>Builds the block's layers for a model of dimensions <paramref name=\"dims\"/>.</summary>");
+            writer.WriteLine("/// <param name=\"dims\">The dimensions and settings of the model the block belongs to.</param>");
             writer.WriteLine($"/// <param name=\"{QuantEmitter.ModelQuantizationParameter}\">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own, other than [Trainable] and [NoQuantize] ones, are built in 4 bits with it (null: none).</param>");
-            writer.OpenBlock($"public {name}({RuntimeNames.ModelDims} dims, global::PeftGen.Quant4BitOptions? {QuantEmitter.ModelQuantizationParameter} = null) : base({Literals.String(name)})");
+            writer.WriteLine($"/// <param name=\"{SixteenBitEmitter.ModelBaseDTypeParameter}\">The model's <c>BaseDType</c>: projections whose base does not train are built with it.</param>");
+            writer.OpenBlock($"public {name}({RuntimeNames.ModelDims} dims, global::PeftGen.Quant4BitOptions? {QuantEmitter.ModelQuantizationParameter} = null{SixteenBitEmitter.BlockParameter}) : base({Literals.String(name)})");
             writer.WriteLine($"Dims = new {DimensionsEmitter.TypeName}(dims ?? throw new global::System.ArgumentNullException(nameof(dims)));");
+        }
+        else if (DerivesFromBlock(type))
+        {
+            // The block the model derives from builds its members in its constructor, from the model's dimensions.
+            writer.WriteLine("/// <summary>Builds the model: every layer, its adapters and soft prompts, frozen except what trains.</summary>");
+            writer.WriteLine($"public {name}() : this(new {DimensionsEmitter.TypeName}(new {RuntimeNames.ModelDims}(");
+            writer.Indentation++;
+            WriteConfigConstants(writer, type, ")))");
+            writer.Indentation--;
+            writer.OpenBlock("");
+            writer.CloseBlock();
+            writer.WriteLine();
+            writer.OpenBlock($"private {name}({DimensionsEmitter.TypeName} peftDims) : base(peftDims{QuantEmitter.BlockArgument(type)}{SixteenBitEmitter.BlockArgument(type)})");
+            writer.WriteLine("Dims = peftDims;");
+            writer.WriteLine($"{RuntimeNames.ModelDims} dims = Dims;");
         }
         else
         {
@@ -120,9 +142,7 @@ internal static class ClassEmitter
             writer.OpenBlock($"public {name}() : base({Literals.String(name)})");
             writer.WriteLine($"Dims = new {DimensionsEmitter.TypeName}(new {RuntimeNames.ModelDims}(");
             writer.Indentation++;
-            WriteConstants(writer, type.Root!.Constants, ConfigValueKind.Integer, "long", c => Literals.Long(c.Value), ",");
-            WriteConstants(writer, type.Root.Constants, ConfigValueKind.Real, "double", c => Literals.Double(c.Real), ",");
-            WriteConstants(writer, type.Root.Constants, ConfigValueKind.Flag, "bool", c => Literals.Bool(c.Value == 1), "));");
+            WriteConfigConstants(writer, type, "));");
             writer.Indentation--;
             writer.WriteLine($"{RuntimeNames.ModelDims} dims = Dims;");
         }
@@ -154,6 +174,14 @@ internal static class ClassEmitter
         writer.CloseBlock();
     }
 
+    /// <summary>The <c>ModelDims</c> constructor's arguments: the configuration's constants by kind, then <paramref name="end"/>.</summary>
+    private static void WriteConfigConstants(SourceWriter writer, ClassSpec type, string end)
+    {
+        WriteConstants(writer, type.Root!.Constants, ConfigValueKind.Integer, "long", c => Literals.Long(c.Value), ",");
+        WriteConstants(writer, type.Root.Constants, ConfigValueKind.Real, "double", c => Literals.Double(c.Real), ",");
+        WriteConstants(writer, type.Root.Constants, ConfigValueKind.Flag, "bool", c => Literals.Bool(c.Value == 1), end);
+    }
+
     /// <summary>One <c>KeyValuePair</c> array argument of the model's <c>ModelDims</c>: the constants of one kind.</summary>
     private static void WriteConstants(SourceWriter writer, EquatableArray<ConfigConstant> constants, ConfigValueKind kind, string type, System.Func<ConfigConstant, string> value, string end)
     {
@@ -177,7 +205,7 @@ internal static class ClassEmitter
         {
             case LayerKind.Linear:
                 var bias = member.BiasFrom is { } biasFrom ? $"dims.Flag({Literals.String(biasFrom.Constant)})" : Literals.Bool(member.Bias);
-                writer.WriteLine($"{field} = new {RuntimeNames.LoraLinear}({d[0]}, {d[1]}, {bias}{QuantEmitter.ProjectionArgument(type, member, model)});");
+                writer.WriteLine($"{field} = new {RuntimeNames.LoraLinear}({d[0]}, {d[1]}, {bias}{SixteenBitEmitter.ProjectionArguments(QuantEmitter.ProjectionArgument(type, member, model), type, member, model)});");
                 LoraEmitter.WriteAddAdapters(writer, type, member, field);
                 if (member.Trainable) writer.WriteLine($"{field}.SetBaseTrainable(true);");
                 return;
@@ -199,10 +227,10 @@ internal static class ClassEmitter
                 return;
             case LayerKind.Stack:
                 writer.WriteLine($"{field} = new {member.PropertyType}();");
-                writer.WriteLine($"for (var i = 0L; i < {d[0]}; i++) {field}.Add(new {member.BlockType}(dims{QuantEmitter.BlockArgument(type)}));");
+                writer.WriteLine($"for (var i = 0L; i < {d[0]}; i++) {field}.Add(new {member.BlockType}(dims{QuantEmitter.BlockArgument(type)}{SixteenBitEmitter.BlockArgument(type)}));");
                 return;
             default:
-                writer.WriteLine($"{field} = new {member.BlockType}(dims{QuantEmitter.BlockArgument(type)});");
+                writer.WriteLine($"{field} = new {member.BlockType}(dims{QuantEmitter.BlockArgument(type)}{SixteenBitEmitter.BlockArgument(type)});");
                 return;
         }
     }
@@ -217,7 +245,17 @@ internal static class ClassEmitter
     private static void WriteCollectLayers(SourceWriter writer, ClassSpec type, bool isRoot)
     {
         writer.WriteLine("/// <summary>Lists this class's layers, and those of its blocks, under <paramref name=\"prefix\"/>.</summary>");
-        writer.OpenBlock($"{(isRoot ? "private" : "internal")} void CollectPeftLayers(string prefix, bool trainAll, {RuntimeNames.LayerList} layers)");
+        if (isRoot)
+        {
+            writer.OpenBlock($"private {(DerivesFromBlock(type) ? "new " : "")}void CollectPeftLayers(string prefix, bool trainAll, {RuntimeNames.LayerList} layers)");
+            if (DerivesFromBlock(type)) writer.WriteLine("base.CollectPeftLayers(prefix, trainAll, layers);");
+        }
+        else
+        {
+            // Public: a model in another assembly calls it (with the constructor, the contract a referenced block keeps).
+            writer.WriteLine("[global::System.ComponentModel.EditorBrowsable(global::System.ComponentModel.EditorBrowsableState.Never)]");
+            writer.OpenBlock($"public void CollectPeftLayers(string prefix, bool trainAll, {RuntimeNames.LayerList} layers)");
+        }
         foreach (var member in type.Members)
         {
             var field = Field(member);

@@ -21,10 +21,11 @@ internal static class DimensionsEmitter
     };
 
     /// <summary>The nested type and the <c>Dims</c> property of a model or block; a model's typed properties go in it too.</summary>
-    public static void WriteType(SourceWriter writer, IEnumerable<ConfigConstant>? constants, string summary)
+    /// <param name="hides">"new " when the class derives from a block, whose own <c>Dimensions</c> this hides; else "".</param>
+    public static void WriteType(SourceWriter writer, IEnumerable<ConfigConstant>? constants, string summary, string hides = "")
     {
         writer.WriteLine($"/// <summary>{summary}</summary>");
-        writer.OpenBlock($"public sealed partial class {TypeName} : {RuntimeNames.ModelDims}");
+        writer.OpenBlock($"public {hides}sealed partial class {TypeName} : {RuntimeNames.ModelDims}");
         writer.WriteLine("/// <summary>A typed view of <paramref name=\"dims\"/>.</summary>");
         writer.WriteLine($"public {TypeName}({RuntimeNames.ModelDims} dims) : base(dims)");
         writer.OpenBlock("");

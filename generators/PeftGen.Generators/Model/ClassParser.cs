@@ -88,34 +88,62 @@ internal static class ClassParser
             EquatableArray<SoftPromptSpec>.Empty,
             EquatableArray<MemberSpec>.Empty,
             EquatableArray<string>.Empty,
-            new[] { failure }.ToEquatableArray()), sites.ToTable());
+            new[] { failure }.ToEquatableArray(),
+            EquatableArray<ClassSpec>.Empty), sites.ToTable());
     }
 
     private static ParsedClass Parse(GeneratorAttributeSyntaxContext context, bool isRoot, CancellationToken cancellationToken)
     {
         var type = (INamedTypeSymbol)context.TargetSymbol;
         var syntax = (ClassDeclarationSyntax)context.TargetNode;
-        var hierarchy = TypeHierarchy.From(type);
         var sites = new SiteRecorder();
-        var key = hierarchy.MetadataName;
-        var diagnostics = new List<DiagnosticInfo>();
-        var typeSite = sites.Record(key, LocationInfo.From(syntax.Identifier.GetLocation()));
+        var references = new ReferencedBlocks(context.SemanticModel.Compilation, TypeHierarchy.From(type).MetadataName, cancellationToken);
+        var spec = ParseClass(type, LocationInfo.From(syntax.Identifier.GetLocation()), isRoot, external: false, sites, references, cancellationToken);
+        if (references.Blocks.Count == 0) return new ParsedClass(spec, sites.ToTable());
+        // A referenced block's problems (PEFT501, or one the block was built with) are this class's: it cannot be built.
+        var diagnostics = spec.Diagnostics.Concat(references.Blocks.SelectMany(b => b.Diagnostics)).ToEquatableArray();
+        return new ParsedClass(spec with { Diagnostics = diagnostics, ExternalBlocks = references.Blocks.ToEquatableArray() }, sites.ToTable());
+    }
 
-        if (!IsPartial(type, cancellationToken)) diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotPartial, typeSite, type.Name));
-        for (var current = type.ContainingType; current is not null; current = current.ContainingType)
+    /// <summary>
+    /// Parses one class: a class of this compilation, or with <paramref name="external"/> a block of a referenced
+    /// assembly, read from its metadata (the attributes on its properties are the same contract) and built there.
+    /// </summary>
+    /// <param name="location">The class's identifier; null for an external block (its sites fall back to where it is referenced).</param>
+    private static ClassSpec ParseClass(INamedTypeSymbol type, LocationInfo? location, bool isRoot, bool external, SiteRecorder sites, ReferencedBlocks references, CancellationToken cancellationToken)
+    {
+        var hierarchy = TypeHierarchy.From(type);
+        // An external block's sites are named after the class that reached it, so two classes reaching it keep their own locations.
+        var key = external ? references.Referrer + ">" + hierarchy.MetadataName : hierarchy.MetadataName;
+        var diagnostics = new List<DiagnosticInfo>();
+        var typeSite = sites.Record(key, location);
+        var compilation = references.Compilation;
+
+        // A model class may derive from a [PeftModule] (an architecture's head class): its members come first, built by its constructor.
+        var baseBlock = "";
+        var derivesFromBlock = isRoot && type.BaseType is { } baseType && HasModuleAttribute(baseType);
+        if (derivesFromBlock)
+            baseBlock = references.Reach(type.BaseType!, typeSite, sites, asMember: false, type.Name, diagnostics) ?? "";
+
+        if (!external)
         {
-            if (!IsPartial(current, cancellationToken))
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotPartial, sites.Record(key + "^" + current.Name, LocationInfo.From(current.Locations.FirstOrDefault() ?? Location.None)), current.Name));
+            if (!IsPartial(type, cancellationToken)) diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotPartial, typeSite, type.Name));
+            for (var current = type.ContainingType; current is not null; current = current.ContainingType)
+            {
+                if (!IsPartial(current, cancellationToken))
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotPartial, sites.Record(key + "^" + current.Name, LocationInfo.From(current.Locations.FirstOrDefault() ?? Location.None)), current.Name));
+            }
         }
         if (type.TypeParameters.Length > 0) diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.GenericType, typeSite, type.Name));
-        if (!IsNamedModule(type, context.SemanticModel.Compilation)) diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotANamedModule, typeSite, type.Name));
-        var constructors = type.InstanceConstructors.Where(c => !c.IsImplicitlyDeclared).ToList();
+        if (!external && !derivesFromBlock && !IsNamedModule(type, compilation)) diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotANamedModule, typeSite, type.Name));
+        // An external block's constructor and reserved members are the ones its generated code declared.
+        var constructors = external ? new List<IMethodSymbol>() : type.InstanceConstructors.Where(c => !c.IsImplicitlyDeclared).ToList();
         for (var i = 0; i < constructors.Count; i++)
         {
             var constructorSite = sites.Record(key + "#ctor" + i, LocationInfo.From(constructors[i].Locations.FirstOrDefault() ?? Location.None));
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.OwnConstructor, constructorSite, type.Name));
         }
-        foreach (var member in type.GetMembers().Where(m => !m.IsImplicitlyDeclared && (isRoot ? s_modelMembers : s_blockMembers).Contains(m.Name)))
+        foreach (var member in type.GetMembers().Where(m => !external && !m.IsImplicitlyDeclared && (isRoot ? s_modelMembers : s_blockMembers).Contains(m.Name)))
         {
             var memberSite = sites.Record(key + "!" + member.Name, LocationInfo.From(member.Locations.FirstOrDefault() ?? Location.None));
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ReservedMemberName, memberSite, member.Name, type.Name, isRoot ? "model" : "block"));
@@ -127,7 +155,7 @@ internal static class ClassParser
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ModelAndModule, typeSite, type.Name));
 
         RootSpec? root = null;
-        if (isRoot) root = ParseRoot(Readers(attributes, PeftModelAttributeName).First(), attributes.Any(a => a.Name == TrainableAttributeName), diagnostics);
+        if (isRoot) root = ParseRoot(Readers(attributes, PeftModelAttributeName).First(), attributes.Any(a => a.Name == TrainableAttributeName), diagnostics) with { BaseBlock = baseBlock };
 
         var classLora = LoraParser.Parse(Readers(attributes, LoraParser.AttributeName), type.Name, onMember: false, diagnostics);
         var classQuant = QuantParser.Parse(Readers(attributes, QuantParser.AttributeName).FirstOrDefault(), diagnostics);
@@ -144,7 +172,7 @@ internal static class ClassParser
             cancellationToken.ThrowIfCancellationRequested();
             var memberAttributes = ReadAttributes(property, sites, key + "." + property.Name, cancellationToken);
             projectionNames.AddRange(ProjectionNames(property, memberAttributes));
-            var member = ParseMember(property, memberAttributes, sites, key, isRoot, classTrainable: !isRoot && attributes.Any(a => a.Name == TrainableAttributeName), diagnostics, cancellationToken);
+            var member = ParseMember(property, memberAttributes, sites, key, isRoot, classTrainable: !isRoot && attributes.Any(a => a.Name == TrainableAttributeName), external, references, diagnostics, cancellationToken);
             if (member is not null) members.Add(member);
         }
         // A block class's adapters reach its own projections only, so the class alone decides; the model class's
@@ -167,11 +195,15 @@ internal static class ClassParser
             classPromptSpecs,
             members.ToEquatableArray(),
             projectionNames.Distinct(StringComparer.Ordinal).ToEquatableArray(),
-            EquatableArray<DiagnosticInfo>.Empty);
+            EquatableArray<DiagnosticInfo>.Empty,
+            EquatableArray<ClassSpec>.Empty)
+        {
+            IsHeadClass = !isRoot && type.IsAbstract,
+        };
         // Like its adapters, a block class's [Quantize4Bit] reaches its own projections only; the model class's is
         // checked per model (ModelBuilder).
         if (!isRoot) QuantResolution.CheckBlock(spec, diagnostics);
-        return new ParsedClass(spec with { Diagnostics = diagnostics.ToEquatableArray() }, sites.ToTable());
+        return spec with { Diagnostics = diagnostics.ToEquatableArray() };
     }
 
     /// <summary>The names a [Linear] property answers to in Targets, whether or not the rest of its declaration is valid.</summary>
@@ -204,7 +236,8 @@ internal static class ClassParser
         var context = contextText.Length == 0
             ? null
             : new DimensionSpec(contextText, DimensionExpression.Parse(contextText), model.NamedSite("ContextLength"));
-        return new RootSpec(configName, constants.ToEquatableArray(), context, model.NamedEnum("Tokenizer", SettingRules.DefaultTokenizer), trainAll);
+        return new RootSpec(configName, constants.ToEquatableArray(), context, model.NamedEnum("Tokenizer", SettingRules.DefaultTokenizer), trainAll,
+            SixteenBit.SixteenBitResolution.Parse(model), Budget.BudgetParser.Parse(model, diagnostics));
     }
 
     /// <summary>An integer, floating-point or bool constant of a configuration type; null for other constants (strings, chars …).</summary>
@@ -233,8 +266,9 @@ internal static class ClassParser
     }
 
     /// <param name="classTrainable">A [Trainable] block class: every member of the block trains.</param>
+    /// <param name="external">A property of a block from a referenced assembly: its generated implementation is there.</param>
     private static MemberSpec? ParseMember(IPropertySymbol property, List<(string Name, AttributeReader Reader)> attributes, SiteRecorder sites, string typeKey,
-        bool isRoot, bool classTrainable, List<DiagnosticInfo> diagnostics, CancellationToken cancellationToken)
+        bool isRoot, bool classTrainable, bool external, ReferencedBlocks references, List<DiagnosticInfo> diagnostics, CancellationToken cancellationToken)
     {
         CheckArguments(attributes, diagnostics);
         var layers = attributes.Where(a => s_layerAttributes.ContainsKey(a.Name)).ToList();
@@ -263,9 +297,9 @@ internal static class ClassParser
 
         var layer = layers[0].Reader;
         var layerName = s_layerAttributes[layers[0].Name];
-        var declaration = property.DeclaringSyntaxReferences.FirstOrDefault()?.GetSyntax(cancellationToken) as PropertyDeclarationSyntax;
-        if (declaration is null || !property.IsPartialDefinition || property.PartialImplementationPart is not null
-            || property.IsStatic || property.SetMethod is not null || property.GetMethod is null)
+        var declaration = external ? null : property.DeclaringSyntaxReferences.FirstOrDefault()?.GetSyntax(cancellationToken) as PropertyDeclarationSyntax;
+        if (property.IsStatic || property.SetMethod is not null || property.GetMethod is null
+            || !external && (declaration is null || !property.IsPartialDefinition || property.PartialImplementationPart is not null))
         {
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotPartialProperty, memberSite, property.Name));
             return null;
@@ -284,13 +318,13 @@ internal static class ClassParser
         if (kind is LayerKind.Stack or LayerKind.Block)
         {
             var block = kind == LayerKind.Stack ? ((INamedTypeSymbol)property.Type).TypeArguments[0] : property.Type;
-            // The block must be generated in this compilation too: its generated members are internal.
-            if (block is not INamedTypeSymbol named || named.TypeKind != TypeKind.Class || named.DeclaringSyntaxReferences.Length == 0
-                || !named.GetAttributes().Any(a => NameOf(a.AttributeClass) == PeftModuleAttributeName))
+            if (block is not INamedTypeSymbol named || named.TypeKind != TypeKind.Class || !HasModuleAttribute(named))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotAPeftModule, layer.Site, property.Name, block.ToDisplayString()));
                 return null;
             }
+            // A block of this compilation is parsed by its own step; one from a referenced assembly is read here.
+            if (named.DeclaringSyntaxReferences.Length == 0 && references.Reach(named, layer.Site, sites, asMember: true, property.Name, diagnostics) is null) return null;
             blockType = named.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat);
             blockMetadataName = TypeHierarchy.From(named).MetadataName;
         }
@@ -345,7 +379,7 @@ internal static class ClassParser
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadCheckpointName, checkpointReader?.PositionalSite(0), checkpointName, property.Name, "is empty or contains '.' or '*'"));
             return null;
         }
-        var modifiers = string.Join(" ", declaration.Modifiers.Where(m => !m.IsKind(SyntaxKind.PartialKeyword)).Select(m => m.Text));
+        var modifiers = declaration is null ? "" : string.Join(" ", declaration.Modifiers.Where(m => !m.IsKind(SyntaxKind.PartialKeyword)).Select(m => m.Text));
 
         return new MemberSpec(
             property.Name,
@@ -423,6 +457,74 @@ internal static class ClassParser
             c.Parameters.Length > 0 && c.Parameters[0].Type.SpecialType == SpecialType.System_String
             && c.Parameters.Skip(1).All(p => p.IsOptional || p.IsParams)
             && compilation.IsSymbolAccessibleWithin(c, type));
+    }
+
+    private static bool HasModuleAttribute(INamedTypeSymbol type) => type.GetAttributes().Any(a => NameOf(a.AttributeClass) == PeftModuleAttributeName);
+
+    /// <summary>
+    /// The blocks one parse reaches in referenced assemblies: each checked to carry the generated members the model's
+    /// code calls (its constructor and <c>CollectPeftLayers</c>), then read from its metadata once, blocks it holds included.
+    /// </summary>
+    private sealed class ReferencedBlocks
+    {
+        private readonly HashSet<string> _reached = new(StringComparer.Ordinal);
+        private readonly CancellationToken _cancellationToken;
+
+        public ReferencedBlocks(Compilation compilation, string referrer, CancellationToken cancellationToken)
+        {
+            Compilation = compilation;
+            Referrer = referrer;
+            _cancellationToken = cancellationToken;
+        }
+
+        public Compilation Compilation { get; }
+
+        /// <summary>The metadata name of the class whose parse this is.</summary>
+        public string Referrer { get; }
+
+        /// <summary>Every external block read, in first-reached order.</summary>
+        public List<ClassSpec> Blocks { get; } = new();
+
+        /// <summary>
+        /// The block's metadata name when a model can use it, else null after reporting why at <paramref name="site"/>.
+        /// A block of this compilation is only named here: its own parse checks it.
+        /// </summary>
+        /// <param name="asMember">Held by a [Block] or [Stack] member (the model's code creates it), not derived from.</param>
+        public string? Reach(INamedTypeSymbol block, SourceSite? site, SiteRecorder sites, bool asMember, string owner, List<DiagnosticInfo> diagnostics)
+        {
+            var name = TypeHierarchy.From(block).MetadataName;
+            if (block.DeclaringSyntaxReferences.Length > 0) return name;
+            var assembly = block.ContainingAssembly?.Name ?? "?";
+            var problem = !Compilation.IsSymbolAccessibleWithin(block, Compilation.Assembly) ? $"it is not public; make it public in '{assembly}'"
+                : asMember && block.IsAbstract ? "it is abstract; derive the model class from it, or hold a block class that is not abstract"
+                : null;
+            if (problem is not null)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ReferencedBlockNotConstructible, site, owner, block.ToDisplayString(), assembly, problem));
+                return null;
+            }
+            if (MissingContract(block) is { } missing)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ReferencedBlockWithoutContract, site, owner, block.ToDisplayString(), assembly, missing));
+                return null;
+            }
+            if (_reached.Add(name))
+                Blocks.Add(ParseClass(block, null, isRoot: false, external: true, sites.WithFallback(sites.LocationOf(site)), this, _cancellationToken));
+            return name;
+        }
+
+        /// <summary>What the block lacks of the generated members a model's code calls, or null.</summary>
+        private static string? MissingContract(INamedTypeSymbol block)
+        {
+            var constructor = block.InstanceConstructors.Any(c => c.DeclaredAccessibility == Accessibility.Public && c.Parameters.Length == 3
+                && c.Parameters[0].Type.ToDisplayString() == "PeftGen.ModelDims" && c.Parameters[1].Type.ToDisplayString().TrimEnd('?') == "PeftGen.Quant4BitOptions"
+                && c.Parameters[2].Type.ToDisplayString() == "PeftGen.BaseDType");
+            var collect = block.GetMembers("CollectPeftLayers").OfType<IMethodSymbol>().Any(m => m.DeclaredAccessibility == Accessibility.Public && !m.IsStatic && m.Parameters.Length == 3);
+            if (constructor && collect) return null;
+            return !constructor && !collect ? "its generated constructor and CollectPeftLayers"
+                : !constructor ? "its generated constructor (ModelDims, Quant4BitOptions?, BaseDType)"
+                : "a public CollectPeftLayers";
+        }
     }
 
     private static bool IsPartial(INamedTypeSymbol type, CancellationToken cancellationToken)

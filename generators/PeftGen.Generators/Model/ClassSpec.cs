@@ -67,12 +67,23 @@ internal sealed record MemberSpec(
 /// <param name="ContextLength">The context length dimension, if any.</param>
 /// <param name="Tokenizer">The <c>PeftTokenizer</c> member name.</param>
 /// <param name="TrainAll">Class-level <c>[Trainable]</c>: full fine-tuning.</param>
+/// <param name="BaseDType">The 16-bit dtype of the frozen projection bases; null for float32.</param>
+/// <param name="Budget">The memory budget, batch and sequence of the training memory estimate; null when none is declared.</param>
 internal sealed record RootSpec(
     string ConfigType,
     EquatableArray<ConfigConstant> Constants,
     DimensionSpec? ContextLength,
     string Tokenizer,
-    bool TrainAll);
+    bool TrainAll,
+    SixteenBit.SixteenBitSpec? BaseDType = null,
+    PeftGen.Generators.Budget.BudgetSpec? Budget = null)
+{
+    /// <summary>
+    /// The metadata name of the <c>[PeftModule]</c> the model class derives from (an architecture's head class, such as
+    /// <c>Qwen2ForCausalLM</c>), whose members come first and are built by its constructor; empty when it derives from none.
+    /// </summary>
+    public string BaseBlock { get; init; } = "";
+}
 
 /// <summary>What kind of value a configuration constant holds.</summary>
 internal enum ConfigValueKind
@@ -113,6 +124,8 @@ internal sealed record ConfigConstant(string Name, ConfigValueKind Kind, long Va
 /// spec equal; where the sites are travels beside it in <see cref="ParsedClass"/>.
 /// </remarks>
 /// <param name="Site">The class's identifier.</param>
+/// <param name="ExternalBlocks">The blocks of referenced assemblies this class reaches, read from their metadata
+/// (transitively): a model's resolution finds them here, since no step of this compilation parses them.</param>
 internal sealed record ClassSpec(
     TypeHierarchy Type,
     SourceSite? Site,
@@ -122,8 +135,15 @@ internal sealed record ClassSpec(
     EquatableArray<SoftPromptSpec> ClassSoftPrompts,
     EquatableArray<MemberSpec> Members,
     EquatableArray<string> ProjectionNames,
-    EquatableArray<DiagnosticInfo> Diagnostics)
+    EquatableArray<DiagnosticInfo> Diagnostics,
+    EquatableArray<ClassSpec> ExternalBlocks)
 {
+    /// <summary>
+    /// An abstract block: a model class can only derive from it (an architecture's head class), so its members are the
+    /// model's own, and its <c>lm_head</c> is the model's output head.
+    /// </summary>
+    public bool IsHeadClass { get; init; }
+
     /// <summary>False when the class has an error: nothing is emitted for it (nor for a model that reaches it).</summary>
     public bool IsValid => Diagnostics.All(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity != Microsoft.CodeAnalysis.DiagnosticSeverity.Error);
 }

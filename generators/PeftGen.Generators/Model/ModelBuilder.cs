@@ -4,9 +4,11 @@ using System.Collections.Immutable;
 using System.Linq;
 using System.Threading;
 using PeftGen.Generators.Accounting;
+using PeftGen.Generators.Budget;
 using PeftGen.Generators.Diagnostics;
 using PeftGen.Generators.Lora;
 using PeftGen.Generators.Quantization;
+using PeftGen.Generators.SixteenBit;
 using PeftGen.Generators.SoftPrompt;
 
 namespace PeftGen.Generators.Model;
@@ -47,9 +49,14 @@ internal static class ModelBuilder
     {
         var modules = new Dictionary<string, ClassSpec>(System.StringComparer.Ordinal);
         foreach (var module in allModules) modules[module.Type.MetadataName] = module;
+        // Blocks of referenced assemblies, as the root read them (its sites), then as this compilation's blocks did.
+        foreach (var external in root.ExternalBlocks.Concat(allModules.SelectMany(m => m.ExternalBlocks)))
+        {
+            if (!modules.ContainsKey(external.Type.MetadataName)) modules[external.Type.MetadataName] = external;
+        }
 
         var walker = new Walker(root, modules, cancellationToken);
-        walker.Visit(root, "", 1, ImmutableStack<string>.Empty.Push(root.Type.MetadataName));
+        walker.VisitModel(root);
 
         var rootSpec = root.Root!;
         // The token embedding may sit in the model class or in a block it reaches once (GPT-2's transformer.wte).
@@ -59,14 +66,20 @@ internal static class ModelBuilder
         QuantResolution.CheckFullFineTuning(root, walker.Layers, walker.Diagnostics);
         if (walker.Complete && root.IsValid && walker.ReachedValid) QuantResolution.CheckModel(root, walker.Layers, walker.Diagnostics);
         if (walker.Complete) LoraResolution.CheckModel(root, walker.Layers, walker.ProjectionNames, adaptersResolved: root.IsValid && walker.ReachedValid, walker.Diagnostics);
+        if (walker.Complete) SixteenBitResolution.CheckModel(root, walker.Layers, walker.Diagnostics);
 
         var layers = walker.Layers.ToEquatableArray();
         var activeAdapter = layers.SelectMany(l => l.Adapters).Select(a => a.Name).FirstOrDefault();
-        var accounting = ParameterAccounting.Compute(new AccountingSpec(
+        var accountingSpec = new AccountingSpec(
             layers,
             prompts.ToEquatableArray(),
             activeAdapter,
-            prompts.Select(p => p.Name).FirstOrDefault()));
+            prompts.Select(p => p.Name).FirstOrDefault(),
+            SixteenBitBases: rootSpec.BaseDType is not null);
+        var accounting = ParameterAccounting.Compute(accountingSpec);
+        var estimate = walker.Complete && root.IsValid && walker.ReachedValid
+            && !walker.Diagnostics.Any(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error)
+            ? BudgetResolution.Resolve(root, accountingSpec, accounting, walker.Diagnostics) : null;
 
         var valid = root.IsValid && walker.ReachedValid && !walker.Diagnostics.Any(d => DiagnosticDescriptors.ById(d.Id).DefaultSeverity == Microsoft.CodeAnalysis.DiagnosticSeverity.Error);
         if (valid && accounting.TrainableParameters == 0 && !rootSpec.TrainAll)
@@ -84,7 +97,8 @@ internal static class ModelBuilder
             walker.Blocks.ToEquatableArray(),
             found.Path ?? "",
             walker.Diagnostics.Distinct().ToEquatableArray(),
-            valid);
+            valid,
+            estimate);
     }
 
     private sealed class Walker
@@ -163,6 +177,27 @@ internal static class ModelBuilder
             return constant;
         }
 
+        /// <summary>Walks the model: the members of the block it derives from, if any, then its own.</summary>
+        public void VisitModel(ClassSpec root)
+        {
+            var chain = ImmutableStack<string>.Empty.Push(root.Type.MetadataName);
+            var baseBlock = root.Root!.BaseBlock;
+            if (baseBlock.Length > 0)
+            {
+                if (_modules.TryGetValue(baseBlock, out var block))
+                {
+                    Blocks.Add(baseBlock);
+                    Visit(block, "", 1, chain.Push(baseBlock));
+                }
+                else
+                {
+                    ReachedValid = false;
+                    Complete = false;
+                }
+            }
+            Visit(root, "", 1, chain);
+        }
+
         public void Visit(ClassSpec type, string prefix, long instances, ImmutableStack<string> chain)
         {
             _cancellationToken.ThrowIfCancellationRequested();
@@ -214,7 +249,7 @@ internal static class ModelBuilder
                             _ => checked(dims[0]!.Value * dims[1]!.Value),
                         };
                         Layers.Add(new ResolvedLayer(path, member.Kind, instances, parameters, 0, null,
-                            member.Trainable || _root.Root!.TrainAll, EquatableArray<ResolvedAdapter>.Empty));
+                            member.Trainable || _root.Root!.TrainAll, EquatableArray<ResolvedAdapter>.Empty, dims.Select(d => d!.Value).ToEquatableArray()));
                         break;
                 }
             }
@@ -237,7 +272,7 @@ internal static class ModelBuilder
             var bias = member.BiasFrom is { } biasFrom ? Resolve(biasFrom, member.Name, type.Type.Name)?.Value == 1 : member.Bias;
             var parameters = checked(weight + (bias ? outFeatures : 0));
             Layers.Add(new ResolvedLayer(path, LayerKind.Linear, instances, parameters, quantization is null ? 0 : weight,
-                quantization, member.Trainable || _root.Root!.TrainAll, adapters.ToEquatableArray()));
+                quantization, member.Trainable || _root.Root!.TrainAll, adapters.ToEquatableArray(), new[] { inFeatures, outFeatures }.ToEquatableArray()));
         }
     }
 }

@@ -24,6 +24,7 @@ internal sealed record ResolvedAdapter(AdapterSpec Adapter, long Parameters, boo
 /// <param name="BaseParameters">Parameters of the layer's own weights, per instance.</param>
 /// <param name="QuantizedValues">Values of the weight stored in 4 bits, per instance (0 when not quantized).</param>
 /// <param name="Trainable">Whether the layer's own weights train ([Trainable], or [Trainable] on the model class).</param>
+/// <param name="Dimensions">The member's dimensions resolved for this model: In, Out; Count, Dim; or Dim.</param>
 internal sealed record ResolvedLayer(
     string Path,
     LayerKind Kind,
@@ -32,7 +33,8 @@ internal sealed record ResolvedLayer(
     long QuantizedValues,
     QuantSpec? Quantization,
     bool Trainable,
-    EquatableArray<ResolvedAdapter> Adapters);
+    EquatableArray<ResolvedAdapter> Adapters,
+    EquatableArray<long> Dimensions = default);
 
 /// <summary>
 /// A <c>[PeftModel]</c> root with everything resolved against its configuration: every layer, the accounting, the
@@ -43,6 +45,7 @@ internal sealed record ResolvedLayer(
 /// <param name="IsValid">False when the root or a block it reaches has an error: nothing is emitted for the root.</param>
 /// <param name="ActivePrompt">The soft prompt that trains (the first declared), or null.</param>
 /// <param name="Blocks">Metadata names of every block class the model reaches, for their typed dimensions.</param>
+/// <param name="Estimate">The training memory estimate for the declared batch and sequence; null when none is declared.</param>
 internal sealed record ModelSpec(
     ClassSpec Root,
     EquatableArray<ResolvedLayer> Layers,
@@ -52,4 +55,5 @@ internal sealed record ModelSpec(
     EquatableArray<string> Blocks,
     string TokenEmbeddingPath,
     EquatableArray<DiagnosticInfo> Diagnostics,
-    bool IsValid);
+    bool IsValid,
+    Budget.EstimateSpec? Estimate = null);

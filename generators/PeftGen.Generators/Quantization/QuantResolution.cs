@@ -14,7 +14,7 @@ namespace PeftGen.Generators.Quantization;
 /// </summary>
 /// <remarks>
 /// A class-level (or model-level) setting skips <c>[Trainable]</c> and <c>[NoQuantize]</c> members and the model's
-/// output head: the model class's own projection whose checkpoint name is <c>lm_head</c>
+/// output head: the model class's own projection whose checkpoint name is <c>lm_head</c> (or its abstract head class's)
 /// (<see cref="SettingRules.OutputHeadName"/>), which transformers also keeps unquantized by default. A member's own
 /// <c>[Quantize4Bit]</c> always applies. <see cref="ModelBuilder"/> resolves each layer with
 /// <see cref="LayerQuantization"/> once; the accounting and the model's constructor read that result, and a block's
@@ -22,9 +22,13 @@ namespace PeftGen.Generators.Quantization;
 /// </remarks>
 internal static class QuantResolution
 {
-    /// <summary>The model's output head: a projection declared in the model class itself, checkpoint name <c>lm_head</c>.</summary>
+    /// <summary>
+    /// The model's output head: a projection with checkpoint name <c>lm_head</c> declared in the model class itself or
+    /// in an abstract block, which only a model class can derive from (an architecture's head class such as
+    /// <c>LlamaForCausalLM</c>), so its members are the model's own.
+    /// </summary>
     public static bool IsOutputHead(ClassSpec type, MemberSpec member)
-        => type.Root is not null && member.Kind == LayerKind.Linear && member.CheckpointName == SettingRules.OutputHeadName;
+        => (type.Root is not null || type.IsHeadClass) && member.Kind == LayerKind.Linear && member.CheckpointName == SettingRules.OutputHeadName;
 
     /// <summary>Whether class-level and model-level settings skip this member: it trains, opts out, or is the output head.</summary>
     public static bool StaysFloatUnderClassSetting(ClassSpec type, MemberSpec member)

@@ -29,6 +29,32 @@ public sealed class PeftModelAttribute : Attribute
 
     /// <summary>The tokenizer the model uses; needed for soft prompts initialised from text.</summary>
     public PeftTokenizer Tokenizer { get; set; } = PeftTokenizer.None;
+
+    /// <summary>
+    /// The dtype every frozen float projection base is built in: <see cref="PeftGen.BaseDType.BFloat16"/> or
+    /// <see cref="PeftGen.BaseDType.Float16"/> halve its bytes (weight and bias), as PEFT users load a 7B base in
+    /// bfloat16. Projections that train (<see cref="TrainableAttribute"/>) stay float32, 4-bit bases stay 4-bit, and
+    /// embeddings, norms, adapters and soft prompts stay float32. The compile-time <c>Accounting.WeightBytes</c> counts
+    /// two bytes per such value.
+    /// </summary>
+    public BaseDType BaseDType { get; set; } = BaseDType.Float32;
+
+    /// <summary>
+    /// The memory training may take, such as <c>"24 GiB"</c>, <c>"512 MiB"</c> or <c>"6 GB"</c> (a number, one space, a
+    /// unit: B, KB, MB, GB, TB, KiB, MiB, GiB, TiB). The build fails (PEFT404) when the compile-time estimate for
+    /// <see cref="Batch"/> × <see cref="Sequence"/> (weights as stored, gradients, AdamW state, activations) exceeds it.
+    /// Empty: no budget.
+    /// </summary>
+    public string MemoryBudget { get; set; } = "";
+
+    /// <summary>Sequences per training step for the memory estimate (<see cref="MemoryBudget"/>).</summary>
+    public int Batch { get; set; } = 1;
+
+    /// <summary>
+    /// Tokens per sequence for the memory estimate; when set, <c>Accounting.Estimate</c> holds the estimate's parts for
+    /// <see cref="Batch"/> × <see cref="Sequence"/>. 0: no estimate.
+    /// </summary>
+    public int Sequence { get; set; }
 }
 
 /// <summary>Marks a partial TorchSharp module as a building block of a <see cref="PeftModelAttribute"/> model.</summary>

@@ -19,6 +19,9 @@ public interface IPeftTrainableModel : IPeftModel
 {
     /// <summary>What the model trains, as resolved at compile time.</summary>
     TrainingPlan TrainingPlan { get; }
+
+    /// <summary>The model's compile-time accounting (its generated <c>Accounting</c> constants) as a value.</summary>
+    ModelAccounting Accounting { get; }
 }
 
 /// <summary>What <see cref="PeftTraining.SaveTrained"/> records beside the trained tensors.</summary>

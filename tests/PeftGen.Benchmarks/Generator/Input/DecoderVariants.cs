@@ -1,11 +1,10 @@
 using PeftGen;
-using TinyGpt.Models;
 
 namespace GeneratorBench.Models;
 
 /// <summary>
 /// 24 layers, 2048 wide, 16 query and 4 key/value heads, MLP 5632: a 1.3B-parameter Llama-style decoder built from
-/// examples/TinyGpt/Models/Llama.cs (embedded beside this file, so the benchmark compiles the example's own blocks).
+/// LlamaBlocks.cs beside this file (the blocks PeftGen.Architectures ships, in source, so the generator expands them).
 /// </summary>
 public static class Decoder24Config
 {

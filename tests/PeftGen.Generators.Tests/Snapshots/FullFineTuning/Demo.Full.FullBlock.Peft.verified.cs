@@ -26,11 +26,13 @@ namespace Demo.Full
         public Dimensions Dims { get; }
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
+        /// <param name="dims">The dimensions and settings of the model the block belongs to.</param>
         /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own, other than [Trainable] and [NoQuantize] ones, are built in 4 bits with it (null: none).</param>
-        public FullBlock(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("FullBlock")
+        /// <param name="modelBaseDType">The model's <c>BaseDType</c>: projections whose base does not train are built with it.</param>
+        public FullBlock(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null, global::PeftGen.BaseDType modelBaseDType = global::PeftGen.BaseDType.Float32) : base("FullBlock")
         {
             Dims = new Dimensions(dims ?? throw new global::System.ArgumentNullException(nameof(dims)));
-            _proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], true, modelQuantization);
+            _proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], true, modelQuantization, modelBaseDType);
             _ln = global::TorchSharp.torch.nn.LayerNorm(new long[] { dims["Width"] }, 1E-05d);
             foreach (var parameter in _ln.parameters()) parameter.requires_grad = false;
             register_module("proj", _proj);
@@ -43,7 +45,8 @@ namespace Demo.Full
         partial void OnCreated();
 
         /// <summary>Lists this class's layers, and those of its blocks, under <paramref name="prefix"/>.</summary>
-        internal void CollectPeftLayers(string prefix, bool trainAll, global::System.Collections.Generic.List<global::PeftGen.PeftLayer> layers)
+        [global::System.ComponentModel.EditorBrowsable(global::System.ComponentModel.EditorBrowsableState.Never)]
+        public void CollectPeftLayers(string prefix, bool trainAll, global::System.Collections.Generic.List<global::PeftGen.PeftLayer> layers)
         {
             layers.Add(new global::PeftGen.PeftLayer(prefix + "proj", global::PeftGen.PeftLayerKind.Projection, _proj, global::PeftGen.WeightLayout.OutIn, trainAll));
             layers.Add(new global::PeftGen.PeftLayer(prefix + "ln", global::PeftGen.PeftLayerKind.LayerNorm, _ln, global::PeftGen.WeightLayout.OutIn, trainAll));

@@ -32,16 +32,18 @@ namespace Demo.Gpt2
         public Dimensions Dims { get; }
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
+        /// <param name="dims">The dimensions and settings of the model the block belongs to.</param>
         /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own, other than [Trainable] and [NoQuantize] ones, are built in 4 bits with it (null: none).</param>
-        public GptBlock(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("GptBlock")
+        /// <param name="modelBaseDType">The model's <c>BaseDType</c>: projections whose base does not train are built with it.</param>
+        public GptBlock(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null, global::PeftGen.BaseDType modelBaseDType = global::PeftGen.BaseDType.Float32) : base("GptBlock")
         {
             Dims = new Dimensions(dims ?? throw new global::System.ArgumentNullException(nameof(dims)));
             _ln_1 = global::TorchSharp.torch.nn.LayerNorm(new long[] { dims["Width"] }, 1E-05d);
             foreach (var parameter in _ln_1.parameters()) parameter.requires_grad = false;
-            _attn = new global::Demo.Gpt2.GptAttention(dims, modelQuantization);
+            _attn = new global::Demo.Gpt2.GptAttention(dims, modelQuantization, modelBaseDType: modelBaseDType);
             _ln_2 = global::TorchSharp.torch.nn.LayerNorm(new long[] { dims["Width"] }, 1E-05d);
             foreach (var parameter in _ln_2.parameters()) parameter.requires_grad = false;
-            _mlp = new global::Demo.Gpt2.GptMlp(dims, modelQuantization);
+            _mlp = new global::Demo.Gpt2.GptMlp(dims, modelQuantization, modelBaseDType: modelBaseDType);
             register_module("ln_1", _ln_1);
             register_module("attn", _attn);
             register_module("ln_2", _ln_2);
@@ -54,7 +56,8 @@ namespace Demo.Gpt2
         partial void OnCreated();
 
         /// <summary>Lists this class's layers, and those of its blocks, under <paramref name="prefix"/>.</summary>
-        internal void CollectPeftLayers(string prefix, bool trainAll, global::System.Collections.Generic.List<global::PeftGen.PeftLayer> layers)
+        [global::System.ComponentModel.EditorBrowsable(global::System.ComponentModel.EditorBrowsableState.Never)]
+        public void CollectPeftLayers(string prefix, bool trainAll, global::System.Collections.Generic.List<global::PeftGen.PeftLayer> layers)
         {
             layers.Add(new global::PeftGen.PeftLayer(prefix + "ln_1", global::PeftGen.PeftLayerKind.LayerNorm, _ln_1, global::PeftGen.WeightLayout.OutIn, trainAll));
             _attn.CollectPeftLayers(prefix + "attn.", trainAll, layers);

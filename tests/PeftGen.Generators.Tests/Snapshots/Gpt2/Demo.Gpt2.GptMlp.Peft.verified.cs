@@ -26,12 +26,14 @@ namespace Demo.Gpt2
         public Dimensions Dims { get; }
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
+        /// <param name="dims">The dimensions and settings of the model the block belongs to.</param>
         /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own, other than [Trainable] and [NoQuantize] ones, are built in 4 bits with it (null: none).</param>
-        public GptMlp(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("GptMlp")
+        /// <param name="modelBaseDType">The model's <c>BaseDType</c>: projections whose base does not train are built with it.</param>
+        public GptMlp(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null, global::PeftGen.BaseDType modelBaseDType = global::PeftGen.BaseDType.Float32) : base("GptMlp")
         {
             Dims = new Dimensions(dims ?? throw new global::System.ArgumentNullException(nameof(dims)));
-            _c_fc = new global::PeftGen.LoraLinear(dims["Width"], (4L * dims["Width"]), true, modelQuantization);
-            _c_proj = new global::PeftGen.LoraLinear((4L * dims["Width"]), dims["Width"], true, modelQuantization);
+            _c_fc = new global::PeftGen.LoraLinear(dims["Width"], (4L * dims["Width"]), true, modelQuantization, modelBaseDType);
+            _c_proj = new global::PeftGen.LoraLinear((4L * dims["Width"]), dims["Width"], true, modelQuantization, modelBaseDType);
             register_module("c_fc", _c_fc);
             register_module("c_proj", _c_proj);
             OnCreated();
@@ -42,7 +44,8 @@ namespace Demo.Gpt2
         partial void OnCreated();
 
         /// <summary>Lists this class's layers, and those of its blocks, under <paramref name="prefix"/>.</summary>
-        internal void CollectPeftLayers(string prefix, bool trainAll, global::System.Collections.Generic.List<global::PeftGen.PeftLayer> layers)
+        [global::System.ComponentModel.EditorBrowsable(global::System.ComponentModel.EditorBrowsableState.Never)]
+        public void CollectPeftLayers(string prefix, bool trainAll, global::System.Collections.Generic.List<global::PeftGen.PeftLayer> layers)
         {
             layers.Add(new global::PeftGen.PeftLayer(prefix + "c_fc", global::PeftGen.PeftLayerKind.Projection, _c_fc, global::PeftGen.WeightLayout.InOut, trainAll));
             layers.Add(new global::PeftGen.PeftLayer(prefix + "c_proj", global::PeftGen.PeftLayerKind.Projection, _c_proj, global::PeftGen.WeightLayout.InOut, trainAll));

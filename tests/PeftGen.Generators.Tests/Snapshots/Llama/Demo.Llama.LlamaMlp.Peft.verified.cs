@@ -29,13 +29,15 @@ namespace Demo.Llama
         public Dimensions Dims { get; }
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
+        /// <param name="dims">The dimensions and settings of the model the block belongs to.</param>
         /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own, other than [Trainable] and [NoQuantize] ones, are built in 4 bits with it (null: none).</param>
-        public LlamaMlp(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("LlamaMlp")
+        /// <param name="modelBaseDType">The model's <c>BaseDType</c>: projections whose base does not train are built with it.</param>
+        public LlamaMlp(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null, global::PeftGen.BaseDType modelBaseDType = global::PeftGen.BaseDType.Float32) : base("LlamaMlp")
         {
             Dims = new Dimensions(dims ?? throw new global::System.ArgumentNullException(nameof(dims)));
-            _gate_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Mlp"], false, modelQuantization);
-            _up_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Mlp"], false, modelQuantization);
-            _down_proj = new global::PeftGen.LoraLinear(dims["Mlp"], dims["Width"], false, modelQuantization);
+            _gate_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Mlp"], false, modelQuantization, modelBaseDType);
+            _up_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Mlp"], false, modelQuantization, modelBaseDType);
+            _down_proj = new global::PeftGen.LoraLinear(dims["Mlp"], dims["Width"], false, modelQuantization, modelBaseDType);
             register_module("gate_proj", _gate_proj);
             register_module("up_proj", _up_proj);
             register_module("down_proj", _down_proj);
@@ -47,7 +49,8 @@ namespace Demo.Llama
         partial void OnCreated();
 
         /// <summary>Lists this class's layers, and those of its blocks, under <paramref name="prefix"/>.</summary>
-        internal void CollectPeftLayers(string prefix, bool trainAll, global::System.Collections.Generic.List<global::PeftGen.PeftLayer> layers)
+        [global::System.ComponentModel.EditorBrowsable(global::System.ComponentModel.EditorBrowsableState.Never)]
+        public void CollectPeftLayers(string prefix, bool trainAll, global::System.Collections.Generic.List<global::PeftGen.PeftLayer> layers)
         {
             layers.Add(new global::PeftGen.PeftLayer(prefix + "gate_proj", global::PeftGen.PeftLayerKind.Projection, _gate_proj, global::PeftGen.WeightLayout.OutIn, trainAll));
             layers.Add(new global::PeftGen.PeftLayer(prefix + "up_proj", global::PeftGen.PeftLayerKind.Projection, _up_proj, global::PeftGen.WeightLayout.OutIn, trainAll));

@@ -100,7 +100,7 @@ namespace Demo.Nested
                 public const long FullFineTuningWeightBytes = 14496L;
                 /// <summary>Training memory of full fine-tuning in float32: weights, gradients and AdamW's two moments.</summary>
                 public const long FullFineTuningTrainingBytes = 57984L;
-                /// <summary>Bytes of this configuration's weights: float32, or packed codes and quantization state for 4-bit weights.</summary>
+                /// <summary>Bytes of this configuration's weights: float32, 16 bits for frozen projections of a 16-bit model, or packed codes and quantization state for 4-bit weights.</summary>
                 public const long WeightBytes = 16416L;
                 /// <summary>Bytes of the gradients of the trainable parameters (float32).</summary>
                 public const long GradientBytes = 1600L;
@@ -119,7 +119,12 @@ namespace Demo.Nested
                     new("output", global::PeftGen.PeftLayerKind.Projection, 1L, 1960L, 0L, 0L, 7840L),
                     new("ln", global::PeftGen.PeftLayerKind.LayerNorm, 1L, 80L, 0L, 80L, 320L),
                 };
+
+                /// <summary>These constants as one value: what <c>IPeftTrainableModel.Accounting</c> gives for this model.</summary>
+                public static readonly global::PeftGen.ModelAccounting Value = new(AllParameters, TrainableParameters, FrozenParameters, BaseParameters, WeightBytes, TrainingBytes, Summary, Members);
             }
+
+            global::PeftGen.ModelAccounting global::PeftGen.Training.IPeftTrainableModel.Accounting => Accounting.Value;
 
             /// <summary>Writes PEFT's trainable-parameters line (<see cref="Accounting.Summary"/>) to <paramref name="writer"/>, or the console.</summary>
             public void PrintTrainableParameters(global::System.IO.TextWriter? writer = null) => (writer ?? global::System.Console.Out).WriteLine(Accounting.Summary);

@@ -29,13 +29,15 @@ namespace Demo.Tiny
         public Dimensions Dims { get; }
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
+        /// <param name="dims">The dimensions and settings of the model the block belongs to.</param>
         /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own, other than [Trainable] and [NoQuantize] ones, are built in 4 bits with it (null: none).</param>
-        public TinyBlock(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("TinyBlock")
+        /// <param name="modelBaseDType">The model's <c>BaseDType</c>: projections whose base does not train are built with it.</param>
+        public TinyBlock(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null, global::PeftGen.BaseDType modelBaseDType = global::PeftGen.BaseDType.Float32) : base("TinyBlock")
         {
             Dims = new Dimensions(dims ?? throw new global::System.ArgumentNullException(nameof(dims)));
-            _up = new global::PeftGen.LoraLinear(dims["Width"], dims["Hidden"], true, modelQuantization);
+            _up = new global::PeftGen.LoraLinear(dims["Width"], dims["Hidden"], true, modelQuantization, modelBaseDType);
             _up.AddAdapter("default", new global::PeftGen.LoraConfig(4, 8d, 0d, false));
-            _down = new global::PeftGen.LoraLinear(dims["Hidden"], dims["Width"], true, new global::PeftGen.Quant4BitOptions(global::PeftGen.QuantType.Fp4, 128, false, global::PeftGen.ComputeDType.Auto));
+            _down = new global::PeftGen.LoraLinear(dims["Hidden"], dims["Width"], true, new global::PeftGen.Quant4BitOptions(global::PeftGen.QuantType.Fp4, 128, false, global::PeftGen.ComputeDType.Auto), modelBaseDType);
             _down.AddAdapter("default", new global::PeftGen.LoraConfig(4, 8d, 0d, false));
             _ln = global::TorchSharp.torch.nn.LayerNorm(new long[] { dims["Width"] }, 1E-05d);
             foreach (var parameter in _ln.parameters()) parameter.requires_grad = false;
@@ -50,7 +52,8 @@ namespace Demo.Tiny
         partial void OnCreated();
 
         /// <summary>Lists this class's layers, and those of its blocks, under <paramref name="prefix"/>.</summary>
-        internal void CollectPeftLayers(string prefix, bool trainAll, global::System.Collections.Generic.List<global::PeftGen.PeftLayer> layers)
+        [global::System.ComponentModel.EditorBrowsable(global::System.ComponentModel.EditorBrowsableState.Never)]
+        public void CollectPeftLayers(string prefix, bool trainAll, global::System.Collections.Generic.List<global::PeftGen.PeftLayer> layers)
         {
             layers.Add(new global::PeftGen.PeftLayer(prefix + "up", global::PeftGen.PeftLayerKind.Projection, _up, global::PeftGen.WeightLayout.OutIn, trainAll));
             layers.Add(new global::PeftGen.PeftLayer(prefix + "down", global::PeftGen.PeftLayerKind.Projection, _down, global::PeftGen.WeightLayout.OutIn, trainAll));

@@ -103,7 +103,7 @@ namespace Demo.Tiny
             public const long FullFineTuningWeightBytes = 527872L;
             /// <summary>Training memory of full fine-tuning in float32: weights, gradients and AdamW's two moments.</summary>
             public const long FullFineTuningTrainingBytes = 2111488L;
-            /// <summary>Bytes of this configuration's weights: float32, or packed codes and quantization state for 4-bit weights.</summary>
+            /// <summary>Bytes of this configuration's weights: float32, 16 bits for frozen projections of a 16-bit model, or packed codes and quantization state for 4-bit weights.</summary>
             public const long WeightBytes = 320528L;
             /// <summary>Bytes of the gradients of the trainable parameters (float32).</summary>
             public const long GradientBytes = 151552L;
@@ -124,7 +124,12 @@ namespace Demo.Tiny
                 new("h.*.ln", global::PeftGen.PeftLayerKind.LayerNorm, 2L, 256L, 0L, 0L, 1024L),
                 new("head", global::PeftGen.PeftLayerKind.Projection, 1L, 32768L, 0L, 32768L, 131072L),
             };
+
+            /// <summary>These constants as one value: what <c>IPeftTrainableModel.Accounting</c> gives for this model.</summary>
+            public static readonly global::PeftGen.ModelAccounting Value = new(AllParameters, TrainableParameters, FrozenParameters, BaseParameters, WeightBytes, TrainingBytes, Summary, Members);
         }
+
+        global::PeftGen.ModelAccounting global::PeftGen.Training.IPeftTrainableModel.Accounting => Accounting.Value;
 
         /// <summary>Writes PEFT's trainable-parameters line (<see cref="Accounting.Summary"/>) to <paramref name="writer"/>, or the console.</summary>
         public void PrintTrainableParameters(global::System.IO.TextWriter? writer = null) => (writer ?? global::System.Console.Out).WriteLine(Accounting.Summary);

@@ -32,14 +32,16 @@ namespace Demo.QHead
         public Dimensions Dims { get; }
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
+        /// <param name="dims">The dimensions and settings of the model the block belongs to.</param>
         /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own, other than [Trainable] and [NoQuantize] ones, are built in 4 bits with it (null: none).</param>
-        public QLayer(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("QLayer")
+        /// <param name="modelBaseDType">The model's <c>BaseDType</c>: projections whose base does not train are built with it.</param>
+        public QLayer(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null, global::PeftGen.BaseDType modelBaseDType = global::PeftGen.BaseDType.Float32) : base("QLayer")
         {
             Dims = new Dimensions(dims ?? throw new global::System.ArgumentNullException(nameof(dims)));
-            _q_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], false, modelQuantization);
-            _v_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], false, modelQuantization);
-            _gate_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Mlp"], false);
-            _down_proj = new global::PeftGen.LoraLinear(dims["Mlp"], dims["Width"], false, modelQuantization);
+            _q_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], false, modelQuantization, modelBaseDType);
+            _v_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Width"], false, modelQuantization, modelBaseDType);
+            _gate_proj = new global::PeftGen.LoraLinear(dims["Width"], dims["Mlp"], false, null, modelBaseDType);
+            _down_proj = new global::PeftGen.LoraLinear(dims["Mlp"], dims["Width"], false, modelQuantization, modelBaseDType);
             register_module("q_proj", _q_proj);
             register_module("v_proj", _v_proj);
             register_module("gate_proj", _gate_proj);
@@ -52,7 +54,8 @@ namespace Demo.QHead
         partial void OnCreated();
 
         /// <summary>Lists this class's layers, and those of its blocks, under <paramref name="prefix"/>.</summary>
-        internal void CollectPeftLayers(string prefix, bool trainAll, global::System.Collections.Generic.List<global::PeftGen.PeftLayer> layers)
+        [global::System.ComponentModel.EditorBrowsable(global::System.ComponentModel.EditorBrowsableState.Never)]
+        public void CollectPeftLayers(string prefix, bool trainAll, global::System.Collections.Generic.List<global::PeftGen.PeftLayer> layers)
         {
             layers.Add(new global::PeftGen.PeftLayer(prefix + "q_proj", global::PeftGen.PeftLayerKind.Projection, _q_proj, global::PeftGen.WeightLayout.OutIn, trainAll));
             layers.Add(new global::PeftGen.PeftLayer(prefix + "v_proj", global::PeftGen.PeftLayerKind.Projection, _v_proj, global::PeftGen.WeightLayout.OutIn, trainAll));

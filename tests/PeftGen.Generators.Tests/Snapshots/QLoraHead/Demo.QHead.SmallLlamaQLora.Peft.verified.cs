@@ -103,7 +103,7 @@ namespace Demo.QHead
             public const long FullFineTuningWeightBytes = 327680L;
             /// <summary>Training memory of full fine-tuning in float32: weights, gradients and AdamW's two moments.</summary>
             public const long FullFineTuningTrainingBytes = 1310720L;
-            /// <summary>Bytes of this configuration's weights: float32, or packed codes and quantization state for 4-bit weights.</summary>
+            /// <summary>Bytes of this configuration's weights: float32, 16 bits for frozen projections of a 16-bit model, or packed codes and quantization state for 4-bit weights.</summary>
             public const long WeightBytes = 221744L;
             /// <summary>Bytes of the gradients of the trainable parameters (float32).</summary>
             public const long GradientBytes = 8192L;
@@ -125,7 +125,12 @@ namespace Demo.QHead
                 new("layers.*.down_proj", global::PeftGen.PeftLayerKind.Projection, 2L, 16384L, 0L, 0L, 8464L),
                 new("lm_head", global::PeftGen.PeftLayerKind.Projection, 1L, 16384L, 0L, 0L, 65536L),
             };
+
+            /// <summary>These constants as one value: what <c>IPeftTrainableModel.Accounting</c> gives for this model.</summary>
+            public static readonly global::PeftGen.ModelAccounting Value = new(AllParameters, TrainableParameters, FrozenParameters, BaseParameters, WeightBytes, TrainingBytes, Summary, Members);
         }
+
+        global::PeftGen.ModelAccounting global::PeftGen.Training.IPeftTrainableModel.Accounting => Accounting.Value;
 
         /// <summary>Writes PEFT's trainable-parameters line (<see cref="Accounting.Summary"/>) to <paramref name="writer"/>, or the console.</summary>
         public void PrintTrainableParameters(global::System.IO.TextWriter? writer = null) => (writer ?? global::System.Console.Out).WriteLine(Accounting.Summary);

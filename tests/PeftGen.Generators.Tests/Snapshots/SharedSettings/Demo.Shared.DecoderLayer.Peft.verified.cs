@@ -32,14 +32,16 @@ namespace Demo.Shared
         public Dimensions Dims { get; }
 
         /// <summary>Builds the block's layers for a model of dimensions <paramref name="dims"/>.</summary>
+        /// <param name="dims">The dimensions and settings of the model the block belongs to.</param>
         /// <param name="modelQuantization">The model class's <c>[Quantize4Bit]</c>: projections without a 4-bit setting of their own, other than [Trainable] and [NoQuantize] ones, are built in 4 bits with it (null: none).</param>
-        public DecoderLayer(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null) : base("DecoderLayer")
+        /// <param name="modelBaseDType">The model's <c>BaseDType</c>: projections whose base does not train are built with it.</param>
+        public DecoderLayer(global::PeftGen.ModelDims dims, global::PeftGen.Quant4BitOptions? modelQuantization = null, global::PeftGen.BaseDType modelBaseDType = global::PeftGen.BaseDType.Float32) : base("DecoderLayer")
         {
             Dims = new Dimensions(dims ?? throw new global::System.ArgumentNullException(nameof(dims)));
             _input_layernorm = new global::PeftGen.RmsNorm(dims["Width"], dims.Real("RmsNormEps"));
-            _self_attn = new global::Demo.Shared.Attention(dims, modelQuantization);
+            _self_attn = new global::Demo.Shared.Attention(dims, modelQuantization, modelBaseDType: modelBaseDType);
             _post_attention_layernorm = new global::PeftGen.RmsNorm(dims["Width"], dims.Real("RmsNormEps"));
-            _mlp = new global::Demo.Shared.Mlp(dims, modelQuantization);
+            _mlp = new global::Demo.Shared.Mlp(dims, modelQuantization, modelBaseDType: modelBaseDType);
             register_module("input_layernorm", _input_layernorm);
             register_module("self_attn", _self_attn);
             register_module("post_attention_layernorm", _post_attention_layernorm);
@@ -52,7 +54,8 @@ namespace Demo.Shared
         partial void OnCreated();
 
         /// <summary>Lists this class's layers, and those of its blocks, under <paramref name="prefix"/>.</summary>
-        internal void CollectPeftLayers(string prefix, bool trainAll, global::System.Collections.Generic.List<global::PeftGen.PeftLayer> layers)
+        [global::System.ComponentModel.EditorBrowsable(global::System.ComponentModel.EditorBrowsableState.Never)]
+        public void CollectPeftLayers(string prefix, bool trainAll, global::System.Collections.Generic.List<global::PeftGen.PeftLayer> layers)
         {
             layers.Add(new global::PeftGen.PeftLayer(prefix + "input_layernorm", global::PeftGen.PeftLayerKind.RmsNorm, _input_layernorm, global::PeftGen.WeightLayout.OutIn, trainAll));
             _self_attn.CollectPeftLayers(prefix + "self_attn.", trainAll, layers);

@@ -140,7 +140,7 @@ namespace Demo.Shared
             public const long FullFineTuningWeightBytes = 30462466048L;
             /// <summary>Training memory of full fine-tuning in float32: weights, gradients and AdamW's two moments.</summary>
             public const long FullFineTuningTrainingBytes = 121849864192L;
-            /// <summary>Bytes of this configuration's weights: float32, or packed codes and quantization state for 4-bit weights.</summary>
+            /// <summary>Bytes of this configuration's weights: float32, 16 bits for frozen projections of a 16-bit model, or packed codes and quantization state for 4-bit weights.</summary>
             public const long WeightBytes = 30475913216L;
             /// <summary>Bytes of the gradients of the trainable parameters (float32).</summary>
             public const long GradientBytes = 10235904L;
@@ -168,7 +168,12 @@ namespace Demo.Shared
                 new("norm", global::PeftGen.PeftLayerKind.RmsNorm, 1L, 3584L, 0L, 0L, 14336L),
                 new("lm_head", global::PeftGen.PeftLayerKind.Projection, 1L, 544997376L, 0L, 0L, 2179989504L),
             };
+
+            /// <summary>These constants as one value: what <c>IPeftTrainableModel.Accounting</c> gives for this model.</summary>
+            public static readonly global::PeftGen.ModelAccounting Value = new(AllParameters, TrainableParameters, FrozenParameters, BaseParameters, WeightBytes, TrainingBytes, Summary, Members);
         }
+
+        global::PeftGen.ModelAccounting global::PeftGen.Training.IPeftTrainableModel.Accounting => Accounting.Value;
 
         /// <summary>Writes PEFT's trainable-parameters line (<see cref="Accounting.Summary"/>) to <paramref name="writer"/>, or the console.</summary>
         public void PrintTrainableParameters(global::System.IO.TextWriter? writer = null) => (writer ?? global::System.Console.Out).WriteLine(Accounting.Summary);

@@ -96,7 +96,7 @@ namespace Demo.Prompt
             public const long FullFineTuningWeightBytes = 51464192L;
             /// <summary>Training memory of full fine-tuning in float32: weights, gradients and AdamW's two moments.</summary>
             public const long FullFineTuningTrainingBytes = 205856768L;
-            /// <summary>Bytes of this configuration's weights: float32, or packed codes and quantization state for 4-bit weights.</summary>
+            /// <summary>Bytes of this configuration's weights: float32, 16 bits for frozen projections of a 16-bit model, or packed codes and quantization state for 4-bit weights.</summary>
             public const long WeightBytes = 51492864L;
             /// <summary>Bytes of the gradients of the trainable parameters (float32).</summary>
             public const long GradientBytes = 20480L;
@@ -114,7 +114,12 @@ namespace Demo.Prompt
                 new("wte", global::PeftGen.PeftLayerKind.TokenEmbedding, 1L, 12865792L, 0L, 0L, 51463168L),
                 new("norm", global::PeftGen.PeftLayerKind.RmsNorm, 1L, 256L, 0L, 0L, 1024L),
             };
+
+            /// <summary>These constants as one value: what <c>IPeftTrainableModel.Accounting</c> gives for this model.</summary>
+            public static readonly global::PeftGen.ModelAccounting Value = new(AllParameters, TrainableParameters, FrozenParameters, BaseParameters, WeightBytes, TrainingBytes, Summary, Members);
         }
+
+        global::PeftGen.ModelAccounting global::PeftGen.Training.IPeftTrainableModel.Accounting => Accounting.Value;
 
         /// <summary>Writes PEFT's trainable-parameters line (<see cref="Accounting.Summary"/>) to <paramref name="writer"/>, or the console.</summary>
         public void PrintTrainableParameters(global::System.IO.TextWriter? writer = null) => (writer ?? global::System.Console.Out).WriteLine(Accounting.Summary);
