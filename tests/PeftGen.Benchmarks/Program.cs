@@ -49,6 +49,14 @@ if (args.Length >= 1 && args[0] == "generator")
     return 0;
 }
 
+if (args.Length >= 1 && args[0] == "generation")
+{
+    // Issue #19's generation numbers alone: tokens/s with and without the KV cache.
+    foreach (var m in GenerationBenchmark.Run(args.Contains("--quick") ? 1 : 3))
+        Console.WriteLine($"{m.Model}, {m.Precision}: {m.PromptTokens}-token prompt + {m.NewTokens} new tokens: {m.CachedTokensPerSecond:F1} tokens/s with the KV cache, {m.RecomputedTokensPerSecond:F1} without: {m.Speedup:F1}x (goal >= 5x: {(m.Speedup >= 5 ? "met" : "not met")})");
+    return 0;
+}
+
 bool quick = args.Contains("--quick");
 int outputIndex = Array.IndexOf(args, "--output");
 string output = outputIndex >= 0 && outputIndex + 1 < args.Length

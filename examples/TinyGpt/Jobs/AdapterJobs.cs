@@ -90,8 +90,8 @@ public static class AdapterJobs
         var compute = PeftGen.Precision.PrecisionSupport.ComputeDType(context.Precision, context.Device);
         double loss;
         using (PeftGen.Precision.ComputePrecision.Use(compute)) loss = ValidationLoss.Mean(model, batches, batches.BatchesPerEpoch);
-        var score = ConsoleReporter.Counted($"{method.Cli()}: generating {records.Count} definitions", records.Count, progress =>
-            GenerationScoring.Run(new TextGenerator(model), examples, tokenizer, records, Scoring.Decoding(context.Settings, context), progress));
+        var (scores, _) = Scoring.Generate(method.Cli(), new TextGenerator(model), examples, tokenizer, records, context.Settings,
+            Scoring.Decoding(context.Settings, context), loss);
 
         var result = new
         {
@@ -102,9 +102,12 @@ public static class AdapterJobs
             truncated = encoded.TruncatedCount,
             validation_loss = loss,
             perplexity = Perplexity.FromMeanLoss(loss),
-            rouge1 = score.Rouge.Rouge1,
-            rouge2 = score.Rouge.Rouge2,
-            rougeL = score.Rouge.RougeL,
+            rouge1 = scores.Rouge1.Mean,
+            rouge1_interval = new[] { scores.Rouge1.Lower, scores.Rouge1.Upper },
+            rouge1_greedy = double.IsNaN(scores.GreedyRouge1) ? (double?)null : scores.GreedyRouge1,
+            rouge2 = scores.Rouge2,
+            rougeL = scores.RougeL,
+            decoding = Scoring.Consensus(context.Settings) is { } mbr ? $"minimum Bayes risk over {mbr.Samples} samples at temperature {mbr.Temperature:R}" : "greedy",
             compute = PeftGen.Precision.PrecisionSupport.Name(compute),
         };
         var output = Path.Combine(context.OutputFolder, $"eval-{Path.GetFileNameWithoutExtension(dataPath)}.json");

@@ -86,12 +86,19 @@ public static class CompareJob
         double loss;
         using (PeftGen.Precision.ComputePrecision.Use(PrecisionSupport.ComputeDType(context.Precision, context.Device)))
             loss = ValidationLoss.Mean(model, batches, batches.BatchesPerEpoch);
-        var (scores, predictions) = Scoring.Generate("base", new TextGenerator(model), examples, pretrained.Tokenizer, data.Valid, Scoring.Decoding(settings, context), loss);
+        var (scores, predictions) = Scoring.Generate("base", new TextGenerator(model), examples, pretrained.Tokenizer, data.Valid, settings, Scoring.Decoding(settings, context), loss);
         return new BaselineResult("Base, not fine-tuned", "the pretrained base continuing \"prompt\\n\"", scores, Scoring.Samples(data.Valid, predictions));
     }
 
-    private static string Describe(JobSettings s) => string.Create(CultureInfo.InvariantCulture,
-        $"{(s.IsQuick ? "quick" : "default")} settings: fine-tune {s.FineTuneSteps} steps × {s.FineTuneBatch} records (≤ {s.MaxRecordTokens} tokens), each of {s.TrainRecords} training records once; " +
-        $"checkpoint chosen by loss on {s.SelectionRecords} held-out training records ({s.Evaluations} evaluations); validation loss and ROUGE on {s.ValidationRecords} validation records, " +
-        $"greedy decoding (≤ {s.MaxNewTokens} tokens, no repeated trigram, at least one token); ROUGE-1 intervals: 95 % percentile bootstrap, 2,000 resamples; seed {s.Seed}.");
+    private static string Describe(JobSettings s)
+    {
+        var culture = CultureInfo.InvariantCulture;
+        var decoding = s.DecodingSamples > 0
+            ? string.Create(culture, $"minimum-Bayes-risk decoding: {s.DecodingSamples} samples per prompt at temperature {s.DecodingTemperature:R}, scoring the one with the highest mean ROUGE-1 against the other samples (greedy outputs scored too, column \"ROUGE-1 greedy\")")
+            : "greedy decoding";
+        return string.Create(culture,
+            $"{(s.IsQuick ? "quick" : "default")} settings: fine-tune {s.FineTuneSteps} steps × {s.FineTuneBatch} records (≤ {s.MaxRecordTokens} tokens), each of {s.TrainRecords} training records once; " +
+            $"checkpoint chosen by loss on {s.SelectionRecords} held-out training records ({s.Evaluations} evaluations); validation loss and ROUGE on {s.ValidationRecords} validation records, " +
+            $"{decoding}, ≤ {s.MaxNewTokens} tokens, no repeated trigram, at least one token; ROUGE-1 intervals: 95 % percentile bootstrap, 2,000 resamples; seed {s.Seed}.");
+    }
 }

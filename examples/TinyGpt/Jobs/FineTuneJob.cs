@@ -111,7 +111,7 @@ public static class FineTuneJob
 
         model.eval();
         var validationLoss = ValidationLoss.Mean(model, validBatches, validBatches.BatchesPerEpoch);
-        var (scores, predictions) = Scoring.Generate(method.Cli(), new TextGenerator(model), examples, tokenizer, data.Valid, Scoring.Decoding(settings, context), validationLoss);
+        var (scores, predictions) = Scoring.Generate(method.Cli(), new TextGenerator(model), examples, tokenizer, data.Valid, settings, Scoring.Decoding(settings, context), validationLoss);
 
         var adapterFolder = Path.Combine(context.OutputFolder, method.Cli());
         peft.SaveTrained(adapterFolder, new TrainedSaveOptions

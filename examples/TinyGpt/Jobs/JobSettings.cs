@@ -45,6 +45,15 @@ public sealed record JobSettings
     /// <summary>New tokens at most per generated definition.</summary>
     public int MaxNewTokens { get; init; }
 
+    /// <summary>
+    /// Samples per prompt of minimum-Bayes-risk decoding: the scored output is the one of them that agrees best (ROUGE-1)
+    /// with the others. 0 scores greedy outputs instead. Greedy outputs are scored too, in a column of their own.
+    /// </summary>
+    public int DecodingSamples { get; init; }
+
+    /// <summary>Temperature of those samples.</summary>
+    public double DecodingTemperature { get; init; } = 0.5;
+
     /// <summary>The seed of every random choice of the run.</summary>
     public long Seed { get; init; } = 1234;
 
@@ -65,6 +74,7 @@ public sealed record JobSettings
         Evaluations = 4,
         ValidationRecords = 495,
         MaxNewTokens = 32,
+        DecodingSamples = 8,
     };
 
     /// <summary>A smaller configuration that exercises every step in under two minutes.</summary>
@@ -81,6 +91,7 @@ public sealed record JobSettings
         Evaluations = 2,
         ValidationRecords = 64,
         MaxNewTokens = 16,
+        DecodingSamples = 4,
         IsQuick = true,
     };
 

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using PeftGen.Data;
+using PeftGen.Inference;
 using PeftGen.Metrics;
 using PeftGen.Training;
 using TinyGpt.Rendering;
@@ -17,7 +18,9 @@ namespace TinyGpt.Jobs;
 /// <param name="Empty">Outputs with no words.</param>
 /// <param name="Degenerate">Outputs with one word repeated more than 4 times in a row.</param>
 /// <param name="GenerationSeconds">Wall time of generating the outputs.</param>
-public sealed record Scores(double ValidationLoss, MeanInterval Rouge1, double Rouge2, double RougeL, int Records, int Empty, int Degenerate, double GenerationSeconds)
+/// <param name="GreedyRouge1">Mean ROUGE-1 F1 of greedy outputs, when the scored ones came from minimum-Bayes-risk decoding (NaN otherwise).</param>
+public sealed record Scores(double ValidationLoss, MeanInterval Rouge1, double Rouge2, double RougeL, int Records, int Empty, int Degenerate, double GenerationSeconds,
+    double GreedyRouge1 = double.NaN)
 {
     /// <summary>Empty or degenerate outputs as a fraction of the records.</summary>
     public double BadFraction => Records == 0 ? 0 : (Empty + Degenerate) / (double)Records;
@@ -29,7 +32,10 @@ public sealed record GeneratedSample(string Prompt, string Reference, string Pre
 /// <summary>Scores outputs the same way for every row: ROUGE against the references, an interval, and degenerate outputs.</summary>
 public static class Scoring
 {
-    /// <summary>The decoding every row uses: greedy, at least one word, no repeated trigram (Hugging Face's options of those names).</summary>
+    /// <summary>
+    /// The decoding options every row uses: at most MaxNewTokens, at least one token, no repeated trigram (Hugging
+    /// Face's options of those names); greedy, or the samples of <see cref="Consensus"/>.
+    /// </summary>
     public static GenerationOptions Decoding(JobSettings settings, RunContext context) => new()
     {
         MaxNewTokens = settings.MaxNewTokens,
@@ -39,14 +45,27 @@ public static class Scoring
         Precision = context.Precision,
     };
 
-    /// <summary>Generates for every record with <paramref name="generator"/> and scores the outputs.</summary>
+    /// <summary>Minimum-Bayes-risk decoding as the settings ask, or null for greedy outputs.</summary>
+    public static MinimumBayesRiskOptions? Consensus(JobSettings settings) => settings.DecodingSamples > 0
+        ? new MinimumBayesRiskOptions { Samples = settings.DecodingSamples, Temperature = settings.DecodingTemperature }
+        : null;
+
+    /// <summary>
+    /// Generates for every record with <paramref name="generator"/> and scores the outputs: the consensus of the
+    /// settings' samples (and greedy outputs for comparison), or greedy outputs when the settings ask for no samples.
+    /// </summary>
     public static (Scores Scores, IReadOnlyList<string> Predictions) Generate(string label, TextGenerator generator, SupervisedExamples examples,
-        ITextTokenizer tokenizer, IReadOnlyList<PromptCompletion> records, GenerationOptions decoding, double validationLoss)
+        ITextTokenizer tokenizer, IReadOnlyList<PromptCompletion> records, JobSettings settings, GenerationOptions decoding, double validationLoss)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var score = ConsoleReporter.Counted($"{label}: generating {records.Count} definitions", records.Count,
+        var greedy = ConsoleReporter.Counted($"{label}: greedy definitions for {records.Count} prompts", records.Count,
             progress => GenerationScoring.Run(generator, examples, tokenizer, records, decoding, progress));
-        return (Of(score.PerRecord, score.Predictions, validationLoss, clock.Elapsed.TotalSeconds), score.Predictions);
+        if (Consensus(settings) is not { } mbr)
+            return (Of(greedy.PerRecord, greedy.Predictions, validationLoss, clock.Elapsed.TotalSeconds), greedy.Predictions);
+        var score = ConsoleReporter.Counted($"{label}: {mbr.Samples} sampled definitions per prompt, keeping the consensus", records.Count,
+            progress => GenerationScoring.Run(generator, examples, tokenizer, records, decoding, progress, mbr));
+        var scores = Of(score.PerRecord, score.Predictions, validationLoss, clock.Elapsed.TotalSeconds) with { GreedyRouge1 = greedy.Rouge.Rouge1 };
+        return (scores, score.Predictions);
     }
 
     /// <summary>Scores aligned predictions against the records' completions.</summary>

@@ -16,7 +16,7 @@ public static class Reports
     private static readonly string[] Headers =
     [
         "Method", "Trainable params", "Trainable %", "Base weights", "Peak memory", "Median step", "Tokens/s",
-        "Val loss", "ROUGE-1 [95% CI]", "ROUGE-2", "ROUGE-L", "Empty/degenerate",
+        "Val loss", "ROUGE-1 [95% CI]", "ROUGE-1 greedy", "ROUGE-2", "ROUGE-L", "Empty/degenerate",
     ];
 
     private static readonly string[] TrainingHeaders = ["Method", "Learning rate", "Steps", "Records (each once)", "Scored checkpoint (step)", "Compute"];
@@ -109,6 +109,7 @@ public static class Reports
     [
         double.IsNaN(s.ValidationLoss) ? "—" : s.ValidationLoss.ToString("F4", CultureInfo.InvariantCulture),
         string.Create(CultureInfo.InvariantCulture, $"{s.Rouge1.Mean:F4} [{s.Rouge1.Lower:F3}, {s.Rouge1.Upper:F3}]"),
+        double.IsNaN(s.GreedyRouge1) ? "—" : s.GreedyRouge1.ToString("F4", CultureInfo.InvariantCulture),
         s.Rouge2.ToString("F4", CultureInfo.InvariantCulture),
         s.RougeL.ToString("F4", CultureInfo.InvariantCulture),
         string.Create(CultureInfo.InvariantCulture, $"{s.Empty + s.Degenerate}/{s.Records} ({100 * s.BadFraction:F1} %)"),

@@ -119,5 +119,5 @@ public sealed class FloatBaseWeight : BaseWeight
         if (disposing) _parameter.Dispose();
     }
 
-    private static Tensor InDType(Tensor tensor, ScalarType dtype) => tensor.dtype == dtype ? tensor : tensor.to(dtype);
+    private static Tensor InDType(Tensor tensor, ScalarType dtype) => ComputePrecision.To(tensor, dtype);
 }

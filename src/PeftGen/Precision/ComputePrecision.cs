@@ -1,5 +1,8 @@
 using System;
+using System.Collections.Generic;
+using System.Runtime.CompilerServices;
 using System.Threading;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace PeftGen.Precision;
@@ -21,6 +24,7 @@ namespace PeftGen.Precision;
 public static class ComputePrecision
 {
     private static readonly AsyncLocal<ScalarType?> Ambient = new();
+    private static readonly AsyncLocal<ParameterCasts?> Casts = new();
 
     /// <summary>The compute dtype chosen by the innermost scope, or null for "the operands' own dtype".</summary>
     public static ScalarType? Current => Ambient.Value;
@@ -44,6 +48,67 @@ public static class ComputePrecision
     {
         ArgumentNullException.ThrowIfNull(tensor);
         var dtype = Ambient.Value;
-        return dtype is null || tensor.dtype == dtype || !tensor.is_floating_point() ? tensor : tensor.to(dtype.Value);
+        return dtype is null || tensor.dtype == dtype || !tensor.is_floating_point() ? tensor : To(tensor, dtype.Value);
+    }
+
+    /// <summary>
+    /// <paramref name="tensor"/> in <paramref name="dtype"/>: inside <see cref="ReuseParameterCasts"/> a parameter's
+    /// cast is made once and reused, else a new cast each call.
+    /// </summary>
+    public static Tensor To(Tensor tensor, ScalarType dtype)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        if (tensor.dtype == dtype) return tensor;
+        return Casts.Value is { } casts && tensor is Parameter parameter ? casts.Get(parameter, dtype) : tensor.to(dtype);
+    }
+
+    /// <summary>
+    /// For inference under no_grad: inside the returned scope each parameter is cast to a compute dtype once and the
+    /// cast reused by every later call (decoding runs the same weights once per generated token, and a float32 base
+    /// under bfloat16 compute would otherwise be converted again each time). The casts are freed when the scope ends.
+    /// Parameters must not change inside the scope.
+    /// </summary>
+    public static IDisposable ReuseParameterCasts()
+    {
+        var casts = new ParameterCasts();
+        var scope = AmbientScope.Push(Casts, casts);
+        return new Both(scope, casts);
+    }
+
+    private sealed class ParameterCasts : IDisposable
+    {
+        private readonly Dictionary<(Parameter, ScalarType), Tensor> casts = new(new KeyComparer());
+
+        public Tensor Get(Parameter parameter, ScalarType dtype)
+        {
+            if (!casts.TryGetValue((parameter, dtype), out var cast))
+            {
+                using (no_grad()) cast = parameter.to(dtype).DetachFromDisposeScope();
+                casts.Add((parameter, dtype), cast);
+            }
+            return cast;
+        }
+
+        public void Dispose()
+        {
+            foreach (var cast in casts.Values) cast.Dispose();
+            casts.Clear();
+        }
+
+        private sealed class KeyComparer : IEqualityComparer<(Parameter, ScalarType)>
+        {
+            public bool Equals((Parameter, ScalarType) x, (Parameter, ScalarType) y) => ReferenceEquals(x.Item1, y.Item1) && x.Item2 == y.Item2;
+
+            public int GetHashCode((Parameter, ScalarType) key) => HashCode.Combine(RuntimeHelpers.GetHashCode(key.Item1), key.Item2);
+        }
+    }
+
+    private sealed class Both(IDisposable first, IDisposable second) : IDisposable
+    {
+        public void Dispose()
+        {
+            first.Dispose();
+            second.Dispose();
+        }
     }
 }

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using PeftGen.Inference;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -128,7 +129,8 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
         ArgumentNullException.ThrowIfNull(tokenIds);
         if (tokenIds.dtype != ScalarType.Int64 && tokenIds.dtype != ScalarType.Int32)
             throw new ArgumentException($"Token ids must be int64 or int32, not {tokenIds.dtype}.", nameof(tokenIds));
-        var prompt = SelectSoftPrompt();
+        // With a KV cache holding earlier positions the prompt is already among them.
+        var prompt = KeyValueCache.PastLength == 0 ? SelectSoftPrompt() : null;
         if (prompt is not null && tokenIds.dim() != 2)
             throw new ArgumentException(
                 $"With a soft prompt, token ids must be batch × sequence, got [{string.Join(", ", tokenIds.shape)}].", nameof(tokenIds));
@@ -146,7 +148,7 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
     public Tensor DropVirtualTokens(Tensor hidden)
     {
         ArgumentNullException.ThrowIfNull(hidden);
-        var n = VirtualTokens;
+        var n = KeyValueCache.PastLength == 0 ? VirtualTokens : 0;
         if (n == 0) return hidden.alias();
         if (hidden.dim() < 2 || hidden.shape[1] < n)
             throw new ArgumentException(

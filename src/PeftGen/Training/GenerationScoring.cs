@@ -1,6 +1,8 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using PeftGen.Data;
+using PeftGen.Inference;
 using PeftGen.Metrics;
 
 namespace PeftGen.Training;
@@ -17,10 +19,13 @@ public static class GenerationScoring
     /// <summary>
     /// For each record: encode <c>prompt + separator</c> with <paramref name="examples"/>, generate until EOS or
     /// <see cref="GenerationOptions.MaxNewTokens"/> (prompts of equal length in batches), decode, and score against the
-    /// record's completion. Progress reports records done.
+    /// record's completion. With <paramref name="minimumBayesRisk"/> each completion is the consensus of that many
+    /// samples (<see cref="MinimumBayesRiskDecoder"/>), else it is decoded as <paramref name="options"/> say. Progress
+    /// reports records done.
     /// </summary>
     public static GenerationScore Run(TextGenerator generator, SupervisedExamples examples, ITextTokenizer tokenizer,
-        IReadOnlyList<PromptCompletion> records, GenerationOptions options, IProgress<int>? progress = null)
+        IReadOnlyList<PromptCompletion> records, GenerationOptions options, IProgress<int>? progress = null,
+        MinimumBayesRiskOptions? minimumBayesRisk = null)
     {
         ArgumentNullException.ThrowIfNull(generator);
         ArgumentNullException.ThrowIfNull(examples);
@@ -30,13 +35,23 @@ public static class GenerationScoring
         var stopAtEos = options with { EndOfSequenceId = options.EndOfSequenceId ?? tokenizer.EndOfSequenceId };
         var prompts = new List<IReadOnlyList<int>>(records.Count);
         foreach (var record in records) prompts.Add(examples.EncodePrompt(record.Prompt));
-        var predictions = new List<string>(records.Count);
-        int step = Math.Max(1, stopAtEos.BatchSize * 4);
-        for (int start = 0; start < prompts.Count; start += step)
+        var consensus = minimumBayesRisk is null ? null : new MinimumBayesRiskDecoder(generator, tokenizer);
+        // Prompts in order of length, so that each call's batches are full (the generator batches equal lengths), in
+        // calls of enough prompts to fill its batches and few enough for progress to move.
+        var order = Enumerable.Range(0, prompts.Count).OrderBy(i => prompts[i].Count).ToArray();
+        int step = minimumBayesRisk is null
+            ? Math.Max(1, stopAtEos.BatchSize * 4)
+            : Math.Max(1, minimumBayesRisk.BatchSize * 4 / minimumBayesRisk.Samples);
+        var predictions = new string[records.Count];
+        for (int start = 0; start < order.Length; start += step)
         {
-            foreach (var ids in generator.GenerateBatch(prompts.GetRange(start, Math.Min(step, prompts.Count - start)), stopAtEos))
-                predictions.Add(tokenizer.Decode(ids).Trim());
-            progress?.Report(predictions.Count);
+            var indices = order.AsSpan(start, Math.Min(step, order.Length - start)).ToArray();
+            var chunk = indices.Select(i => prompts[i]).ToList();
+            var texts = consensus is not null
+                ? consensus.Generate(chunk, stopAtEos, minimumBayesRisk!)
+                : generator.GenerateBatch(chunk, stopAtEos).Select(ids => tokenizer.Decode(ids).Trim()).ToList();
+            for (int k = 0; k < indices.Length; k++) predictions[indices[k]] = texts[k];
+            progress?.Report(start + indices.Length);
         }
         var perRecord = new List<RougeScores>(records.Count);
         double r1 = 0, r2 = 0, rl = 0;

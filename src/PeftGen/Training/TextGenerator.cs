@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using PeftGen.Data;
+using PeftGen.Inference;
 using PeftGen.Precision;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -43,16 +44,24 @@ public sealed record GenerationOptions
 
     /// <summary>The precision of the forward passes: bfloat16 where the device has it fast, unless set otherwise.</summary>
     public TrainingPrecision Precision { get; init; } = TrainingPrecision.Auto;
+
+    /// <summary>
+    /// Feed one new position per step and keep earlier keys and values in a <see cref="KeyValueCache"/> (the default),
+    /// for models whose attention uses one; false recomputes the whole sequence every step. A model that does not use
+    /// the cache, and a generation that would outgrow <see cref="MaxContext"/>, recompute either way.
+    /// </summary>
+    public bool UseKeyValueCache { get; init; } = true;
 }
 
 /// <summary>
-/// Greedy and sampled decoding over an <see cref="ICausalLanguageModel"/>. Every step recomputes the whole
-/// sequence (no KV cache), which is fine for small models; only the last position goes through the head.
+/// Greedy and sampled decoding over an <see cref="ICausalLanguageModel"/>. The prompt is run once and each step then
+/// feeds only the new token, reusing earlier keys and values from a <see cref="KeyValueCache"/> when the model's
+/// attention keeps one (see <see cref="GenerationOptions.UseKeyValueCache"/>); only the last position goes through the head.
 /// </summary>
 /// <remarks>
 /// <see cref="GenerateBatch"/> decodes prompts of equal length together, so no padding and no attention mask are
-/// needed and each row's greedy result is exactly what it would be alone; a row that stops leaves the batch. Sampling
-/// draws from one generator seeded per call.
+/// needed and each row's greedy result is exactly what it would be alone; a row that stops leaves the batch (and the
+/// cache). Sampling draws from one generator seeded per call.
 /// </remarks>
 public sealed class TextGenerator
 {
@@ -94,6 +103,8 @@ public sealed class TextGenerator
         module.eval();
         using var noGrad = no_grad();
         using var precision = ComputePrecision.Use(PrecisionSupport.ComputeDType(options.Precision, model.HeadWeight.device));
+        // The weights do not change while decoding: each is cast to the compute dtype once, not once per token.
+        using var casts = ComputePrecision.ReuseParameterCasts();
         using var generator = new Generator((ulong)options.Seed);
         try
         {
@@ -121,21 +132,29 @@ public sealed class TextGenerator
         // Rows still generating; a row leaves the batch when it stops, so later steps compute only what is needed.
         var active = Enumerable.Range(0, prompts.Length).ToList();
         var device = model.HeadWeight.device;
+        // A window that slides (MaxContext) moves every position, which a cache cannot follow: recompute then.
+        bool fits = options.MaxContext == 0 || prompts[0].Count + options.MaxNewTokens <= options.MaxContext;
+        using var cache = new KeyValueCache();
+        using var useCache = options.UseKeyValueCache && fits ? cache.Use() : null;
         for (int step = 0; step < options.MaxNewTokens && active.Count > 0; step++)
         {
             using var scope = NewDisposeScope();
             int length = sequences[active[0]].Count;
-            int start = options.MaxContext > 0 ? Math.Max(0, length - options.MaxContext) : 0;
+            // After the first pass a caching model takes only the newest token of each row.
+            bool incremental = useCache is not null && cache.Length > 0;
+            int start = incremental ? length - 1 : options.MaxContext > 0 ? Math.Max(0, length - options.MaxContext) : 0;
             int width = length - start;
             var window = new long[active.Count * width];
             for (int row = 0; row < active.Count; row++) sequences[active[row]].CopyTo(start, window, row * width, width);
             var hidden = model.ForwardHidden(tensor(window, new long[] { active.Count, width }, device: device));
+            if (useCache is not null) cache.Commit();
             var last = hidden.select(1, -1);
             var logits = ComputePrecision.Cast(last).matmul(ComputePrecision.Cast(model.HeadWeight).t()).to(ScalarType.Float32);
             var rows = active.Select(i => sequences[i]).ToArray();
             Suppress(logits, rows, step, options);
             var next = Choose(logits, options, generator);
             var stillActive = new List<int>(active.Count);
+            var kept = new List<long>(active.Count);
             for (int row = 0; row < active.Count; row++)
             {
                 int index = active[row];
@@ -144,7 +163,9 @@ public sealed class TextGenerator
                 sequences[index].Add(token);
                 produced[index].Add(token);
                 stillActive.Add(index);
+                kept.Add(row);
             }
+            if (kept.Count < active.Count && kept.Count > 0 && cache.Layers > 0) cache.KeepRows(kept);
             active = stillActive;
         }
         return produced;

@@ -1,4 +1,5 @@
 using PeftGen.Training;
+using PeftGen.Inference;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -31,7 +32,9 @@ public partial class Gpt2Model : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var x = wte.forward(ids); // a soft prompt, when one is active, is prepended here
-        var positions = arange(x.shape[1], dtype: ScalarType.Int64, device: x.device);
+        // Positions continue after what a KV cache holds (0 without one).
+        long past = KeyValueCache.PastLength;
+        var positions = arange(past, past + x.shape[1], dtype: ScalarType.Int64, device: x.device);
         x = x + wpe.forward(positions);
         foreach (var block in h) x = block.forward(x);
         return wte.DropVirtualTokens(ln_f.forward(x)).MoveToOuterDisposeScope();
@@ -80,8 +83,9 @@ public partial class Gpt2Attention : nn.Module<Tensor, Tensor>
         var q = qkv[0].view(batch, seq, heads, width / heads).transpose(1, 2);
         var k = qkv[1].view(batch, seq, heads, width / heads).transpose(1, 2);
         var v = qkv[2].view(batch, seq, heads, width / heads).transpose(1, 2);
-        // Keys and values are the projections of this call's tokens; a key/value cache would append to k and v here.
-        var y = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true);
+        // With a KV cache in use, this call's keys and values join the cached ones (generation feeds one token per step).
+        (k, v) = KeyValueCache.Extend(this, k, v);
+        var y = CausalAttention.Attend(q, k, v);
         y = y.transpose(1, 2).contiguous().view(batch, seq, width);
         return c_proj.forward(y).MoveToOuterDisposeScope();
     }

@@ -1,6 +1,7 @@
 using System.Linq;
 using PeftGen.Precision;
 using PeftGen.Training;
+using PeftGen.Inference;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -93,7 +94,8 @@ public partial class LlamaAttention : nn.Module<Tensor, Tensor>
         var v = v_proj.forward(x).view(batch, seq, kvHeads, headDim).transpose(1, 2);
         q = Rotary.Apply(q, cos, sin);
         k = Rotary.Apply(k, cos, sin);
-        // Keys and values of this call's tokens, before the heads are repeated: what a key/value cache would keep.
+        // With a KV cache in use, this call's keys and values join the cached ones, kept before the heads are repeated.
+        (k, v) = KeyValueCache.Extend(this, k, v);
         if (kvHeads != heads)
         {
             k = k.repeat_interleave(heads / kvHeads, dim: 1);
@@ -101,7 +103,7 @@ public partial class LlamaAttention : nn.Module<Tensor, Tensor>
         }
         // Under a mixed-precision scope q and k come back from the rotary tables in the residual stream's dtype while v
         // keeps the compute dtype: attention runs in the compute dtype, as autocast runs it.
-        var y = nn.functional.scaled_dot_product_attention(ComputePrecision.Cast(q), ComputePrecision.Cast(k), ComputePrecision.Cast(v), is_casual: true);
+        var y = CausalAttention.Attend(ComputePrecision.Cast(q), ComputePrecision.Cast(k), ComputePrecision.Cast(v));
         return o_proj.forward(y.transpose(1, 2).contiguous().view(batch, seq, heads * headDim)).MoveToOuterDisposeScope();
     }
 
@@ -136,15 +138,18 @@ public partial class LlamaMlp : nn.Module<Tensor, Tensor>
 /// <summary>Rotary position embeddings as Hugging Face's Llama applies them (rotate-half, base <c>rope_theta</c>).</summary>
 public static class Rotary
 {
-    /// <summary>The tables for a <c>batch × seq × Width</c> input, heads of <paramref name="headDim"/> and rotary base <paramref name="theta"/>.</summary>
-    public static (Tensor Cos, Tensor Sin) For(Tensor x, long headDim, double theta) => Tables(x.shape[1], headDim, x.device, x.dtype, theta);
+    /// <summary>
+    /// The tables for a <c>batch × seq × Width</c> input, heads of <paramref name="headDim"/> and rotary base
+    /// <paramref name="theta"/>; positions continue after what a KV cache holds (0 without one).
+    /// </summary>
+    public static (Tensor Cos, Tensor Sin) For(Tensor x, long headDim, double theta) => Tables(x.shape[1], headDim, x.device, x.dtype, theta, KeyValueCache.PastLength);
 
-    /// <summary>cos and sin tables, <c>seq × headDim</c>.</summary>
-    public static (Tensor Cos, Tensor Sin) Tables(long seq, long headDim, Device device, ScalarType dtype, double theta)
+    /// <summary>cos and sin tables, <c>seq × headDim</c>, for positions <paramref name="start"/> … start + seq − 1.</summary>
+    public static (Tensor Cos, Tensor Sin) Tables(long seq, long headDim, Device device, ScalarType dtype, double theta, long start = 0)
     {
         using var scope = NewDisposeScope();
         var inv = pow(theta, -arange(0, headDim, 2, dtype: ScalarType.Float32, device: device) / headDim);
-        var freqs = outer(arange(seq, dtype: ScalarType.Float32, device: device), inv);
+        var freqs = outer(arange(start, start + seq, dtype: ScalarType.Float32, device: device), inv);
         var emb = cat([freqs, freqs], dim: -1);
         return (emb.cos().to(dtype).MoveToOuterDisposeScope(), emb.sin().to(dtype).MoveToOuterDisposeScope());
     }

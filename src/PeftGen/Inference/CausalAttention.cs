@@ -1,0 +1,27 @@
+using System;
+using static TorchSharp.torch;
+
+namespace PeftGen.Inference;
+
+/// <summary>Causal scaled dot-product attention whose queries may be the last positions of a longer key sequence (a KV cache's step).</summary>
+public static class CausalAttention
+{
+    /// <summary>
+    /// Attention of <paramref name="queries"/> (<c>batch × heads × q × headDim</c>) over <paramref name="keys"/> and
+    /// <paramref name="values"/> (<c>batch × heads × k × headDim</c>, k ≥ q), where the queries are the last q of the k
+    /// positions: query i sees keys 0 … k − q + i. With q = k this is ordinary causal attention.
+    /// </summary>
+    public static Tensor Attend(Tensor queries, Tensor keys, Tensor values)
+    {
+        ArgumentNullException.ThrowIfNull(queries);
+        ArgumentNullException.ThrowIfNull(keys);
+        ArgumentNullException.ThrowIfNull(values);
+        long q = queries.shape[2], k = keys.shape[2];
+        if (k < q) throw new ArgumentException($"{q} queries but only {k} keys: queries must be the last positions of the keys.", nameof(keys));
+        if (q == k) return nn.functional.scaled_dot_product_attention(queries, keys, values, is_casual: true);
+        // One new position sees every key; several new positions (a prefill after a cached prefix) see an offset triangle.
+        if (q == 1) return nn.functional.scaled_dot_product_attention(queries, keys, values);
+        using var mask = ones(q, k, dtype: ScalarType.Bool, device: queries.device).tril(k - q);
+        return nn.functional.scaled_dot_product_attention(queries, keys, values, attn_mask: mask);
+    }
+}
