@@ -58,6 +58,18 @@ if (args.Length == 4 && args[0] == "big-child")
     return 0;
 }
 
+// big-report OUTPUT RESULTS.JSON...: the big-model section's runs, made one case at a time, as one report.
+if (args.Length >= 3 && args[0] == "big-report")
+{
+    var merged = BigModelReport.Merge(args.Skip(2));
+    Directory.CreateDirectory(args[1]);
+    string mergedMarkdown = merged.Markdown(TimeSpan.Zero);
+    Console.WriteLine(mergedMarkdown);
+    File.WriteAllText(Path.Combine(args[1], "results.md"), mergedMarkdown);
+    File.WriteAllText(Path.Combine(args[1], "results.json"), merged.Json());
+    return 0;
+}
+
 // big-models [--checkpoints DIR] [--output DIR] [--cases A,B]: the big-model section alone (issue #16 item 5). The
 // synthetic checkpoints (16 GB) stay in the checkpoint folder and are reused by the next run.
 if (args.Length >= 1 && args[0] == "big-models")

@@ -17,6 +17,20 @@ public static class Llama2_7BShape
     public const double RmsNormEps = 1e-5, RopeTheta = 10000.0;
 }
 
+/// <summary>Llama-2-7B's widths with 2 decoder layers: with <see cref="Llama2_7B4LayerShape"/>, the per-layer figures that extrapolate to 32.</summary>
+public static class Llama2_7B2LayerShape
+{
+    public const int Vocab = 32000, Context = 4096, Width = 4096, Layers = 2, Heads = 32, KvHeads = 32, Mlp = 11008;
+    public const double RmsNormEps = 1e-5, RopeTheta = 10000.0;
+}
+
+/// <summary>Llama-2-7B's widths with 4 decoder layers.</summary>
+public static class Llama2_7B4LayerShape
+{
+    public const int Vocab = 32000, Context = 4096, Width = 4096, Layers = 4, Heads = 32, KvHeads = 32, Mlp = 11008;
+    public const double RmsNormEps = 1e-5, RopeTheta = 10000.0;
+}
+
 /// <summary>Llama-3.2-1B (meta-llama/Llama-3.2-1B's config.json): 16 layers, 2048 wide, 32 heads over 8 key/value heads, 128 256 tokens, tied head.</summary>
 public static class Llama32_1BShape
 {
@@ -29,6 +43,34 @@ public static class Llama32_1BShape
 [Lora(Rank = 16, Alpha = 32, Targets = ["q_proj", "v_proj"])]
 [Quantize4Bit]
 public partial class Llama2_7BQLora : LlamaCausalLm
+{
+    [Block] public partial LlamaTrunk model { get; }
+    [Linear("Width", "Vocab", Bias = false)] public partial LoraLinear lm_head { get; }
+
+    protected override LlamaTrunk Trunk => model;
+
+    public override Tensor HeadWeight => lm_head.Weight;
+}
+
+/// <summary><see cref="Llama2_7BQLora"/> with 2 decoder layers.</summary>
+[PeftModel(typeof(Llama2_7B2LayerShape), ContextLength = "Context")]
+[Lora(Rank = 16, Alpha = 32, Targets = ["q_proj", "v_proj"])]
+[Quantize4Bit]
+public partial class Llama2_7B2LayerQLora : LlamaCausalLm
+{
+    [Block] public partial LlamaTrunk model { get; }
+    [Linear("Width", "Vocab", Bias = false)] public partial LoraLinear lm_head { get; }
+
+    protected override LlamaTrunk Trunk => model;
+
+    public override Tensor HeadWeight => lm_head.Weight;
+}
+
+/// <summary><see cref="Llama2_7BQLora"/> with 4 decoder layers.</summary>
+[PeftModel(typeof(Llama2_7B4LayerShape), ContextLength = "Context")]
+[Lora(Rank = 16, Alpha = 32, Targets = ["q_proj", "v_proj"])]
+[Quantize4Bit]
+public partial class Llama2_7B4LayerQLora : LlamaCausalLm
 {
     [Block] public partial LlamaTrunk model { get; }
     [Linear("Width", "Vocab", Bias = false)] public partial LoraLinear lm_head { get; }

@@ -35,6 +35,7 @@ public sealed record BigModelCase(
 }
 
 /// <summary>What one big-model case measured, in its own process.</summary>
+/// <param name="BuildCpuSeconds">CPU time (user + system, all threads) of the build: on a shared machine the steadier figure.</param>
 /// <param name="ResidentBeforeModelBytes">Resident memory once the runtime and libtorch are warm, before the model: the process's own share.</param>
 /// <param name="BuildPeakBytes">Peak resident memory of the process while building (and converting), total.</param>
 /// <param name="LoadPeakBytes">Peak resident memory of the process while loading, total.</param>
@@ -45,10 +46,10 @@ public sealed record BigModelCase(
 public sealed record BigModelMeasurement(
     string Case, string Method, string Shape, int Layers, string? BaseDType,
     long CompileTimeWeightBytes, long EstimatedWeightBytes, long EstimatedTrainingBytes, long TrainableParameters,
-    long ResidentBeforeModelBytes, double BuildSeconds, long BuildPeakBytes, long ResidentAfterBuildBytes,
-    double LoadSeconds, long LoadPeakBytes, long ResidentAfterLoadBytes, long MeasuredWeightBytes,
+    long ResidentBeforeModelBytes, double BuildSeconds, double BuildCpuSeconds, long BuildPeakBytes, long ResidentAfterBuildBytes,
+    double LoadSeconds, double LoadCpuSeconds, long LoadPeakBytes, long ResidentAfterLoadBytes, long MeasuredWeightBytes,
     int TensorsRead, int ReadsPerTensorMax, int QuantizedProjections, long LargestTensorBytes, string[] StoredDTypes,
-    string Precision, int Batch, int Sequence, long ActivationBytes, double[] StepSeconds, double[] Losses,
+    string Precision, int Batch, int Sequence, long ActivationBytes, double[] StepSeconds, double TrainCpuSeconds, double[] Losses,
     long TrainPeakBytes, long? HeapHeldBetweenStepsBytes)
 {
     public long BuildLoadPeakBytes => Math.Max(BuildPeakBytes, LoadPeakBytes);
@@ -63,6 +64,10 @@ public static class BigModelCases
     [
         new("7b-qlora", "QLoRA r 16 (q, v), NF4", LlamaCheckpointShape.Llama2_7B, () => new Llama2_7BQLora(),
             Llama2_7BQLora.Accounting.WeightBytes, Llama2_7BQLora.Accounting.TrainingBytes, Llama2_7BQLora.Accounting.Members, null),
+        new("7b-2-layers-qlora", "QLoRA r 16 (q, v), NF4", LlamaCheckpointShape.Llama2_7B2Layers, () => new Llama2_7B2LayerQLora(),
+            Llama2_7B2LayerQLora.Accounting.WeightBytes, Llama2_7B2LayerQLora.Accounting.TrainingBytes, Llama2_7B2LayerQLora.Accounting.Members, null),
+        new("7b-4-layers-qlora", "QLoRA r 16 (q, v), NF4", LlamaCheckpointShape.Llama2_7B4Layers, () => new Llama2_7B4LayerQLora(),
+            Llama2_7B4LayerQLora.Accounting.WeightBytes, Llama2_7B4LayerQLora.Accounting.TrainingBytes, Llama2_7B4LayerQLora.Accounting.Members, null),
         new("1b-qlora", "QLoRA r 16 (q, v), NF4", LlamaCheckpointShape.Llama32_1B, () => new Llama32_1BQLora(),
             Llama32_1BQLora.Accounting.WeightBytes, Llama32_1BQLora.Accounting.TrainingBytes, Llama32_1BQLora.Accounting.Members, null),
         new("1b-lora-bf16", "LoRA r 16 (q, v), bf16 base", LlamaCheckpointShape.Llama32_1B, () => new Llama32_1BLora(),
@@ -85,46 +90,57 @@ public static class BigModelCases
 
         ProcessMemory.TryResetPeak();
         var clock = Stopwatch.StartNew();
+        var cpu = CpuSeconds();
         using var module = c.Create();
         var model = (IPeftModel)module;
         if (c.BaseDType is { } dtype) model.ConvertFrozenBases(dtype);
-        double buildSeconds = clock.Elapsed.TotalSeconds;
+        double buildSeconds = clock.Elapsed.TotalSeconds, buildCpu = CpuSeconds() - cpu;
         long buildPeak = ProcessMemory.PeakResidentBytes();
         Settle();
         long afterBuild = ProcessMemory.CurrentResidentBytes();
+        Progress($"built in {buildSeconds:F1} s ({buildCpu:F1} CPU s), peak {buildPeak / 1e9:F2} GB, before the model {before / 1e9:F2} GB");
 
         ProcessMemory.TryResetPeak();
         clock.Restart();
+        cpu = CpuSeconds();
         PretrainedLoadResult load;
         CountingSource source;
         using (source = new CountingSource(HfCheckpoint.Open(checkpoint, ReadMode.Strict)))
             load = PretrainedLoader.Load(model, source);
-        double loadSeconds = clock.Elapsed.TotalSeconds;
+        double loadSeconds = clock.Elapsed.TotalSeconds, loadCpu = CpuSeconds() - cpu;
         long loadPeak = ProcessMemory.PeakResidentBytes();
         Settle();
         long afterLoad = ProcessMemory.CurrentResidentBytes();
         long measuredWeights = model.BaseWeightBytes() + model.NamedTrainableParameters().Sum(p => p.Parameter.numel() * p.Parameter.element_size());
         int quantized = model.Projections().Count(p => p.Layer.IsQuantized);
+        Progress($"loaded {load.LoadedTensors} tensors in {loadSeconds:F1} s ({loadCpu:F1} CPU s), peak {loadPeak / 1e9:F2} GB, most reads of a tensor {source.ReadsPerTensorMax}");
 
         var batches = new RandomBatches(Batch, Sequence, c.Shape.Vocab, seed: 7);
         long activations = Activations((ICausalLanguageModel)module, batches.GetBatch(-1));
         Settle();
+        Progress($"activations of one forward: {activations / 1e9:F3} GB");
 
         ProcessMemory.TryResetPeak();
         var options = new TrainerOptions { MaxSteps = steps, LearningRate = 1e-4, WeightDecay = 0.0, Precision = TrainingPrecision.BFloat16 };
         using var trainer = new PeftTrainer(module, model.NamedTrainableParameters(), options);
         long? heapAtLastStep = null;
-        trainer.StepCompleted += (_, _) => heapAtLastStep = ProcessMemory.NativeHeapInUseBytes();
+        trainer.StepCompleted += (_, step) =>
+        {
+            heapAtLastStep = ProcessMemory.NativeHeapInUseBytes();
+            Progress($"step {step.Step}: {step.Seconds:F1} s, loss {step.Loss:F3}, peak so far {ProcessMemory.PeakResidentBytes() / 1e9:F2} GB");
+        };
+        cpu = CpuSeconds();
         var result = trainer.Train(batches);
+        double trainCpu = CpuSeconds() - cpu;
         long trainPeak = ProcessMemory.PeakResidentBytes();
 
         return new BigModelMeasurement(c.Name, c.Method, c.Shape.Name, c.Shape.Layers, c.BaseDType?.ToString(),
             c.CompileTimeWeightBytes, c.EstimatedWeightBytes, c.EstimatedTrainingBytes, model.NamedTrainableParameters().Sum(p => p.Parameter.numel()),
-            before, buildSeconds, buildPeak, afterBuild,
-            loadSeconds, loadPeak, afterLoad, measuredWeights,
+            before, buildSeconds, buildCpu, buildPeak, afterBuild,
+            loadSeconds, loadCpu, loadPeak, afterLoad, measuredWeights,
             load.LoadedTensors, source.ReadsPerTensorMax, quantized, c.Shape.Tensors().Max(t => t.Shape.Aggregate(2L, (a, b) => a * b)), load.StoredDTypes.ToArray(),
             PrecisionSupport.Name(trainer.ComputeDType), Batch, Sequence, activations,
-            result.Steps.Select(s => s.Seconds).ToArray(), result.Steps.Select(s => s.Loss).ToArray(),
+            result.Steps.Select(s => s.Seconds).ToArray(), trainCpu, result.Steps.Select(s => s.Loss).ToArray(),
             trainPeak, heapAtLastStep - heapBefore);
     }
 
@@ -157,6 +173,15 @@ public static class BigModelCases
             projection.forward(norm.forward(embedding.forward(arange(8).view(1, 8)))).sum().backward();
         projection.LoadBase(randn(256, 256).to(ScalarType.BFloat16));
         using (Nf4Tensor.Quantize(randn(1024, 1024, dtype: ScalarType.BFloat16), new Quant4BitOptions())) { }
+    }
+
+    /// <summary>Each phase's figures as they come (stderr), so a slow run on a busy machine shows where it is.</summary>
+    private static void Progress(string message) => Console.Error.WriteLine($"    {DateTime.UtcNow:HH:mm:ss} {message}");
+
+    private static double CpuSeconds()
+    {
+        using var self = Process.GetCurrentProcess();
+        return self.TotalProcessorTime.TotalSeconds;
     }
 
     /// <summary>Collects the managed garbage and gives the C heap's free memory back, so resident memory is what is alive.</summary>

@@ -5,9 +5,63 @@ using System.Text.Json;
 namespace PeftGen.Benchmarks.BigModels;
 
 /// <summary>The big-model section's tables and goals (issue #16 item 5), as Markdown and JSON.</summary>
-public sealed class BigModelReport(MachineInfo machine, IReadOnlyList<CheckpointWrite> checkpoints, IReadOnlyList<BigModelMeasurement> cases)
+public sealed class BigModelReport(MachineInfo machine, IReadOnlyList<CheckpointWrite> checkpoints, IReadOnlyList<BigModelMeasurement> measured)
 {
     private const double GB = 1e9;
+
+    /// <summary>The measured cases, and Llama-2-7B at 32 layers extrapolated from its 2- and 4-layer cases when both ran.</summary>
+    private readonly IReadOnlyList<BigModelMeasurement> cases = WithExtrapolation(measured);
+
+    private static List<BigModelMeasurement> WithExtrapolation(IReadOnlyList<BigModelMeasurement> measured)
+    {
+        var all = measured.ToList();
+        var two = measured.FirstOrDefault(m => m.Case == "7b-2-layers-qlora");
+        var four = measured.FirstOrDefault(m => m.Case == "7b-4-layers-qlora");
+        if (two is not null && four is not null && measured.All(m => m.Case != "7b-qlora"))
+            all.Add(Extrapolate(two, four, LlamaCheckpointShape.Llama2_7B, Llama2_7BQLora.Accounting.WeightBytes, Llama2_7BQLora.Accounting.TrainingBytes, Llama2_7BQLora.Accounting.TrainableParameters));
+        return all;
+    }
+
+    /// <summary>
+    /// A case at <paramref name="shape"/>'s layer count from two measured at fewer layers of the same widths: every
+    /// time and byte figure is taken as linear in the layer count (what the smaller case measured, plus the difference
+    /// per layer between the two times the layers added), except the process's own memory before the model, which is
+    /// the larger case's. The estimates are the 32-layer model's own compile-time constants.
+    /// </summary>
+    public static BigModelMeasurement Extrapolate(BigModelMeasurement a, BigModelMeasurement b, LlamaCheckpointShape shape, long weightBytes, long trainingBytes, long trainable)
+    {
+        double perLayer = 1.0 / (b.Layers - a.Layers), added = shape.Layers - b.Layers;
+        long L(long x, long y) => (long)Math.Round(y + (y - x) * perLayer * added);
+        double D(double x, double y) => y + (y - x) * perLayer * added;
+        return b with
+        {
+            Case = "7b-qlora", Shape = shape.Name, Layers = shape.Layers,
+            CompileTimeWeightBytes = weightBytes, EstimatedWeightBytes = weightBytes, EstimatedTrainingBytes = trainingBytes, TrainableParameters = trainable,
+            Method = b.Method + ", extrapolated from 2 and 4 layers",
+            BuildSeconds = D(a.BuildSeconds, b.BuildSeconds), BuildCpuSeconds = D(a.BuildCpuSeconds, b.BuildCpuSeconds),
+            BuildPeakBytes = L(a.BuildPeakBytes, b.BuildPeakBytes), ResidentAfterBuildBytes = L(a.ResidentAfterBuildBytes, b.ResidentAfterBuildBytes),
+            LoadSeconds = D(a.LoadSeconds, b.LoadSeconds), LoadCpuSeconds = D(a.LoadCpuSeconds, b.LoadCpuSeconds),
+            LoadPeakBytes = L(a.LoadPeakBytes, b.LoadPeakBytes), ResidentAfterLoadBytes = L(a.ResidentAfterLoadBytes, b.ResidentAfterLoadBytes),
+            MeasuredWeightBytes = L(a.MeasuredWeightBytes, b.MeasuredWeightBytes),
+            TensorsRead = (int)L(a.TensorsRead, b.TensorsRead), ReadsPerTensorMax = Math.Max(a.ReadsPerTensorMax, b.ReadsPerTensorMax),
+            QuantizedProjections = (int)L(a.QuantizedProjections, b.QuantizedProjections),
+            ActivationBytes = L(a.ActivationBytes, b.ActivationBytes),
+            StepSeconds = a.StepSeconds.Zip(b.StepSeconds, D).ToArray(), TrainCpuSeconds = D(a.TrainCpuSeconds, b.TrainCpuSeconds), Losses = [],
+            TrainPeakBytes = L(a.TrainPeakBytes, b.TrainPeakBytes),
+            HeapHeldBetweenStepsBytes = a.HeapHeldBetweenStepsBytes is { } x && b.HeapHeldBetweenStepsBytes is { } y ? L(x, y) : null,
+        };
+    }
+
+    /// <summary>Several runs' <c>results.json</c> as one report (the cases of a section run one by one on a busy machine).</summary>
+    public static BigModelReport Merge(IEnumerable<string> jsonFiles)
+    {
+        var options = new JsonSerializerOptions { PropertyNameCaseInsensitive = true };
+        var runs = jsonFiles.Select(f => JsonSerializer.Deserialize<SavedRun>(File.ReadAllText(f), options)!).ToList();
+        return new BigModelReport(runs[0].Machine, runs.SelectMany(r => r.Checkpoints).DistinctBy(c => c.Shape).ToList(),
+            runs.SelectMany(r => r.Cases).Where(m => !m.Method.Contains("extrapolated", StringComparison.Ordinal)).ToList());
+    }
+
+    private sealed record SavedRun(MachineInfo Machine, List<CheckpointWrite> Checkpoints, List<BigModelMeasurement> Cases);
 
     /// <summary>
     /// The issue's goals. Ratios read memory above the process before the model (runtime and libtorch, the same for any
@@ -45,16 +99,16 @@ public sealed class BigModelReport(MachineInfo machine, IReadOnlyList<Checkpoint
         foreach (var c in checkpoints)
             md.AppendLine($"| {c.Shape} | {c.Shards} | {Gb(c.Bytes)} | {Gb(c.LargestTensorBytes)} | {(c.Reused ? "reused" : c.Seconds.ToString("F1", CultureInfo.InvariantCulture))} |");
         md.AppendLine();
-        md.AppendLine("| case | method | layers | weights estimate (GB) | before model (GB) | build (s) | load (s) | build + load peak (GB) | above ÷ estimate | weights measured (GB) | tensors read | 4-bit projections |");
+        md.AppendLine("| case | method | layers | weights estimate (GB) | before model (GB) | build (s, CPU s) | load (s, CPU s) | build + load peak (GB) | above ÷ estimate | weights measured (GB) | tensors read | 4-bit projections |");
         md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var m in cases)
-            md.AppendLine($"| {m.Case} | {m.Method} | {m.Layers} | {Gb(m.EstimatedWeightBytes)} | {Gb(m.ResidentBeforeModelBytes)} | {m.BuildSeconds:F1} | {m.LoadSeconds:F1} | " +
+            md.AppendLine($"| {m.Case} | {m.Method} | {m.Layers} | {Gb(m.EstimatedWeightBytes)} | {Gb(m.ResidentBeforeModelBytes)} | {m.BuildSeconds:F1} ({m.BuildCpuSeconds:F1}) | {m.LoadSeconds:F1} ({m.LoadCpuSeconds:F1}) | " +
                 $"{Gb(m.BuildLoadPeakBytes)} | {BuildLoadRatio(m):F2} | {Gb(m.MeasuredWeightBytes)} | {m.TensorsRead} (each {m.ReadsPerTensorMax}×) | {m.QuantizedProjections} |");
         md.AppendLine();
-        md.AppendLine("| case | precision | batch × seq | step times (s) | losses | training estimate (GB) | activations (GB) | training peak (GB) | above ÷ (estimate + activations) | held between steps (GB) |");
-        md.AppendLine("|---|---|---|---|---|---:|---:|---:|---:|---:|");
+        md.AppendLine("| case | precision | batch × seq | step times (s) | CPU s per step | losses | training estimate (GB) | activations (GB) | training peak (GB) | above ÷ (estimate + activations) | held between steps (GB) |");
+        md.AppendLine("|---|---|---|---|---:|---|---:|---:|---:|---:|---:|");
         foreach (var m in cases)
-            md.AppendLine($"| {m.Case} | {m.Precision} | {m.Batch} × {m.Sequence} | {string.Join(", ", m.StepSeconds.Select(s => s.ToString("F1", CultureInfo.InvariantCulture)))} | " +
+            md.AppendLine($"| {m.Case} | {m.Precision} | {m.Batch} × {m.Sequence} | {string.Join(", ", m.StepSeconds.Select(s => s.ToString("F1", CultureInfo.InvariantCulture)))} | {(m.TrainCpuSeconds > 0 ? (m.TrainCpuSeconds / m.StepSeconds.Length).ToString("F1", CultureInfo.InvariantCulture) : "n/a")} | " +
                 $"{string.Join(", ", m.Losses.Select(l => l.ToString("F2", CultureInfo.InvariantCulture)))} | {Gb(m.EstimatedTrainingBytes)} | {Gb(m.ActivationBytes)} | {Gb(m.TrainPeakBytes)} | {TrainRatio(m):F2} | " +
                 $"{(m.HeapHeldBetweenStepsBytes is { } held ? Gb(held) : "n/a")} |");
         md.AppendLine();
@@ -63,7 +117,7 @@ public sealed class BigModelReport(MachineInfo machine, IReadOnlyList<Checkpoint
         foreach (var g in Goals())
             md.AppendLine($"| {g.Name} | {g.Measured:F3} | {(g.Maximum ? "≤" : "≥")} {g.Target:F2} | {(g.Met ? "met" : $"not met ({g.Measured / g.Target:F2}× target)")} |");
         md.AppendLine();
-        md.AppendLine($"Section run time: {elapsed.TotalMinutes:F1} min.");
+        if (elapsed > TimeSpan.Zero) md.AppendLine($"Section run time: {elapsed.TotalMinutes:F1} min.");
         return md.ToString();
     }
 

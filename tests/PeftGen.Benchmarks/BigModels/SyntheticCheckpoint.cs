@@ -14,6 +14,10 @@ public sealed record LlamaCheckpointShape(
     public static readonly LlamaCheckpointShape Llama2_7B = new("llama-2-7b", Llama2_7BShape.Vocab, Llama2_7BShape.Width, Llama2_7BShape.Mlp,
         Llama2_7BShape.Layers, Llama2_7BShape.Heads, Llama2_7BShape.KvHeads, TiedHead: false, Llama2_7BShape.RopeTheta, Llama2_7BShape.Context);
 
+    public static readonly LlamaCheckpointShape Llama2_7B2Layers = Llama2_7B with { Name = "llama-2-7b-2-layers", Layers = Llama2_7B2LayerShape.Layers };
+
+    public static readonly LlamaCheckpointShape Llama2_7B4Layers = Llama2_7B with { Name = "llama-2-7b-4-layers", Layers = Llama2_7B4LayerShape.Layers };
+
     public static readonly LlamaCheckpointShape Llama32_1B = new("llama-3.2-1b", Llama32_1BShape.Vocab, Llama32_1BShape.Width, Llama32_1BShape.Mlp,
         Llama32_1BShape.Layers, Llama32_1BShape.Heads, Llama32_1BShape.KvHeads, TiedHead: true, Llama32_1BShape.RopeTheta, Llama32_1BShape.Context);
 
