@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace PeftGen.Benchmarks.BigModels;
 
@@ -9,7 +10,7 @@ public sealed class BigModelReport(MachineInfo machine, IReadOnlyList<Checkpoint
 {
     private const double GB = 1e9;
 
-    /// <summary>The measured cases, and Llama-2-7B at 32 layers extrapolated from its 2- and 4-layer cases when both ran.</summary>
+    /// <summary>The measured cases, and Llama-2-7B at 32 layers extrapolated from its 2- and 4-layer cases when both ran (beside a measured 32-layer case, if any, which checks it).</summary>
     private readonly IReadOnlyList<BigModelMeasurement> cases = WithExtrapolation(measured);
 
     private static List<BigModelMeasurement> WithExtrapolation(IReadOnlyList<BigModelMeasurement> measured)
@@ -17,16 +18,17 @@ public sealed class BigModelReport(MachineInfo machine, IReadOnlyList<Checkpoint
         var all = measured.ToList();
         var two = measured.FirstOrDefault(m => m.Case == "7b-2-layers-qlora");
         var four = measured.FirstOrDefault(m => m.Case == "7b-4-layers-qlora");
-        if (two is not null && four is not null && measured.All(m => m.Case != "7b-qlora"))
+        if (two is not null && four is not null)
             all.Add(Extrapolate(two, four, LlamaCheckpointShape.Llama2_7B, Llama2_7BQLora.Accounting.WeightBytes, Llama2_7BQLora.Accounting.TrainingBytes, Llama2_7BQLora.Accounting.TrainableParameters));
         return all;
     }
 
     /// <summary>
     /// A case at <paramref name="shape"/>'s layer count from two measured at fewer layers of the same widths: every
-    /// time and byte figure is taken as linear in the layer count (what the smaller case measured, plus the difference
+    /// byte figure and CPU time is taken as linear in the layer count (what the larger case measured, plus the difference
     /// per layer between the two times the layers added), except the process's own memory before the model, which is
-    /// the larger case's. The estimates are the 32-layer model's own compile-time constants.
+    /// the larger case's. Wall times are left out (NaN): on a shared machine they measure the other processes as much
+    /// as the model. The estimates are the 32-layer model's own compile-time constants.
     /// </summary>
     public static BigModelMeasurement Extrapolate(BigModelMeasurement a, BigModelMeasurement b, LlamaCheckpointShape shape, long weightBytes, long trainingBytes, long trainable)
     {
@@ -35,18 +37,18 @@ public sealed class BigModelReport(MachineInfo machine, IReadOnlyList<Checkpoint
         double D(double x, double y) => y + (y - x) * perLayer * added;
         return b with
         {
-            Case = "7b-qlora", Shape = shape.Name, Layers = shape.Layers,
+            Case = "7b-qlora (extrapolated)", Shape = shape.Name, Layers = shape.Layers,
             CompileTimeWeightBytes = weightBytes, EstimatedWeightBytes = weightBytes, EstimatedTrainingBytes = trainingBytes, TrainableParameters = trainable,
             Method = b.Method + ", extrapolated from 2 and 4 layers",
-            BuildSeconds = D(a.BuildSeconds, b.BuildSeconds), BuildCpuSeconds = D(a.BuildCpuSeconds, b.BuildCpuSeconds),
+            BuildSeconds = double.NaN, BuildCpuSeconds = D(a.BuildCpuSeconds, b.BuildCpuSeconds),
             BuildPeakBytes = L(a.BuildPeakBytes, b.BuildPeakBytes), ResidentAfterBuildBytes = L(a.ResidentAfterBuildBytes, b.ResidentAfterBuildBytes),
-            LoadSeconds = D(a.LoadSeconds, b.LoadSeconds), LoadCpuSeconds = D(a.LoadCpuSeconds, b.LoadCpuSeconds),
+            LoadSeconds = double.NaN, LoadCpuSeconds = D(a.LoadCpuSeconds, b.LoadCpuSeconds),
             LoadPeakBytes = L(a.LoadPeakBytes, b.LoadPeakBytes), ResidentAfterLoadBytes = L(a.ResidentAfterLoadBytes, b.ResidentAfterLoadBytes),
             MeasuredWeightBytes = L(a.MeasuredWeightBytes, b.MeasuredWeightBytes),
             TensorsRead = (int)L(a.TensorsRead, b.TensorsRead), ReadsPerTensorMax = Math.Max(a.ReadsPerTensorMax, b.ReadsPerTensorMax),
             QuantizedProjections = (int)L(a.QuantizedProjections, b.QuantizedProjections),
             ActivationBytes = L(a.ActivationBytes, b.ActivationBytes),
-            StepSeconds = a.StepSeconds.Zip(b.StepSeconds, D).ToArray(), TrainCpuSeconds = D(a.TrainCpuSeconds, b.TrainCpuSeconds), Losses = [],
+            StepSeconds = b.StepSeconds.Select(_ => double.NaN).ToArray(), TrainCpuSeconds = D(a.TrainCpuSeconds, b.TrainCpuSeconds), Losses = [],
             TrainPeakBytes = L(a.TrainPeakBytes, b.TrainPeakBytes),
             HeapHeldBetweenStepsBytes = a.HeapHeldBetweenStepsBytes is { } x && b.HeapHeldBetweenStepsBytes is { } y ? L(x, y) : null,
         };
@@ -55,7 +57,7 @@ public sealed class BigModelReport(MachineInfo machine, IReadOnlyList<Checkpoint
     /// <summary>Several runs' <c>results.json</c> as one report (the cases of a section run one by one on a busy machine).</summary>
     public static BigModelReport Merge(IEnumerable<string> jsonFiles)
     {
-        var options = new JsonSerializerOptions { PropertyNameCaseInsensitive = true };
+        var options = new JsonSerializerOptions { PropertyNameCaseInsensitive = true, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
         var runs = jsonFiles.Select(f => JsonSerializer.Deserialize<SavedRun>(File.ReadAllText(f), options)!).ToList();
         return new BigModelReport(runs[0].Machine, runs.SelectMany(r => r.Checkpoints).DistinctBy(c => c.Shape).ToList(),
             runs.SelectMany(r => r.Cases).Where(m => !m.Method.Contains("extrapolated", StringComparison.Ordinal)).ToList());
@@ -89,9 +91,11 @@ public sealed class BigModelReport(MachineInfo machine, IReadOnlyList<Checkpoint
     {
         var md = new StringBuilder();
         string Gb(long bytes) => (bytes / GB).ToString("F2", CultureInfo.InvariantCulture);
+        string Seconds(double s) => double.IsNaN(s) ? "n/a" : s.ToString("F1", CultureInfo.InvariantCulture);
         md.AppendLine("## Big models (issue #16 item 5)");
         md.AppendLine();
-        md.AppendLine($"Machine: {machine.Processors} × {machine.Cpu}, {machine.Os}; load average at start {machine.LoadAtStart}, at end {MachineInfo.LoadAverage()}. " +
+        string load = elapsed > TimeSpan.Zero ? $"load average at start {machine.LoadAtStart}, at end {MachineInfo.LoadAverage()}" : $"load average at the start of the first run merged {machine.LoadAtStart}";
+        md.AppendLine($"Machine: {machine.Processors} × {machine.Cpu}, {machine.Os}; {load}. " +
             "GB = 10⁹ bytes. Peaks are VmHWM of the case's own process; \"above\" is above its resident memory before the model.");
         md.AppendLine();
         md.AppendLine("| checkpoint | shards | bf16 bytes (GB) | largest tensor (GB) | written in (s) |");
@@ -102,13 +106,13 @@ public sealed class BigModelReport(MachineInfo machine, IReadOnlyList<Checkpoint
         md.AppendLine("| case | method | layers | weights estimate (GB) | before model (GB) | build (s, CPU s) | load (s, CPU s) | build + load peak (GB) | above ÷ estimate | weights measured (GB) | tensors read | 4-bit projections |");
         md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var m in cases)
-            md.AppendLine($"| {m.Case} | {m.Method} | {m.Layers} | {Gb(m.EstimatedWeightBytes)} | {Gb(m.ResidentBeforeModelBytes)} | {m.BuildSeconds:F1} ({m.BuildCpuSeconds:F1}) | {m.LoadSeconds:F1} ({m.LoadCpuSeconds:F1}) | " +
+            md.AppendLine($"| {m.Case} | {m.Method} | {m.Layers} | {Gb(m.EstimatedWeightBytes)} | {Gb(m.ResidentBeforeModelBytes)} | {Seconds(m.BuildSeconds)} ({m.BuildCpuSeconds:F1}) | {Seconds(m.LoadSeconds)} ({m.LoadCpuSeconds:F1}) | " +
                 $"{Gb(m.BuildLoadPeakBytes)} | {BuildLoadRatio(m):F2} | {Gb(m.MeasuredWeightBytes)} | {m.TensorsRead} (each {m.ReadsPerTensorMax}×) | {m.QuantizedProjections} |");
         md.AppendLine();
         md.AppendLine("| case | precision | batch × seq | step times (s) | CPU s per step | losses | training estimate (GB) | activations (GB) | training peak (GB) | above ÷ (estimate + activations) | held between steps (GB) |");
         md.AppendLine("|---|---|---|---|---:|---|---:|---:|---:|---:|---:|");
         foreach (var m in cases)
-            md.AppendLine($"| {m.Case} | {m.Precision} | {m.Batch} × {m.Sequence} | {string.Join(", ", m.StepSeconds.Select(s => s.ToString("F1", CultureInfo.InvariantCulture)))} | {(m.TrainCpuSeconds > 0 ? (m.TrainCpuSeconds / m.StepSeconds.Length).ToString("F1", CultureInfo.InvariantCulture) : "n/a")} | " +
+            md.AppendLine($"| {m.Case} | {m.Precision} | {m.Batch} × {m.Sequence} | {string.Join(", ", m.StepSeconds.Select(Seconds))} | {(m.TrainCpuSeconds > 0 ? (m.TrainCpuSeconds / m.StepSeconds.Length).ToString("F1", CultureInfo.InvariantCulture) : "n/a")} | " +
                 $"{string.Join(", ", m.Losses.Select(l => l.ToString("F2", CultureInfo.InvariantCulture)))} | {Gb(m.EstimatedTrainingBytes)} | {Gb(m.ActivationBytes)} | {Gb(m.TrainPeakBytes)} | {TrainRatio(m):F2} | " +
                 $"{(m.HeapHeldBetweenStepsBytes is { } held ? Gb(held) : "n/a")} |");
         md.AppendLine();
@@ -129,5 +133,5 @@ public sealed class BigModelReport(MachineInfo machine, IReadOnlyList<Checkpoint
         checkpoints,
         cases,
         goals = Goals(),
-    }, new JsonSerializerOptions { WriteIndented = true });
+    }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals });
 }
