@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using PeftGen.Benchmarks;
+using PeftGen.Benchmarks.BigModels;
 using PeftGen.Precision;
 using static TorchSharp.torch;
 
@@ -54,6 +55,58 @@ if (args.Length >= 1 && args[0] == "generation")
     // Issue #19's generation numbers alone: tokens/s with and without the KV cache.
     foreach (var m in GenerationBenchmark.Run(args.Contains("--quick") ? 1 : 3))
         Console.WriteLine($"{m.Model}, {m.Precision}: {m.PromptTokens}-token prompt + {m.NewTokens} new tokens: {m.CachedTokensPerSecond:F1} tokens/s with the KV cache, {m.RecomputedTokensPerSecond:F1} without: {m.Speedup:F1}x (goal >= 5x: {(m.Speedup >= 5 ? "met" : "not met")})");
+    return 0;
+}
+
+// big-child CASE CHECKPOINT STEPS: one big-model case (build, load, train) in its own process.
+if (args.Length == 4 && args[0] == "big-child")
+{
+    var measurement = BigModelCases.Run(BigModelCases.Named(args[1]), args[2], int.Parse(args[3], culture));
+    Console.WriteLine("RESULT " + JsonSerializer.Serialize(measurement));
+    return 0;
+}
+
+// big-report OUTPUT RESULTS.JSON...: the big-model section's runs, made one case at a time, as one report.
+if (args.Length >= 3 && args[0] == "big-report")
+{
+    var merged = BigModelReport.Merge(args.Skip(2));
+    Directory.CreateDirectory(args[1]);
+    string mergedMarkdown = merged.Markdown(TimeSpan.Zero);
+    Console.WriteLine(mergedMarkdown);
+    File.WriteAllText(Path.Combine(args[1], "results.md"), mergedMarkdown);
+    File.WriteAllText(Path.Combine(args[1], "results.json"), merged.Json());
+    return 0;
+}
+
+// big-models [--checkpoints DIR] [--output DIR] [--cases A,B]: the big-model section alone (issue #16 item 5). The
+// synthetic checkpoints (16 GB) stay in the checkpoint folder and are reused by the next run.
+if (args.Length >= 1 && args[0] == "big-models")
+{
+    string Option(string name, string fallback) => Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+    string checkpoints = Option("--checkpoints", Path.Combine("runs", "big-models-checkpoints"));
+    string bigOutput = Option("--output", Path.Combine("runs", "big-models-" + DateTime.Now.ToString("yyyyMMdd-HHmmss", culture)));
+    var cases = Option("--cases", string.Join(',', BigModelCases.All.Select(c => c.Name))).Split(',').Select(BigModelCases.Named).ToList();
+    Directory.CreateDirectory(bigOutput);
+    var bigClock = Stopwatch.StartNew();
+    var bigMachine = MachineInfo.Read();
+    var writes = new List<CheckpointWrite>();
+    foreach (var shape in cases.Select(c => c.Shape).Distinct())
+    {
+        Console.Error.WriteLine($"  checkpoint: {shape.Name} ...");
+        writes.Add(SyntheticCheckpoint.Ensure(shape, Path.Combine(checkpoints, shape.Name)));
+    }
+    var measured = new List<BigModelMeasurement>();
+    foreach (var c in cases)
+    {
+        Console.Error.WriteLine($"  big model: {c.Name} (build, load, {BigModelCases.Steps} steps) ...");
+        measured.Add(Child<BigModelMeasurement>("big-child", c.Name, Path.Combine(checkpoints, c.Shape.Name), BigModelCases.Steps.ToString(culture)));
+    }
+    var bigReport = new BigModelReport(bigMachine, writes, measured);
+    string bigMarkdown = bigReport.Markdown(bigClock.Elapsed);
+    Console.WriteLine(bigMarkdown);
+    File.WriteAllText(Path.Combine(bigOutput, "results.md"), bigMarkdown);
+    File.WriteAllText(Path.Combine(bigOutput, "results.json"), bigReport.Json());
+    Console.WriteLine($"Results written to {Path.GetFullPath(bigOutput)}");
     return 0;
 }
 
