@@ -115,6 +115,14 @@ public static class Cli
             }
         });
         var finetuneSteps = AtLeast(new Option<int?>("--finetune-steps") { Description = "Override the fine-tuning steps of every method." }, 1);
+        var decodingSamples = AtLeast(new Option<int?>("--decoding-samples")
+        {
+            Description = "Completions sampled per prompt for minimum-Bayes-risk decoding (default 8, --quick 4); 0 scores greedy outputs only, which is faster.",
+        }, 0);
+        decodingSamples.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int?>() == 1) r.AddError("--decoding-samples 1: a consensus needs at least 2 samples; use 0 for greedy outputs.");
+        });
 
         RunContext Context(ParseResult r, string command)
         {
@@ -122,6 +130,7 @@ public static class Cli
             var settings = r.GetValue(quick) ? JobSettings.Quick : JobSettings.Default;
             if (r.GetValue(pretrainSteps) is int p) settings = settings with { PretrainSteps = p };
             if (r.GetValue(finetuneSteps) is int f) settings = settings with { FineTuneSteps = f };
+            if (r.GetValue(decodingSamples) is int n) settings = settings with { DecodingSamples = n };
             return RunContext.Create(settings, command, r.GetValue(output), r.GetValue(device)!) with
             {
                 Precision = PrecisionSupport.Parse(r.GetValue(precision)!),
@@ -129,7 +138,7 @@ public static class Cli
             };
         }
 
-        var compare = new Command("compare", "Fine-tune the shipped (or a freshly pretrained) tiny base full/LoRA/QLoRA/prompt, score against two baselines and compare.") { quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, precision, threads };
+        var compare = new Command("compare", "Fine-tune the shipped (or a freshly pretrained) tiny base full/LoRA/QLoRA/prompt, score against two baselines and compare.") { quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, decodingSamples, precision, threads };
         compare.SetAction(r => { CompareJob.Run(Context(r, "compare")); return Success; });
 
         var pretrain = new Command("pretrain", "Pretrain the tiny GPT on the Brown corpus and WordNet's training definitions; writes the base (bfloat16 safetensors, vocabulary, recipe, SHA256SUMS) to OUTPUT/base.") { quick, device, output, force, pretrainSteps, precision, snapshotEvery, threads };
@@ -141,7 +150,7 @@ public static class Cli
             return Success;
         });
 
-        var finetune = new Command("finetune", "Fine-tune the base one way, score it and save the adapter.") { method, basePath, quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, precision, threads };
+        var finetune = new Command("finetune", "Fine-tune the base one way, score it and save the adapter.") { method, basePath, quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, decodingSamples, precision, threads };
         finetune.SetAction(r =>
         {
             var context = Context(r, "finetune");
@@ -152,7 +161,7 @@ public static class Cli
             return Success;
         });
 
-        var eval = new Command("eval", "Score an adapter on a JSONL file and write the scores as JSON.") { adapter, data, quantized, basePath, limit, quick, device, output, precision, threads };
+        var eval = new Command("eval", "Score an adapter on a JSONL file and write the scores as JSON.") { adapter, data, quantized, basePath, limit, quick, device, output, decodingSamples, precision, threads };
         eval.SetAction(r =>
         {
             AdapterJobs.Evaluate(Context(r, "eval"), r.GetValue(adapter)!, r.GetValue(data)!, r.GetValue(quantized), r.GetValue(basePath), r.GetValue(limit));

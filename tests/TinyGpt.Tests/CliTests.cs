@@ -116,6 +116,8 @@ public sealed class CliTests : IDisposable
         Assert.Equal("error: --device gpu: use cpu or cuda.", AssertInputError(["finetune", "--method", "lora", "--device", "gpu"], verboseTrace: false));
         Assert.Equal("error: --precision fp8: not a precision; use auto, float32 or bfloat16.", AssertInputError(["compare", "--precision", "fp8"], verboseTrace: false));
         Assert.Equal("error: --limit 0: must be 1 or more.", AssertInputError(["eval", "--adapter", _folder, "--data", _valid, "--limit", "0"], verboseTrace: false));
+        Assert.Equal("error: --decoding-samples 1: a consensus needs at least 2 samples; use 0 for greedy outputs.", AssertInputError(["compare", "--decoding-samples", "1"], verboseTrace: false));
+        Assert.Equal("error: --decoding-samples -2: must be 0 or more.", AssertInputError(["compare", "--decoding-samples", "-2"], verboseTrace: false));
         var missing = Path.Combine(_folder, "missing.jsonl");
         Assert.Equal($"error: --data {missing}: no such file.", AssertInputError(["eval", "--adapter", _folder, "--data", missing], verboseTrace: false));
         Assert.Equal($"error: --adapter {_valid}: a file, not a folder.", AssertInputError(["eval", "--adapter", _valid, "--data", _valid], verboseTrace: false));
