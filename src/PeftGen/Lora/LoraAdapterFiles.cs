@@ -140,6 +140,116 @@ public static class LoraAdapterFiles
         }
     }
 
+    /// <summary>
+    /// Loads a LoRA adapter saved by PEFT or by <see cref="SaveAdapter"/> as a new adapter named
+    /// <paramref name="adapter"/>, with the rank, alpha, dropout and rsLoRA setting its <c>adapter_config.json</c> gives
+    /// and on the projections its weights name, whatever the model declared at compile time (PEFT's
+    /// <c>load_adapter(path, adapter_name)</c>). The declared adapters and the compile-time accounting, which describes
+    /// them, are untouched; the new adapter is frozen (use it with <c>AdapterContext.Use</c> or make it active) and can
+    /// be removed again with <see cref="LoraLinear.DeleteAdapter"/>. Everything is checked before anything is added: if
+    /// the folder does not fit, a <see cref="CheckpointMismatchException"/> lists every problem and the model is left
+    /// exactly as it was.
+    /// </summary>
+    /// <param name="model">The model whose projections receive the adapter.</param>
+    /// <param name="folder">The adapter folder.</param>
+    /// <param name="adapter">The new adapter's name; no projection may have an adapter of that name yet.</param>
+    /// <exception cref="ArgumentException">The name is empty, contains '.', or is taken.</exception>
+    /// <exception cref="CheckpointMismatchException">A file is missing or the adapter does not fit; nothing changed.</exception>
+    /// <exception cref="PeftFormatException">A file is malformed; nothing changed.</exception>
+    public static void LoadAdapterAs(this IPeftModel model, string folder, string adapter)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        ArgumentException.ThrowIfNullOrEmpty(adapter);
+        if (!SettingRules.IsValidModuleName(adapter)) throw new ArgumentException($"Adapter name '{adapter}' must not contain '.'.", nameof(adapter));
+        if (model.AdapterNames().Contains(adapter, StringComparer.Ordinal))
+            throw new ArgumentException($"The model already has an adapter named '{adapter}'; load into it with LoadAdapter, or choose another name.", nameof(adapter));
+
+        using var files = PeftAdapterFolder.Open(folder, ReadMode.Collecting);
+        var problems = new List<CheckpointMismatch>(files.Problems);
+        if (files.Config is null || files.Weights is not { } file) throw new CheckpointMismatchException(folder, problems);
+        if (files.Config is not LoraAdapterConfig lora)
+        {
+            problems.Add(new(CheckpointMismatchKind.Config, "peft_type", $"expected LORA, found {files.Config.PeftType}."));
+            throw new CheckpointMismatchException(folder, problems);
+        }
+
+        // The projections the file's weights name, each with the settings the config gives it.
+        var targets = new List<(string Path, LoraLinear Layer, LoraConfig Config)>();
+        var expected = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (path, layer) in model.Projections())
+        {
+            string aKey = PeftAdapterFolder.LoraAKey(path), bKey = PeftAdapterFolder.LoraBKey(path);
+            if (!file.Contains(aKey) && !file.Contains(bKey)) continue;
+            expected.Add(aKey);
+            expected.Add(bKey);
+            var config = new LoraConfig(
+                lora.RankPattern.TryGetValue(path, out var r) ? r : lora.Rank,
+                lora.AlphaPattern.TryGetValue(path, out var a) ? a : lora.Alpha,
+                lora.Dropout,
+                lora.UseRsLora);
+            try
+            {
+                config.Validate(layer.InFeatures, layer.OutFeatures);
+            }
+            catch (ArgumentException e)
+            {
+                problems.Add(new(CheckpointMismatchKind.Config, path, e.Message));
+                continue;
+            }
+            foreach (var (key, shape) in new[] { (aKey, new long[] { config.Rank, layer.InFeatures }), (bKey, new long[] { layer.OutFeatures, config.Rank }) })
+            {
+                if (!file.Contains(key)) problems.Add(new(CheckpointMismatchKind.Missing, key, $"expected shape {ModelTensors.Shape(shape)}."));
+                else if (!file.TensorInfo(key).Shape.SequenceEqual(shape))
+                    problems.Add(new(CheckpointMismatchKind.WrongShape, key, $"file {ModelTensors.Shape(file.TensorInfo(key).Shape)}, model {ModelTensors.Shape(shape)}."));
+            }
+            targets.Add((path, layer, config));
+        }
+        var reported = problems.Select(p => p.Key).ToHashSet(StringComparer.Ordinal);
+        foreach (var name in file.Names.Where(n => !expected.Contains(n) && !reported.Contains(n)).OrderBy(n => n, StringComparer.Ordinal))
+            problems.Add(new(CheckpointMismatchKind.Unexpected, name, "the model has no projection at that path."));
+        if (targets.Count == 0 && problems.Count == 0)
+            problems.Add(new(CheckpointMismatchKind.Missing, "lora_A/lora_B", "the file holds no LoRA weights for any of the model's projections."));
+        if (problems.Count > 0) throw new CheckpointMismatchException(folder, problems);
+
+        // Everything fits: read every tensor first, then add and fill; a failure removes what was added.
+        var values = new List<(Tensor A, Tensor B)>();
+        var added = new List<LoraLinear>();
+        try
+        {
+            foreach (var (path, _, _) in targets)
+                values.Add((file.Read(PeftAdapterFolder.LoraAKey(path)), file.Read(PeftAdapterFolder.LoraBKey(path))));
+            using var _ = no_grad();
+            for (int i = 0; i < targets.Count; i++)
+            {
+                var (_, layer, config) = targets[i];
+                // Loading does not activate: a projection that had no adapter keeps none active.
+                var active = layer.ActiveAdapter;
+                layer.AddAdapter(adapter, config);
+                added.Add(layer);
+                if (active is null) layer.SetActiveAdapter(null);
+                var (loraA, loraB) = (layer.LoraA(adapter), layer.LoraB(adapter));
+                loraA.copy_(values[i].A);
+                loraB.copy_(values[i].B);
+                loraA.requires_grad = false;
+                loraB.requires_grad = false;
+            }
+        }
+        catch
+        {
+            foreach (var layer in added) layer.DeleteAdapter(adapter);
+            throw;
+        }
+        finally
+        {
+            foreach (var (a, b) in values)
+            {
+                a.Dispose();
+                b.Dispose();
+            }
+        }
+    }
+
     private static string LastSegment(string path) => path[(path.LastIndexOf('.') + 1)..];
 
     private static T MostCommon<T>(IEnumerable<T> values) where T : notnull
