@@ -110,7 +110,11 @@ public sealed class FloatBaseWeight : BaseWeight
     internal FloatBaseWeight WithDType(ScalarType dtype)
     {
         using var _ = no_grad();
-        return new FloatBaseWeight(new Parameter(_parameter.detach().to(dtype).clone(), requires_grad: false));
+        // The detached view and the converted tensor are handles of their own: freed here, not left to the GC (the
+        // parameter keeps the converted storage alive).
+        using var detached = _parameter.detach();
+        using var converted = detached.to(dtype, copy: true);
+        return new FloatBaseWeight(new Parameter(converted, requires_grad: false));
     }
 
     /// <inheritdoc />
