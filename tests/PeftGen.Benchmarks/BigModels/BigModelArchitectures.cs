@@ -91,8 +91,8 @@ public partial class Llama32_1BQLora : LlamaCausalLm
     protected override LlamaTrunk Trunk => model;
 }
 
-/// <summary>Llama-3.2-1B with LoRA r = 16 on q and v over float bases, which the benchmark stores in bfloat16 (<see cref="PeftModelExtensions.ConvertFrozenBases"/>).</summary>
-[PeftModel(typeof(Llama32_1BShape), ContextLength = "Context")]
+/// <summary>Llama-3.2-1B with LoRA r = 16 on q and v over frozen bases built in bfloat16 (<c>BaseDType</c>; the accounting counts them at 2 bytes).</summary>
+[PeftModel(typeof(Llama32_1BShape), ContextLength = "Context", BaseDType = BaseDType.BFloat16)]
 [Lora(Rank = 16, Alpha = 32, Targets = ["q_proj", "v_proj"])]
 public partial class Llama32_1BLora : LlamaCausalLm
 {

@@ -71,7 +71,7 @@ public static class BigModelCases
         new("1b-qlora", "QLoRA r 16 (q, v), NF4", LlamaCheckpointShape.Llama32_1B, () => new Llama32_1BQLora(),
             Llama32_1BQLora.Accounting.WeightBytes, Llama32_1BQLora.Accounting.TrainingBytes, Llama32_1BQLora.Accounting.Members, null),
         new("1b-lora-bf16", "LoRA r 16 (q, v), bf16 base", LlamaCheckpointShape.Llama32_1B, () => new Llama32_1BLora(),
-            Llama32_1BLora.Accounting.WeightBytes, Llama32_1BLora.Accounting.TrainingBytes, Llama32_1BLora.Accounting.Members, BaseDType.BFloat16),
+            Llama32_1BLora.Accounting.WeightBytes, Llama32_1BLora.Accounting.TrainingBytes, Llama32_1BLora.Accounting.Members, null),
     ];
 
     public static BigModelCase Named(string name) =>
