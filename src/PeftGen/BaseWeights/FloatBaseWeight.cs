@@ -110,11 +110,11 @@ public sealed class FloatBaseWeight : BaseWeight
     internal FloatBaseWeight WithDType(ScalarType dtype)
     {
         using var _ = no_grad();
-        // The detached view and the converted tensor are handles of their own: freed here, not left to the GC (the
-        // parameter keeps the converted storage alive).
+        // The detached view and the converted temporary are handles of their own: freed here, not left to the GC. The
+        // parameter takes over the tensor it is given, so it gets a copy of its own.
         using var detached = _parameter.detach();
-        using var converted = detached.to(dtype, copy: true);
-        return new FloatBaseWeight(new Parameter(converted, requires_grad: false));
+        using var converted = detached.to(dtype);
+        return new FloatBaseWeight(new Parameter(converted.clone(), requires_grad: false));
     }
 
     /// <inheritdoc />
