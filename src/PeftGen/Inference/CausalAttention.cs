@@ -9,7 +9,8 @@ public static class CausalAttention
     /// <summary>
     /// Attention of <paramref name="queries"/> (<c>batch × heads × q × headDim</c>) over <paramref name="keys"/> and
     /// <paramref name="values"/> (<c>batch × heads × k × headDim</c>, k ≥ q), where the queries are the last q of the k
-    /// positions: query i sees keys 0 … k − q + i. With q = k this is ordinary causal attention.
+    /// positions: query i sees keys 0 … k − q + i. With q = k this is ordinary causal attention. When the ambient
+    /// <see cref="KeyValueCache"/> holds left-padded rows, padding keys are hidden too (<see cref="KeyValueCache.AttentionMask"/>).
     /// </summary>
     public static Tensor Attend(Tensor queries, Tensor keys, Tensor values)
     {
@@ -18,6 +19,10 @@ public static class CausalAttention
         ArgumentNullException.ThrowIfNull(values);
         long q = queries.shape[2], k = keys.shape[2];
         if (k < q) throw new ArgumentException($"{q} queries but only {k} keys: queries must be the last positions of the keys.", nameof(keys));
+        using (var padded = KeyValueCache.AttentionMask(q, k, queries.device))
+        {
+            if (padded is not null) return nn.functional.scaled_dot_product_attention(queries, keys, values, attn_mask: padded);
+        }
         if (q == k) return nn.functional.scaled_dot_product_attention(queries, keys, values, is_casual: true);
         // One new position sees every key; several new positions (a prefill after a cached prefix) see an offset triangle.
         if (q == 1) return nn.functional.scaled_dot_product_attention(queries, keys, values);
