@@ -362,10 +362,21 @@ public sealed class TextGenerator
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         ArgumentNullException.ThrowIfNull(prompts);
+        return GenerateTexts(tokenizer, prompts.Select(p => tokenizer.Encode(p ?? throw new ArgumentNullException(nameof(prompts)))).ToList(), options, stop);
+    }
+
+    /// <summary>
+    /// Generates after prompts already encoded (for example with a template's separator tokens) and decodes each row's
+    /// new tokens; a row stops at the tokenizer's EOS or where its text first contains one of <paramref name="stop"/>
+    /// (the text is cut before it).
+    /// </summary>
+    public IReadOnlyList<string> GenerateTexts(ITextTokenizer tokenizer, IReadOnlyList<IReadOnlyList<int>> prompts, GenerationOptions options, IReadOnlyList<string>? stop = null)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        ArgumentNullException.ThrowIfNull(prompts);
         ArgumentNullException.ThrowIfNull(options);
         var texts = TextStops(stop);
-        var ids = prompts.Select(p => tokenizer.Encode(p ?? throw new ArgumentNullException(nameof(prompts)))).ToList();
-        var produced = Run(ids, WithEos(tokenizer, options), null, texts.Count == 0 ? null : (_, tokens) => TextStop(tokenizer, tokens, texts));
+        var produced = Run(prompts, WithEos(tokenizer, options), null, texts.Count == 0 ? null : (_, tokens) => TextStop(tokenizer, tokens, texts));
         return produced.Select(tokens => Cut(tokenizer.Decode(tokens), texts)).ToList();
     }
 
