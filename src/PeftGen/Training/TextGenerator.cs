@@ -154,7 +154,6 @@ public sealed class TextGenerator
         }
         return results;
     }
-
     private static void Validate(GenerationOptions options)
     {
         if (options.MaxNewTokens < 0 || options.TopK < 0 || options.MaxContext < 0 || options.Temperature < 0 || options.NoRepeatNGramSize < 0 || options.MinNewTokens < 0)
@@ -194,7 +193,13 @@ public sealed class TextGenerator
         var device = model.HeadWeight.device;
         // A window that slides (MaxContext) moves every position, which a cache cannot follow: recompute then.
         bool fits = options.MaxContext == 0 || longest + options.MaxNewTokens <= options.MaxContext;
-        using var cache = new KeyValueCache { Reserve = longest + options.MaxNewTokens + 1 };
+        // On the CPU, attention of one new position over a bfloat16 cache is several times slower than over a float32
+        // one (libtorch's CPU flash attention then multiplies matrices by vectors): keep a CPU cache in float32.
+        using var cache = new KeyValueCache
+        {
+            Reserve = longest + options.MaxNewTokens + 1,
+            StorageDType = device.type == DeviceType.CPU ? ScalarType.Float32 : null,
+        };
         using var useCache = options.UseKeyValueCache && fits ? cache.Use() : null;
         bool padded = prompts.Any(p => p.Count != longest);
         if (padded && (useCache is null || !model.SupportsLeftPadding))
@@ -208,12 +213,29 @@ public sealed class TextGenerator
             bool incremental = useCache is not null && cache.Length > 0;
             int start = incremental ? length - 1 : options.MaxContext > 0 ? Math.Max(0, length - options.MaxContext) : 0;
             int width = length - start;
-            var window = new long[rows.Count * width];
-            for (int r = 0; r < rows.Count; r++) sequences[rows[r]].CopyTo(start, window, r * width, width);
-            if (padded && !incremental) cache.SetInputMask(RealPositions(prompts, rows, longest, device));
-            var hidden = model.ForwardHidden(tensor(window, new long[] { rows.Count, width }, device: device));
+            // A caching prefill runs each distinct prompt once; the cache then repeats its rows for every copy (the
+            // samples of one prompt that minimum-Bayes-risk decoding draws share their prompt's keys and values).
+            var fed = rows;
+            int[]? copies = null;
+            if (useCache is not null && !incremental)
+            {
+                var distinct = new Dictionary<IReadOnlyList<int>, int>(PromptComparer.Instance);
+                copies = rows.Select(i => distinct.TryAdd(prompts[i], distinct.Count) ? distinct.Count - 1 : distinct[prompts[i]]).ToArray();
+                if (distinct.Count < rows.Count) fed = distinct.Keys.Select(p => rows[Array.FindIndex(copies, c => c == distinct[p])]).ToList();
+                else copies = null;
+            }
+            var window = new long[fed.Count * width];
+            for (int r = 0; r < fed.Count; r++) sequences[fed[r]].CopyTo(start, window, r * width, width);
+            if (padded && !incremental) cache.SetInputMask(RealPositions(prompts, fed, longest, device));
+            var hidden = model.ForwardHidden(tensor(window, new long[] { fed.Count, width }, device: device));
             if (useCache is not null) cache.Commit();
             var last = hidden.select(1, -1);
+            if (copies is not null)
+            {
+                using var expand = tensor(copies.Select(c => (long)c).ToArray(), device: device);
+                if (cache.Layers > 0) cache.KeepRows(copies.Select(c => (long)c).ToList());
+                last = last.index_select(0, expand);
+            }
             var logits = ComputePrecision.Cast(last).matmul(ComputePrecision.Cast(model.HeadWeight).t()).to(ScalarType.Float32);
             Suppress(logits, rows.Select(i => sequences[i]).ToArray(), rows.Select(i => prompts[i].Count).ToArray(), step, options);
             var next = Choose(logits, options, generator);
@@ -256,6 +278,21 @@ public sealed class TextGenerator
         {
             finished[index] = true;
             live--;
+        }
+    }
+
+    // Prompts equal token for token.
+    private sealed class PromptComparer : IEqualityComparer<IReadOnlyList<int>>
+    {
+        public static readonly PromptComparer Instance = new();
+
+        public bool Equals(IReadOnlyList<int>? x, IReadOnlyList<int>? y) => ReferenceEquals(x, y) || (x is not null && y is not null && x.SequenceEqual(y));
+
+        public int GetHashCode(IReadOnlyList<int> prompt)
+        {
+            var hash = new HashCode();
+            foreach (var id in prompt) hash.Add(id);
+            return hash.ToHashCode();
         }
     }
 

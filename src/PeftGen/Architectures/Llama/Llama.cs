@@ -94,6 +94,10 @@ public partial class LlamaAttention : nn.Module<Tensor, Tensor>
         var v = v_proj.forward(x).view(batch, seq, kvHeads, headDim).transpose(1, 2);
         q = Rotary.Apply(q, cos, sin);
         k = Rotary.Apply(k, cos, sin);
+        // Under a mixed-precision scope q and k come back from the rotary tables in the residual stream's dtype while v
+        // keeps the compute dtype: attention runs in the compute dtype, as autocast runs it (or in a cache's storage dtype).
+        k = ComputePrecision.Cast(k);
+        v = ComputePrecision.Cast(v);
         // With a KV cache in use, this call's keys and values join the cached ones, kept before the heads are repeated.
         (k, v) = KeyValueCache.Extend(this, k, v);
         if (kvHeads != heads)
@@ -101,9 +105,7 @@ public partial class LlamaAttention : nn.Module<Tensor, Tensor>
             k = k.repeat_interleave(heads / kvHeads, dim: 1);
             v = v.repeat_interleave(heads / kvHeads, dim: 1);
         }
-        // Under a mixed-precision scope q and k come back from the rotary tables in the residual stream's dtype while v
-        // keeps the compute dtype: attention runs in the compute dtype, as autocast runs it.
-        var y = CausalAttention.Attend(ComputePrecision.Cast(q), ComputePrecision.Cast(k), ComputePrecision.Cast(v));
+        var y = CausalAttention.Attend(ComputePrecision.Cast(q), k, v);
         return o_proj.forward(y.transpose(1, 2).contiguous().view(batch, seq, heads * headDim)).MoveToOuterDisposeScope();
     }
 
