@@ -82,7 +82,16 @@ public static class Cli
         var data = ExistingFile(new Option<string>("--data") { Description = "A JSON Lines file of {\"prompt\", \"completion\"} records.", Required = true });
         var quantized = new Option<bool>("--quantized") { Description = "Load a LoRA adapter onto the NF4 (QLoRA) base." };
         var limit = AtLeast(new Option<int?>("--limit") { Description = "Score only the first N records." }, 1);
-        var prompt = new Option<string>("--prompt") { Description = "For example \"comedian (noun)\".", Required = true };
+        var prompt = new Option<string?>("--prompt") { Description = "For example \"comedian (noun)\"." };
+        var input = ExistingFile(new Option<string?>("--input") { Description = "A JSON Lines file of {\"prompt\": …} records, each optionally with \"adapter\": a folder (else --adapter's, else the base); generated together, written to OUTPUT/generations.jsonl." });
+        var topP = new Option<double>("--top-p") { Description = "Sample among the most likely tokens that make up this much probability (1: all).", DefaultValueFactory = _ => 1.0 };
+        topP.Validators.Add(r =>
+        {
+            var value = r.GetValueOrDefault<double>();
+            if (!(value > 0 && value <= 1)) r.AddError($"--top-p {value}: must be above 0 and at most 1.");
+        });
+        var stop = new Option<string[]>("--stop") { Description = "Stop a completion where this text first appears (cut before it); repeat for several.", AllowMultipleArgumentsPerToken = false };
+        var seed = new Option<long?>("--seed") { Description = "Seed of sampling (default: the run's seed)." };
         var temperature = new Option<double>("--temperature") { Description = "0: greedy.", DefaultValueFactory = _ => 0.0 };
         temperature.Validators.Add(r =>
         {
@@ -168,11 +177,23 @@ public static class Cli
             return Success;
         });
 
-        var generate = new Command("generate", "Generate a definition for one prompt.") { optionalAdapter, prompt, quantized, basePath, temperature, topK, maxNew, quick, device, output, precision, threads };
+        var generate = new Command("generate", "Generate a definition for one prompt (--prompt) or for each record of a JSONL file (--input), with the base or adapters.")
+        {
+            optionalAdapter, prompt, input, quantized, basePath, temperature, topK, topP, stop, seed, maxNew, quick, device, output, precision, threads,
+        };
+        generate.Validators.Add(r =>
+        {
+            bool hasPrompt = r.GetValue(prompt) is not null, hasInput = r.GetValue(input) is not null;
+            if (hasPrompt == hasInput) r.AddError(hasPrompt ? "--prompt and --input: give one of them, not both." : "generate needs --prompt TEXT or --input FILE.jsonl.");
+        });
         generate.SetAction(r =>
         {
-            AdapterJobs.Generate(Context(r, "generate"), r.GetValue(optionalAdapter), r.GetValue(prompt)!, r.GetValue(quantized), r.GetValue(basePath),
-                r.GetValue(temperature), r.GetValue(topK), r.GetValue(maxNew));
+            var context = Context(r, "generate");
+            var sampling = new Sampling(r.GetValue(temperature), r.GetValue(topK), r.GetValue(topP), r.GetValue(seed), r.GetValue(maxNew), r.GetValue(stop) ?? []);
+            var requests = r.GetValue(input) is { } file
+                ? AdapterJobs.ReadRequests(file, r.GetValue(optionalAdapter))
+                : [new GenerationRequest(r.GetValue(prompt)!, r.GetValue(optionalAdapter))];
+            AdapterJobs.Generate(context, requests, r.GetValue(quantized), r.GetValue(basePath), sampling, writeFile: r.GetValue(input) is not null);
             return Success;
         });
 

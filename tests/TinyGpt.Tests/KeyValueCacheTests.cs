@@ -79,6 +79,40 @@ public sealed class KeyValueCacheTests
         for (int row = 0; row < prompts.Count; row++) Assert.Equal(recomputed[row], cached[row]);
     }
 
+    [Theory]
+    [MemberData(nameof(Setups))]
+    public void Left_padded_rows_give_the_logits_and_tokens_of_each_row_alone(string setup)
+    {
+        using var scope = NewDisposeScope();
+        using var model = Build(setup);
+        var lm = (ICausalLanguageModel)model;
+        long vocab = lm.HeadWeight.shape[0];
+        Assert.True(lm.SupportsLeftPadding);
+        // Three lengths in one batch: the shorter rows are left-padded and attend through the cache's mask.
+        var prompts = new List<IReadOnlyList<int>>();
+        foreach (var (row, length) in new[] { (0, 9), (1, 4), (2, 6), (3, 9) })
+            prompts.Add(Enumerable.Range(0, length).Select(t => (int)(1 + ((row * 37) + (t * 13)) % (vocab - 1))).ToList());
+        var options = new GenerationOptions { MaxNewTokens = 10, Precision = TrainingPrecision.Float32, NoRepeatNGramSize = 3 };
+        var generator = new TextGenerator(model);
+        var together = generator.GenerateBatch(prompts, options);
+        for (int row = 0; row < prompts.Count; row++) Assert.Equal(generator.Generate(prompts[row], options), together[row]);
+
+        // The prefill's logits of a padded row equal the row's own, position by position.
+        using var noGrad = no_grad();
+        using var precision = ComputePrecision.Use(ScalarType.Float32);
+        var alone = lm.ForwardHidden(tensor(prompts[1].Select(t => (long)t).ToArray(), new long[] { 1, 4 })).matmul(lm.HeadWeight.t());
+        using var cache = new KeyValueCache();
+        using (cache.Use())
+        {
+            var ids = tensor(new long[] { 0, 0, 0, 0, 0 }.Concat(prompts[1].Select(t => (long)t)).Concat(prompts[0].Select(t => (long)t)).ToArray(), new long[] { 2, 9 });
+            cache.SetInputMask(tensor(Enumerable.Range(0, 18).Select(i => i >= 5).ToArray(), new long[] { 2, 9 }));
+            var padded = lm.ForwardHidden(ids).matmul(lm.HeadWeight.t());
+            cache.Commit();
+            AssertClose(alone[0], padded[0].narrow(0, 5, 4), $"{setup}, padded prefill");
+            Assert.True(cache.HasPadding);
+        }
+    }
+
     [Fact]
     public void A_model_without_cache_support_and_a_sliding_window_still_decode_by_recomputing()
     {

@@ -142,28 +142,105 @@ public static class AdapterJobs
         return records;
     }
 
-    /// <summary>Generates a completion for one prompt.</summary>
-    public static string Generate(RunContext context, string? adapter, string prompt, bool quantized, string? basePath, double temperature, int topK, int maxNewTokens)
+    /// <summary>
+    /// Generates a completion for each request, in order: the requests that name one adapter (or none: the base) are
+    /// decoded together as one left-padded batch with that adapter loaded once. Prints <c>prompt -> completion</c> lines;
+    /// with <paramref name="writeFile"/> also writes <c>OUTPUT/generations.jsonl</c>.
+    /// </summary>
+    /// <exception cref="UserInputException">An adapter or the base cannot be used.</exception>
+    public static IReadOnlyList<string> Generate(RunContext context, IReadOnlyList<GenerationRequest> requests, bool quantized, string? basePath, Sampling sampling, bool writeFile)
     {
         var pretrained = BaseChoice.Resolve(context, basePath);
-        Gpt2LMHeadModel model;
-        if (adapter is null)
-        {
-            model = TinyModels.Create(Method.Full);
-            TinyModels.LoadBase(model, pretrained.Folder);
-            model.to(context.Device);
-        }
-        else
-        {
-            model = Load(context, adapter, quantized, pretrained.Folder).Model;
-        }
-        using var _ = model;
         var tokenizer = pretrained.Tokenizer;
         var examples = new SupervisedExamples(tokenizer, context.Settings.MaxRecordTokens);
-        var ids = new TextGenerator(model).Generate(examples.EncodePrompt(prompt),
-            Scoring.Decoding(context.Settings, context) with { MaxNewTokens = maxNewTokens, Temperature = temperature, TopK = topK, EndOfSequenceId = tokenizer.EndOfSequenceId });
-        var text = tokenizer.Decode(ids).Trim();
-        Console.WriteLine($"{prompt} -> {text}");
-        return text;
+        var options = Scoring.Decoding(context.Settings, context) with
+        {
+            MaxNewTokens = sampling.MaxNewTokens,
+            Temperature = sampling.Temperature,
+            TopK = sampling.TopK,
+            TopP = sampling.TopP,
+            Seed = sampling.Seed ?? context.Settings.Seed,
+            EndOfSequenceId = tokenizer.EndOfSequenceId,
+        };
+        var completions = new string[requests.Count];
+        foreach (var group in Enumerable.Range(0, requests.Count).GroupBy(i => requests[i].Adapter, StringComparer.Ordinal))
+        {
+            using var model = group.Key is null ? BaseModel(context, pretrained.Folder) : Load(context, group.Key, quantized, pretrained.Folder).Model;
+            var prompts = group.Select(i => (IReadOnlyList<int>)examples.EncodePrompt(requests[i].Prompt)).ToList();
+            var texts = new TextGenerator(model).GenerateTexts(tokenizer, prompts, options, sampling.Stop);
+            int k = 0;
+            foreach (var i in group) completions[i] = texts[k++].Trim();
+        }
+        for (int i = 0; i < requests.Count; i++) Console.WriteLine($"{requests[i].Prompt} -> {completions[i]}");
+        if (writeFile)
+        {
+            var path = Path.Combine(context.OutputFolder, "generations.jsonl");
+            using var writer = new StreamWriter(path);
+            for (int i = 0; i < requests.Count; i++)
+                writer.WriteLine(JsonSerializer.Serialize(new { prompt = requests[i].Prompt, adapter = requests[i].Adapter, completion = completions[i] }));
+            Console.WriteLine($"Completions written to {path}");
+        }
+        return completions;
+    }
+
+    private static Gpt2LMHeadModel BaseModel(RunContext context, string baseFolder)
+    {
+        var model = TinyModels.Create(Method.Full);
+        TinyModels.LoadBase(model, baseFolder);
+        model.to(context.Device);
+        return model;
+    }
+
+    /// <summary>
+    /// The requests of a JSON Lines file: <c>{"prompt": "…"}</c>, optionally with <c>"adapter": "folder"</c> (relative
+    /// to the file's folder when not absolute); a record without one uses <paramref name="defaultAdapter"/>.
+    /// </summary>
+    /// <exception cref="UserInputException">The file has a malformed line, no records, or names a folder that does not exist.</exception>
+    public static IReadOnlyList<GenerationRequest> ReadRequests(string path, string? defaultAdapter)
+    {
+        if (!File.Exists(path)) throw new UserInputException($"The input file '{path}' does not exist.");
+        var folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        var requests = new List<GenerationRequest>();
+        int number = 0;
+        foreach (var line in File.ReadLines(path))
+        {
+            number++;
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            string? prompt, adapter = defaultAdapter;
+            try
+            {
+                using var document = JsonDocument.Parse(line);
+                var root = document.RootElement;
+                if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("prompt", out var p) || p.ValueKind != JsonValueKind.String)
+                    throw new UserInputException($"{path}, line {number}: expected {{\"prompt\": \"…\"}} (optionally with \"adapter\": \"folder\").");
+                prompt = p.GetString()!;
+                if (root.TryGetProperty("adapter", out var a) && a.ValueKind != JsonValueKind.Null)
+                {
+                    if (a.ValueKind != JsonValueKind.String) throw new UserInputException($"{path}, line {number}: \"adapter\" must be a folder name.");
+                    adapter = Path.GetFullPath(a.GetString()!, folder);
+                }
+            }
+            catch (JsonException e)
+            {
+                throw new UserInputException($"{path}, line {number}: not JSON ({e.Message})", e);
+            }
+            if (adapter is not null && !Directory.Exists(adapter))
+                throw new UserInputException($"{path}, line {number}: the adapter folder '{adapter}' does not exist.");
+            requests.Add(new GenerationRequest(prompt, adapter));
+        }
+        if (requests.Count == 0) throw new UserInputException($"The input file '{path}' holds no records: write one JSON object per line, {{\"prompt\": \"…\"}}.");
+        return requests;
     }
 }
+
+/// <summary>One prompt to complete and the adapter folder to complete it with (null: the base).</summary>
+public sealed record GenerationRequest(string Prompt, string? Adapter);
+
+/// <summary>How <c>generate</c> picks tokens.</summary>
+/// <param name="Temperature">0: greedy.</param>
+/// <param name="TopK">Sample among the k most likely tokens (0: all).</param>
+/// <param name="TopP">Sample among the most likely tokens making up this probability (1: all).</param>
+/// <param name="Seed">Sampling seed (null: the run's).</param>
+/// <param name="MaxNewTokens">Most tokens per completion.</param>
+/// <param name="Stop">Texts that end a completion (cut before them).</param>
+public sealed record Sampling(double Temperature, int TopK, double TopP, long? Seed, int MaxNewTokens, IReadOnlyList<string> Stop);

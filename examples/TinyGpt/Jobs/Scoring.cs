@@ -43,6 +43,8 @@ public static class Scoring
         MinNewTokens = 1,
         NoRepeatNGramSize = 3,
         Precision = context.Precision,
+        // Prompts of every length share left-padded batches: fewer, fuller steps.
+        BatchSize = 128,
     };
 
     /// <summary>Minimum-Bayes-risk decoding as the settings ask, or null for greedy outputs.</summary>

@@ -137,7 +137,12 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
 
         using var scope = NewDisposeScope();
         var tokens = weight.index_select(0, tokenIds.flatten()).reshape(AppendDim(tokenIds.shape));
-        if (prompt is not null) tokens = cat(new[] { prompt.ForBatch(tokenIds.shape[0], weight.dtype), tokens }, 1);
+        if (prompt is not null)
+        {
+            tokens = cat(new[] { prompt.ForBatch(tokenIds.shape[0], weight.dtype), tokens }, 1);
+            // A left-padded batch in a KV cache: the virtual tokens are real positions before each row's padding.
+            KeyValueCache.PrependRealPositions(prompt.VirtualTokens);
+        }
         return tokens.MoveToOuterDisposeScope();
     }
 

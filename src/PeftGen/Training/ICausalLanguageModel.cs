@@ -17,4 +17,12 @@ public interface ICausalLanguageModel
 
     /// <summary>The vocabulary head, <c>vocab × dim</c> (tied to the token embedding or not).</summary>
     Tensor HeadWeight { get; }
+
+    /// <summary>
+    /// Whether rows of different lengths may share a batch by left padding: the model takes its position ids from
+    /// <see cref="Inference.KeyValueCache.PositionIds"/> and attends through <see cref="Inference.CausalAttention"/>,
+    /// so a padded row computes what it would alone. The package's architectures do; a model that does not say so is
+    /// decoded in batches of equal-length prompts.
+    /// </summary>
+    bool SupportsLeftPadding => false;
 }

@@ -89,6 +89,67 @@ public sealed class KeyValueCacheTests
         Assert.Equal(0, cache.Layers);
     }
 
+    [Fact]
+    public void A_layer_keeps_its_positions_when_they_outgrow_the_reserved_room()
+    {
+        using var scope = NewDisposeScope();
+        object layer = new();
+        using var cache = new KeyValueCache { Reserve = 2 };
+        using var use = cache.Use();
+        var all = randn(1, 2, 7, 4);
+        KeyValueCache.Extend(layer, all.narrow(2, 0, 2), all.narrow(2, 0, 2));
+        cache.Commit();
+        Tensor keys = all;
+        for (int t = 2; t < 7; t++)
+        {
+            (keys, _) = KeyValueCache.Extend(layer, all.narrow(2, t, 1), all.narrow(2, t, 1));
+            cache.Commit();
+        }
+        Assert.True(keys.eq(all).all().item<bool>());
+        Assert.Equal(7, cache.Length);
+        Assert.Equal(2L * (1 * 2 * 7 * 4 * 4), cache.Bytes);
+    }
+
+    [Fact]
+    public void Padding_numbers_real_positions_from_zero_and_hides_padding_keys()
+    {
+        using var scope = NewDisposeScope();
+        using var cache = new KeyValueCache();
+        using var use = cache.Use();
+        // Row 0 is real at all 4 positions; row 1 has 2 positions of left padding.
+        cache.SetInputMask(tensor(new[] { true, true, true, true, false, false, true, true }, new long[] { 2, 4 }));
+        Assert.Equal(new long[] { 0, 1, 2, 3, 0, 0, 0, 1 }, KeyValueCache.PositionIds(4, CPU).data<long>().ToArray());
+        var mask = KeyValueCache.AttentionMask(4, 4, CPU)!;
+        Assert.Equal(new long[] { 2, 1, 4, 4 }, mask.shape);
+        // Row 0: causal. Row 1: padding queries see only themselves; real queries see the real keys up to themselves.
+        bool[] expected =
+        [
+            true, false, false, false, true, true, false, false, true, true, true, false, true, true, true, true,
+            true, false, false, false, false, true, false, false, false, false, true, false, false, false, true, true,
+        ];
+        Assert.Equal(expected, mask.data<bool>().ToArray());
+        object layer = new();
+        KeyValueCache.Extend(layer, randn(2, 1, 4, 2), randn(2, 1, 4, 2));
+        cache.Commit();
+        // The next position of each row continues its own numbering, and padding stays hidden.
+        Assert.Equal(new long[] { 4, 2 }, KeyValueCache.PositionIds(1, CPU).data<long>().ToArray());
+        Assert.Equal(new[] { true, true, true, true, true, false, false, true, true, true }, KeyValueCache.AttentionMask(1, 5, CPU)!.data<bool>().ToArray());
+        Assert.Throws<ArgumentException>(() => cache.SetInputMask(ones(3, 1, dtype: ScalarType.Bool)));
+    }
+
+    [Fact]
+    public void Without_padding_positions_continue_the_cache_and_there_is_no_mask()
+    {
+        using var scope = NewDisposeScope();
+        using var cache = new KeyValueCache();
+        using var use = cache.Use();
+        KeyValueCache.Extend(new object(), randn(1, 1, 3, 2), randn(1, 1, 3, 2));
+        cache.Commit();
+        Assert.Equal(new long[] { 3, 4 }, KeyValueCache.PositionIds(2, CPU).data<long>().ToArray());
+        Assert.Null(KeyValueCache.AttentionMask(2, 5, CPU));
+        Assert.False(cache.HasPadding);
+    }
+
     [Theory]
     [InlineData(5, 5)]
     [InlineData(1, 6)]

@@ -80,6 +80,127 @@ public sealed class TextGeneratorTests
         Assert.True(drawn.Count >= 2);
     }
 
+    // softmax(logits / temperature) of the next token after Prompt, in float64, from the module's own forward.
+    private static double[] NextTokenProbabilities(double temperature)
+    {
+        using var noGrad = no_grad();
+        Model.eval();
+        var logits = Model.forward(tensor(Prompt.Select(i => (long)i).ToArray(), new long[] { 1, Prompt.Length }))[0, -1].to(ScalarType.Float64).data<double>().ToArray();
+        Model.train();
+        double max = logits.Max();
+        var weights = logits.Select(l => System.Math.Exp((l - max) / temperature)).ToArray();
+        double total = weights.Sum();
+        return weights.Select(w => w / total).ToArray();
+    }
+
+    // One token drawn for each of n copies of Prompt in one batch.
+    private static int[] Draw(int n, GenerationOptions options)
+    {
+        var prompts = Enumerable.Repeat<IReadOnlyList<int>>(Prompt, n).ToList();
+        return new TextGenerator(Model).GenerateBatch(prompts, options with { MaxNewTokens = 1, BatchSize = n }).Select(r => r[0]).ToArray();
+    }
+
+    [Fact]
+    public void Sampled_tokens_follow_the_softmax_distribution()
+    {
+        const int n = 4000;
+        var p = NextTokenProbabilities(2.0);
+        var drawn = Draw(n, new GenerationOptions { Temperature = 2.0, Seed = 5 });
+        // Each token's count within 5 standard deviations of n·p, and Pearson's chi-square over the tokens with an
+        // expected count of at least 5 below its 0.999 quantile (for up to 64 degrees of freedom, < 110).
+        double chi = 0;
+        int cells = 0;
+        for (int token = 0; token < p.Length; token++)
+        {
+            int count = drawn.Count(t => t == token);
+            double expected = n * p[token];
+            Assert.True(System.Math.Abs(count - expected) <= 5 * System.Math.Sqrt(expected * (1 - p[token])) + 1, $"token {token}: {count} draws, {expected:F1} expected");
+            if (expected >= 5)
+            {
+                chi += (count - expected) * (count - expected) / expected;
+                cells++;
+            }
+        }
+        Assert.True(cells >= 10, $"only {cells} tokens are likely enough to test");
+        Assert.True(chi < 110, $"chi-square {chi:F1} over {cells} tokens");
+    }
+
+    [Fact]
+    public void Top_p_draws_only_from_the_nucleus_and_a_tiny_top_p_is_greedy()
+    {
+        var p = NextTokenProbabilities(1.5);
+        // The nucleus: the most likely tokens until their probabilities reach 0.6 (the one that crosses it included).
+        var order = Enumerable.Range(0, p.Length).OrderByDescending(t => p[t]).ToArray();
+        var nucleus = new HashSet<int>();
+        double sum = 0;
+        foreach (var token in order)
+        {
+            if (sum >= 0.6) break;
+            nucleus.Add(token);
+            sum += p[token];
+        }
+        Assert.True(nucleus.Count >= 2, "the test needs a nucleus of several tokens");
+        var drawn = Draw(1000, new GenerationOptions { Temperature = 1.5, TopP = 0.6, Seed = 9 }).ToHashSet();
+        Assert.Subset(nucleus, drawn);
+        Assert.Equal(nucleus.Count, drawn.Count);
+        Assert.All(Draw(50, new GenerationOptions { Temperature = 1.5, TopP = 1e-6, Seed = 9 }), t => Assert.Equal(order[0], t));
+        Assert.Throws<System.ArgumentOutOfRangeException>(() => Draw(1, new GenerationOptions { Temperature = 1, TopP = 0 }));
+        Assert.Throws<System.ArgumentOutOfRangeException>(() => Draw(1, new GenerationOptions { Temperature = 1, TopP = 1.5 }));
+    }
+
+    [Fact]
+    public void A_stop_sequence_ends_the_row_and_is_not_returned()
+    {
+        var greedy = GreedyByHand(8);
+        var generator = new TextGenerator(Model);
+        var options = new GenerationOptions { MaxNewTokens = 8 };
+        // The first place where tokens 2 and 3 occur in a row is where it stops.
+        IReadOnlyList<int> stop = new[] { greedy[2], greedy[3] };
+        int at = Enumerable.Range(0, 7).First(i => greedy[i] == stop[0] && greedy[i + 1] == stop[1]);
+        Assert.Equal(greedy.Take(at), generator.Generate(Prompt, options with { StopSequences = [stop] }));
+        Assert.Equal(greedy, generator.Generate(Prompt, options with { StopSequences = [new[] { -5 }] }));
+        Assert.Throws<System.ArgumentException>(() => generator.Generate(Prompt, options with { StopSequences = [System.Array.Empty<int>()] }));
+    }
+
+    [Fact]
+    public void Streamed_tokens_arrive_in_order_and_make_up_each_row()
+    {
+        var generator = new TextGenerator(Model);
+        var prompts = new List<IReadOnlyList<int>> { Prompt, new[] { 7, 1 }, new[] { 2, 2, 8 } };
+        var options = new GenerationOptions { MaxNewTokens = 6, Temperature = 1, Seed = 2, EndOfSequenceId = GreedyByHand(3)[2] };
+        var streamed = prompts.Select(_ => new List<int>()).ToArray();
+        var result = generator.GenerateBatch(prompts, options, token =>
+        {
+            Assert.Equal(streamed[token.Row].Count, token.Index);
+            streamed[token.Row].Add(token.Token);
+        });
+        for (int row = 0; row < prompts.Count; row++) Assert.Equal(result[row], streamed[row]);
+        Assert.Equal(result, generator.GenerateBatch(prompts, options));
+    }
+
+    [Fact]
+    public async System.Threading.Tasks.Task Streamed_text_joins_to_the_generated_text_and_stops_before_a_stop_text()
+    {
+        var tokenizer = new LetterTokenizer();
+        var model = new TinyCausalLm(vocab: 29, context: 32, seed: 2);
+        var generator = new TextGenerator(model);
+        var options = new GenerationOptions { MaxNewTokens = 12, EndOfSequenceId = -1 };
+        var whole = generator.Generate(tokenizer, "abc", options);
+        Assert.Equal(12, whole.Length);
+        var pieces = new List<string>();
+        await foreach (var piece in generator.StreamAsync(tokenizer, "abc", options)) pieces.Add(piece);
+        Assert.Equal(whole, string.Concat(pieces));
+        Assert.True(pieces.Count > 1);
+
+        // A stop text from the middle of the output: the text ends right before its first occurrence.
+        var stop = whole.Substring(4, 2);
+        var cut = whole[..whole.IndexOf(stop, System.StringComparison.Ordinal)];
+        Assert.Equal(cut, generator.Generate(tokenizer, "abc", options, [stop]));
+        pieces.Clear();
+        await foreach (var piece in generator.StreamAsync(tokenizer, "abc", options, [stop])) pieces.Add(piece);
+        Assert.Equal(cut, string.Concat(pieces));
+    }
+
     [Fact]
     public void Text_in_text_out_through_a_tokenizer_with_a_context_window()
     {

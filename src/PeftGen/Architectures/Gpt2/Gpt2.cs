@@ -32,10 +32,8 @@ public partial class Gpt2Model : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var x = wte.forward(ids); // a soft prompt, when one is active, is prepended here
-        // Positions continue after what a KV cache holds (0 without one).
-        long past = KeyValueCache.PastLength;
-        var positions = arange(past, past + x.shape[1], dtype: ScalarType.Int64, device: x.device);
-        x = x + wpe.forward(positions);
+        // Positions continue after what a KV cache holds (0 without one), each row's from its first real token.
+        x = x + wpe.forward(KeyValueCache.PositionIds(x.shape[1], x.device));
         foreach (var block in h) x = block.forward(x);
         return wte.DropVirtualTokens(ln_f.forward(x)).MoveToOuterDisposeScope();
     }
@@ -124,6 +122,9 @@ public abstract partial class Gpt2LMHeadModel : nn.Module<Tensor, Tensor>, ICaus
 
     /// <inheritdoc />
     public Tensor HeadWeight => transformer.wte.Weight;
+
+    /// <inheritdoc />
+    public bool SupportsLeftPadding => true;
 
     /// <summary>Logits for every real token (<c>batch × seq × Vocab</c>).</summary>
     public override Tensor forward(Tensor ids)

@@ -94,6 +94,10 @@ public partial class LlamaAttention : nn.Module<Tensor, Tensor>
         var v = v_proj.forward(x).view(batch, seq, kvHeads, headDim).transpose(1, 2);
         q = Rotary.Apply(q, cos, sin);
         k = Rotary.Apply(k, cos, sin);
+        // Under a mixed-precision scope q and k come back from the rotary tables in the residual stream's dtype while v
+        // keeps the compute dtype: attention runs in the compute dtype, as autocast runs it (or in a cache's storage dtype).
+        k = ComputePrecision.Cast(k);
+        v = ComputePrecision.Cast(v);
         // With a KV cache in use, this call's keys and values join the cached ones, kept before the heads are repeated.
         (k, v) = KeyValueCache.Extend(this, k, v);
         if (kvHeads != heads)
@@ -101,9 +105,7 @@ public partial class LlamaAttention : nn.Module<Tensor, Tensor>
             k = k.repeat_interleave(heads / kvHeads, dim: 1);
             v = v.repeat_interleave(heads / kvHeads, dim: 1);
         }
-        // Under a mixed-precision scope q and k come back from the rotary tables in the residual stream's dtype while v
-        // keeps the compute dtype: attention runs in the compute dtype, as autocast runs it.
-        var y = CausalAttention.Attend(ComputePrecision.Cast(q), ComputePrecision.Cast(k), ComputePrecision.Cast(v));
+        var y = CausalAttention.Attend(ComputePrecision.Cast(q), k, v);
         return o_proj.forward(y.transpose(1, 2).contiguous().view(batch, seq, heads * headDim)).MoveToOuterDisposeScope();
     }
 
@@ -140,17 +142,29 @@ public static class Rotary
 {
     /// <summary>
     /// The tables for a <c>batch × seq × Width</c> input, heads of <paramref name="headDim"/> and rotary base
-    /// <paramref name="theta"/>; positions continue after what a KV cache holds (0 without one).
+    /// <paramref name="theta"/>; positions continue after what a KV cache holds (0 without one), each row's from its
+    /// first real token when the cache holds left-padded rows (the tables are then <c>batch × 1 × seq × headDim</c>).
     /// </summary>
-    public static (Tensor Cos, Tensor Sin) For(Tensor x, long headDim, double theta) => Tables(x.shape[1], headDim, x.device, x.dtype, theta, KeyValueCache.PastLength);
-
-    /// <summary>cos and sin tables, <c>seq × headDim</c>, for positions <paramref name="start"/> … start + seq − 1.</summary>
-    public static (Tensor Cos, Tensor Sin) Tables(long seq, long headDim, Device device, ScalarType dtype, double theta, long start = 0)
+    public static (Tensor Cos, Tensor Sin) For(Tensor x, long headDim, double theta)
     {
         using var scope = NewDisposeScope();
-        var inv = pow(theta, -arange(0, headDim, 2, dtype: ScalarType.Float32, device: device) / headDim);
-        var freqs = outer(arange(start, start + seq, dtype: ScalarType.Float32, device: device), inv);
+        var positions = KeyValueCache.PositionIds(x.shape[1], x.device);
+        var (cos, sin) = Tables(positions, headDim, x.dtype, theta);
+        return (cos.MoveToOuterDisposeScope(), sin.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// cos and sin tables for position ids <paramref name="positions"/>: <c>seq × headDim</c> for ids of shape
+    /// <c>seq</c>, <c>batch × 1 × seq × headDim</c> for per-row ids of shape <c>batch × seq</c>.
+    /// </summary>
+    public static (Tensor Cos, Tensor Sin) Tables(Tensor positions, long headDim, ScalarType dtype, double theta)
+    {
+        System.ArgumentNullException.ThrowIfNull(positions);
+        using var scope = NewDisposeScope();
+        var inv = pow(theta, -arange(0, headDim, 2, dtype: ScalarType.Float32, device: positions.device) / headDim);
+        var freqs = positions.to(ScalarType.Float32).unsqueeze(-1) * inv;
         var emb = cat([freqs, freqs], dim: -1);
+        if (positions.dim() == 2) emb = emb.unsqueeze(1);
         return (emb.cos().to(dtype).MoveToOuterDisposeScope(), emb.sin().to(dtype).MoveToOuterDisposeScope());
     }
 
@@ -194,6 +208,9 @@ public abstract class DecoderForCausalLM : nn.Module<Tensor, Tensor>, ICausalLan
 
     /// <inheritdoc />
     public abstract Tensor HeadWeight { get; }
+
+    /// <inheritdoc />
+    public bool SupportsLeftPadding => true;
 
     /// <summary>Logits for every real token (<c>batch × seq × Vocab</c>).</summary>
     public override Tensor forward(Tensor ids)
