@@ -94,7 +94,7 @@ public sealed class BpeTextTokenizer : PretrainedTokenizer
 
     /// <summary>Whether <c>tokenizer.json</c> at <paramref name="path"/> is byte-level (a ByteLevel pre-tokenizer or decoder).</summary>
     /// <exception cref="PeftFormatException">The file is not JSON.</exception>
-    public static bool IsByteLevel(string path)
+    internal static bool IsByteLevel(string path)
     {
         using var document = TokenizerJson.Parse(path);
         return IsByteLevel(document.RootElement);
@@ -140,7 +140,7 @@ public sealed class BpeTextTokenizer : PretrainedTokenizer
             };
             return new BpeTextTokenizer(BpeTokenizer.Create(options), special);
         }
-        catch (ArgumentException e)
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException)
         {
             throw new PeftFormatException(source, null, $"is not a byte-level BPE vocabulary Microsoft.ML.Tokenizers accepts: {e.Message}", e);
         }
@@ -221,7 +221,11 @@ public sealed class BpeTextTokenizer : PretrainedTokenizer
                 || !template.TryGetProperty("special_tokens", out var specials) || !specials.TryGetProperty(name.GetString() ?? "", out var entry)
                 || !entry.TryGetProperty("ids", out var ids) || ids.ValueKind != JsonValueKind.Array)
                 throw error($"the post-processor's template piece {piece.GetRawText()} names no special token with ids.");
-            foreach (var id in ids.EnumerateArray()) (seenText ? suffix : prefix).Add(id.GetInt32());
+            foreach (var id in ids.EnumerateArray())
+            {
+                if (!id.TryGetInt32(out var value) || value < 0) throw error($"the post-processor's special token {name.GetRawText()} has an id that is not a non-negative integer.");
+                (seenText ? suffix : prefix).Add(value);
+            }
         }
         return (prefix.ToArray(), suffix.ToArray());
     }

@@ -113,6 +113,27 @@ public sealed class BpeTextTokenizerTests
     }
 
     [Fact]
+    public void An_nfc_normalizer_composes_before_splitting_and_other_normalizers_are_refused()
+    {
+        using var folder = new TokenizerFolder();
+        var json = TinyBpe.TokenizerJson(mergesAsPairs: true);
+        folder.Write("tokenizer_config.json", TinyBpe.Config().ToJsonString());
+        json["normalizer"] = new JsonObject { ["type"] = "NFC" };
+        folder.Write("tokenizer.json", json.ToJsonString());
+        // e + combining acute (65 CC 81) composes to é (C3 A9).
+        Assert.Equal([0xC3, 0xA9], BpeTextTokenizer.FromTokenizerJson(folder.Path).Encode("e\u0301"));
+
+        json["normalizer"] = new JsonObject { ["type"] = "Lowercase" };
+        folder.Write("tokenizer.json", json.ToJsonString());
+        Assert.Contains("the normalizer Lowercase is not one PeftGen reads", Assert.Throws<PeftFormatException>(() => BpeTextTokenizer.FromTokenizerJson(folder.Path)).Message);
+
+        json["normalizer"] = null;
+        json["pre_tokenizer"]!["add_prefix_space"] = true;
+        folder.Write("tokenizer.json", json.ToJsonString());
+        Assert.Contains("add_prefix_space", Assert.Throws<PeftFormatException>(() => BpeTextTokenizer.FromTokenizerJson(folder.Path)).Message);
+    }
+
+    [Fact]
     public void A_merge_naming_an_unknown_token_names_the_file_and_the_token()
     {
         using var folder = new TokenizerFolder();
