@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using PeftGen.Checkpoints;
 using PeftGen.Formats.Peft;
+using PeftGen.Tokenizers;
 
 namespace PeftGen.Training;
 
@@ -136,6 +137,18 @@ public static class TrainedFolder
                 model.LoadAdapter(folder, plan.Adapter ?? throw new NotSupportedException("The model trains no LoRA adapter to load an adapter folder into."));
                 break;
         }
+    }
+
+    /// <summary>
+    /// The tokenizer saved with the trained results (transformers' files, see <see cref="PretrainedTokenizer.FromFolder"/>),
+    /// else the one of <paramref name="baseFolder"/>; null when neither folder holds tokenizer files.
+    /// </summary>
+    /// <exception cref="Formats.PeftFormatException">A tokenizer file is malformed.</exception>
+    public static PretrainedTokenizer? OpenTokenizer(string folder, string? baseFolder = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        if (PretrainedTokenizer.HasTokenizerFiles(folder)) return PretrainedTokenizer.FromFolder(folder);
+        return !string.IsNullOrEmpty(baseFolder) && PretrainedTokenizer.HasTokenizerFiles(baseFolder) ? PretrainedTokenizer.FromFolder(baseFolder) : null;
     }
 
     private const string WeightsFileName = "model.safetensors";

@@ -46,6 +46,10 @@ internal sealed class ConfigFields
         return value.ValueKind == JsonValueKind.String ? value.GetString()! : throw Error(name, $"must be a string, not {Describe(value)}.");
     }
 
+    /// <summary>A field of a shape of its own, converted by <paramref name="convert"/>; null when absent.</summary>
+    public T? Optional<T>(string name, Func<string, JsonElement, T> convert) where T : class =>
+        TryGet(name, out var value) ? convert(name, value) : null;
+
     public bool Bool(string name, bool fallback)
     {
         if (!TryGet(name, out var value))
