@@ -47,7 +47,7 @@ public sealed class ArgumentFuzzTests
         }
         """;
 
-    private static readonly Dictionary<string, string> s_valid = new()
+    private static readonly Dictionary<string, string> Valid = new()
     {
         ["Config"] = "typeof(Cfg)", ["ContextLength"] = "\"Context\"", ["Tokenizer"] = "PeftTokenizer.Gpt2",
         ["BaseDType"] = "BaseDType.BFloat16", ["MemoryBudget"] = "\"1 GiB\"", ["Batch"] = "2", ["Sequence"] = "8",
@@ -63,59 +63,59 @@ public sealed class ArgumentFuzzTests
         ["CheckpointName"] = "\"v_proj\"", ["RmsNormDim"] = "\"Width\"", ["RmsNormEps"] = "1e-6",
     };
 
-    private static readonly string s_huge = "\"" + new string('w', 5000) + "\"";
+    private static readonly string Huge = "\"" + new string('w', 5000) + "\"";
 
-    private static readonly string[] s_ints = { "0", "-1", "1", "48", "4096", "int.MinValue", "int.MaxValue" };
-    private static readonly string[] s_doubles = { "double.NaN", "double.PositiveInfinity", "double.NegativeInfinity", "0", "-0.0", "-1", "1", "double.MaxValue", "double.Epsilon" };
-    private static readonly string[] s_bools = { "true", "false" };
-    private static readonly string[] s_names = { "null", "\"\"", "\" \"", "\"a.b\"", "\"default\"", "\"sql\"", "\"tenant\"", "\"line\\nbreak \\\" quote\"", "\"\\uD800\"", s_huge };
-    private static readonly string[] s_dimensions =
+    private static readonly string[] Ints = { "0", "-1", "1", "48", "4096", "int.MinValue", "int.MaxValue" };
+    private static readonly string[] Doubles = { "double.NaN", "double.PositiveInfinity", "double.NegativeInfinity", "0", "-0.0", "-1", "1", "double.MaxValue", "double.Epsilon" };
+    private static readonly string[] Bools = { "true", "false" };
+    private static readonly string[] Names = { "null", "\"\"", "\" \"", "\"a.b\"", "\"default\"", "\"sql\"", "\"tenant\"", "\"line\\nbreak \\\" quote\"", "\"\\uD800\"", Huge };
+    private static readonly string[] Dimensions =
     {
         "null", "\"\"", "\"0\"", "\"-1\"", "\"Width - 16\"", "\"Width / 0\"", "\"Width / 3\"", "\"Widht\"", "\"(Width\"", "\"3 * Width\"",
         "\"9223372036854775807\"", "\"99999999999999999999\"", "\"4000000000\"", "\"Width * Width * Width * Width * Width * Width * Width * Width * Width * Width * Width * Width * Width * Width * Width * Width\"",
     };
-    private static readonly string[] s_targets =
+    private static readonly string[] Targets =
     {
         "null", "[]", "[null]", "[\"\"]", "[\"q_proj\", \"q_proj\"]", "[\"q_prj\", \"v_proj\"]", "[\"q_proj\", null]", "[\"value\"]",
-        "[\"o_proj\"]", "[\"ln\"]", "[\"h\"]", "new string[0]", "new[] { " + s_huge + " }",
+        "[\"o_proj\"]", "[\"ln\"]", "[\"h\"]", "new string[0]", "new[] { " + Huge + " }",
     };
 
     private static string[] Enum(string type, params string[] members)
         => members.Select(m => type + "." + m).Concat(new[] { $"({type})(-1)", $"({type})999", $"({type})int.MaxValue" }).ToArray();
 
-    private static readonly Dictionary<string, string[]> s_hostile = new()
+    private static readonly Dictionary<string, string[]> Hostile = new()
     {
         ["Config"] = new[] { "null", "typeof(int)", "typeof(string)", "typeof(M)", "typeof(System.Collections.Generic.List<>)" },
-        ["ContextLength"] = new[] { "\"\"", "\"4\"" }.Concat(s_dimensions).ToArray(),
+        ["ContextLength"] = new[] { "\"\"", "\"4\"" }.Concat(Dimensions).ToArray(),
         ["Tokenizer"] = Enum("PeftTokenizer", "None", "Gpt2"),
         ["BaseDType"] = Enum("BaseDType", "Float32", "BFloat16", "Float16"),
-        ["MemoryBudget"] = s_names.Concat(new[] { "\"24GiB\"", "\"1 B\"", "\"0.5 B\"", "\"9999999999 TiB\"", "\"8 EiB\"" }).ToArray(),
-        ["Batch"] = s_ints, ["Sequence"] = s_ints,
-        ["ClassRank"] = s_ints, ["ClassAlpha"] = s_doubles, ["ClassDropout"] = s_doubles, ["ClassRsLora"] = s_bools, ["ClassAdapter"] = s_names,
-        ["Targets"] = s_targets,
-        ["VirtualTokens"] = s_ints, ["Init"] = Enum("SoftPromptInit", "Random", "SampleVocab", "Text"), ["InitText"] = s_names, ["PromptName"] = s_names,
+        ["MemoryBudget"] = Names.Concat(new[] { "\"24GiB\"", "\"1 B\"", "\"0.5 B\"", "\"9999999999 TiB\"", "\"8 EiB\"" }).ToArray(),
+        ["Batch"] = Ints, ["Sequence"] = Ints,
+        ["ClassRank"] = Ints, ["ClassAlpha"] = Doubles, ["ClassDropout"] = Doubles, ["ClassRsLora"] = Bools, ["ClassAdapter"] = Names,
+        ["Targets"] = Targets,
+        ["VirtualTokens"] = Ints, ["Init"] = Enum("SoftPromptInit", "Random", "SampleVocab", "Text"), ["InitText"] = Names, ["PromptName"] = Names,
         ["ExtraModelAttribute"] = new[]
         {
             "[Lora(Rank = 4, Alpha = 8, Adapter = \"default\")]", "[SoftPrompt(4, Name = \"tenant\")]", "[Lora(Rank = 2, Adapter = \"other\", Targets = [\"q_prj\"])]",
             "[Quantize4Bit]", "[Trainable]", "[PeftModule]", "[Lora(Rank = 2, Adapter = \"second\", Targets = [\"o_proj\"])]",
         },
         ["ExtraMemberAttribute"] = new[] { "[Lora(Rank = 2, Adapter = \"sql\")]", "[Lora(Targets = [\"q_proj\"], Adapter = \"t\")]", "[NoLora]", "[Trainable]", "[SoftPrompt(2)]", "[Quantize4Bit(BlockSize = 32)]", "[NoQuantize]" },
-        ["EmbeddingCount"] = s_dimensions, ["EmbeddingDim"] = s_dimensions, ["StackCount"] = s_dimensions,
-        ["LayerNormDim"] = s_dimensions, ["LayerNormEps"] = s_doubles,
-        ["LinearIn"] = s_dimensions, ["LinearOut"] = s_dimensions, ["Bias"] = s_bools, ["Layout"] = Enum("WeightLayout", "OutIn", "InOut"),
-        ["QuantType"] = Enum("QuantType", "Nf4", "Fp4"), ["BlockSize"] = s_ints, ["DoubleQuant"] = s_bools,
+        ["EmbeddingCount"] = Dimensions, ["EmbeddingDim"] = Dimensions, ["StackCount"] = Dimensions,
+        ["LayerNormDim"] = Dimensions, ["LayerNormEps"] = Doubles,
+        ["LinearIn"] = Dimensions, ["LinearOut"] = Dimensions, ["Bias"] = Bools, ["Layout"] = Enum("WeightLayout", "OutIn", "InOut"),
+        ["QuantType"] = Enum("QuantType", "Nf4", "Fp4"), ["BlockSize"] = Ints, ["DoubleQuant"] = Bools,
         ["ComputeDType"] = Enum("ComputeDType", "Auto", "Float32", "BFloat16", "Float16"),
-        ["MemberRank"] = s_ints, ["MemberAlpha"] = s_doubles, ["MemberDropout"] = s_doubles, ["MemberAdapter"] = s_names,
-        ["CheckpointName"] = s_names, ["RmsNormDim"] = s_dimensions, ["RmsNormEps"] = s_doubles,
+        ["MemberRank"] = Ints, ["MemberAlpha"] = Doubles, ["MemberDropout"] = Doubles, ["MemberAdapter"] = Names,
+        ["CheckpointName"] = Names, ["RmsNormDim"] = Dimensions, ["RmsNormEps"] = Doubles,
     };
 
     /// <summary>What the generator reports when its own output is missing: a partial property or constructor without the generated half.</summary>
-    private static readonly HashSet<string> s_missingGeneratedCode = new(StringComparer.Ordinal) { "CS9248", "CS1729" };
+    private static readonly HashSet<string> MissingGeneratedCode = new(StringComparer.Ordinal) { "CS9248", "CS1729" };
 
     public static TheoryData<string, string> Cases()
     {
         var data = new TheoryData<string, string>();
-        foreach (var (slot, values) in s_hostile)
+        foreach (var (slot, values) in Hostile)
         {
             foreach (var value in values.Distinct(StringComparer.Ordinal)) data.Add(slot, value);
         }
@@ -128,8 +128,8 @@ public sealed class ArgumentFuzzTests
         var result = TestHelpers.Run(Source(null, null));
         Assert.Empty(result.GeneratorDiagnostics);
         Assert.Empty(result.CompilationErrors());
-        Assert.Equal(s_valid.Keys.OrderBy(k => k, StringComparer.Ordinal), s_hostile.Keys.OrderBy(k => k, StringComparer.Ordinal));
-        Assert.All(s_valid.Keys, slot => Assert.Contains("@" + slot + "@", Template, StringComparison.Ordinal));
+        Assert.Equal(Valid.Keys.OrderBy(k => k, StringComparer.Ordinal), Hostile.Keys.OrderBy(k => k, StringComparer.Ordinal));
+        Assert.All(Valid.Keys, slot => Assert.Contains("@" + slot + "@", Template, StringComparison.Ordinal));
     }
 
     [Theory]
@@ -139,7 +139,7 @@ public sealed class ArgumentFuzzTests
         var source = Source(slot, value);
         var input = TestHelpers.CreateCompilation(source);
         // The case itself must be valid C#: only the generated halves may be missing before the generator runs.
-        var inputErrors = input.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error && !s_missingGeneratedCode.Contains(d.Id)).ToList();
+        var inputErrors = input.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error && !MissingGeneratedCode.Contains(d.Id)).ToList();
         Assert.True(inputErrors.Count == 0, "The fuzz case is not valid C#: " + string.Join("; ", inputErrors));
 
         var result = TestHelpers.Run(source);
@@ -176,7 +176,7 @@ public sealed class ArgumentFuzzTests
     private static string Source(string? slot, string? value)
     {
         var source = Template;
-        foreach (var (name, valid) in s_valid) source = source.Replace("@" + name + "@", name == slot ? value : valid, StringComparison.Ordinal);
+        foreach (var (name, valid) in Valid) source = source.Replace("@" + name + "@", name == slot ? value : valid, StringComparison.Ordinal);
         return source;
     }
 }

@@ -18,14 +18,14 @@ public sealed class CachingTests
         public static class Helper { public static int Twice(int x) => 2 * x; }
         """;
 
-    private static readonly string[] s_trackedSteps =
+    private static readonly string[] TrackedSteps =
     {
         TrackingNames.ModelParses, TrackingNames.ModuleParses, TrackingNames.Models, TrackingNames.Modules, TrackingNames.AllModules,
         TrackingNames.ResolvedModels, TrackingNames.Diagnostics, TrackingNames.Sites, TrackingNames.BlockDimensions,
     };
 
     /// <summary>The steps whose outputs reach the generated source (the parses and sites reach only the reporting).</summary>
-    private static readonly string[] s_sourceSteps =
+    private static readonly string[] SourceSteps =
     {
         TrackingNames.Models, TrackingNames.Modules, TrackingNames.AllModules, TrackingNames.ResolvedModels, TrackingNames.Diagnostics,
         TrackingNames.BlockDimensions,
@@ -58,7 +58,7 @@ public sealed class CachingTests
 
         // The parses record new locations, but the specs, the resolved models and the diagnostics are equal.
         Assert.Contains(Outputs(second, TrackingNames.ModelParses), o => o.Reason == IncrementalStepRunReason.Modified);
-        foreach (var name in s_sourceSteps)
+        foreach (var name in SourceSteps)
         {
             Assert.All(Outputs(second, name), o => Assert.True(
                 o.Reason is IncrementalStepRunReason.Cached or IncrementalStepRunReason.Unchanged, $"Step {name} output was {o.Reason}."));
@@ -124,8 +124,8 @@ public sealed class CachingTests
     {
         var result = TestHelpers.Run(Models.Gpt2, Models.QLora.Replace("namespace Demo.Tiny;", "namespace Demo.Tiny2;", StringComparison.Ordinal));
         var steps = result.RunResult.TrackedSteps;
-        Assert.All(s_trackedSteps, name => Assert.True(steps.ContainsKey(name), $"Step {name} was not tracked."));
-        foreach (var name in s_trackedSteps)
+        Assert.All(TrackedSteps, name => Assert.True(steps.ContainsKey(name), $"Step {name} was not tracked."));
+        foreach (var name in TrackedSteps)
         {
             foreach (var step in steps[name])
             {
@@ -136,7 +136,7 @@ public sealed class CachingTests
 
     private static void AssertAllCached(GeneratorRunResult result)
     {
-        foreach (var name in s_trackedSteps)
+        foreach (var name in TrackedSteps)
         {
             var outputs = Outputs(result, name);
             Assert.NotEmpty(outputs);
@@ -155,7 +155,7 @@ public sealed class CachingTests
         return compilation.ReplaceSyntaxTree(old, CSharpSyntaxTree.ParseText(text, TestHelpers.ParseOptions, old.FilePath));
     }
 
-    private static readonly Type[] s_banned =
+    private static readonly Type[] Banned =
     {
         typeof(Compilation), typeof(ISymbol), typeof(SyntaxNode), typeof(SyntaxTree), typeof(SemanticModel),
         typeof(Location), typeof(AttributeData),
@@ -172,7 +172,7 @@ public sealed class CachingTests
             var type = value.GetType();
             if (type.IsPrimitive || type.IsEnum || value is string || value is decimal) continue;
             if (!type.IsValueType && !visited.Add(value)) continue;
-            var banned = s_banned.FirstOrDefault(b => b.IsInstanceOfType(value));
+            var banned = Banned.FirstOrDefault(b => b.IsInstanceOfType(value));
             Assert.True(banned is null, $"{path} holds a {banned?.Name} ({type.FullName}).");
 
             if (value is IEnumerable sequence)

@@ -163,12 +163,12 @@ public sealed class ParseCacheTests
     /// <summary>One driver and one generator instance, run again after each edit as the IDE does.</summary>
     private sealed class Run
     {
-        private GeneratorDriver _driver;
+        private GeneratorDriver driver;
 
         public Run(params string[] sources)
         {
             Generator = new PeftGenerator();
-            _driver = CSharpGeneratorDriver.Create(new[] { Generator.AsSourceGenerator() }, parseOptions: TestHelpers.ParseOptions);
+            driver = CSharpGeneratorDriver.Create(new[] { Generator.AsSourceGenerator() }, parseOptions: TestHelpers.ParseOptions);
             Update(TestHelpers.CreateCompilation(sources));
         }
 
@@ -179,7 +179,7 @@ public sealed class ParseCacheTests
         public void Update(CSharpCompilation compilation)
         {
             Compilation = compilation;
-            _driver = _driver.RunGenerators(compilation);
+            driver = driver.RunGenerators(compilation);
         }
 
         public void Edit(int file, string find, string replace)
@@ -199,6 +199,6 @@ public sealed class ParseCacheTests
         /// <summary>The model's generated source, where its accounting constants are.</summary>
         public string Accounting() => Generated().Single(s => s.HintName.Contains("SplitModel", StringComparison.Ordinal)).Text;
 
-        private GeneratorRunResult Result => _driver.GetRunResult().Results.Single();
+        private GeneratorRunResult Result => driver.GetRunResult().Results.Single();
     }
 }

@@ -17,7 +17,7 @@ internal static class TestHelpers
 
     public static readonly CSharpParseOptions ParseOptions = new(LanguageVersion.CSharp13);
 
-    private static readonly Lazy<ImmutableArray<MetadataReference>> s_references = new(() =>
+    private static readonly Lazy<ImmutableArray<MetadataReference>> References = new(() =>
     {
         // The framework, TorchSharp and PeftGen as this test process loads them (its trusted platform assemblies).
         var paths = ((string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!).Split(Path.PathSeparator);
@@ -33,7 +33,7 @@ internal static class TestHelpers
         => CSharpCompilation.Create(
             "PeftGenTestInput",
             sources.Select((s, i) => CSharpSyntaxTree.ParseText(s, ParseOptions, i == 0 ? InputPath : $"Input{i}.cs")),
-            s_references.Value.Concat(extraReferences),
+            References.Value.Concat(extraReferences),
             new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable));
 
     /// <summary>
@@ -46,7 +46,7 @@ internal static class TestHelpers
         Compilation compilation = CSharpCompilation.Create(
             assemblyName,
             new[] { CSharpSyntaxTree.ParseText(source, ParseOptions, assemblyName + ".cs") },
-            s_references.Value,
+            References.Value,
             new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable));
         if (generate) CreateDriver().RunGeneratorsAndUpdateCompilation(compilation, out compilation, out _);
         using var image = new MemoryStream();

@@ -16,11 +16,11 @@ namespace TinyGpt.Tests;
 [Collection("torch")]
 public sealed class AdapterFileTests : IDisposable
 {
-    private readonly string _folder = Path.Combine(Path.GetTempPath(), "peftgen-adapter-" + Guid.NewGuid().ToString("N"));
+    private readonly string folder = Path.Combine(Path.GetTempPath(), "peftgen-adapter-" + Guid.NewGuid().ToString("N"));
 
     public void Dispose()
     {
-        if (Directory.Exists(_folder)) Directory.Delete(_folder, recursive: true);
+        if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
     }
 
     [Fact]
@@ -30,9 +30,9 @@ public sealed class AdapterFileTests : IDisposable
         using var scope = NewDisposeScope();
         using var source = new TinyLlamaLora();
         ModelsTests.RandomizeLoraB(source);
-        source.SaveAdapter(_folder, baseModelNameOrPath: "tiny-llama");
+        source.SaveAdapter(folder, baseModelNameOrPath: "tiny-llama");
 
-        var weights = Path.Combine(_folder, "adapter_model.safetensors");
+        var weights = Path.Combine(folder, "adapter_model.safetensors");
         using (var file = SafeTensorsFile.Open(weights))
         {
             Assert.Contains("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", file.Names);
@@ -43,7 +43,7 @@ public sealed class AdapterFileTests : IDisposable
             Assert.Equal(TinyLlamaLora.Accounting.LoraParameters_default * 4, tensorBytes);
             Assert.InRange(new FileInfo(weights).Length - tensorBytes, 8, 8 + 4096);
         }
-        var config = Assert.IsType<LoraAdapterConfig>(PeftAdapterConfig.Read(Path.Combine(_folder, "adapter_config.json")));
+        var config = Assert.IsType<LoraAdapterConfig>(PeftAdapterConfig.Read(Path.Combine(folder, "adapter_config.json")));
         Assert.Equal(8, config.Rank);
         Assert.Equal(16, config.Alpha);
         Assert.Equal(new[] { "q_proj", "v_proj" }, config.TargetModules);
@@ -51,7 +51,7 @@ public sealed class AdapterFileTests : IDisposable
 
         using var target = new TinyLlamaLora();
         CopyBase(source, target);
-        target.LoadAdapter(_folder, expectedBaseModel: "tiny-llama");
+        target.LoadAdapter(folder, expectedBaseModel: "tiny-llama");
         source.eval();
         target.eval();
         using var _ = no_grad();
@@ -65,9 +65,9 @@ public sealed class AdapterFileTests : IDisposable
         manual_seed(22);
         using var scope = NewDisposeScope();
         using var source = new TinyLlamaLora();
-        source.SaveAdapter(_folder, baseModelNameOrPath: "tiny-llama");
+        source.SaveAdapter(folder, baseModelNameOrPath: "tiny-llama");
         // Damage the file: drop one tensor, reshape another.
-        var weights = Path.Combine(_folder, "adapter_model.safetensors");
+        var weights = Path.Combine(folder, "adapter_model.safetensors");
         var tensors = SafeTensorsFile.Load(weights);
         tensors.Remove("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
         tensors["base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight"] = zeros(3, 3);
@@ -76,7 +76,7 @@ public sealed class AdapterFileTests : IDisposable
 
         using var target = new TinyLlamaLora();
         var before = ((nn.Module)target).named_parameters().ToDictionary(p => p.name, p => ModelsTests.Hash(p.parameter));
-        var error = Assert.Throws<CheckpointMismatchException>(() => target.LoadAdapter(_folder, expectedBaseModel: "other-base"));
+        var error = Assert.Throws<CheckpointMismatchException>(() => target.LoadAdapter(folder, expectedBaseModel: "other-base"));
         Assert.Contains(error.Mismatches, m => m.Kind == CheckpointMismatchKind.Missing && m.Key.EndsWith("layers.0.self_attn.q_proj.lora_A.weight", StringComparison.Ordinal));
         Assert.Contains(error.Mismatches, m => m.Kind == CheckpointMismatchKind.WrongShape && m.Key.EndsWith("layers.1.self_attn.v_proj.lora_B.weight", StringComparison.Ordinal));
         Assert.Contains(error.Mismatches, m => m.Kind == CheckpointMismatchKind.Unexpected && m.Key.Contains("mlp.up_proj", StringComparison.Ordinal));
@@ -88,9 +88,9 @@ public sealed class AdapterFileTests : IDisposable
     public void A_prompt_tuning_folder_is_refused_as_a_lora_adapter()
     {
         using var prompt = new TinyGptPrompt();
-        prompt.SaveSoftPrompt(_folder, "default");
+        prompt.SaveSoftPrompt(folder, "default");
         using var lora = new TinyGptLora();
-        var error = Assert.Throws<CheckpointMismatchException>(() => ((IPeftModel)lora).LoadAdapter(_folder));
+        var error = Assert.Throws<CheckpointMismatchException>(() => ((IPeftModel)lora).LoadAdapter(folder));
         Assert.Contains("peft_type", error.Message, StringComparison.Ordinal);
     }
 

@@ -20,17 +20,17 @@ namespace TinyGpt.Tests;
 [Collection("torch")]
 public sealed class CliTests : IDisposable
 {
-    private readonly string _folder = Path.Combine(Path.GetTempPath(), "peftgen-cli-" + Guid.NewGuid().ToString("N"));
-    private readonly string _output;
-    private readonly string _valid = Path.Combine(ExampleData.Folder, "valid.jsonl");
+    private readonly string folder = Path.Combine(Path.GetTempPath(), "peftgen-cli-" + Guid.NewGuid().ToString("N"));
+    private readonly string output;
+    private readonly string valid = Path.Combine(ExampleData.Folder, "valid.jsonl");
 
     public CliTests()
     {
-        Directory.CreateDirectory(_folder);
-        _output = Path.Combine(_folder, "run");
+        Directory.CreateDirectory(folder);
+        output = Path.Combine(folder, "run");
     }
 
-    public void Dispose() => Directory.Delete(_folder, recursive: true);
+    public void Dispose() => Directory.Delete(folder, recursive: true);
 
     [Fact]
     public void A_truncated_adapter_file_is_one_line_naming_the_file()
@@ -39,7 +39,7 @@ public sealed class CliTests : IDisposable
         var weights = Path.Combine(adapter, "adapter_model.safetensors");
         using (var file = new FileStream(weights, FileMode.Open)) file.SetLength(file.Length / 2);
 
-        var line = AssertInputError(["eval", "--adapter", adapter, "--data", _valid, "--limit", "1"], verboseTrace: true);
+        var line = AssertInputError(["eval", "--adapter", adapter, "--data", valid, "--limit", "1"], verboseTrace: true);
         Assert.StartsWith($"error: Cannot load '{adapter}': '{weights}': ", line, StringComparison.Ordinal);
     }
 
@@ -61,12 +61,12 @@ public sealed class CliTests : IDisposable
         config["lora_alpha"] = 16;
         File.WriteAllText(configPath, config.ToJsonString());
 
-        var line = AssertInputError(["eval", "--adapter", adapter, "--data", _valid, "--limit", "1"], verboseTrace: true);
+        var line = AssertInputError(["eval", "--adapter", adapter, "--data", valid, "--limit", "1"], verboseTrace: true);
         Assert.Contains($"'{adapter}' does not fit the model: ", line);
         Assert.Contains("rank 8", line);
         Assert.Contains("more problems (--verbose lists them)", line);
         // --verbose shows every mismatch the library found.
-        var (_, verbose) = Run("eval", "--adapter", adapter, "--data", _valid, "--limit", "1", "--verbose");
+        var (_, verbose) = Run("eval", "--adapter", adapter, "--data", valid, "--limit", "1", "--verbose");
         Assert.Contains("CheckpointMismatchException", verbose);
         Assert.Contains("WrongShape", verbose);
     }
@@ -74,7 +74,7 @@ public sealed class CliTests : IDisposable
     [Fact]
     public void A_bad_json_lines_record_is_one_line_with_its_line_number_before_the_model_loads()
     {
-        var data = Path.Combine(_folder, "bad.jsonl");
+        var data = Path.Combine(folder, "bad.jsonl");
         File.WriteAllText(data, "{\"prompt\": \"paint (verb)\", \"completion\": \"make a painting\"}\n{\"prompt\": \"sing (verb)\", completion: \"x\"}\n");
 
         var line = AssertInputError(["eval", "--adapter", SavedLoraAdapter("good"), "--data", data], verboseTrace: true);
@@ -84,7 +84,7 @@ public sealed class CliTests : IDisposable
     [Fact]
     public void An_empty_data_file_is_one_line_saying_it_holds_no_records()
     {
-        var data = Path.Combine(_folder, "empty.jsonl");
+        var data = Path.Combine(folder, "empty.jsonl");
         File.WriteAllText(data, "\n");
 
         var line = AssertInputError(["eval", "--adapter", SavedLoraAdapter("good"), "--data", data], verboseTrace: true);
@@ -96,7 +96,7 @@ public sealed class CliTests : IDisposable
     {
         var line = AssertInputError(["finetune", "--method", "bogus"], verboseTrace: false);
         Assert.Equal("error: --method bogus: not a method; use full, lora, qlora or prompt.", line);
-        Assert.False(Directory.Exists(_output), "nothing ran: the run's folder was not even created");
+        Assert.False(Directory.Exists(output), "nothing ran: the run's folder was not even created");
     }
 
     [Fact]
@@ -107,7 +107,7 @@ public sealed class CliTests : IDisposable
 
         var line = AssertInputError(["finetune", "--method", "lora", "--device", "cuda"], verboseTrace: true);
         Assert.StartsWith("error: --device cuda: no CUDA device is usable.", line, StringComparison.Ordinal);
-        Assert.False(Directory.Exists(_output), "the device is checked before the run's folder is created");
+        Assert.False(Directory.Exists(output), "the device is checked before the run's folder is created");
     }
 
     [Fact]
@@ -115,13 +115,13 @@ public sealed class CliTests : IDisposable
     {
         Assert.Equal("error: --device gpu: use cpu or cuda.", AssertInputError(["finetune", "--method", "lora", "--device", "gpu"], verboseTrace: false));
         Assert.Equal("error: --precision fp8: not a precision; use auto, float32 or bfloat16.", AssertInputError(["compare", "--precision", "fp8"], verboseTrace: false));
-        Assert.Equal("error: --limit 0: must be 1 or more.", AssertInputError(["eval", "--adapter", _folder, "--data", _valid, "--limit", "0"], verboseTrace: false));
+        Assert.Equal("error: --limit 0: must be 1 or more.", AssertInputError(["eval", "--adapter", folder, "--data", valid, "--limit", "0"], verboseTrace: false));
         Assert.Equal("error: --decoding-samples 1: a consensus needs at least 2 samples; use 0 for greedy outputs.", AssertInputError(["compare", "--decoding-samples", "1"], verboseTrace: false));
         Assert.Equal("error: --decoding-samples -2: must be 0 or more.", AssertInputError(["compare", "--decoding-samples", "-2"], verboseTrace: false));
-        var missing = Path.Combine(_folder, "missing.jsonl");
-        Assert.Equal($"error: --data {missing}: no such file.", AssertInputError(["eval", "--adapter", _folder, "--data", missing], verboseTrace: false));
-        Assert.Equal($"error: --adapter {_valid}: a file, not a folder.", AssertInputError(["eval", "--adapter", _valid, "--data", _valid], verboseTrace: false));
-        Assert.False(Directory.Exists(_output));
+        var missing = Path.Combine(folder, "missing.jsonl");
+        Assert.Equal($"error: --data {missing}: no such file.", AssertInputError(["eval", "--adapter", folder, "--data", missing], verboseTrace: false));
+        Assert.Equal($"error: --adapter {valid}: a file, not a folder.", AssertInputError(["eval", "--adapter", valid, "--data", valid], verboseTrace: false));
+        Assert.False(Directory.Exists(output));
     }
 
     [Fact]
@@ -219,13 +219,13 @@ public sealed class CliTests : IDisposable
     private (int Code, string Error) Run(params string[] args)
     {
         var error = new StringWriter();
-        var code = Cli.Run([.. args, "--threads", "1", "--output", _output], TextWriter.Null, error);
+        var code = Cli.Run([.. args, "--threads", "1", "--output", output], TextWriter.Null, error);
         return (code, error.ToString());
     }
 
     private string SavedLoraAdapter(string name)
     {
-        var folder = Path.Combine(_folder, name);
+        var folder = Path.Combine(this.folder, name);
         using var scope = NewDisposeScope();
         using var model = new TinyGptLora();
         ((IPeftModel)model).SaveAdapter(folder, baseModelNameOrPath: "tinygpt-brown");

@@ -18,11 +18,11 @@ namespace TinyGpt.Tests;
 [Collection("torch")]
 public sealed class LoadAdapterAsTests : IDisposable
 {
-    private readonly string _folder = Path.Combine(Path.GetTempPath(), "peftgen-load-as-" + Guid.NewGuid().ToString("N"));
+    private readonly string folder = Path.Combine(Path.GetTempPath(), "peftgen-load-as-" + Guid.NewGuid().ToString("N"));
 
     public void Dispose()
     {
-        if (Directory.Exists(_folder)) Directory.Delete(_folder, recursive: true);
+        if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
     }
 
     [Fact]
@@ -33,12 +33,12 @@ public sealed class LoadAdapterAsTests : IDisposable
         // The adapter's own model: rank 4, alpha 8, trained (here: B made non-zero) and saved as PEFT does.
         using var rank4 = WithBase(new TinyGptLoraRank4());
         ModelsTests.RandomizeLoraB(rank4);
-        rank4.SaveAdapter(_folder);
+        rank4.SaveAdapter(folder);
 
         using var model = WithBase(new TinyGptLora());
         ModelsTests.RandomizeLoraB(model);
         var defaultB = model.Projections().First().Layer.LoraB(TinyGptLora.Adapters.Default).clone();
-        model.LoadAdapterAs(_folder, "tenant_b");
+        model.LoadAdapterAs(folder, "tenant_b");
 
         var ids = tensor(Enumerable.Range(1, 24).Select(i => (long)(i * 37 % 8000)).ToArray(), new long[] { 2, 12 });
         rank4.eval();
@@ -66,18 +66,18 @@ public sealed class LoadAdapterAsTests : IDisposable
     {
         using var scope = NewDisposeScope();
         using var rank4 = new TinyGptLoraRank4();
-        rank4.SaveAdapter(_folder);
+        rank4.SaveAdapter(folder);
         using var model = new TinyGptLora();
-        Assert.Throws<ArgumentException>(() => model.LoadAdapterAs(_folder, TinyGptLora.Adapters.Default));
-        Assert.Throws<ArgumentException>(() => model.LoadAdapterAs(_folder, "has.dot"));
+        Assert.Throws<ArgumentException>(() => model.LoadAdapterAs(folder, TinyGptLora.Adapters.Default));
+        Assert.Throws<ArgumentException>(() => model.LoadAdapterAs(folder, "has.dot"));
 
         // A lora_A of the wrong shape: every problem is listed and no projection gains an adapter.
-        var broken = Path.Combine(_folder, "broken");
+        var broken = Path.Combine(folder, "broken");
         Directory.CreateDirectory(broken);
-        File.Copy(Path.Combine(_folder, "adapter_config.json"), Path.Combine(broken, "adapter_config.json"));
+        File.Copy(Path.Combine(folder, "adapter_config.json"), Path.Combine(broken, "adapter_config.json"));
         var config = File.ReadAllText(Path.Combine(broken, "adapter_config.json")).Replace("\"r\": 4", "\"r\": 8");
         File.WriteAllText(Path.Combine(broken, "adapter_config.json"), config);
-        File.Copy(Path.Combine(_folder, "adapter_model.safetensors"), Path.Combine(broken, "adapter_model.safetensors"));
+        File.Copy(Path.Combine(folder, "adapter_model.safetensors"), Path.Combine(broken, "adapter_model.safetensors"));
         var error = Assert.Throws<CheckpointMismatchException>(() => model.LoadAdapterAs(broken, "tenant_c"));
         Assert.Contains(error.Mismatches, m => m.Kind == CheckpointMismatchKind.WrongShape);
         Assert.DoesNotContain("tenant_c", model.AdapterNames());

@@ -19,7 +19,7 @@ namespace TinyGpt.Tests;
 [Collection("torch")]
 public sealed class MainJobTests : IDisposable
 {
-    private readonly string _root = Path.Combine(Path.GetTempPath(), "peftgen-runs-" + Guid.NewGuid().ToString("N"));
+    private readonly string root = Path.Combine(Path.GetTempPath(), "peftgen-runs-" + Guid.NewGuid().ToString("N"));
 
     /// <summary>Quick settings shrunk further, so the whole pipeline runs in seconds.</summary>
     private static readonly JobSettings TestSize = JobSettings.Quick with
@@ -37,13 +37,13 @@ public sealed class MainJobTests : IDisposable
 
     public void Dispose()
     {
-        if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
+        if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
     }
 
     [Fact]
     public void Compare_runs_every_method_and_writes_the_table_json_markdown_and_plot()
     {
-        var context = RunContext.Create(TestSize, "compare", null, "cpu", _root);
+        var context = RunContext.Create(TestSize, "compare", null, "cpu", root);
         var report = CompareJob.Run(context);
 
         Assert.Equal(new[] { "Full fine-tuning", "LoRA", "QLoRA (NF4)", "Prompt tuning" }, report.Methods.Select(m => m.Method));
@@ -92,7 +92,7 @@ public sealed class MainJobTests : IDisposable
         Assert.True(File.Exists(Path.Combine(context.OutputFolder, "prompt", "adapter_model.safetensors")));
 
         // eval scores any saved adapter on a JSONL file and writes JSON.
-        var data = Path.Combine(_root, "few.jsonl");
+        var data = Path.Combine(root, "few.jsonl");
         File.WriteAllLines(data, ExampleData.Valid().Take(3).Select(r => JsonSerializer.Serialize(new { prompt = r.Prompt, completion = r.Completion })));
         var scores = AdapterJobs.Evaluate(context, Path.Combine(context.OutputFolder, "qlora"), data, quantized: true, basePath: null, limit: null);
         using var scoreJson = JsonDocument.Parse(File.ReadAllText(scores));
@@ -106,7 +106,7 @@ public sealed class MainJobTests : IDisposable
         // A random GPT-2-layout checkpoint as the Hub stores GPT-2: keys without the 'transformer.' prefix, Conv1D
         // weights In × Out, the head tied to wte and left out.
         manual_seed(31);
-        var checkpoint = Path.Combine(_root, "gpt2-tiny");
+        var checkpoint = Path.Combine(root, "gpt2-tiny");
         using (var model = new TinyGptFull())
         {
             PretrainedSaver.Save(model, checkpoint, new PretrainedSaveOptions
@@ -122,7 +122,7 @@ public sealed class MainJobTests : IDisposable
             Assert.Equal(new long[] { TinyConfig.Width, 3 * TinyConfig.Width }, file.TensorInfo("h.0.attn.c_attn.weight").Shape);
         }
 
-        var context = RunContext.Create(TestSize, "finetune", null, "cpu", _root);
+        var context = RunContext.Create(TestSize, "finetune", null, "cpu", root);
         var result = FineTuneJob.Run(context, Method.Lora, BaseFolder.Open(BaseFolder.Shipped).Tokenizer, checkpoint);
         using var adapter = SafeTensorsFile.Open(Path.Combine(result.AdapterFolder, "adapter_model.safetensors"));
         Assert.Contains("base_model.model.transformer.h.0.attn.c_attn.lora_A.weight", adapter.Names);

@@ -14,7 +14,7 @@ internal static class BudgetParser
 {
     public const string BudgetArgument = "MemoryBudget", BatchArgument = "Batch", SequenceArgument = "Sequence";
 
-    private static readonly Dictionary<string, decimal> s_units = new(System.StringComparer.Ordinal)
+    private static readonly Dictionary<string, decimal> Units = new(System.StringComparer.Ordinal)
     {
         ["B"] = 1m,
         ["KB"] = 1e3m,
@@ -60,7 +60,7 @@ internal static class BudgetParser
         var space = text.IndexOf(' ');
         if (space <= 0 || space != text.LastIndexOf(' ')) return false;
         var number = text.Substring(0, space);
-        if (!s_units.TryGetValue(text.Substring(space + 1), out var unit)) return false;
+        if (!Units.TryGetValue(text.Substring(space + 1), out var unit)) return false;
         var dot = number.IndexOf('.');
         for (var i = 0; i < number.Length; i++)
         {

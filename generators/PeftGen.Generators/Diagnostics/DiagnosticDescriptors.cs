@@ -253,15 +253,15 @@ internal static class DiagnosticDescriptors
         "Block from a referenced assembly cannot be built here",
         "'{0}' uses '{1}' from assembly '{2}', which this project cannot build: {3}");
 
-    private static readonly Dictionary<string, DiagnosticDescriptor> s_byId = typeof(DiagnosticDescriptors)
+    private static readonly Dictionary<string, DiagnosticDescriptor> DescriptorsById = typeof(DiagnosticDescriptors)
         .GetFields()
         .Where(f => f.FieldType == typeof(DiagnosticDescriptor))
         .Select(f => (DiagnosticDescriptor)f.GetValue(null)!)
         .ToDictionary(d => d.Id);
 
-    public static IEnumerable<DiagnosticDescriptor> All => s_byId.Values.OrderBy(d => d.Id, System.StringComparer.Ordinal);
+    public static IEnumerable<DiagnosticDescriptor> All => DescriptorsById.Values.OrderBy(d => d.Id, System.StringComparer.Ordinal);
 
-    public static DiagnosticDescriptor ById(string id) => s_byId[id];
+    public static DiagnosticDescriptor ById(string id) => DescriptorsById[id];
 
     private static DiagnosticDescriptor Error(string id, string category, string title, string message)
         => new(id, title, message, category, DiagnosticSeverity.Error, isEnabledByDefault: true, helpLinkUri: HelpBase + id.ToLowerInvariant());

@@ -19,8 +19,8 @@ internal sealed record SiteLocation(string Key, LocationInfo Location);
 /// <summary>Names the sites of one class's parse and records their locations.</summary>
 internal sealed class SiteRecorder
 {
-    private readonly Dictionary<string, LocationInfo> _locations;
-    private readonly LocationInfo? _fallback;
+    private readonly Dictionary<string, LocationInfo> locations;
+    private readonly LocationInfo? fallback;
 
     public SiteRecorder()
         : this(new Dictionary<string, LocationInfo>(StringComparer.Ordinal), null)
@@ -29,8 +29,8 @@ internal sealed class SiteRecorder
 
     private SiteRecorder(Dictionary<string, LocationInfo> locations, LocationInfo? fallback)
     {
-        _locations = locations;
-        _fallback = fallback;
+        this.locations = locations;
+        this.fallback = fallback;
     }
 
     /// <summary>
@@ -38,20 +38,20 @@ internal sealed class SiteRecorder
     /// a block read from a referenced assembly has no syntax, so what is wrong with it is reported where this
     /// compilation refers to it.
     /// </summary>
-    public SiteRecorder WithFallback(LocationInfo? fallback) => new(_locations, fallback ?? _fallback);
+    public SiteRecorder WithFallback(LocationInfo? fallback) => new(locations, fallback ?? this.fallback);
 
     /// <summary>The site <paramref name="key"/> at <paramref name="location"/>; null when it has no source location.</summary>
     public SourceSite? Record(string key, LocationInfo? location)
     {
-        location ??= _fallback;
+        location ??= fallback;
         if (location is null) return null;
-        _locations[key] = location;
+        locations[key] = location;
         return new SourceSite(key);
     }
 
     /// <summary>Where <paramref name="site"/> was recorded, if it was.</summary>
-    public LocationInfo? LocationOf(SourceSite? site) => site is not null && _locations.TryGetValue(site.Key, out var location) ? location : null;
+    public LocationInfo? LocationOf(SourceSite? site) => site is not null && locations.TryGetValue(site.Key, out var location) ? location : null;
 
     public EquatableArray<SiteLocation> ToTable()
-        => _locations.OrderBy(l => l.Key, StringComparer.Ordinal).Select(l => new SiteLocation(l.Key, l.Value)).ToEquatableArray();
+        => locations.OrderBy(l => l.Key, StringComparer.Ordinal).Select(l => new SiteLocation(l.Key, l.Value)).ToEquatableArray();
 }

@@ -15,7 +15,7 @@ internal static class DimensionsEmitter
     public const string TypeName = "Dimensions";
 
     /// <summary><c>ModelDims</c>'s own members (and the indexer's name), which a typed property must not hide.</summary>
-    private static readonly HashSet<string> s_reserved = new(System.StringComparer.Ordinal)
+    private static readonly HashSet<string> Reserved = new(System.StringComparer.Ordinal)
     {
         TypeName, "Item", "Names", "Int", "Real", "Flag", "Equals", "GetHashCode", "GetType", "ToString", "MemberwiseClone", "Finalize",
     };
@@ -57,7 +57,7 @@ internal static class DimensionsEmitter
     }
 
     /// <summary>Whether a constant gets a typed property (its name must not hide a member of <c>ModelDims</c>).</summary>
-    public static bool IsTyped(string name) => !s_reserved.Contains(name);
+    public static bool IsTyped(string name) => !Reserved.Contains(name);
 
     private static void WriteProperties(SourceWriter writer, IEnumerable<ConfigConstant> constants)
     {

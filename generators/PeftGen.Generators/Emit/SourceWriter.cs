@@ -6,7 +6,7 @@ namespace PeftGen.Generators.Emit;
 internal sealed class SourceWriter
 {
     private const int IndentSize = 4;
-    private readonly StringBuilder _builder = new();
+    private readonly StringBuilder builder = new();
 
     public int Indentation { get; set; }
 
@@ -14,13 +14,13 @@ internal sealed class SourceWriter
     {
         if (text.Length == 0)
         {
-            _builder.Append('\n');
+            builder.Append('\n');
             return this;
         }
         foreach (var line in text.Replace("\r\n", "\n").Split('\n'))
         {
-            if (line.Length > 0) _builder.Append(' ', Indentation * IndentSize).Append(line);
-            _builder.Append('\n');
+            if (line.Length > 0) builder.Append(' ', Indentation * IndentSize).Append(line);
+            builder.Append('\n');
         }
         return this;
     }
@@ -41,5 +41,5 @@ internal sealed class SourceWriter
         return this;
     }
 
-    public override string ToString() => _builder.ToString();
+    public override string ToString() => builder.ToString();
 }

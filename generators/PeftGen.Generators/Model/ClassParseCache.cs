@@ -30,22 +30,22 @@ namespace PeftGen.Generators.Model;
 /// </remarks>
 internal sealed class ClassParseCache
 {
-    private readonly ConditionalWeakTable<SyntaxNode, Slot> _models = new();
-    private readonly ConditionalWeakTable<SyntaxNode, Slot> _modules = new();
-    private int _parses;
-    private int _reuses;
+    private readonly ConditionalWeakTable<SyntaxNode, Slot> models = new();
+    private readonly ConditionalWeakTable<SyntaxNode, Slot> modules = new();
+    private int parses;
+    private int reuses;
 
     /// <summary>Parses run (for tests).</summary>
-    public int Parses => Volatile.Read(ref _parses);
+    public int Parses => Volatile.Read(ref parses);
 
     /// <summary>Parses reused (for tests).</summary>
-    public int Reuses => Volatile.Read(ref _reuses);
+    public int Reuses => Volatile.Read(ref reuses);
 
     public ParsedClass GetOrParseModel(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
-        => GetOrParse(_models, context, ClassParser.ParseModel, cancellationToken)!;
+        => GetOrParse(models, context, ClassParser.ParseModel, cancellationToken)!;
 
     public ParsedClass? GetOrParseModule(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
-        => GetOrParse(_modules, context, ClassParser.ParseModule, cancellationToken);
+        => GetOrParse(modules, context, ClassParser.ParseModule, cancellationToken);
 
     private ParsedClass? GetOrParse(ConditionalWeakTable<SyntaxNode, Slot> table, GeneratorAttributeSyntaxContext context,
         Func<GeneratorAttributeSyntaxContext, CancellationToken, ParsedClass?> parse, CancellationToken cancellationToken)
@@ -58,13 +58,13 @@ internal sealed class ClassParseCache
         {
             // Later reuses compare against this compilation, and older trees are let go.
             if (!ReferenceEquals(entry.Shape, shape)) slot.Entry = entry with { Shape = shape };
-            Interlocked.Increment(ref _reuses);
+            Interlocked.Increment(ref reuses);
             return entry.Spec;
         }
 
         var spec = parse(context, cancellationToken);
         slot.Entry = new Entry(spec, shape, declaringTrees);
-        Interlocked.Increment(ref _parses);
+        Interlocked.Increment(ref parses);
         return spec;
     }
 
@@ -82,12 +82,12 @@ internal sealed class ClassParseCache
     /// <summary>The latest parse of one class declaration (replaced whole, so readers see a consistent entry).</summary>
     private sealed class Slot
     {
-        private Entry? _entry;
+        private Entry? entry;
 
         public Entry? Entry
         {
-            get => Volatile.Read(ref _entry);
-            set => Volatile.Write(ref _entry, value);
+            get => Volatile.Read(ref entry);
+            set => Volatile.Write(ref entry, value);
         }
     }
 

@@ -26,7 +26,7 @@ internal static class ClassParser
     private const string ModuleListName = "global::TorchSharp.Modules.ModuleList<T>";
     private const string TorchModuleName = "TorchSharp.torch.nn.Module";
 
-    private static readonly Dictionary<string, string> s_layerAttributes = new()
+    private static readonly Dictionary<string, string> LayerAttributes = new()
     {
         ["PeftGen.LinearAttribute"] = "Linear",
         ["PeftGen.EmbeddingAttribute"] = "Embedding",
@@ -37,10 +37,10 @@ internal static class ClassParser
     };
 
     /// <summary>Members the generated code declares in every block class.</summary>
-    private static readonly HashSet<string> s_blockMembers = new(StringComparer.Ordinal) { "Dims", "Dimensions", "CollectPeftLayers" };
+    private static readonly HashSet<string> BlockMembers = new(StringComparer.Ordinal) { "Dims", "Dimensions", "CollectPeftLayers" };
 
     /// <summary>Members the generated code declares in every model class.</summary>
-    private static readonly HashSet<string> s_modelMembers = new(StringComparer.Ordinal)
+    private static readonly HashSet<string> ModelMembers = new(StringComparer.Ordinal)
     {
         "Dims", "Dimensions", "CollectPeftLayers", "Layers", "Accounting", "PrintTrainableParameters", "Adapters", "SoftPrompts", "TrainingPlan",
     };
@@ -143,7 +143,7 @@ internal static class ClassParser
             var constructorSite = sites.Record(key + "#ctor" + i, LocationInfo.From(constructors[i].Locations.FirstOrDefault() ?? Location.None));
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.OwnConstructor, constructorSite, type.Name));
         }
-        foreach (var member in type.GetMembers().Where(m => !external && !m.IsImplicitlyDeclared && (isRoot ? s_modelMembers : s_blockMembers).Contains(m.Name)))
+        foreach (var member in type.GetMembers().Where(m => !external && !m.IsImplicitlyDeclared && (isRoot ? ModelMembers : BlockMembers).Contains(m.Name)))
         {
             var memberSite = sites.Record(key + "!" + member.Name, LocationInfo.From(member.Locations.FirstOrDefault() ?? Location.None));
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ReservedMemberName, memberSite, member.Name, type.Name, isRoot ? "model" : "block"));
@@ -271,7 +271,7 @@ internal static class ClassParser
         bool isRoot, bool classTrainable, bool external, ReferencedBlocks references, List<DiagnosticInfo> diagnostics, CancellationToken cancellationToken)
     {
         CheckArguments(attributes, diagnostics);
-        var layers = attributes.Where(a => s_layerAttributes.ContainsKey(a.Name)).ToList();
+        var layers = attributes.Where(a => LayerAttributes.ContainsKey(a.Name)).ToList();
         var loraReaders = Readers(attributes, LoraParser.AttributeName).ToList();
         var noLora = Readers(attributes, LoraParser.NoLoraAttributeName).FirstOrDefault();
         var quantReader = Readers(attributes, QuantParser.AttributeName).FirstOrDefault();
@@ -291,12 +291,12 @@ internal static class ClassParser
         if (layers.Count > 1)
         {
             diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.SeveralLayerAttributes, memberSite, property.Name,
-                string.Join(", ", layers.Select(l => "[" + s_layerAttributes[l.Name] + "]"))));
+                string.Join(", ", layers.Select(l => "[" + LayerAttributes[l.Name] + "]"))));
             return null;
         }
 
         var layer = layers[0].Reader;
-        var layerName = s_layerAttributes[layers[0].Name];
+        var layerName = LayerAttributes[layers[0].Name];
         var declaration = external ? null : property.DeclaringSyntaxReferences.FirstOrDefault()?.GetSyntax(cancellationToken) as PropertyDeclarationSyntax;
         if (property.IsStatic || property.SetMethod is not null || property.GetMethod is null
             || !external && (declaration is null || !property.IsPartialDefinition || property.PartialImplementationPart is not null))
@@ -467,14 +467,14 @@ internal static class ClassParser
     /// </summary>
     private sealed class ReferencedBlocks
     {
-        private readonly HashSet<string> _reached = new(StringComparer.Ordinal);
-        private readonly CancellationToken _cancellationToken;
+        private readonly HashSet<string> reached = new(StringComparer.Ordinal);
+        private readonly CancellationToken cancellationToken;
 
         public ReferencedBlocks(Compilation compilation, string referrer, CancellationToken cancellationToken)
         {
             Compilation = compilation;
             Referrer = referrer;
-            _cancellationToken = cancellationToken;
+            this.cancellationToken = cancellationToken;
         }
 
         public Compilation Compilation { get; }
@@ -508,8 +508,8 @@ internal static class ClassParser
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ReferencedBlockWithoutContract, site, owner, block.ToDisplayString(), assembly, missing));
                 return null;
             }
-            if (_reached.Add(name))
-                Blocks.Add(ParseClass(block, null, isRoot: false, external: true, sites.WithFallback(sites.LocationOf(site)), this, _cancellationToken));
+            if (reached.Add(name))
+                Blocks.Add(ParseClass(block, null, isRoot: false, external: true, sites.WithFallback(sites.LocationOf(site)), this, cancellationToken));
             return name;
         }
 

@@ -100,13 +100,13 @@ internal sealed record DimensionExpression(EquatableArray<DimensionToken> Tokens
 
     private sealed class Evaluator
     {
-        private readonly EquatableArray<DimensionToken> _tokens;
-        private readonly IReadOnlyDictionary<string, long>? _constants;
+        private readonly EquatableArray<DimensionToken> tokens;
+        private readonly IReadOnlyDictionary<string, long>? constants;
 
         public Evaluator(EquatableArray<DimensionToken> tokens, IReadOnlyDictionary<string, long>? constants)
         {
-            _tokens = tokens;
-            _constants = constants;
+            this.tokens = tokens;
+            this.constants = constants;
         }
 
         public int Position { get; private set; }
@@ -118,21 +118,21 @@ internal sealed record DimensionExpression(EquatableArray<DimensionToken> Tokens
             var value = Term();
             while (Peek is '+' or '-')
             {
-                var op = _tokens[Position++].Kind;
+                var op = tokens[Position++].Kind;
                 var right = Term();
                 value = op == '+' ? checked(value + right) : checked(value - right);
             }
             return value;
         }
 
-        private char? Peek => Position < _tokens.Count ? _tokens[Position].Kind : null;
+        private char? Peek => Position < tokens.Count ? tokens[Position].Kind : null;
 
         private long Term()
         {
             var value = Factor();
             while (Peek is '*' or '/')
             {
-                var op = _tokens[Position++].Kind;
+                var op = tokens[Position++].Kind;
                 var right = Factor();
                 if (op == '*')
                 {
@@ -141,7 +141,7 @@ internal sealed record DimensionExpression(EquatableArray<DimensionToken> Tokens
                 else
                 {
                     if (right == 0) throw new FormatException("divides by zero");
-                    if (value % right != 0 && _constants is not null) throw new FormatException("divides with a remainder");
+                    if (value % right != 0 && constants is not null) throw new FormatException("divides with a remainder");
                     value /= right;
                 }
             }
@@ -150,15 +150,15 @@ internal sealed record DimensionExpression(EquatableArray<DimensionToken> Tokens
 
         private long Factor()
         {
-            if (Position >= _tokens.Count) throw new FormatException("ends where a number or name is expected");
-            var token = _tokens[Position++];
+            if (Position >= tokens.Count) throw new FormatException("ends where a number or name is expected");
+            var token = tokens[Position++];
             switch (token.Kind)
             {
                 case DimensionToken.Number:
                     return long.Parse(token.Text, NumberStyles.None, CultureInfo.InvariantCulture);
                 case DimensionToken.Name:
-                    if (_constants is null) return 1;
-                    if (_constants.TryGetValue(token.Text, out var value)) return value;
+                    if (constants is null) return 1;
+                    if (constants.TryGetValue(token.Text, out var value)) return value;
                     UnknownName ??= token.Text;
                     return 1;
                 case '(':

@@ -12,13 +12,13 @@ internal readonly struct EquatableArray<T> : IEquatable<EquatableArray<T>>, IRea
 {
     public static readonly EquatableArray<T> Empty = new(ImmutableArray<T>.Empty);
 
-    private readonly ImmutableArray<T> _items;
+    private readonly ImmutableArray<T> items;
 
-    public EquatableArray(ImmutableArray<T> items) => _items = items;
+    public EquatableArray(ImmutableArray<T> items) => this.items = items;
 
-    public EquatableArray(IEnumerable<T> items) => _items = items.ToImmutableArray();
+    public EquatableArray(IEnumerable<T> items) => this.items = items.ToImmutableArray();
 
-    private ImmutableArray<T> Items => _items.IsDefault ? ImmutableArray<T>.Empty : _items;
+    private ImmutableArray<T> Items => items.IsDefault ? ImmutableArray<T>.Empty : items;
 
     public int Count => Items.Length;
 

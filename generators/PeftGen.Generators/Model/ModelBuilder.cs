@@ -103,15 +103,15 @@ internal static class ModelBuilder
 
     private sealed class Walker
     {
-        private readonly ClassSpec _root;
-        private readonly Dictionary<string, ClassSpec> _modules;
-        private readonly CancellationToken _cancellationToken;
+        private readonly ClassSpec root;
+        private readonly Dictionary<string, ClassSpec> modules;
+        private readonly CancellationToken cancellationToken;
 
         public Walker(ClassSpec root, Dictionary<string, ClassSpec> modules, CancellationToken cancellationToken)
         {
-            _root = root;
-            _modules = modules;
-            _cancellationToken = cancellationToken;
+            this.root = root;
+            this.modules = modules;
+            this.cancellationToken = cancellationToken;
             Constants = new Dictionary<string, long>(System.StringComparer.Ordinal);
             foreach (var constant in root.Root!.Constants)
             {
@@ -149,7 +149,7 @@ internal static class ModelBuilder
             if (Constants.Count == 0) return null;
             var (value, error, _) = dimension.Expression.Evaluate(Constants);
             if (error is null) return value;
-            Report(DiagnosticDescriptors.BadDimension, dimension.Site, dimension.Text, owner + "." + member, error, _root.Root!.ConfigType);
+            Report(DiagnosticDescriptors.BadDimension, dimension.Site, dimension.Text, owner + "." + member, error, root.Root!.ConfigType);
             return null;
         }
 
@@ -159,19 +159,19 @@ internal static class ModelBuilder
         /// </summary>
         public ConfigConstant? Resolve(SettingReference setting, string member, string owner)
         {
-            var root = _root.Root!;
+            var root = this.root.Root!;
             var constant = root.Constants.FirstOrDefault(c => c.Name == setting.Constant);
             var kind = ConfigConstant.Describe(setting.Kind);
             if (constant is null)
             {
                 var candidates = root.Constants.Where(c => c.Kind == setting.Kind).Select(c => "'" + c.Name + "'").ToList();
-                Report(DiagnosticDescriptors.SettingNotFound, setting.Site, setting.Argument, owner + "." + member, setting.Constant, root.ConfigType, _root.Type.Name, kind,
+                Report(DiagnosticDescriptors.SettingNotFound, setting.Site, setting.Argument, owner + "." + member, setting.Constant, root.ConfigType, this.root.Type.Name, kind,
                     candidates.Count == 0 ? "none" : string.Join(", ", candidates));
                 return null;
             }
             if (constant.Kind != setting.Kind)
             {
-                Report(DiagnosticDescriptors.SettingWrongType, setting.Site, setting.Argument, owner + "." + member, setting.Constant, ConfigConstant.Describe(constant.Kind), root.ConfigType, _root.Type.Name, kind);
+                Report(DiagnosticDescriptors.SettingWrongType, setting.Site, setting.Argument, owner + "." + member, setting.Constant, ConfigConstant.Describe(constant.Kind), root.ConfigType, this.root.Type.Name, kind);
                 return null;
             }
             return constant;
@@ -184,7 +184,7 @@ internal static class ModelBuilder
             var baseBlock = root.Root!.BaseBlock;
             if (baseBlock.Length > 0)
             {
-                if (_modules.TryGetValue(baseBlock, out var block))
+                if (modules.TryGetValue(baseBlock, out var block))
                 {
                     Blocks.Add(baseBlock);
                     Visit(block, "", 1, chain.Push(baseBlock));
@@ -200,7 +200,7 @@ internal static class ModelBuilder
 
         public void Visit(ClassSpec type, string prefix, long instances, ImmutableStack<string> chain)
         {
-            _cancellationToken.ThrowIfCancellationRequested();
+            cancellationToken.ThrowIfCancellationRequested();
             if (!type.IsValid) ReachedValid = false;
             ProjectionNames.UnionWith(type.ProjectionNames);
             foreach (var member in type.Members)
@@ -216,7 +216,7 @@ internal static class ModelBuilder
                 {
                     case LayerKind.Stack:
                     case LayerKind.Block:
-                        if (!_modules.TryGetValue(member.BlockMetadataName, out var block))
+                        if (!modules.TryGetValue(member.BlockMetadataName, out var block))
                         {
                             ReachedValid = false;
                             Complete = false;
@@ -240,7 +240,7 @@ internal static class ModelBuilder
                         if (member.EpsFrom is { } epsFrom && Resolve(epsFrom, member.Name, type.Type.Name) is { } eps && !SettingRules.IsValidEps(eps.Real))
                         {
                             Report(DiagnosticDescriptors.BadNormEpsilon, epsFrom.Site, member.Kind == LayerKind.RmsNorm ? "RmsNorm" : "LayerNorm", type.Type.Name + "." + member.Name,
-                                eps.Real.ToString("R", System.Globalization.CultureInfo.InvariantCulture) + " ('" + eps.Name + "' of '" + _root.Root!.ConfigType + "')");
+                                eps.Real.ToString("R", System.Globalization.CultureInfo.InvariantCulture) + " ('" + eps.Name + "' of '" + root.Root!.ConfigType + "')");
                         }
                         var parameters = member.Kind switch
                         {
@@ -249,7 +249,7 @@ internal static class ModelBuilder
                             _ => checked(dims[0]!.Value * dims[1]!.Value),
                         };
                         Layers.Add(new ResolvedLayer(path, member.Kind, instances, parameters, 0, null,
-                            member.Trainable || _root.Root!.TrainAll, EquatableArray<ResolvedAdapter>.Empty, dims.Select(d => d!.Value).ToEquatableArray()));
+                            member.Trainable || root.Root!.TrainAll, EquatableArray<ResolvedAdapter>.Empty, dims.Select(d => d!.Value).ToEquatableArray()));
                         break;
                 }
             }
@@ -262,17 +262,17 @@ internal static class ModelBuilder
             var perInstance = checked(inFeatures + outFeatures);
             foreach (var adapter in LoraResolution.ClassAdapters(type, member))
                 adapters.Add(new ResolvedAdapter(adapter, checked(adapter.Rank * perInstance), FromModel: false));
-            foreach (var adapter in LoraResolution.ModelAdapters(_root, type, member))
+            foreach (var adapter in LoraResolution.ModelAdapters(root, type, member))
                 adapters.Add(new ResolvedAdapter(adapter, checked(adapter.Rank * perInstance), FromModel: true));
-            LoraResolution.CheckRanks(adapters, inFeatures, outFeatures, type.Type.Name + "." + member.Name, _root.Type.Name, Diagnostics);
+            LoraResolution.CheckRanks(adapters, inFeatures, outFeatures, type.Type.Name + "." + member.Name, root.Type.Name, Diagnostics);
 
-            var quantization = QuantResolution.LayerQuantization(_root, type, member);
+            var quantization = QuantResolution.LayerQuantization(root, type, member);
             var weight = checked(inFeatures * outFeatures);
             // A bias read from the configuration counts for this model as its configuration says (absent when it does not resolve).
             var bias = member.BiasFrom is { } biasFrom ? Resolve(biasFrom, member.Name, type.Type.Name)?.Value == 1 : member.Bias;
             var parameters = checked(weight + (bias ? outFeatures : 0));
             Layers.Add(new ResolvedLayer(path, LayerKind.Linear, instances, parameters, quantization is null ? 0 : weight,
-                quantization, member.Trainable || _root.Root!.TrainAll, adapters.ToEquatableArray(), new[] { inFeatures, outFeatures }.ToEquatableArray()));
+                quantization, member.Trainable || root.Root!.TrainAll, adapters.ToEquatableArray(), new[] { inFeatures, outFeatures }.ToEquatableArray()));
         }
     }
 }

@@ -24,16 +24,16 @@ namespace PeftGen.Generators.Model;
 /// </remarks>
 internal sealed class TreeShape
 {
-    private static readonly ConditionalWeakTable<SyntaxTree, TreeShape> s_shapes = new();
+    private static readonly ConditionalWeakTable<SyntaxTree, TreeShape> Shapes = new();
 
-    private readonly SyntaxTree _tree;
-    private byte[]? _digest;
+    private readonly SyntaxTree tree;
+    private byte[]? digest;
 
-    private TreeShape(SyntaxTree tree) => _tree = tree;
+    private TreeShape(SyntaxTree tree) => this.tree = tree;
 
-    public string FilePath => _tree.FilePath;
+    public string FilePath => tree.FilePath;
 
-    public static TreeShape Of(SyntaxTree tree) => s_shapes.GetValue(tree, static t => new TreeShape(t));
+    public static TreeShape Of(SyntaxTree tree) => Shapes.GetValue(tree, static t => new TreeShape(t));
 
     /// <summary>Whether this tree declares exactly what <paramref name="other"/> declares.</summary>
     public bool SameDeclarations(TreeShape other, CancellationToken cancellationToken)
@@ -47,10 +47,10 @@ internal sealed class TreeShape
 
     private byte[] Digest(CancellationToken cancellationToken)
     {
-        var digest = Volatile.Read(ref _digest);
+        var digest = Volatile.Read(ref this.digest);
         if (digest is not null) return digest;
-        digest = Compute(_tree, cancellationToken);
-        Volatile.Write(ref _digest, digest);
+        digest = Compute(tree, cancellationToken);
+        Volatile.Write(ref this.digest, digest);
         return digest;
     }
 
@@ -103,37 +103,37 @@ internal sealed class TreeShape
 /// </summary>
 internal sealed class CompilationShape
 {
-    private static readonly ConditionalWeakTable<Compilation, CompilationShape> s_shapes = new();
+    private static readonly ConditionalWeakTable<Compilation, CompilationShape> Shapes = new();
 
-    private readonly ImmutableArray<TreeShape> _trees;
-    private readonly ImmutableArray<MetadataReference> _references;
-    private readonly CompilationOptions _options;
-    private readonly string? _assemblyName;
+    private readonly ImmutableArray<TreeShape> trees;
+    private readonly ImmutableArray<MetadataReference> references;
+    private readonly CompilationOptions options;
+    private readonly string? assemblyName;
 
     private CompilationShape(Compilation compilation)
     {
-        _trees = compilation.SyntaxTrees.Select(TreeShape.Of).ToImmutableArray();
-        _references = compilation.References.ToImmutableArray();
-        _options = compilation.Options;
-        _assemblyName = compilation.AssemblyName;
+        trees = compilation.SyntaxTrees.Select(TreeShape.Of).ToImmutableArray();
+        references = compilation.References.ToImmutableArray();
+        options = compilation.Options;
+        assemblyName = compilation.AssemblyName;
     }
 
-    public static CompilationShape Of(Compilation compilation) => s_shapes.GetValue(compilation, static c => new CompilationShape(c));
+    public static CompilationShape Of(Compilation compilation) => Shapes.GetValue(compilation, static c => new CompilationShape(c));
 
     /// <summary>Whether a parse made against <paramref name="other"/> still holds here (conservative: false when unsure).</summary>
     public bool SameAs(CompilationShape other, CancellationToken cancellationToken)
     {
         if (ReferenceEquals(this, other)) return true;
         // Options and references are compared as objects: a project whose settings did not change keeps them.
-        if (!ReferenceEquals(_options, other._options) || !string.Equals(_assemblyName, other._assemblyName, StringComparison.Ordinal)) return false;
-        if (_references.Length != other._references.Length || _trees.Length != other._trees.Length) return false;
-        for (var i = 0; i < _references.Length; i++)
+        if (!ReferenceEquals(options, other.options) || !string.Equals(assemblyName, other.assemblyName, StringComparison.Ordinal)) return false;
+        if (references.Length != other.references.Length || trees.Length != other.trees.Length) return false;
+        for (var i = 0; i < references.Length; i++)
         {
-            if (!ReferenceEquals(_references[i], other._references[i])) return false;
+            if (!ReferenceEquals(references[i], other.references[i])) return false;
         }
-        for (var i = 0; i < _trees.Length; i++)
+        for (var i = 0; i < trees.Length; i++)
         {
-            if (!_trees[i].SameDeclarations(other._trees[i], cancellationToken)) return false;
+            if (!trees[i].SameDeclarations(other.trees[i], cancellationToken)) return false;
         }
         return true;
     }

@@ -18,11 +18,11 @@ namespace PeftGen;
 /// </remarks>
 public sealed class FloatBaseWeight : BaseWeight
 {
-    private Parameter _parameter;
+    private Parameter parameter;
 
     private FloatBaseWeight(Parameter parameter)
         : base(parameter.shape[0], parameter.shape[1])
-        => _parameter = parameter;
+        => this.parameter = parameter;
 
     /// <summary>
     /// A new weight initialised as <c>torch.nn.Linear</c>'s (Kaiming-uniform, a = √5), frozen.
@@ -41,16 +41,16 @@ public sealed class FloatBaseWeight : BaseWeight
     }
 
     /// <summary>The weight tensor, registered on the projection as <c>weight</c>.</summary>
-    public Parameter Parameter => _parameter;
+    public Parameter Parameter => parameter;
 
     /// <inheritdoc />
-    public override Device Device => _parameter.device;
+    public override Device Device => parameter.device;
 
     /// <inheritdoc />
-    public override ScalarType DType => _parameter.dtype;
+    public override ScalarType DType => parameter.dtype;
 
     /// <inheritdoc />
-    public override long StorageBytes => _parameter.numel() * _parameter.element_size();
+    public override long StorageBytes => parameter.numel() * parameter.element_size();
 
     /// <inheritdoc />
     public override bool CanTrain => DType is not (ScalarType.BFloat16 or ScalarType.Float16);
@@ -59,25 +59,25 @@ public sealed class FloatBaseWeight : BaseWeight
     public override Tensor Dequantize(ScalarType? dtype = null)
     {
         using var _ = no_grad();
-        return _parameter.detach().to(dtype ?? DType).clone();
+        return parameter.detach().to(dtype ?? DType).clone();
     }
 
     /// <inheritdoc />
     internal override Tensor Linear(Tensor input, Tensor? bias)
-        => nn.functional.linear(input, InDType(_parameter, input.dtype), bias is null ? null : InDType(bias, input.dtype));
+        => nn.functional.linear(input, InDType(parameter, input.dtype), bias is null ? null : InDType(bias, input.dtype));
 
     /// <inheritdoc />
     internal override void Load(Tensor weight)
     {
         CheckShape(weight.shape, nameof(weight));
         // copy_ converts on the way in: a weight stored in this dtype goes in as stored, anything else without an extra copy.
-        using (no_grad()) _parameter.copy_(weight);
+        using (no_grad()) parameter.copy_(weight);
     }
 
     /// <inheritdoc />
     internal override RequantizationReport? Add(Tensor delta, int sign)
     {
-        using (no_grad()) _parameter.add_(delta, alpha: sign);
+        using (no_grad()) parameter.add_(delta, alpha: sign);
         return null;
     }
 
@@ -91,7 +91,7 @@ public sealed class FloatBaseWeight : BaseWeight
     /// Follows the projection's <c>weight</c> parameter after TorchSharp replaced it (a device or dtype move creates a
     /// new parameter and registers it under the same name).
     /// </summary>
-    internal void Rebind(Parameter parameter) => _parameter = parameter;
+    internal void Rebind(Parameter parameter) => this.parameter = parameter;
 
     /// <summary>Sets whether the weight takes gradients.</summary>
     /// <exception cref="InvalidOperationException">Training a 16-bit base was asked for.</exception>
@@ -100,7 +100,7 @@ public sealed class FloatBaseWeight : BaseWeight
         if (trainable && !CanTrain)
             throw new InvalidOperationException(
                 $"The base weight is stored in {DType} and cannot be trained (training keeps float32 master weights); train LoRA adapters on it, or build the projection in float32.");
-        _parameter.requires_grad = trainable;
+        parameter.requires_grad = trainable;
     }
 
     /// <summary>Wraps an existing parameter (for a base converted by <see cref="WithDType"/>).</summary>
@@ -112,7 +112,7 @@ public sealed class FloatBaseWeight : BaseWeight
         using var _ = no_grad();
         // The detached view and the converted temporary are handles of their own: freed here, not left to the GC. The
         // parameter takes over the tensor it is given, so it gets a copy of its own.
-        using var detached = _parameter.detach();
+        using var detached = parameter.detach();
         using var converted = detached.to(dtype);
         return new FloatBaseWeight(new Parameter(converted.clone(), requires_grad: false));
     }
@@ -120,7 +120,7 @@ public sealed class FloatBaseWeight : BaseWeight
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
-        if (disposing) _parameter.Dispose();
+        if (disposing) parameter.Dispose();
     }
 
     private static Tensor InDType(Tensor tensor, ScalarType dtype) => ComputePrecision.To(tensor, dtype);

@@ -14,13 +14,13 @@ namespace PeftGen;
 /// </summary>
 public sealed class Nf4BaseWeight : BaseWeight
 {
-    private Nf4Tensor _tensor;
+    private Nf4Tensor tensor;
 
     /// <summary>Wraps <paramref name="tensor"/> (<c>Out × In</c>), which this weight then owns.</summary>
     /// <exception cref="ArgumentException">The tensor is not two-dimensional.</exception>
     public Nf4BaseWeight(Nf4Tensor tensor)
         : base(Rows(tensor), tensor.Shape[^1])
-        => _tensor = tensor;
+        => this.tensor = tensor;
 
     /// <summary>
     /// The 4-bit state of an all-zero weight, allocated directly (no float weight at any point): a projection's base
@@ -38,10 +38,10 @@ public sealed class Nf4BaseWeight : BaseWeight
     public static Nf4BaseWeight Quantize(Tensor weight, Quant4BitOptions options) => new(Nf4Tensor.Quantize(weight, options));
 
     /// <summary>The 4-bit codes and quantization state.</summary>
-    public Nf4Tensor Tensor => _tensor;
+    public Nf4Tensor Tensor => tensor;
 
     /// <summary>The 4-bit settings (code book, block size, double quantization, compute dtype).</summary>
-    public Quant4BitOptions Options => _tensor.Options;
+    public Quant4BitOptions Options => tensor.Options;
 
     /// <summary>
     /// The dtype the weight is dequantized to for the product: the option's, or with <see cref="ComputeDType.Auto"/> the
@@ -50,25 +50,25 @@ public sealed class Nf4BaseWeight : BaseWeight
     public ScalarType ComputeScalarType => ResolveComputeDType(Options.ComputeDType, Device);
 
     /// <inheritdoc />
-    public override Device Device => _tensor.Device;
+    public override Device Device => tensor.Device;
 
     /// <inheritdoc />
-    public override ScalarType DType => _tensor.OriginalDType;
+    public override ScalarType DType => tensor.OriginalDType;
 
     /// <inheritdoc />
-    public override long StorageBytes => _tensor.StorageBytes;
+    public override long StorageBytes => tensor.StorageBytes;
 
     /// <inheritdoc />
     public override bool CanTrain => false;
 
     /// <inheritdoc />
-    public override Tensor Dequantize(ScalarType? dtype = null) => _tensor.Dequantize(dtype ?? DType);
+    public override Tensor Dequantize(ScalarType? dtype = null) => tensor.Dequantize(dtype ?? DType);
 
     /// <inheritdoc />
     internal override Tensor Linear(Tensor input, Tensor? bias)
     {
         // As bitsandbytes' Linear4bit: compute in the compute dtype, answer in the input's dtype.
-        var output = QuantizedLinearFunction.Apply(input, _tensor, ComputeScalarType);
+        var output = QuantizedLinearFunction.Apply(input, tensor, ComputeScalarType);
         if (bias is not null) output = output.add(bias.to(output.dtype));
         return output.to(input.dtype);
     }
@@ -88,7 +88,7 @@ public sealed class Nf4BaseWeight : BaseWeight
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var exact = _tensor.Dequantize(ScalarType.Float32).add(delta.to(ScalarType.Float32), alpha: sign);
+        var exact = tensor.Dequantize(ScalarType.Float32).add(delta.to(ScalarType.Float32), alpha: sign);
         // Quantized from the weight's own dtype, so the state still records the dtype the checkpoint had.
         var requantized = Nf4Tensor.Quantize(exact.to(DType), Options);
         var rounded = requantized.Dequantize(ScalarType.Float32);
@@ -101,14 +101,14 @@ public sealed class Nf4BaseWeight : BaseWeight
     /// <inheritdoc />
     internal override void MoveTo(Device device)
     {
-        if (_tensor.Device.ToString() == device.ToString()) return;
-        Replace(_tensor.To(device));
+        if (tensor.Device.ToString() == device.ToString()) return;
+        Replace(tensor.To(device));
     }
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
-        if (disposing) _tensor.Dispose();
+        if (disposing) tensor.Dispose();
     }
 
     internal static ScalarType ResolveComputeDType(ComputeDType computeDType, Device device) => computeDType switch
@@ -121,8 +121,8 @@ public sealed class Nf4BaseWeight : BaseWeight
 
     private void Replace(Nf4Tensor tensor)
     {
-        var old = _tensor;
-        _tensor = tensor;
+        var old = this.tensor;
+        this.tensor = tensor;
         old.Dispose();
     }
 

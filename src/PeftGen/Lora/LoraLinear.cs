@@ -24,13 +24,13 @@ namespace PeftGen;
 /// </remarks>
 public sealed class LoraLinear : nn.Module<Tensor, Tensor>
 {
-    private readonly Dictionary<string, LoraConfig> _configs = new();
-    private readonly NamedModules<Linear> _loraA = new();
-    private readonly NamedModules<Linear> _loraB = new();
-    private readonly NamedModules<Dropout> _loraDropout = new();
-    private BaseWeight _base;
-    private Parameter? _bias;
-    private string? _mergedAdapter;
+    private readonly Dictionary<string, LoraConfig> configs = new();
+    private readonly NamedModules<Linear> loraA = new();
+    private readonly NamedModules<Linear> loraB = new();
+    private readonly NamedModules<Dropout> loraDropout = new();
+    private BaseWeight baseWeight;
+    private Parameter? bias;
+    private string? mergedAdapter;
 
     /// <summary>Creates a projection initialised as torch.nn.Linear (Kaiming-uniform weight, uniform bias), frozen.</summary>
     public LoraLinear(long inFeatures, long outFeatures, bool hasBias = true, Device? device = null, ScalarType? dtype = null)
@@ -80,12 +80,12 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         if (quantization is null)
         {
             var weight = FloatBaseWeight.Create(outFeatures, inFeatures, dtype ?? get_default_dtype(), device);
-            _base = weight;
+            baseWeight = weight;
             register_parameter(BaseWeight.Key, weight.Parameter);
         }
         else
         {
-            _base = Nf4BaseWeight.Zeros(outFeatures, inFeatures, quantization, dtype ?? get_default_dtype(), device ?? CPU);
+            baseWeight = Nf4BaseWeight.Zeros(outFeatures, inFeatures, quantization, dtype ?? get_default_dtype(), device ?? CPU);
         }
         if (hasBias)
         {
@@ -93,13 +93,13 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             var bound = 1.0 / Math.Sqrt(inFeatures);
             var b = empty(new[] { outFeatures }, dtype: dtype, device: device);
             nn.init.uniform_(b, -bound, bound);
-            _bias = new Parameter(b, requires_grad: false);
-            register_parameter("bias", _bias);
+            bias = new Parameter(b, requires_grad: false);
+            register_parameter("bias", bias);
         }
 
-        register_module("lora_A", _loraA);
-        register_module("lora_B", _loraB);
-        register_module("lora_dropout", _loraDropout);
+        register_module("lora_A", loraA);
+        register_module("lora_B", loraB);
+        register_module("lora_dropout", loraDropout);
     }
 
     /// <summary>Input features.</summary>
@@ -109,31 +109,31 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     public long OutFeatures { get; }
 
     /// <summary>The base weight and its storage (float or 4-bit).</summary>
-    public BaseWeight Base => _base;
+    public BaseWeight Base => baseWeight;
 
     /// <summary>The base weight, <c>Out × In</c>, when it is stored as a float tensor.</summary>
     /// <exception cref="InvalidOperationException">The base is quantized (see <see cref="QuantizedWeight"/>).</exception>
-    public Parameter Weight => _base is FloatBaseWeight weight
+    public Parameter Weight => baseWeight is FloatBaseWeight weight
         ? weight.Parameter
         : throw new InvalidOperationException("The base weight is stored in 4 bits; use QuantizedWeight (or DequantizedWeight) instead of Weight.");
 
     /// <summary>True when the base weight is stored in 4 bits: built so, or since <see cref="QuantizeBase"/>.</summary>
-    public bool IsQuantized => _base is Nf4BaseWeight;
+    public bool IsQuantized => baseWeight is Nf4BaseWeight;
 
     /// <summary>The 4-bit settings of the base, or null when it is not quantized.</summary>
-    public Quant4BitOptions? Quantization => (_base as Nf4BaseWeight)?.Options;
+    public Quant4BitOptions? Quantization => (baseWeight as Nf4BaseWeight)?.Options;
 
     /// <summary>The 4-bit base weight, or null when it is not quantized.</summary>
-    public Nf4Tensor? QuantizedWeight => (_base as Nf4BaseWeight)?.Tensor;
+    public Nf4Tensor? QuantizedWeight => (baseWeight as Nf4BaseWeight)?.Tensor;
 
     /// <summary>The dtype the 4-bit base is dequantized to for the matmul (resolves <see cref="ComputeDType.Auto"/>).</summary>
     public ScalarType ComputeScalarType => Nf4BaseWeight.ResolveComputeDType(Quantization?.ComputeDType ?? ComputeDType.Auto, BaseDevice);
 
     /// <summary>The device of the base weight (quantized or not).</summary>
-    public Device BaseDevice => _base.Device;
+    public Device BaseDevice => baseWeight.Device;
 
     /// <summary>The base bias, or null.</summary>
-    public Parameter? Bias => _bias;
+    public Parameter? Bias => bias;
 
     /// <summary>The adapter used when no <see cref="AdapterContext"/> scope chooses one; null for none.</summary>
     public string? ActiveAdapter { get; private set; }
@@ -142,21 +142,21 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     public bool AdaptersDisabled { get; set; }
 
     /// <summary>The adapter whose update is folded into <see cref="Weight"/>, or null.</summary>
-    public string? MergedAdapter => _mergedAdapter;
+    public string? MergedAdapter => mergedAdapter;
 
     /// <summary>The adapter names, in the order they were added.</summary>
-    public IReadOnlyList<string> Adapters => _configs.Keys.ToList();
+    public IReadOnlyList<string> Adapters => configs.Keys.ToList();
 
     /// <summary>The settings of an adapter.</summary>
-    public LoraConfig AdapterConfig(string adapter) => _configs.TryGetValue(adapter, out var c)
+    public LoraConfig AdapterConfig(string adapter) => configs.TryGetValue(adapter, out var c)
         ? c
         : throw UnknownAdapter(adapter);
 
     /// <summary>The A matrix (<c>Rank × In</c>) of an adapter.</summary>
-    public Parameter LoraA(string adapter) => _loraA.TryGet(adapter, out var a) ? a.weight! : throw UnknownAdapter(adapter);
+    public Parameter LoraA(string adapter) => loraA.TryGet(adapter, out var a) ? a.weight! : throw UnknownAdapter(adapter);
 
     /// <summary>The B matrix (<c>Out × Rank</c>) of an adapter.</summary>
-    public Parameter LoraB(string adapter) => _loraB.TryGet(adapter, out var b) ? b.weight! : throw UnknownAdapter(adapter);
+    public Parameter LoraB(string adapter) => loraB.TryGet(adapter, out var b) ? b.weight! : throw UnknownAdapter(adapter);
 
     /// <summary>Adds an adapter; the first one added becomes active.</summary>
     public void AddAdapter(string adapter, LoraConfig config)
@@ -164,7 +164,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         ArgumentException.ThrowIfNullOrEmpty(adapter);
         ArgumentNullException.ThrowIfNull(config);
         if (!SettingRules.IsValidModuleName(adapter)) throw new ArgumentException($"Adapter name '{adapter}' must not contain '.'.", nameof(adapter));
-        if (_configs.ContainsKey(adapter)) throw new InvalidOperationException($"Adapter '{adapter}' already exists on this projection.");
+        if (configs.ContainsKey(adapter)) throw new InvalidOperationException($"Adapter '{adapter}' already exists on this projection.");
         config.Validate(InFeatures, OutFeatures);
 
         var device = BaseDevice;
@@ -176,29 +176,29 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             nn.init.zeros_(b.weight!);
         }
 
-        _loraA.Add(adapter, a);
-        _loraB.Add(adapter, b);
-        _loraDropout.Add(adapter, nn.Dropout(config.Dropout));
-        _configs.Add(adapter, config);
+        loraA.Add(adapter, a);
+        loraB.Add(adapter, b);
+        loraDropout.Add(adapter, nn.Dropout(config.Dropout));
+        configs.Add(adapter, config);
         ActiveAdapter ??= adapter;
     }
 
     /// <summary>Removes an adapter (it must not be merged).</summary>
     public void DeleteAdapter(string adapter)
     {
-        if (!_configs.ContainsKey(adapter)) throw UnknownAdapter(adapter);
-        if (_mergedAdapter == adapter) throw new InvalidOperationException($"Adapter '{adapter}' is merged into the base weight; unmerge it before deleting it.");
-        _loraA.Remove(adapter);
-        _loraB.Remove(adapter);
-        _loraDropout.Remove(adapter);
-        _configs.Remove(adapter);
-        if (ActiveAdapter == adapter) ActiveAdapter = _configs.Keys.FirstOrDefault();
+        if (!configs.ContainsKey(adapter)) throw UnknownAdapter(adapter);
+        if (mergedAdapter == adapter) throw new InvalidOperationException($"Adapter '{adapter}' is merged into the base weight; unmerge it before deleting it.");
+        loraA.Remove(adapter);
+        loraB.Remove(adapter);
+        loraDropout.Remove(adapter);
+        configs.Remove(adapter);
+        if (ActiveAdapter == adapter) ActiveAdapter = configs.Keys.FirstOrDefault();
     }
 
     /// <summary>Makes an adapter the active one (null: none).</summary>
     public void SetActiveAdapter(string? adapter)
     {
-        if (adapter is not null && !_configs.ContainsKey(adapter)) throw UnknownAdapter(adapter);
+        if (adapter is not null && !configs.ContainsKey(adapter)) throw UnknownAdapter(adapter);
         ActiveAdapter = adapter;
     }
 
@@ -206,11 +206,11 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// <exception cref="InvalidOperationException">The base is 4-bit or 16-bit and <paramref name="trainable"/> is true.</exception>
     public void SetBaseTrainable(bool trainable)
     {
-        if (_base is FloatBaseWeight weight) weight.SetTrainable(trainable);
+        if (baseWeight is FloatBaseWeight weight) weight.SetTrainable(trainable);
         else if (trainable)
             throw new InvalidOperationException(
                 "The base weight of this projection is quantized to 4 bits and cannot be trained; train LoRA adapters on it (QLoRA) or load a float base instead.");
-        if (_bias is not null) _bias.requires_grad = trainable;
+        if (bias is not null) bias.requires_grad = trainable;
     }
 
     /// <summary>Sets whether an adapter's A and B take gradients.</summary>
@@ -226,7 +226,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         var config = AdapterConfig(adapter);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var delta = LoraB(adapter).matmul(LoraA(adapter)).mul(config.Scale).to(_base.DType);
+        var delta = LoraB(adapter).matmul(LoraA(adapter)).mul(config.Scale).to(baseWeight.DType);
         return delta.MoveToOuterDisposeScope();
     }
 
@@ -247,14 +247,14 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     public RequantizationReport? Merge(string? adapter, bool requantize)
     {
         adapter ??= ActiveAdapter ?? throw new InvalidOperationException("No active adapter to merge.");
-        if (_mergedAdapter is not null)
-            throw new InvalidOperationException($"Adapter '{_mergedAdapter}' is already merged; unmerge it first.");
+        if (mergedAdapter is not null)
+            throw new InvalidOperationException($"Adapter '{mergedAdapter}' is already merged; unmerge it first.");
         if (IsQuantized && !requantize)
             throw new InvalidOperationException(
                 $"Cannot merge adapter '{adapter}' into a 4-bit base exactly. Call Merge(adapter, requantize: true) to dequantize, merge and re-quantize; outputs then change by the 4-bit rounding of the merged weight.");
         using var delta = DeltaWeight(adapter);
-        var report = _base.Add(delta, sign: 1);
-        _mergedAdapter = adapter;
+        var report = baseWeight.Add(delta, sign: 1);
+        mergedAdapter = adapter;
         return report;
     }
 
@@ -269,13 +269,13 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// <returns>On a 4-bit base, the rounding of the re-quantization; null otherwise.</returns>
     public RequantizationReport? Unmerge(bool requantize)
     {
-        var adapter = _mergedAdapter ?? throw new InvalidOperationException("No adapter is merged, so there is nothing to unmerge.");
+        var adapter = mergedAdapter ?? throw new InvalidOperationException("No adapter is merged, so there is nothing to unmerge.");
         if (IsQuantized && !requantize)
             throw new InvalidOperationException(
                 $"Cannot unmerge adapter '{adapter}' from a 4-bit base exactly. Call Unmerge(requantize: true) to dequantize, subtract and re-quantize; the base then differs from the original by the 4-bit rounding.");
         using var delta = DeltaWeight(adapter);
-        var report = _base.Add(delta, sign: -1);
-        _mergedAdapter = null;
+        var report = baseWeight.Add(delta, sign: -1);
+        mergedAdapter = null;
         return report;
     }
 
@@ -290,11 +290,11 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        if (_base is not FloatBaseWeight weight) throw new InvalidOperationException("The base weight is already quantized.");
-        if (_mergedAdapter is not null)
-            throw new InvalidOperationException($"Unmerge adapter '{_mergedAdapter}' before quantizing the base weight.");
+        if (baseWeight is not FloatBaseWeight weight) throw new InvalidOperationException("The base weight is already quantized.");
+        if (mergedAdapter is not null)
+            throw new InvalidOperationException($"Unmerge adapter '{mergedAdapter}' before quantizing the base weight.");
         ReplaceBase(Nf4BaseWeight.Quantize(weight.Parameter, options));
-        if (_bias is not null) _bias.requires_grad = false;
+        if (bias is not null) bias.requires_grad = false;
     }
 
     /// <summary>
@@ -304,24 +304,24 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// <exception cref="InvalidOperationException">The base is 4-bit, or it trains and <paramref name="dtype"/> is 16-bit.</exception>
     public void ConvertBase(BaseDType dtype)
     {
-        if (_base is not FloatBaseWeight weight) throw new InvalidOperationException("The base weight is stored in 4 bits; only a float base changes dtype.");
+        if (baseWeight is not FloatBaseWeight weight) throw new InvalidOperationException("The base weight is stored in 4 bits; only a float base changes dtype.");
         var target = dtype.ToScalarType();
         if (weight.DType == target) return;
         if (dtype != BaseDType.Float32 && weight.Parameter.requires_grad)
             throw new InvalidOperationException($"The base weight trains; a {target} base cannot (training keeps float32 master weights). Freeze it first.");
         ReplaceBase(weight.WithDType(target));
-        if (_bias is not null)
+        if (bias is not null)
         {
             using var _ = no_grad();
-            var bias = new Parameter(_bias.detach().to(target).clone(), requires_grad: _bias.requires_grad && dtype == BaseDType.Float32);
+            var bias = new Parameter(this.bias.detach().to(target).clone(), requires_grad: this.bias.requires_grad && dtype == BaseDType.Float32);
             ConditionallyRegisterParameter("bias", bias);
-            _bias.Dispose();
-            _bias = bias;
+            this.bias.Dispose();
+            this.bias = bias;
         }
     }
 
     /// <summary>The base weight as a float tensor (dequantized when 4-bit); the caller disposes it.</summary>
-    public Tensor DequantizedWeight(ScalarType? dtype = null) => _base.Dequantize(dtype);
+    public Tensor DequantizedWeight(ScalarType? dtype = null) => baseWeight.Dequantize(dtype);
 
     /// <summary>
     /// Replaces the base weight (and bias) with values from a checkpoint, checking shapes. A float base copies (and
@@ -332,16 +332,16 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     public void LoadBase(Tensor weight, Tensor? bias = null)
     {
         ArgumentNullException.ThrowIfNull(weight);
-        if (_mergedAdapter is not null) throw new InvalidOperationException("Unmerge the adapter before replacing the base weight.");
-        _base.CheckShape(weight.shape, nameof(weight));
+        if (mergedAdapter is not null) throw new InvalidOperationException("Unmerge the adapter before replacing the base weight.");
+        baseWeight.CheckShape(weight.shape, nameof(weight));
         if (bias is not null)
         {
-            if (_bias is null) throw new ArgumentException("This projection has no bias.", nameof(bias));
-            if (!bias.shape.SequenceEqual(_bias.shape))
+            if (this.bias is null) throw new ArgumentException("This projection has no bias.", nameof(bias));
+            if (!bias.shape.SequenceEqual(this.bias.shape))
                 throw new ArgumentException($"Bias shape [{string.Join(", ", bias.shape)}] does not match [{OutFeatures}].", nameof(bias));
         }
-        _base.Load(weight);
-        if (bias is not null) using (no_grad()) _bias!.copy_(bias);
+        baseWeight.Load(weight);
+        if (bias is not null) using (no_grad()) this.bias!.copy_(bias);
     }
 
     /// <inheritdoc />
@@ -356,17 +356,17 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         // cast per call (differentiably, so float32 masters receive float32 gradients); the base computes in the
         // input's dtype, using its storage as is when that already has it (see BaseWeight.Linear).
         var x = ComputePrecision.Cast(input);
-        var output = _base.Linear(x, _bias);
+        var output = baseWeight.Linear(x, bias);
         var adapter = SelectAdapter();
         if (adapter is not null)
         {
-            var config = _configs[adapter];
-            var down = ComputePrecision.Cast(_loraA[adapter].weight!);
-            var up = ComputePrecision.Cast(_loraB[adapter].weight!);
+            var config = configs[adapter];
+            var down = ComputePrecision.Cast(loraA[adapter].weight!);
+            var up = ComputePrecision.Cast(loraB[adapter].weight!);
             // The registered nn.Dropout keeps PEFT's module layout and the train/eval switch; the mask comes from
             // LoraDropout, which is several times faster on the CPU.
             var xa = x.to(down.dtype);
-            if (_loraDropout[adapter].training && config.Dropout > 0) xa = LoraDropout.Apply(xa, config.Dropout);
+            if (loraDropout[adapter].training && config.Dropout > 0) xa = LoraDropout.Apply(xa, config.Dropout);
             var projected = nn.functional.linear(xa, down);
             if (up.dtype == output.dtype && output.dim() >= 1)
             {
@@ -388,9 +388,9 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     {
         if (AdaptersDisabled || AdapterContext.AdaptersDisabled) return null;
         var adapter = AdapterContext.Adapter ?? ActiveAdapter;
-        if (adapter is null || !_configs.ContainsKey(adapter)) return null;
+        if (adapter is null || !configs.ContainsKey(adapter)) return null;
         // A merged adapter already lives in the weight; applying its path again would count it twice.
-        return adapter == _mergedAdapter ? null : adapter;
+        return adapter == mergedAdapter ? null : adapter;
     }
 
     /// <inheritdoc />
@@ -420,7 +420,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
-        if (disposing) _base.Dispose();
+        if (disposing) baseWeight.Dispose();
         base.Dispose(disposing);
     }
 
@@ -428,9 +428,9 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     // follow them, a 4-bit base (not a parameter) moves itself.
     private void FollowMove(Device? device)
     {
-        if (_base is FloatBaseWeight weight) weight.Rebind(RegisteredParameter(BaseWeight.Key));
-        else if (device is not null) _base.MoveTo(device);
-        if (_bias is not null) _bias = RegisteredParameter("bias");
+        if (baseWeight is FloatBaseWeight weight) weight.Rebind(RegisteredParameter(BaseWeight.Key));
+        else if (device is not null) baseWeight.MoveTo(device);
+        if (bias is not null) bias = RegisteredParameter("bias");
     }
 
     private Parameter RegisteredParameter(string name)
@@ -439,8 +439,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// <summary>Makes <paramref name="replacement"/> the base (the old one is disposed); the projection's <c>weight</c> parameter follows.</summary>
     internal void ReplaceBase(BaseWeight replacement)
     {
-        var old = _base;
-        _base = replacement;
+        var old = baseWeight;
+        baseWeight = replacement;
         // A float base is the module's `weight` parameter; a 4-bit one is not a parameter at all (its state is saved in
         // bitsandbytes' keys), so the float weight leaves parameters and state_dict and its memory is freed now.
         ConditionallyRegisterParameter(BaseWeight.Key, (replacement as FloatBaseWeight)?.Parameter);

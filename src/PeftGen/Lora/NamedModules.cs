@@ -11,7 +11,7 @@ namespace PeftGen;
 /// </summary>
 public sealed class NamedModules<T> : nn.Module where T : nn.Module
 {
-    private readonly Dictionary<string, T> _entries = new();
+    private readonly Dictionary<string, T> entries = new();
 
     /// <summary>Creates an empty container.</summary>
     public NamedModules() : base(nameof(NamedModules<T>))
@@ -19,32 +19,32 @@ public sealed class NamedModules<T> : nn.Module where T : nn.Module
     }
 
     /// <summary>The entry of that name.</summary>
-    public T this[string name] => _entries[name];
+    public T this[string name] => entries[name];
 
     /// <summary>The entry names, in insertion order of registration.</summary>
-    public IEnumerable<string> Names => _entries.Keys;
+    public IEnumerable<string> Names => entries.Keys;
 
     /// <summary>Whether an entry of that name exists.</summary>
-    public bool Contains(string name) => _entries.ContainsKey(name);
+    public bool Contains(string name) => entries.ContainsKey(name);
 
     /// <summary>Adds and registers an entry.</summary>
     public void Add(string name, T module)
     {
         register_module(name, module);
-        _entries.Add(name, module);
+        entries.Add(name, module);
     }
 
     /// <summary>Removes, unregisters and disposes an entry.</summary>
     public bool Remove(string name)
     {
-        if (!_entries.Remove(name, out var module)) return false;
+        if (!entries.Remove(name, out var module)) return false;
         register_module(name, null!);
         module.Dispose();
         return true;
     }
 
     /// <summary>Looks up an entry.</summary>
-    public bool TryGet(string name, out T module) => _entries.TryGetValue(name, out module!);
+    public bool TryGet(string name, out T module) => entries.TryGetValue(name, out module!);
 
     /// <inheritdoc />
     protected override void RegisterComponents()

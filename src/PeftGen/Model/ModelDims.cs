@@ -13,9 +13,9 @@ namespace PeftGen;
 /// </summary>
 public class ModelDims
 {
-    private readonly Dictionary<string, long> _values;
-    private readonly Dictionary<string, double> _reals;
-    private readonly Dictionary<string, bool> _flags;
+    private readonly Dictionary<string, long> values;
+    private readonly Dictionary<string, double> reals;
+    private readonly Dictionary<string, bool> flags;
 
     /// <summary>Creates the dimensions from name/value pairs.</summary>
     public ModelDims(IEnumerable<KeyValuePair<string, long>> values)
@@ -30,41 +30,41 @@ public class ModelDims
         ArgumentNullException.ThrowIfNull(values);
         ArgumentNullException.ThrowIfNull(reals);
         ArgumentNullException.ThrowIfNull(flags);
-        _values = new Dictionary<string, long>(StringComparer.Ordinal);
-        _reals = new Dictionary<string, double>(StringComparer.Ordinal);
-        _flags = new Dictionary<string, bool>(StringComparer.Ordinal);
+        this.values = new Dictionary<string, long>(StringComparer.Ordinal);
+        this.reals = new Dictionary<string, double>(StringComparer.Ordinal);
+        this.flags = new Dictionary<string, bool>(StringComparer.Ordinal);
         var names = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (name, value) in values) Add(_values, names, name, value, nameof(values));
-        foreach (var (name, value) in reals) Add(_reals, names, name, value, nameof(reals));
-        foreach (var (name, value) in flags) Add(_flags, names, name, value, nameof(flags));
+        foreach (var (name, value) in values) Add(this.values, names, name, value, nameof(values));
+        foreach (var (name, value) in reals) Add(this.reals, names, name, value, nameof(reals));
+        foreach (var (name, value) in flags) Add(this.flags, names, name, value, nameof(flags));
     }
 
     /// <summary>A view of <paramref name="other"/>'s values (for the typed <c>Dimensions</c> of generated classes).</summary>
     protected ModelDims(ModelDims other)
     {
         ArgumentNullException.ThrowIfNull(other);
-        _values = other._values;
-        _reals = other._reals;
-        _flags = other._flags;
+        values = other.values;
+        reals = other.reals;
+        flags = other.flags;
     }
 
     /// <summary>The value of a named dimension (an integer constant).</summary>
     /// <exception cref="KeyNotFoundException">The configuration has no integer constant of that name.</exception>
-    public long this[string name] => _values.TryGetValue(name, out var value) ? value : throw Missing(name, "integer");
+    public long this[string name] => values.TryGetValue(name, out var value) ? value : throw Missing(name, "integer");
 
     /// <summary>The value of a named dimension as an <see cref="int"/>.</summary>
     public int Int(string name) => checked((int)this[name]);
 
     /// <summary>The value of a floating-point setting (a <c>const double</c> or <c>const float</c>, such as a norm epsilon).</summary>
     /// <exception cref="KeyNotFoundException">The configuration has no floating-point constant of that name.</exception>
-    public double Real(string name) => _reals.TryGetValue(name, out var value) ? value : throw Missing(name, "floating-point");
+    public double Real(string name) => reals.TryGetValue(name, out var value) ? value : throw Missing(name, "floating-point");
 
     /// <summary>The value of a <c>const bool</c> setting (such as whether q/k/v projections have a bias).</summary>
     /// <exception cref="KeyNotFoundException">The configuration has no bool constant of that name.</exception>
-    public bool Flag(string name) => _flags.TryGetValue(name, out var value) ? value : throw Missing(name, "bool");
+    public bool Flag(string name) => flags.TryGetValue(name, out var value) ? value : throw Missing(name, "bool");
 
     /// <summary>Every dimension and setting name, sorted.</summary>
-    public IEnumerable<string> Names => _values.Keys.Concat(_reals.Keys).Concat(_flags.Keys).OrderBy(k => k, StringComparer.Ordinal);
+    public IEnumerable<string> Names => values.Keys.Concat(reals.Keys).Concat(flags.Keys).OrderBy(k => k, StringComparer.Ordinal);
 
     private KeyNotFoundException Missing(string name, string kind)
         => new($"The model configuration has no {kind} constant named '{name}'. Known: {string.Join(", ", Names)}.");

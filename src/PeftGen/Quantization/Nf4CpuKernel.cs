@@ -52,19 +52,19 @@ internal static unsafe class Nf4CpuKernel
     /// <summary>Where a block's absmax comes from: a float32 array, or 8-bit codes of the dynamic map (double quantization).</summary>
     internal readonly struct BlockScales
     {
-        private readonly float* _absmax;
-        private readonly byte* _quantized;
-        private readonly float* _nested;
-        private readonly float* _map;
-        private readonly float _offset;
+        private readonly float* absmax;
+        private readonly byte* quantized;
+        private readonly float* nested;
+        private readonly float* map;
+        private readonly float offset;
 
         private BlockScales(float* absmax, byte* quantized, float* nested, float* map, float offset)
         {
-            _absmax = absmax;
-            _quantized = quantized;
-            _nested = nested;
-            _map = map;
-            _offset = offset;
+            this.absmax = absmax;
+            this.quantized = quantized;
+            this.nested = nested;
+            this.map = map;
+            this.offset = offset;
         }
 
         public static BlockScales Plain(float* absmax) => new(absmax, null, null, null, 0f);
@@ -78,9 +78,9 @@ internal static unsafe class Nf4CpuKernel
             [MethodImpl(MethodImplOptions.AggressiveInlining)]
             get
             {
-                if (_absmax != null) return _absmax[block];
-                var scaled = _map[_quantized[block]] * _nested[block / Nf4Tensor.NestedBlockSize];
-                return scaled + _offset;
+                if (absmax != null) return absmax[block];
+                var scaled = map[quantized[block]] * nested[block / Nf4Tensor.NestedBlockSize];
+                return scaled + offset;
             }
         }
     }

@@ -27,24 +27,24 @@ public sealed class Nf4Tensor : IDisposable
     /// <summary>bitsandbytes' block size for the second-level (absmax) quantization.</summary>
     public const int NestedBlockSize = 256;
 
-    private Tensor _packed;
-    private Tensor? _absmax;
-    private Tensor? _quantizedAbsmax;
-    private Tensor? _nestedAbsmax;
-    private Tensor? _nestedMap;
-    private bool _ownsNestedMap;
-    private bool _disposed;
+    private Tensor packed;
+    private Tensor? absmax;
+    private Tensor? quantizedAbsmax;
+    private Tensor? nestedAbsmax;
+    private Tensor? nestedMap;
+    private bool ownsNestedMap;
+    private bool disposed;
 
     // nestedMap: the 256-entry map the absmax codes index; null means our shared map, anything else this tensor owns.
     internal Nf4Tensor(Tensor packed, Tensor? absmax, Tensor? quantizedAbsmax, Tensor? nestedAbsmax, Tensor? nestedMap, float offset,
         long[] shape, ScalarType originalDType, Quant4BitOptions options)
     {
-        _packed = packed;
-        _absmax = absmax;
-        _quantizedAbsmax = quantizedAbsmax;
-        _nestedAbsmax = nestedAbsmax;
-        _ownsNestedMap = nestedMap is not null;
-        _nestedMap = nestedMap ?? (quantizedAbsmax is null ? null : CodeBooks.DynamicCode(packed.device));
+        this.packed = packed;
+        this.absmax = absmax;
+        this.quantizedAbsmax = quantizedAbsmax;
+        this.nestedAbsmax = nestedAbsmax;
+        ownsNestedMap = nestedMap is not null;
+        this.nestedMap = nestedMap ?? (quantizedAbsmax is null ? null : CodeBooks.DynamicCode(packed.device));
         Offset = offset;
         Shape = shape;
         OriginalDType = originalDType;
@@ -74,31 +74,31 @@ public sealed class Nf4Tensor : IDisposable
     public Device Device => Packed.device;
 
     /// <summary>The packed codes, uint8, <c>ceil(Count/2)</c> bytes.</summary>
-    public Tensor Packed => _disposed ? throw new ObjectDisposedException(nameof(Nf4Tensor)) : _packed;
+    public Tensor Packed => disposed ? throw new ObjectDisposedException(nameof(Nf4Tensor)) : packed;
 
     /// <summary>float32 absmax per block (null with double quantization).</summary>
-    public Tensor? Absmax => _absmax;
+    public Tensor? Absmax => absmax;
 
     /// <summary>uint8 codes of absmax − offset in the dynamic map (null without double quantization).</summary>
-    public Tensor? QuantizedAbsmax => _quantizedAbsmax;
+    public Tensor? QuantizedAbsmax => quantizedAbsmax;
 
     /// <summary>float32 absmax per block of 256 first-level absmax values (null without double quantization).</summary>
-    public Tensor? NestedAbsmax => _nestedAbsmax;
+    public Tensor? NestedAbsmax => nestedAbsmax;
 
     /// <summary>
     /// The 256 ascending float32 values that <see cref="QuantizedAbsmax"/> indexes (null without double quantization):
     /// <see cref="CodeBooks.DynamicMap"/> for weights quantized here; for weights read from a file, the map stored in
     /// that file, as bitsandbytes dequantizes with it.
     /// </summary>
-    public Tensor? NestedMap => _nestedMap;
+    public Tensor? NestedMap => nestedMap;
 
     /// <summary>Bytes this tensor owns on its device: packed codes plus the absmax state (code books are shared).</summary>
     public long StorageBytes
         => Packed.NumberOfElements
-           + (_absmax?.NumberOfElements * 4 ?? 0)
-           + (_quantizedAbsmax?.NumberOfElements ?? 0)
-           + (_nestedAbsmax?.NumberOfElements * 4 ?? 0)
-           + (_ownsNestedMap ? _nestedMap!.NumberOfElements * 4 : 0)
+           + (absmax?.NumberOfElements * 4 ?? 0)
+           + (quantizedAbsmax?.NumberOfElements ?? 0)
+           + (nestedAbsmax?.NumberOfElements * 4 ?? 0)
+           + (ownsNestedMap ? nestedMap!.NumberOfElements * 4 : 0)
            + (Options.DoubleQuant ? sizeof(float) : 0);
 
     /// <summary>
@@ -329,10 +329,10 @@ public sealed class Nf4Tensor : IDisposable
         // The scope keeps these tensors (and so the addresses taken from them) alive until the kernel has returned.
         using var scope = NewDisposeScope();
         var packed = Packed.contiguous();
-        var absmax = _absmax?.contiguous();
-        var quantizedAbsmax = _quantizedAbsmax?.contiguous();
-        var nestedAbsmax = _nestedAbsmax?.contiguous();
-        var nestedMap = _nestedMap?.contiguous();
+        var absmax = this.absmax?.contiguous();
+        var quantizedAbsmax = this.quantizedAbsmax?.contiguous();
+        var nestedAbsmax = this.nestedAbsmax?.contiguous();
+        var nestedMap = this.nestedMap?.contiguous();
         var scales = absmax is not null
             ? Nf4CpuKernel.BlockScales.Plain(Address<float>(absmax))
             : Nf4CpuKernel.BlockScales.Nested(Address<byte>(quantizedAbsmax!), Address<float>(nestedAbsmax!), Address<float>(nestedMap!), Offset);
@@ -365,12 +365,12 @@ public sealed class Nf4Tensor : IDisposable
     /// <summary>The float32 absmax of every first-level block (dequantized first when double quantization is on).</summary>
     public Tensor BlockAbsmax()
     {
-        if (_absmax is not null) return _absmax.alias();
+        if (this.absmax is not null) return this.absmax.alias();
         using var scope = NewDisposeScope();
-        var nestedBlocks = _nestedAbsmax!.NumberOfElements;
-        var values = _nestedMap!.index_select(0, _quantizedAbsmax!.to(ScalarType.Int64));
+        var nestedBlocks = nestedAbsmax!.NumberOfElements;
+        var values = nestedMap!.index_select(0, quantizedAbsmax!.to(ScalarType.Int64));
         var absmax = PadTo(values, nestedBlocks * NestedBlockSize).view(nestedBlocks, NestedBlockSize)
-            .mul(_nestedAbsmax.unsqueeze(1)).view(-1).narrow(0, 0, BlockCount);
+            .mul(nestedAbsmax.unsqueeze(1)).view(-1).narrow(0, 0, BlockCount);
         return absmax.add(Offset).MoveToOuterDisposeScope();
     }
 
@@ -379,8 +379,8 @@ public sealed class Nf4Tensor : IDisposable
     {
         ArgumentNullException.ThrowIfNull(device);
         using var scope = NewDisposeScope();
-        var copy = new Nf4Tensor(Packed.to(device), _absmax?.to(device), _quantizedAbsmax?.to(device), _nestedAbsmax?.to(device),
-            _ownsNestedMap ? _nestedMap!.to(device) : null, Offset, Shape, OriginalDType, Options);
+        var copy = new Nf4Tensor(Packed.to(device), absmax?.to(device), quantizedAbsmax?.to(device), nestedAbsmax?.to(device),
+            ownsNestedMap ? nestedMap!.to(device) : null, Offset, Shape, OriginalDType, Options);
         copy.DetachAll();
         return copy;
     }
@@ -388,22 +388,22 @@ public sealed class Nf4Tensor : IDisposable
     /// <summary>Releases the device memory.</summary>
     public void Dispose()
     {
-        if (_disposed) return;
-        _disposed = true;
-        _packed.Dispose();
-        _absmax?.Dispose();
-        _quantizedAbsmax?.Dispose();
-        _nestedAbsmax?.Dispose();
-        if (_ownsNestedMap) _nestedMap!.Dispose();
+        if (disposed) return;
+        disposed = true;
+        packed.Dispose();
+        absmax?.Dispose();
+        quantizedAbsmax?.Dispose();
+        nestedAbsmax?.Dispose();
+        if (ownsNestedMap) nestedMap!.Dispose();
     }
 
     internal void DetachAll()
     {
-        _packed.DetachFromDisposeScope();
-        _absmax?.DetachFromDisposeScope();
-        _quantizedAbsmax?.DetachFromDisposeScope();
-        _nestedAbsmax?.DetachFromDisposeScope();
-        if (_ownsNestedMap) _nestedMap!.DetachFromDisposeScope();
+        packed.DetachFromDisposeScope();
+        absmax?.DetachFromDisposeScope();
+        quantizedAbsmax?.DetachFromDisposeScope();
+        nestedAbsmax?.DetachFromDisposeScope();
+        if (ownsNestedMap) nestedMap!.DetachFromDisposeScope();
     }
 
     /// <summary>4-bit codes (int32) of values already scaled into [-1, 1].</summary>

@@ -31,7 +31,7 @@ namespace PeftGen;
 /// </remarks>
 internal sealed class QuantizedLinearFunction : SingleTensorFunction<QuantizedLinearFunction>
 {
-    [ThreadStatic] private static List<Tensor>? _handedToNative;
+    [ThreadStatic] private static List<Tensor>? handedToNative;
 
     /// <inheritdoc />
     public override string Name => nameof(QuantizedLinearFunction);
@@ -79,14 +79,14 @@ internal sealed class QuantizedLinearFunction : SingleTensorFunction<QuantizedLi
         }
         grad_output.Dispose();
         gradInput.DetachFromDisposeScope();
-        (_handedToNative ??= new List<Tensor>()).Add(gradInput);
+        (handedToNative ??= new List<Tensor>()).Add(gradInput);
         return new List<Tensor> { gradInput, null!, null! };
     }
 
     /// <summary>Disposes the wrappers of gradients this thread returned to native code in earlier calls.</summary>
     internal static void ReleaseHandedToNative()
     {
-        var pending = _handedToNative;
+        var pending = handedToNative;
         if (pending is null || pending.Count == 0) return;
         foreach (var t in pending) t.Dispose();
         pending.Clear();

@@ -41,7 +41,7 @@ public static class ProcessMemory
     /// </summary>
     public static long? NativeHeapInUseBytes()
     {
-        if (!OperatingSystem.IsLinux() || s_noMallinfo2) return null;
+        if (!OperatingSystem.IsLinux() || noMallinfo2) return null;
         try
         {
             var info = mallinfo2();
@@ -49,12 +49,12 @@ public static class ProcessMemory
         }
         catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
         {
-            s_noMallinfo2 = true;
+            noMallinfo2 = true;
             return null;
         }
     }
 
-    private static bool s_noMallinfo2;
+    private static bool noMallinfo2;
 
     [DllImport("libc", EntryPoint = "mallinfo2")]
     private static extern MallInfo2 mallinfo2();

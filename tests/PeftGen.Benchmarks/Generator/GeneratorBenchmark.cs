@@ -100,18 +100,18 @@ public static class GeneratorBenchmark
     private const int ExpectedAdaptedProjections = 24 * 7;
 
     /// <summary>PeftGen's tracking names (generators/PeftGen.Generators/TrackingNames.cs, internal there).</summary>
-    private static readonly string[] s_generatorSteps = ["ModelParses", "ModuleParses", "Models", "Modules", "AllModules", "ResolvedModels", "Diagnostics", "Sites"];
+    private static readonly string[] GeneratorSteps = ["ModelParses", "ModuleParses", "Models", "Modules", "AllModules", "ResolvedModels", "Diagnostics", "Sites"];
 
-    private static readonly CSharpParseOptions s_parseOptions = new(LanguageVersion.CSharp13);
+    private static readonly CSharpParseOptions ParseOptions = new(LanguageVersion.CSharp13);
 
     // What `dotnet build -c Release` asks of the compiler, minus analyzers other than the generator.
-    private static readonly CSharpCompilationOptions s_compilationOptions = new(
+    private static readonly CSharpCompilationOptions CompilationOptions = new(
         OutputKind.DynamicallyLinkedLibrary,
         optimizationLevel: OptimizationLevel.Release,
         nullableContextOptions: NullableContextOptions.Enable,
         deterministic: true);
 
-    private static readonly EmitOptions s_emitOptions = new(debugInformationFormat: DebugInformationFormat.PortablePdb);
+    private static readonly EmitOptions PortablePdbEmitOptions = new(debugInformationFormat: DebugInformationFormat.PortablePdb);
 
     /// <summary>Runs every series: 5 warm-up + 15 timed iterations, or 2 + 3 when <paramref name="quick"/>.</summary>
     public static GeneratorMeasurement Run(bool quick)
@@ -148,8 +148,8 @@ public static class GeneratorBenchmark
         bool outputUnchanged = edits.Outputs.All(output => output.SequenceEqual(generated.Select(g => (g.Path, g.Text.ToString()))));
         var generatorSteps = edits.Steps.Where(s => s.Kind == "generator").ToList();
         var outputSteps = edits.Steps.Where(s => s.Kind == "output").ToList();
-        if (generatorSteps.Count != s_generatorSteps.Length)
-            throw new InvalidOperationException($"Expected PeftGen's steps {string.Join(", ", s_generatorSteps)} in the run (renamed in TrackingNames.cs?).");
+        if (generatorSteps.Count != GeneratorSteps.Length)
+            throw new InvalidOperationException($"Expected PeftGen's steps {string.Join(", ", GeneratorSteps)} in the run (renamed in TrackingNames.cs?).");
         double Median(IEnumerable<Timing> timings, Func<Timing, double> value) => Stats.Median(timings.Select(value).ToList());
         double MedianAdded(Func<Timing, double> value) => Stats.Median(with.Zip(without, (w, o) => value(w) - value(o)).ToList());
         return new GeneratorMeasurement(
@@ -193,8 +193,8 @@ public static class GeneratorBenchmark
     /// <summary>Wall and process CPU time since <see cref="Start"/>.</summary>
     private sealed class Clock
     {
-        private readonly Stopwatch _wall = Stopwatch.StartNew();
-        private readonly TimeSpan _cpu = Environment.CpuUsage.TotalTime;
+        private readonly Stopwatch wall = Stopwatch.StartNew();
+        private readonly TimeSpan cpu = Environment.CpuUsage.TotalTime;
 
         public static Clock Start()
         {
@@ -205,9 +205,9 @@ public static class GeneratorBenchmark
             return new Clock();
         }
 
-        public TimeSpan Elapsed => _wall.Elapsed;
+        public TimeSpan Elapsed => wall.Elapsed;
 
-        public Timing Stop() => new(_wall.Elapsed.TotalMilliseconds, (Environment.CpuUsage.TotalTime - _cpu).TotalMilliseconds);
+        public Timing Stop() => new(wall.Elapsed.TotalMilliseconds, (Environment.CpuUsage.TotalTime - cpu).TotalMilliseconds);
     }
 
     private static Timing CompileWithoutGenerator(ImmutableArray<SourceFile> sources, ImmutableArray<MetadataReference> references)
@@ -274,7 +274,7 @@ public static class GeneratorBenchmark
             outputs.Add(driver.GetRunResult().Results.Single().GeneratedSources.Select(s => (s.HintName, s.SourceText.ToString())).ToList());
             // TrackedSteps also holds the source outputs' steps; TrackedOutputSteps tells which those are.
             Tally(reasons, result.TrackedSteps, step =>
-                s_generatorSteps.Contains(step) ? "generator" : result.TrackedOutputSteps.ContainsKey(step) ? "output" : "roslyn");
+                GeneratorSteps.Contains(step) ? "generator" : result.TrackedOutputSteps.ContainsKey(step) ? "output" : "roslyn");
         }
 
         var steps = reasons
@@ -325,14 +325,14 @@ public static class GeneratorBenchmark
     private static CSharpCompilation CreateCompilation(ImmutableArray<SourceFile> sources, ImmutableArray<MetadataReference> references)
         => CSharpCompilation.Create(
             "GeneratorBench",
-            sources.Select(s => CSharpSyntaxTree.ParseText(s.Text, s_parseOptions, s.Path)),
+            sources.Select(s => CSharpSyntaxTree.ParseText(s.Text, ParseOptions, s.Path)),
             references,
-            s_compilationOptions);
+            CompilationOptions);
 
     private static GeneratorDriver CreateDriver(IIncrementalGenerator generator, bool trackSteps)
         => CSharpGeneratorDriver.Create(
             [generator.AsSourceGenerator()],
-            parseOptions: s_parseOptions,
+            parseOptions: ParseOptions,
             driverOptions: new GeneratorDriverOptions(IncrementalGeneratorOutputKind.None, trackIncrementalGeneratorSteps: trackSteps));
 
     /// <summary>Emits the assembly and its portable PDB to memory; fails on any compile error.</summary>
@@ -340,7 +340,7 @@ public static class GeneratorBenchmark
     {
         using var pe = new MemoryStream();
         using var pdb = new MemoryStream();
-        var result = compilation.Emit(pe, pdb, options: s_emitOptions);
+        var result = compilation.Emit(pe, pdb, options: PortablePdbEmitOptions);
         if (!result.Success)
         {
             var errors = result.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error).Take(10);

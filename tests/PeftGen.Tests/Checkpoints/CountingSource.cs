@@ -9,7 +9,7 @@ namespace PeftGen.Tests.Checkpoints;
 /// <summary>Passes a checkpoint source through, counting reads and how many read tensors are alive at once.</summary>
 public sealed class CountingSource(ICheckpointSource inner) : ICheckpointSource
 {
-    private readonly List<Tensor> _handedOut = new();
+    private readonly List<Tensor> handedOut = new();
 
     public int Reads { get; private set; }
 
@@ -30,9 +30,9 @@ public sealed class CountingSource(ICheckpointSource inner) : ICheckpointSource
     {
         Reads++;
         var tensor = inner.Read(name);
-        _handedOut.RemoveAll(t => t.IsInvalid);
-        _handedOut.Add(tensor);
-        MostAlive = Math.Max(MostAlive, _handedOut.Count);
+        handedOut.RemoveAll(t => t.IsInvalid);
+        handedOut.Add(tensor);
+        MostAlive = Math.Max(MostAlive, handedOut.Count);
         return tensor;
     }
 

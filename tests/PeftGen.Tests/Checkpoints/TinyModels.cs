@@ -13,24 +13,24 @@ namespace PeftGen.Tests.Checkpoints;
 /// </summary>
 public abstract class ListedModel : nn.Module<Tensor, Tensor>, IPeftModel
 {
-    private readonly List<PeftLayer> _layers = new();
-    private readonly Dictionary<string, nn.Module> _byPath = new(StringComparer.Ordinal);
+    private readonly List<PeftLayer> layers = new();
+    private readonly Dictionary<string, nn.Module> byPath = new(StringComparer.Ordinal);
 
     protected ListedModel(string name, ModelDims dims) : base(name) => Dims = dims;
 
     public ModelDims Dims { get; }
 
-    public IReadOnlyList<PeftLayer> Layers => _layers;
+    public IReadOnlyList<PeftLayer> Layers => layers;
 
-    public T Layer<T>(string path) where T : nn.Module => (T)_byPath[path];
+    public T Layer<T>(string path) where T : nn.Module => (T)byPath[path];
 
     public IEnumerable<(string Path, LoraLinear Projection)> ProjectionLayers
-        => _layers.Where(l => l.Module is LoraLinear).Select(l => (l.Path, (LoraLinear)l.Module));
+        => layers.Where(l => l.Module is LoraLinear).Select(l => (l.Path, (LoraLinear)l.Module));
 
     protected T Add<T>(string path, PeftLayerKind kind, T module, WeightLayout layout = WeightLayout.OutIn) where T : nn.Module
     {
-        _layers.Add(new PeftLayer(path, kind, module, layout, Trainable: false));
-        _byPath.Add(path, module);
+        layers.Add(new PeftLayer(path, kind, module, layout, Trainable: false));
+        byPath.Add(path, module);
         register_module(path.Replace('.', '_'), module);
         return module;
     }
@@ -48,22 +48,22 @@ public sealed record Gpt2Config(int Vocab = 50, int Positions = 16, int Width = 
 /// <summary>A GPT-2-like model with GPT2LMHeadModel's key names (<c>transformer.h.0.attn.c_attn</c>), Conv1D projections and a tied head.</summary>
 public sealed class TinyGpt2 : ListedModel
 {
-    private readonly Gpt2Config _config;
-    private readonly string _root;
+    private readonly Gpt2Config config;
+    private readonly string root;
 
     /// <param name="separateHead">Give the model its own <c>lm_head</c> projection instead of using the token embedding.</param>
     /// <param name="root">The path of the transformer's layers: GPT2LMHeadModel's <c>transformer.</c>, or "" as GPT2Model names them.</param>
     public TinyGpt2(Gpt2Config config, bool separateHead = false, ScalarType dtype = ScalarType.Float32, string root = "transformer.")
         : base(nameof(TinyGpt2), new ModelDims(new Dictionary<string, long> { ["Width"] = config.Width, ["Vocab"] = config.Vocab }))
     {
-        _config = config;
-        _root = root;
+        this.config = config;
+        this.root = root;
         long d = config.Width;
-        Add($"{_root}wte", PeftLayerKind.TokenEmbedding, new TokenEmbedding(config.Vocab, d, dtype: dtype));
-        Add($"{_root}wpe", PeftLayerKind.Embedding, nn.Embedding(config.Positions, d, dtype: dtype));
+        Add($"{this.root}wte", PeftLayerKind.TokenEmbedding, new TokenEmbedding(config.Vocab, d, dtype: dtype));
+        Add($"{this.root}wpe", PeftLayerKind.Embedding, nn.Embedding(config.Positions, d, dtype: dtype));
         for (var i = 0; i < config.Blocks; i++)
         {
-            var h = $"{_root}h.{i}";
+            var h = $"{this.root}h.{i}";
             Add($"{h}.ln_1", PeftLayerKind.LayerNorm, nn.LayerNorm(d, dtype: dtype));
             Projection($"{h}.attn.c_attn", d, 3 * d, true, WeightLayout.InOut, dtype);
             Projection($"{h}.attn.c_proj", d, d, true, WeightLayout.InOut, dtype);
@@ -71,7 +71,7 @@ public sealed class TinyGpt2 : ListedModel
             Projection($"{h}.mlp.c_fc", d, 4 * d, true, WeightLayout.InOut, dtype);
             Projection($"{h}.mlp.c_proj", 4 * d, d, true, WeightLayout.InOut, dtype);
         }
-        Add($"{_root}ln_f", PeftLayerKind.LayerNorm, nn.LayerNorm(d, dtype: dtype));
+        Add($"{this.root}ln_f", PeftLayerKind.LayerNorm, nn.LayerNorm(d, dtype: dtype));
         if (separateHead) Projection("lm_head", d, config.Vocab, false, WeightLayout.OutIn, dtype);
     }
 
@@ -79,23 +79,23 @@ public sealed class TinyGpt2 : ListedModel
     {
         using var scope = NewDisposeScope();
         var (batch, length) = (ids.shape[0], ids.shape[1]);
-        var x = Layer<TokenEmbedding>($"{_root}wte").forward(ids)
-            .add(Layer<Embedding>($"{_root}wpe").forward(arange(length, dtype: ScalarType.Int64)));
-        for (var i = 0; i < _config.Blocks; i++)
+        var x = Layer<TokenEmbedding>($"{root}wte").forward(ids)
+            .add(Layer<Embedding>($"{root}wpe").forward(arange(length, dtype: ScalarType.Int64)));
+        for (var i = 0; i < config.Blocks; i++)
         {
-            var h = $"{_root}h.{i}";
+            var h = $"{root}h.{i}";
             var qkv = Layer<LoraLinear>($"{h}.attn.c_attn").forward(Layer<LayerNorm>($"{h}.ln_1").forward(x)).chunk(3, -1);
             var attended = TinyMath.CausalAttention(
-                TinyMath.Heads(qkv[0], _config.Heads), TinyMath.Heads(qkv[1], _config.Heads), TinyMath.Heads(qkv[2], _config.Heads));
+                TinyMath.Heads(qkv[0], config.Heads), TinyMath.Heads(qkv[1], config.Heads), TinyMath.Heads(qkv[2], config.Heads));
             x = x.add(Layer<LoraLinear>($"{h}.attn.c_proj").forward(TinyMath.MergeHeads(attended)));
             var hidden = nn.functional.gelu(Layer<LoraLinear>($"{h}.mlp.c_fc").forward(Layer<LayerNorm>($"{h}.ln_2").forward(x)));
             x = x.add(Layer<LoraLinear>($"{h}.mlp.c_proj").forward(hidden));
         }
-        x = Layer<LayerNorm>($"{_root}ln_f").forward(x);
+        x = Layer<LayerNorm>($"{root}ln_f").forward(x);
         var logits = Layers.Any(l => l.Path == "lm_head")
             ? Layer<LoraLinear>("lm_head").forward(x)
-            : x.matmul(Layer<TokenEmbedding>($"{_root}wte").Weight.t());
-        return logits.reshape(batch, length, _config.Vocab).MoveToOuterDisposeScope();
+            : x.matmul(Layer<TokenEmbedding>($"{root}wte").Weight.t());
+        return logits.reshape(batch, length, config.Vocab).MoveToOuterDisposeScope();
     }
 }
 
@@ -104,12 +104,12 @@ public sealed record LlamaConfig(int Vocab = 40, int Width = 16, int Heads = 4, 
 /// <summary>A Llama-like model with LlamaForCausalLM's key names: RMSNorm, rotary positions, grouped-query attention, SwiGLU, untied head.</summary>
 public sealed class TinyLlama : ListedModel
 {
-    private readonly LlamaConfig _config;
+    private readonly LlamaConfig config;
 
     public TinyLlama(LlamaConfig config, ScalarType dtype = ScalarType.Float32)
         : base(nameof(TinyLlama), new ModelDims(new Dictionary<string, long> { ["Width"] = config.Width, ["Vocab"] = config.Vocab }))
     {
-        _config = config;
+        this.config = config;
         long d = config.Width, headDim = config.Width / config.Heads;
         Add("model.embed_tokens", PeftLayerKind.TokenEmbedding, new TokenEmbedding(config.Vocab, d, dtype: dtype));
         for (var i = 0; i < config.Blocks; i++)
@@ -133,14 +133,14 @@ public sealed class TinyLlama : ListedModel
     {
         using var scope = NewDisposeScope();
         var x = Layer<TokenEmbedding>("model.embed_tokens").forward(ids);
-        var repeat = _config.Heads / _config.KvHeads;
-        for (var i = 0; i < _config.Blocks; i++)
+        var repeat = config.Heads / config.KvHeads;
+        for (var i = 0; i < config.Blocks; i++)
         {
             var l = $"model.layers.{i}";
             var h = Layer<RmsNorm>($"{l}.input_layernorm").forward(x);
-            var q = TinyMath.Rope(TinyMath.Heads(Layer<LoraLinear>($"{l}.self_attn.q_proj").forward(h), _config.Heads));
-            var k = TinyMath.Rope(TinyMath.Heads(Layer<LoraLinear>($"{l}.self_attn.k_proj").forward(h), _config.KvHeads)).repeat_interleave(repeat, dim: 1);
-            var v = TinyMath.Heads(Layer<LoraLinear>($"{l}.self_attn.v_proj").forward(h), _config.KvHeads).repeat_interleave(repeat, dim: 1);
+            var q = TinyMath.Rope(TinyMath.Heads(Layer<LoraLinear>($"{l}.self_attn.q_proj").forward(h), config.Heads));
+            var k = TinyMath.Rope(TinyMath.Heads(Layer<LoraLinear>($"{l}.self_attn.k_proj").forward(h), config.KvHeads)).repeat_interleave(repeat, dim: 1);
+            var v = TinyMath.Heads(Layer<LoraLinear>($"{l}.self_attn.v_proj").forward(h), config.KvHeads).repeat_interleave(repeat, dim: 1);
             x = x.add(Layer<LoraLinear>($"{l}.self_attn.o_proj").forward(TinyMath.MergeHeads(TinyMath.CausalAttention(q, k, v))));
             h = Layer<RmsNorm>($"{l}.post_attention_layernorm").forward(x);
             var gated = nn.functional.silu(Layer<LoraLinear>($"{l}.mlp.gate_proj").forward(h)).mul(Layer<LoraLinear>($"{l}.mlp.up_proj").forward(h));

@@ -251,9 +251,9 @@ public sealed class SevenBWidthMemoryTests(ITestOutputHelper output)
     /// </summary>
     private sealed class PeakPerRead(ICheckpointSource inner) : ICheckpointSource
     {
-        private string? _current;
-        private long _start;
-        private long _peak;
+        private string? current;
+        private long start;
+        private long peak;
 
         public List<(string Key, long Growth)> GrowthPerTensor { get; } = new();
 
@@ -273,8 +273,8 @@ public sealed class SevenBWidthMemoryTests(ITestOutputHelper output)
             // What the C heap keeps resident of the tensors already done is not this tensor's cost: give it back first.
             NativeHeap.Trim();
             ProcessMemory.TryResetPeak();
-            _start = ProcessMemory.CurrentResidentBytes();
-            _current = name;
+            start = ProcessMemory.CurrentResidentBytes();
+            current = name;
             return inner.Read(name);
         }
 
@@ -282,15 +282,15 @@ public sealed class SevenBWidthMemoryTests(ITestOutputHelper output)
         public long Finish()
         {
             Close();
-            return _peak;
+            return peak;
         }
 
         private void Close()
         {
             var peak = ProcessMemory.PeakResidentBytes();
-            _peak = Math.Max(_peak, peak);
-            if (_current is not null) GrowthPerTensor.Add((_current, peak - _start));
-            _current = null;
+            this.peak = Math.Max(this.peak, peak);
+            if (current is not null) GrowthPerTensor.Add((current, peak - start));
+            current = null;
         }
 
         public void Dispose() => inner.Dispose();

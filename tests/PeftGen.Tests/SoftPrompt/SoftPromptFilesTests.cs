@@ -15,11 +15,11 @@ namespace PeftGen.Tests.SoftPrompt;
 public sealed class SoftPromptFilesTests : IDisposable
 {
     private const long Vocab = 30, Dim = 16, Context = 32;
-    private readonly string _folder = Path.Combine(Path.GetTempPath(), "peftgen-softprompt-" + Guid.NewGuid().ToString("N"));
+    private readonly string folder = Path.Combine(Path.GetTempPath(), "peftgen-softprompt-" + Guid.NewGuid().ToString("N"));
 
     public void Dispose()
     {
-        if (Directory.Exists(_folder)) Directory.Delete(_folder, recursive: true);
+        if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
     }
 
     private static TinyPromptLm CopyOfBase(TinyPromptLm source)
@@ -38,7 +38,7 @@ public sealed class SoftPromptFilesTests : IDisposable
 
     private string Folder(string name)
     {
-        var path = Path.Combine(_folder, name);
+        var path = Path.Combine(folder, name);
         Directory.CreateDirectory(path);
         return path;
     }
@@ -54,10 +54,10 @@ public sealed class SoftPromptFilesTests : IDisposable
         var ids = randint(0, Vocab, new long[] { 2, 6 }, dtype: ScalarType.Int64);
         var expected = trained.forward(ids, null);
 
-        trained.SaveSoftPrompt(_folder, "default", "tiny-gpt");
+        trained.SaveSoftPrompt(folder, "default", "tiny-gpt");
 
         using var fresh = CopyOfBase(trained);
-        var loaded = fresh.LoadSoftPrompt(_folder, "tenant");
+        var loaded = fresh.LoadSoftPrompt(folder, "tenant");
         Assert.Equal(TensorHash.Of(expected), TensorHash.Of(fresh.forward(ids, null)));
         Assert.Equal("tenant", fresh.Embedding.ActiveSoftPrompt);
         Assert.False(loaded.Embeddings.requires_grad);
@@ -65,7 +65,7 @@ public sealed class SoftPromptFilesTests : IDisposable
 
         // Loading into an existing prompt of the same length replaces its values.
         fresh.Embedding.AddSoftPrompt("other", new SoftPromptConfig(5));
-        fresh.LoadSoftPrompt(_folder, "other");
+        fresh.LoadSoftPrompt(folder, "other");
         using (AdapterContext.Use(softPrompt: "other"))
             Assert.Equal(TensorHash.Of(expected), TensorHash.Of(fresh.forward(ids, null)));
     }
@@ -75,11 +75,11 @@ public sealed class SoftPromptFilesTests : IDisposable
     {
         using var embedding = new TokenEmbedding(50257, 8);
         var prompt = embedding.AddSoftPrompt("default", new SoftPromptConfig(4, SoftPromptInit.Text, "Hello world", PeftTokenizer.Gpt2));
-        SoftPromptFiles.Save(embedding, _folder, "default", "gpt2", numLayers: 12, numAttentionHeads: 12);
+        SoftPromptFiles.Save(embedding, folder, "default", "gpt2", numLayers: 12, numAttentionHeads: 12);
 
         Assert.Equal(new[] { "adapter_config.json", "adapter_model.safetensors" },
-            Directory.GetFiles(_folder).Select(Path.GetFileName).OrderBy(n => n, StringComparer.Ordinal));
-        using (var file = SafeTensorsFile.Open(Path.Combine(_folder, "adapter_model.safetensors")))
+            Directory.GetFiles(folder).Select(Path.GetFileName).OrderBy(n => n, StringComparer.Ordinal));
+        using (var file = SafeTensorsFile.Open(Path.Combine(folder, "adapter_model.safetensors")))
         {
             Assert.Equal(new[] { "prompt_embeddings" }, file.Names);
             var (dtype, shape) = file.TensorInfo("prompt_embeddings");
@@ -88,12 +88,12 @@ public sealed class SoftPromptFilesTests : IDisposable
             Assert.Equal("pt", file.Metadata["format"]);
             Assert.Equal(TensorHash.Of(prompt.Embeddings), TensorHash.Of(file.Read("prompt_embeddings")));
         }
-        var config = Assert.IsType<PromptTuningAdapterConfig>(PeftAdapterConfig.Read(Path.Combine(_folder, "adapter_config.json")));
+        var config = Assert.IsType<PromptTuningAdapterConfig>(PeftAdapterConfig.Read(Path.Combine(folder, "adapter_config.json")));
         Assert.Equal((PeftType.PromptTuning, "CAUSAL_LM", 4, (int?)8, (int?)1), (config.PeftType, config.TaskType, config.NumVirtualTokens, config.TokenDim, config.NumTransformerSubmodules));
         Assert.Equal((SoftPromptInit.Text, "Hello world", "gpt2", "gpt2"), (config.Init, config.InitText, config.TokenizerNameOrPath, config.BaseModelNameOrPath));
         Assert.Equal(((int?)12, (int?)12), (config.NumLayers, config.NumAttentionHeads));
         Assert.True(config.InferenceMode);
-        var json = File.ReadAllText(Path.Combine(_folder, "adapter_config.json"));
+        var json = File.ReadAllText(Path.Combine(folder, "adapter_config.json"));
         Assert.Contains("\"peft_type\": \"PROMPT_TUNING\"", json);
         Assert.Contains("\"prompt_tuning_init\": \"TEXT\"", json);
     }
@@ -105,8 +105,8 @@ public sealed class SoftPromptFilesTests : IDisposable
     {
         using var embedding = new TokenEmbedding(30, 8);
         embedding.AddSoftPrompt("p", new SoftPromptConfig(3, init));
-        SoftPromptFiles.Save(embedding, _folder, "p");
-        var json = File.ReadAllText(Path.Combine(_folder, "adapter_config.json"));
+        SoftPromptFiles.Save(embedding, folder, "p");
+        var json = File.ReadAllText(Path.Combine(folder, "adapter_config.json"));
         Assert.Contains($"\"prompt_tuning_init\": \"{name}\"", json);
         Assert.Contains("\"prompt_tuning_init_text\": null", json);
         Assert.Contains("\"tokenizer_name_or_path\": null", json);
@@ -188,18 +188,18 @@ public sealed class SoftPromptFilesTests : IDisposable
         Assert.Contains("adapter_model.safetensors", missing.Message);
 
         var truncated = Folder("truncated");
-        File.Copy(Path.Combine(_folder, "good", "adapter_config.json"), Path.Combine(truncated, "adapter_config.json"));
-        var bytes = File.ReadAllBytes(Path.Combine(_folder, "good", "adapter_model.safetensors"));
+        File.Copy(Path.Combine(folder, "good", "adapter_config.json"), Path.Combine(truncated, "adapter_config.json"));
+        var bytes = File.ReadAllBytes(Path.Combine(folder, "good", "adapter_model.safetensors"));
         File.WriteAllBytes(Path.Combine(truncated, "adapter_model.safetensors"), bytes[..^7]);
         Assert.Throws<PeftFormatException>(() => model.LoadSoftPrompt(truncated, "default"));
 
         var badJson = Folder("badjson");
         File.WriteAllText(Path.Combine(badJson, "adapter_config.json"), "{ \"peft_type\": ");
-        File.Copy(Path.Combine(_folder, "good", "adapter_model.safetensors"), Path.Combine(badJson, "adapter_model.safetensors"));
+        File.Copy(Path.Combine(folder, "good", "adapter_model.safetensors"), Path.Combine(badJson, "adapter_model.safetensors"));
         Assert.Contains("JSON", Assert.Throws<PeftFormatException>(() => model.LoadSoftPrompt(badJson, "default")).Message);
 
         var nan = Folder("nan");
-        File.Copy(Path.Combine(_folder, "good", "adapter_config.json"), Path.Combine(nan, "adapter_config.json"));
+        File.Copy(Path.Combine(folder, "good", "adapter_config.json"), Path.Combine(nan, "adapter_config.json"));
         var values = randn(3, Dim);
         values[1, 2] = tensor(float.NaN);
         SafeTensorsFile.Save(Path.Combine(nan, "adapter_model.safetensors"), new Dictionary<string, Tensor> { ["prompt_embeddings"] = values });

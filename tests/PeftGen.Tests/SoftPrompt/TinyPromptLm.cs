@@ -16,7 +16,7 @@ namespace PeftGen.Tests.SoftPrompt;
 /// </summary>
 internal sealed class TinyPromptLm : nn.Module<Tensor, Tensor?, Tensor>, IPeftModel, ICausalLanguageModel
 {
-    private readonly long _heads;
+    private readonly long heads;
     private readonly TokenEmbedding wte;
     private readonly Parameter wpe;
     private readonly LayerNorm ln_1;
@@ -33,7 +33,7 @@ internal sealed class TinyPromptLm : nn.Module<Tensor, Tensor?, Tensor>, IPeftMo
     public TinyPromptLm(long vocab, long dim, long context, long heads = 2, ScalarType dtype = ScalarType.Float32, int loraRank = 0)
         : base(nameof(TinyPromptLm))
     {
-        _heads = heads;
+        this.heads = heads;
         // Small embeddings, as GPT-2 initialises them, so the block's output is not drowned in the residual stream.
         wte = new TokenEmbedding(vocab, dim, dtype: dtype);
         using (no_grad()) wte.Weight.mul_(0.1);
@@ -112,9 +112,9 @@ internal sealed class TinyPromptLm : nn.Module<Tensor, Tensor?, Tensor>, IPeftMo
 
     private Tensor Attention(Tensor x, Tensor? keyMask)
     {
-        long batch = x.shape[0], length = x.shape[1], dim = x.shape[2], headDim = dim / _heads;
+        long batch = x.shape[0], length = x.shape[1], dim = x.shape[2], headDim = dim / heads;
         var qkv = c_attn.forward(x).split(dim, 2);
-        Tensor Heads(Tensor t) => t.view(batch, length, _heads, headDim).transpose(1, 2);
+        Tensor Heads(Tensor t) => t.view(batch, length, heads, headDim).transpose(1, 2);
         var (q, k, v) = (Heads(qkv[0]), Heads(qkv[1]), Heads(qkv[2]));
         var scores = q.matmul(k.transpose(-2, -1)).div(Math.Sqrt(headDim));
         var allowed = ones(length, length, dtype: ScalarType.Bool, device: x.device).tril().view(1, 1, length, length);

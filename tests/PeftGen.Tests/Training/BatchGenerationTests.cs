@@ -10,7 +10,7 @@ namespace PeftGen.Tests.Training;
 [Collection(nameof(SerialTorchTests))]
 public sealed class BatchGenerationTests
 {
-    private readonly TinyCausalLm Model = new(dropout: 0.0, seed: 23);
+    private readonly TinyCausalLm model = new(dropout: 0.0, seed: 23);
 
     private static readonly IReadOnlyList<int>[] Prompts =
     [
@@ -20,7 +20,7 @@ public sealed class BatchGenerationTests
     [Fact]
     public void A_batch_gives_each_prompt_exactly_what_it_gets_alone()
     {
-        var generator = new TextGenerator(Model);
+        var generator = new TextGenerator(model);
         var options = new GenerationOptions { MaxNewTokens = 8, EndOfSequenceId = 0, Precision = TrainingPrecision.Float32, BatchSize = 2 };
         var batched = generator.GenerateBatch(Prompts, options);
         Assert.Equal(Prompts.Length, batched.Count);
@@ -30,7 +30,7 @@ public sealed class BatchGenerationTests
     [Fact]
     public void No_repeat_ngram_bans_every_trigram_already_in_the_sequence()
     {
-        var generator = new TextGenerator(Model);
+        var generator = new TextGenerator(model);
         var options = new GenerationOptions { MaxNewTokens = 30, NoRepeatNGramSize = 3, Precision = TrainingPrecision.Float32 };
         var free = generator.Generate(Prompts[2], options with { NoRepeatNGramSize = 0 });
         var constrained = generator.Generate(Prompts[2], options);
@@ -46,7 +46,7 @@ public sealed class BatchGenerationTests
     [Fact]
     public void End_of_sequence_is_not_chosen_before_the_minimum()
     {
-        var generator = new TextGenerator(Model);
+        var generator = new TextGenerator(model);
         var options = new GenerationOptions { MaxNewTokens = 5, Precision = TrainingPrecision.Float32 };
         int first = generator.Generate(Prompts[0], options)[0];
         // With the first greedy token as EOS the output is empty; with one token required it is not.
