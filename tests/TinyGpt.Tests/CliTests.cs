@@ -128,21 +128,21 @@ public sealed class CliTests : IDisposable
     public void Generate_completes_a_file_of_prompts_each_with_its_adapter_in_order()
     {
         var adapter = SavedLoraAdapter("tenant");
-        var input = Path.Combine(_folder, "requests.jsonl");
+        var input = Path.Combine(folder, "requests.jsonl");
         File.WriteAllText(input,
             "{\"prompt\": \"comedian (noun)\"}\n" +
             "{\"prompt\": \"paint (verb): he painted all day\", \"adapter\": \"tenant\"}\n\n" +
             "{\"prompt\": \"untidiness (noun)\", \"adapter\": null}\n");
         var (code, error) = Run("generate", "--input", input, "--max-new-tokens", "4", "--top-p", "0.9", "--temperature", "0.7", "--stop", ".");
         Assert.True(code == Cli.Success, error);
-        var lines = File.ReadAllLines(Path.Combine(_output, "generations.jsonl")).Select(l => JsonNode.Parse(l)!).ToArray();
+        var lines = File.ReadAllLines(Path.Combine(output, "generations.jsonl")).Select(l => JsonNode.Parse(l)!).ToArray();
         Assert.Equal(["comedian (noun)", "paint (verb): he painted all day", "untidiness (noun)"], lines.Select(l => (string)l["prompt"]!));
         Assert.Equal([null, adapter, null], lines.Select(l => (string?)l["adapter"]));
         Assert.All(lines, l => Assert.DoesNotContain(".", (string)l["completion"]!));
         // Records that share an adapter are decoded together: the same as decoding the prompt alone.
-        var alone = AdapterJobs.Generate(RunContext.Create(JobSettings.Default, "generate", Path.Combine(_folder, "alone"), "cpu"),
+        var alone = AdapterJobs.Generate(RunContext.Create(JobSettings.Default, "generate", Path.Combine(folder, "alone"), "cpu"),
             [new GenerationRequest("untidiness (noun)", null)], quantized: false, basePath: null, new Sampling(0, 0, 1, null, 4, []), writeFile: false);
-        var together = AdapterJobs.Generate(RunContext.Create(JobSettings.Default, "generate", Path.Combine(_folder, "together"), "cpu"),
+        var together = AdapterJobs.Generate(RunContext.Create(JobSettings.Default, "generate", Path.Combine(folder, "together"), "cpu"),
             [new GenerationRequest("comedian (noun)", null), new GenerationRequest("untidiness (noun)", null)], quantized: false, basePath: null, new Sampling(0, 0, 1, null, 4, []), writeFile: false);
         Assert.Equal(alone[0], together[1]);
     }
@@ -151,12 +151,12 @@ public sealed class CliTests : IDisposable
     public void Generate_refuses_a_missing_prompt_both_inputs_a_bad_top_p_and_a_bad_request_line()
     {
         Assert.Equal("error: generate needs --prompt TEXT or --input FILE.jsonl.", AssertInputError(["generate"], verboseTrace: false));
-        Assert.Equal("error: --prompt and --input: give one of them, not both.", AssertInputError(["generate", "--prompt", "x (noun)", "--input", _valid], verboseTrace: false));
+        Assert.Equal("error: --prompt and --input: give one of them, not both.", AssertInputError(["generate", "--prompt", "x (noun)", "--input", valid], verboseTrace: false));
         Assert.Equal("error: --top-p 0: must be above 0 and at most 1.", AssertInputError(["generate", "--prompt", "x (noun)", "--top-p", "0"], verboseTrace: false));
-        var input = Path.Combine(_folder, "requests.jsonl");
+        var input = Path.Combine(folder, "requests.jsonl");
         File.WriteAllText(input, "{\"prompt\": \"comedian (noun)\"}\n{\"prompt\": \"x\", \"adapter\": \"nowhere\"}\n");
         var line = AssertInputError(["generate", "--input", input], verboseTrace: true);
-        Assert.Equal($"error: {input}, line 2: the adapter folder '{Path.Combine(_folder, "nowhere")}' does not exist.", line);
+        Assert.Equal($"error: {input}, line 2: the adapter folder '{Path.Combine(folder, "nowhere")}' does not exist.", line);
     }
 
     [Fact]
