@@ -425,7 +425,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
                 $"Adapter '{_mergedAdapter}' is merged into this projection's base weight, so every row would get it: a merged projection cannot serve rows with different adapters. Unmerge it first (UnmergeAdapters).");
         if (training)
             throw new InvalidOperationException(
-                "Per-row adapters serve inference: this projection is in training mode, where LoRA dropout would draw its masks per adapter group. Call eval() on the model, or train each adapter on batches of its own.");
+                "Per-row adapters serve inference, as PEFT's adapter_names do: this projection is in training mode. Call eval() on the model, or train each adapter on batches of its own.");
         if (AdapterContext.RowAdaptersCheckedByModel) return;
         var missing = rows.Select((name, row) => (name, row)).Where(r => r.name is not null && !_configs.ContainsKey(r.name)).ToList();
         if (missing.Count > 0)
