@@ -388,8 +388,9 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     }
 
     // A mixed batch (PEFT's _mixed_batch_forward): the base ran once over every row; each adapter's update runs on the
-    // rows that name it only, at its own rank and scale, and those rows are written back in one copy. A row without an
-    // adapter, or whose adapter this projection does not have, keeps the base output, as a whole batch would.
+    // rows that name it only, at its own rank and scale, and is added into those rows of the base output in place (the
+    // output is this call's own tensor; the base's backward does not read it). A row without an adapter, or whose
+    // adapter this projection does not have, keeps the base output, as a whole batch would. Eval mode only: no dropout.
     private Tensor AddRowUpdates(Tensor output, Tensor x, IReadOnlyList<string?> rows)
     {
         CheckRows(x, rows);
@@ -400,18 +401,15 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             .ToList();
         if (groups.Count == 1 && groups[0].Count() == rows.Count) return AddUpdate(output, x, groups[0].Key);
 
-        var updatedRows = new List<long>();
-        var updated = new List<Tensor>();
         foreach (var group in groups)
         {
-            var rowIds = group.Select(r => r.Row).ToArray();
-            var index = tensor(rowIds, dtype: ScalarType.Int64, device: x.device);
-            updated.Add(AddUpdate(output.index_select(0, index), x.index_select(0, index), group.Key));
-            updatedRows.AddRange(rowIds);
+            var index = tensor(group.Select(r => r.Row).ToArray(), dtype: ScalarType.Int64, device: x.device);
+            var down = ComputePrecision.Cast(_loraA[group.Key].weight!);
+            var up = ComputePrecision.Cast(_loraB[group.Key].weight!);
+            var update = nn.functional.linear(nn.functional.linear(x.index_select(0, index).to(down.dtype), down), up);
+            output.index_add_(0, index, update.to(output.dtype), alpha: _configs[group.Key].Scale);
         }
-        if (updated.Count == 0) return output;
-        var all = tensor(updatedRows.ToArray(), dtype: ScalarType.Int64, device: x.device);
-        return output.index_copy(0, all, cat(updated, 0));
+        return output;
     }
 
     private void CheckRows(Tensor x, IReadOnlyList<string?> rows)
