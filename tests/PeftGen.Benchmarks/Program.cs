@@ -58,6 +58,16 @@ if (args.Length >= 1 && args[0] == "generation")
     return 0;
 }
 
+if (args.Length >= 1 && args[0] == "mixed-adapters")
+{
+    // Issue #19 item 3's number alone: one batch over several adapters, one per row, against the batch on one adapter.
+    var m = MixedAdapterBenchmark.Run(args.Contains("--quick") ? 3 : 15);
+    Console.WriteLine($"{m.Model}, {m.Rows} rows × {m.Tokens} tokens, forward, medians of {m.MixedSeconds.Length} alternating pairs:");
+    Console.WriteLine($"  wall time: one adapter {Stats.Median(m.OneAdapterSeconds) * 1000:F1} ms, {m.Adapters} adapters (interleaved rows) {Stats.Median(m.MixedSeconds) * 1000:F1} ms; median ratio {m.Ratio:F2}x (goal <= 1.3x: {(m.Ratio <= 1.3 ? "met" : "not met")})");
+    Console.WriteLine($"  CPU time:  one adapter {Stats.Median(m.OneAdapterCpuSeconds) * 1000:F1} ms, {m.Adapters} adapters {Stats.Median(m.MixedCpuSeconds) * 1000:F1} ms; median ratio {m.CpuRatio:F2}x (goal <= 1.3x: {(m.CpuRatio <= 1.3 ? "met" : "not met")})");
+    return 0;
+}
+
 // big-child CASE CHECKPOINT STEPS: one big-model case (build, load, train) in its own process.
 if (args.Length == 4 && args[0] == "big-child")
 {

@@ -17,7 +17,9 @@ namespace PeftGen;
 /// <remarks>
 /// A is <c>Rank × In</c>, Kaiming-uniform initialised (a = √5); B is <c>Out × Rank</c>, zeros, so a new adapter
 /// starts as the identity update. Dropout applies to the LoRA path only, in training mode only. The adapter used
-/// by a call is <see cref="AdapterContext.Adapter"/> when a scope chose one, else <see cref="ActiveAdapter"/>.
+/// by a call is <see cref="AdapterContext.Adapter"/> when a scope chose one, else <see cref="ActiveAdapter"/>; under
+/// <see cref="AdapterContext.UsePerRow(IPeftModel, IReadOnlyList{string?}?, IReadOnlyList{string?}?)"/> each row of the
+/// batch gets its own (the base runs once for all rows, each adapter on its rows only).
 /// The base's storage is its own type (<see cref="Base"/>): a <see cref="FloatBaseWeight"/> (float32, or bfloat16 /
 /// float16 for a frozen base) registered as <c>weight</c>, or an <see cref="Nf4BaseWeight"/> in 4 bits; this class
 /// keeps the adapters, the forward and merging.
@@ -357,31 +359,77 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         // input's dtype, using its storage as is when that already has it (see BaseWeight.Linear).
         var x = ComputePrecision.Cast(input);
         var output = baseWeight.Linear(x, bias);
-        var adapter = SelectAdapter();
-        if (adapter is not null)
-        {
-            var config = configs[adapter];
-            var down = ComputePrecision.Cast(loraA[adapter].weight!);
-            var up = ComputePrecision.Cast(loraB[adapter].weight!);
-            // The registered nn.Dropout keeps PEFT's module layout and the train/eval switch; the mask comes from
-            // LoraDropout, which is several times faster on the CPU.
-            var xa = x.to(down.dtype);
-            if (loraDropout[adapter].training && config.Dropout > 0) xa = LoraDropout.Apply(xa, config.Dropout);
-            var projected = nn.functional.linear(xa, down);
-            if (up.dtype == output.dtype && output.dim() >= 1)
-            {
-                // output + scale · down·Bᵀ in one GEMM that accumulates into the base output: no out-sized update
-                // tensor, no separate scale and add passes (forward or backward).
-                long rank = up.shape[1];
-                output = output.reshape(-1, OutFeatures).addmm(projected.reshape(-1, rank), up.t(), beta: 1, alpha: (float)config.Scale).view(output.shape);
-            }
-            else
-            {
-                var update = nn.functional.linear(projected, up).mul(config.Scale);
-                output = output.add(update.to(output.dtype));
-            }
-        }
+        var rows = AdaptersDisabled || AdapterContext.AdaptersDisabled ? null : AdapterContext.RowAdapters;
+        if (rows is not null) output = AddRowUpdates(output, x, rows);
+        else if (SelectAdapter() is { } adapter) output = AddUpdate(output, x, adapter);
         return output.MoveToOuterDisposeScope();
+    }
+
+    // output + scale · B(A(dropout(x))) for one adapter, on every row of x.
+    private Tensor AddUpdate(Tensor output, Tensor x, string adapter)
+    {
+        var config = configs[adapter];
+        var down = ComputePrecision.Cast(loraA[adapter].weight!);
+        var up = ComputePrecision.Cast(loraB[adapter].weight!);
+        // The registered nn.Dropout keeps PEFT's module layout and the train/eval switch; the mask comes from
+        // LoraDropout, which is several times faster on the CPU.
+        var xa = x.to(down.dtype);
+        if (loraDropout[adapter].training && config.Dropout > 0) xa = LoraDropout.Apply(xa, config.Dropout);
+        var projected = nn.functional.linear(xa, down);
+        if (up.dtype == output.dtype && output.dim() >= 1)
+        {
+            // output + scale · down·Bᵀ in one GEMM that accumulates into the base output: no out-sized update
+            // tensor, no separate scale and add passes (forward or backward).
+            long rank = up.shape[1];
+            return output.reshape(-1, OutFeatures).addmm(projected.reshape(-1, rank), up.t(), beta: 1, alpha: (float)config.Scale).view(output.shape);
+        }
+        var update = nn.functional.linear(projected, up).mul(config.Scale);
+        return output.add(update.to(output.dtype));
+    }
+
+    // A mixed batch (PEFT's _mixed_batch_forward): the base ran once over every row; each adapter's update runs on the
+    // rows that name it only, at its own rank and scale, and is added into those rows of the base output in place (the
+    // output is this call's own tensor; the base's backward does not read it). A row without an adapter, or whose
+    // adapter this projection does not have, keeps the base output, as a whole batch would. Eval mode only: no dropout.
+    private Tensor AddRowUpdates(Tensor output, Tensor x, IReadOnlyList<string?> rows)
+    {
+        CheckRows(x, rows);
+        var groups = rows
+            .Select((name, row) => (Name: name, Row: (long)row))
+            .Where(r => r.Name is not null && configs.ContainsKey(r.Name))
+            .GroupBy(r => r.Name!, StringComparer.Ordinal)
+            .ToList();
+        if (groups.Count == 1 && groups[0].Count() == rows.Count) return AddUpdate(output, x, groups[0].Key);
+
+        foreach (var group in groups)
+        {
+            var index = tensor(group.Select(r => r.Row).ToArray(), dtype: ScalarType.Int64, device: x.device);
+            var down = ComputePrecision.Cast(loraA[group.Key].weight!);
+            var up = ComputePrecision.Cast(loraB[group.Key].weight!);
+            var update = nn.functional.linear(nn.functional.linear(x.index_select(0, index).to(down.dtype), down), up);
+            output.index_add_(0, index, update.to(output.dtype), alpha: configs[group.Key].Scale);
+        }
+        return output;
+    }
+
+    private void CheckRows(Tensor x, IReadOnlyList<string?> rows)
+    {
+        if (x.dim() < 2 || x.shape[0] != rows.Count)
+            throw new ArgumentException(
+                $"The per-row selection names {rows.Count} rows, but this projection's input [{string.Join(", ", x.shape)}] has " +
+                $"{(x.dim() < 2 ? "no batch dimension" : $"{x.shape[0]} rows")}; give one entry per row of the batch (dimension 0).");
+        if (mergedAdapter is not null)
+            throw new InvalidOperationException(
+                $"Adapter '{mergedAdapter}' is merged into this projection's base weight, so every row would get it: a merged projection cannot serve rows with different adapters. Unmerge it first (UnmergeAdapters).");
+        if (training)
+            throw new InvalidOperationException(
+                "Per-row adapters serve inference, as PEFT's adapter_names do: this projection is in training mode. Call eval() on the model, or train each adapter on batches of its own.");
+        if (AdapterContext.RowAdaptersCheckedByModel) return;
+        var missing = rows.Select((name, row) => (name, row)).Where(r => r.name is not null && !configs.ContainsKey(r.name)).ToList();
+        if (missing.Count > 0)
+            throw new KeyNotFoundException(
+                $"No LoRA adapter named {string.Join(", ", missing.Select(m => $"'{m.name}' (row {m.row})"))} on this projection; its adapters: " +
+                $"{(configs.Count == 0 ? "none" : string.Join(", ", configs.Keys))}. If an adapter targets other projections only, pass the model to AdapterContext.UsePerRow(model, ...).");
     }
 
     private string? SelectAdapter()

@@ -22,7 +22,10 @@ namespace PeftGen;
 /// <para>
 /// The prompt used by a call is <see cref="AdapterContext.SoftPrompt"/> when a scope chose one, else
 /// <see cref="ActiveSoftPrompt"/>; <see cref="AdapterContext.BaseOnly"/> and <see cref="SoftPromptsDisabled"/> turn
-/// prompts off. Prompts live under <c>soft_prompts.{name}.prompt_embeddings</c>.
+/// prompts off. Under <see cref="AdapterContext.UsePerRow(IPeftModel, IReadOnlyList{string?}?, IReadOnlyList{string?}?)"/>
+/// each row gets its own prompt, when all rows' prompts have the same number of virtual tokens (rows with and without a
+/// prompt, or with prompts of different lengths, are refused: their sequences would differ in length). Prompts live
+/// under <c>soft_prompts.{name}.prompt_embeddings</c>.
 /// </para>
 /// </remarks>
 public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
@@ -64,7 +67,7 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
     public bool SoftPromptsDisabled { get; set; }
 
     /// <summary>The number of virtual tokens the current call prepends (0 when no prompt is selected).</summary>
-    public int VirtualTokens => SelectSoftPrompt()?.VirtualTokens ?? 0;
+    public int VirtualTokens => SelectRowSoftPrompts() is { } rows ? rows[0]?.VirtualTokens ?? 0 : SelectSoftPrompt()?.VirtualTokens ?? 0;
 
     /// <summary>The soft prompt of that name.</summary>
     /// <exception cref="KeyNotFoundException">There is no prompt of that name.</exception>
@@ -130,19 +133,31 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
         if (tokenIds.dtype != ScalarType.Int64 && tokenIds.dtype != ScalarType.Int32)
             throw new ArgumentException($"Token ids must be int64 or int32, not {tokenIds.dtype}.", nameof(tokenIds));
         // With a KV cache holding earlier positions the prompt is already among them.
-        var prompt = KeyValueCache.PastLength == 0 ? SelectSoftPrompt() : null;
-        if (prompt is not null && tokenIds.dim() != 2)
+        var rowPrompts = KeyValueCache.PastLength == 0 ? SelectRowSoftPrompts() : null;
+        var prompt = KeyValueCache.PastLength == 0 && rowPrompts is null ? SelectSoftPrompt() : null;
+        if ((prompt is not null || rowPrompts?[0] is not null) && tokenIds.dim() != 2)
             throw new ArgumentException(
                 $"With a soft prompt, token ids must be batch × sequence, got [{string.Join(", ", tokenIds.shape)}].", nameof(tokenIds));
+        if (rowPrompts is not null && (tokenIds.dim() == 0 || tokenIds.shape[0] != rowPrompts.Count))
+            throw new ArgumentException(
+                $"The per-row selection names {rowPrompts.Count} soft prompts, but the token ids [{string.Join(", ", tokenIds.shape)}] have " +
+                $"{(tokenIds.dim() == 0 ? "no rows" : $"{tokenIds.shape[0]} rows")}; give one entry per row of the batch.", nameof(tokenIds));
 
         using var scope = NewDisposeScope();
         var tokens = weight.index_select(0, tokenIds.flatten()).reshape(AppendDim(tokenIds.shape));
+        long prepended = 0;
         if (prompt is not null)
         {
             tokens = cat(new[] { prompt.ForBatch(tokenIds.shape[0], weight.dtype), tokens }, 1);
-            // A left-padded batch in a KV cache: the virtual tokens are real positions before each row's padding.
-            KeyValueCache.PrependRealPositions(prompt.VirtualTokens);
+            prepended = prompt.VirtualTokens;
         }
+        else if (rowPrompts?[0] is { } first)
+        {
+            tokens = cat(new[] { cat(rowPrompts.Select(p => p!.ForBatch(1, weight.dtype)).ToArray(), 0), tokens }, 1);
+            prepended = first.VirtualTokens;
+        }
+        // A left-padded batch in a KV cache: the virtual tokens are real positions before each row's padding.
+        if (prepended > 0) KeyValueCache.PrependRealPositions(prepended);
         return tokens.MoveToOuterDisposeScope();
     }
 
@@ -185,6 +200,21 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
         var name = AdapterContext.SoftPrompt ?? ActiveSoftPrompt;
         if (name is null) return null;
         return soft_prompts.TryGet(name, out var prompt) ? prompt : throw UnknownSoftPrompt(name);
+    }
+
+    // The prompt of each row under a per-row scope (null entries: no prompt), or null when the batch shares one choice.
+    // Rows must agree on the number of virtual tokens: positions and causal masks are per sequence, not per row.
+    private IReadOnlyList<SoftPrompt?>? SelectRowSoftPrompts()
+    {
+        if (SoftPromptsDisabled || AdapterContext.AdaptersDisabled || AdapterContext.RowSoftPrompts is not { } names) return null;
+        var prompts = names.Select(name => name is null ? null : SoftPrompt(name)).ToList();
+        var lengths = prompts.Select(p => p?.VirtualTokens ?? 0).Distinct().ToList();
+        if (lengths.Count > 1)
+            throw new NotSupportedException(
+                $"The rows' soft prompts have different lengths ({string.Join(", ", names.Select((n, row) => $"row {row}: {(n is null ? "none" : $"'{n}'")} = {prompts[row]?.VirtualTokens ?? 0}"))} virtual tokens), " +
+                "so their sequences would differ in length, which needs padding and attention masks this forward does not take. " +
+                "Serve rows with prompts of one length per batch.");
+        return prompts;
     }
 
     internal void CheckNewSoftPromptName(string name)

@@ -117,11 +117,18 @@ public sealed class TextGenerator
     /// <param name="prompts">Token ids of each prompt (at least one each).</param>
     /// <param name="options">How to decode.</param>
     /// <param name="onToken">Called with each token as it is chosen (streaming); a token that ends its row (end of sequence, or the last of a stop sequence) is not reported.</param>
-    public IReadOnlyList<IReadOnlyList<int>> GenerateBatch(IReadOnlyList<IReadOnlyList<int>> prompts, GenerationOptions options, Action<GeneratedToken>? onToken = null)
-        => Run(prompts, options, onToken, stop: null);
+    /// <param name="adapters">
+    /// The LoRA adapter of each prompt (null: the base alone), all decoded in the same batches as PEFT's
+    /// <c>adapter_names</c> (<see cref="AdapterContext.UsePerRow(IPeftModel, IReadOnlyList{string?}?, IReadOnlyList{string?}?)"/>):
+    /// one base forward per step for every tenant; each row equals that prompt decoded alone under its adapter. Null
+    /// (the default) leaves the choice to the enclosing <see cref="AdapterContext"/> scope or the active adapter.
+    /// </param>
+    public IReadOnlyList<IReadOnlyList<int>> GenerateBatch(IReadOnlyList<IReadOnlyList<int>> prompts, GenerationOptions options, Action<GeneratedToken>? onToken = null,
+        IReadOnlyList<string?>? adapters = null)
+        => Run(prompts, options, onToken, stop: null, adapters);
 
     private IReadOnlyList<IReadOnlyList<int>> Run(IReadOnlyList<IReadOnlyList<int>> prompts, GenerationOptions options, Action<GeneratedToken>? onToken,
-        Func<int, List<int>, int>? stop)
+        Func<int, List<int>, int>? stop, IReadOnlyList<string?>? adapters = null)
     {
         ArgumentNullException.ThrowIfNull(prompts);
         ArgumentNullException.ThrowIfNull(options);
@@ -131,6 +138,8 @@ public sealed class TextGenerator
             if (prompt.Count == 0) throw new ArgumentException("Every prompt needs at least one token.", nameof(prompts));
         }
         Validate(options);
+        if (adapters is not null && adapters.Count != prompts.Count)
+            throw new ArgumentException($"{adapters.Count} adapter names for {prompts.Count} prompts: name one (or null) per prompt.", nameof(adapters));
 
         var results = new IReadOnlyList<int>[prompts.Count];
         bool wasTraining = module.training;
@@ -144,7 +153,7 @@ public sealed class TextGenerator
         {
             foreach (var batch in Batches(prompts, options))
             {
-                var produced = Decode(batch.Select(i => prompts[i]).ToArray(), batch, options, generator, onToken, stop);
+                var produced = Decode(batch.Select(i => prompts[i]).ToArray(), adapters is null ? null : batch.Select(i => adapters[i]).ToArray(), batch, options, generator, onToken, stop);
                 for (int row = 0; row < batch.Length; row++) results[batch[row]] = produced[row];
             }
         }
@@ -180,7 +189,7 @@ public sealed class TextGenerator
 
     private bool Pads(GenerationOptions options) => options.UseKeyValueCache && options.MaxContext == 0 && model.SupportsLeftPadding;
 
-    private List<int>[] Decode(IReadOnlyList<int>[] prompts, int[] callRows, GenerationOptions options, Generator generator, Action<GeneratedToken>? onToken,
+    private List<int>[] Decode(IReadOnlyList<int>[] prompts, string?[]? adapters, int[] callRows, GenerationOptions options, Generator generator, Action<GeneratedToken>? onToken,
         Func<int, List<int>, int>? stop)
     {
         int longest = prompts.Max(p => p.Count);
@@ -219,14 +228,15 @@ public sealed class TextGenerator
             int[]? copies = null;
             if (useCache is not null && !incremental)
             {
-                var distinct = new Dictionary<IReadOnlyList<int>, int>(PromptComparer.Instance);
-                copies = rows.Select(i => distinct.TryAdd(prompts[i], distinct.Count) ? distinct.Count - 1 : distinct[prompts[i]]).ToArray();
+                var distinct = new Dictionary<PromptKey, int>(PromptComparer.Instance);
+                copies = rows.Select(i => new PromptKey(prompts[i], adapters?[i])).Select(key => distinct.TryAdd(key, distinct.Count) ? distinct.Count - 1 : distinct[key]).ToArray();
                 if (distinct.Count < rows.Count) fed = distinct.Keys.Select(p => rows[Array.FindIndex(copies, c => c == distinct[p])]).ToList();
                 else copies = null;
             }
             var window = new long[fed.Count * width];
             for (int r = 0; r < fed.Count; r++) sequences[fed[r]].CopyTo(start, window, r * width, width);
             if (padded && !incremental) cache.SetInputMask(RealPositions(prompts, fed, longest, device));
+            using var selection = adapters is null ? null : UseRows(fed.Select(i => adapters[i]).ToList());
             var hidden = model.ForwardHidden(tensor(window, new long[] { fed.Count, width }, device: device));
             if (useCache is not null) cache.Commit();
             var last = hidden.select(1, -1);
@@ -281,17 +291,25 @@ public sealed class TextGenerator
         }
     }
 
-    // Prompts equal token for token.
-    private sealed class PromptComparer : IEqualityComparer<IReadOnlyList<int>>
+    // The rows' adapters for one forward pass, checked against the model's when it is a PEFT model.
+    private IDisposable UseRows(IReadOnlyList<string?> rowAdapters) =>
+        module is IPeftModel peft ? AdapterContext.UsePerRow(peft, rowAdapters) : AdapterContext.UsePerRow(rowAdapters);
+
+    // A prompt and the adapter it is decoded with: rows equal in both share a prefill.
+    private readonly record struct PromptKey(IReadOnlyList<int> Prompt, string? Adapter);
+
+    // Prompts equal token for token, under the same adapter.
+    private sealed class PromptComparer : IEqualityComparer<PromptKey>
     {
         public static readonly PromptComparer Instance = new();
 
-        public bool Equals(IReadOnlyList<int>? x, IReadOnlyList<int>? y) => ReferenceEquals(x, y) || (x is not null && y is not null && x.SequenceEqual(y));
+        public bool Equals(PromptKey x, PromptKey y) => x.Adapter == y.Adapter && (ReferenceEquals(x.Prompt, y.Prompt) || x.Prompt.SequenceEqual(y.Prompt));
 
-        public int GetHashCode(IReadOnlyList<int> prompt)
+        public int GetHashCode(PromptKey key)
         {
             var hash = new HashCode();
-            foreach (var id in prompt) hash.Add(id);
+            hash.Add(key.Adapter);
+            foreach (var id in key.Prompt) hash.Add(id);
             return hash.ToHashCode();
         }
     }
@@ -391,7 +409,7 @@ public sealed class TextGenerator
         => Generate(tokenizer, [prompt], options, stop)[0];
 
     /// <summary>
-    /// Tokenizes each prompt, generates for all of them together (see <see cref="GenerateBatch(IReadOnlyList{IReadOnlyList{int}}, GenerationOptions, Action{GeneratedToken}?)"/>),
+    /// Tokenizes each prompt, generates for all of them together (see <see cref="GenerateBatch(IReadOnlyList{IReadOnlyList{int}}, GenerationOptions, Action{GeneratedToken}?, IReadOnlyList{string?}?)"/>),
     /// and decodes each row's new tokens; a row stops at the tokenizer's EOS or where its text first contains one of
     /// <paramref name="stop"/> (the text is cut before it).
     /// </summary>
