@@ -33,16 +33,7 @@ public sealed class MixedAdapterTests : IDisposable
     public void Cached_greedy_decoding_of_rows_over_two_adapters_and_the_base_matches_each_row_decoded_alone()
     {
         using var scope = NewDisposeScope();
-        manual_seed(41);
-        using (var rank4 = new TinyGptLoraRank4())
-        {
-            ModelsTests.RandomizeLoraB(rank4);
-            rank4.SaveAdapter(folder);
-        }
-        using var model = new TinyGptLora();
-        TinyModels.LoadBase(model, BaseFolder.Shipped);
-        ModelsTests.RandomizeLoraB(model);
-        model.LoadAdapterAs(folder, "tenant_b");
+        using var model = TwoTenants(seed: 41);
         model.eval();
         using var noGrad = no_grad();
         string?[] rows = [TinyGptLora.Adapters.Default, "tenant_b", null, "tenant_b"];
@@ -66,16 +57,7 @@ public sealed class MixedAdapterTests : IDisposable
     public void The_generator_decodes_prompts_of_several_lengths_over_several_adapters_in_one_batch_as_each_alone()
     {
         using var scope = NewDisposeScope();
-        manual_seed(43);
-        using (var rank4 = new TinyGptLoraRank4())
-        {
-            ModelsTests.RandomizeLoraB(rank4);
-            rank4.SaveAdapter(folder);
-        }
-        using var model = new TinyGptLora();
-        TinyModels.LoadBase(model, BaseFolder.Shipped);
-        ModelsTests.RandomizeLoraB(model);
-        model.LoadAdapterAs(folder, "tenant_b");
+        using var model = TwoTenants(seed: 43);
         string?[] adapters = [TinyGptLora.Adapters.Default, "tenant_b", null, "tenant_b", TinyGptLora.Adapters.Default];
         // Rows 0 and 4 share prompt and adapter (one prefill); rows 1 and 3 share the prompt under one adapter; lengths differ.
         int[][] prompts = [[5, 9, 31, 2], [7, 400, 12], [7, 400, 12], [7, 400, 12], [5, 9, 31, 2]];
@@ -91,6 +73,23 @@ public sealed class MixedAdapterTests : IDisposable
         Assert.NotEqual(together[0], together[2]);
         Assert.Throws<ArgumentException>(() => generator.GenerateBatch(prompts, options, adapters: ["tenant_b"]));
         Assert.Throws<ArgumentException>(() => generator.GenerateBatch(prompts, options, adapters: ["nobody", null, null, null, null]));
+    }
+
+    // The main job's LoRA model over the shipped base with random adapters: its default one and "tenant_b", a rank-4
+    // adapter saved by another model and loaded under that name.
+    private TinyGptLora TwoTenants(int seed)
+    {
+        manual_seed(seed);
+        using (var rank4 = new TinyGptLoraRank4())
+        {
+            ModelsTests.RandomizeLoraB(rank4);
+            rank4.SaveAdapter(folder);
+        }
+        var model = new TinyGptLora();
+        TinyModels.LoadBase(model, BaseFolder.Shipped);
+        ModelsTests.RandomizeLoraB(model);
+        model.LoadAdapterAs(folder, "tenant_b");
+        return model;
     }
 
     // Greedy decoding of every row through the KV cache, under the selection: the new tokens of each row and the last
