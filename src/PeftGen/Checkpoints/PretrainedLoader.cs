@@ -327,7 +327,8 @@ public static class PretrainedLoader
                 }
                 else
                 {
-                    foreach (var read in group) read.Tensor.Parameter!.copy_(source.Read(read.CheckpointKey));
+                    // Straight into the parameter: no full-size temporary of an embedding or head.
+                    foreach (var read in group) source.ReadInto(read.CheckpointKey, read.Tensor.Parameter!);
                 }
             }
             catch (Exception e) when (e is not OutOfMemoryException)

@@ -36,6 +36,17 @@ public interface ICheckpointSource : IDisposable
 
     /// <summary>Reads a tensor of <see cref="Names"/> on the CPU in its stored dtype; the caller disposes it.</summary>
     Tensor Read(string name);
+
+    /// <summary>
+    /// Reads a tensor of <see cref="Names"/> into <paramref name="target"/> (same shape, any dtype and device); a source
+    /// that can fills it without a full-size temporary (see <see cref="SafeTensors.SafeTensorsFile.ReadInto"/>).
+    /// </summary>
+    void ReadInto(string name, Tensor target)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        using var stored = Read(name);
+        target.copy_(stored);
+    }
 }
 
 /// <summary>A stored tensor's dtype (as safetensors spells it: <c>F32</c>, <c>F16</c>, <c>BF16</c>, …) and shape.</summary>

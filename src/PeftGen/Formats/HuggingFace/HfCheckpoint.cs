@@ -105,6 +105,8 @@ public sealed class HfCheckpoint : ICheckpointSource
 
     Tensor ICheckpointSource.Read(string name) => Read(name);
 
+    void ICheckpointSource.ReadInto(string name, Tensor target) => File(name).ReadInto(name, target);
+
     /// <summary>Reads one tensor, optionally converting floating-point data to <paramref name="dtype"/>.</summary>
     /// <param name="name">A tensor name.</param>
     /// <param name="device">Where the tensor goes; the CPU when <see langword="null"/>.</param>

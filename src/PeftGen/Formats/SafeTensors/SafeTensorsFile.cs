@@ -1,4 +1,5 @@
 using System;
+using System.Linq;
 using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.IO;
@@ -145,6 +146,67 @@ public sealed partial class SafeTensorsFile : IDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// Reads tensor <paramref name="name"/> into <paramref name="target"/> (same shape) without a full-size copy: straight
+    /// into its memory when it is a contiguous CPU tensor of the stored dtype, else a block of rows at a time (at most
+    /// <see cref="ReadIntoBlockBytes"/> of stored data), each converted into its rows by <c>copy_</c>. Loading an
+    /// embedding of half a gigabyte then needs no second half gigabyte.
+    /// </summary>
+    /// <param name="name">A tensor name from <see cref="Names"/>.</param>
+    /// <param name="target">The tensor to fill; on failure it may be partly written.</param>
+    /// <param name="blockBytes">The most stored bytes held at once when converting block by block.</param>
+    /// <exception cref="ArgumentException">The shapes differ.</exception>
+    /// <exception cref="PeftFormatException">The data cannot be read as declared.</exception>
+    public void ReadInto(string name, Tensor target, long blockBytes = ReadIntoBlockBytes)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        ArgumentNullException.ThrowIfNull(target);
+        var info = TensorInfo(name);
+        if (!info.ShapeSpan.SequenceEqual(target.shape))
+            throw new ArgumentException($"'{FilePath}': tensor '{name}' is [{string.Join(", ", info.ShapeSpan.ToArray())}], the target [{string.Join(", ", target.shape)}].", nameof(target));
+        if (info.ScalarType == ScalarType.Bool || target.dim() == 0 || info.ByteLength == 0)
+        {
+            using var whole = Read(name);
+            target.copy_(whole);
+            return;
+        }
+        try
+        {
+            if (target.device_type == DeviceType.CPU && target.is_contiguous() && target.dtype == info.ScalarType)
+            {
+                lock (gate)
+                {
+                    stream.Position = dataStart + info.DataBegin;
+                    target.ReadBytesFromStream(stream, (int)Math.Min(info.ByteLength, ReadBufferSize));
+                }
+                return;
+            }
+            long rows = target.shape[0];
+            long rowBytes = info.ByteLength / rows;
+            long blockRows = Math.Max(1, blockBytes / Math.Max(1, rowBytes));
+            var rest = target.shape.Skip(1).ToArray();
+            for (long start = 0; start < rows; start += blockRows)
+            {
+                long count = Math.Min(blockRows, rows - start);
+                using var block = empty([count, .. rest], info.ScalarType, CPU);
+                lock (gate)
+                {
+                    stream.Position = dataStart + info.DataBegin + start * rowBytes;
+                    block.ReadBytesFromStream(stream, (int)Math.Min(count * rowBytes, ReadBufferSize));
+                }
+                using var rowsOfTarget = target.narrow(0, start, count);
+                rowsOfTarget.copy_(block);
+            }
+        }
+        catch (EndOfStreamException e)
+        {
+            throw new PeftFormatException(FilePath, name, "the file ends inside the tensor's data (it changed after it was opened).", e);
+        }
+    }
+
+    /// <summary>The most stored bytes <see cref="ReadInto"/> holds at once when it converts block by block (64 MiB).</summary>
+    public const long ReadIntoBlockBytes = 64L << 20;
 
     private Tensor ToBooleans(Tensor bytes, SafeTensorInfo info)
     {

@@ -71,6 +71,38 @@ public sealed class SafeTensorsRoundTripTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(DTypes))]
+    public void Read_into_fills_a_tensor_of_the_stored_dtype_and_converts_into_another_block_by_block(string dtype)
+    {
+        using var folder = new TempFolder();
+        using var scope = NewDisposeScope();
+        var path = folder.File("t.safetensors");
+        var tensors = new Dictionary<string, Tensor>
+        {
+            ["matrix"] = Sample(dtype, new long[] { 7, 5 }, 1),
+            ["cube"] = Sample(dtype, new long[] { 5, 3, 4 }, 2),
+            ["scalar"] = Sample(dtype, Array.Empty<long>(), 3),
+            ["empty"] = Sample(dtype, new long[] { 0, 7 }, 4),
+        };
+        SafeTensorsFile.Save(path, tensors);
+        using var file = SafeTensorsFile.Open(path);
+        foreach (var (name, expected) in tensors)
+        {
+            // The stored dtype: straight into the target's memory.
+            var same = full(expected.shape, 7, expected.dtype == ScalarType.Bool ? ScalarType.Byte : expected.dtype).to_type(expected.dtype);
+            file.ReadInto(name, same);
+            Assert.Equal(Bytes(expected), Bytes(same));
+            // Another dtype, two rows' worth of stored bytes per block: every block lands in its own rows.
+            if (expected.dtype == ScalarType.Bool) continue;
+            var wider = zeros(expected.shape, ScalarType.Float64);
+            long rowBytes = expected.dim() == 0 || expected.shape[0] == 0 ? 1 : expected.NumberOfElements / expected.shape[0] * expected.ElementSize;
+            file.ReadInto(name, wider, blockBytes: 2 * rowBytes);
+            Assert.Equal(Bytes(expected.to_type(ScalarType.Float64)), Bytes(wider));
+        }
+        Assert.Throws<ArgumentException>(() => file.ReadInto("matrix", zeros(5, 7)));
+    }
+
     [Fact]
     public void A_tiny_file_has_exactly_the_bytes_the_reference_writes()
     {
