@@ -182,6 +182,9 @@ public static class TrainingCases
         long? heapBefore = ProcessMemory.NativeHeapInUseBytes();
         var batches = new RandomBatches(c.Batch, c.Sequence, c.Config.Vocab, seed: 7);
         using var model = Build(c, baseFolder);
+        // Mixed precision as issue #14 sets it up: the frozen float bases of LoRA and prompt tuning are stored in
+        // bfloat16 (no per-step cast of them); what trains keeps float32 masters. 4-bit and trainable bases are untouched.
+        if (c.Path == TrainingPath.Trainer && precision == TrainingPrecision.BFloat16 && model is IPeftModel peft) peft.ConvertFrozenBases(BaseDType.BFloat16);
         var (seconds, heapAtLastStep) = c.Path switch
         {
             TrainingPath.Trainer => Train((Gpt2LMHeadModel)model, batches, warmup, timed, precision),
