@@ -376,9 +376,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             // Decoding on the CPU in a 16-bit compute dtype: oneDNN spends more on each call (15–40 µs) than a rank-r
             // product of a few rows costs, twice per projection and token. The update runs in float32 from the
             // float32 adapter matrices (MKL, a few µs), is added to the base output in float32 and rounded once.
-            var sum = output.reshape(-1, OutFeatures).to(ScalarType.Float32)
-                .addmm(nn.functional.linear(x.reshape(-1, InFeatures).to(ScalarType.Float32), loraA[adapter].weight!), loraB[adapter].weight!.t(), beta: 1, alpha: (float)config.Scale);
-            return sum.to(output.dtype).view(output.shape);
+            var delta = nn.functional.linear(nn.functional.linear(x.to(ScalarType.Float32), loraA[adapter].weight!), loraB[adapter].weight!);
+            return output.to(ScalarType.Float32).add_(delta, alpha: config.Scale).to(output.dtype);
         }
         var down = ComputePrecision.Cast(loraA[adapter].weight!);
         var up = ComputePrecision.Cast(loraB[adapter].weight!);
