@@ -1,6 +1,7 @@
 using System;
 using TorchSharp;
 using TorchSharp.Modules;
+using PeftGen.Inference;
 using PeftGen.Precision;
 using static TorchSharp.torch;
 
@@ -64,7 +65,7 @@ public sealed class FloatBaseWeight : BaseWeight
 
     /// <inheritdoc />
     internal override Tensor Linear(Tensor input, Tensor? bias)
-        => nn.functional.linear(input, InDType(parameter, input.dtype), bias is null ? null : InDType(bias, input.dtype));
+        => FewRowProduct.Linear(input, InDType(parameter, input.dtype), bias is null ? null : InDType(bias, input.dtype));
 
     /// <inheritdoc />
     internal override void Load(Tensor weight)

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using TorchSharp;
+using PeftGen.Inference;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;
 
@@ -44,7 +45,7 @@ internal sealed class QuantizedLinearFunction : SingleTensorFunction<QuantizedLi
         {
             using var scope = NewDisposeScope();
             using var w = weight.Dequantize(computeDType);
-            return nn.functional.linear(input.to(computeDType), w).MoveToOuterDisposeScope();
+            return FewRowProduct.Linear(input.to(computeDType), w).MoveToOuterDisposeScope();
         }
         return apply(input, weight, computeDType);
     }

@@ -246,7 +246,7 @@ public sealed class TextGenerator
                 if (cache.Layers > 0) cache.KeepRows(copies.Select(c => (long)c).ToList());
                 last = last.index_select(0, expand);
             }
-            var logits = ComputePrecision.Cast(last).matmul(ComputePrecision.Cast(model.HeadWeight).t()).to(ScalarType.Float32);
+            var logits = FewRowProduct.Linear(ComputePrecision.Cast(last), ComputePrecision.Cast(model.HeadWeight)).to(ScalarType.Float32);
             Suppress(logits, rows.Select(i => sequences[i]).ToArray(), rows.Select(i => prompts[i].Count).ToArray(), step, options);
             var next = Choose(logits, options, generator);
             for (int r = 0; r < rows.Count; r++)

@@ -69,6 +69,31 @@ public sealed class MixedPrecisionTests
     }
 
     [Fact]
+    public void A_bfloat16_decoding_step_of_one_row_matches_float64_and_keeps_the_adapter_update()
+    {
+        // Decoding (few rows, no gradients, CPU) adds the LoRA update in float32 (FewRowProduct.IsCpuDecoding): the
+        // answer is still the compute dtype's, within its tolerance, and the update is really in it.
+        manual_seed(13);
+        using var scope = NewDisposeScope();
+        using var layer = Layer();
+        layer.eval();
+        using var _ = no_grad();
+        foreach (var x in new[] { randn(1, 1, 64), randn(3, 1, 64) })
+        {
+            var y64 = x.to(float64).matmul(layer.Weight.to(float64).t()) + layer.Bias!.to(float64)
+                + x.to(float64).matmul(layer.LoraA("default").to(float64).t()).matmul(layer.LoraB("default").to(float64).t()) * 2.0;
+            var base64 = x.to(float64).matmul(layer.Weight.to(float64).t()) + layer.Bias!.to(float64);
+            Tensor output;
+            using (ComputePrecision.Use(ScalarType.BFloat16)) output = layer.forward(x);
+            Assert.Equal(ScalarType.BFloat16, output.dtype);
+            Assert.Equal(x.shape[0], output.shape[0]);
+            Assert.True(Reference.RelativeError(output, y64) < Bf16Tolerance, $"relative error {Reference.RelativeError(output, y64):E2}");
+            // Without the update the output would be much further off.
+            Assert.True(Reference.RelativeError(base64, y64) > 10 * Reference.RelativeError(output, y64));
+        }
+    }
+
+    [Fact]
     public void Master_weights_and_their_gradients_stay_float32_and_the_output_is_in_the_compute_dtype()
     {
         manual_seed(12);
