@@ -78,9 +78,12 @@ public sealed class Nf4BaseWeight : BaseWeight
     {
         CheckShape(weight.shape, nameof(weight));
         // Quantized on its own device, with its own settings, from the dtype it arrives in (recorded as the original
-        // dtype), slice by slice; the old state goes only once the new one exists.
+        // dtype), slice by slice; the old state is overwritten only once the new one exists, and keeps its memory.
         using var onDevice = weight.to(Device);
-        Replace(Nf4Tensor.Quantize(onDevice, Options));
+        var quantized = Nf4Tensor.Quantize(onDevice, Options);
+        var old = tensor;
+        tensor = quantized.MoveInto(old) ?? quantized;
+        old.Dispose();
     }
 
     /// <inheritdoc />

@@ -8,7 +8,7 @@ namespace PeftGen.Checkpoints;
 /// <summary>What a model tensor is, for loading and saving.</summary>
 internal enum ModelTensorRole
 {
-    /// <summary>A projection's base weight, loaded through <see cref="LoraLinear.LoadBase"/>.</summary>
+    /// <summary>A projection's base weight: read into a float base, quantized as it arrives into a 4-bit one (<see cref="LoraLinear.LoadBase"/>).</summary>
     ProjectionWeight,
 
     /// <summary>A projection's base bias, loaded with its weight.</summary>

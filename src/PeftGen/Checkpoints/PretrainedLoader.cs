@@ -36,9 +36,11 @@ public sealed record PretrainedLoadResult(
 /// <para>All or nothing: every key, dtype and shape is checked before the first tensor is written, and every
 /// mismatch is reported together in one <see cref="CheckpointMismatchException"/>; the model is then unchanged.</para>
 /// <para>Streaming: tensors are read and written one at a time (a projection's weight and bias together), shard after
-/// shard, so peak memory is the model plus about one stored tensor (and that tensor's 4-bit form while it replaces the
-/// old one). Conv1D weights (<see cref="WeightLayout.InOut"/>) are transposed on the way in, as a view; float16 and
-/// bfloat16 are converted to the model's dtype by the copy into it, without a converted copy.</para>
+/// shard. Float tensors (embeddings, norms, heads, float projection bases) are read straight into their parameters
+/// (<see cref="ICheckpointSource.ReadInto"/>), converted from float16 or bfloat16 a block of rows at a time, so they
+/// need no full-size temporary; a weight that becomes 4-bit is read whole and quantized as it arrives, so peak memory
+/// is the model plus about one stored projection weight and its 4-bit form. Conv1D weights
+/// (<see cref="WeightLayout.InOut"/>) are transposed on the way in, as a view.</para>
 /// <para>Projections receive their weights through <see cref="LoraLinear.LoadBase"/>, so a 4-bit projection
 /// quantizes each weight once, as it arrives, slice by slice from the stored dtype (which it records as the weight's
 /// original dtype: a bfloat16 checkpoint saves back as bfloat16), and LoRA adapters are never touched.</para>
@@ -316,10 +318,18 @@ public static class PretrainedLoader
                         if (biasRead is not null) state["bias"] = source.Read(biasRead.CheckpointKey);
                         BitsAndBytesState.Load(projection, state, "", computeDType);
                     }
+                    else if (!projection.IsQuantized)
+                    {
+                        // A float base straight into its parameter, as embeddings below: converted block by block when
+                        // the dtypes differ, a transposed (Conv1D) one through its transposed view.
+                        var weight = projection.Weight;
+                        source.ReadInto(weightRead.CheckpointKey, weightRead.Tensor.Transposed ? weight.t() : weight);
+                        if (biasRead is not null) source.ReadInto(biasRead.CheckpointKey, projection.Bias!);
+                    }
                     else
                     {
-                        // As stored, without a converted copy: a float base converts while it copies, and a 4-bit base
-                        // quantizes slice by slice and records the stored dtype as its original one, as bitsandbytes does.
+                        // As stored, without a converted copy: a 4-bit base quantizes slice by slice and records the
+                        // stored dtype as its original one, as bitsandbytes does.
                         var weight = source.Read(weightRead.CheckpointKey);
                         if (weightRead.Tensor.Transposed) weight = weight.t();
                         projection.LoadBase(weight, biasRead is null ? null : source.Read(biasRead.CheckpointKey));

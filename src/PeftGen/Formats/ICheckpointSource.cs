@@ -41,12 +41,13 @@ public interface ICheckpointSource : IDisposable
     /// Reads a tensor of <see cref="Names"/> into <paramref name="target"/> (same shape, any dtype and device); a source
     /// that can fills it without a full-size temporary (see <see cref="SafeTensors.SafeTensorsFile.ReadInto"/>).
     /// </summary>
-    void ReadInto(string name, Tensor target)
-    {
-        ArgumentNullException.ThrowIfNull(target);
-        using var stored = Read(name);
-        target.copy_(stored);
-    }
+    /// <remarks>
+    /// Deliberately without a default: <see cref="Checkpoints.PretrainedLoader"/> reads embeddings, norms, heads and
+    /// float bases through it, and a default of <see cref="Read"/> then a copy would make any source that wraps another
+    /// (to count or time reads) silently hold each of them whole while it loads, half a gigabyte for an embedding of
+    /// Llama-3.2-1B. A wrapper forwards it; a source that cannot read in place may read the tensor and copy it.
+    /// </remarks>
+    void ReadInto(string name, Tensor target);
 }
 
 /// <summary>A stored tensor's dtype (as safetensors spells it: <c>F32</c>, <c>F16</c>, <c>BF16</c>, …) and shape.</summary>

@@ -385,6 +385,45 @@ public sealed class Nf4Tensor : IDisposable
         return copy;
     }
 
+    /// <summary>
+    /// This state written into the storage of <paramref name="storage"/>, when both have the same layout (shape, block
+    /// size, double quantization, device): the result, with this tensor's offset, original dtype and settings, owns that
+    /// storage, and this tensor and <paramref name="storage"/> are disposed. Null, with nothing changed, when the layouts
+    /// differ or this tensor owns a nested map of its own (read from a file).
+    /// </summary>
+    /// <remarks>
+    /// A base that a checkpoint fills keeps the memory it was built with, so a load allocates no lasting 4-bit state: the
+    /// new state is as short-lived as the weight read for it. Allocating it to keep, between reads and quantization
+    /// temporaries that are freed, leaves holes that the C heap keeps resident: 0.16 GB over the 112 projections of
+    /// Llama-3.2-1B in 4 bits (glibc's free heap bytes at the end of the load, given back only by <c>malloc_trim</c>).
+    /// </remarks>
+    internal Nf4Tensor? MoveInto(Nf4Tensor storage)
+    {
+        ArgumentNullException.ThrowIfNull(storage);
+        if (ownsNestedMap || !SameLayout(storage)) return null;
+        using (no_grad())
+        {
+            storage.packed.copy_(Packed);
+            storage.absmax?.copy_(absmax!);
+            storage.quantizedAbsmax?.copy_(quantizedAbsmax!);
+            storage.nestedAbsmax?.copy_(nestedAbsmax!);
+        }
+        var moved = new Nf4Tensor(storage.packed, storage.absmax, storage.quantizedAbsmax, storage.nestedAbsmax, null, Offset, Shape, OriginalDType, Options);
+        // The storage now belongs to the result: only what it does not take is released.
+        storage.disposed = true;
+        if (storage.ownsNestedMap) storage.nestedMap!.Dispose();
+        Dispose();
+        return moved;
+    }
+
+    private bool SameLayout(Nf4Tensor other)
+        => Shape.SequenceEqual(other.Shape) && Options.BlockSize == other.Options.BlockSize && Options.DoubleQuant == other.Options.DoubleQuant
+           && Device.type == other.Device.type && Device.index == other.Device.index
+           && Packed.NumberOfElements == other.Packed.NumberOfElements
+           && (absmax is null) == (other.absmax is null) && (quantizedAbsmax is null) == (other.quantizedAbsmax is null)
+           && (nestedAbsmax is null) == (other.nestedAbsmax is null)
+           && (nestedAbsmax is null || nestedAbsmax.NumberOfElements == other.nestedAbsmax!.NumberOfElements);
+
     /// <summary>Releases the device memory.</summary>
     public void Dispose()
     {

@@ -17,6 +17,11 @@ namespace PeftGen.Training;
 /// node whose backward only scales those saved gradients by the incoming scalar gradient. What stays alive between
 /// forward and backward is one gradient the size of the hidden rows and, when the head trains, one the size of the
 /// weight, instead of <c>rows × vocab</c> logits. Gradients are computed only for inputs that require them.
+/// <para>A head that must change dtype for the products (a float32 head under bfloat16 compute) would need a converted
+/// copy of itself for the call, <c>vocab × dim</c> values: half a gigabyte for Llama-3.2-1B's tied 128,256-token head,
+/// more than the rest of a 4-bit model's training step. When the rows are few (fewer than about a third of the width,
+/// as in a batch of one), the products instead take the head a block of vocabulary rows at a time, converted into a
+/// small buffer, over all rows at once; see <see cref="AutoChunkBytes"/>.</para>
 /// </remarks>
 public static class ChunkedCrossEntropy
 {
@@ -27,7 +32,8 @@ public static class ChunkedCrossEntropy
     public const int AutoChunkSize = 0;
 
     /// <summary>
-    /// Logit bytes per chunk when sizing automatically. glibc's allocator keeps freed blocks up to 32 MiB in the
+    /// Logit bytes per chunk when sizing automatically, and head bytes per block when a converted head is taken in
+    /// blocks of vocabulary rows. glibc's allocator keeps freed blocks up to 32 MiB in the
     /// process for reuse (larger ones are unmapped on free and page-faulted in again, zero-filled, at the next
     /// allocation), so chunks below that cost no kernel work from the second step on; the benchmark suite's profile
     /// measured 112 k page faults per tiny-model step with 256-row (51 MB) chunks and a third of that with 128 rows.
@@ -48,6 +54,8 @@ public static class ChunkedCrossEntropy
     /// Differentiable with respect to <paramref name="hidden"/> and <paramref name="weight"/>. A
     /// <paramref name="workspace"/> that outlives the call (a trainer keeps one) holds the chunk's logits from one call
     /// to the next, so a training step allocates no vocabulary-sized buffer at all; without one the call allocates it.
+    /// With an automatic chunk size, a head that the products must convert is taken in blocks instead of copied whole
+    /// when every row's logits hold less than that copy; the call then allocates those logits itself.
     /// </summary>
     public static Tensor Sum(Tensor hidden, Tensor weight, Tensor targets, int chunkSize = AutoChunkSize, Workspace? workspace = null)
     {
@@ -61,7 +69,7 @@ public static class ChunkedCrossEntropy
 
         var grad = is_grad_enabled();
         using var callWorkspace = workspace is null ? new Workspace() : null;
-        var request = new Request(ChunkRows(chunkSize, weight.shape[0]), grad && hidden.requires_grad, grad && weight.requires_grad, workspace ?? callWorkspace!);
+        var request = new Request(ChunkRows(chunkSize, weight.shape[0]), chunkSize == AutoChunkSize, grad && hidden.requires_grad, grad && weight.requires_grad, workspace ?? callWorkspace!);
         if (!request.NeedsHiddenGrad && !request.NeedsWeightGrad)
         {
             using var noGrad = no_grad();
@@ -131,27 +139,28 @@ public static class ChunkedCrossEntropy
         // dtype (a frozen 16-bit head is widened, as a 16-bit projection base is); softmax, the loss and the gradient
         // sums stay in float32 (float64 for float64 inputs).
         var productType = ComputePrecision.Current ?? hidden.dtype;
-        var product = weight.dtype == productType ? weight : weight.to(productType);
-        using var castWeight = ReferenceEquals(product, weight) ? null : product;
+        using var head = new HeadProduct(weight, productType, HeadInBlocks(rows, weight, productType, computeType, request));
+        long chunkSize = head.InBlocks ? rows : request.ChunkSize;
         var total = zeros(1, dtype: ScalarType.Float64, device: hidden.device);
         if (request.NeedsHiddenGrad) request.HiddenGrad = zeros_like(hidden);
         if (request.NeedsWeightGrad) request.WeightGrad = zeros_like(weight);
         // Mixed precision: the chunks' products weightsᵀ·h accumulate in a buffer of the compute dtype (the GEMM itself
         // accumulates in float32; each chunk's sum is rounded once), added to the float32 gradient at the end.
-        var lowPrecisionGrad = request.NeedsWeightGrad && product.dtype != weight.dtype
-            ? request.Workspace.WeightGradient(weight.shape[0], weight.shape[1], product.dtype, hidden.device)
+        var lowPrecisionGrad = request.NeedsWeightGrad && productType != weight.dtype
+            ? request.Workspace.WeightGradient(weight.shape[0], weight.shape[1], productType, hidden.device)
             : null;
-        for (long start = 0; start < rows; start += request.ChunkSize)
+        for (long start = 0; start < rows; start += chunkSize)
         {
             using var scope = NewDisposeScope();
-            long length = Math.Min(request.ChunkSize, rows - start);
+            long length = Math.Min(chunkSize, rows - start);
             var h = hidden.narrow(0, start, length);
             var t = targets.narrow(0, start, length).unsqueeze(1);
-            // The chunk's logits, written into the workspace (no allocation once it has the size).
-            var logits = request.Workspace.Logits(length, weight.shape[0], computeType, hidden.device);
-            var hp = ComputePrecision.Cast(h);
-            if (hp.dtype == computeType && product.dtype == computeType) logits.addmm_(hp, product.t(), beta: 0, alpha: 1);
-            else logits.copy_(hp.matmul(product.t()));
+            // The chunk's logits, written into the workspace (no allocation once it has the size); all rows' logits,
+            // when the head is converted in blocks, are the call's own.
+            var logits = head.InBlocks
+                ? empty(new[] { length, weight.shape[0] }, dtype: computeType, device: hidden.device)
+                : request.Workspace.Logits(length, weight.shape[0], computeType, hidden.device);
+            head.Logits(ComputePrecision.Cast(h), logits);
             var rowMax = logits.amax(new long[] { 1 }, keepdim: true);
             var targetLogits = logits.gather(1, t);
             // In place: logits become exp(logit − max), whose row sums give log-sum-exp = max + log(sum) (sum ≥ 1, so
@@ -164,12 +173,12 @@ public static class ChunkedCrossEntropy
             // d(sum CE)/d(logits) = softmax − onehot. Both the 1/sum of the softmax and the onehot are applied to the
             // small products instead of the chunk: (softmax − onehot)·W = (exps·W)/sum − W[targets], and
             // (softmax − onehot)ᵀ·h = expsᵀ·(h/sum) − Σ h into the rows of the targets.
-            var weights = exps.dtype == product.dtype ? exps : exps.to(product.dtype);
+            var weights = exps.dtype == productType ? exps : exps.to(productType);
             var inverse = sums.reciprocal().to(hidden.dtype);
             var targetRows = t.squeeze(1);
             if (request.NeedsHiddenGrad)
             {
-                var spread = weights.matmul(product);
+                var spread = head.Spread(weights, computeType);
                 if (spread.dtype != hidden.dtype) spread = spread.to(hidden.dtype);
                 request.HiddenGrad!.narrow(0, start, length).copy_(spread.mul_(inverse).sub_(weight.index_select(0, targetRows).to(hidden.dtype)));
             }
@@ -184,18 +193,123 @@ public static class ChunkedCrossEntropy
         return total.squeeze(0).to(hidden.dtype);
     }
 
+    /// <summary>
+    /// Whether the head's products should take it in blocks of vocabulary rows over all rows at once rather than as a
+    /// whole converted copy over chunks of rows: only when it must be converted (a float32 head under bfloat16 compute),
+    /// the chunk size is automatic, and that holds less. A whole copy holds <c>vocab × dim</c> values of the product
+    /// dtype beside one chunk's logits; blocks hold every row's logits (and their product-dtype copy) beside one block.
+    /// For Llama-3.2-1B's tied head at 1 × 128 tokens that is 0.12 GB instead of 0.56. A batch with more rows than about a
+    /// third of the width keeps the whole copy, which also converts the head once per call where blocks convert it twice.
+    /// </summary>
+    private static bool HeadInBlocks(long rows, Tensor weight, ScalarType productType, ScalarType computeType, Request request)
+        => weight.dtype != productType && request.AutoChunks
+            && HeadInBlocksHoldsLess(rows, weight.shape[0], weight.shape[1], productType, computeType, request.ChunkSize);
+
+    /// <summary>Whether <see cref="HeadInBlocks"/> holds less than a whole converted copy, for a head to be converted.</summary>
+    internal static bool HeadInBlocksHoldsLess(long rows, long vocab, long dim, ScalarType productType, ScalarType computeType, int chunkSize)
+    {
+        long productBytes = ElementSize(productType), logitBytes = ElementSize(computeType);
+        long chunkRows = Math.Min(chunkSize, rows);
+        long whole = vocab * dim * productBytes + chunkRows * vocab * (logitBytes + productBytes);
+        long blocks = rows * vocab * (logitBytes + productBytes) + HeadProduct.BlockRows(dim, productType) * dim * productBytes;
+        return blocks < whole;
+    }
+
+    private static long ElementSize(ScalarType dtype) => dtype switch
+    {
+        ScalarType.Float64 => 8,
+        ScalarType.Float32 => 4,
+        _ => 2,
+    };
+
+    /// <summary>
+    /// The head in the products' dtype: the weight itself when it has it, else a whole converted copy, or (in blocks)
+    /// a buffer that a block of vocabulary rows at a time is converted into, so no full-size copy ever exists.
+    /// </summary>
+    private sealed class HeadProduct : IDisposable
+    {
+        private readonly Tensor weight;
+        private readonly Tensor? copy;
+        private readonly Tensor? block;
+
+        public HeadProduct(Tensor weight, ScalarType productType, bool inBlocks)
+        {
+            this.weight = weight;
+            InBlocks = inBlocks;
+            if (inBlocks) block = empty(new[] { BlockRows(weight.shape[1], productType), weight.shape[1] }, dtype: productType, device: weight.device);
+            else if (weight.dtype != productType) copy = weight.to(productType);
+        }
+
+        public bool InBlocks { get; }
+
+        /// <summary>Vocabulary rows per block: as many as fit <see cref="AutoChunkBytes"/> in the product dtype.</summary>
+        public static long BlockRows(long dim, ScalarType productType) => Math.Max(1, AutoChunkBytes / (dim * ElementSize(productType)));
+
+        private Tensor Whole => copy ?? weight;
+
+        /// <summary>Writes <c>h · weightᵀ</c> into <paramref name="logits"/> (rows × vocab).</summary>
+        public void Logits(Tensor h, Tensor logits)
+        {
+            if (!InBlocks)
+            {
+                if (h.dtype == logits.dtype && Whole.dtype == logits.dtype) logits.addmm_(h, Whole.t(), beta: 0, alpha: 1);
+                else logits.copy_(h.matmul(Whole.t()));
+                return;
+            }
+            foreach (var (start, rows) in Blocks())
+            {
+                using var scope = NewDisposeScope();
+                logits.narrow(1, start, rows).copy_(h.matmul(Block(start, rows).t()));
+            }
+        }
+
+        /// <summary><c>weights · weight</c> (rows × dim); in blocks, summed in <paramref name="sumType"/>.</summary>
+        public Tensor Spread(Tensor weights, ScalarType sumType)
+        {
+            if (!InBlocks) return weights.matmul(Whole);
+            var sum = zeros(new[] { weights.shape[0], weight.shape[1] }, dtype: sumType, device: weights.device);
+            foreach (var (start, rows) in Blocks())
+            {
+                using var scope = NewDisposeScope();
+                sum.add_(weights.narrow(1, start, rows).matmul(Block(start, rows)));
+            }
+            return sum;
+        }
+
+        private IEnumerable<(long Start, long Rows)> Blocks()
+        {
+            long vocab = weight.shape[0], blockRows = block!.shape[0];
+            for (long start = 0; start < vocab; start += blockRows) yield return (start, Math.Min(blockRows, vocab - start));
+        }
+
+        private Tensor Block(long start, long rows)
+        {
+            var part = block!.narrow(0, 0, rows);
+            part.copy_(weight.narrow(0, start, rows));
+            return part;
+        }
+
+        public void Dispose()
+        {
+            copy?.Dispose();
+            block?.Dispose();
+        }
+    }
+
     /// <summary>Per-call settings and the gradients the forward pass computed, handed to the autograd node.</summary>
     internal sealed class Request
     {
-        public Request(int chunkSize, bool needsHiddenGrad, bool needsWeightGrad, Workspace workspace)
+        public Request(int chunkSize, bool autoChunks, bool needsHiddenGrad, bool needsWeightGrad, Workspace workspace)
         {
             ChunkSize = chunkSize;
+            AutoChunks = autoChunks;
             Workspace = workspace;
             NeedsHiddenGrad = needsHiddenGrad;
             NeedsWeightGrad = needsWeightGrad;
         }
 
         public int ChunkSize { get; }
+        public bool AutoChunks { get; }
         public Workspace Workspace { get; }
         public bool NeedsHiddenGrad { get; }
         public bool NeedsWeightGrad { get; }

@@ -196,7 +196,7 @@ public static class BigModelCases
     [DllImport("libc", EntryPoint = "malloc_trim")]
     private static extern int malloc_trim(nuint pad);
 
-    /// <summary>A checkpoint source that counts how often each tensor is read.</summary>
+    /// <summary>A checkpoint source that counts how often each tensor is read, whole or in place.</summary>
     private sealed class CountingSource(ICheckpointSource inner) : ICheckpointSource
     {
         private readonly Dictionary<string, int> reads = new(StringComparer.Ordinal);
@@ -217,6 +217,12 @@ public static class BigModelCases
         {
             reads[name] = reads.GetValueOrDefault(name) + 1;
             return inner.Read(name);
+        }
+
+        public void ReadInto(string name, Tensor target)
+        {
+            reads[name] = reads.GetValueOrDefault(name) + 1;
+            inner.ReadInto(name, target);
         }
 
         public void Dispose() => inner.Dispose();

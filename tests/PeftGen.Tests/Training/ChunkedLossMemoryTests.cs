@@ -46,4 +46,38 @@ public sealed class ChunkedLossMemoryTests(ITestOutputHelper output)
         Assert.True(naive > 300_000_000, $"naive {naive}");
         Assert.True(chunked < naive * 0.4, $"chunked {chunked} vs naive {naive}");
     }
+
+    [Fact]
+    public void A_frozen_float32_head_under_bfloat16_compute_is_never_copied_whole_for_a_few_rows()
+    {
+        const long vocab = 32_768, dim = 2048;
+        manual_seed(2);
+        using var scope = NewDisposeScope();
+        var hidden = randn(1, 129, dim).requires_grad_(true);
+        var head = randn(vocab, dim) * 0.02; // frozen, float32: 256 MiB, whose bfloat16 copy would be 128 MiB
+        var labels = randint(0, vocab, new long[] { 1, 129 });
+        using var workspace = new ChunkedCrossEntropy.Workspace();
+
+        long PeakOfStep(int chunkSize)
+        {
+            NativeHeap.Settle();
+            if (!ProcessMemory.TryResetPeak()) return -1;
+            long before = ProcessMemory.CurrentResidentBytes();
+            using (var step = NewDisposeScope())
+            using (PeftGen.Precision.ComputePrecision.Use(ScalarType.BFloat16))
+            {
+                CausalLmLoss.Sum(hidden, head, labels, chunkSize, workspace).Sum.backward();
+            }
+            return ProcessMemory.PeakResidentBytes() - before;
+        }
+
+        long inBlocks = PeakOfStep(ChunkedCrossEntropy.AutoChunkSize);
+        long copied = PeakOfStep(64); // an explicit chunk size keeps the whole copy: what the measurement must catch
+        if (inBlocks < 0) return; // No /proc/self/clear_refs: nothing to measure on this host.
+        const long copy = vocab * dim * 2;
+        output.WriteLine($"128 rows x {vocab} x {dim}: peak +{inBlocks / 1e6:F0} MB in blocks, +{copied / 1e6:F0} MB with the head copied whole ({copy / 1e6:F0} MB)");
+        // In blocks: a 24 MiB block, the rows' float32 logits (16 MiB) and their bfloat16 copy (8 MiB), small products.
+        Assert.True(copied >= copy, $"the whole copy peaked only {copied / 1e6:F0} MB: this measurement would not see a copy of the head");
+        Assert.True(inBlocks < copy * 3 / 4, $"the loss peaked {inBlocks / 1e6:F0} MB above its inputs; a whole bfloat16 copy of the head is {copy / 1e6:F0} MB");
+    }
 }

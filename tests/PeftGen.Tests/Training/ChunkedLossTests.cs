@@ -17,7 +17,7 @@ public sealed class ChunkedLossTests
         return nn.functional.cross_entropy(logits, targets, ignore_index: CausalLmLoss.IgnoreIndex);
     }
 
-    private static Tensor RandomLabels(long batch, long seq, long vocab, int seed)
+    internal static Tensor RandomLabels(long batch, long seq, long vocab, int seed)
     {
         var generator = new Generator((ulong)seed);
         var labels = randint(0, vocab, new[] { batch, seq }, generator: generator);
@@ -216,6 +216,53 @@ public sealed class ChunkedLossPrecisionTests
             Assert.Equal(5L * 300 * sizeof(float), workspace.Bytes);
         }
     }
+
+    [Fact]
+    public void A_float32_head_under_bfloat16_compute_taken_in_blocks_matches_float64_and_the_whole_copy()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(29);
+        // A head whose bfloat16 copy (32 MiB) outweighs a block (24 MiB) and every row's logits: the automatic chunk size
+        // takes it in two blocks of vocabulary rows (12,288 and 4,096), an explicit one copies it whole.
+        long batch = 2, seq = 9, dim = 1024, vocab = 16_384;
+        Assert.True(ChunkedCrossEntropy.HeadInBlocksHoldsLess(batch * seq, vocab, dim, ScalarType.BFloat16, ScalarType.Float32, ChunkedCrossEntropy.ChunkRows(0, vocab)));
+        var hidden0 = randn(batch, seq, dim);
+        var head = randn(vocab, dim) * 0.05;
+        var labels = ChunkedLossTests.RandomLabels(batch, seq, vocab, 8);
+
+        (Tensor Loss, Tensor Grad) Run(int chunkSize)
+        {
+            var hidden = hidden0.detach().requires_grad_(true);
+            Tensor loss;
+            using (PeftGen.Precision.ComputePrecision.Use(ScalarType.BFloat16))
+                loss = CausalLmLoss.Mean(hidden, head, labels, chunkSize);
+            loss.backward();
+            return (loss.detach(), hidden.grad!.detach());
+        }
+
+        var blocks = Run(ChunkedCrossEntropy.AutoChunkSize);
+        var whole = Run(7);
+        // The reference: the unchunked loss of the bfloat16-rounded operands, in float64.
+        var h64 = hidden0.to(ScalarType.BFloat16).to(ScalarType.Float64).requires_grad_(true);
+        var reference = ChunkedLossTests.NaiveMeanLoss(h64, head.to(ScalarType.BFloat16).to(ScalarType.Float64), labels);
+        reference.backward();
+
+        Assert.Equal(ScalarType.Float32, blocks.Loss.dtype);
+        Assert.True(Reference.RelativeError(blocks.Loss, reference) < 1e-3);
+        Assert.True(Reference.RelativeError(blocks.Grad, h64.grad!) < 1e-2);
+        // Same logits; the hidden gradient sums its two blocks in float32 where the whole copy rounds one GEMM.
+        Assert.True(Reference.RelativeError(blocks.Loss, whole.Loss) < 1e-6);
+        Assert.True(Reference.RelativeError(blocks.Grad, whole.Grad) < 1e-2);
+    }
+
+    [Theory]
+    [InlineData(128, 128_256, 2048, true)] // Llama-3.2-1B's tied head, 1 × 128 tokens: 0.12 GB in blocks, 0.56 copied
+    [InlineData(128, 32_000, 4096, true)] // Llama-2-7B's head
+    [InlineData(2048, 50_257, 768, false)] // GPT-2 small, 8 × 256 tokens: every row's logits would outweigh the copy
+    [InlineData(1024, 8192, 384, false)] // the tiny model, 8 × 128
+    [InlineData(16, 64, 32, false)] // a head far smaller than one block
+    public void A_converted_head_is_taken_in_blocks_only_when_that_holds_less(long rows, long vocab, long dim, bool expected)
+        => Assert.Equal(expected, ChunkedCrossEntropy.HeadInBlocksHoldsLess(rows, vocab, dim, ScalarType.BFloat16, ScalarType.Float32, ChunkedCrossEntropy.ChunkRows(0, vocab)));
 
     [Theory]
     [InlineData(0, 50_257, 125)] // GPT-2: 125 rows of float32 logits stay under 24 MiB
