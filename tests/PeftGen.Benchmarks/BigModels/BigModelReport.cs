@@ -67,7 +67,9 @@ public sealed class BigModelReport(MachineInfo machine, IReadOnlyList<Checkpoint
 
     /// <summary>
     /// The issue's goals. Ratios read memory above the process before the model (runtime and libtorch, the same for any
-    /// model), against the estimate; the 7B total is the whole process's peak.
+    /// model), against the estimate. The 7B's 6 GB is the issue's bound on the whole process while it builds and loads
+    /// ("build + load wall time and peak resident memory against the compile-time estimate (goal: ≤ 1.15× the estimate,
+    /// ≤ 6 GB in total …)"); its training steps have the ratio goal, and their whole-process peak is reported beside it.
     /// </summary>
     public IReadOnlyList<Goal> Goals()
     {
@@ -78,7 +80,7 @@ public sealed class BigModelReport(MachineInfo machine, IReadOnlyList<Checkpoint
             goals.Add(Goal.AtMost($"{m.Case}: stored tensors read (and quantized) per tensor, most", m.ReadsPerTensorMax, 1));
             goals.Add(Goal.AtMost($"{m.Case}: training peak above the process ÷ (training estimate + measured activations)", TrainRatio(m), 1.3));
             if (m.Shape == LlamaCheckpointShape.Llama2_7B.Name)
-                goals.Add(Goal.AtMost($"{m.Case}: peak resident memory of the whole process, build to last step (GB)", Math.Max(m.BuildLoadPeakBytes, m.TrainPeakBytes) / GB, 6));
+                goals.Add(Goal.AtMost($"{m.Case}: peak resident memory of the whole process while building and loading (GB)", m.BuildLoadPeakBytes / GB, 6));
         }
         return goals;
     }
