@@ -3,8 +3,10 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Security.Cryptography;
 using PeftGen;
+using PeftGen.Architectures;
 using PeftGen.Data;
 using PeftGen.Training;
+using TinyGpt.Jobs;
 using TinyGpt.Models;
 using Xunit;
 using static TorchSharp.torch;
@@ -25,6 +27,29 @@ public sealed class ModelsTests
         // blocks and the offset), the float32 embedding and head (524,288,000 bytes each), norms and adapters.
         Assert.Equal("trainable params: 8,388,608 || all params: 6,746,804,224 || trainable%: 0.1243", Llama2_7BQLora.Accounting.Summary);
         Assert.Equal(4_423_967_616L, Llama2_7BQLora.Accounting.WeightBytes);
+    }
+
+    [Fact]
+    public void A_model_built_from_a_seed_starts_from_the_same_adapters_whatever_drew_from_torch_before()
+    {
+        // LoRA's A is Kaiming-uniform from torch's default generator, which libtorch seeds at random per process; the
+        // example builds each method's model from the run's seed, so `finetune` repeats itself and a method's start
+        // in `compare` does not depend on the methods before it.
+        using var scope = NewDisposeScope();
+        static Tensor FirstA(Gpt2LMHeadModel model)
+        {
+            var (_, layer) = ((IPeftModel)model).Projections().First();
+            return layer.LoraA(layer.Adapters.First()).detach().clone();
+        }
+
+        using var first = TinyModels.Create(Method.Lora, seed: 1234);
+        var a = FirstA(first);
+        rand(1000); // what an earlier method's training draws
+        using var again = TinyModels.Create(Method.Lora, seed: 1234);
+        using var other = TinyModels.Create(Method.Lora, seed: 1235);
+
+        Assert.True(FirstA(again).eq(a).all().item<bool>());
+        Assert.False(FirstA(other).eq(a).all().item<bool>());
     }
 
     public static TheoryData<string> TinyVariants => new() { "full", "lora", "qlora", "prompt", "llama", "llama-qlora", "qwen2" };

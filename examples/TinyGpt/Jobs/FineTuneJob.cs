@@ -67,7 +67,7 @@ public static class FineTuneJob
     {
         var settings = context.Settings;
         data ??= FineTuneData.For(settings);
-        using var model = TinyModels.Create(method);
+        using var model = TinyModels.Create(method, settings.Seed);
         // Every generated model knows what it trains (its TrainingPlan) and what it counts (its Accounting): the
         // trainer, the save and the report follow them.
         var peft = (IPeftTrainableModel)model;

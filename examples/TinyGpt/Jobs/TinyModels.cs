@@ -6,6 +6,7 @@ using PeftGen.Architectures;
 using PeftGen.Checkpoints;
 using PeftGen.Training;
 using TinyGpt.Models;
+using static TorchSharp.torch;
 
 namespace TinyGpt.Jobs;
 
@@ -40,6 +41,18 @@ public static class TinyModels
     {
         var (kind, quantized) = method.Saves();
         return (Gpt2LMHeadModel)Trained.For(kind, quantized)!();
+    }
+
+    /// <summary>
+    /// A new model of the method's variant whose fresh weights (LoRA's A, a soft prompt's random start) come from
+    /// <paramref name="seed"/>. They are drawn from torch's default generator when the model is built, as in PEFT, and
+    /// libtorch seeds that generator at random in each process: unseeded, a method's starting adapters, and so its
+    /// results, would depend on the process and on what drew from the generator before it.
+    /// </summary>
+    public static Gpt2LMHeadModel Create(Method method, long seed)
+    {
+        manual_seed(seed);
+        return Create(method);
     }
 
     /// <summary>Loads the pretrained base weights (Hugging Face layout) into any variant; adapters keep their init.</summary>

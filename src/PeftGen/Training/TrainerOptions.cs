@@ -50,7 +50,11 @@ public sealed record TrainerOptions
     /// <summary>Global gradient-norm limit; 0 turns clipping off.</summary>
     public double MaxGradNorm { get; init; } = 1.0;
 
-    /// <summary>Seed of torch's generator (dropout) at the start of a run; data order has its own seed.</summary>
+    /// <summary>
+    /// Seed of torch's generator (dropout) at the start of a run; data order has its own seed. Adapters' starting values
+    /// (LoRA's A, a soft prompt's random start) were drawn when the model was built, as in PEFT: for a run that repeats
+    /// itself, call <c>torch.manual_seed</c> before building the model too (libtorch seeds its generator at random).
+    /// </summary>
     public long Seed { get; init; } = 42;
 
     /// <summary>Evaluate every this many steps (and after the last); 0 evaluates only after the last step.</summary>
