@@ -18,7 +18,7 @@ public static class GenerationScoring
 {
     /// <summary>
     /// For each record: encode <c>prompt + separator</c> with <paramref name="examples"/>, generate until EOS or
-    /// <see cref="GenerationOptions.MaxNewTokens"/> (prompts of equal length in batches), decode, and score against the
+    /// <see cref="GenerationOptions.MaxNewTokens"/> (in batches: prompts of any lengths left-padded where the model supports it, else of one length), decode, and score against the
     /// record's completion. With <paramref name="minimumBayesRisk"/> each completion is the consensus of that many
     /// samples (<see cref="MinimumBayesRiskDecoder"/>), else it is decoded as <paramref name="options"/> say. Progress
     /// reports records done.
@@ -36,7 +36,7 @@ public static class GenerationScoring
         var prompts = new List<IReadOnlyList<int>>(records.Count);
         foreach (var record in records) prompts.Add(examples.EncodePrompt(record.Prompt));
         var consensus = minimumBayesRisk is null ? null : new MinimumBayesRiskDecoder(generator, tokenizer);
-        // Prompts in order of length, so that each call's batches are full (the generator batches equal lengths), in
+        // Prompts in order of length, so that each call's batches are full (the generator batches neighbouring lengths), in
         // calls of enough prompts to fill its batches and few enough for progress to move.
         var order = Enumerable.Range(0, prompts.Count).OrderBy(i => prompts[i].Count).ToArray();
         int step = minimumBayesRisk is null
