@@ -89,10 +89,13 @@ public static class ChunkedCrossEntropy
     public sealed class Workspace : IDisposable
     {
         private Tensor? buffer;
+        private Tensor? staging;
         private Tensor? gradient;
 
         /// <summary>Bytes held now.</summary>
-        public long Bytes => (buffer is null ? 0 : buffer.NumberOfElements * buffer.ElementSize) + (gradient is null ? 0 : gradient.NumberOfElements * gradient.ElementSize);
+        public long Bytes => BytesOf(buffer) + BytesOf(staging) + BytesOf(gradient);
+
+        private static long BytesOf(Tensor? tensor) => tensor is null ? 0 : tensor.NumberOfElements * tensor.ElementSize;
 
         /// <summary>
         /// A zeroed <c>vocab × dim</c> buffer in the compute dtype that a mixed-precision call sums its chunks' weight
@@ -100,8 +103,7 @@ public static class ChunkedCrossEntropy
         /// </summary>
         internal Tensor WeightGradient(long vocab, long dim, ScalarType dtype, Device device)
         {
-            if (gradient is null || gradient.shape[0] != vocab || gradient.shape[1] != dim || gradient.dtype != dtype
-                || gradient.device_type != device.type || gradient.device_index != device.index)
+            if (!Fits(gradient, dim, dtype, device) || gradient!.shape[0] != vocab)
             {
                 gradient?.Dispose();
                 gradient = empty(new[] { vocab, dim }, dtype: dtype, device: device).DetachFromDisposeScope();
@@ -109,23 +111,39 @@ public static class ChunkedCrossEntropy
             return gradient.zero_();
         }
 
-        internal Tensor Logits(long rows, long vocab, ScalarType dtype, Device device)
+        internal Tensor Logits(long rows, long vocab, ScalarType dtype, Device device) => Rows(ref buffer, rows, vocab, dtype, device);
+
+        /// <summary>
+        /// A chunk of <c>rows × vocab</c> values in the products' dtype when that differs from the logits' (mixed
+        /// precision): the product lands here before it is widened into the logits, and the softmax is narrowed back
+        /// here for the gradient products. Kept, like the logits, so that a step's chunks allocate nothing; a freed
+        /// vocabulary-sized chunk would come back as fresh zero-filled pages (see <see cref="AutoChunkBytes"/>).
+        /// </summary>
+        internal Tensor Staging(long rows, long vocab, ScalarType dtype, Device device) => Rows(ref staging, rows, vocab, dtype, device);
+
+        // The first rows of a kept rows × columns buffer, (re)allocated when it is too small or of another kind.
+        private static Tensor Rows(ref Tensor? kept, long rows, long columns, ScalarType dtype, Device device)
         {
-            // Device is a reference type without value equality: compare type and index.
-            if (buffer is null || buffer.shape[1] != vocab || buffer.shape[0] < rows || buffer.dtype != dtype
-                || buffer.device_type != device.type || buffer.device_index != device.index)
+            if (!Fits(kept, columns, dtype, device) || kept!.shape[0] < rows)
             {
-                buffer?.Dispose();
-                buffer = empty(new[] { rows, vocab }, dtype: dtype, device: device).DetachFromDisposeScope();
+                kept?.Dispose();
+                kept = empty(new[] { rows, columns }, dtype: dtype, device: device).DetachFromDisposeScope();
             }
-            return buffer.narrow(0, 0, rows);
+            return kept.narrow(0, 0, rows);
         }
 
-        /// <summary>Frees the buffer.</summary>
+        // Whether a kept buffer has the columns, dtype and device asked for. Device is a reference type without value
+        // equality: compare type and index.
+        private static bool Fits(Tensor? kept, long columns, ScalarType dtype, Device device)
+            => kept is not null && kept.shape[1] == columns && kept.dtype == dtype && kept.device_type == device.type && kept.device_index == device.index;
+
+        /// <summary>Frees the buffers.</summary>
         public void Dispose()
         {
             buffer?.Dispose();
             buffer = null;
+            staging?.Dispose();
+            staging = null;
             gradient?.Dispose();
             gradient = null;
         }
@@ -160,7 +178,9 @@ public static class ChunkedCrossEntropy
             var logits = head.InBlocks
                 ? empty(new[] { length, weight.shape[0] }, dtype: computeType, device: hidden.device)
                 : request.Workspace.Logits(length, weight.shape[0], computeType, hidden.device);
-            head.Logits(ComputePrecision.Cast(h), logits);
+            // The product in its own dtype lands in the workspace's staging chunk before it is widened into the logits.
+            var staging = !head.InBlocks && productType != computeType ? request.Workspace.Staging(length, weight.shape[0], productType, hidden.device) : null;
+            head.Logits(ComputePrecision.Cast(h), logits, staging);
             var rowMax = logits.amax(new long[] { 1 }, keepdim: true);
             var targetLogits = logits.gather(1, t);
             // In place: logits become exp(logit − max), whose row sums give log-sum-exp = max + log(sum) (sum ≥ 1, so
@@ -173,7 +193,8 @@ public static class ChunkedCrossEntropy
             // d(sum CE)/d(logits) = softmax − onehot. Both the 1/sum of the softmax and the onehot are applied to the
             // small products instead of the chunk: (softmax − onehot)·W = (exps·W)/sum − W[targets], and
             // (softmax − onehot)ᵀ·h = expsᵀ·(h/sum) − Σ h into the rows of the targets.
-            var weights = exps.dtype == productType ? exps : exps.to(productType);
+            // The softmax numerators in the products' dtype: narrowed into the staging chunk (whose product is spent).
+            var weights = exps.dtype == productType ? exps : staging is not null ? staging.copy_(exps) : exps.to(productType);
             var inverse = sums.reciprocal().to(hidden.dtype);
             var targetRows = t.squeeze(1);
             if (request.NeedsHiddenGrad)
@@ -247,12 +268,16 @@ public static class ChunkedCrossEntropy
 
         private Tensor Whole => copy ?? weight;
 
-        /// <summary>Writes <c>h · weightᵀ</c> into <paramref name="logits"/> (rows × vocab).</summary>
-        public void Logits(Tensor h, Tensor logits)
+        /// <summary>
+        /// Writes <c>h · weightᵀ</c> into <paramref name="logits"/> (rows × vocab); a product in another dtype than the
+        /// logits' is computed into <paramref name="staging"/> (rows × vocab, that dtype) when given, else into a new tensor.
+        /// </summary>
+        public void Logits(Tensor h, Tensor logits, Tensor? staging = null)
         {
             if (!InBlocks)
             {
                 if (h.dtype == logits.dtype && Whole.dtype == logits.dtype) logits.addmm_(h, Whole.t(), beta: 0, alpha: 1);
+                else if (staging is not null && h.dtype == staging.dtype && Whole.dtype == staging.dtype) logits.copy_(staging.addmm_(h, Whole.t(), beta: 0, alpha: 1));
                 else logits.copy_(h.matmul(Whole.t()));
                 return;
             }

@@ -218,6 +218,37 @@ public sealed class ChunkedLossPrecisionTests
     }
 
     [Fact]
+    public void Under_bfloat16_compute_a_reused_workspace_also_keeps_the_bfloat16_chunk_and_changes_no_bit()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(31);
+        var weight = (randn(300, 24) * 0.3).requires_grad_(true);
+        using var workspace = new ChunkedCrossEntropy.Workspace();
+        for (int call = 0; call < 3; call++)
+        {
+            var hidden = randn(2, 7 + 4 * call, 24);
+            var labels = randint(0, 300, new long[] { 2, 7 + 4 * call });
+            (Tensor Loss, Tensor HiddenGrad, Tensor WeightGrad) Run(ChunkedCrossEntropy.Workspace? w)
+            {
+                var h = hidden.detach().requires_grad_(true);
+                weight.grad?.zero_();
+                Tensor loss;
+                using (PeftGen.Precision.ComputePrecision.Use(ScalarType.BFloat16))
+                    loss = CausalLmLoss.Sum(hidden: h, headWeight: weight, labels: labels, chunkSize: 5, workspace: w).Sum;
+                loss.backward();
+                return (loss.detach(), h.grad!.detach(), weight.grad!.detach().clone());
+            }
+            var reused = Run(workspace);
+            var fresh = Run(null);
+            Assert.Equal(fresh.Loss.item<float>(), reused.Loss.item<float>());
+            Assert.True(fresh.HiddenGrad.eq(reused.HiddenGrad).all().item<bool>());
+            Assert.True(fresh.WeightGrad.eq(reused.WeightGrad).all().item<bool>());
+            // float32 logits and their bfloat16 twin for one chunk, and the bfloat16 weight-gradient sum.
+            Assert.Equal(5L * 300 * (sizeof(float) + 2) + 300L * 24 * 2, workspace.Bytes);
+        }
+    }
+
+    [Fact]
     public void A_float32_head_under_bfloat16_compute_taken_in_blocks_matches_float64_and_the_whole_copy()
     {
         using var scope = NewDisposeScope();
