@@ -23,19 +23,11 @@ public sealed record RunPlan(string Name, int TinyWarmup, int TinyTimed, int Lar
 /// <summary>The machine the numbers come from.</summary>
 public sealed record MachineInfo(int Processors, string Cpu, string Os, string LoadAtStart)
 {
-    public static MachineInfo Read() => new(Environment.ProcessorCount, CpuModel(), System.Runtime.InteropServices.RuntimeInformation.OSDescription, LoadAverage());
+    public static MachineInfo Read() => new(Environment.ProcessorCount, PeftGen.Precision.PrecisionSupport.CpuDescription, System.Runtime.InteropServices.RuntimeInformation.OSDescription, LoadAverage());
 
     public static string LoadAverage()
     {
         const string path = "/proc/loadavg";
         return File.Exists(path) ? string.Join(' ', File.ReadAllText(path).Split(' ').Take(3)) : "unknown";
-    }
-
-    private static string CpuModel()
-    {
-        const string path = "/proc/cpuinfo";
-        if (!File.Exists(path)) return "unknown";
-        var line = File.ReadLines(path).FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
-        return line is null ? "unknown" : line[(line.IndexOf(':') + 1)..].Trim();
     }
 }

@@ -42,7 +42,7 @@ public static class CompareJob
 
         var report = new CompareReport(
             DateTime.Now.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture),
-            $"{Environment.ProcessorCount} cores, {Environment.OSVersion}, torch threads {TorchSharp.torch.get_num_threads()}",
+            $"{Environment.ProcessorCount} cores of {PrecisionSupport.CpuDescription}, {Environment.OSVersion}, torch threads {TorchSharp.torch.get_num_threads()}",
             Describe(settings),
             PrecisionSupport.Name(compute),
             pretrained.Recipe,

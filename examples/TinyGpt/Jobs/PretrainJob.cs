@@ -84,7 +84,7 @@ public static class PretrainJob
                 if (step.Step % snapshotEvery != 0) return;
                 var snapshot = new BaseRecipe($"snapshot at step {step.Step}", settings.PretrainKey, settings.Seed, step.Step, settings.PretrainBatch, settings.PretrainBlock,
                     (long)step.Step * settings.PretrainBatch * settings.PretrainBlock, train.TokenCount, PrecisionSupport.Name(trainer.ComputeDType),
-                    Math.Round(clock.Elapsed.TotalMinutes, 1), Environment.ProcessorCount + " cores, " + CpuName(), step.Loss, double.NaN, double.NaN, double.NaN,
+                    Math.Round(clock.Elapsed.TotalMinutes, 1), Environment.ProcessorCount + " cores, " + PrecisionSupport.CpuDescription, step.Loss, double.NaN, double.NaN, double.NaN,
                     tokenizer.VocabularySize, TinyGptFull.Accounting.AllParameters, DateTime.UtcNow.ToString("u", System.Globalization.CultureInfo.InvariantCulture), corpus);
                 BaseFolder.Write(model, tokenizer, snapshot, folder + ".snapshot");
             };
@@ -107,7 +107,7 @@ public static class PretrainJob
             CorpusTokens: train.TokenCount,
             ComputeDType: result.ComputeDType,
             WallMinutes: Math.Round(clock.Elapsed.TotalMinutes, 1),
-            Machine: Environment.ProcessorCount + " cores, " + CpuName(),
+            Machine: Environment.ProcessorCount + " cores, " + PrecisionSupport.CpuDescription,
             FinalTrainingLoss: Math.Round(result.Steps.TakeLast(20).Average(s => s.Loss), 4),
             HeldOutLoss: Math.Round(heldOutLoss, 4),
             HeldOutPerplexity: Math.Round(Perplexity.FromMeanLoss(heldOutLoss), 2),
@@ -142,17 +142,4 @@ public static class PretrainJob
           "torch_dtype": "{{dtype}}"
         }
         """)!.AsObject();
-
-    private static string CpuName()
-    {
-        try
-        {
-            var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
-            return line is null ? "unknown CPU" : line[(line.IndexOf(':') + 1)..].Trim();
-        }
-        catch (IOException)
-        {
-            return "unknown CPU";
-        }
-    }
 }
