@@ -29,14 +29,18 @@ public sealed record TrainingMeasurement(
 /// <param name="MedianRatio">The median over step pairs of A's step time ÷ B's.</param>
 public sealed record PairMeasurement(string CaseA, string CaseB, double[] SecondsA, double[] SecondsB, double MedianRatio);
 
-/// <summary>Random token batches of a fixed shape: timing does not depend on the text.</summary>
+/// <summary>
+/// Random token batches of a fixed shape: timing does not depend on the text. Batch <c>index</c> is the same in every
+/// process (HashCode.Combine, which this used before, is seeded at random per process, so every run trained on other
+/// tokens and the big-model section's losses did not repeat).
+/// </summary>
 public sealed class RandomBatches(int batch, int sequence, int vocab, int seed) : IBatchSource
 {
     public long BatchesPerEpoch => 1_000_000;
 
     public TokenBatch GetBatch(long index)
     {
-        var random = new Random(HashCode.Combine(seed, index));
+        var random = new Random(unchecked((int)(seed * 1_000_003L + index)));
         var ids = new long[batch * sequence];
         for (int i = 0; i < ids.Length; i++) ids[i] = random.Next(vocab);
         var mask = Enumerable.Repeat(1L, ids.Length).ToArray();

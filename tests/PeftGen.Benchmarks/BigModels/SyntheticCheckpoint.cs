@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using PeftGen.Formats.HuggingFace;
 using PeftGen.Formats.SafeTensors;
 using static TorchSharp.torch;
+using Llama2 = PeftGen.Architectures.Llama2_7B;
 
 namespace PeftGen.Benchmarks.BigModels;
 
@@ -11,8 +12,8 @@ namespace PeftGen.Benchmarks.BigModels;
 public sealed record LlamaCheckpointShape(
     string Name, int Vocab, int Width, int Mlp, int Layers, int Heads, int KvHeads, bool TiedHead, double RopeTheta, int Context)
 {
-    public static readonly LlamaCheckpointShape Llama2_7B = new("llama-2-7b", Llama2_7BShape.Vocab, Llama2_7BShape.Width, Llama2_7BShape.Mlp,
-        Llama2_7BShape.Layers, Llama2_7BShape.Heads, Llama2_7BShape.KvHeads, TiedHead: false, Llama2_7BShape.RopeTheta, Llama2_7BShape.Context);
+    public static readonly LlamaCheckpointShape Llama2_7B = new("llama-2-7b", Llama2.Vocab, Llama2.Width, Llama2.Mlp,
+        Llama2.Layers, Llama2.Heads, Llama2.KvHeads, TiedHead: false, Llama2.RopeTheta, Llama2.Context);
 
     public static readonly LlamaCheckpointShape Llama2_7B2Layers = Llama2_7B with { Name = "llama-2-7b-2-layers", Layers = Llama2_7B2LayerShape.Layers };
 
