@@ -102,14 +102,16 @@ public sealed record JobSettings
 
     /// <summary>
     /// Peak learning rate per method: a third of pretraining's for full fine-tuning; the adapters start from zero
-    /// (LoRA's B) or far from any useful value (a soft prompt), so they take steps 6× (LoRA) and 60× (prompt tuning)
-    /// that size, in the 5–100× range of PEFT's and the LoRA and prompt-tuning papers' recipes.
+    /// (LoRA's B) or far from any useful value (a soft prompt), so they take larger steps: LoRA 6× that size (PEFT's
+    /// and the LoRA paper's recipes are 5–30×), prompt tuning 200× (the prompt-tuning paper used 0.3). Prompt tuning's
+    /// was chosen among 3e-2, 1e-1 and 3e-1 on the 256 held-out training records that choose checkpoints, never on
+    /// validation (2026-11-30, default settings: consensus ROUGE-1 0.098, 0.109 and 0.106; loss 3.437, 3.408 and 3.402).
     /// </summary>
     public static double FineTuneLearningRate(Method method) => method switch
     {
         Method.Full => 5e-4,
         Method.Lora or Method.QLora => 3e-3,
-        Method.Prompt => 3e-2,
+        Method.Prompt => 1e-1,
         _ => throw new ArgumentOutOfRangeException(nameof(method), method, null),
     };
 }
