@@ -133,6 +133,17 @@ public static class Cli
             if (r.GetValueOrDefault<int?>() == 1) r.AddError("--decoding-samples 1: a consensus needs at least 2 samples; use 0 for greedy outputs.");
         });
 
+        var learningRate = new Option<double?>("--learning-rate") { Description = "The method's peak learning rate instead of its own (full 5e-4, LoRA and QLoRA 3e-3, prompt 1e-1)." };
+        learningRate.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<double?>() is double value && !(value > 0 && double.IsFinite(value))) r.AddError($"--learning-rate {value}: must be a number above 0.");
+        });
+        var scoreOn = OneOf(new Option<string>("--score-on")
+        {
+            Description = "validation, or selection: score on the held-out training records that choose checkpoints, to choose a setting without reading validation.",
+            DefaultValueFactory = _ => "validation",
+        }, "validation", "selection");
+
         RunContext Context(ParseResult r, string command)
         {
             set_num_threads(r.GetValue(threads) ?? Environment.ProcessorCount);
@@ -140,6 +151,8 @@ public static class Cli
             if (r.GetValue(pretrainSteps) is int p) settings = settings with { PretrainSteps = p };
             if (r.GetValue(finetuneSteps) is int f) settings = settings with { FineTuneSteps = f };
             if (r.GetValue(decodingSamples) is int n) settings = settings with { DecodingSamples = n };
+            if (r.GetValue(learningRate) is double rate) settings = settings with { LearningRate = rate };
+            if (string.Equals(r.GetValue(scoreOn), "selection", StringComparison.OrdinalIgnoreCase)) settings = settings with { ScoreOnSelection = true };
             return RunContext.Create(settings, command, r.GetValue(output), r.GetValue(device)!) with
             {
                 Precision = PrecisionSupport.Parse(r.GetValue(precision)!),
@@ -159,7 +172,10 @@ public static class Cli
             return Success;
         });
 
-        var finetune = new Command("finetune", "Fine-tune the base one way, score it and save the adapter.") { method, basePath, quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, decodingSamples, precision, threads };
+        var finetune = new Command("finetune", "Fine-tune the base one way, score it and save the adapter.")
+        {
+            method, basePath, quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, learningRate, scoreOn, decodingSamples, precision, threads,
+        };
         finetune.SetAction(r =>
         {
             var context = Context(r, "finetune");

@@ -118,6 +118,8 @@ public sealed class CliTests : IDisposable
         Assert.Equal("error: --limit 0: must be 1 or more.", AssertInputError(["eval", "--adapter", folder, "--data", valid, "--limit", "0"], verboseTrace: false));
         Assert.Equal("error: --decoding-samples 1: a consensus needs at least 2 samples; use 0 for greedy outputs.", AssertInputError(["compare", "--decoding-samples", "1"], verboseTrace: false));
         Assert.Equal("error: --decoding-samples -2: must be 0 or more.", AssertInputError(["compare", "--decoding-samples", "-2"], verboseTrace: false));
+        Assert.Equal("error: --learning-rate 0: must be a number above 0.", AssertInputError(["finetune", "--method", "prompt", "--learning-rate", "0"], verboseTrace: false));
+        Assert.Equal("error: --score-on test: use validation or selection.", AssertInputError(["finetune", "--method", "lora", "--score-on", "test"], verboseTrace: false));
         var missing = Path.Combine(folder, "missing.jsonl");
         Assert.Equal($"error: --data {missing}: no such file.", AssertInputError(["eval", "--adapter", folder, "--data", missing], verboseTrace: false));
         Assert.Equal($"error: --adapter {valid}: a file, not a folder.", AssertInputError(["eval", "--adapter", valid, "--data", valid], verboseTrace: false));

@@ -101,6 +101,20 @@ public sealed class MainJobTests : IDisposable
     }
 
     [Fact]
+    public void Finetune_takes_a_learning_rate_and_can_score_on_the_held_out_training_records()
+    {
+        var settings = TestSize with { LearningRate = 0.2, ScoreOnSelection = true, SelectionRecords = 6 };
+        var context = RunContext.Create(settings, "finetune", null, "cpu", root);
+        var result = FineTuneJob.Run(context, Method.Prompt, BaseFolder.Open(BaseFolder.Shipped).Tokenizer, BaseFolder.Shipped);
+        Assert.Equal(0.2, result.LearningRate);
+        // The six selection records were scored, not the eight validation records the settings name.
+        Assert.Equal(6, result.Scores.Records);
+        var selection = FineTuneData.For(settings).Selection;
+        Assert.NotEmpty(result.Samples);
+        Assert.Equal(selection.Select(r => r.Prompt).Take(result.Samples.Length), result.Samples.Select(s => s.Prompt));
+    }
+
+    [Fact]
     public void Finetune_accepts_a_gpt2_layout_checkpoint_and_saves_an_adapter_with_peft_names()
     {
         // A random GPT-2-layout checkpoint as the Hub stores GPT-2: keys without the 'transformer.' prefix, Conv1D
@@ -159,6 +173,20 @@ public sealed class BaseAndBaselineTests
         {
             Directory.Delete(copy, recursive: true);
         }
+    }
+
+    [Fact]
+    public void Scoring_on_selection_scores_the_held_out_training_records_and_no_validation_record()
+    {
+        var normal = FineTuneData.For(JobSettings.Quick);
+        var tuning = FineTuneData.For(JobSettings.Quick with { ScoreOnSelection = true });
+        Assert.Equal(tuning.Selection, tuning.Valid);
+        Assert.Empty(tuning.Valid.Intersect(ExampleData.Valid()));
+        Assert.Empty(tuning.Train.Intersect(tuning.Selection));
+        // The same training and selection records either way; only what is scored changes.
+        Assert.Equal(normal.Train, tuning.Train);
+        Assert.Equal(normal.Selection, tuning.Selection);
+        Assert.Equal(ExampleData.Valid().Take(JobSettings.Quick.ValidationRecords), normal.Valid);
     }
 
     [Fact]

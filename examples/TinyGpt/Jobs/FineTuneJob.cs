@@ -42,17 +42,21 @@ public sealed record ValidationPoint(int Step, double Loss);
 /// <summary>The records one run uses, split once so that every method sees exactly the same data.</summary>
 /// <param name="Train">Training records: each is seen once (steps × batch of them).</param>
 /// <param name="Selection">Held-out training records on which the checkpoint to score is chosen.</param>
-/// <param name="Valid">valid.jsonl (all of it by default): validation loss and ROUGE.</param>
+/// <param name="Valid">
+/// The records scored: valid.jsonl (all of it by default) for validation loss and ROUGE, or the selection records
+/// themselves when the settings say <see cref="JobSettings.ScoreOnSelection"/>.
+/// </param>
 public sealed record FineTuneData(IReadOnlyList<PromptCompletion> Train, IReadOnlyList<PromptCompletion> Selection, IReadOnlyList<PromptCompletion> Valid)
 {
     /// <summary>A seeded shuffle of train.jsonl.gz: the first records for selection, the next for training.</summary>
     public static FineTuneData For(JobSettings settings)
     {
         var shuffled = ExampleData.Sample(ExampleData.Train(), settings.SelectionRecords + settings.TrainRecords, settings.Seed);
+        var selection = shuffled.Take(settings.SelectionRecords).ToList();
         return new FineTuneData(
             shuffled.Skip(settings.SelectionRecords).ToList(),
-            shuffled.Take(settings.SelectionRecords).ToList(),
-            ExampleData.Valid().Take(settings.ValidationRecords).ToList());
+            selection,
+            settings.ScoreOnSelection ? selection : ExampleData.Valid().Take(settings.ValidationRecords).ToList());
     }
 }
 
@@ -86,7 +90,7 @@ public static class FineTuneJob
         var trainBatches = new ExampleBatches(train.Examples, settings.FineTuneBatch, tokenizer.EndOfSequenceId, settings.Seed);
         var selectionBatches = new ExampleBatches(selection.Examples, settings.FineTuneBatch, tokenizer.EndOfSequenceId, settings.Seed, shuffle: false);
         var validBatches = new ExampleBatches(valid.Examples, settings.FineTuneBatch, tokenizer.EndOfSequenceId, settings.Seed, shuffle: false);
-        double learningRate = JobSettings.FineTuneLearningRate(method);
+        double learningRate = settings.LearningRate ?? JobSettings.FineTuneLearningRate(method);
         var options = new TrainerOptions
         {
             MaxSteps = settings.FineTuneSteps,
@@ -110,6 +114,8 @@ public static class FineTuneJob
         ConsoleReporter.Info($"{method.Cli()}: scoring the checkpoint of step {selected} (lowest loss on {data.Selection.Count} held-out training records; {result.ComputeDType} compute).");
 
         model.eval();
+        if (settings.ScoreOnSelection)
+            ConsoleReporter.Info($"{method.Cli()}: scoring on the {data.Valid.Count} held-out training records (--score-on selection): the table's validation loss and ROUGE are theirs; validation is not read.");
         var validationLoss = ValidationLoss.Mean(model, validBatches, validBatches.BatchesPerEpoch);
         var (scores, predictions) = Scoring.Generate(method.Cli(), new TextGenerator(model), examples, tokenizer, data.Valid, settings, Scoring.Decoding(settings, context), validationLoss);
 

@@ -60,6 +60,16 @@ public sealed record JobSettings
     /// <summary>Whether this is the quick configuration.</summary>
     public bool IsQuick { get; init; }
 
+    /// <summary>A peak learning rate for the method being fine-tuned instead of its own (<see cref="FineTuneLearningRate"/>); null: its own.</summary>
+    public double? LearningRate { get; init; }
+
+    /// <summary>
+    /// Whether fine-tuning is scored (loss, generation, ROUGE) on the held-out training records that choose checkpoints
+    /// instead of on validation: for choosing a setting without reading the validation split, as the example's own
+    /// learning rates and decoding were chosen.
+    /// </summary>
+    public bool ScoreOnSelection { get; init; }
+
     /// <summary>The configuration used by <c>compare</c> with no options.</summary>
     public static JobSettings Default { get; } = new()
     {
