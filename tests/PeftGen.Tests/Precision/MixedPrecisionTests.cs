@@ -80,9 +80,9 @@ public sealed class MixedPrecisionTests
         using var _ = no_grad();
         foreach (var x in new[] { randn(1, 1, 64), randn(3, 1, 64) })
         {
-            var y64 = x.to(float64).matmul(layer.Weight.to(float64).t()) + layer.Bias!.to(float64)
-                + x.to(float64).matmul(layer.LoraA("default").to(float64).t()).matmul(layer.LoraB("default").to(float64).t()) * 2.0;
-            var base64 = x.to(float64).matmul(layer.Weight.to(float64).t()) + layer.Bias!.to(float64);
+            var x64 = x.to(float64);
+            var base64 = x64.matmul(layer.Weight.to(float64).t()) + layer.Bias!.to(float64);
+            var y64 = base64 + x64.matmul(layer.LoraA("default").to(float64).t()).matmul(layer.LoraB("default").to(float64).t()) * 2.0;
             Tensor output;
             using (ComputePrecision.Use(ScalarType.BFloat16)) output = layer.forward(x);
             Assert.Equal(ScalarType.BFloat16, output.dtype);
