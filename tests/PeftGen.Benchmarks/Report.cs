@@ -180,15 +180,15 @@ public sealed class Report
             $"torch's AdamW; the order alternating, {modelPair.SecondsA.Length} timed pairs): the models of {modelPair.CaseA} {Stats.Median(modelPair.SecondsA):F3} s " +
             $"and {modelPair.CaseB} {Stats.Median(modelPair.SecondsB):F3} s a step; median ratio of the pairs {modelPair.MedianRatio:F3}.");
         md.AppendLine();
-        md.AppendLine("### Where a step's time goes (profile: each phase timed on its own; CPU seconds and minor page faults from /proc)");
+        md.AppendLine("### Where a step's time goes (profile: each phase timed on its own; CPU seconds, minor page faults and the phase's peak resident memory from /proc; C heap in use after the phase from mallinfo2)");
         md.AppendLine();
-        md.AppendLine("| case | precision | phase | seconds | share | user CPU s | system CPU s | minor faults |");
-        md.AppendLine("|---|---|---|---:|---:|---:|---:|---:|");
+        md.AppendLine("| case | precision | phase | seconds | share | user CPU s | system CPU s | minor faults | peak RSS in phase (MB) | heap after (MB) |");
+        md.AppendLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var p in profiles)
         {
             double sum = p.Phases.Sum(x => x.Seconds);
             foreach (var phase in p.Phases)
-                md.AppendLine($"| {p.Case} | {p.Precision} | {phase.Phase} | {phase.Seconds:F3} | {100 * phase.Seconds / sum:F0} % | {phase.UserSeconds:F2} | {phase.SystemSeconds:F2} | {phase.MinorFaults:F0} |");
+                md.AppendLine($"| {p.Case} | {p.Precision} | {phase.Phase} | {phase.Seconds:F3} | {100 * phase.Seconds / sum:F0} % | {phase.UserSeconds:F2} | {phase.SystemSeconds:F2} | {phase.MinorFaults:F0} | {phase.PeakResidentMegabytes:F0} | {phase.HeapAfterMegabytes:F0} |");
         }
         md.AppendLine();
         md.AppendLine("### Scaling (tiny: 4 layers, batch 8 × 128)");

@@ -11,7 +11,7 @@ using static TorchSharp.torch;
 namespace PeftGen.Benchmarks;
 
 /// <summary>Seconds, CPU time and page faults that one phase of a training step took (medians over the timed steps).</summary>
-public sealed record PhaseMeasurement(string Phase, double Seconds, double UserSeconds, double SystemSeconds, double MinorFaults);
+public sealed record PhaseMeasurement(string Phase, double Seconds, double UserSeconds, double SystemSeconds, double MinorFaults, double PeakResidentMegabytes, double HeapAfterMegabytes);
 
 /// <summary>Where one training case's step time goes, phase by phase, in one precision (<c>float32</c> or <c>bfloat16</c>).</summary>
 public sealed record StepProfileMeasurement(string Case, string Precision, double StepSeconds, PhaseMeasurement[] Phases);
@@ -68,20 +68,26 @@ public static class StepProfile
         for (int i = 0; i < PhaseNames.Length; i++)
         {
             double Median(int field) => Stats.Median(samples.Select(s => s[i][field]).ToArray());
-            result[i] = new PhaseMeasurement(PhaseNames[i], Median(0), Median(1), Median(2), Median(3));
+            result[i] = new PhaseMeasurement(PhaseNames[i], Median(0), Median(1), Median(2), Median(3), Median(4), Median(5));
         }
         return new StepProfileMeasurement(c.Name, PrecisionSupport.Name(dtype), Stats.Median(steps), result);
     }
 
-    /// <summary>Wall seconds, user seconds, system seconds and minor faults of one call.</summary>
+    /// <summary>
+    /// Wall seconds, user seconds, system seconds and minor faults of one call, the process's peak resident megabytes
+    /// during it (the peak reset before it; NaN where it cannot be) and the C heap in use after it (NaN where unknown).
+    /// </summary>
     private static double[] Measure(Action action)
     {
+        bool peakReset = ProcessMemory.TryResetPeak();
         var before = ProcStat.Read();
         var clock = Stopwatch.StartNew();
         action();
         clock.Stop();
         var after = ProcStat.Read();
-        return [clock.Elapsed.TotalSeconds, after.UserSeconds - before.UserSeconds, after.SystemSeconds - before.SystemSeconds, after.MinorFaults - before.MinorFaults];
+        double peak = peakReset ? ProcessMemory.PeakResidentBytes() / 1e6 : double.NaN;
+        double heap = ProcessMemory.NativeHeapInUseBytes() is { } bytes ? bytes / 1e6 : double.NaN;
+        return [clock.Elapsed.TotalSeconds, after.UserSeconds - before.UserSeconds, after.SystemSeconds - before.SystemSeconds, after.MinorFaults - before.MinorFaults, peak, heap];
     }
 }
 
