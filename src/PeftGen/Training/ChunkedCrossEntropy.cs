@@ -27,7 +27,8 @@ public static class ChunkedCrossEntropy
 {
     /// <summary>
     /// The chunk size that asks for rows sized from the vocabulary: as many rows as keep one chunk of float32 logits
-    /// within <see cref="AutoChunkBytes"/> (125 rows for GPT-2's 50,257 tokens), at least 8.
+    /// (and, under a 16-bit compute dtype, their copy in it) within <see cref="AutoChunkBytes"/> (125 rows for GPT-2's
+    /// 50,257 tokens in float32, 83 in bfloat16), at least 8.
     /// </summary>
     public const int AutoChunkSize = 0;
 
@@ -40,12 +41,19 @@ public static class ChunkedCrossEntropy
     /// </summary>
     public const long AutoChunkBytes = 24L * 1024 * 1024;
 
-    /// <summary>Rows per chunk for <paramref name="chunkSize"/> (0: automatic) and a vocabulary of <paramref name="vocab"/>.</summary>
-    public static int ChunkRows(int chunkSize, long vocab)
+    /// <summary>Rows per chunk for <paramref name="chunkSize"/> (0: automatic) and a vocabulary of <paramref name="vocab"/>, float32 products.</summary>
+    public static int ChunkRows(int chunkSize, long vocab) => ChunkRows(chunkSize, vocab, ScalarType.Float32);
+
+    /// <summary>
+    /// Rows per chunk for <paramref name="chunkSize"/> (0: automatic), a vocabulary of <paramref name="vocab"/> and
+    /// products in <paramref name="productType"/>: a 16-bit product keeps a chunk of its own beside the float32 logits.
+    /// </summary>
+    public static int ChunkRows(int chunkSize, long vocab, ScalarType productType)
     {
         if (chunkSize < 0) throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize, "Chunk size must be positive, or 0 for automatic.");
         if (chunkSize > 0) return chunkSize;
-        return (int)Math.Clamp(AutoChunkBytes / (Math.Max(vocab, 1) * sizeof(float)), 8, 4096);
+        long rowBytes = sizeof(float) + (productType is ScalarType.BFloat16 or ScalarType.Float16 ? 2 : 0);
+        return (int)Math.Clamp(AutoChunkBytes / (Math.Max(vocab, 1) * rowBytes), 8, 4096);
     }
 
     /// <summary>
@@ -69,7 +77,8 @@ public static class ChunkedCrossEntropy
 
         var grad = is_grad_enabled();
         using var callWorkspace = workspace is null ? new Workspace() : null;
-        var request = new Request(ChunkRows(chunkSize, weight.shape[0]), chunkSize == AutoChunkSize, grad && hidden.requires_grad, grad && weight.requires_grad, workspace ?? callWorkspace!);
+        var productType = ComputePrecision.Current ?? hidden.dtype;
+        var request = new Request(ChunkRows(chunkSize, weight.shape[0], productType), chunkSize == AutoChunkSize, grad && hidden.requires_grad, grad && weight.requires_grad, workspace ?? callWorkspace!);
         if (!request.NeedsHiddenGrad && !request.NeedsWeightGrad)
         {
             using var noGrad = no_grad();
@@ -98,18 +107,11 @@ public static class ChunkedCrossEntropy
         private static long BytesOf(Tensor? tensor) => tensor is null ? 0 : tensor.NumberOfElements * tensor.ElementSize;
 
         /// <summary>
-        /// A zeroed <c>vocab × dim</c> buffer in the compute dtype that a mixed-precision call sums its chunks' weight
-        /// gradients into (one GEMM-accumulate per chunk, no vocabulary-sized allocation per chunk), kept for the next call.
+        /// A <c>rows × dim</c> buffer in the compute dtype for a mixed-precision call's weight gradient, kept for the next
+        /// call: over several chunks, a zeroed <c>vocab × dim</c> sum of the chunks' products (one GEMM-accumulate per
+        /// chunk); in a single chunk, one block of vocabulary rows at a time on its way into the float32 gradient.
         /// </summary>
-        internal Tensor WeightGradient(long vocab, long dim, ScalarType dtype, Device device)
-        {
-            if (!Fits(gradient, dim, dtype, device) || gradient!.shape[0] != vocab)
-            {
-                gradient?.Dispose();
-                gradient = empty(new[] { vocab, dim }, dtype: dtype, device: device).DetachFromDisposeScope();
-            }
-            return gradient.zero_();
-        }
+        internal Tensor WeightGradient(long rows, long dim, ScalarType dtype, Device device) => Rows(ref gradient, rows, dim, dtype, device);
 
         internal Tensor Logits(long rows, long vocab, ScalarType dtype, Device device) => Rows(ref buffer, rows, vocab, dtype, device);
 
@@ -162,11 +164,17 @@ public static class ChunkedCrossEntropy
         var total = zeros(1, dtype: ScalarType.Float64, device: hidden.device);
         if (request.NeedsHiddenGrad) request.HiddenGrad = zeros_like(hidden);
         if (request.NeedsWeightGrad) request.WeightGrad = zeros_like(weight);
-        // Mixed precision: the chunks' products weightsᵀ·h accumulate in a buffer of the compute dtype (the GEMM itself
-        // accumulates in float32; each chunk's sum is rounded once), added to the float32 gradient at the end.
-        var lowPrecisionGrad = request.NeedsWeightGrad && productType != weight.dtype
-            ? request.Workspace.WeightGradient(weight.shape[0], weight.shape[1], productType, hidden.device)
-            : null;
+        // Mixed precision: the products weightsᵀ·h run in the compute dtype (the GEMM accumulates in float32). Over
+        // several chunks they accumulate in a vocab × dim buffer of that dtype (each chunk's sum rounded once), added to
+        // the float32 gradient at the end; adding each chunk to the float32 gradient instead would read and write it
+        // once per chunk. A single chunk (a batch of few rows) computes its product a block of vocabulary rows at a
+        // time and adds each block to the float32 gradient, so no vocabulary-sized buffer of the compute dtype exists.
+        long vocab = weight.shape[0], dim = weight.shape[1];
+        bool mixedGradient = request.NeedsWeightGrad && productType != weight.dtype;
+        bool singleChunk = chunkSize >= rows;
+        long gradientBlockRows = Math.Min(vocab, Math.Max(1, GradientBlockBytes / (dim * ElementSize(productType))));
+        var gradientSum = mixedGradient && !singleChunk ? request.Workspace.WeightGradient(vocab, dim, productType, hidden.device).zero_() : null;
+        var gradientBlock = mixedGradient && singleChunk ? request.Workspace.WeightGradient(gradientBlockRows, dim, productType, hidden.device) : null;
         for (long start = 0; start < rows; start += chunkSize)
         {
             using var scope = NewDisposeScope();
@@ -205,14 +213,30 @@ public static class ChunkedCrossEntropy
             }
             if (request.NeedsWeightGrad)
             {
-                var scaled = ComputePrecision.Cast(h.mul(inverse));
-                (lowPrecisionGrad ?? request.WeightGrad!).addmm_(weights.t(), scaled.to(weights.dtype));
+                var scaled = ComputePrecision.Cast(h.mul(inverse)).to(weights.dtype);
+                if (gradientBlock is null) (gradientSum ?? request.WeightGrad!).addmm_(weights.t(), scaled);
+                else
+                {
+                    for (long first = 0; first < vocab; first += gradientBlockRows)
+                    {
+                        long count = Math.Min(gradientBlockRows, vocab - first);
+                        var block = gradientBlock.narrow(0, 0, count).addmm_(weights.narrow(1, first, count).t(), scaled, beta: 0, alpha: 1);
+                        request.WeightGrad!.narrow(0, first, count).add_(block);
+                    }
+                }
                 request.WeightGrad!.index_add_(0, targetRows, h.to(request.WeightGrad!.dtype), -1.0);
             }
         }
-        if (lowPrecisionGrad is not null) request.WeightGrad!.add_(lowPrecisionGrad);
+        if (gradientSum is not null) request.WeightGrad!.add_(gradientSum);
         return total.squeeze(0).to(hidden.dtype);
     }
+
+    /// <summary>
+    /// Bytes of a block of a single chunk's weight gradient in the compute dtype. Adding it to the float32 gradient
+    /// converts it into a float32 temporary of twice its size, which at 4 MiB stays below glibc's mmap threshold and
+    /// comes back from the heap at the next block instead of as fresh pages.
+    /// </summary>
+    private const long GradientBlockBytes = 4L * 1024 * 1024;
 
     /// <summary>
     /// Whether the head's products should take it in blocks of vocabulary rows over all rows at once rather than as a

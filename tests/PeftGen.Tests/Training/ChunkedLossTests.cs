@@ -256,7 +256,7 @@ public sealed class ChunkedLossPrecisionTests
         // A head whose bfloat16 copy (32 MiB) outweighs a block (24 MiB) and every row's logits: the automatic chunk size
         // takes it in two blocks of vocabulary rows (12,288 and 4,096), an explicit one copies it whole.
         long batch = 2, seq = 9, dim = 1024, vocab = 16_384;
-        Assert.True(ChunkedCrossEntropy.HeadInBlocksHoldsLess(batch * seq, vocab, dim, ScalarType.BFloat16, ScalarType.Float32, ChunkedCrossEntropy.ChunkRows(0, vocab)));
+        Assert.True(ChunkedCrossEntropy.HeadInBlocksHoldsLess(batch * seq, vocab, dim, ScalarType.BFloat16, ScalarType.Float32, ChunkedCrossEntropy.ChunkRows(0, vocab, ScalarType.BFloat16)));
         var hidden0 = randn(batch, seq, dim);
         var head = randn(vocab, dim) * 0.05;
         var labels = ChunkedLossTests.RandomLabels(batch, seq, vocab, 8);
@@ -293,7 +293,7 @@ public sealed class ChunkedLossPrecisionTests
     [InlineData(1024, 8192, 384, false)] // the tiny model, 8 × 128
     [InlineData(16, 64, 32, false)] // a head far smaller than one block
     public void A_converted_head_is_taken_in_blocks_only_when_that_holds_less(long rows, long vocab, long dim, bool expected)
-        => Assert.Equal(expected, ChunkedCrossEntropy.HeadInBlocksHoldsLess(rows, vocab, dim, ScalarType.BFloat16, ScalarType.Float32, ChunkedCrossEntropy.ChunkRows(0, vocab)));
+        => Assert.Equal(expected, ChunkedCrossEntropy.HeadInBlocksHoldsLess(rows, vocab, dim, ScalarType.BFloat16, ScalarType.Float32, ChunkedCrossEntropy.ChunkRows(0, vocab, ScalarType.BFloat16)));
 
     [Theory]
     [InlineData(0, 50_257, 125)] // GPT-2: 125 rows of float32 logits stay under 24 MiB
@@ -305,6 +305,17 @@ public sealed class ChunkedLossPrecisionTests
     {
         Assert.Equal(expected, ChunkedCrossEntropy.ChunkRows(chunkSize, vocab));
         Assert.True(expected * vocab * sizeof(float) <= ChunkedCrossEntropy.AutoChunkBytes || chunkSize > 0 || expected == 8);
+    }
+
+    [Theory]
+    [InlineData(0, 50_257, 83)] // GPT-2: 83 rows of float32 logits and their bfloat16 copy stay under 24 MiB
+    [InlineData(0, 128_256, 32)] // Llama 3
+    [InlineData(64, 50_257, 64)] // an explicit size wins
+    public void Under_bfloat16_products_automatic_chunks_also_hold_the_bfloat16_copy(int chunkSize, long vocab, int expected)
+    {
+        Assert.Equal(expected, ChunkedCrossEntropy.ChunkRows(chunkSize, vocab, ScalarType.BFloat16));
+        Assert.True(expected * vocab * (sizeof(float) + 2) <= ChunkedCrossEntropy.AutoChunkBytes || chunkSize > 0);
+        Assert.Equal(ChunkedCrossEntropy.ChunkRows(chunkSize, vocab), ChunkedCrossEntropy.ChunkRows(chunkSize, vocab, ScalarType.Float32));
     }
 
     [Fact]
