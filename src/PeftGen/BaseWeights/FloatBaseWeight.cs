@@ -64,8 +64,15 @@ public sealed class FloatBaseWeight : BaseWeight
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// Recording gradients with a weight stored in another dtype than the input's (float32 masters under bfloat16
+    /// compute), the cast is made again for the backward product instead of being kept from the forward pass
+    /// (<see cref="CastLinearFunction"/>).
+    /// </remarks>
     internal override Tensor Linear(Tensor input, Tensor? bias)
-        => FewRowProduct.Linear(input, InDType(parameter, input.dtype), bias is null ? null : InDType(bias, input.dtype));
+        => CastLinearFunction.Applies(input, parameter, bias)
+            ? CastLinearFunction.Apply(input, parameter, bias)
+            : FewRowProduct.Linear(input, InDType(parameter, input.dtype), bias is null ? null : InDType(bias, input.dtype));
 
     /// <inheritdoc />
     internal override void Load(Tensor weight)
