@@ -286,6 +286,55 @@ public sealed class ChunkedLossPrecisionTests
         Assert.True(Reference.RelativeError(blocks.Grad, whole.Grad) < 1e-2);
     }
 
+    [Fact]
+    public void A_trained_float32_head_under_bfloat16_compute_gets_its_gradient_in_blocks_within_bfloat16_of_float64()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(37);
+        // 18 rows fit one automatic chunk; the head's bfloat16 gradient (9 MB) goes to the float32 one in three 4 MiB
+        // blocks of vocabulary rows, the last one partial. An explicit chunk of 5 rows sums four chunks in bfloat16 instead.
+        long batch = 2, seq = 9, dim = 512, vocab = 9_000;
+        Assert.True(ChunkedCrossEntropy.ChunkRows(0, vocab, ScalarType.BFloat16) >= batch * seq);
+        var hidden0 = randn(batch, seq, dim);
+        var head0 = randn(vocab, dim) * 0.05;
+        var labels = ChunkedLossTests.RandomLabels(batch, seq, vocab, 9);
+
+        (Tensor Loss, Tensor HiddenGrad, Tensor HeadGrad) Run(int chunkSize)
+        {
+            var hidden = hidden0.detach().requires_grad_(true);
+            var head = head0.detach().clone().requires_grad_(true);
+            Tensor loss;
+            using (PeftGen.Precision.ComputePrecision.Use(ScalarType.BFloat16))
+                loss = CausalLmLoss.Mean(hidden, head, labels, chunkSize);
+            loss.backward();
+            return (loss.detach(), hidden.grad!.detach(), head.grad!.detach());
+        }
+
+        var single = Run(ChunkedCrossEntropy.AutoChunkSize);
+        var chunked = Run(5);
+        // The reference: the unchunked loss of the bfloat16-rounded operands, in float64.
+        var h64 = hidden0.to(ScalarType.BFloat16).to(ScalarType.Float64).requires_grad_(true);
+        var w64 = head0.to(ScalarType.BFloat16).to(ScalarType.Float64).requires_grad_(true);
+        ChunkedLossTests.NaiveMeanLoss(h64, w64, labels).backward();
+
+        Assert.Equal(ScalarType.Float32, single.HeadGrad.dtype);
+        Assert.True(Reference.RelativeError(single.HeadGrad, w64.grad!) < 1e-2, $"head gradient {Reference.RelativeError(single.HeadGrad, w64.grad!):E2} from float64");
+        Assert.True(Reference.RelativeError(single.HiddenGrad, h64.grad!) < 1e-2);
+        Assert.True(Reference.RelativeError(chunked.HeadGrad, w64.grad!) < 1e-2);
+        Assert.True(Reference.RelativeError(single.Loss, chunked.Loss) < 1e-6);
+        // Rows no label names get only the softmax's share, small beside the targets' rows: held to the same tolerance
+        // on their own, block by block, so a block left out or misplaced cannot hide among the large rows.
+        var named = zeros(vocab, dtype: ScalarType.Bool);
+        named.index_fill_(0, labels.flatten().clamp_min(0), true);
+        var others = named.logical_not().nonzero().squeeze(1);
+        for (long first = 0; first < vocab; first += 4096)
+        {
+            var rows = others.masked_select(others.ge(first).logical_and(others.lt(Math.Min(vocab, first + 4096))));
+            var error = Reference.RelativeError(single.HeadGrad.index_select(0, rows), w64.grad!.index_select(0, rows));
+            Assert.True(error < 1e-2, $"rows {first}…: head gradient of unnamed rows {error:E2} from float64");
+        }
+    }
+
     [Theory]
     [InlineData(128, 128_256, 2048, true)] // Llama-3.2-1B's tied head, 1 × 128 tokens: 0.12 GB in blocks, 0.56 copied
     [InlineData(128, 32_000, 4096, true)] // Llama-2-7B's head
