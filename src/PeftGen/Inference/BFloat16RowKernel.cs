@@ -14,7 +14,7 @@ namespace PeftGen.Inference;
 /// product to oneDNN, which read the weight at 11–15 GB/s on two threads (a 51 MB head, GPT-2's vocabulary at width
 /// 512) while a float32 sum streamed at 28 GB/s. This loop reads each weight row once, widens its bfloat16 values to
 /// float32 (a bfloat16 value is the upper half of a float32's bits: zero-extend and shift), multiplies them with every
-/// input row (widened once per call) and accumulates in float32; 20–23 GB/s on one thread, 29–36 GB/s on two. (These
+/// input row (widened once per call) and accumulates in float32; 20–23 GB/s on one thread, 29–38 GB/s on two. (These
 /// bandwidths come from a throwaway harness, not a committed command; `PeftGen.Benchmarks generation` times the decoding
 /// they serve, docs/benchmarks.md#serving-issue-19.)</para>
 /// <para>Each output value is one float32 dot product over the input features, plus the bias, rounded once to bfloat16
