@@ -107,9 +107,8 @@ public static class ChunkedCrossEntropy
         private static long BytesOf(Tensor? tensor) => tensor is null ? 0 : tensor.NumberOfElements * tensor.ElementSize;
 
         /// <summary>
-        /// A <c>rows × dim</c> buffer in the compute dtype for a mixed-precision call's weight gradient, kept for the next
-        /// call: over several chunks, a zeroed <c>vocab × dim</c> sum of the chunks' products (one GEMM-accumulate per
-        /// chunk); in a single chunk, one block of vocabulary rows at a time on its way into the float32 gradient.
+        /// A <c>rows × dim</c> buffer in the compute dtype for a mixed-precision call's weight gradient in a single chunk:
+        /// one block of vocabulary rows at a time on its way into the float32 gradient. Kept for the next call.
         /// </summary>
         internal Tensor WeightGradient(long rows, long dim, ScalarType dtype, Device device) => Rows(ref gradient, rows, dim, dtype, device);
 
@@ -163,18 +162,20 @@ public static class ChunkedCrossEntropy
         long chunkSize = head.InBlocks ? rows : request.ChunkSize;
         var total = zeros(1, dtype: ScalarType.Float64, device: hidden.device);
         if (request.NeedsHiddenGrad) request.HiddenGrad = zeros_like(hidden);
-        if (request.NeedsWeightGrad) request.WeightGrad = zeros_like(weight);
         // Mixed precision: the products weightsᵀ·h run in the compute dtype (the GEMM accumulates in float32). Over
-        // several chunks they accumulate in a vocab × dim buffer of that dtype (each chunk's sum rounded once), added to
-        // the float32 gradient at the end; adding each chunk to the float32 gradient instead would read and write it
-        // once per chunk. A single chunk (a batch of few rows) computes its product a block of vocabulary rows at a
-        // time and adds each block to the float32 gradient, so no vocabulary-sized buffer of the compute dtype exists.
+        // several chunks they accumulate in a vocab × dim sum of that dtype (each chunk's sum rounded once); the float32
+        // gradient is made from it at the end, after the head's converted copy is gone, and the target rows' −h are
+        // added then, so during the chunks the sum stands where the float32 gradient would (half its bytes). Adding each
+        // chunk to a float32 gradient instead would read and write it once per chunk. A single chunk (a batch of few
+        // rows) computes its product a block of vocabulary rows at a time and adds each block to the float32 gradient,
+        // so no vocabulary-sized buffer of the compute dtype exists.
         long vocab = weight.shape[0], dim = weight.shape[1];
         bool mixedGradient = request.NeedsWeightGrad && productType != weight.dtype;
         bool singleChunk = chunkSize >= rows;
         long gradientBlockRows = Math.Min(vocab, Math.Max(1, GradientBlockBytes / (dim * ElementSize(productType))));
-        var gradientSum = mixedGradient && !singleChunk ? request.Workspace.WeightGradient(vocab, dim, productType, hidden.device).zero_() : null;
+        using var gradientSum = mixedGradient && !singleChunk ? zeros(new[] { vocab, dim }, dtype: productType, device: hidden.device) : null;
         var gradientBlock = mixedGradient && singleChunk ? request.Workspace.WeightGradient(gradientBlockRows, dim, productType, hidden.device) : null;
+        if (request.NeedsWeightGrad && gradientSum is null) request.WeightGrad = zeros_like(weight);
         for (long start = 0; start < rows; start += chunkSize)
         {
             using var scope = NewDisposeScope();
@@ -224,10 +225,15 @@ public static class ChunkedCrossEntropy
                         request.WeightGrad!.narrow(0, first, count).add_(block);
                     }
                 }
-                request.WeightGrad!.index_add_(0, targetRows, h.to(request.WeightGrad!.dtype), -1.0);
+                if (gradientSum is null) request.WeightGrad!.index_add_(0, targetRows, h.to(request.WeightGrad!.dtype), -1.0);
             }
         }
-        if (gradientSum is not null) request.WeightGrad!.add_(gradientSum);
+        if (gradientSum is not null)
+        {
+            head.Dispose();
+            request.WeightGrad = gradientSum.to(weight.dtype);
+            request.WeightGrad.index_add_(0, targets, hidden.to(weight.dtype), -1.0);
+        }
         return total.squeeze(0).to(hidden.dtype);
     }
 
