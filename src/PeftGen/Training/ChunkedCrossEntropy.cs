@@ -21,7 +21,7 @@ namespace PeftGen.Training;
 /// copy of itself for the call, <c>vocab × dim</c> values: half a gigabyte for Llama-3.2-1B's tied 128,256-token head,
 /// more than the rest of a 4-bit model's training step. When the rows are few (fewer than about a third of the width,
 /// as in a batch of one), the products instead take the head a block of vocabulary rows at a time, converted into a
-/// small buffer, over all rows at once; see <see cref="BlockBytes"/>.</para>
+/// small buffer, over all rows at once; see <see cref="AutoChunkBytes"/>.</para>
 /// </remarks>
 public static class ChunkedCrossEntropy
 {
@@ -33,8 +33,9 @@ public static class ChunkedCrossEntropy
     public const int AutoChunkSize = 0;
 
     /// <summary>
-    /// Logit bytes per chunk when sizing automatically (with their 16-bit copy under a 16-bit compute dtype). glibc's
-    /// allocator keeps freed blocks up to 32 MiB in the
+    /// Logit bytes per chunk when sizing automatically (with their 16-bit copy under a 16-bit compute dtype), and head
+    /// bytes per block when a converted head is taken in blocks of vocabulary rows. glibc's allocator keeps freed blocks
+    /// up to 32 MiB in the
     /// process for reuse (larger ones are unmapped on free and page-faulted in again, zero-filled, at the next
     /// allocation), so chunks below that cost no kernel work from the second step on; the benchmark suite's profile
     /// measured 112 k page faults per tiny-model step with 256-row (51 MB) chunks and a third of that with 128 rows.
@@ -172,7 +173,7 @@ public static class ChunkedCrossEntropy
         long vocab = weight.shape[0], dim = weight.shape[1];
         bool mixedGradient = request.NeedsWeightGrad && productType != weight.dtype;
         bool singleChunk = chunkSize >= rows;
-        long gradientBlockRows = BlockRows(vocab, dim, productType);
+        long gradientBlockRows = BlockRows(GradientBlockBytes, vocab, dim, productType);
         using var gradientSum = mixedGradient && !singleChunk ? zeros(new[] { vocab, dim }, dtype: productType, device: hidden.device) : null;
         var gradientBlock = mixedGradient && singleChunk ? request.Workspace.WeightGradient(gradientBlockRows, dim, productType, hidden.device) : null;
         if (request.NeedsWeightGrad && gradientSum is null) request.WeightGrad = zeros_like(weight);
@@ -238,13 +239,11 @@ public static class ChunkedCrossEntropy
     }
 
     /// <summary>
-    /// Bytes of a block of vocabulary rows in the compute dtype: of a converted head taken in blocks, and of a single
-    /// chunk's weight gradient on its way into the float32 one. A block is what mixed precision holds beside what float32
-    /// would; adding a gradient block to the float32 gradient converts it into a float32 temporary of twice its size,
-    /// which at 4 MiB stays below glibc's mmap threshold and comes back from the heap at the next block instead of as
-    /// fresh pages. (At 24 MiB, the head's block put full fine-tuning of a batch of 1 × 64 above float32's peak.)
+    /// Bytes of a block of a single chunk's weight gradient in the compute dtype. Adding it to the float32 gradient
+    /// converts it into a float32 temporary of twice its size, which at 4 MiB stays below glibc's mmap threshold and
+    /// comes back from the heap at the next block instead of as fresh pages.
     /// </summary>
-    internal const long BlockBytes = 4L * 1024 * 1024;
+    internal const long GradientBlockBytes = 4L * 1024 * 1024;
 
     /// <summary>
     /// Whether the head's products should take it in blocks of vocabulary rows over all rows at once rather than as a
@@ -264,12 +263,12 @@ public static class ChunkedCrossEntropy
         long productBytes = ElementSize(productType), logitBytes = ElementSize(computeType);
         long chunkRows = Math.Min(chunkSize, rows);
         long whole = vocab * dim * productBytes + chunkRows * vocab * (logitBytes + productBytes);
-        long blocks = rows * vocab * (logitBytes + productBytes) + BlockRows(vocab, dim, productType) * dim * productBytes;
+        long blocks = rows * vocab * (logitBytes + productBytes) + BlockRows(AutoChunkBytes, vocab, dim, productType) * dim * productBytes;
         return blocks < whole;
     }
 
-    /// <summary>Vocabulary rows per block: as many as fit <see cref="BlockBytes"/> in the product dtype, at most the vocabulary.</summary>
-    internal static long BlockRows(long vocab, long dim, ScalarType productType) => Math.Clamp(BlockBytes / (dim * ElementSize(productType)), 1, Math.Max(1, vocab));
+    /// <summary>Vocabulary rows per block of <paramref name="bytes"/> in the product dtype, at most the vocabulary.</summary>
+    internal static long BlockRows(long bytes, long vocab, long dim, ScalarType productType) => Math.Clamp(bytes / (dim * ElementSize(productType)), 1, Math.Max(1, vocab));
 
     private static long ElementSize(ScalarType dtype) => dtype switch
     {
@@ -292,7 +291,7 @@ public static class ChunkedCrossEntropy
         {
             this.weight = weight;
             InBlocks = inBlocks;
-            if (inBlocks) block = empty(new[] { BlockRows(weight.shape[0], weight.shape[1], productType), weight.shape[1] }, dtype: productType, device: weight.device);
+            if (inBlocks) block = empty(new[] { BlockRows(AutoChunkBytes, weight.shape[0], weight.shape[1], productType), weight.shape[1] }, dtype: productType, device: weight.device);
             else if (weight.dtype != productType) copy = weight.to(productType);
         }
 
