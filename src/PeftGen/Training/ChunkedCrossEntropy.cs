@@ -243,7 +243,7 @@ public static class ChunkedCrossEntropy
     /// converts it into a float32 temporary of twice its size, which at 4 MiB stays below glibc's mmap threshold and
     /// comes back from the heap at the next block instead of as fresh pages.
     /// </summary>
-    internal const long GradientBlockBytes = 4L * 1024 * 1024;
+    private const long GradientBlockBytes = 4L * 1024 * 1024;
 
     /// <summary>
     /// Whether the head's products should take it in blocks of vocabulary rows over all rows at once rather than as a
@@ -268,7 +268,7 @@ public static class ChunkedCrossEntropy
     }
 
     /// <summary>Vocabulary rows per block of <paramref name="bytes"/> in the product dtype, at most the vocabulary.</summary>
-    internal static long BlockRows(long bytes, long vocab, long dim, ScalarType productType) => Math.Clamp(bytes / (dim * ElementSize(productType)), 1, Math.Max(1, vocab));
+    private static long BlockRows(long bytes, long vocab, long dim, ScalarType productType) => Math.Clamp(bytes / (dim * ElementSize(productType)), 1, Math.Max(1, vocab));
 
     private static long ElementSize(ScalarType dtype) => dtype switch
     {
