@@ -67,6 +67,69 @@ public sealed class LoraDropoutTests
         Assert.Throws<ArgumentOutOfRangeException>(() => LoraDropout.Apply(x, -0.1));
     }
 
+    [Theory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.BFloat16)]
+    public void One_pass_dropout_is_the_stored_mask_product_to_the_bit(ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(11);
+        // Enough elements to be split over the workers; negative values, whose dropped products are −0.
+        var x = randn(3, 1000, 333).to(dtype);
+        var mask = empty(x.shape, dtype: ScalarType.Float32);
+        LoraDropout.FillMask(mask, 0.05, 987654321, 1);
+        var expected = x.mul(mask.to(dtype));
+        var actual = DropoutFunction.Drop(x, 0.05, 987654321);
+        Assert.Equal(dtype, actual.dtype);
+        Assert.True(actual.eq(expected).all().item<bool>());
+        Assert.True(actual.signbit().eq(expected.signbit()).all().item<bool>());
+        Assert.True(DropoutFunction.Drop(x.transpose(0, 2), 0.05, 987654321).eq(x.transpose(0, 2).contiguous().mul(mask.view(333, 1000, 3).to(dtype))).all().item<bool>(),
+            "a strided input is dropped in its logical order");
+    }
+
+    [Theory]
+    [InlineData(ScalarType.Float32, 999_999)]
+    [InlineData(ScalarType.BFloat16, 999_999)]
+    [InlineData(ScalarType.BFloat16, 45)]
+    public void Vectors_and_single_pairs_give_the_same_bits(ScalarType dtype, int count) // (Vector512 runs anywhere, emulated where not accelerated)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(count);
+        var x = randn(count).mul(1e3);
+        // NaN, infinities, signed zeros, a value that rounds up to bfloat16's overflow and a subnormal.
+        x[0] = float.NaN; x[1] = float.PositiveInfinity; x[2] = float.NegativeInfinity; x[3] = -0f; x[4] = 3.3895e38f; x[5] = 1e-40f;
+        x = x.to(dtype);
+        var one = DropoutFunction.Drop(x, 0.4, 42, vectors: false);
+        var many = DropoutFunction.Drop(x, 0.4, 42, vectors: true);
+        var bothNaN = one.isnan().logical_and(many.isnan());
+        Assert.True(one.eq(many).logical_or(bothNaN).all().item<bool>());
+        Assert.True(one.signbit().eq(many.signbit()).all().item<bool>());
+        // As multiplying by a stored mask: NaN stays NaN, a dropped infinity becomes NaN.
+        var mask = empty(count, dtype: ScalarType.Float32);
+        LoraDropout.FillMask(mask, 0.4, 42, 1);
+        var stored = x.mul(mask.to(dtype));
+        Assert.True(many.eq(stored).logical_or(many.isnan().logical_and(stored.isnan())).all().item<bool>());
+        Assert.True(many.isnan().eq(stored.isnan()).all().item<bool>());
+    }
+
+    [Theory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.BFloat16)]
+    public void The_backward_pass_drops_the_gradient_by_the_forward_mask(ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(5);
+        var x = randn(256, 300).to(dtype).requires_grad_(true);
+        var upstream = randn(256, 300).to(dtype);
+        var y = LoraDropout.Apply(x, 0.3);
+        y.backward(new[] { upstream });
+        var kept = y.detach().ne(0);
+        float scale = dtype == ScalarType.BFloat16 ? 1.4296875f : (float)(1 / 0.7); // 1/0.7 rounded to bfloat16's 8 bits
+        var expected = upstream.mul(kept.to(dtype)).mul(scale);
+        Assert.True(x.grad!.eq(expected).all().item<bool>());
+        Assert.InRange(kept.to(ScalarType.Float64).mean().item<double>(), 0.68, 0.72);
+    }
+
     [Fact]
     public void Lora_layers_drop_in_training_and_not_in_eval()
     {
