@@ -160,4 +160,22 @@ internal static unsafe class BFloat16RowKernel
         if (float.IsNaN(value)) return (ushort)((bits >> 16) | 0x40);
         return (ushort)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
     }
+
+    /// <summary>Thirty-two bfloat16 values widened to float32: the first sixteen, then the last.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static (Vector512<float> Low, Vector512<float> High) Widen(Vector512<ushort> bits)
+    {
+        var (low, high) = Vector512.Widen(bits);
+        return ((low << 16).AsSingle(), (high << 16).AsSingle());
+    }
+
+    /// <summary><see cref="Round(float)"/> on sixteen values; each bfloat16 in the low half of its lane (for <c>Vector512.Narrow</c>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<uint> Round(Vector512<float> values)
+    {
+        var bits = values.AsUInt32();
+        var rounded = (bits + Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One)) >> 16;
+        var quiet = (bits >> 16) | Vector512.Create(0x40u);
+        return Vector512.ConditionalSelect(Vector512.Equals(values, values).AsUInt32(), rounded, quiet);
+    }
 }

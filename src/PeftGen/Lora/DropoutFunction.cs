@@ -142,9 +142,9 @@ internal sealed class DropoutFunction : SingleTensorFunction<DropoutFunction>
         for (long pair = firstPair, end = firstPair + 16 * blocks; pair < end; pair += 16)
         {
             long i = 2 * pair;
-            var (low, high) = Vector512.Widen(Vector512.Load(input + i));
-            var first = Round((low << 16).AsSingle() * Factors(LoraDropout.Draw8(seed, pair), bound, keep));
-            var second = Round((high << 16).AsSingle() * Factors(LoraDropout.Draw8(seed, pair + 8), bound, keep));
+            var (low, high) = BFloat16RowKernel.Widen(Vector512.Load(input + i));
+            var first = BFloat16RowKernel.Round(low * Factors(LoraDropout.Draw8(seed, pair), bound, keep));
+            var second = BFloat16RowKernel.Round(high * Factors(LoraDropout.Draw8(seed, pair + 8), bound, keep));
             Vector512.Narrow(first, second).Store(output + i);
         }
     }
@@ -153,16 +153,6 @@ internal sealed class DropoutFunction : SingleTensorFunction<DropoutFunction>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Factors(Vector512<uint> draws, Vector512<uint> bound, Vector512<float> keep)
         => Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(draws, bound).AsSingle(), keep, Vector512<float>.Zero);
-
-    // BFloat16RowKernel.Round on sixteen values: nearest even, NaN kept a quiet NaN; the bfloat16 bits in each low half.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<uint> Round(Vector512<float> values)
-    {
-        var bits = values.AsUInt32();
-        var rounded = (bits + Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One)) >> 16;
-        var quiet = (bits >> 16) | Vector512.Create(0x40u);
-        return Vector512.ConditionalSelect(Vector512.Equals(values, values).AsUInt32(), rounded, quiet);
-    }
 
     private static unsafe void DropPairs(float* input, float* output, long count, long firstPair, long endPair, ulong seed, uint threshold, float scale)
     {

@@ -26,15 +26,17 @@ namespace PeftGen.Training;
 public static class ChunkedCrossEntropy
 {
     /// <summary>
-    /// The chunk size that asks for rows sized from the vocabulary: as many rows as keep one chunk of float32 logits
-    /// (and, under a 16-bit compute dtype, their copy in it) within <see cref="AutoChunkBytes"/> (125 rows for GPT-2's
-    /// 50,257 tokens in float32, 83 in bfloat16), at least 8.
+    /// The chunk size that asks for rows sized from the vocabulary: as many rows as keep one chunk of logits within
+    /// <see cref="AutoChunkBytes"/>, at least 8. On the CPU the softmax numerators are made in the products' own chunk
+    /// (<see cref="SoftmaxRowsKernel"/>, where the processor has 512-bit vectors), so a bfloat16 chunk holds two bytes a
+    /// logit (250 rows for GPT-2's 50,257 tokens) and a float32 one four (125 rows); elsewhere a 16-bit product keeps a
+    /// float32 copy of its chunk beside it (83 rows).
     /// </summary>
     public const int AutoChunkSize = 0;
 
     /// <summary>
-    /// Logit bytes per chunk when sizing automatically (with their 16-bit copy under a 16-bit compute dtype), and head
-    /// bytes per block when a converted head is taken in blocks of vocabulary rows. glibc's allocator keeps freed blocks
+    /// Logit bytes per chunk when sizing automatically (with their float32 copy where a 16-bit product needs one), and
+    /// head bytes per block when a converted head is taken in blocks of vocabulary rows. glibc's allocator keeps freed blocks
     /// up to 32 MiB in the
     /// process for reuse (larger ones are unmapped on free and page-faulted in again, zero-filled, at the next
     /// allocation), so chunks below that cost no kernel work from the second step on; the benchmark suite's profile
@@ -47,14 +49,30 @@ public static class ChunkedCrossEntropy
 
     /// <summary>
     /// Rows per chunk for <paramref name="chunkSize"/> (0: automatic), a vocabulary of <paramref name="vocab"/> and
-    /// products in <paramref name="productType"/>: a 16-bit product keeps a chunk of its own beside the float32 logits.
+    /// products in <paramref name="productType"/> on the CPU.
     /// </summary>
-    public static int ChunkRows(int chunkSize, long vocab, ScalarType productType)
+    public static int ChunkRows(int chunkSize, long vocab, ScalarType productType) => ChunkRows(chunkSize, vocab, productType, DeviceType.CPU);
+
+    /// <summary>
+    /// Rows per chunk for <paramref name="chunkSize"/> (0: automatic), a vocabulary of <paramref name="vocab"/> and
+    /// products in <paramref name="productType"/> on <paramref name="device"/>.
+    /// </summary>
+    public static int ChunkRows(int chunkSize, long vocab, ScalarType productType, DeviceType device)
     {
         if (chunkSize < 0) throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize, "Chunk size must be positive, or 0 for automatic.");
         if (chunkSize > 0) return chunkSize;
-        long rowBytes = sizeof(float) + (productType is ScalarType.BFloat16 or ScalarType.Float16 ? 2 : 0);
-        return (int)Math.Clamp(AutoChunkBytes / (Math.Max(vocab, 1) * rowBytes), 8, 4096);
+        return (int)Math.Clamp(AutoChunkBytes / (Math.Max(vocab, 1) * ChunkBytesPerLogit(productType, device)), 8, 4096);
+    }
+
+    /// <summary>
+    /// Bytes a chunk holds per logit: the product's own, plus a float32 copy where the product is 16-bit and the CPU's
+    /// softmax kernel does not take it.
+    /// </summary>
+    private static long ChunkBytesPerLogit(ScalarType productType, DeviceType device)
+    {
+        long product = ElementSize(productType);
+        bool kernel = device == DeviceType.CPU && SoftmaxRowsKernel.Runs && productType is ScalarType.Float32 or ScalarType.BFloat16;
+        return kernel || product >= sizeof(float) ? product : product + sizeof(float);
     }
 
     /// <summary>
@@ -79,7 +97,7 @@ public static class ChunkedCrossEntropy
         var grad = is_grad_enabled();
         using var callWorkspace = workspace is null ? new Workspace() : null;
         var productType = ComputePrecision.Current ?? hidden.dtype;
-        var request = new Request(ChunkRows(chunkSize, weight.shape[0], productType), chunkSize == AutoChunkSize, grad && hidden.requires_grad, grad && weight.requires_grad, workspace ?? callWorkspace!);
+        var request = new Request(ChunkRows(chunkSize, weight.shape[0], productType, hidden.device_type), chunkSize == AutoChunkSize, grad && hidden.requires_grad, grad && weight.requires_grad, workspace ?? callWorkspace!);
         if (!request.NeedsHiddenGrad && !request.NeedsWeightGrad)
         {
             using var noGrad = no_grad();
@@ -183,20 +201,33 @@ public static class ChunkedCrossEntropy
             long length = Math.Min(chunkSize, rows - start);
             var h = hidden.narrow(0, start, length);
             var t = targets.narrow(0, start, length).unsqueeze(1);
-            // The chunk's logits, written into the workspace (no allocation once it has the size); all rows' logits,
-            // when the head is converted in blocks, are the call's own.
-            var logits = head.InBlocks
-                ? empty(new[] { length, weight.shape[0] }, dtype: computeType, device: hidden.device)
-                : request.Workspace.Logits(length, weight.shape[0], computeType, hidden.device);
-            // The product in its own dtype lands in the workspace's staging chunk before it is widened into the logits.
+            // The product in its own dtype lands in the workspace's staging chunk (no allocation once it has the size).
             var staging = !head.InBlocks && productType != computeType ? request.Workspace.Staging(length, weight.shape[0], productType, hidden.device) : null;
-            head.Logits(ComputePrecision.Cast(h), logits, staging);
-            var rowMax = logits.amax(new long[] { 1 }, keepdim: true);
-            var targetLogits = logits.gather(1, t);
-            // In place: logits become exp(logit − max), whose row sums give log-sum-exp = max + log(sum) (sum ≥ 1, so
-            // the logarithm is exact) and whose rows, divided by their sum, are the softmax.
-            var exps = logits.sub_(rowMax).exp_();
-            var sums = exps.sum(1, keepdim: true);
+            Tensor exps, rowMax, targetLogits, sums;
+            if (!head.InBlocks && SoftmaxRowsKernel.Takes(staging ?? request.Workspace.Logits(length, weight.shape[0], computeType, hidden.device)))
+            {
+                // On the CPU the softmax numerators are made row by row in the product's own chunk (float32, or the
+                // 16-bit staging chunk, which then needs no float32 copy): exp(logit − max), each row's sum, maximum and
+                // target logit; see SoftmaxRowsKernel.
+                exps = staging ?? request.Workspace.Logits(length, weight.shape[0], computeType, hidden.device);
+                head.Product(ComputePrecision.Cast(h), exps);
+                (rowMax, targetLogits, sums) = SoftmaxRowsKernel.Run(exps, t);
+            }
+            else
+            {
+                // The chunk's logits, written into the workspace; all rows' logits, when the head is converted in
+                // blocks, are the call's own. A product in another dtype is widened into them from the staging chunk.
+                var logits = head.InBlocks
+                    ? empty(new[] { length, weight.shape[0] }, dtype: computeType, device: hidden.device)
+                    : request.Workspace.Logits(length, weight.shape[0], computeType, hidden.device);
+                head.Logits(ComputePrecision.Cast(h), logits, staging);
+                rowMax = logits.amax(new long[] { 1 }, keepdim: true);
+                targetLogits = logits.gather(1, t);
+                // In place: logits become exp(logit − max), whose row sums give log-sum-exp = max + log(sum) (sum ≥ 1,
+                // so the logarithm is exact) and whose rows, divided by their sum, are the softmax.
+                exps = logits.sub_(rowMax).exp_();
+                sums = exps.sum(1, keepdim: true);
+            }
             total.add_((sums.log() + rowMax - targetLogits).sum().to(ScalarType.Float64));
             if (!request.NeedsHiddenGrad && !request.NeedsWeightGrad) continue;
 
@@ -255,14 +286,14 @@ public static class ChunkedCrossEntropy
     /// </summary>
     private static bool HeadInBlocks(long rows, Tensor weight, ScalarType productType, ScalarType computeType, Request request)
         => weight.dtype != productType && request.AutoChunks
-            && HeadInBlocksHoldsLess(rows, weight.shape[0], weight.shape[1], productType, computeType, request.ChunkSize);
+            && HeadInBlocksHoldsLess(rows, weight.shape[0], weight.shape[1], productType, computeType, request.ChunkSize, weight.device_type);
 
     /// <summary>Whether <see cref="HeadInBlocks"/> holds less than a whole converted copy, for a head to be converted.</summary>
-    internal static bool HeadInBlocksHoldsLess(long rows, long vocab, long dim, ScalarType productType, ScalarType computeType, int chunkSize)
+    internal static bool HeadInBlocksHoldsLess(long rows, long vocab, long dim, ScalarType productType, ScalarType computeType, int chunkSize, DeviceType device = DeviceType.CPU)
     {
         long productBytes = ElementSize(productType), logitBytes = ElementSize(computeType);
         long chunkRows = Math.Min(chunkSize, rows);
-        long whole = vocab * dim * productBytes + chunkRows * vocab * (logitBytes + productBytes);
+        long whole = vocab * dim * productBytes + chunkRows * vocab * ChunkBytesPerLogit(productType, device);
         long blocks = rows * vocab * (logitBytes + productBytes) + BlockRows(AutoChunkBytes, vocab, dim, productType) * dim * productBytes;
         return blocks < whole;
     }
@@ -317,6 +348,13 @@ public static class ChunkedCrossEntropy
                 using var scope = NewDisposeScope();
                 logits.narrow(1, start, rows).copy_(h.matmul(Block(start, rows).t()));
             }
+        }
+
+        /// <summary>Writes <c>h · weightᵀ</c> into <paramref name="output"/> (rows × vocab) in its dtype; not in blocks.</summary>
+        public void Product(Tensor h, Tensor output)
+        {
+            if (h.dtype == output.dtype && Whole.dtype == output.dtype) output.addmm_(h, Whole.t(), beta: 0, alpha: 1);
+            else output.copy_(h.matmul(Whole.t()));
         }
 
         /// <summary><c>weights · weight</c> (rows × dim); in blocks, summed in <paramref name="sumType"/>.</summary>
