@@ -21,13 +21,11 @@ namespace PeftGen;
 /// tensor's dtype, as torch's dropout holds it; each output is <c>x · 0</c> or <c>x · s</c> computed in float32 and rounded
 /// once to nearest even: to the bit the float32 or bfloat16 product that multiplying by a stored mask gives (signed zeros
 /// and NaN included).</para>
-/// <para>Lifetimes follow <see cref="Precision.CastLinearFunction"/>: each returned gradient's wrapper is kept per thread
-/// until that thread's next call, after native code has copied it.</para>
+/// <para>The returned gradient's wrapper lives on in <see cref="ReturnedGradients"/> until native code has taken it.</para>
 /// </remarks>
 internal sealed class DropoutFunction : SingleTensorFunction<DropoutFunction>
 {
     private const long MinValuesPerWorker = 1 << 18;
-    [ThreadStatic] private static List<Tensor>? handedToNative;
 
     /// <inheritdoc />
     public override string Name => nameof(DropoutFunction);
@@ -39,7 +37,7 @@ internal sealed class DropoutFunction : SingleTensorFunction<DropoutFunction>
     /// <summary>Dropout of <paramref name="input"/> with probability <paramref name="p"/> and mask seed <paramref name="seed"/>.</summary>
     public static Tensor Apply(Tensor input, double p, ulong seed)
     {
-        ReleaseHandedToNative();
+        ReturnedGradients.Release();
         return apply(input, p, seed);
     }
 
@@ -57,7 +55,7 @@ internal sealed class DropoutFunction : SingleTensorFunction<DropoutFunction>
     /// <inheritdoc />
     public override List<Tensor> backward(AutogradContext ctx, Tensor grad_output)
     {
-        ReleaseHandedToNative();
+        ReturnedGradients.Release();
         Tensor gradInput;
         try
         {
@@ -67,10 +65,8 @@ internal sealed class DropoutFunction : SingleTensorFunction<DropoutFunction>
         {
             grad_output.Dispose();
         }
-        gradInput.DetachFromDisposeScope();
-        (handedToNative ??= new List<Tensor>()).Add(gradInput);
         // No gradients for the probability and the seed.
-        return new List<Tensor> { gradInput, null!, null! };
+        return new List<Tensor> { ReturnedGradients.Keep(gradInput), null!, null! };
     }
 
     /// <summary>The dropped copy of <paramref name="source"/> (float32 or bfloat16, on the CPU) for mask seed <paramref name="seed"/>.</summary>
@@ -174,14 +170,5 @@ internal sealed class DropoutFunction : SingleTensorFunction<DropoutFunction>
             output[i] = BFloat16RowKernel.Round(BFloat16RowKernel.Widen(input[i]) * ((uint)bits < threshold ? 0f : scale));
             if (i + 1 < count) output[i + 1] = BFloat16RowKernel.Round(BFloat16RowKernel.Widen(input[i + 1]) * ((uint)(bits >> 32) < threshold ? 0f : scale));
         }
-    }
-
-    /// <summary>Disposes the wrappers of gradients this thread returned to native code in earlier calls.</summary>
-    internal static void ReleaseHandedToNative()
-    {
-        var pending = handedToNative;
-        if (pending is null || pending.Count == 0) return;
-        foreach (var t in pending) t.Dispose();
-        pending.Clear();
     }
 }

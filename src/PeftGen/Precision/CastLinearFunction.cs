@@ -25,7 +25,6 @@ namespace PeftGen.Precision;
 /// </remarks>
 internal sealed class CastLinearFunction : SingleTensorFunction<CastLinearFunction>
 {
-    [ThreadStatic] private static List<Tensor>? handedToNative;
 
     /// <inheritdoc />
     public override string Name => nameof(CastLinearFunction);
@@ -43,7 +42,7 @@ internal sealed class CastLinearFunction : SingleTensorFunction<CastLinearFuncti
     /// <summary>The product; call only where <see cref="Applies"/>.</summary>
     public static Tensor Apply(Tensor input, Tensor weight, Tensor? bias)
     {
-        ReleaseHandedToNative();
+        ReturnedGradients.Release();
         return bias is null ? apply(input, weight) : apply(input, weight, bias);
     }
 
@@ -69,7 +68,7 @@ internal sealed class CastLinearFunction : SingleTensorFunction<CastLinearFuncti
     /// <inheritdoc />
     public override List<Tensor> backward(AutogradContext ctx, Tensor grad_output)
     {
-        ReleaseHandedToNative();
+        ReturnedGradients.Release();
         var saved = ctx.get_saved_variables();
         bool hasBias = (bool)ctx.get_data("hasBias");
         bool inputGrad = (bool)ctx.get_data("inputGrad");
@@ -97,24 +96,12 @@ internal sealed class CastLinearFunction : SingleTensorFunction<CastLinearFuncti
             grad_output.Dispose();
             foreach (var tensor in saved) tensor.Dispose();
         }
-        var handed = handedToNative ??= new List<Tensor>();
         foreach (var gradient in new[] { gradInput, gradWeight, gradBias })
         {
-            if (gradient is null) continue;
-            gradient.DetachFromDisposeScope();
-            handed.Add(gradient);
+            if (gradient is not null) ReturnedGradients.Keep(gradient);
         }
         var result = new List<Tensor> { gradInput!, gradWeight! };
         if (hasBias) result.Add(gradBias!);
         return result;
-    }
-
-    /// <summary>Disposes the wrappers of gradients this thread returned to native code in earlier calls.</summary>
-    internal static void ReleaseHandedToNative()
-    {
-        var pending = handedToNative;
-        if (pending is null || pending.Count == 0) return;
-        foreach (var t in pending) t.Dispose();
-        pending.Clear();
     }
 }

@@ -23,8 +23,9 @@ namespace PeftGen;
 /// <item>The incoming gradient wrapper, created by TorchSharp for the call, is disposed by <see cref="backward"/>
 /// once used.</item>
 /// <item>The returned gradient cannot be disposed before native code has copied it, which happens after
-/// <see cref="backward"/> returns. Its wrapper is kept per thread and disposed at that thread's next call of this
-/// function (forward or backward), so at most one returned gradient per thread outlives its use.</item>
+/// <see cref="backward"/> returns. Its wrapper is kept per thread (<see cref="ReturnedGradients"/>) and disposed at that
+/// thread's next call of this function or another of PeftGen's (forward or backward), so at most one call's returned
+/// gradients per thread outlive their use.</item>
 /// <item>Forward-time wrappers (our output before wrapping, TorchSharp's output cache) are created on the caller's
 /// thread inside the caller's dispose scope and die with it; the node itself is released by native code when the
 /// graph is freed.</item>
@@ -32,7 +33,6 @@ namespace PeftGen;
 /// </remarks>
 internal sealed class QuantizedLinearFunction : SingleTensorFunction<QuantizedLinearFunction>
 {
-    [ThreadStatic] private static List<Tensor>? handedToNative;
 
     /// <inheritdoc />
     public override string Name => nameof(QuantizedLinearFunction);
@@ -40,7 +40,7 @@ internal sealed class QuantizedLinearFunction : SingleTensorFunction<QuantizedLi
     /// <summary>Applies the function; a plain dequantize-and-matmul when no gradient is needed.</summary>
     public static Tensor Apply(Tensor input, Nf4Tensor weight, ScalarType computeDType)
     {
-        ReleaseHandedToNative();
+        ReturnedGradients.Release();
         if (!(is_grad_enabled() && input.requires_grad))
         {
             using var scope = NewDisposeScope();
@@ -68,7 +68,7 @@ internal sealed class QuantizedLinearFunction : SingleTensorFunction<QuantizedLi
     /// <inheritdoc />
     public override List<Tensor> backward(AutogradContext ctx, Tensor grad_output)
     {
-        ReleaseHandedToNative();
+        ReturnedGradients.Release();
         var weight = (Nf4Tensor)ctx.get_data("weight");
         var computeDType = (ScalarType)ctx.get_data("computeDType");
         var inputDType = (ScalarType)ctx.get_data("inputDType");
@@ -79,17 +79,6 @@ internal sealed class QuantizedLinearFunction : SingleTensorFunction<QuantizedLi
             gradInput = grad_output.to(computeDType).matmul(w).to(inputDType).MoveToOuterDisposeScope();
         }
         grad_output.Dispose();
-        gradInput.DetachFromDisposeScope();
-        (handedToNative ??= new List<Tensor>()).Add(gradInput);
-        return new List<Tensor> { gradInput, null!, null! };
-    }
-
-    /// <summary>Disposes the wrappers of gradients this thread returned to native code in earlier calls.</summary>
-    internal static void ReleaseHandedToNative()
-    {
-        var pending = handedToNative;
-        if (pending is null || pending.Count == 0) return;
-        foreach (var t in pending) t.Dispose();
-        pending.Clear();
+        return new List<Tensor> { ReturnedGradients.Keep(gradInput), null!, null! };
     }
 }
