@@ -70,7 +70,7 @@ internal sealed class DropoutFunction : SingleTensorFunction<DropoutFunction>
     }
 
     /// <summary>The dropped copy of <paramref name="source"/> (float32 or bfloat16, on the CPU) for mask seed <paramref name="seed"/>.</summary>
-    internal static unsafe Tensor Drop(Tensor source, double p, ulong seed) => Drop(source, p, seed, Vector512.IsHardwareAccelerated);
+    internal static Tensor Drop(Tensor source, double p, ulong seed) => Drop(source, p, seed, Vector512.IsHardwareAccelerated);
 
     /// <summary><see cref="Drop(Tensor, double, ulong)"/>, in 512-bit vectors or not (tests compare the two).</summary>
     internal static unsafe Tensor Drop(Tensor source, double p, ulong seed, bool vectors)

@@ -203,13 +203,15 @@ public static class ChunkedCrossEntropy
             var t = targets.narrow(0, start, length).unsqueeze(1);
             // The product in its own dtype lands in the workspace's staging chunk (no allocation once it has the size).
             var staging = !head.InBlocks && productType != computeType ? request.Workspace.Staging(length, weight.shape[0], productType, hidden.device) : null;
+            // The chunk the product lands in: the staging chunk, or else the workspace's logits.
+            var product = head.InBlocks ? null : staging ?? request.Workspace.Logits(length, weight.shape[0], computeType, hidden.device);
             Tensor exps, rowMax, targetLogits, sums;
-            if (!head.InBlocks && SoftmaxRowsKernel.Takes(staging ?? request.Workspace.Logits(length, weight.shape[0], computeType, hidden.device)))
+            if (product is not null && SoftmaxRowsKernel.Takes(product))
             {
                 // On the CPU the softmax numerators are made row by row in the product's own chunk (float32, or the
                 // 16-bit staging chunk, which then needs no float32 copy): exp(logit − max), each row's sum, maximum and
                 // target logit; see SoftmaxRowsKernel.
-                exps = staging ?? request.Workspace.Logits(length, weight.shape[0], computeType, hidden.device);
+                exps = product;
                 head.Product(ComputePrecision.Cast(h), exps);
                 (rowMax, targetLogits, sums) = SoftmaxRowsKernel.Run(exps, t);
             }

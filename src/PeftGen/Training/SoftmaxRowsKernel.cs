@@ -15,8 +15,9 @@ namespace PeftGen.Training;
 /// <remarks>
 /// <para>libtorch does this as separate passes over the whole chunk (maximum, subtract, exponential, sum, and under
 /// bfloat16 compute a widening before and a narrowing after), each streaming a chunk of millions of values through
-/// memory: on the benchmarks' small model (50,257 tokens, 2,048 rows a step) those passes took about a third of the
-/// head and loss's time in bfloat16.</para>
+/// memory. On the benchmarks' small model (50,257 tokens, 2,048 rows a step, LoRA) the bfloat16 head-and-loss phase
+/// went from 0.85 s to 0.64 s with this kernel and the three-times-larger chunks it allows (the step profiles of the
+/// benchmark runs of 2026-11-30 22:54 and 2026-12-01 00:07 UTC).</para>
 /// <para>Numerics: the maximum is exact; <c>exp</c> is <see cref="Exp"/> (within 3 ulp of float32's correctly rounded
 /// value); the sum runs in float32 over four vector accumulators (64 partial sums, each of at most a 64th of the row's
 /// terms, all in [0, 1]) added in float64; bfloat16 rows receive each numerator rounded to nearest even, as converting
