@@ -55,7 +55,8 @@ public static class CausalAttention
     /// them to float32 and runs float32 kernels, while a bfloat16 batched product goes to oneDNN, which uses the
     /// processor's bfloat16 instructions. On 2 cores of an AMD EPYC (Zen 4), forward and backward of 8 rows × 8 heads ×
     /// 256 positions × 64 took 43–47 ms fused and 24–27 ms as products (6 heads × 128: 11–16 against 4–5 ms); at 512
-    /// positions 52 against 40 ms, at 1,024 68 against 110. The products keep the probabilities
+    /// positions 52 against 40 ms, at 1,024 68 against 110 (timed in a throwaway harness,
+    /// not a committed command). The products keep the probabilities
     /// (<c>batch × heads × k × k</c>) for the backward pass, which the fused kernel does not: bounding k by four head widths
     /// keeps them within four times the queries' size, small beside the rest of a block's activations.
     /// </remarks>

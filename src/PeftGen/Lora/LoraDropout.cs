@@ -21,7 +21,8 @@ namespace PeftGen;
 /// <c>Seed</c>) make runs repeatable, as with torch's dropout, though the masks differ from torch's.</para>
 /// <para>float32 and bfloat16 inputs are dropped in one pass (<see cref="DropoutFunction"/>), and the backward pass makes
 /// the mask again from the seed instead of keeping it: on the benchmarks' small model with LoRA, bfloat16, that lowered
-/// the peak of a step from 1,274–1,275 MB to 1,125–1,138 (float32: 1,673–1,715 to 1,614–1,651) with steps no slower.
+/// the peak of a step from 1,274–1,275 MB to 1,125–1,138 (float32: 1,673–1,715 to 1,614–1,651) with steps no slower
+/// (alternating `PeftGen.Benchmarks child small-lora` runs against the stored-mask path behind a temporary switch, since removed).
 /// Other dtypes multiply by a stored mask.</para>
 /// <para>Elsewhere (CUDA) it is torch's dropout, which runs on the device.</para>
 /// </remarks>
