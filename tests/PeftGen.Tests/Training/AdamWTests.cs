@@ -43,14 +43,20 @@ public sealed class AdamWTests
         Assert.All(prompt.data<float>().ToArray(), v => Assert.Equal(1f, v));
     }
 
-    [Fact]
-    public void Updates_follow_pytorchs_adamw_rule_against_a_float64_reference()
+    // A small matrix (one whole update), one of more elements than a slice (sliced, the last slice partial), and a
+    // transposed one of that size (not contiguous: updated whole).
+    [Theory]
+    [InlineData(4, 5, false)]
+    [InlineData(3, (int)(AdamWOptimizer.SliceElements / 2) + 7, false)]
+    [InlineData(3, (int)(AdamWOptimizer.SliceElements / 2) + 7, true)]
+    public void Updates_follow_pytorchs_adamw_rule_against_a_float64_reference(int rows, int columns, bool transposed)
     {
         using var scope = NewDisposeScope();
         manual_seed(4);
-        var start = randn(4, 5, dtype: ScalarType.Float64);
-        var grads = new[] { randn(4, 5, dtype: ScalarType.Float64), randn(4, 5, dtype: ScalarType.Float64), randn(4, 5, dtype: ScalarType.Float64) };
-        var p = new Parameter(start.to(ScalarType.Float32));
+        var start = randn(rows, columns, dtype: ScalarType.Float64);
+        var grads = new[] { randn(rows, columns, dtype: ScalarType.Float64), randn(rows, columns, dtype: ScalarType.Float64), randn(rows, columns, dtype: ScalarType.Float64) };
+        var p = new Parameter(transposed ? start.t().contiguous().to(ScalarType.Float32).t() : start.to(ScalarType.Float32));
+        Assert.Equal(!transposed, p.is_contiguous());
         var optimizer = new AdamWOptimizer(new[] { ("p", p) }, 0.9, 0.99, 1e-8, 0.1);
 
         var expected = start.clone();
@@ -59,7 +65,7 @@ public sealed class AdamWTests
         double lr = 0.01;
         for (int t = 1; t <= grads.Length; t++)
         {
-            p.grad = grads[t - 1].to(ScalarType.Float32);
+            p.grad = transposed ? grads[t - 1].t().contiguous().to(ScalarType.Float32).t() : grads[t - 1].to(ScalarType.Float32);
             optimizer.Step(lr);
             expected = expected * (1 - lr * 0.1);
             m = m * 0.9 + grads[t - 1] * 0.1;
