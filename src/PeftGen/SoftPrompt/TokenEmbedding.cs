@@ -144,7 +144,7 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
                 $"{(tokenIds.dim() == 0 ? "no rows" : $"{tokenIds.shape[0]} rows")}; give one entry per row of the batch.", nameof(tokenIds));
 
         using var scope = NewDisposeScope();
-        var tokens = weight.index_select(0, tokenIds.flatten()).reshape(AppendDim(tokenIds.shape));
+        var tokens = TokenRowsFunction.Lookup(weight, tokenIds.flatten()).reshape(AppendDim(tokenIds.shape));
         long prepended = 0;
         if (prompt is not null)
         {
