@@ -6,15 +6,17 @@ namespace PeftGen;
 
 /// <summary>
 /// The wrappers of gradients that PeftGen's custom autograd functions (<see cref="QuantizedLinearFunction"/>,
-/// <see cref="Precision.CastLinearFunction"/>, <see cref="DropoutFunction"/>) return to native code.
+/// <see cref="Precision.CastLinearFunction"/>, <see cref="DropoutFunction"/>, <see cref="TokenRowsFunction"/>, the chunked
+/// loss's) return to native code.
 /// </summary>
 /// <remarks>
 /// From TorchSharp 0.107's <c>AutogradFunction.cs</c> and the native <c>CSharpNode::apply</c>: a returned gradient is a
 /// managed wrapper of a native tensor that native code copies after <c>backward</c> returns, so it cannot be disposed in
 /// <c>backward</c>; left to the garbage collector, a training loop would keep every step's gradients alive until a
 /// collection runs. Each wrapper is therefore kept per thread and disposed at that thread's next call of any of these
-/// functions (forward or backward), by which time the autograd engine has taken the tensor: at most one call's returned
-/// wrappers per thread outlive their use.
+/// functions (forward or backward), by which time the autograd engine has taken the tensor, or when
+/// <see cref="Training.PeftTrainer"/>'s backward pass returns: at most one call's returned wrappers per thread outlive
+/// their use.
 /// </remarks>
 internal static class ReturnedGradients
 {

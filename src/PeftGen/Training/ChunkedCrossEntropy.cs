@@ -104,6 +104,7 @@ public static class ChunkedCrossEntropy
             return Compute(hidden, weight, targets, request);
         }
 
+        ReturnedGradients.Release();
         var loss = ChunkedCrossEntropyFunction.apply(hidden, weight, targets, request);
         // Autograd's saved variables now own the gradients; drop our handles so nothing waits for a finalizer.
         request.ReleaseHandles();
@@ -435,6 +436,7 @@ public static class ChunkedCrossEntropy
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
         {
+            ReturnedGradients.Release();
             var saved = ctx.get_saved_variables();
             try
             {
@@ -452,8 +454,10 @@ public static class ChunkedCrossEntropy
             }
         }
 
-        // The saved gradients belong to this node alone: scaling them in place saves a vocabulary-sized allocation.
+        // The saved gradients belong to this node alone: scaling them in place saves a vocabulary-sized allocation. The
+        // returned wrapper is kept by ReturnedGradients (disposed at this thread's next PeftGen autograd call, or by the
+        // trainer after backward) instead of waiting for the garbage collector to let go of a vocabulary-sized tensor.
         private static Tensor Scaled(Tensor? gradient, Tensor gradOutput) =>
-            gradient is null || gradient.IsInvalid ? null! : gradient.mul_(gradOutput).alias();
+            gradient is null || gradient.IsInvalid ? null! : ReturnedGradients.Keep(gradient.mul_(gradOutput).alias());
     }
 }

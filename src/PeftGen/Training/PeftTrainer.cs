@@ -273,6 +273,8 @@ public sealed class PeftTrainer : IDisposable
                 }
                 // Dividing by the whole step's labelled tokens makes accumulated gradients equal one big batch's.
                 sum.div(labelled).backward();
+                // Autograd has added every returned gradient into .grad: let go of the wrappers PeftGen's functions kept.
+                ReturnedGradients.Release();
             }
             if (finite)
             {
