@@ -297,9 +297,16 @@ public static class ChunkedCrossEntropy
         long productBytes = ElementSize(productType), logitBytes = ElementSize(computeType);
         long chunkRows = Math.Min(chunkSize, rows);
         long whole = vocab * dim * productBytes + chunkRows * vocab * ChunkBytesPerLogit(productType, device);
-        long blocks = rows * vocab * (logitBytes + productBytes) + BlockRows(AutoChunkBytes, vocab, dim, productType) * dim * productBytes;
+        long blocks = rows * vocab * (logitBytes + productBytes) + BlockRows(HeadBlockBytes, vocab, dim, productType) * dim * productBytes;
         return blocks < whole;
     }
+
+    /// <summary>
+    /// Bytes of the buffer a head taken in blocks is converted into, a block of vocabulary rows at a time (4,096 rows of
+    /// GPT-2's 512-wide head in bfloat16, 512 of a 4,096-wide one): enough columns per product to keep the GEMM at its
+    /// rate, small beside the rows' logits.
+    /// </summary>
+    private const long HeadBlockBytes = 4L * 1024 * 1024;
 
     /// <summary>Vocabulary rows per block of <paramref name="bytes"/> in the product dtype, at most the vocabulary.</summary>
     private static long BlockRows(long bytes, long vocab, long dim, ScalarType productType) => Math.Clamp(bytes / (dim * ElementSize(productType)), 1, Math.Max(1, vocab));
@@ -325,7 +332,7 @@ public static class ChunkedCrossEntropy
         {
             this.weight = weight;
             InBlocks = inBlocks;
-            if (inBlocks) block = empty(new[] { BlockRows(AutoChunkBytes, weight.shape[0], weight.shape[1], productType), weight.shape[1] }, dtype: productType, device: weight.device);
+            if (inBlocks) block = empty(new[] { BlockRows(HeadBlockBytes, weight.shape[0], weight.shape[1], productType), weight.shape[1] }, dtype: productType, device: weight.device);
             else if (weight.dtype != productType) copy = weight.to(productType);
         }
 

@@ -76,7 +76,7 @@ public sealed class ChunkedLossMemoryTests(ITestOutputHelper output)
         if (inBlocks < 0) return; // No /proc/self/clear_refs: nothing to measure on this host.
         const long copy = vocab * dim * 2;
         output.WriteLine($"128 rows x {vocab} x {dim}: peak +{inBlocks / 1e6:F0} MB in blocks, +{copied / 1e6:F0} MB with the head copied whole ({copy / 1e6:F0} MB)");
-        // In blocks: a 24 MiB block, the rows' float32 logits (16 MiB) and their bfloat16 copy (8 MiB), small products.
+        // In blocks: a 4 MiB block, the rows' float32 logits (16 MiB) and their bfloat16 copy (8 MiB), small products.
         Assert.True(copied >= copy, $"the whole copy peaked only {copied / 1e6:F0} MB: this measurement would not see a copy of the head");
         Assert.True(inBlocks < copy * 3 / 4, $"the loss peaked {inBlocks / 1e6:F0} MB above its inputs; a whole bfloat16 copy of the head is {copy / 1e6:F0} MB");
     }

@@ -256,8 +256,8 @@ public sealed class ChunkedLossPrecisionTests
     {
         using var scope = NewDisposeScope();
         manual_seed(29);
-        // A head whose bfloat16 copy (32 MiB) outweighs a block (24 MiB) and every row's logits: the automatic chunk size
-        // takes it in two blocks of vocabulary rows (12,288 and 4,096), an explicit one copies it whole.
+        // A head whose bfloat16 copy (32 MiB) outweighs a block (4 MiB) and every row's logits: the automatic chunk size
+        // takes it in eight blocks of 2,048 vocabulary rows, an explicit one copies it whole.
         long batch = 2, seq = 9, dim = 1024, vocab = 16_384;
         Assert.True(ChunkedCrossEntropy.HeadInBlocksHoldsLess(batch * seq, vocab, dim, ScalarType.BFloat16, ScalarType.Float32, ChunkedCrossEntropy.ChunkRows(0, vocab, ScalarType.BFloat16)));
         var hidden0 = randn(batch, seq, dim);
