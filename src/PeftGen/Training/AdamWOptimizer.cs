@@ -82,7 +82,7 @@ public sealed class AdamWOptimizer : IDisposable
             }
             // Slice by slice: each slice of the parameter, its gradient and moments passes through the cache once for
             // the whole update, and the denominator lands in one kept buffer instead of a parameter-sized temporary
-            // (a fresh 103 MB, page-faulted in, every step for GPT-2's token embedding).
+            // (a fresh 103 MB, page-faulted in, every step for a 50,257 × 512 token embedding).
             long count = parameter.NumberOfElements;
             var scratch = Scratch(Math.Min(count, SliceElements), parameter);
             using var flatParameter = parameter.view(-1);

@@ -303,8 +303,8 @@ public static class ChunkedCrossEntropy
 
     /// <summary>
     /// Bytes of the buffer a head taken in blocks is converted into, a block of vocabulary rows at a time (4,096 rows of
-    /// GPT-2's 512-wide head in bfloat16, 512 of a 4,096-wide one): enough columns per product to keep the GEMM at its
-    /// rate, small beside the rows' logits.
+    /// a 512-wide head in bfloat16, 512 of Llama-2-7B's 4,096-wide one): enough columns per product to keep the GEMM at
+    /// its rate, small beside the rows' logits.
     /// </summary>
     private const long HeadBlockBytes = 4L * 1024 * 1024;
 
