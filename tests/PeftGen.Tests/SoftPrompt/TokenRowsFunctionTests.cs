@@ -58,6 +58,21 @@ public sealed class TokenRowsFunctionTests
     }
 
     [Fact]
+    public void A_bfloat16_table_adds_its_rows_to_its_bfloat16_gradient()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(14);
+        var table = new Parameter(randn(Count, Dim).to(ScalarType.BFloat16));
+        table.grad = zeros(Count, Dim, dtype: ScalarType.BFloat16);
+        var upstream = randn(Ids.Length, Dim, dtype: ScalarType.Float64);
+        (TokenRowsFunction.Lookup(table, tensor(Ids)).to(ScalarType.Float32) * upstream.to(ScalarType.Float32)).sum().backward();
+        Assert.Equal(ScalarType.BFloat16, table.grad!.dtype);
+        Assert.False(table.grad!.is_sparse);
+        // Each row's sum of up to three values, each rounded to bfloat16 (8 bits of mantissa).
+        Assert.True(Reference.RelativeError(table.grad!, RowSums(upstream)) < 1e-2);
+    }
+
+    [Fact]
     public void A_frozen_table_or_no_grad_looks_up_the_same_rows()
     {
         using var scope = NewDisposeScope();
