@@ -131,6 +131,76 @@ public sealed class MixedPrecisionTests
     }
 
     [Fact]
+    public void QLoRA_gradients_in_bfloat16_match_float64_through_the_dequantized_base()
+    {
+        manual_seed(15);
+        using var scope = NewDisposeScope();
+        using var layer = Layer();
+        layer.QuantizeBase(new Quant4BitOptions());
+        layer.eval();
+        var x = randn(4, 10, 64);
+
+        // float64 reference over the base the NF4 weight dequantizes to (what QLoRA trains against).
+        var x64 = x.to(float64).requires_grad_(true);
+        var a64 = layer.LoraA("default").detach().to(float64).requires_grad_(true);
+        var b64 = layer.LoraB("default").detach().to(float64).requires_grad_(true);
+        var y64 = x64.matmul(layer.DequantizedWeight(ScalarType.Float64).t()) + layer.Bias!.to(float64) + x64.matmul(a64.t()).matmul(b64.t()) * 2.0;
+        y64.pow(2).sum().backward();
+
+        var bf16 = Run(layer, x, ScalarType.BFloat16);
+        Assert.True(Reference.RelativeError(bf16.GradA, a64.grad!) < Bf16Tolerance, $"A: {Reference.RelativeError(bf16.GradA, a64.grad!):E2}");
+        Assert.True(Reference.RelativeError(bf16.GradB, b64.grad!) < Bf16Tolerance, $"B: {Reference.RelativeError(bf16.GradB, b64.grad!):E2}");
+        Assert.True(Reference.RelativeError(bf16.GradX, x64.grad!) < Bf16Tolerance, $"x: {Reference.RelativeError(bf16.GradX, x64.grad!):E2}");
+        Assert.True(Reference.RelativeError(bf16.GradX, x64.grad!) > 1e-4); // bfloat16 really ran
+        Assert.Equal(ScalarType.Float32, bf16.GradA.dtype);
+    }
+
+    [Fact]
+    public void A_soft_prompts_gradient_in_bfloat16_matches_float64_through_a_projection_and_the_chunked_loss()
+    {
+        // Prompt tuning end to end at one layer: [prompt ; token embeddings] → a frozen projection (recast to bfloat16)
+        // → the chunked head and loss (bfloat16 products, float32 softmax); the prompt's gradient against float64.
+        manual_seed(16);
+        using var scope = NewDisposeScope();
+        const long vocab = 50, dim = 32, batch = 3, seq = 7;
+        const int virtualTokens = 4;
+        using var embedding = new TokenEmbedding(vocab, dim);
+        var prompt = embedding.AddSoftPrompt("task", new SoftPromptConfig(virtualTokens));
+        embedding.SetActiveSoftPrompt("task");
+        using var projection = new LoraLinear(dim, dim);
+        projection.Weight.requires_grad_(false);
+        projection.Bias!.requires_grad_(false);
+        var head = randn(vocab, dim) * 0.3;
+        var ids = randint(0, vocab, new long[] { batch, seq });
+        var labels = embedding.ExtendLabels(ids);
+
+        // float64: the same sum of cross-entropies over the real tokens, written out.
+        var prompt64 = prompt.Embeddings.detach().to(float64).requires_grad_(true);
+        var x64 = cat(new[] { prompt64.unsqueeze(0).expand(batch, -1, -1), embedding.Weight.detach().to(float64).index_select(0, ids.flatten()).view(batch, seq, dim) }, 1);
+        var h64 = x64.matmul(projection.Weight.to(float64).t()) + projection.Bias!.to(float64);
+        var logits64 = h64.narrow(1, 0, virtualTokens + seq - 1).matmul(head.to(float64).t());
+        var targets = labels.narrow(1, 1, virtualTokens + seq - 1);
+        var rows = targets.reshape(-1).ne(TokenEmbedding.IgnoreLabel).nonzero().squeeze(1);
+        var expected = nn.functional.cross_entropy(logits64.reshape(-1, vocab).index_select(0, rows), targets.reshape(-1).index_select(0, rows), reduction: nn.Reduction.Sum);
+        expected.backward();
+
+        Tensor loss;
+        using (ComputePrecision.Use(ScalarType.BFloat16))
+        {
+            var hidden = projection.forward(embedding.forward(ids));
+            Assert.Equal(ScalarType.BFloat16, hidden.dtype);
+            loss = CausalLmLoss.Sum(hidden, head, labels).Sum;
+        }
+        loss.backward();
+        var grad = prompt.Embeddings.grad!;
+        Assert.Equal(ScalarType.Float32, grad.dtype);
+        // The loss comes back in the hidden rows' dtype (bfloat16 here: one more rounding, 2⁻⁹ relative).
+        Assert.True(Math.Abs(loss.to(ScalarType.Float64).item<double>() - expected.item<double>()) / expected.item<double>() < 0.01);
+        Assert.True(Reference.RelativeError(grad, prompt64.grad!) < Bf16Tolerance, $"prompt: {Reference.RelativeError(grad, prompt64.grad!):E2}");
+        Assert.True(Reference.RelativeError(grad, prompt64.grad!) > 1e-4); // bfloat16 really ran
+    }
+
+    [Fact]
     public void Chunked_loss_in_bfloat16_matches_float64_in_value_and_gradients()
     {
         manual_seed(14);
