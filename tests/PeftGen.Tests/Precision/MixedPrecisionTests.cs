@@ -28,6 +28,15 @@ public sealed class MixedPrecisionTests
         return layer;
     }
 
+    // The layer with its base in NF4, in eval mode (no dropout).
+    private static LoraLinear QuantizedLayer()
+    {
+        var layer = Layer();
+        layer.QuantizeBase(new Quant4BitOptions());
+        layer.eval();
+        return layer;
+    }
+
     private static (Tensor Output, Tensor GradA, Tensor GradB, Tensor GradX) Run(LoraLinear layer, Tensor x, ScalarType? compute)
     {
         using var precision = ComputePrecision.Use(compute);
@@ -113,9 +122,7 @@ public sealed class MixedPrecisionTests
     {
         manual_seed(13);
         using var scope = NewDisposeScope();
-        using var layer = Layer();
-        layer.QuantizeBase(new Quant4BitOptions());
-        layer.eval();
+        using var layer = QuantizedLayer();
         var x = randn(4, 10, 64);
         var weight = layer.DequantizedWeight(ScalarType.Float64);
         var expected = x.to(float64).matmul(weight.t()) + layer.Bias!.to(float64)
@@ -135,9 +142,7 @@ public sealed class MixedPrecisionTests
     {
         manual_seed(15);
         using var scope = NewDisposeScope();
-        using var layer = Layer();
-        layer.QuantizeBase(new Quant4BitOptions());
-        layer.eval();
+        using var layer = QuantizedLayer();
         var x = randn(4, 10, 64);
 
         // float64 reference over the base the NF4 weight dequantizes to (what QLoRA trains against).
