@@ -17,8 +17,9 @@ namespace PeftGen;
 /// backward pass beside the table's <c>.grad</c>. When the table's <c>.grad</c> is dense (a training loop that zeroes
 /// gradients in place, as <see cref="Training.PeftTrainer"/> does), this function returns the rows as a sparse gradient
 /// instead (the ids as indices; repeated ids are summed, as <c>index_add</c> sums them), which autograd adds to
-/// <c>.grad</c> in place, or, for a table that is also the output head (GPT-2's tied <c>wte</c>), to the head's
-/// gradient first. Without a gradient to add to, it returns the dense gradient <c>index_select</c> would, so a table's
+/// <c>.grad</c> in place, or, for a table that is also the output head (GPT-2's tied <c>wte</c>), first sums with the
+/// head's gradient (into a new table-sized tensor: libtorch accumulates a sparse gradient in place only into
+/// <c>.grad</c>). Without a gradient to add to, it returns the dense gradient <c>index_select</c> would, so a table's
 /// <c>.grad</c> never becomes sparse.
 /// </remarks>
 internal sealed class TokenRowsFunction : SingleTensorFunction<TokenRowsFunction>
