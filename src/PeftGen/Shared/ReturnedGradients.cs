@@ -31,6 +31,9 @@ internal static class ReturnedGradients
         return gradient;
     }
 
+    /// <summary>Wrappers this thread keeps now (for tests: none should outlive a trainer's step).</summary>
+    internal static int Pending => pending?.Count ?? 0;
+
     /// <summary>Disposes the wrappers this thread's earlier calls returned to native code.</summary>
     public static void Release()
     {
