@@ -1,5 +1,4 @@
 using PeftGen.Tests.Support;
-using PeftGen.Training;
 using TorchSharp.Modules;
 using Xunit;
 using Xunit.Abstractions;
@@ -21,18 +20,11 @@ public sealed class TokenRowsMemoryTests(ITestOutputHelper output)
         var ids = randint(0, count, new long[] { rows });
         var upstream = randn(rows, dim);
 
-        long PeakOfBackward(bool plain)
+        long PeakOfBackward(bool plain) => NativeHeap.PeakGrowth(() =>
         {
-            NativeHeap.Settle();
-            if (!ProcessMemory.TryResetPeak()) return -1;
-            long before = ProcessMemory.CurrentResidentBytes();
-            using (var step = NewDisposeScope())
-            {
-                var looked = plain ? table.index_select(0, ids) : TokenRowsFunction.Lookup(table, ids);
-                (looked * upstream).sum().backward();
-            }
-            return ProcessMemory.PeakResidentBytes() - before;
-        }
+            var looked = plain ? table.index_select(0, ids) : TokenRowsFunction.Lookup(table, ids);
+            (looked * upstream).sum().backward();
+        });
 
         long plain = PeakOfBackward(plain: true); // index_select's backward: a zero-filled table-sized gradient
         long lookup = PeakOfBackward(plain: false);

@@ -24,6 +24,20 @@ internal static class NativeHeap
         Trim();
     }
 
+    /// <summary>
+    /// Peak resident growth while <paramref name="step"/> runs, inside a dispose scope of its own, after
+    /// <see cref="Settle"/>; -1 where the peak cannot be reset (no <c>/proc/self/clear_refs</c>).
+    /// </summary>
+    public static long PeakGrowth(Action step)
+    {
+        ArgumentNullException.ThrowIfNull(step);
+        Settle();
+        if (!PeftGen.Training.ProcessMemory.TryResetPeak()) return -1;
+        long before = PeftGen.Training.ProcessMemory.CurrentResidentBytes();
+        using (TorchSharp.torch.NewDisposeScope()) step();
+        return PeftGen.Training.ProcessMemory.PeakResidentBytes() - before;
+    }
+
     /// <summary>Returns the free part of the C heap to the system (<c>malloc_trim(0)</c>); a no-op outside glibc.</summary>
     public static void Trim()
     {

@@ -21,14 +21,8 @@ public sealed class ChunkedLossMemoryTests(ITestOutputHelper output)
         var hidden = randn(2, 257, Dim).requires_grad_(true);
         var weight = (randn(Vocab, Dim) * 0.05).requires_grad_(true);
         var labels = randint(0, Vocab, new long[] { 2, 257 });
-        NativeHeap.Settle(); // free heap from earlier tests would hide new allocations from resident memory
-        if (!ProcessMemory.TryResetPeak()) return -1;
-        long before = ProcessMemory.CurrentResidentBytes();
-        using (var step = NewDisposeScope())
-        {
-            lossOf(hidden, weight, labels).backward();
-        }
-        return ProcessMemory.PeakResidentBytes() - before;
+        // Settled first: free heap from earlier tests would hide new allocations from resident memory.
+        return NativeHeap.PeakGrowth(() => lossOf(hidden, weight, labels).backward());
     }
 
     [Fact]
@@ -58,18 +52,11 @@ public sealed class ChunkedLossMemoryTests(ITestOutputHelper output)
         var labels = randint(0, vocab, new long[] { 1, 129 });
         using var workspace = new ChunkedCrossEntropy.Workspace();
 
-        long PeakOfStep(int chunkSize)
+        long PeakOfStep(int chunkSize) => NativeHeap.PeakGrowth(() =>
         {
-            NativeHeap.Settle();
-            if (!ProcessMemory.TryResetPeak()) return -1;
-            long before = ProcessMemory.CurrentResidentBytes();
-            using (var step = NewDisposeScope())
             using (PeftGen.Precision.ComputePrecision.Use(ScalarType.BFloat16))
-            {
                 CausalLmLoss.Sum(hidden, head, labels, chunkSize, workspace).Sum.backward();
-            }
-            return ProcessMemory.PeakResidentBytes() - before;
-        }
+        });
 
         long inBlocks = PeakOfStep(ChunkedCrossEntropy.AutoChunkSize);
         long copied = PeakOfStep(64); // an explicit chunk size keeps the whole copy: what the measurement must catch
