@@ -21,6 +21,16 @@ public enum TrainingPrecision
     /// norms. bfloat16 keeps float32's exponent range, so no loss scaling is needed.
     /// </summary>
     BFloat16,
+
+    /// <summary>
+    /// Mixed precision with float16 products, for GPUs that multiply float16 fast but not bfloat16 (Volta and Turing:
+    /// V100, T4). float16 keeps 11 significant bits but its range ends at 65,504 and its normal numbers at 6.1 × 10⁻⁵,
+    /// so the trainer scales the loss (<see cref="LossScaler"/>, set by <see cref="Training.TrainerOptions.LossScaling"/>):
+    /// small gradients stay representable, and a step whose gradients overflow is skipped and the scale lowered.
+    /// Float32 master weights, optimizer state, softmax, loss and norms as with bfloat16. Never chosen by
+    /// <see cref="Auto"/>; on CPUs without float16 arithmetic it runs, slowly, for checking results.
+    /// </summary>
+    Float16,
 }
 
 /// <summary>Which devices multiply bfloat16 matrices fast, and how <see cref="TrainingPrecision.Auto"/> resolves.</summary>
@@ -55,6 +65,7 @@ public static class PrecisionSupport
         {
             TrainingPrecision.Float32 => ScalarType.Float32,
             TrainingPrecision.BFloat16 => ScalarType.BFloat16,
+            TrainingPrecision.Float16 => ScalarType.Float16,
             TrainingPrecision.Auto => device.type == DeviceType.CUDA || (device.type == DeviceType.CPU && CpuHasFastBFloat16)
                 ? ScalarType.BFloat16
                 : ScalarType.Float32,
@@ -62,7 +73,7 @@ public static class PrecisionSupport
         };
     }
 
-    /// <summary>A short name for reports: <c>bfloat16</c> or <c>float32</c>.</summary>
+    /// <summary>A short name for reports: <c>bfloat16</c>, <c>float16</c> or <c>float32</c>.</summary>
     public static string Name(ScalarType dtype) => dtype switch
     {
         ScalarType.BFloat16 => "bfloat16",
@@ -72,7 +83,7 @@ public static class PrecisionSupport
         _ => dtype.ToString(),
     };
 
-    /// <summary>Parses <c>auto</c>, <c>float32</c>/<c>fp32</c> or <c>bfloat16</c>/<c>bf16</c> (case-insensitive).</summary>
+    /// <summary>Parses <c>auto</c>, <c>float32</c>/<c>fp32</c>, <c>bfloat16</c>/<c>bf16</c> or <c>float16</c>/<c>fp16</c> (case-insensitive).</summary>
     public static TrainingPrecision Parse(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
@@ -81,7 +92,8 @@ public static class PrecisionSupport
             "auto" => TrainingPrecision.Auto,
             "float32" or "fp32" => TrainingPrecision.Float32,
             "bfloat16" or "bf16" => TrainingPrecision.BFloat16,
-            _ => throw new ArgumentException($"Unknown precision '{text}': use auto, float32 or bfloat16.", nameof(text)),
+            "float16" or "fp16" => TrainingPrecision.Float16,
+            _ => throw new ArgumentException($"Unknown precision '{text}': use auto, float32, bfloat16 or float16.", nameof(text)),
         };
     }
 }

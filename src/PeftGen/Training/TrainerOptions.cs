@@ -82,6 +82,12 @@ public sealed record TrainerOptions
     /// </summary>
     public TrainingPrecision Precision { get; init; } = TrainingPrecision.Auto;
 
+    /// <summary>
+    /// Dynamic loss scaling, used when the run computes in float16 (<see cref="TrainingPrecision.Float16"/>) and ignored
+    /// otherwise: bfloat16 and float32 keep float32's exponent range and need none.
+    /// </summary>
+    public LossScaling LossScaling { get; init; } = new();
+
     /// <summary>What to do on a NaN/Inf loss or gradient.</summary>
     public NonFiniteAction OnNonFinite { get; init; } = NonFiniteAction.SkipStep;
 
@@ -105,7 +111,9 @@ public sealed record TrainerOptions
         if (MaxGradNorm < 0) throw new ArgumentOutOfRangeException(nameof(MaxGradNorm), MaxGradNorm, "MaxGradNorm must not be negative.");
         if (EvaluateEvery < 0 || EvaluationBatches < 0) throw new ArgumentOutOfRangeException(nameof(EvaluateEvery), "Evaluation settings must not be negative.");
         if (LossChunkSize < 0) throw new ArgumentOutOfRangeException(nameof(LossChunkSize), LossChunkSize, "LossChunkSize must be positive, or 0 to size chunks from the vocabulary.");
-        if (!Enum.IsDefined(Precision)) throw new ArgumentOutOfRangeException(nameof(Precision), Precision, "Precision must be Auto, Float32 or BFloat16.");
+        if (!Enum.IsDefined(Precision)) throw new ArgumentOutOfRangeException(nameof(Precision), Precision, "Precision must be Auto, Float32, BFloat16 or Float16.");
+        ArgumentNullException.ThrowIfNull(LossScaling, nameof(LossScaling));
+        LossScaling.Validate();
         if (CheckpointEvery < 0) throw new ArgumentOutOfRangeException(nameof(CheckpointEvery), CheckpointEvery, "CheckpointEvery must not be negative.");
         if (CheckpointEvery > 0 && string.IsNullOrWhiteSpace(CheckpointDirectory))
             throw new ArgumentException("CheckpointDirectory is required when CheckpointEvery is positive.", nameof(CheckpointDirectory));
