@@ -24,11 +24,15 @@ internal static class Gradients
         return Math.Sqrt(squares);
     }
 
-    /// <summary>Scales every gradient so that their global norm <paramref name="norm"/> becomes at most <paramref name="maxNorm"/> (off when ≤ 0).</summary>
-    public static void Clip(IReadOnlyList<(string Name, Parameter Parameter)> trainable, double norm, double maxNorm)
+    /// <summary>
+    /// Multiplies every gradient by <paramref name="unscale"/> (the inverse of a loss scale; 1 without one) and scales
+    /// the result so that its global norm <paramref name="norm"/> (already unscaled) becomes at most
+    /// <paramref name="maxNorm"/> (off when ≤ 0): one pass over the gradients for both.
+    /// </summary>
+    public static void Clip(IReadOnlyList<(string Name, Parameter Parameter)> trainable, double norm, double maxNorm, double unscale = 1)
     {
-        if (maxNorm <= 0 || norm <= maxNorm) return;
-        double scale = maxNorm / (norm + 1e-6);
+        double scale = maxNorm <= 0 || norm <= maxNorm ? unscale : unscale * (maxNorm / (norm + 1e-6));
+        if (scale == 1) return;
         using var noGrad = no_grad();
         foreach (var (_, parameter) in trainable) parameter.grad?.mul_(scale);
     }

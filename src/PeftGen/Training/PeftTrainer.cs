@@ -37,6 +37,8 @@ public sealed class PeftTrainer : IDisposable
     private readonly AdamWOptimizer optimizer;
     // The loss's chunk of logits, reused by every step and evaluation instead of allocated each time.
     private readonly ChunkedCrossEntropy.Workspace lossWorkspace = new();
+    // Dynamic loss scaling: float16 compute only.
+    private readonly LossScaler? lossScaler;
     private int completedSteps;
     private bool resumed;
 
@@ -81,6 +83,7 @@ public sealed class PeftTrainer : IDisposable
         this.options = options;
         optimizer = new AdamWOptimizer(groups, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
         ComputeDType = PrecisionSupport.ComputeDType(options.Precision, this.model.HeadWeight.device);
+        if (ComputeDType == ScalarType.Float16) lossScaler = new LossScaler(options.LossScaling);
     }
 
     /// <summary>
@@ -89,6 +92,12 @@ public sealed class PeftTrainer : IDisposable
     /// float32 (master weights); only the products are cast.
     /// </summary>
     public ScalarType ComputeDType { get; }
+
+    /// <summary>
+    /// The dynamic loss scaling of a float16 run (<see cref="TrainerOptions.LossScaling"/>): its current scale and
+    /// count; checkpoints save it. Null in bfloat16 and float32, which need none.
+    /// </summary>
+    public LossScaler? LossScaler => lossScaler;
 
     /// <summary>Raised after every optimizer step (or skipped step).</summary>
     public event EventHandler<TrainingStep>? StepCompleted;
@@ -112,13 +121,13 @@ public sealed class PeftTrainer : IDisposable
     public AdamWOptimizer Optimizer => optimizer;
 
     /// <summary>
-    /// Restores parameters, optimizer state and torch's generator from a checkpoint; the next
+    /// Restores parameters, optimizer state, torch's generator and (float16) the loss scale from a checkpoint; the next
     /// <see cref="Train"/> continues from the step it was written at.
     /// </summary>
     public void Resume(string checkpointPath)
     {
         ArgumentNullException.ThrowIfNull(checkpointPath);
-        completedSteps = TrainingCheckpoint.Load(checkpointPath, trainable, optimizer);
+        completedSteps = TrainingCheckpoint.Load(checkpointPath, trainable, optimizer, lossScaler);
         resumed = true;
     }
 
@@ -149,20 +158,29 @@ public sealed class PeftTrainer : IDisposable
                 stopReason = TrainingStopReason.Cancelled;
                 break;
             }
-            var record = RunStep(train, completedSteps);
+            var (record, scaleChange) = RunStep(train, completedSteps);
             completedSteps++;
             steps.Add(record);
             StepCompleted?.Invoke(this, record);
-            if (record.Skipped)
+            if (record.Skipped && scaleChange == LossScaleChange.BackedOff)
+            {
+                // float16's range, not the model: expected now and then, and at the start while the scale finds its level.
+                skipped++;
+                Warning?.Invoke(this, new TrainingWarning(record.Step, $"Skipped step {record.Step}: float16 gradients overflowed at loss scale {LossScaler.Format(record.LossScale)}; parameters and optimizer state unchanged, loss scale lowered to {LossScaler.Format(lossScaler!.Scale)}."));
+            }
+            else if (record.Skipped)
             {
                 skipped++;
+                string atMinimum = scaleChange == LossScaleChange.NonFiniteAtMinimum
+                    ? $", even at the minimum loss scale {LossScaler.Format(record.LossScale)}"
+                    : "";
                 if (options.OnNonFinite == NonFiniteAction.Stop)
                 {
-                    Warning?.Invoke(this, new TrainingWarning(record.Step, $"Stopping: non-finite loss or gradient at step {record.Step} (loss {record.Loss}, gradient norm {record.GradientNorm})."));
+                    Warning?.Invoke(this, new TrainingWarning(record.Step, $"Stopping: non-finite loss or gradient at step {record.Step} (loss {record.Loss}, gradient norm {record.GradientNorm}{atMinimum})."));
                     stopReason = TrainingStopReason.NonFinite;
                     break;
                 }
-                Warning?.Invoke(this, new TrainingWarning(record.Step, $"Skipped step {record.Step}: non-finite loss or gradient (loss {record.Loss}, gradient norm {record.GradientNorm}); parameters and optimizer state unchanged."));
+                Warning?.Invoke(this, new TrainingWarning(record.Step, $"Skipped step {record.Step}: non-finite loss or gradient (loss {record.Loss}, gradient norm {record.GradientNorm}{atMinimum}); parameters and optimizer state unchanged."));
             }
 
             bool last = completedSteps == options.MaxSteps;
@@ -180,7 +198,7 @@ public sealed class PeftTrainer : IDisposable
             if (options.CheckpointEvery > 0 && completedSteps % options.CheckpointEvery == 0)
             {
                 var path = Path.Combine(options.CheckpointDirectory!, TrainingCheckpoint.FileName);
-                TrainingCheckpoint.Save(path, completedSteps, options.Seed, trainable, optimizer);
+                TrainingCheckpoint.Save(path, completedSteps, options.Seed, trainable, optimizer, lossScaler);
                 CheckpointSaved?.Invoke(this, path);
             }
         }
@@ -237,7 +255,8 @@ public sealed class PeftTrainer : IDisposable
         return previous;
     }
 
-    private TrainingStep RunStep(IBatchSource train, int step)
+    // One optimizer step, and what it did to the loss scale (float16; LossScaleChange.None otherwise).
+    private (TrainingStep Record, LossScaleChange ScaleChange) RunStep(IBatchSource train, int step)
     {
         var clock = Stopwatch.StartNew();
         double learningRate = LearningRateSchedule.At(step, options.MaxSteps, options.WarmupSteps, options.LearningRate, options.MinLearningRateRatio);
@@ -255,6 +274,8 @@ public sealed class PeftTrainer : IDisposable
         double lossSum = 0;
         double gradientNorm = double.NaN;
         bool finite = true;
+        double lossScale = lossScaler?.Scale ?? 1;
+        var scaleChange = LossScaleChange.None;
         if (labelled > 0)
         {
             var device = model.HeadWeight.device;
@@ -272,25 +293,35 @@ public sealed class PeftTrainer : IDisposable
                     break;
                 }
                 // Dividing by the whole step's labelled tokens makes accumulated gradients equal one big batch's.
-                sum.div(labelled).backward();
+                var objective = sum.div(labelled);
+                if (lossScaler is not null) objective = objective.mul(lossScale);
+                objective.backward();
                 // Autograd has added every returned gradient into .grad: let go of the wrappers PeftGen's functions kept.
                 ReturnedGradients.Release();
             }
             if (finite)
             {
+                // Under loss scaling the gradients are still scaled here: their norm is too, and so is an overflow.
                 gradientNorm = Gradients.Norm(trainable);
                 finite = double.IsFinite(gradientNorm);
+                if (lossScaler is not null)
+                {
+                    scaleChange = lossScaler.Update(finite);
+                    gradientNorm /= lossScale;
+                }
             }
             if (finite)
             {
-                Gradients.Clip(trainable, gradientNorm, options.MaxGradNorm);
+                // Unscaling and clipping are one pass over the gradients.
+                Gradients.Clip(trainable, gradientNorm, options.MaxGradNorm, unscale: 1 / lossScale);
                 optimizer.Step(learningRate);
             }
         }
         Gradients.Zero(trainable);
         clock.Stop();
         double meanLoss = labelled > 0 ? lossSum / labelled : double.NaN;
-        return new TrainingStep(step + 1, options.MaxSteps, meanLoss, learningRate, gradientNorm, tokens, labelled, clock.Elapsed.TotalSeconds, !finite);
+        return (new TrainingStep(step + 1, options.MaxSteps, meanLoss, learningRate, gradientNorm, tokens, labelled, clock.Elapsed.TotalSeconds, !finite, lossScale),
+            scaleChange);
     }
 
     /// <summary>Frees the optimizer state and the loss workspace.</summary>

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Globalization;
 using PeftGen.Formats;
 using PeftGen.Formats.SafeTensors;
+using PeftGen.Precision;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -21,8 +22,9 @@ public static class TrainingCheckpoint
     private const string Format = "peftgen.training-checkpoint";
     private const string FormatVersion = "1";
 
-    /// <summary>Writes the state after <paramref name="step"/> completed steps.</summary>
-    public static void Save(string path, int step, long seed, IReadOnlyList<(string Name, Parameter Parameter)> trainable, AdamWOptimizer optimizer)
+    /// <summary>Writes the state after <paramref name="step"/> completed steps (and the loss scale, when there is one).</summary>
+    public static void Save(string path, int step, long seed, IReadOnlyList<(string Name, Parameter Parameter)> trainable, AdamWOptimizer optimizer,
+        LossScaler? lossScaler = null)
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(trainable);
@@ -44,6 +46,11 @@ public static class TrainingCheckpoint
             ["optimizer_step"] = optimizer.StepCount.ToString(CultureInfo.InvariantCulture),
             ["seed"] = seed.ToString(CultureInfo.InvariantCulture),
         };
+        if (lossScaler is not null)
+        {
+            metadata["loss_scale"] = lossScaler.Scale.ToString("R", CultureInfo.InvariantCulture);
+            metadata["loss_scale_good_steps"] = lossScaler.GoodSteps.ToString(CultureInfo.InvariantCulture);
+        }
         SafeTensorsFile.Save(path, tensors, metadata);
     }
 
@@ -51,9 +58,11 @@ public static class TrainingCheckpoint
     /// Restores trained tensors, optimizer state and the generator from <paramref name="path"/> and returns the
     /// number of completed steps. Every trained parameter must be in the file with its shape, and nothing else;
     /// otherwise nothing is changed and the error lists what differs. A damaged file fails with
-    /// <see cref="PeftFormatException"/>.
+    /// <see cref="PeftFormatException"/>. <paramref name="lossScaler"/>, when given, takes the file's loss scale; a
+    /// checkpoint written without one (a bfloat16 or float32 run) leaves it at its initial scale.
     /// </summary>
-    public static int Load(string path, IReadOnlyList<(string Name, Parameter Parameter)> trainable, AdamWOptimizer optimizer)
+    public static int Load(string path, IReadOnlyList<(string Name, Parameter Parameter)> trainable, AdamWOptimizer optimizer,
+        LossScaler? lossScaler = null)
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(trainable);
@@ -72,6 +81,14 @@ public static class TrainingCheckpoint
             if (!metadata.TryGetValue("step", out var stepText) || !int.TryParse(stepText, NumberStyles.None, CultureInfo.InvariantCulture, out var step)
                 || !metadata.TryGetValue("optimizer_step", out var optimizerText) || !long.TryParse(optimizerText, NumberStyles.None, CultureInfo.InvariantCulture, out var optimizerStep))
                 throw new PeftFormatException(path, null, "the checkpoint metadata has no valid 'step' and 'optimizer_step'");
+            (double Scale, int GoodSteps)? savedScale = null;
+            if (metadata.TryGetValue("loss_scale", out var scaleText))
+            {
+                if (!double.TryParse(scaleText, NumberStyles.Float, CultureInfo.InvariantCulture, out var scale) || !(scale > 0) || scale > float.MaxValue
+                    || !metadata.TryGetValue("loss_scale_good_steps", out var goodText) || !int.TryParse(goodText, NumberStyles.None, CultureInfo.InvariantCulture, out var good))
+                    throw new PeftFormatException(path, null, "the checkpoint metadata has a 'loss_scale' that is not a positive float32 or no valid 'loss_scale_good_steps'");
+                savedScale = (scale, good);
+            }
 
             var problems = new List<string>();
             var known = new HashSet<string>(StringComparer.Ordinal) { "rng.cpu" };
@@ -102,6 +119,7 @@ public static class TrainingCheckpoint
                 foreach (var (name, parameter) in trainable) parameter.copy_(tensors["trainable/" + name]);
             }
             random.set_rng_state(tensors["rng.cpu"]);
+            if (lossScaler is not null && savedScale is { } state) lossScaler.Restore(state.Scale, state.GoodSteps);
             return step;
         }
         finally
