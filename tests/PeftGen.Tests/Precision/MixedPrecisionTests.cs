@@ -10,14 +10,22 @@ using static TorchSharp.torch;
 namespace PeftGen.Tests.Precision;
 
 /// <summary>
-/// bfloat16 mixed precision against float64 references. bfloat16 keeps 8 significant bits (relative rounding error
-/// 2⁻⁹ ≈ 0.002 per value); a product of length-k dot products accumulated in float32 lands within a few times that, so
-/// outputs and gradients are held to 2 % relative error, and float32 to 1e-5 on the same data as a control that the
-/// tolerance is the dtype's, not a loose test's.
+/// bfloat16 and float16 mixed precision against float64 references. bfloat16 keeps 8 significant bits (relative
+/// rounding error 2⁻⁹ ≈ 0.002 per value); a product of length-k dot products accumulated in float32 lands within a few
+/// times that, so outputs and gradients are held to 2 % relative error. float16 keeps 11 (2⁻¹² ≈ 0.00024 per value): held
+/// to 0.25 %. float32 is held to 1e-5 on the same data as a control that the tolerance is the dtype's, not a loose
+/// test's, and each 16-bit result must be further off than float32 could be (<see cref="Floor"/>), so the test knows the
+/// 16-bit path really ran.
 /// </summary>
 public sealed class MixedPrecisionTests
 {
     private const double Bf16Tolerance = 0.02;
+
+    /// <summary>The relative error a 16-bit compute dtype is held to.</summary>
+    private static double Tolerance(ScalarType dtype) => dtype == ScalarType.Float16 ? 0.0025 : Bf16Tolerance;
+
+    /// <summary>An error no float32 computation reaches: a 16-bit result above it was really computed in 16 bits.</summary>
+    private static double Floor(ScalarType dtype) => dtype == ScalarType.Float16 ? 1e-5 : 1e-4;
 
     private static LoraLinear Layer()
     {
@@ -49,8 +57,10 @@ public sealed class MixedPrecisionTests
         return result;
     }
 
-    [Fact]
-    public void LoRA_forward_and_gradients_in_bfloat16_match_float64_within_bfloat16_tolerance()
+    [Theory]
+    [InlineData(ScalarType.BFloat16)]
+    [InlineData(ScalarType.Float16)]
+    public void LoRA_forward_and_gradients_in_16_bits_match_float64_within_the_dtype_s_tolerance(ScalarType dtype)
     {
         manual_seed(11);
         using var scope = NewDisposeScope();
@@ -65,20 +75,22 @@ public sealed class MixedPrecisionTests
         var y64 = x64.matmul(layer.Weight.to(float64).t()) + layer.Bias!.to(float64) + x64.matmul(a64.t()).matmul(b64.t()) * 2.0;
         y64.pow(2).sum().backward();
 
-        var bf16 = Run(layer, x, ScalarType.BFloat16);
+        var half = Run(layer, x, dtype);
         var fp32 = Run(layer, x, null);
-        Assert.True(Reference.RelativeError(bf16.Output, y64) < Bf16Tolerance);
-        Assert.True(Reference.RelativeError(bf16.GradA, a64.grad!) < Bf16Tolerance);
-        Assert.True(Reference.RelativeError(bf16.GradB, b64.grad!) < Bf16Tolerance);
-        Assert.True(Reference.RelativeError(bf16.GradX, x64.grad!) < Bf16Tolerance);
+        Assert.True(Reference.RelativeError(half.Output, y64) < Tolerance(dtype), $"output: {Reference.RelativeError(half.Output, y64):E2}");
+        Assert.True(Reference.RelativeError(half.GradA, a64.grad!) < Tolerance(dtype), $"A: {Reference.RelativeError(half.GradA, a64.grad!):E2}");
+        Assert.True(Reference.RelativeError(half.GradB, b64.grad!) < Tolerance(dtype), $"B: {Reference.RelativeError(half.GradB, b64.grad!):E2}");
+        Assert.True(Reference.RelativeError(half.GradX, x64.grad!) < Tolerance(dtype), $"x: {Reference.RelativeError(half.GradX, x64.grad!):E2}");
         Assert.True(Reference.RelativeError(fp32.Output, y64) < 1e-5);
         Assert.True(Reference.RelativeError(fp32.GradA, a64.grad!) < 1e-5);
-        // bfloat16 really ran: its error is well above float32's.
-        Assert.True(Reference.RelativeError(bf16.Output, y64) > 1e-4);
+        // The 16-bit dtype really ran: its error is well above float32's.
+        Assert.True(Reference.RelativeError(half.Output, y64) > Floor(dtype));
     }
 
-    [Fact]
-    public void A_bfloat16_decoding_step_of_one_row_matches_float64_and_keeps_the_adapter_update()
+    [Theory]
+    [InlineData(ScalarType.BFloat16)]
+    [InlineData(ScalarType.Float16)]
+    public void A_16_bit_decoding_step_of_one_row_matches_float64_and_keeps_the_adapter_update(ScalarType dtype)
     {
         // Decoding (few rows, no gradients, CPU) adds the LoRA update in float32 (FewRowProduct.IsCpuDecoding): the
         // answer is still the compute dtype's, within its tolerance, and the update is really in it.
@@ -93,10 +105,10 @@ public sealed class MixedPrecisionTests
             var base64 = x64.matmul(layer.Weight.to(float64).t()) + layer.Bias!.to(float64);
             var y64 = base64 + x64.matmul(layer.LoraA("default").to(float64).t()).matmul(layer.LoraB("default").to(float64).t()) * 2.0;
             Tensor output;
-            using (ComputePrecision.Use(ScalarType.BFloat16)) output = layer.forward(x);
-            Assert.Equal(ScalarType.BFloat16, output.dtype);
+            using (ComputePrecision.Use(dtype)) output = layer.forward(x);
+            Assert.Equal(dtype, output.dtype);
             Assert.Equal(x.shape[0], output.shape[0]);
-            Assert.True(Reference.RelativeError(output, y64) < Bf16Tolerance, $"relative error {Reference.RelativeError(output, y64):E2}");
+            Assert.True(Reference.RelativeError(output, y64) < Tolerance(dtype), $"relative error {Reference.RelativeError(output, y64):E2}");
             // Without the update the output would be much further off.
             Assert.True(Reference.RelativeError(base64, y64) > 10 * Reference.RelativeError(output, y64));
         }
@@ -117,8 +129,10 @@ public sealed class MixedPrecisionTests
         Assert.Equal(ScalarType.Float32, output.dtype);
     }
 
-    [Fact]
-    public void QLoRA_dequantizes_to_the_scope_s_compute_dtype_and_matches_its_float64_reference()
+    [Theory]
+    [InlineData(ScalarType.BFloat16)]
+    [InlineData(ScalarType.Float16)]
+    public void QLoRA_dequantizes_to_the_scope_s_compute_dtype_and_matches_its_float64_reference(ScalarType dtype)
     {
         manual_seed(13);
         using var scope = NewDisposeScope();
@@ -127,18 +141,21 @@ public sealed class MixedPrecisionTests
         var weight = layer.DequantizedWeight(ScalarType.Float64);
         var expected = x.to(float64).matmul(weight.t()) + layer.Bias!.to(float64)
             + x.to(float64).matmul(layer.LoraA("default").to(float64).t()).matmul(layer.LoraB("default").to(float64).t()) * 2.0;
-        using (ComputePrecision.Use(ScalarType.BFloat16))
+        using (ComputePrecision.Use(dtype))
         {
-            Assert.Equal(ScalarType.BFloat16, layer.ComputeScalarType);
+            Assert.Equal(dtype, layer.ComputeScalarType);
             var output = layer.forward(x);
-            Assert.Equal(ScalarType.BFloat16, output.dtype);
-            Assert.True(Reference.RelativeError(output, expected) < Bf16Tolerance);
+            Assert.Equal(dtype, output.dtype);
+            Assert.True(Reference.RelativeError(output, expected) < Tolerance(dtype), $"output: {Reference.RelativeError(output, expected):E2}");
+            Assert.True(Reference.RelativeError(output, expected) > Floor(dtype));
         }
         Assert.Equal(ScalarType.Float32, layer.ComputeScalarType);
     }
 
-    [Fact]
-    public void QLoRA_gradients_in_bfloat16_match_float64_through_the_dequantized_base()
+    [Theory]
+    [InlineData(ScalarType.BFloat16)]
+    [InlineData(ScalarType.Float16)]
+    public void QLoRA_gradients_in_16_bits_match_float64_through_the_dequantized_base(ScalarType dtype)
     {
         manual_seed(15);
         using var scope = NewDisposeScope();
@@ -152,16 +169,18 @@ public sealed class MixedPrecisionTests
         var y64 = x64.matmul(layer.DequantizedWeight(ScalarType.Float64).t()) + layer.Bias!.to(float64) + x64.matmul(a64.t()).matmul(b64.t()) * 2.0;
         y64.pow(2).sum().backward();
 
-        var bf16 = Run(layer, x, ScalarType.BFloat16);
-        Assert.True(Reference.RelativeError(bf16.GradA, a64.grad!) < Bf16Tolerance, $"A: {Reference.RelativeError(bf16.GradA, a64.grad!):E2}");
-        Assert.True(Reference.RelativeError(bf16.GradB, b64.grad!) < Bf16Tolerance, $"B: {Reference.RelativeError(bf16.GradB, b64.grad!):E2}");
-        Assert.True(Reference.RelativeError(bf16.GradX, x64.grad!) < Bf16Tolerance, $"x: {Reference.RelativeError(bf16.GradX, x64.grad!):E2}");
-        Assert.True(Reference.RelativeError(bf16.GradX, x64.grad!) > 1e-4); // bfloat16 really ran
-        Assert.Equal(ScalarType.Float32, bf16.GradA.dtype);
+        var half = Run(layer, x, dtype);
+        Assert.True(Reference.RelativeError(half.GradA, a64.grad!) < Tolerance(dtype), $"A: {Reference.RelativeError(half.GradA, a64.grad!):E2}");
+        Assert.True(Reference.RelativeError(half.GradB, b64.grad!) < Tolerance(dtype), $"B: {Reference.RelativeError(half.GradB, b64.grad!):E2}");
+        Assert.True(Reference.RelativeError(half.GradX, x64.grad!) < Tolerance(dtype), $"x: {Reference.RelativeError(half.GradX, x64.grad!):E2}");
+        Assert.True(Reference.RelativeError(half.GradX, x64.grad!) > Floor(dtype)); // the 16-bit dtype really ran
+        Assert.Equal(ScalarType.Float32, half.GradA.dtype);
     }
 
-    [Fact]
-    public void A_soft_prompts_gradient_in_bfloat16_matches_float64_through_a_projection_and_the_chunked_loss()
+    [Theory]
+    [InlineData(ScalarType.BFloat16)]
+    [InlineData(ScalarType.Float16)]
+    public void A_soft_prompts_gradient_in_16_bits_matches_float64_through_a_projection_and_the_chunked_loss(ScalarType dtype)
     {
         // Prompt tuning end to end at one layer: [prompt ; token embeddings] → a frozen projection (recast to bfloat16)
         // → the chunked head and loss (bfloat16 products, float32 softmax); the prompt's gradient against float64.
@@ -190,23 +209,25 @@ public sealed class MixedPrecisionTests
         expected.backward();
 
         Tensor loss;
-        using (ComputePrecision.Use(ScalarType.BFloat16))
+        using (ComputePrecision.Use(dtype))
         {
             var hidden = projection.forward(embedding.forward(ids));
-            Assert.Equal(ScalarType.BFloat16, hidden.dtype);
+            Assert.Equal(dtype, hidden.dtype);
             loss = CausalLmLoss.Sum(hidden, head, labels).Sum;
         }
         loss.backward();
         var grad = prompt.Embeddings.grad!;
         Assert.Equal(ScalarType.Float32, grad.dtype);
-        // The loss comes back in the hidden rows' dtype (bfloat16 here: one more rounding, 2⁻⁹ relative).
-        Assert.True(Math.Abs(loss.to(ScalarType.Float64).item<double>() - expected.item<double>()) / expected.item<double>() < 0.01);
-        Assert.True(Reference.RelativeError(grad, prompt64.grad!) < Bf16Tolerance, $"prompt: {Reference.RelativeError(grad, prompt64.grad!):E2}");
-        Assert.True(Reference.RelativeError(grad, prompt64.grad!) > 1e-4); // bfloat16 really ran
+        // The loss comes back in the hidden rows' dtype (one more rounding: 2⁻⁹ relative in bfloat16, 2⁻¹² in float16).
+        Assert.True(Math.Abs(loss.to(ScalarType.Float64).item<double>() - expected.item<double>()) / expected.item<double>() < Tolerance(dtype) / 2);
+        Assert.True(Reference.RelativeError(grad, prompt64.grad!) < Tolerance(dtype), $"prompt: {Reference.RelativeError(grad, prompt64.grad!):E2}");
+        Assert.True(Reference.RelativeError(grad, prompt64.grad!) > Floor(dtype)); // the 16-bit dtype really ran
     }
 
-    [Fact]
-    public void Chunked_loss_in_bfloat16_matches_float64_in_value_and_gradients()
+    [Theory]
+    [InlineData(ScalarType.BFloat16)]
+    [InlineData(ScalarType.Float16)]
+    public void Chunked_loss_in_16_bits_matches_float64_in_value_and_gradients(ScalarType dtype)
     {
         manual_seed(14);
         using var scope = NewDisposeScope();
@@ -219,12 +240,13 @@ public sealed class MixedPrecisionTests
         expected.backward();
 
         Tensor loss;
-        using (ComputePrecision.Use(ScalarType.BFloat16)) loss = ChunkedCrossEntropy.Sum(hidden, weight, targets, chunkSize: 16);
+        using (ComputePrecision.Use(dtype)) loss = ChunkedCrossEntropy.Sum(hidden, weight, targets, chunkSize: 16);
         loss.backward();
         Assert.Equal(ScalarType.Float32, loss.dtype);
-        Assert.True(Math.Abs(loss.item<float>() - expected.item<double>()) / expected.item<double>() < 0.01);
-        Assert.True(Reference.RelativeError(hidden.grad!, h64.grad!) < Bf16Tolerance);
-        Assert.True(Reference.RelativeError(weight.grad!, w64.grad!) < Bf16Tolerance);
+        Assert.True(Math.Abs(loss.item<float>() - expected.item<double>()) / expected.item<double>() < Tolerance(dtype) / 2);
+        Assert.True(Reference.RelativeError(hidden.grad!, h64.grad!) < Tolerance(dtype), $"hidden: {Reference.RelativeError(hidden.grad!, h64.grad!):E2}");
+        Assert.True(Reference.RelativeError(weight.grad!, w64.grad!) < Tolerance(dtype), $"weight: {Reference.RelativeError(weight.grad!, w64.grad!):E2}");
+        Assert.True(Reference.RelativeError(weight.grad!, w64.grad!) > Floor(dtype));
         Assert.Equal(ScalarType.Float32, weight.grad!.dtype);
     }
 
@@ -248,7 +270,10 @@ public sealed class MixedPrecisionTests
         Assert.Equal(PrecisionSupport.CpuHasFastBFloat16 ? ScalarType.BFloat16 : ScalarType.Float32, auto);
         Assert.Equal(ScalarType.Float32, PrecisionSupport.ComputeDType(TrainingPrecision.Float32, CPU));
         Assert.Equal(ScalarType.BFloat16, PrecisionSupport.ComputeDType(TrainingPrecision.BFloat16, CPU));
+        Assert.Equal(ScalarType.Float16, PrecisionSupport.ComputeDType(TrainingPrecision.Float16, CPU));
         Assert.Equal(TrainingPrecision.BFloat16, PrecisionSupport.Parse("bf16"));
+        Assert.Equal(TrainingPrecision.Float16, PrecisionSupport.Parse("fp16"));
+        Assert.Equal(TrainingPrecision.Float16, PrecisionSupport.Parse("Float16"));
         Assert.Equal(TrainingPrecision.Float32, PrecisionSupport.Parse("FLOAT32"));
         Assert.Throws<ArgumentException>(() => PrecisionSupport.Parse("fp8"));
     }

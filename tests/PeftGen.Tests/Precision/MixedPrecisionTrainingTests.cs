@@ -73,17 +73,19 @@ public sealed class MixedPrecisionTrainingTests
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void Two_hundred_bfloat16_steps_end_within_0_02_of_float32_s_validation_loss(bool adaptersOnly)
+    [InlineData(false, TrainingPrecision.BFloat16)]
+    [InlineData(true, TrainingPrecision.BFloat16)]
+    [InlineData(false, TrainingPrecision.Float16)]
+    [InlineData(true, TrainingPrecision.Float16)]
+    public void Two_hundred_16_bit_steps_end_within_0_02_of_float32_s_validation_loss(bool adaptersOnly, TrainingPrecision precision)
     {
         var (before, fp32, fp32Type) = Run(adaptersOnly, TrainingPrecision.Float32);
-        var (_, bf16, bf16Type) = Run(adaptersOnly, TrainingPrecision.BFloat16);
+        var (_, half, halfType) = Run(adaptersOnly, precision);
         Assert.Equal("float32", fp32Type);
-        Assert.Equal("bfloat16", bf16Type);
-        Assert.True(System.Math.Abs(fp32 - bf16) < 0.02, $"float32 {fp32:F4}, bfloat16 {bf16:F4}");
+        Assert.Equal(precision == TrainingPrecision.Float16 ? "float16" : "bfloat16", halfType);
+        Assert.True(System.Math.Abs(fp32 - half) < 0.02, $"float32 {fp32:F4}, {halfType} {half:F4}");
         // Both runs learned something (adapters on a random base learn little), so the comparison is not between two
         // untrained models.
-        Assert.True(fp32 < before - 0.05 && bf16 < before - 0.05, $"validation loss {before:F4} before, float32 {fp32:F4}, bfloat16 {bf16:F4}");
+        Assert.True(fp32 < before - 0.05 && half < before - 0.05, $"validation loss {before:F4} before, float32 {fp32:F4}, {halfType} {half:F4}");
     }
 }
