@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks and times PeftGen's 4-bit (QLoRA) path on a GPU.
+# Checks and times PeftGen's 4-bit (QLoRA) path on a GPU, and checks float16 mixed precision there.
 # Needs an NVIDIA GPU and the CUDA torch backend (TorchSharp-cuda-linux, built with -p:TorchBackend=cuda).
 # Without either it prints why and exits 0: nothing is checked then.
 set -uo pipefail

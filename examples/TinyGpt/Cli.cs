@@ -107,8 +107,8 @@ public static class Cli
         var threads = AtLeast(new Option<int?>("--threads") { Description = "Torch's CPU threads (default: one per core)." }, 1);
         var precision = new Option<string>("--precision")
         {
-            Description = "auto (bfloat16 where the CPU or GPU has it fast, else float32), float32 or bfloat16.",
-            HelpName = "auto|float32|bfloat16",
+            Description = "auto (bfloat16 where the CPU or GPU has it fast, else float32), float32, bfloat16, or float16 (with loss scaling, for GPUs without fast bfloat16; slow on CPUs).",
+            HelpName = "auto|float32|bfloat16|float16",
             DefaultValueFactory = _ => "auto",
         };
         precision.Validators.Add(r =>
@@ -120,7 +120,7 @@ public static class Cli
             }
             catch (ArgumentException)
             {
-                r.AddError($"--precision {text}: not a precision; use auto, float32 or bfloat16.");
+                r.AddError($"--precision {text}: not a precision; use auto, float32, bfloat16 or float16.");
             }
         });
         var finetuneSteps = AtLeast(new Option<int?>("--finetune-steps") { Description = "Override the fine-tuning steps of every method." }, 1);

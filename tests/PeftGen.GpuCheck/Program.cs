@@ -91,5 +91,27 @@ Check(last < first, "loss decreases on the GPU");
 Check(layers.Select(l => l.QuantizedWeight!.Packed.cpu().data<byte>().ToArray()).Zip(codesBefore).All(p => p.First.SequenceEqual(p.Second)), "base codes unchanged by training");
 
 foreach (var layer in layers) layer.Dispose();
+
+// 5. float16 mixed precision (GPUs without fast bfloat16): a LoRA layer's output and adapter gradients against float64.
+using (var scope = NewDisposeScope())
+{
+    using var half = new LoraLinear(512, 512, device: gpu);
+    half.AddAdapter("default", new LoraConfig(8, 16, 0, false));
+    using (no_grad()) half.LoraB("default").normal_(0, 0.1);
+    var input = randn(8, 64, 512, device: gpu);
+    Tensor output;
+    using (PeftGen.Precision.ComputePrecision.Use(ScalarType.Float16)) output = half.forward(input);
+    output.to(ScalarType.Float32).pow(2).sum().backward();
+    var a64 = half.LoraA("default").detach().to(ScalarType.Float64).requires_grad_(true);
+    var x64 = input.to(ScalarType.Float64);
+    var y64 = x64.matmul(half.Weight.to(ScalarType.Float64).t()) + half.Bias!.to(ScalarType.Float64)
+        + x64.matmul(a64.t()).matmul(half.LoraB("default").to(ScalarType.Float64).t()) * 2.0;
+    y64.pow(2).sum().backward();
+    double Relative(Tensor got, Tensor want) => (got.to(ScalarType.Float64) - want).norm().item<double>() / want.norm().item<double>();
+    Check(output.dtype == ScalarType.Float16 && output.device.type == DeviceType.CUDA, "float16 compute on the GPU returns float16");
+    Check(Relative(output, y64) < 0.0025, $"float16 output within 0.25 % of float64 ({Relative(output, y64):E2})");
+    Check(half.LoraA("default").grad!.dtype == ScalarType.Float32 && Relative(half.LoraA("default").grad!, a64.grad!) < 0.0025,
+        $"float32 master gradient of A within 0.25 % of float64 ({Relative(half.LoraA("default").grad!, a64.grad!):E2})");
+}
 Console.WriteLine(failures == 0 ? "GPU check passed." : $"GPU check: {failures} check(s) failed.");
 return failures == 0 ? 0 : 1;

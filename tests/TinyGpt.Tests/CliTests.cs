@@ -114,7 +114,7 @@ public sealed class CliTests : IDisposable
     public void Other_bad_option_values_and_paths_are_refused_while_parsing()
     {
         Assert.Equal("error: --device gpu: use cpu or cuda.", AssertInputError(["finetune", "--method", "lora", "--device", "gpu"], verboseTrace: false));
-        Assert.Equal("error: --precision fp8: not a precision; use auto, float32 or bfloat16.", AssertInputError(["compare", "--precision", "fp8"], verboseTrace: false));
+        Assert.Equal("error: --precision fp8: not a precision; use auto, float32, bfloat16 or float16.", AssertInputError(["compare", "--precision", "fp8"], verboseTrace: false));
         Assert.Equal("error: --limit 0: must be 1 or more.", AssertInputError(["eval", "--adapter", folder, "--data", valid, "--limit", "0"], verboseTrace: false));
         Assert.Equal("error: --decoding-samples 1: a consensus needs at least 2 samples; use 0 for greedy outputs.", AssertInputError(["compare", "--decoding-samples", "1"], verboseTrace: false));
         Assert.Equal("error: --decoding-samples -2: must be 0 or more.", AssertInputError(["compare", "--decoding-samples", "-2"], verboseTrace: false));
