@@ -56,7 +56,8 @@ public static class PrecisionSupport
     /// <summary>
     /// The compute dtype for <paramref name="precision"/> on <paramref name="device"/>: <see cref="TrainingPrecision.Auto"/>
     /// is bfloat16 on CUDA (Ampere and later multiply it at full rate; on older GPUs choose
-    /// <see cref="TrainingPrecision.Float32"/>) and on CPUs with <see cref="CpuHasFastBFloat16"/>, float32 elsewhere.
+    /// <see cref="TrainingPrecision.Float16"/> or <see cref="TrainingPrecision.Float32"/>: TorchSharp does not expose a
+    /// device's compute capability to tell them apart) and on CPUs with <see cref="CpuHasFastBFloat16"/>, float32 elsewhere.
     /// </summary>
     public static ScalarType ComputeDType(TrainingPrecision precision, Device device)
     {
