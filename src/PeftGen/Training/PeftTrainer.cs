@@ -39,6 +39,7 @@ public sealed class PeftTrainer : IDisposable
     private readonly ChunkedCrossEntropy.Workspace lossWorkspace = new();
     // Dynamic loss scaling: float16 compute only.
     private readonly LossScaler? lossScaler;
+    private readonly FreedMemoryRelease? memoryRelease;
     private int completedSteps;
     private bool resumed;
 
@@ -84,6 +85,7 @@ public sealed class PeftTrainer : IDisposable
         optimizer = new AdamWOptimizer(groups, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
         ComputeDType = PrecisionSupport.ComputeDType(options.Precision, this.model.HeadWeight.device);
         if (ComputeDType == ScalarType.Float16) lossScaler = new LossScaler(options.LossScaling);
+        if (options.ReleaseFreedMemory) memoryRelease = new FreedMemoryRelease();
     }
 
     /// <summary>
@@ -318,6 +320,8 @@ public sealed class PeftTrainer : IDisposable
             }
         }
         Gradients.Zero(trainable);
+        // Part of the step's time: what the release costs is paid here.
+        memoryRelease?.AfterStep();
         clock.Stop();
         double meanLoss = labelled > 0 ? lossSum / labelled : double.NaN;
         return (new TrainingStep(step + 1, options.MaxSteps, meanLoss, learningRate, gradientNorm, tokens, labelled, clock.Elapsed.TotalSeconds, !finite, lossScale),

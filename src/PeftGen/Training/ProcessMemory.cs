@@ -56,6 +56,32 @@ public static class ProcessMemory
 
     private static bool noMallinfo2;
 
+    /// <summary>
+    /// Hands the pages of the C heap's free memory back to the system (glibc's <c>malloc_trim(0)</c>, which also
+    /// releases whole free pages inside the heap, not only at its top), so resident memory falls to what is in use plus
+    /// the allocator's bookkeeping. Returns false where that is not available (not Linux or not glibc). The memory stays
+    /// the heap's: a later allocation there touches fresh pages again.
+    /// </summary>
+    public static bool TryTrimNativeHeap()
+    {
+        if (!OperatingSystem.IsLinux() || noMallocTrim) return false;
+        try
+        {
+            malloc_trim(0);
+            return true;
+        }
+        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
+        {
+            noMallocTrim = true;
+            return false;
+        }
+    }
+
+    private static bool noMallocTrim;
+
+    [DllImport("libc", EntryPoint = "malloc_trim")]
+    private static extern int malloc_trim(nuint pad);
+
     [DllImport("libc", EntryPoint = "mallinfo2")]
     private static extern MallInfo2 mallinfo2();
 
