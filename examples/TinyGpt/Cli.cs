@@ -123,6 +123,10 @@ public static class Cli
                 r.AddError($"--precision {text}: not a precision; use auto, float32, bfloat16 or float16.");
             }
         });
+        var releaseMemory = new Option<bool>("--release-freed-memory")
+        {
+            Description = "Hand the C heap's free pages back to the system when a long run's resident memory has grown (TrainerOptions.ReleaseFreedMemory): a lower peak, somewhat slower steps.",
+        };
         var finetuneSteps = AtLeast(new Option<int?>("--finetune-steps") { Description = "Override the fine-tuning steps of every method." }, 1);
         var decodingSamples = AtLeast(new Option<int?>("--decoding-samples")
         {
@@ -157,13 +161,14 @@ public static class Cli
             {
                 Precision = PrecisionSupport.Parse(r.GetValue(precision)!),
                 Pretrain = r.GetValue(pretrainFlag) || r.GetValue(pretrainSteps) is not null,
+                ReleaseFreedMemory = r.GetValue(releaseMemory),
             };
         }
 
-        var compare = new Command("compare", "Fine-tune the shipped (or a freshly pretrained) tiny base full/LoRA/QLoRA/prompt, score against two baselines and compare.") { quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, decodingSamples, precision, threads };
+        var compare = new Command("compare", "Fine-tune the shipped (or a freshly pretrained) tiny base full/LoRA/QLoRA/prompt, score against two baselines and compare.") { quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, decodingSamples, precision, releaseMemory, threads };
         compare.SetAction(r => { CompareJob.Run(Context(r, "compare")); return Success; });
 
-        var pretrain = new Command("pretrain", "Pretrain the tiny GPT on the Brown corpus and WordNet's training definitions; writes the base (bfloat16 safetensors, vocabulary, recipe, SHA256SUMS) to OUTPUT/base.") { quick, device, output, force, pretrainSteps, precision, snapshotEvery, threads };
+        var pretrain = new Command("pretrain", "Pretrain the tiny GPT on the Brown corpus and WordNet's training definitions; writes the base (bfloat16 safetensors, vocabulary, recipe, SHA256SUMS) to OUTPUT/base.") { quick, device, output, force, pretrainSteps, precision, releaseMemory, snapshotEvery, threads };
         pretrain.SetAction(r =>
         {
             var context = Context(r, "pretrain");
@@ -174,7 +179,7 @@ public static class Cli
 
         var finetune = new Command("finetune", "Fine-tune the base one way, score it and save the adapter.")
         {
-            method, basePath, quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, learningRate, scoreOn, decodingSamples, precision, threads,
+            method, basePath, quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, learningRate, scoreOn, decodingSamples, precision, releaseMemory, threads,
         };
         finetune.SetAction(r =>
         {

@@ -169,6 +169,8 @@ public sealed class CliTests : IDisposable
         Assert.Equal(Cli.Success, Cli.Run(["finetune", "--help"], output, error));
         Assert.Contains("--method <full|lora|qlora|prompt>", output.ToString());
         Assert.Contains("--device <cpu|cuda>", output.ToString());
+        Assert.Contains("--precision <auto|float32|bfloat16|float16>", output.ToString());
+        Assert.Contains("--release-freed-memory", output.ToString());
         Assert.Contains("--verbose", output.ToString());
         Assert.Equal("", error.ToString());
     }

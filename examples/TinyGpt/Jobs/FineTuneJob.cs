@@ -102,6 +102,7 @@ public static class FineTuneJob
             EvaluationBatches = (int)selectionBatches.BatchesPerEpoch,
             RestoreBestEvaluation = true,
             Precision = context.Precision,
+            ReleaseFreedMemory = context.ReleaseFreedMemory,
         };
 
         ProcessMemory.TryResetPeak();

@@ -73,6 +73,7 @@ public static class PretrainJob
             Beta2 = 0.95,
             Seed = settings.Seed,
             Precision = context.Precision,
+            ReleaseFreedMemory = context.ReleaseFreedMemory,
         };
         // Every weight trains (TinyGptFull's plan); matrices decay, norms and biases do not.
         using var trainer = model.CreateTrainer(options);

@@ -15,6 +15,9 @@ public sealed record RunContext(JobSettings Settings, string OutputFolder, strin
     /// <summary>Training and generation precision (default: bfloat16 where the device has it fast).</summary>
     public TrainingPrecision Precision { get; init; } = TrainingPrecision.Auto;
 
+    /// <summary>Training hands the C heap's free pages back when resident memory has grown (<c>TrainerOptions.ReleaseFreedMemory</c>).</summary>
+    public bool ReleaseFreedMemory { get; init; }
+
     /// <summary>Pretrain a base with <see cref="Settings"/> (cached) instead of using the base that ships with the example.</summary>
     public bool Pretrain { get; init; }
 
