@@ -11,8 +11,9 @@ namespace PeftGen.Training;
 /// <remarks>
 /// libtorch allocates CPU tensors with the C library's <c>malloc</c>. glibc serves a large block from its heap once it
 /// has seen a block of that size freed (its mmap threshold adapts up to 32 MiB), and a step frees and allocates blocks
-/// of many sizes in changing order, so the heap fragments: resident memory grows while the tensors in use do not.
-/// Measured on 2 vCPUs of an AMD EPYC (Zen 4), bfloat16, 2026-12-01, in a throwaway harness: full fine-tuning of the
+/// of many sizes in changing order, so the heap fragments: resident memory grows while the tensors in use do not
+/// (<see cref="TrainerOptions.NativeMmapThresholdBytes"/> can keep large blocks out of the heap instead; the figures below
+/// were measured without it, with glibc's adaptive threshold). Measured on 2 vCPUs of an AMD EPYC (Zen 4), bfloat16, 2026-12-01, in a throwaway harness: full fine-tuning of the
 /// benchmarks' narrow configuration (4 layers × 128, GPT-2's vocabulary) held 214–224 MB of tensors at every step while
 /// its peak resident size reached 0.62–1.66 GB within 80–100 steps (seven runs), 0.56 GB with the release (one run). A release costs 4–8 ms, and the step
 /// after it faults its freed pages in again: releasing after every step made the main job's steps 13–27 % slower. The

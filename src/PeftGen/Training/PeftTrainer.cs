@@ -86,6 +86,7 @@ public sealed class PeftTrainer : IDisposable
         ComputeDType = PrecisionSupport.ComputeDType(options.Precision, this.model.HeadWeight.device);
         if (ComputeDType == ScalarType.Float16) lossScaler = new LossScaler(options.LossScaling);
         if (options.ReleaseFreedMemory) memoryRelease = new FreedMemoryRelease();
+        if (options.NativeMmapThresholdBytes is { } threshold) ProcessMemory.TrySetNativeMmapThreshold(threshold);
     }
 
     /// <summary>

@@ -39,13 +39,20 @@ public static class ProcessMemory
     /// allocates CPU tensors there, so this counts live tensors' storage, without the allocator's free memory that
     /// resident memory also counts; it is a snapshot, not a peak.
     /// </summary>
-    public static long? NativeHeapInUseBytes()
+    public static long? NativeHeapInUseBytes() => ReadMallInfo() is { } info ? (long)(info.uordblks + info.hblkhd) : null;
+
+    /// <summary>
+    /// Bytes of the C heap's blocks that are mapped from the system one by one (glibc's <c>mallinfo2().hblkhd</c>, the
+    /// blocks at or above the mmap threshold), or null where that is not available.
+    /// </summary>
+    public static long? NativeMappedBytes() => ReadMallInfo() is { } info ? (long)info.hblkhd : null;
+
+    private static MallInfo2? ReadMallInfo()
     {
         if (!OperatingSystem.IsLinux() || noMallinfo2) return null;
         try
         {
-            var info = mallinfo2();
-            return (long)(info.uordblks + info.hblkhd);
+            return mallinfo2();
         }
         catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
         {
@@ -78,6 +85,59 @@ public static class ProcessMemory
     }
 
     private static bool noMallocTrim;
+
+    /// <summary>The largest fixed threshold glibc accepts on a 64-bit system (<c>HEAP_MAX_SIZE / 2</c>): 32 MiB.</summary>
+    public const long MaximumMmapThresholdBytes = 32L << 20;
+
+    /// <summary>
+    /// The threshold this process fixed through <see cref="TrySetNativeMmapThreshold"/>, or null when it has not (or
+    /// could not).
+    /// </summary>
+    public static long? NativeMmapThresholdBytes { get; private set; }
+
+    /// <summary>
+    /// Fixes the size from which the C heap serves a block straight from the system (glibc's <c>M_MMAP_THRESHOLD</c>):
+    /// blocks of at least <paramref name="bytes"/> are mapped when allocated and unmapped when freed. Fixing it also
+    /// stops glibc's own rule, which raises the threshold to the largest mapped block freed so far (up to 32 MiB), after
+    /// which such blocks come from the heap between long-lived ones. Process-wide; returns false where that is not
+    /// available (not Linux, not glibc), when the process's environment chose a threshold itself
+    /// (<c>GLIBC_TUNABLES</c>' <c>glibc.malloc.mmap_threshold</c> or <c>MALLOC_MMAP_THRESHOLD_</c>), which is left as it
+    /// is, or when glibc refuses the value.
+    /// </summary>
+    /// <param name="bytes">The threshold: 1 byte to <see cref="MaximumMmapThresholdBytes"/>.</param>
+    public static bool TrySetNativeMmapThreshold(long bytes)
+    {
+        if (bytes is <= 0 or > MaximumMmapThresholdBytes)
+            throw new ArgumentOutOfRangeException(nameof(bytes), bytes, $"The threshold must be between 1 byte and {MaximumMmapThresholdBytes >> 20} MiB.");
+        if (!OperatingSystem.IsLinux() || noMallopt || EnvironmentSetsMmapThreshold()) return false;
+        if (NativeMmapThresholdBytes == bytes) return true;
+        try
+        {
+            if (mallopt(MallocMmapThreshold, (int)bytes) != 1) return false;
+            NativeMmapThresholdBytes = bytes;
+            return true;
+        }
+        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
+        {
+            noMallopt = true;
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Whether the environment fixes glibc's mmap threshold (<c>GLIBC_TUNABLES</c> naming <c>glibc.malloc.mmap_threshold</c>,
+    /// or <c>MALLOC_MMAP_THRESHOLD_</c>): then the process's own choice stands.
+    /// </summary>
+    internal static bool EnvironmentSetsMmapThreshold()
+        => (Environment.GetEnvironmentVariable("GLIBC_TUNABLES")?.Contains("glibc.malloc.mmap_threshold", StringComparison.Ordinal) ?? false)
+            || Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") is not null;
+
+    private static bool noMallopt;
+
+    private const int MallocMmapThreshold = -3;
+
+    [DllImport("libc", EntryPoint = "mallopt")]
+    private static extern int mallopt(int parameter, int value);
 
     [DllImport("libc", EntryPoint = "malloc_trim")]
     private static extern int malloc_trim(nuint pad);
