@@ -4,6 +4,7 @@ using System.CommandLine.Invocation;
 using System.IO;
 using System.Linq;
 using PeftGen.Precision;
+using PeftGen.Training;
 using TinyGpt.Jobs;
 using TinyGpt.Rendering;
 using static TorchSharp.torch;
@@ -127,6 +128,15 @@ public static class Cli
         {
             Description = "Hand the C heap's free pages back to the system when a long run's resident memory has grown (TrainerOptions.ReleaseFreedMemory): a lower peak, somewhat slower steps.",
         };
+        var mmapThreshold = AtLeast(new Option<int?>("--mmap-threshold")
+        {
+            Description = "Fix glibc's mmap threshold for training at this many MiB (TrainerOptions.NativeMmapThresholdBytes; 4 is a good choice): a lower, steadier peak, full fine-tuning's steps somewhat slower. Unset: glibc's adaptive threshold.",
+        }, 1);
+        mmapThreshold.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int?>() is int mib && mib > ProcessMemory.MaximumMmapThresholdBytes >> 20)
+                r.AddError($"--mmap-threshold {mib}: glibc accepts at most {ProcessMemory.MaximumMmapThresholdBytes >> 20} MiB.");
+        });
         var finetuneSteps = AtLeast(new Option<int?>("--finetune-steps") { Description = "Override the fine-tuning steps of every method." }, 1);
         var decodingSamples = AtLeast(new Option<int?>("--decoding-samples")
         {
@@ -162,13 +172,14 @@ public static class Cli
                 Precision = PrecisionSupport.Parse(r.GetValue(precision)!),
                 Pretrain = r.GetValue(pretrainFlag) || r.GetValue(pretrainSteps) is not null,
                 ReleaseFreedMemory = r.GetValue(releaseMemory),
+                NativeMmapThresholdBytes = r.GetValue(mmapThreshold) is int mib ? (long)mib << 20 : null,
             };
         }
 
-        var compare = new Command("compare", "Fine-tune the shipped (or a freshly pretrained) tiny base full/LoRA/QLoRA/prompt, score against two baselines and compare.") { quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, decodingSamples, precision, releaseMemory, threads };
+        var compare = new Command("compare", "Fine-tune the shipped (or a freshly pretrained) tiny base full/LoRA/QLoRA/prompt, score against two baselines and compare.") { quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, decodingSamples, precision, releaseMemory, mmapThreshold, threads };
         compare.SetAction(r => { CompareJob.Run(Context(r, "compare")); return Success; });
 
-        var pretrain = new Command("pretrain", "Pretrain the tiny GPT on the Brown corpus and WordNet's training definitions; writes the base (bfloat16 safetensors, vocabulary, recipe, SHA256SUMS) to OUTPUT/base.") { quick, device, output, force, pretrainSteps, precision, releaseMemory, snapshotEvery, threads };
+        var pretrain = new Command("pretrain", "Pretrain the tiny GPT on the Brown corpus and WordNet's training definitions; writes the base (bfloat16 safetensors, vocabulary, recipe, SHA256SUMS) to OUTPUT/base.") { quick, device, output, force, pretrainSteps, precision, releaseMemory, mmapThreshold, snapshotEvery, threads };
         pretrain.SetAction(r =>
         {
             var context = Context(r, "pretrain");
@@ -179,7 +190,7 @@ public static class Cli
 
         var finetune = new Command("finetune", "Fine-tune the base one way, score it and save the adapter.")
         {
-            method, basePath, quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, learningRate, scoreOn, decodingSamples, precision, releaseMemory, threads,
+            method, basePath, quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, learningRate, scoreOn, decodingSamples, precision, releaseMemory, mmapThreshold, threads,
         };
         finetune.SetAction(r =>
         {

@@ -119,6 +119,8 @@ public sealed class CliTests : IDisposable
         Assert.Equal("error: --decoding-samples 1: a consensus needs at least 2 samples; use 0 for greedy outputs.", AssertInputError(["compare", "--decoding-samples", "1"], verboseTrace: false));
         Assert.Equal("error: --decoding-samples -2: must be 0 or more.", AssertInputError(["compare", "--decoding-samples", "-2"], verboseTrace: false));
         Assert.Equal("error: --learning-rate 0: must be a number above 0.", AssertInputError(["finetune", "--method", "prompt", "--learning-rate", "0"], verboseTrace: false));
+        Assert.Equal("error: --mmap-threshold 33: glibc accepts at most 32 MiB.", AssertInputError(["finetune", "--method", "full", "--mmap-threshold", "33"], verboseTrace: false));
+        Assert.Equal("error: --mmap-threshold 0: must be 1 or more.", AssertInputError(["pretrain", "--mmap-threshold", "0"], verboseTrace: false));
         Assert.Equal("error: --score-on test: use validation or selection.", AssertInputError(["finetune", "--method", "lora", "--score-on", "test"], verboseTrace: false));
         var missing = Path.Combine(folder, "missing.jsonl");
         Assert.Equal($"error: --data {missing}: no such file.", AssertInputError(["eval", "--adapter", folder, "--data", missing], verboseTrace: false));
@@ -171,6 +173,7 @@ public sealed class CliTests : IDisposable
         Assert.Contains("--device <cpu|cuda>", output.ToString());
         Assert.Contains("--precision <auto|float32|bfloat16|float16>", output.ToString());
         Assert.Contains("--release-freed-memory", output.ToString());
+        Assert.Contains("--mmap-threshold", output.ToString());
         Assert.Contains("--verbose", output.ToString());
         Assert.Equal("", error.ToString());
     }

@@ -103,6 +103,7 @@ public static class FineTuneJob
             RestoreBestEvaluation = true,
             Precision = context.Precision,
             ReleaseFreedMemory = context.ReleaseFreedMemory,
+            NativeMmapThresholdBytes = context.NativeMmapThresholdBytes,
         };
 
         ProcessMemory.TryResetPeak();

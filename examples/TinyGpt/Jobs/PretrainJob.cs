@@ -74,6 +74,7 @@ public static class PretrainJob
             Seed = settings.Seed,
             Precision = context.Precision,
             ReleaseFreedMemory = context.ReleaseFreedMemory,
+            NativeMmapThresholdBytes = context.NativeMmapThresholdBytes,
         };
         // Every weight trains (TinyGptFull's plan); matrices decay, norms and biases do not.
         using var trainer = model.CreateTrainer(options);

@@ -18,6 +18,9 @@ public sealed record RunContext(JobSettings Settings, string OutputFolder, strin
     /// <summary>Training hands the C heap's free pages back when resident memory has grown (<c>TrainerOptions.ReleaseFreedMemory</c>).</summary>
     public bool ReleaseFreedMemory { get; init; }
 
+    /// <summary>Training's fixed glibc mmap threshold (<c>TrainerOptions.NativeMmapThresholdBytes</c>); null keeps glibc's adaptive one.</summary>
+    public long? NativeMmapThresholdBytes { get; init; }
+
     /// <summary>Pretrain a base with <see cref="Settings"/> (cached) instead of using the base that ships with the example.</summary>
     public bool Pretrain { get; init; }
 
