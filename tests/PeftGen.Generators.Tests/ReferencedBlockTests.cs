@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Linq;
 using Microsoft.CodeAnalysis;
 using PeftGen.Generators.Diagnostics;
@@ -126,6 +127,21 @@ public sealed class ReferencedBlockTests
         // Model-class adapters reach the referenced projections by path, as they reach a block of this compilation.
         Assert.Contains("\"model.layers.*.q_proj\"", source, StringComparison.Ordinal);
         Assert.Contains("\"lm_head\"", source, StringComparison.Ordinal);
+    }
+
+    // TorchSharp's Module.to indexes a module's public properties by name: a model class may have one public Dims only.
+    [Fact]
+    public void A_head_class_keeps_its_dims_protected_so_a_model_deriving_from_it_has_one_public_dims()
+    {
+        var result = TestHelpers.Run(User(DerivedWithLora), Library);
+        Assert.Empty(result.GeneratorDiagnostics);
+        Assert.Empty(result.CompilationErrors());
+        Assert.Contains("protected Dimensions Dims { get; }", result.Source("Lib.ForCausalLM.Peft.g.cs"), StringComparison.Ordinal);
+        Assert.Contains("public Dimensions Dims { get; }", result.Source("Lib.Attention.Peft.g.cs"), StringComparison.Ordinal);
+        var publicDims = new List<IPropertySymbol>();
+        for (var type = result.Output.GetTypeByMetadataName("App.MyModel"); type is not null; type = type.BaseType)
+            publicDims.AddRange(type.GetMembers("Dims").OfType<IPropertySymbol>().Where(p => p.DeclaredAccessibility == Accessibility.Public && !p.IsStatic));
+        Assert.Equal("App.MyModel", Assert.Single(publicDims).ContainingType.ToDisplayString());
     }
 
     [Fact]

@@ -114,6 +114,10 @@ internal static class DiagnosticDescriptors
         "Member name is taken by generated code",
         "'{1}' declares '{0}', which the generator declares in every {2} class; rename the member (read the generated one instead)");
 
+    public static readonly DiagnosticDescriptor ModelDerivesFromConcreteBlock = Warning("PEFT023", General,
+        "Model derives from a block that is not abstract",
+        "'{0}' derives from block '{1}', which is not abstract: both have a public Dims, and TorchSharp's Module.to (to a device or a dtype) throws on a module with two public properties of one name; make '{1}' abstract (a head class, whose Dims the generator makes protected), or hold it as a [Block] member");
+
     public static readonly DiagnosticDescriptor RankNotPositive = Error("PEFT101", Lora,
         "LoRA rank is not positive",
         "LoRA rank of adapter '{0}' is {1}; use a positive rank such as 8");

@@ -48,8 +48,11 @@ internal static class ClassEmitter
         {
             DimensionsEmitter.WriteType(writer, null,
                 "The dimensions of the model this block belongs to: by name (<c>Dims[\"Heads\"]</c>) and, for every constant all models that reach the block declare, typed (<c>Dims.Heads</c>).");
+            // A head class (an abstract block a model derives from) keeps its Dims to itself and the model: the model's own
+            // Dims hides it, and TorchSharp's Module.to indexes a module's public properties by name, so two public
+            // properties named Dims made model.to(device) and model.to(dtype) throw.
             writer.WriteLine("/// <summary>The dimensions and settings of the model this block belongs to.</summary>");
-            writer.WriteLine($"public {DimensionsEmitter.TypeName} Dims {{ get; }}");
+            writer.WriteLine($"{(type.IsHeadClass ? "protected" : "public")} {DimensionsEmitter.TypeName} Dims {{ get; }}");
             writer.WriteLine();
         }
         WriteConstructor(writer, type, model);

@@ -123,7 +123,12 @@ internal static class ClassParser
         var baseBlock = "";
         var derivesFromBlock = isRoot && type.BaseType is { } baseType && HasModuleAttribute(baseType);
         if (derivesFromBlock)
+        {
             baseBlock = references.Reach(type.BaseType!, typeSite, sites, asMember: false, type.Name, diagnostics) ?? "";
+            // The model's Dims hides the block's; only a head class (abstract) keeps its own protected.
+            if (baseBlock.Length > 0 && !type.BaseType!.IsAbstract)
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ModelDerivesFromConcreteBlock, typeSite, type.Name, type.BaseType.ToDisplayString()));
+        }
 
         if (!external)
         {
