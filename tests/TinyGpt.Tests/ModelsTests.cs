@@ -8,6 +8,7 @@ using PeftGen.Data;
 using PeftGen.Training;
 using TinyGpt.Jobs;
 using TinyGpt.Models;
+using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -85,6 +86,28 @@ public sealed class ModelsTests
         "qwen2" => (new TinyQwen2Lora(), TinyQwen2Lora.Accounting.TrainableParameters, TinyQwen2Lora.Accounting.AllParameters, false),
         _ => throw new ArgumentOutOfRangeException(nameof(variant)),
     };
+
+    // TorchSharp's Module.to (dtype or device) indexes a module's public properties by name: a model class whose Dims
+    // hid a public Dims of the head class it derives from made it throw, so model.to(cuda) failed on every GPU.
+    [Theory]
+    [InlineData("full")]
+    [InlineData("lora")]
+    [InlineData("prompt")]
+    public void A_generated_model_converts_with_torchsharps_to(string variant)
+    {
+        using var scope = NewDisposeScope();
+        using nn.Module model = variant switch
+        {
+            "full" => new TinyGptFull(),
+            "lora" => new TinyGptLora(),
+            _ => new TinyGptPrompt(),
+        };
+        model.to(ScalarType.Float64);
+        Assert.All(model.parameters(), p => Assert.Equal(ScalarType.Float64, p.dtype));
+        model.to(ScalarType.Float32);
+        Assert.All(model.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
+        Assert.Equal(TinyConfig.Layers, ((IPeftModel)model).Dims.Int("Layers"));
+    }
 
     [Fact]
     public void The_llama_blocks_build_qwen2_from_its_configuration()
