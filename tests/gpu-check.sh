@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks and times PeftGen's 4-bit (QLoRA) path on a GPU, and checks float16 mixed precision there.
+# Checks and times PeftGen's 4-bit (QLoRA) path on a GPU, and checks float16 mixed precision and a generated model's
+# move to the GPU (TorchSharp's Module.to) there.
 # Needs an NVIDIA GPU and the CUDA torch backend (TorchSharp-cuda-linux, built with -p:TorchBackend=cuda).
 # Without either it prints why and exits 0: nothing is checked then.
 set -uo pipefail

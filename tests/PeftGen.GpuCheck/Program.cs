@@ -113,5 +113,29 @@ using (var scope = NewDisposeScope())
     Check(half.LoraA("default").grad!.dtype == ScalarType.Float32 && Relative(half.LoraA("default").grad!, a64.grad!) < 0.0025,
         $"float32 master gradient of A within 0.25 % of float64 ({Relative(half.LoraA("default").grad!, a64.grad!):E2})");
 }
+// 6. A generated model moves to the GPU with TorchSharp's Module.to (which once threw on a model's duplicate Dims) and
+// runs there, its LoRA products in bfloat16.
+using (var scope = NewDisposeScope())
+{
+    using var model = new CheckGpt();
+    model.to(gpu);
+    Check(model.parameters().All(p => p.device.type == DeviceType.CUDA), "a generated model's parameters move to the GPU with Module.to");
+    Tensor logits;
+    using (PeftGen.Precision.ComputePrecision.Use(ScalarType.BFloat16)) logits = model.forward(randint(CheckConfig.Vocab, new long[] { 2, 16 }, device: gpu));
+    Check(logits.device.type == DeviceType.CUDA && logits.shape[^1] == CheckConfig.Vocab && logits.isfinite().all().item<bool>(),
+        "its forward runs on the GPU");
+}
+
 Console.WriteLine(failures == 0 ? "GPU check passed." : $"GPU check: {failures} check(s) failed.");
 return failures == 0 ? 0 : 1;
+
+/// <summary>A small GPT-2 for section 6.</summary>
+public static class CheckConfig
+{
+    public const int Vocab = 256, Context = 32, Width = 64, Layers = 2, Heads = 4;
+}
+
+/// <summary>LoRA on every projection of the package's GPT-2 architecture.</summary>
+[PeftModel(typeof(CheckConfig), ContextLength = "Context")]
+[Lora(Rank = 4, Alpha = 8)]
+public partial class CheckGpt : PeftGen.Architectures.Gpt2LMHeadModel { }
