@@ -8,6 +8,7 @@ using PeftGen.IO;
 using PeftGen.Formats;
 using PeftGen.Formats.SafeTensors;
 using PeftGen.Tests.Formats.SafeTensors;
+using PeftGen.Tests.Support;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -27,21 +28,7 @@ public sealed class AtomicFileCrashTests : IDisposable
     public void Dispose() => folder.Dispose();
 
     private static Process StartWriter(string target)
-    {
-        var dll = Path.Combine(AppContext.BaseDirectory, "PeftGen.CrashWriter.dll");
-        Assert.True(File.Exists(dll), $"the crash helper is missing from the test output: {dll}");
-        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        start.ArgumentList.Add(dll);
-        start.ArgumentList.Add(target);
-        start.ArgumentList.Add(Megabytes.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        return Process.Start(start)!;
-    }
+        => ChildProcess.Start("PeftGen.CrashWriter", redirectInput: true, target, Megabytes.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
     private static string? ReadLine(Process process)
     {

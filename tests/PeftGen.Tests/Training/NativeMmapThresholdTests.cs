@@ -1,6 +1,4 @@
 using System;
-using System.Diagnostics;
-using System.IO;
 using PeftGen.Tests.Support;
 using PeftGen.Training;
 using Xunit;
@@ -88,17 +86,7 @@ public sealed class NativeMmapThresholdTests
 
     private static string Probe(string threshold)
     {
-        var dll = Path.Combine(AppContext.BaseDirectory, "PeftGen.HeapProbe.dll");
-        Assert.True(File.Exists(dll), $"the heap probe is missing from the test output: {dll}");
-        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        start.ArgumentList.Add(dll);
-        start.ArgumentList.Add(threshold);
-        using var process = Process.Start(start)!;
+        using var process = ChildProcess.Start("PeftGen.HeapProbe", redirectInput: false, threshold);
         var output = process.StandardOutput.ReadToEndAsync();
         Assert.True(process.WaitForExit(60_000), "the heap probe did not finish in time");
         Assert.Equal(0, process.ExitCode);
