@@ -92,18 +92,28 @@ public sealed class ModelsTests
     [Theory]
     [InlineData("full")]
     [InlineData("lora")]
+    [InlineData("qlora")]
     [InlineData("prompt")]
     public void A_generated_model_converts_with_torchsharps_to(string variant)
     {
         using var scope = NewDisposeScope();
-        using nn.Module model = variant switch
+        using var noGrad = no_grad();
+        manual_seed(11);
+        using nn.Module<Tensor, Tensor> model = variant switch
         {
             "full" => new TinyGptFull(),
             "lora" => new TinyGptLora(),
+            "qlora" => new TinyGptQLora(),
             _ => new TinyGptPrompt(),
         };
+        model.eval();
+        var ids = randint(TinyConfig.Vocab, new long[] { 2, 16 }, dtype: ScalarType.Int64);
+        var before = model.forward(ids);
         model.to(ScalarType.Float64);
         Assert.All(model.parameters(), p => Assert.Equal(ScalarType.Float64, p.dtype));
+        var inFloat64 = model.forward(ids);
+        Assert.Equal(ScalarType.Float64, inFloat64.dtype);
+        Assert.True(inFloat64.to(ScalarType.Float32).allclose(before, rtol: 1e-4, atol: 1e-4), "the float64 model computes what the float32 one did");
         model.to(ScalarType.Float32);
         Assert.All(model.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
         Assert.Equal(TinyConfig.Layers, ((IPeftModel)model).Dims.Int("Layers"));
