@@ -2,6 +2,7 @@ using PeftGen;
 using PeftGen.Architectures;
 using PeftGen.Precision;
 using PeftGen.Training;
+using TorchSharp;
 using TinyGpt.Models;
 using static TorchSharp.torch;
 
@@ -141,7 +142,12 @@ public static class MicroBenchmarks
     /// <param name="Float32Seconds">Median seconds of a float32 forward.</param>
     /// <param name="BFloat16Seconds">Median seconds of a bfloat16 forward.</param>
     /// <param name="BFloat16OverFloat32">Median over rounds of that round's bfloat16 ÷ float32 time.</param>
-    public sealed record InferencePrecisionResult(double Float32Seconds, double BFloat16Seconds, double BFloat16OverFloat32);
+    /// <param name="BFloat16WeightsSeconds">Median seconds of the forward of the same model stored in bfloat16 (<c>Module.to</c>).</param>
+    /// <param name="BFloat16WeightsOverFloat32">Median over rounds of that round's bfloat16-weights ÷ float32 time.</param>
+    /// <param name="BFloat16WeightsRelativeError">‖logits − float64 logits‖ ÷ ‖float64 logits‖ of the bfloat16-weights model.</param>
+    /// <param name="BFloat16RelativeError">The same for the bfloat16 compute scope over float32 weights.</param>
+    public sealed record InferencePrecisionResult(double Float32Seconds, double BFloat16Seconds, double BFloat16OverFloat32,
+        double BFloat16WeightsSeconds, double BFloat16WeightsOverFloat32, double BFloat16RelativeError, double BFloat16WeightsRelativeError);
 
     /// <summary>
     /// Forward (logits of one batch, eval mode, no grad) of the tiny base model in float32 and in bfloat16, timed in
@@ -156,23 +162,44 @@ public static class MicroBenchmarks
         using var ids = randint(TinyConfig.Vocab, [batch, sequence], dtype: ScalarType.Int64);
         using var model = new TinyGptFull();
         model.eval();
-        ScalarType[] dtypes = [ScalarType.Float32, ScalarType.BFloat16];
-        var seconds = dtypes.Select(_ => new List<double>()).ToArray();
+        // The same weights stored in bfloat16, as an inference user may keep them (HF's torch_dtype=bfloat16).
+        using var stored = new TinyGptFull();
+        stored.eval();
+        stored.load_state_dict(model.state_dict());
+        stored.to(ScalarType.BFloat16);
+
+        Tensor Logits(TinyGptFull m, ScalarType dtype)
+        {
+            using var precision = ComputePrecision.Use(dtype);
+            return ComputePrecision.Cast(m.ForwardHidden(ids)).matmul(ComputePrecision.Cast(m.HeadWeight).t());
+        }
+        (TinyGptFull Model, ScalarType DType)[] variants = [(model, ScalarType.Float32), (model, ScalarType.BFloat16), (stored, ScalarType.BFloat16)];
+        var seconds = variants.Select(_ => new List<double>()).ToArray();
         for (int round = 0; round < warmup + timed; round++)
         {
-            for (int k = 0; k < dtypes.Length; k++)
+            for (int k = 0; k < variants.Length; k++)
             {
-                int d = (round + k) % dtypes.Length;
+                int v = (round + k) % variants.Length;
                 var clock = System.Diagnostics.Stopwatch.StartNew();
-                using (ComputePrecision.Use(dtypes[d]))
-                using (var scope = NewDisposeScope())
-                {
-                    ComputePrecision.Cast(model.ForwardHidden(ids)).matmul(ComputePrecision.Cast(model.HeadWeight).t());
-                }
-                if (round >= warmup) seconds[d].Add(clock.Elapsed.TotalSeconds);
+                using (var scope = NewDisposeScope()) Logits(variants[v].Model, variants[v].DType);
+                if (round >= warmup) seconds[v].Add(clock.Elapsed.TotalSeconds);
             }
         }
-        return new InferencePrecisionResult(Stats.Median(seconds[0]), Stats.Median(seconds[1]),
-            Stats.Median(seconds[1].Zip(seconds[0], (b, f) => b / f).ToList()));
+        double PairedRatio(int v) => Stats.Median(seconds[v].Zip(seconds[0], (x, f) => x / f).ToList());
+
+        // Errors against the float64 model, for the price of each speed-up.
+        using var exact = new TinyGptFull();
+        exact.load_state_dict(model.state_dict());
+        exact.eval();
+        exact.to(ScalarType.Float64);
+        using var reference = Logits(exact, ScalarType.Float64);
+        double RelativeError(int v)
+        {
+            using var scope = NewDisposeScope();
+            var logits = Logits(variants[v].Model, variants[v].DType).to(ScalarType.Float64);
+            return (logits - reference).norm().item<double>() / reference.norm().item<double>();
+        }
+        return new InferencePrecisionResult(Stats.Median(seconds[0]), Stats.Median(seconds[1]), PairedRatio(1),
+            Stats.Median(seconds[2]), PairedRatio(2), RelativeError(1), RelativeError(2));
     }
 }

@@ -152,16 +152,21 @@ try
         TrainingCases.SaveBase(config, Path.Combine(bases, config.Name));
     }
 
-    // A case's float32 and bfloat16 runs follow each other, so both see about the same machine load.
+    // A case's float32 and bfloat16 runs follow each other, so both see about the same machine load. In the full run
+    // a case with both precisions runs in the order float32, bfloat16, bfloat16, float32 (each in its own process) and
+    // each precision's two runs are pooled: a machine whose speed drifts over a minute (a shared VM's does, by 10–30 %)
+    // moves both precisions alike instead of tilting their ratio.
     var training = new Dictionary<(string Case, TrainingPrecision Precision), TrainingMeasurement>();
     foreach (var c in TrainingCases.All)
     {
         var (warmup, timed) = plan.StepsFor(c);
-        foreach (var precision in c.Precisions)
+        TrainingPrecision[] order = plan.Mirrored && c.Precisions.Length > 1 ? [.. c.Precisions, .. Enumerable.Reverse(c.Precisions)] : c.Precisions;
+        foreach (var precision in order)
         {
             string dtype = PrecisionSupport.Name(TrainingCases.DTypeOf(precision));
             Console.Error.WriteLine($"  training: {c.Name}, {dtype} ({warmup} warm-up + {timed} timed steps) ...");
-            training[(c.Name, precision)] = Child<TrainingMeasurement>("child", c.Name, Path.Combine(bases, c.Config.Name), warmup.ToString(culture), timed.ToString(culture), dtype);
+            var measured = Child<TrainingMeasurement>("child", c.Name, Path.Combine(bases, c.Config.Name), warmup.ToString(culture), timed.ToString(culture), dtype);
+            training[(c.Name, precision)] = training.TryGetValue((c.Name, precision), out var earlier) ? TrainingMeasurement.Pool(earlier, measured) : measured;
         }
     }
     // The generated and the hand-written model once more, step for step in one process and through the same

@@ -151,7 +151,10 @@ public sealed class Report
             $"matmul ceiling float32 {matmul.Float32FlopsPerSecond / 1e9:F1}, bfloat16 {matmul.BFloat16FlopsPerSecond / 1e9:F1} GFLOP/s (measured in this run). " +
             "Every trainer case runs in float32 and in bfloat16 mixed precision (bfloat16 products, float32 master weights, optimizer and softmax), " +
             $"each set explicitly; the naive loops and the step-for-step pair run in float32 only. Steps: median of {plan.TinyTimed} after {plan.TinyWarmup} warm-up " +
-            $"(small: {plan.LargeTimed} after {plan.LargeWarmup}; scaling: {plan.ScalingTimed}).");
+            $"(small: {plan.LargeTimed} after {plan.LargeWarmup}; scaling: {plan.ScalingTimed})" +
+            (plan.Mirrored
+                ? " in each process; a case with both precisions runs four processes, float32, bfloat16, bfloat16, float32, and each precision's median, highest peak and highest memory held are over its two (so a median of twice as many steps)."
+                : "."));
         md.AppendLine();
         md.AppendLine("### Training steps (÷ full and % of matmul within the same precision)");
         md.AppendLine();
@@ -222,7 +225,8 @@ public sealed class Report
         md.AppendLine($"| forward, LoRA unmerged | {inference.UnmergedLoraSeconds * 1000:F1} ms ({inference.UnmergedOverBase:F3}× base, median of paired rounds) |");
         md.AppendLine($"| forward, LoRA merged | {inference.MergedLoraSeconds * 1000:F1} ms ({inference.MergedOverBase:F3}× base, median of paired rounds) |");
         md.AppendLine($"| forward, base, float32 (timed in turn with bfloat16) | {inferencePrecision.Float32Seconds * 1000:F1} ms |");
-        md.AppendLine($"| forward, base, bfloat16 (products and logits in bfloat16) | {inferencePrecision.BFloat16Seconds * 1000:F1} ms ({inferencePrecision.BFloat16OverFloat32:F3}× float32, median of paired rounds) |");
+        md.AppendLine($"| forward, base, bfloat16 (products and logits in bfloat16) | {inferencePrecision.BFloat16Seconds * 1000:F1} ms ({inferencePrecision.BFloat16OverFloat32:F3}× float32, median of paired rounds; logits' relative error {inferencePrecision.BFloat16RelativeError:E1}) |");
+        md.AppendLine($"| forward, base stored in bfloat16 (`Module.to(BFloat16)`; not the goal's row) | {inferencePrecision.BFloat16WeightsSeconds * 1000:F1} ms ({inferencePrecision.BFloat16WeightsOverFloat32:F3}× float32, median of paired rounds; logits' relative error {inferencePrecision.BFloat16WeightsRelativeError:E1}) |");
         md.AppendLine();
         md.AppendLine("### The generator (in-process Roslyn, warm medians)");
         md.AppendLine();

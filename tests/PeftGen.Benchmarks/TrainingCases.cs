@@ -23,6 +23,27 @@ public sealed record TrainingMeasurement(
     long PeakResidentBytes, long ResidentBeforeModelBytes, long EstimatedTrainingBytes,
     long? HeapBeforeModelBytes, long? HeapHeldBetweenStepsBytes)
 {
+    /// <summary>
+    /// Two runs of the same case and precision as one: every timed step of both (the median over all of them), the
+    /// higher peak and the higher memory held between steps (the worse run speaks for the case), the lower resident
+    /// memory before the model.
+    /// </summary>
+    public static TrainingMeasurement Pool(TrainingMeasurement first, TrainingMeasurement second)
+    {
+        if (first.Case != second.Case || first.Precision != second.Precision)
+            throw new ArgumentException($"Cannot pool {first.Case} ({first.Precision}) with {second.Case} ({second.Precision}).", nameof(second));
+        double[] steps = [.. first.StepSeconds, .. second.StepSeconds];
+        return first with
+        {
+            StepSeconds = steps,
+            MedianSeconds = Stats.Median(steps),
+            PeakResidentBytes = Math.Max(first.PeakResidentBytes, second.PeakResidentBytes),
+            ResidentBeforeModelBytes = Math.Min(first.ResidentBeforeModelBytes, second.ResidentBeforeModelBytes),
+            HeapHeldBetweenStepsBytes = Higher(first.HeapHeldBetweenStepsBytes, second.HeapHeldBetweenStepsBytes),
+        };
+
+        static long? Higher(long? a, long? b) => a is null ? b : b is null ? a : Math.Max(a.Value, b.Value);
+    }
 }
 
 /// <summary>Two naive-loop cases timed step for step in one process.</summary>
