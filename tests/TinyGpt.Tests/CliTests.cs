@@ -5,6 +5,8 @@ using System.Text.Json.Nodes;
 using PeftGen;
 using PeftGen.Formats;
 using PeftGen.Formats.SafeTensors;
+using PeftGen.Precision;
+using PeftGen.Training;
 using TinyGpt.Jobs;
 using TinyGpt.Models;
 using TinyGpt.Rendering;
@@ -108,6 +110,20 @@ public sealed class CliTests : IDisposable
         var line = AssertInputError(["finetune", "--method", "lora", "--device", "cuda"], verboseTrace: true);
         Assert.StartsWith("error: --device cuda: no CUDA device is usable.", line, StringComparison.Ordinal);
         Assert.False(Directory.Exists(output), "the device is checked before the run's folder is created");
+    }
+
+    [Fact]
+    public void The_run_context_hands_precision_and_the_heap_settings_to_every_trainer_it_configures()
+    {
+        var context = RunContext.Create(JobSettings.Default, "finetune", output, "cpu");
+        var defaults = context.TrainerOptions();
+        Assert.Equal((TrainingPrecision.Auto, false, (long?)null), (defaults.Precision, defaults.ReleaseFreedMemory, defaults.NativeMmapThresholdBytes));
+
+        var chosen = (context with { Precision = TrainingPrecision.BFloat16, ReleaseFreedMemory = true, NativeMmapThresholdBytes = 4L << 20 }).TrainerOptions();
+        Assert.Equal((TrainingPrecision.BFloat16, true, (long?)(4L << 20)), (chosen.Precision, chosen.ReleaseFreedMemory, chosen.NativeMmapThresholdBytes));
+        // A job's own schedule leaves them as they are (PretrainJob and FineTuneJob build theirs this way).
+        var job = chosen with { MaxSteps = 3, LearningRate = 1e-3 };
+        Assert.Equal((TrainingPrecision.BFloat16, true, (long?)(4L << 20), 3), (job.Precision, job.ReleaseFreedMemory, job.NativeMmapThresholdBytes, job.MaxSteps));
     }
 
     [Fact]

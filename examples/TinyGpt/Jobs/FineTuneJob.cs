@@ -91,7 +91,7 @@ public static class FineTuneJob
         var selectionBatches = new ExampleBatches(selection.Examples, settings.FineTuneBatch, tokenizer.EndOfSequenceId, settings.Seed, shuffle: false);
         var validBatches = new ExampleBatches(valid.Examples, settings.FineTuneBatch, tokenizer.EndOfSequenceId, settings.Seed, shuffle: false);
         double learningRate = settings.LearningRate ?? JobSettings.FineTuneLearningRate(method);
-        var options = new TrainerOptions
+        var options = context.TrainerOptions() with
         {
             MaxSteps = settings.FineTuneSteps,
             LearningRate = learningRate,
@@ -101,9 +101,6 @@ public static class FineTuneJob
             EvaluateEvery = Math.Max(1, settings.FineTuneSteps / settings.Evaluations),
             EvaluationBatches = (int)selectionBatches.BatchesPerEpoch,
             RestoreBestEvaluation = true,
-            Precision = context.Precision,
-            ReleaseFreedMemory = context.ReleaseFreedMemory,
-            NativeMmapThresholdBytes = context.NativeMmapThresholdBytes,
         };
 
         ProcessMemory.TryResetPeak();

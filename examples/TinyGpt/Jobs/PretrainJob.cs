@@ -64,7 +64,7 @@ public static class PretrainJob
         manual_seed(settings.Seed);
         using var model = new TinyGptFull();
         model.to(context.Device);
-        var options = new TrainerOptions
+        var options = context.TrainerOptions() with
         {
             MaxSteps = settings.PretrainSteps,
             LearningRate = settings.PretrainLearningRate,
@@ -72,9 +72,6 @@ public static class PretrainJob
             WeightDecay = 0.1,
             Beta2 = 0.95,
             Seed = settings.Seed,
-            Precision = context.Precision,
-            ReleaseFreedMemory = context.ReleaseFreedMemory,
-            NativeMmapThresholdBytes = context.NativeMmapThresholdBytes,
         };
         // Every weight trains (TinyGptFull's plan); matrices decay, norms and biases do not.
         using var trainer = model.CreateTrainer(options);

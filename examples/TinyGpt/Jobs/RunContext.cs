@@ -1,6 +1,7 @@
 using System;
 using System.IO;
 using PeftGen.Precision;
+using PeftGen.Training;
 using static TorchSharp.torch;
 
 namespace TinyGpt.Jobs;
@@ -23,6 +24,17 @@ public sealed record RunContext(JobSettings Settings, string OutputFolder, strin
 
     /// <summary>Pretrain a base with <see cref="Settings"/> (cached) instead of using the base that ships with the example.</summary>
     public bool Pretrain { get; init; }
+
+    /// <summary>
+    /// The trainer settings every training job takes from the command line (precision and the C heap's handling); a job
+    /// adds its own schedule with <c>with { ... }</c>.
+    /// </summary>
+    public TrainerOptions TrainerOptions() => new()
+    {
+        Precision = Precision,
+        ReleaseFreedMemory = ReleaseFreedMemory,
+        NativeMmapThresholdBytes = NativeMmapThresholdBytes,
+    };
 
     /// <summary>The folder of the pretrained base for these settings.</summary>
     public string BaseFolder => Path.Combine(CacheFolder, Settings.PretrainKey);
