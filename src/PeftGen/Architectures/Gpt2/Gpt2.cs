@@ -102,7 +102,7 @@ public partial class Gpt2Mlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var hidden = nn.functional.gelu(c_fc.forward(x), GELU.Approximate.tanh);
+        var hidden = GeluTanh.Apply(c_fc.forward(x));
         return c_proj.forward(hidden).MoveToOuterDisposeScope();
     }
 }
