@@ -186,8 +186,9 @@ internal static unsafe class SoftmaxRowsKernel
     }
 
     /// <summary>
-    /// <c>exp(x)</c> for <c>x ≤ 0</c>: <c>2ᵏ · exp(r)</c> with <c>k = round(x / ln 2)</c> and <c>r = x − k·ln 2</c> in two
-    /// parts (Cody and Waite), <c>exp(r)</c> by its Taylor polynomial of degree 6 (|r| ≤ ln 2 / 2: truncation below
+    /// <c>exp(x)</c> for <c>x ≤ 88</c> (so that k ≤ 127 and 2ᵏ is a float32; a softmax passes x ≤ 0,
+    /// <see cref="GeluTanhKernel"/> up to 88): <c>2ᵏ · exp(r)</c> with <c>k = round(x / ln 2)</c> and <c>r = x − k·ln 2</c>
+    /// in two parts (Cody and Waite), <c>exp(r)</c> by its Taylor polynomial of degree 6 (|r| ≤ ln 2 / 2: truncation below
     /// 2⁻²⁷ relative). Below −87.3 (where float32's normal range ends) it returns exp(−87.3) ≈ 1.2·10⁻³⁸, which no sum
     /// of numerators (each row's largest is 1) can tell from 0. NaN stays NaN.
     /// </summary>
