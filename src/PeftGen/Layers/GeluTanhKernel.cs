@@ -57,7 +57,7 @@ internal static unsafe class GeluTanhKernel
         long count = input.NumberOfElements;
         if (count == 0) return output.MoveToOuterDisposeScope();
         bool half = input.dtype == ScalarType.BFloat16;
-        nint x = Address(input), y = Address(output);
+        nint x = TensorMemory.Address(input), y = TensorMemory.Address(output);
         int parts = (int)Math.Clamp(count / MinValuesPerWorker, 1, Math.Max(1, get_num_threads()));
         void Run(long first, long end)
         {
@@ -76,11 +76,6 @@ internal static unsafe class GeluTanhKernel
             });
         }
         return output.MoveToOuterDisposeScope();
-    }
-
-    private static nint Address(Tensor tensor)
-    {
-        fixed (byte* bytes = tensor.bytes) return (nint)bytes;
     }
 
     private static void Range(float* x, float* y, long first, long end)

@@ -85,7 +85,7 @@ internal sealed class DropoutFunction : SingleTensorFunction<DropoutFunction>
             uint threshold = LoraDropout.Threshold(p);
             var dtype = input.dtype;
             float scale = dtype == ScalarType.BFloat16 ? BFloat16Scale(p) : (float)(1.0 / (1.0 - p));
-            nint from = Address(input), to = Address(output);
+            nint from = TensorMemory.Address(input), to = TensorMemory.Address(output);
             long pairs = (count + 1) / 2;
             int parts = (int)Math.Clamp(count / MinValuesPerWorker, 1, Math.Max(1, get_num_threads()));
             void Run(long first, long end)
@@ -108,11 +108,6 @@ internal sealed class DropoutFunction : SingleTensorFunction<DropoutFunction>
             else Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, part => Run(pairs * part / parts, pairs * (part + 1) / parts));
         }
         return output.MoveToOuterDisposeScope();
-    }
-
-    private static unsafe nint Address(Tensor tensor)
-    {
-        fixed (byte* bytes = tensor.bytes) return (nint)bytes;
     }
 
     // 1 / (1 − p) as torch's dropout holds it in bfloat16: the float32 value rounded to nearest even.

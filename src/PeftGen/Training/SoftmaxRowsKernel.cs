@@ -50,7 +50,7 @@ internal static unsafe class SoftmaxRowsKernel
         var rowMax = empty(new[] { rows, 1L }, dtype: ScalarType.Float32);
         var targetLogits = empty(new[] { rows, 1L }, dtype: ScalarType.Float32);
         var sums = empty(new[] { rows, 1L }, dtype: ScalarType.Float32);
-        nint x = Address(logits), t = Address(ids), m = Address(rowMax), g = Address(targetLogits), s = Address(sums);
+        nint x = TensorMemory.Address(logits), t = TensorMemory.Address(ids), m = TensorMemory.Address(rowMax), g = TensorMemory.Address(targetLogits), s = TensorMemory.Address(sums);
         for (long row = 0; row < rows; row++)
         {
             long id = ((long*)t)[row];
@@ -87,11 +87,6 @@ internal static unsafe class SoftmaxRowsKernel
         if (parts == 1) Rows(0, rows);
         else Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, part => Rows(rows * part / parts, rows * (part + 1) / parts));
         return (rowMax.MoveToOuterDisposeScope(), targetLogits.MoveToOuterDisposeScope(), sums.MoveToOuterDisposeScope());
-    }
-
-    private static nint Address(Tensor tensor)
-    {
-        fixed (byte* bytes = tensor.bytes) return (nint)bytes;
     }
 
     private static float Max(float* x, long n)
