@@ -50,6 +50,17 @@ if (args.Length >= 1 && args[0] == "generator")
     return 0;
 }
 
+// The base forward in float32 against bfloat16 alone, in a fresh process (the report measures it in its own process,
+// after everything else): `inference-precision [ROUNDS]` prints the same record as the report's row, as JSON.
+if (args.Length >= 1 && args[0] == "inference-precision")
+{
+    int rounds = args.Length >= 2 ? int.Parse(args[1], culture) : 15;
+    if (rounds < 1) throw new ArgumentOutOfRangeException(nameof(args), rounds, "ROUNDS must be at least 1.");
+    var alone = MicroBenchmarks.InferencePrecision(TrainingCases.Batch, BenchConfig.Tiny.Context, 2, rounds);
+    Console.WriteLine(JsonSerializer.Serialize(alone, new JsonSerializerOptions { WriteIndented = true }));
+    return 0;
+}
+
 // Issue #19's three numbers: `serving` runs all three; `generation`, `mixed-adapters` and `main-job-generation` one each.
 if (args.Length >= 1 && args[0] is "serving" or "generation" or "mixed-adapters" or "main-job-generation")
 {
