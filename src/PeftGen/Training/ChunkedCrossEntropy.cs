@@ -185,15 +185,22 @@ public static class ChunkedCrossEntropy
         // Mixed precision: the products weightsᵀ·h run in the compute dtype (the GEMM accumulates in float32). Over
         // several chunks they accumulate in a vocab × dim sum of that dtype (each chunk's sum rounded once); the float32
         // gradient is made from it at the end, after the head's converted copy is gone, and the target rows' −h are
-        // added then, so during the chunks the sum stands where the float32 gradient would (half its bytes). Adding each
-        // chunk to a float32 gradient instead would read and write it once per chunk. A single chunk (a batch of few
+        // added then. On the CPU the sum is written in the first half of the float32 gradient's own memory and widened
+        // there (InPlaceWidening): one allocation of the float32 gradient's size per step, as a float32 run makes, where
+        // a separate sum and its float32 copy made two, both fresh pages each step (narrow-full's bfloat16 peak, Zen 5,
+        // 2026-12-02: 458–469 MB against 470–487 before and float32's 472–473). Elsewhere the sum is its own tensor.
+        // Adding each chunk to a float32 gradient instead would read and write it once per chunk. A single chunk (a batch of few
         // rows) computes its product a block of vocabulary rows at a time and adds each block to the float32 gradient,
         // so no vocabulary-sized buffer of the compute dtype exists.
         long vocab = weight.shape[0], dim = weight.shape[1];
         bool mixedGradient = request.NeedsWeightGrad && productType != weight.dtype;
         bool singleChunk = chunkSize >= rows;
         long gradientBlockRows = BlockRows(GradientBlockBytes, vocab, dim, productType);
-        using var gradientSum = mixedGradient && !singleChunk ? zeros(new[] { vocab, dim }, dtype: productType, device: hidden.device) : null;
+        bool sumInPlace = mixedGradient && !singleChunk && InPlaceWidening.Applies(weight.dtype, productType, hidden.device);
+        if (sumInPlace) request.WeightGrad = empty(new[] { vocab, dim }, dtype: weight.dtype, device: hidden.device);
+        using var gradientSum = !mixedGradient || singleChunk ? null
+            : sumInPlace ? InPlaceWidening.Alias(request.WeightGrad!, productType).zero_()
+            : zeros(new[] { vocab, dim }, dtype: productType, device: hidden.device);
         var gradientBlock = mixedGradient && singleChunk ? request.Workspace.WeightGradient(gradientBlockRows, dim, productType, hidden.device) : null;
         if (request.NeedsWeightGrad && gradientSum is null) request.WeightGrad = zeros_like(weight);
         for (long start = 0; start < rows; start += chunkSize)
@@ -266,8 +273,9 @@ public static class ChunkedCrossEntropy
         if (gradientSum is not null)
         {
             head.Dispose();
-            request.WeightGrad = gradientSum.to(weight.dtype);
-            request.WeightGrad.index_add_(0, targets, hidden.to(weight.dtype), -1.0);
+            if (sumInPlace) InPlaceWidening.Widen(request.WeightGrad!, gradientSum);
+            else request.WeightGrad = gradientSum.to(weight.dtype);
+            request.WeightGrad!.index_add_(0, targets, hidden.to(weight.dtype), -1.0);
         }
         return total.squeeze(0).to(hidden.dtype);
     }
