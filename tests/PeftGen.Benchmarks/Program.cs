@@ -141,6 +141,25 @@ if (args.Length >= 1 && args[0] == "big-models")
     return 0;
 }
 
+// The whole report: `[--quick] [--output DIR]`. Anything else is a mistake, not a request for a 20-minute run.
+if (args is ["--help"] or ["-h"])
+{
+    Console.WriteLine(Usage());
+    return 0;
+}
+for (int i = 0; i < args.Length; i++)
+{
+    if (args[i] == "--quick") continue;
+    if (args[i] == "--output" && i + 1 < args.Length)
+    {
+        i++;
+        continue;
+    }
+    Console.Error.WriteLine($"Unknown or incomplete arguments: {string.Join(' ', args)}");
+    Console.Error.WriteLine(Usage());
+    return 2;
+}
+
 bool quick = args.Contains("--quick");
 int outputIndex = Array.IndexOf(args, "--output");
 string output = outputIndex >= 0 && outputIndex + 1 < args.Length
@@ -250,3 +269,22 @@ static T Child<T>(params string[] arguments)
         throw new InvalidOperationException($"{string.Join(' ', arguments)} failed (exit {child.ExitCode}):\n{stdout}");
     return JsonSerializer.Deserialize<T>(line["RESULT ".Length..])!;
 }
+
+static string Usage() => """
+    PeftGen.Benchmarks: the benchmark report (docs/benchmarks.md says what each number means).
+
+      [--quick] [--output DIR]              the whole report (full: 12-20 min; quick: about 6) into DIR (default runs/bench-TIME)
+      inference-precision [ROUNDS]          the report's float32 / bfloat16 forward row alone, as JSON
+      generator [--quick]                   the generator's compile-time section alone, as JSON
+      serving | generation | mixed-adapters | main-job-generation [--quick]
+                                            issue #19's serving numbers
+      big-models [--checkpoints DIR] [--output DIR] [--cases A,B]
+                                            the big-model section (writes 16 GB of synthetic checkpoints once)
+      big-report OUTPUT RESULTS.JSON...     merge big-model runs into one report
+      bases DIR                             write every configuration's base, for the child commands
+      child | child-profile CASE DIR/CONFIG WARMUP TIMED [float32|bfloat16]
+                                            one training case (or its per-phase profile) in this process
+      child-pair CASE_A CASE_B DIR/CONFIG WARMUP TIMED
+                                            two models step for step in this process
+      big-child CASE CHECKPOINT STEPS       one big-model case in this process
+    """;
