@@ -224,7 +224,7 @@ public sealed class Report
         md.AppendLine($"| forward, base (batch {TrainingCases.Batch} × {BenchConfig.Tiny.Context}) | {inference.BaseSeconds * 1000:F1} ms |");
         md.AppendLine($"| forward, LoRA unmerged | {inference.UnmergedLoraSeconds * 1000:F1} ms ({inference.UnmergedOverBase:F3}× base, median of paired rounds) |");
         md.AppendLine($"| forward, LoRA merged | {inference.MergedLoraSeconds * 1000:F1} ms ({inference.MergedOverBase:F3}× base, median of paired rounds) |");
-        md.AppendLine($"| forward, base, float32 (timed in turn with bfloat16) | {inferencePrecision.Float32Seconds * 1000:F1} ms |");
+        md.AppendLine($"| forward, base, float32 (timed in turn with bfloat16) | {inferencePrecision.Float32Seconds * 1000:F1} ms ({inferencePrecision.Float32MinorFaults:F0} page faults a forward; bfloat16 {inferencePrecision.BFloat16MinorFaults:F0}) |");
         md.AppendLine($"| forward, base, bfloat16 (products and logits in bfloat16) | {inferencePrecision.BFloat16Seconds * 1000:F1} ms ({inferencePrecision.BFloat16OverFloat32:F3}× float32, median of paired rounds; logits' relative error {inferencePrecision.BFloat16RelativeError:E1}) |");
         md.AppendLine($"| forward, base stored in bfloat16 (`Module.to(BFloat16)`; not the goal's row) | {inferencePrecision.BFloat16WeightsSeconds * 1000:F1} ms ({inferencePrecision.BFloat16WeightsOverFloat32:F3}× float32, median of paired rounds; logits' relative error {inferencePrecision.BFloat16WeightsRelativeError:E1}) |");
         md.AppendLine();

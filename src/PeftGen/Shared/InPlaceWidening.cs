@@ -67,7 +67,7 @@ internal static class InPlaceWidening
             throw new ArgumentException($"Expected a float32 CPU tensor and its 16-bit alias of the same shape, got {target.dtype} [{string.Join(", ", target.shape)}] and {alias.dtype} [{string.Join(", ", alias.shape)}].", nameof(alias));
         long count = target.NumberOfElements;
         if (count == 0) return;
-        if (alias.NumberOfElements > 0 && TensorMemory.Address(alias) != TensorMemory.Address(target))
+        if (TensorMemory.Address(alias) != TensorMemory.Address(target))
             throw new ArgumentException("The 16-bit tensor does not lie at the start of the float32 tensor's memory.", nameof(alias));
         using var scope = NewDisposeScope();
         var wide = target.view(count);
