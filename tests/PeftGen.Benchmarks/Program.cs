@@ -61,6 +61,18 @@ if (args.Length >= 1 && args[0] == "inference-precision")
     return 0;
 }
 
+// The same forward taken apart, op by op, beside the whole forward and the matmul ceiling, several times in one process:
+// `forward-profile [MEASUREMENTS] [ROUNDS]` prints one markdown table per measurement.
+if (args.Length is >= 1 and <= 3 && args[0] == "forward-profile")
+{
+    int measurements = args.Length >= 2 ? int.Parse(args[1], culture) : 4;
+    int profileRounds = args.Length >= 3 ? int.Parse(args[2], culture) : 10;
+    Console.WriteLine($"{PrecisionSupport.CpuDescription}; {get_num_threads()} torch threads");
+    Console.WriteLine();
+    Console.Write(ForwardProfile.Markdown(ForwardProfile.Run(measurements, profileRounds)));
+    return 0;
+}
+
 // Issue #19's three numbers: `serving` runs all three; `generation`, `mixed-adapters` and `main-job-generation` one each.
 if (args.Length >= 1 && args[0] is "serving" or "generation" or "mixed-adapters" or "main-job-generation")
 {
@@ -275,6 +287,8 @@ static string Usage() => """
 
       [--quick] [--output DIR]              the whole report (full: 12-20 min; quick: about 6) into DIR (default runs/bench-TIME)
       inference-precision [ROUNDS]          the report's float32 / bfloat16 forward row alone, as JSON
+      forward-profile [MEASUREMENTS] [ROUNDS]
+                                            that forward op by op beside the whole and the matmul ceiling, 4 × 10 rounds
       generator [--quick]                   the generator's compile-time section alone, as JSON
       serving | generation | mixed-adapters | main-job-generation [--quick]
                                             issue #19's serving numbers
