@@ -99,7 +99,7 @@ public static class ForwardProfile
             text.AppendLine(c, $"### Measurement {m.Index} (at {m.StartedSeconds:F0} s)").AppendLine();
             text.AppendLine("| part | float32 (ms) | bfloat16 (ms) | bfloat16 ÷ float32 |").AppendLine("|---|---:|---:|---:|");
             foreach (var p in m.Parts.Append(m.PartsTotal).Append(m.Whole).Append(m.ProductsAlone))
-                text.AppendLine(c, $"| {p.Name} | {p.Float32Ms:F1} | {p.BFloat16Ms:F1} | {p.Ratio:F3} |");
+                text.AppendLine(c, $"| {p.Name} | {p.Float32Ms:F1} | {p.BFloat16Ms:F1} | {(p.Float32Ms >= 0.05 ? p.Ratio.ToString("F3", c) : "–")} |"); // float32 casts nothing
             text.AppendLine(c, $"| whole forward, paired ratio's median | | | {m.WholeRatio:F3} |");
             text.AppendLine(c, $"| {m.Ceiling.Name} | {m.Ceiling.Float32Ms:F1} | {m.Ceiling.BFloat16Ms:F1} | {1 / m.Ceiling.Ratio:F3} (time) |");
             text.AppendLine();
