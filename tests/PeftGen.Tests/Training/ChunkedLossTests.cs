@@ -294,7 +294,7 @@ public sealed class ChunkedLossPrecisionTests
     {
         using var scope = NewDisposeScope();
         manual_seed(37);
-        // 18 rows fit one automatic chunk; the head's bfloat16 gradient (9 MB) goes to the float32 one in three 4 MiB
+        // 18 rows fit one automatic chunk; the head's bfloat16 gradient (9 MB) goes to the float32 one in nine 1 MiB
         // blocks of vocabulary rows, the last one partial. An explicit chunk of 5 rows sums four chunks in bfloat16 instead.
         long batch = 2, seq = 9, dim = 512, vocab = 9_000;
         Assert.True(ChunkedCrossEntropy.ChunkRows(0, vocab, ScalarType.BFloat16) >= batch * seq);
