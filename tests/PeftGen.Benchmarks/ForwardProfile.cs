@@ -52,6 +52,18 @@ public static class ForwardProfile
         using var model = new TinyGptFull();
         model.eval();
         var products = ProductShapes(model);
+        try
+        {
+            return Measure(model, ids, products, measurements, rounds);
+        }
+        finally
+        {
+            foreach (var product in products) product.Dispose();
+        }
+    }
+
+    private static List<Measurement> Measure(Gpt2LMHeadModel model, Tensor ids, Product[] products, int measurements, int rounds)
+    {
         var clock = Stopwatch.StartNew();
         var results = new List<Measurement>();
         ScalarType[] dtypes = [ScalarType.Float32, ScalarType.BFloat16];
@@ -160,7 +172,7 @@ public static class ForwardProfile
     }
 
     // One product of the forward at its shape, repeated as often as the forward makes it.
-    private sealed record Product(long Rows, long In, long Out, int Count, bool Bias)
+    private sealed class Product(long rows, long inFeatures, long outFeatures, int count, bool bias) : IDisposable
     {
         private readonly Dictionary<ScalarType, (Tensor Input, Tensor Weight, Tensor? Bias)> operands = [];
 
@@ -168,13 +180,24 @@ public static class ForwardProfile
         {
             if (!operands.TryGetValue(dtype, out var o))
             {
-                o = (randn([Rows, In], dtype: dtype).DetachFromDisposeScope(), randn([Out, In], dtype: dtype).DetachFromDisposeScope(),
-                    Bias ? randn([Out], dtype: dtype).DetachFromDisposeScope() : null);
+                o = (randn([rows, inFeatures], dtype: dtype).DetachFromDisposeScope(), randn([outFeatures, inFeatures], dtype: dtype).DetachFromDisposeScope(),
+                    bias ? randn([outFeatures], dtype: dtype).DetachFromDisposeScope() : null);
                 operands[dtype] = o;
             }
             var clock = Stopwatch.StartNew();
-            for (int i = 0; i < Count; i++) nn.functional.linear(o.Input, o.Weight, o.Bias).Dispose();
+            for (int i = 0; i < count; i++) nn.functional.linear(o.Input, o.Weight, o.Bias).Dispose();
             return clock.Elapsed.TotalSeconds;
+        }
+
+        public void Dispose()
+        {
+            foreach (var (input, weight, bias) in operands.Values)
+            {
+                input.Dispose();
+                weight.Dispose();
+                bias?.Dispose();
+            }
+            operands.Clear();
         }
     }
 
