@@ -119,12 +119,11 @@ public static class ForwardProfile
         return text.ToString();
     }
 
-    // The report's row: trunk, then the tied head, products in the scope's dtype (MicroBenchmarks.InferencePrecision).
+    // The report's row (MicroBenchmarks.BaseLogits), its logits freed at once.
     private static void Logits(Gpt2LMHeadModel model, Tensor ids, ScalarType dtype)
     {
-        using var precision = ComputePrecision.Use(dtype);
         using var scope = NewDisposeScope();
-        ComputePrecision.Cast(model.ForwardHidden(ids)).matmul(ComputePrecision.Cast(model.HeadWeight).t());
+        MicroBenchmarks.BaseLogits(model, ids, dtype);
     }
 
     // Gpt2Model.forward and Gpt2Block.forward op by op (no soft prompt, no KV cache), each op's seconds added to its kind.

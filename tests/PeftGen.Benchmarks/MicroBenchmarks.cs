@@ -139,6 +139,16 @@ public static class MicroBenchmarks
         return new InferenceResult(Stats.Median(seconds[0]), Stats.Median(seconds[1]), Stats.Median(seconds[2]), PairedRatio(1), PairedRatio(2));
     }
 
+    /// <summary>
+    /// The inference row's forward: the trunk, then the tied head, with the products in <paramref name="dtype"/> through
+    /// a <see cref="ComputePrecision"/> scope (float32 is the plain model; bfloat16 returns bfloat16 logits, as autocast does).
+    /// </summary>
+    public static Tensor BaseLogits(Gpt2LMHeadModel model, Tensor ids, ScalarType dtype)
+    {
+        using var precision = ComputePrecision.Use(dtype);
+        return ComputePrecision.Cast(model.ForwardHidden(ids)).matmul(ComputePrecision.Cast(model.HeadWeight).t());
+    }
+
     /// <param name="Float32Seconds">Median seconds of a float32 forward.</param>
     /// <param name="BFloat16Seconds">Median seconds of a bfloat16 forward.</param>
     /// <param name="BFloat16OverFloat32">Median over rounds of that round's bfloat16 ÷ float32 time.</param>
@@ -171,11 +181,7 @@ public static class MicroBenchmarks
         stored.load_state_dict(model.state_dict());
         stored.to(ScalarType.BFloat16);
 
-        Tensor Logits(TinyGptFull m, ScalarType dtype)
-        {
-            using var precision = ComputePrecision.Use(dtype);
-            return ComputePrecision.Cast(m.ForwardHidden(ids)).matmul(ComputePrecision.Cast(m.HeadWeight).t());
-        }
+        Tensor Logits(TinyGptFull m, ScalarType dtype) => BaseLogits(m, ids, dtype);
         (TinyGptFull Model, ScalarType DType)[] variants = [(model, ScalarType.Float32), (model, ScalarType.BFloat16), (stored, ScalarType.BFloat16)];
         var seconds = variants.Select(_ => new List<double>()).ToArray();
         var faults = new long[variants.Length];
