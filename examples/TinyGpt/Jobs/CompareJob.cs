@@ -33,6 +33,7 @@ public static class CompareJob
         var tokenizer = pretrained.Tokenizer;
         var compute = PrecisionSupport.ComputeDType(context.Precision, context.Device);
         ConsoleReporter.Info($"Base: {(pretrained.Shipped ? "the shipped base" : pretrained.Folder)} ({pretrained.Recipe.Parameters:N0} parameters, held-out perplexity {pretrained.Recipe.HeldOutPerplexity:F1}); compute {PrecisionSupport.Name(compute)} ({context.Precision}).");
+        if (PrecisionSupport.SlowComputeWarning(compute, context.Device) is { } slow) ConsoleReporter.Info($"Warning: {slow}");
         var data = FineTuneData.For(settings);
 
         var baselines = new List<BaselineResult> { Constant(data), Untuned(context, pretrained, data) };

@@ -74,6 +74,34 @@ public static class PrecisionSupport
         };
     }
 
+    /// <summary>
+    /// Why products in <paramref name="dtype"/> will be slower than float32 on <paramref name="device"/>, or null when
+    /// they will not be: bfloat16 on a CPU without AVX-512 BF16 or AMX BF16, float16 on a CPU without AVX-512 FP16 or
+    /// AMX FP16 (read from <c>/proc/cpuinfo</c>; where it gives no x86 flags, null). There libtorch emulates the products (widening to float32 and rounding back), so such a run is for
+    /// checking results, not for speed. <see cref="TrainingPrecision.Auto"/> never chooses them there; the trainer
+    /// raises this as a warning before its first step when the choice was explicit.
+    /// </summary>
+    public static string? SlowComputeWarning(ScalarType dtype, Device device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        return SlowComputeWarning(dtype, device, Cpu.Value);
+    }
+
+    internal static string? SlowComputeWarning(ScalarType dtype, Device device, CpuInfo cpu)
+    {
+        // No flags read (not Linux, or not x86): nothing is known, so nothing is claimed.
+        if (device.type != DeviceType.CPU || cpu.Flags.Count == 0) return null;
+        string[] flags = dtype switch
+        {
+            ScalarType.BFloat16 => CpuInfo.BFloat16Flags,
+            ScalarType.Float16 => CpuInfo.Float16Flags,
+            _ => [],
+        };
+        if (flags.Length == 0 || flags.Any(cpu.Flags.Contains)) return null;
+        return $"{Name(dtype)} compute on a CPU without {string.Join(" or ", flags)} ({cpu.Name}): libtorch emulates these " +
+            $"products, so they run slower than float32; use float32 (or auto, which chooses it here) unless you are checking {Name(dtype)} results.";
+    }
+
     /// <summary>A short name for reports: <c>bfloat16</c>, <c>float16</c> or <c>float32</c>.</summary>
     public static string Name(ScalarType dtype) => dtype switch
     {
@@ -104,6 +132,9 @@ internal sealed record CpuInfo(string Name, int? Family, int? Model, IReadOnlySe
 {
     /// <summary>The bfloat16 dot-product instruction sets libtorch's GEMMs use, by their <c>/proc/cpuinfo</c> flag names.</summary>
     internal static readonly string[] BFloat16Flags = ["avx512_bf16", "amx_bf16"];
+
+    /// <summary>The float16 dot-product instruction sets oneDNN's GEMMs use, by their <c>/proc/cpuinfo</c> flag names.</summary>
+    internal static readonly string[] Float16Flags = ["avx512_fp16", "amx_fp16"];
 
     private static readonly CpuInfo Unknown = new("unknown CPU", null, null, new HashSet<string>());
 

@@ -42,6 +42,7 @@ public sealed class PeftTrainer : IDisposable
     private readonly FreedMemoryRelease? memoryRelease;
     private int completedSteps;
     private bool resumed;
+    private bool precisionWarned;
 
     /// <summary>Creates a trainer; weight decay applies to matrices, not to 1-D tensors (<see cref="ParameterGroup.ByShape"/>).</summary>
     /// <param name="model">The model: an <see cref="nn.Module"/> that implements <see cref="ICausalLanguageModel"/>.</param>
@@ -146,6 +147,13 @@ public sealed class PeftTrainer : IDisposable
         // A crash during an earlier save can leave a temp file beside the checkpoint; it is never read, only removed.
         if (options.CheckpointDirectory is not null) AtomicFile.CleanStaleTemps(options.CheckpointDirectory);
         resumed = false;
+        if (!precisionWarned)
+        {
+            // An explicit bfloat16 or float16 on a CPU that emulates it: said once, before the first step.
+            precisionWarned = true;
+            if (options.Precision != TrainingPrecision.Auto && PrecisionSupport.SlowComputeWarning(ComputeDType, this.model.HeadWeight.device) is { } slow)
+                Warning?.Invoke(this, new TrainingWarning(completedSteps, slow));
+        }
 
         var steps = new List<TrainingStep>();
         var evaluations = new List<EvaluationResult>();

@@ -30,8 +30,8 @@ public sealed record TrainingStep(int Step, int TotalSteps, double Loss, double 
 /// <param name="LabelledTokens">Tokens the loss counted.</param>
 public sealed record EvaluationResult(int Step, double Loss, double Perplexity, long LabelledTokens);
 
-/// <summary>A problem the run survived or stopped for.</summary>
-/// <param name="Step">1-based step number.</param>
+/// <summary>A problem the run survived or stopped for, or a setting that will make it slow.</summary>
+/// <param name="Step">1-based step number; for a warning raised before a run's first step, the steps completed until then (0 in a new run).</param>
 /// <param name="Message">What happened and what the trainer did.</param>
 public sealed record TrainingWarning(int Step, string Message);
 

@@ -54,6 +54,27 @@ public sealed class CpuInfoTests
     }
 
     [Fact]
+    public void An_emulated_16_bit_compute_is_named_with_what_the_cpu_lacks_and_a_fast_or_unknown_one_is_not()
+    {
+        var iceLake = CpuInfo.Parse(["cpu family\t: 6", "model\t\t: 106", "model name\t: Intel(R) Xeon(R) Processor @ 2.60GHz", "flags\t\t: avx512f avx512bw avx512_vnni"]);
+        string? bf16 = PrecisionSupport.SlowComputeWarning(TorchSharp.torch.ScalarType.BFloat16, TorchSharp.torch.CPU, iceLake);
+        Assert.NotNull(bf16);
+        Assert.Contains("avx512_bf16 or amx_bf16", bf16);
+        Assert.Contains("slower than float32", bf16);
+        Assert.Contains("avx512_fp16 or amx_fp16", PrecisionSupport.SlowComputeWarning(TorchSharp.torch.ScalarType.Float16, TorchSharp.torch.CPU, iceLake));
+        Assert.Null(PrecisionSupport.SlowComputeWarning(TorchSharp.torch.ScalarType.Float32, TorchSharp.torch.CPU, iceLake));
+
+        // Silent where the products are fast, where nothing is known (no flags) and off the CPU.
+        var zen4 = CpuInfo.Parse(AmdZen4);
+        Assert.Null(PrecisionSupport.SlowComputeWarning(TorchSharp.torch.ScalarType.BFloat16, TorchSharp.torch.CPU, zen4));
+        Assert.NotNull(PrecisionSupport.SlowComputeWarning(TorchSharp.torch.ScalarType.Float16, TorchSharp.torch.CPU, zen4));
+        var sapphireRapids = CpuInfo.Parse(["flags\t\t: avx512f avx512_bf16 avx512_fp16 amx_bf16 amx_tile"]);
+        Assert.Null(PrecisionSupport.SlowComputeWarning(TorchSharp.torch.ScalarType.Float16, TorchSharp.torch.CPU, sapphireRapids));
+        Assert.Null(PrecisionSupport.SlowComputeWarning(TorchSharp.torch.ScalarType.BFloat16, TorchSharp.torch.CPU, CpuInfo.Parse([])));
+        Assert.Null(PrecisionSupport.SlowComputeWarning(TorchSharp.torch.ScalarType.BFloat16, new TorchSharp.torch.Device("cuda"), iceLake));
+    }
+
+    [Fact]
     public void This_machine_has_a_description_that_agrees_with_the_detection()
     {
         Assert.False(string.IsNullOrWhiteSpace(PrecisionSupport.CpuDescription));

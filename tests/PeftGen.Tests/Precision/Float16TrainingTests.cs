@@ -61,7 +61,7 @@ public sealed class Float16TrainingTests : IDisposable
         var options = Options(steps, new LossScaling { InitialScale = Math.Pow(2, 30), GrowthInterval = 1000 }) with { OnNonFinite = NonFiniteAction.Stop };
         using var trainer = new PeftTrainer(model, parameters, options);
         var warnings = new List<TrainingWarning>();
-        trainer.Warning += (_, w) => warnings.Add(w);
+        trainer.Warning += (_, w) => { if (w.Step > 0) warnings.Add(w); }; // the run's own: a CPU without float16 products adds one before step 1
         var initial = Hashes(parameters);
         var hashes = new List<string[]>();
         trainer.StepCompleted += (_, _) => hashes.Add(Hashes(parameters));
@@ -153,7 +153,7 @@ public sealed class Float16TrainingTests : IDisposable
         };
         using var trainer = new PeftTrainer(model, TrainingFixtures.AllParameters(model), options);
         var warnings = new List<TrainingWarning>();
-        trainer.Warning += (_, w) => warnings.Add(w);
+        trainer.Warning += (_, w) => { if (w.Step > 0) warnings.Add(w); }; // the run's own: a CPU without float16 products adds one before step 1
         var batches = new PoisonedBatches(new ExampleBatches(Examples, 4, TrainingFixtures.Eos, seed: 3), poisonedIndex: 1, PoisonedModel.GradientPoisonId);
 
         var result = trainer.Train(batches);

@@ -130,6 +130,35 @@ public sealed class PeftTrainerTests : IDisposable
         Assert.Equal(before, TrainingFixtures.AllParameters(other).Select(p => TensorHash.Of(p.Parameter)));
     }
 
+    [Theory]
+    [InlineData(PeftGen.Precision.TrainingPrecision.Float16)]
+    [InlineData(PeftGen.Precision.TrainingPrecision.BFloat16)]
+    [InlineData(PeftGen.Precision.TrainingPrecision.Float32)]
+    public void An_explicit_precision_the_cpu_emulates_is_warned_of_once_before_the_first_step(PeftGen.Precision.TrainingPrecision precision)
+    {
+        var (_, trainer) = Create(Options(2) with { Precision = precision });
+        var warnings = new List<TrainingWarning>();
+        trainer.Warning += (_, w) => warnings.Add(w);
+
+        trainer.Train(TrainBatches());
+        trainer.Train(TrainBatches()); // already at MaxSteps: runs nothing, says nothing again
+
+        // This host's verdict, from the same /proc/cpuinfo the trainer reads: float32 is never warned of, float16 and
+        // bfloat16 wherever the CPU lacks their instructions (float16's on every x86 CPU without AVX-512 FP16).
+        string? expected = PeftGen.Precision.PrecisionSupport.SlowComputeWarning(trainer.ComputeDType, CPU);
+        if (precision == PeftGen.Precision.TrainingPrecision.Float32) Assert.Null(expected);
+        if (expected is null)
+        {
+            Assert.Empty(warnings);
+        }
+        else
+        {
+            var warning = Assert.Single(warnings);
+            Assert.Equal(0, warning.Step);
+            Assert.Equal(expected, warning.Message);
+        }
+    }
+
     [Fact]
     public void A_nan_batch_is_skipped_with_a_warning_and_leaves_parameters_untouched()
     {
