@@ -74,6 +74,21 @@ public sealed class MainJobTests : IDisposable
 
         foreach (var file in new[] { "comparison.json", "comparison.md", "loss.png" })
             Assert.True(File.Exists(Path.Combine(context.OutputFolder, file)), file);
+
+        // Every row's outputs, a line a validation record, whose ROUGE-1 averages to the table's.
+        var rows = report.Baselines.Select(b => b.Scores).Concat(report.Methods.Select(m => m.Scores)).ToList();
+        var names = new[] { "constant", "base", "full", "lora", "qlora", "prompt" };
+        var valid = ExampleData.Valid().Take(TestSize.ValidationRecords).ToList();
+        for (int row = 0; row < names.Length; row++)
+        {
+            var written = File.ReadAllLines(Path.Combine(context.OutputFolder, $"predictions-{names[row]}.jsonl"));
+            Assert.Equal(TestSize.ValidationRecords, written.Length);
+            var parsed = written.Select(l => JsonDocument.Parse(l).RootElement).ToList();
+            Assert.Equal(valid.Select(r => r.Prompt), parsed.Select(e => e.GetProperty("prompt").GetString()));
+            Assert.Equal(valid.Select(r => r.Completion), parsed.Select(e => e.GetProperty("reference").GetString()));
+            Assert.Equal(rows[row].Rouge1.Mean, parsed.Average(e => e.GetProperty("rouge1").GetDouble()), 12);
+            if (row == 0) Assert.All(parsed, e => Assert.Equal(constant, e.GetProperty("prediction").GetString()));
+        }
         using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(context.OutputFolder, "comparison.json")));
         Assert.Equal(4, json.RootElement.GetProperty("Methods").GetArrayLength());
         Assert.Equal(2, json.RootElement.GetProperty("Baselines").GetArrayLength());
@@ -98,6 +113,9 @@ public sealed class MainJobTests : IDisposable
         using var scoreJson = JsonDocument.Parse(File.ReadAllText(scores));
         Assert.Equal(3, scoreJson.RootElement.GetProperty("records").GetInt32());
         Assert.Equal("qlora", scoreJson.RootElement.GetProperty("method").GetString());
+        var evalLines = File.ReadAllLines(Path.Combine(context.OutputFolder, "eval-few.predictions.jsonl"));
+        Assert.Equal(3, evalLines.Length);
+        Assert.Equal(scoreJson.RootElement.GetProperty("rouge1").GetDouble(), evalLines.Average(l => JsonDocument.Parse(l).RootElement.GetProperty("rouge1").GetDouble()), 12);
     }
 
     [Fact]

@@ -90,8 +90,9 @@ public static class AdapterJobs
         var compute = PeftGen.Precision.PrecisionSupport.ComputeDType(context.Precision, context.Device);
         double loss;
         using (PeftGen.Precision.ComputePrecision.Use(compute)) loss = ValidationLoss.Mean(model, batches, batches.BatchesPerEpoch);
-        var (scores, _) = Scoring.Generate(method.Cli(), new TextGenerator(model), examples, tokenizer, records, context.Settings,
+        var (scores, predictions) = Scoring.Generate(method.Cli(), new TextGenerator(model), examples, tokenizer, records, context.Settings,
             Scoring.Decoding(context.Settings, context), loss);
+        var predictionsFile = Scoring.WritePredictions(Path.Combine(context.OutputFolder, $"eval-{Path.GetFileNameWithoutExtension(dataPath)}.predictions.jsonl"), records, predictions);
 
         var result = new
         {
@@ -114,7 +115,7 @@ public static class AdapterJobs
         File.WriteAllText(output, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{records.Count} records: loss {loss:F4}, perplexity {result.perplexity:F2}, ROUGE-1 {result.rouge1:F4}, ROUGE-2 {result.rouge2:F4}, ROUGE-L {result.rougeL:F4}"));
-        Console.WriteLine($"Scores written to {output}");
+        Console.WriteLine($"Scores written to {output}, every output beside its reference to {predictionsFile}");
         return output;
     }
 

@@ -33,10 +33,9 @@ public static class CompareJob
         var tokenizer = pretrained.Tokenizer;
         var compute = PrecisionSupport.ComputeDType(context.Precision, context.Device);
         ConsoleReporter.Info($"Base: {(pretrained.Shipped ? "the shipped base" : pretrained.Folder)} ({pretrained.Recipe.Parameters:N0} parameters, held-out perplexity {pretrained.Recipe.HeldOutPerplexity:F1}); compute {PrecisionSupport.Name(compute)} ({context.Precision}).");
-        if (PrecisionSupport.SlowComputeWarning(compute, context.Device) is { } slow) ConsoleReporter.Info($"Warning: {slow}");
         var data = FineTuneData.For(settings);
 
-        var baselines = new List<BaselineResult> { Constant(data), Untuned(context, pretrained, data) };
+        var baselines = new List<BaselineResult> { Constant(data, context.OutputFolder), Untuned(context, pretrained, data) };
         var results = new List<MethodResult>();
         foreach (var method in methods ?? [Method.Full, Method.Lora, Method.QLora, Method.Prompt])
             results.Add(FineTuneJob.Run(context, method, tokenizer, pretrained.Folder, data));
@@ -59,15 +58,18 @@ public static class CompareJob
                 ConsoleReporter.Info($"{name}: \"{s.Prompt}\" -> \"{s.Prediction}\" (reference: \"{s.Reference}\")");
         }
         var files = Reports.Write(context.OutputFolder, report);
-        ConsoleReporter.Info($"Finished in {clock.Elapsed.TotalMinutes:F1} min. Results: {context.OutputFolder} ({string.Join(", ", files.Select(System.IO.Path.GetFileName))}).");
+        ConsoleReporter.Info($"Finished in {clock.Elapsed.TotalMinutes:F1} min. Results: {context.OutputFolder} ({string.Join(", ", files.Select(System.IO.Path.GetFileName))}; every row's outputs in predictions-*.jsonl).");
         return report;
     }
 
     /// <summary>The best constant answer, chosen on the training records, given for every validation prompt.</summary>
-    public static BaselineResult Constant(FineTuneData data)
+    /// <param name="data">The run's records.</param>
+    /// <param name="outputFolder">Where to write <c>predictions-constant.jsonl</c>; null writes nothing.</param>
+    public static BaselineResult Constant(FineTuneData data, string? outputFolder = null)
     {
         var answer = ConstantBaseline.Choose(data.Train.Concat(data.Selection).ToList());
         var predictions = data.Valid.Select(_ => answer).ToList();
+        if (outputFolder is not null) Scoring.WritePredictions(System.IO.Path.Combine(outputFolder, "predictions-constant.jsonl"), data.Valid, predictions);
         return new BaselineResult("Constant answer", $"\"{answer}\" for every prompt (chosen on the training split)",
             Scoring.Of(data.Valid, predictions, double.NaN, 0), Scoring.Samples(data.Valid, predictions));
     }
@@ -88,6 +90,7 @@ public static class CompareJob
         using (PeftGen.Precision.ComputePrecision.Use(PrecisionSupport.ComputeDType(context.Precision, context.Device)))
             loss = ValidationLoss.Mean(model, batches, batches.BatchesPerEpoch);
         var (scores, predictions) = Scoring.Generate("base", new TextGenerator(model), examples, pretrained.Tokenizer, data.Valid, settings, Scoring.Decoding(settings, context), loss);
+        Scoring.WritePredictions(System.IO.Path.Combine(context.OutputFolder, "predictions-base.jsonl"), data.Valid, predictions);
         return new BaselineResult("Base, not fine-tuned", "the pretrained base continuing \"prompt\\n\"", scores, Scoring.Samples(data.Valid, predictions));
     }
 

@@ -1,6 +1,8 @@
 using System;
 using System.Collections.Generic;
+using System.IO;
 using System.Linq;
+using System.Text.Json;
 using PeftGen.Data;
 using PeftGen.Inference;
 using PeftGen.Metrics;
@@ -103,6 +105,24 @@ public static class Scoring
         }
         return false;
     }
+
+    /// <summary>
+    /// Writes every prediction beside its prompt, reference and ROUGE-1 F1, one JSON object a line
+    /// (<c>{"prompt": …, "reference": …, "prediction": …, "rouge1": …}</c>), so a reader sees what a row's mean is made
+    /// of. Returns <paramref name="path"/>.
+    /// </summary>
+    public static string WritePredictions(string path, IReadOnlyList<PromptCompletion> records, IReadOnlyList<string> predictions)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (records.Count != predictions.Count) throw new ArgumentException($"{records.Count} records but {predictions.Count} predictions.", nameof(predictions));
+        var lines = records.Select((r, i) => JsonSerializer.Serialize(new PredictionLine(r.Prompt, r.Completion, predictions[i], Rouge.Score(r.Completion, predictions[i]).Rouge1.F1), PredictionJson));
+        File.WriteAllLines(path, lines);
+        return path;
+    }
+
+    private static readonly JsonSerializerOptions PredictionJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    private sealed record PredictionLine(string Prompt, string Reference, string Prediction, double Rouge1);
 
     /// <summary>The first few outputs next to their prompts and references.</summary>
     public static GeneratedSample[] Samples(IReadOnlyList<PromptCompletion> records, IReadOnlyList<string> predictions, int count = 5) =>
