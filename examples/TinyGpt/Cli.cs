@@ -167,13 +167,17 @@ public static class Cli
             if (r.GetValue(decodingSamples) is int n) settings = settings with { DecodingSamples = n };
             if (r.GetValue(learningRate) is double rate) settings = settings with { LearningRate = rate };
             if (string.Equals(r.GetValue(scoreOn), "selection", StringComparison.OrdinalIgnoreCase)) settings = settings with { ScoreOnSelection = true };
-            return RunContext.Create(settings, command, r.GetValue(output), r.GetValue(device)!) with
+            var context = RunContext.Create(settings, command, r.GetValue(output), r.GetValue(device)!) with
             {
                 Precision = PrecisionSupport.Parse(r.GetValue(precision)!),
                 Pretrain = r.GetValue(pretrainFlag) || r.GetValue(pretrainSteps) is not null,
                 ReleaseFreedMemory = r.GetValue(releaseMemory),
                 NativeMmapThresholdBytes = r.GetValue(mmapThreshold) is int mib ? (long)mib << 20 : null,
             };
+            // An explicit bfloat16 or float16 this CPU only emulates: said before anything runs, whatever the command.
+            if (PrecisionSupport.SlowComputeWarning(PrecisionSupport.ComputeDType(context.Precision, context.Device), context.Device) is { } slow)
+                ConsoleReporter.WarnOnce(slow);
+            return context;
         }
 
         var compare = new Command("compare", "Fine-tune the shipped (or a freshly pretrained) tiny base full/LoRA/QLoRA/prompt, score against two baselines and compare.") { quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, decodingSamples, precision, releaseMemory, mmapThreshold, threads };

@@ -27,6 +27,18 @@ public static class ConsoleReporter
         else Console.WriteLine(text);
     }
 
+    private static readonly System.Collections.Generic.HashSet<string> Warned = [];
+
+    /// <summary>Prints a warning the first time this process is given its text; the same text again prints nothing.</summary>
+    public static void WarnOnce(string text)
+    {
+        lock (Warned)
+        {
+            if (!Warned.Add(text)) return;
+        }
+        Info($"Warning: {text}");
+    }
+
     /// <summary>
     /// Runs <paramref name="run"/> (a call of <paramref name="trainer"/>'s <c>Train</c>) with a progress display fed by the
     /// trainer's <see cref="PeftTrainer.StepCompleted"/> events, and prints its warnings.
@@ -35,7 +47,12 @@ public static class ConsoleReporter
     {
         ArgumentNullException.ThrowIfNull(trainer);
         ArgumentNullException.ThrowIfNull(run);
-        EventHandler<TrainingWarning> warn = (_, warning) => Info($"  {label}: {warning.Message}");
+        // A warning before the first step is about the settings (an emulated precision), the same for every run: said once.
+        EventHandler<TrainingWarning> warn = (_, warning) =>
+        {
+            if (warning.Step == 0) WarnOnce(warning.Message);
+            else Info($"  {label}: {warning.Message}");
+        };
         trainer.Warning += warn;
         try
         {
