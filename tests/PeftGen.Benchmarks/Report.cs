@@ -253,11 +253,23 @@ public sealed class Report
         md.AppendLine();
         // What the bfloat16 ratios can reach here: a step that was only products would take float32's time times this.
         double productFloor = matmul.Float32FlopsPerSecond / matmul.BFloat16FlopsPerSecond;
-        md.AppendLine($"On this host a bfloat16 product takes {productFloor:F3}× the time of the same float32 product (the matmul ceilings above): " +
-            "the floor of every bfloat16 ÷ float32 ratio of a step made only of products. The rest of a step (norms, activations, " +
-            "softmax, additions, casts) reads half the bytes in bfloat16, so it takes at best half its float32 time: with a floor " +
-            "under 0.5, no step's ratio can go below the floor, and one near it needs a step that is almost all products. The #14 targets (0.40–0.50) were set on a host whose bfloat16 " +
-            "products ran 5.2× float32's (a floor of 0.19).");
+        if (productFloor >= 1)
+        {
+            // A CPU without bfloat16 instructions: the bfloat16 rows measure emulation, which Auto never chooses.
+            md.AppendLine($"On this host a bfloat16 product takes {productFloor:F3}× the time of the same float32 product (the matmul ceilings above): " +
+                $"{(PrecisionSupport.CpuHasFastBFloat16 ? "slower, although the CPU names bfloat16 instructions" : "the CPU has no bfloat16 instructions, so libtorch emulates them")}. " +
+                "Every bfloat16 row here measures that emulation, which TrainingPrecision.Auto does not choose on such a host (it trains in float32); " +
+                "the #14 goals on bfloat16 time cannot be met here and say nothing of hosts with AVX-512 BF16 or AMX. The memory rows compare the two dtypes too, " +
+                "but with the emulated products' own buffers, not those of a host with bfloat16 instructions.");
+        }
+        else
+        {
+            md.AppendLine($"On this host a bfloat16 product takes {productFloor:F3}× the time of the same float32 product (the matmul ceilings above): " +
+                "the floor of every bfloat16 ÷ float32 ratio of a step made only of products. The rest of a step (norms, activations, " +
+                "softmax, additions, casts) reads half the bytes in bfloat16, so it takes at best half its float32 time: with a floor " +
+                "under 0.5, no step's ratio can go below the floor, and one near it needs a step that is almost all products. The #14 targets (0.40–0.50) were set on a host whose bfloat16 " +
+                "products ran 5.2× float32's (a floor of 0.19).");
+        }
         md.AppendLine();
         md.AppendLine($"Total run time: {elapsed.TotalMinutes:F1} min. Load average (1/5/15 min) at start: {machine.LoadAtStart}; at end: {MachineInfo.LoadAverage()} " +
             "(other processes on the machine slow every number above; the ratios are less affected than absolute times).");
