@@ -99,6 +99,16 @@ public sealed class ChunkedLossMemoryTests(ITestOutputHelper output)
         // sum ends beside the float32 gradient made from it: 1.5 times (Zen 4, 2026-12-02: +109 MB here, +158 MB with
         // the in-place sum switched off).
         Assert.True(peak >= gradient * 9 / 10, $"the step peaked only {peak / 1e6:F0} MB above its inputs: this measurement would not see the gradient");
+        if (!PeftGen.Precision.PrecisionSupport.CpuHasFastBFloat16)
+        {
+            // A CPU that emulates bfloat16 products (no AVX-512 BF16, no AMX) keeps a float32 copy of the bfloat16 sum
+            // inside each emulated GEMM: Intel Ice Lake, 2026-12-03, +223 MB with the in-place sum and +223 MB without it.
+            // The layout this test is about cannot show there, and Auto never computes in bfloat16 on such a CPU; only
+            // a gross regression is caught.
+            output.WriteLine("bfloat16 products are emulated on this CPU: the in-place sum's saving is not visible here, only the bound of 2.5 gradients is checked");
+            Assert.True(peak < gradient * 5 / 2, $"the step peaked {peak / 1e6:F0} MB above its inputs, more than 2.5 float32 gradients ({gradient / 1e6:F0} MB each)");
+            return;
+        }
         Assert.True(peak < gradient * 5 / 4, $"the step peaked {peak / 1e6:F0} MB above its inputs, more than the float32 gradient ({gradient / 1e6:F0} MB) and a quarter");
     }
 }
