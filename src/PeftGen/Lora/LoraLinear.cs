@@ -388,10 +388,11 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         var projected = nn.functional.linear(xa, down);
         if (up.dtype == output.dtype && output.dim() >= 1)
         {
-            // output + scale · down·Bᵀ in one GEMM that accumulates into the base output: no out-sized update
-            // tensor, no separate scale and add passes (forward or backward).
+            // output + scale · down·Bᵀ in one GEMM that accumulates into the base output in place: no out-sized
+            // update tensor, no copy of the output, no separate scale and add passes (forward or backward). The base
+            // output is this call's own tensor and its product's backward reads the input and weight, never it.
             long rank = up.shape[1];
-            return output.reshape(-1, OutFeatures).addmm(projected.reshape(-1, rank), up.t(), beta: 1, alpha: (float)config.Scale).view(output.shape);
+            return output.reshape(-1, OutFeatures).addmm_(projected.reshape(-1, rank), up.t(), beta: 1, alpha: (float)config.Scale).view(output.shape);
         }
         var update = nn.functional.linear(projected, up).mul(config.Scale);
         return output.add(update.to(output.dtype));
