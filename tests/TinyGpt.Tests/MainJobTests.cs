@@ -87,8 +87,23 @@ public sealed class MainJobTests : IDisposable
             Assert.Equal(valid.Select(r => r.Prompt), parsed.Select(e => e.GetProperty("prompt").GetString()));
             Assert.Equal(valid.Select(r => r.Completion), parsed.Select(e => e.GetProperty("reference").GetString()));
             Assert.Equal(rows[row].Rouge1.Mean, parsed.Average(e => e.GetProperty("rouge1").GetDouble()), 12);
+            Assert.All(parsed, e => Assert.Equal(PeftGen.Metrics.Rouge.Score(e.GetProperty("reference").GetString()!, e.GetProperty("prediction").GetString()!).Rouge1.F1, e.GetProperty("rouge1").GetDouble(), 12));
             if (row == 0) Assert.All(parsed, e => Assert.Equal(constant, e.GetProperty("prediction").GetString()));
         }
+
+        // Each generating row against the constant, record by record, as the predictions files give it.
+        var constantF1 = File.ReadAllLines(Path.Combine(context.OutputFolder, "predictions-constant.jsonl")).Select(l => JsonDocument.Parse(l).RootElement.GetProperty("rouge1").GetDouble()).ToList();
+        Assert.Equal(names.Skip(1).Count(), report.AgainstConstant.Count);
+        for (int row = 1; row < names.Length; row++)
+        {
+            var f1 = File.ReadAllLines(Path.Combine(context.OutputFolder, $"predictions-{names[row]}.jsonl")).Select(l => JsonDocument.Parse(l).RootElement.GetProperty("rouge1").GetDouble()).ToList();
+            var counted = report.AgainstConstant[row - 1];
+            Assert.Equal(f1.Zip(constantF1).Count(p => p.First > p.Second), counted.Above);
+            Assert.Equal(f1.Zip(constantF1).Count(p => p.First == p.Second), counted.Equal);
+            Assert.Equal(f1.Zip(constantF1).Count(p => p.First < p.Second), counted.Below);
+        }
+        Assert.Equal(report.Baselines[1].Name, report.AgainstConstant[0].Row);
+        Assert.Contains("Against the constant answer, record by record", File.ReadAllText(Path.Combine(context.OutputFolder, "comparison.md")));
         using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(context.OutputFolder, "comparison.json")));
         Assert.Equal(4, json.RootElement.GetProperty("Methods").GetArrayLength());
         Assert.Equal(2, json.RootElement.GetProperty("Baselines").GetArrayLength());

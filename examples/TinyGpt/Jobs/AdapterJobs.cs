@@ -92,7 +92,7 @@ public static class AdapterJobs
         using (PeftGen.Precision.ComputePrecision.Use(compute)) loss = ValidationLoss.Mean(model, batches, batches.BatchesPerEpoch);
         var (scores, predictions) = Scoring.Generate(method.Cli(), new TextGenerator(model), examples, tokenizer, records, context.Settings,
             Scoring.Decoding(context.Settings, context), loss);
-        var predictionsFile = Scoring.WritePredictions(Path.Combine(context.OutputFolder, $"eval-{Path.GetFileNameWithoutExtension(dataPath)}.predictions.jsonl"), records, predictions);
+        var predictionsFile = Scoring.WritePredictions(Path.Combine(context.OutputFolder, $"eval-{Path.GetFileNameWithoutExtension(dataPath)}.predictions.jsonl"), records, predictions, scores);
 
         var result = new
         {

@@ -40,6 +40,9 @@ public static class CompareJob
         foreach (var method in methods ?? [Method.Full, Method.Lora, Method.QLora, Method.Prompt])
             results.Add(FineTuneJob.Run(context, method, tokenizer, pretrained.Folder, data));
 
+        var constant = baselines[0].Scores;
+        var againstConstant = baselines.Skip(1).Select(b => b.Scores.Against(b.Name, constant))
+            .Concat(results.Select(r => r.Scores.Against(r.Method, constant))).ToList();
         var report = new CompareReport(
             DateTime.Now.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture),
             $"{Environment.ProcessorCount} cores of {PrecisionSupport.CpuDescription}, {Environment.OSVersion}, torch threads {TorchSharp.torch.get_num_threads()}",
@@ -49,6 +52,7 @@ public static class CompareJob
             pretrained.Shipped,
             baselines,
             results,
+            againstConstant,
             clock.Elapsed.TotalSeconds);
 
         Reports.PrintTable(baselines, results);
@@ -57,6 +61,7 @@ public static class CompareJob
             foreach (var s in samples.Take(2))
                 ConsoleReporter.Info($"{name}: \"{s.Prompt}\" -> \"{s.Prediction}\" (reference: \"{s.Reference}\")");
         }
+        ConsoleReporter.Info(Reports.AgainstConstantLine(againstConstant));
         var files = Reports.Write(context.OutputFolder, report);
         ConsoleReporter.Info($"Finished in {clock.Elapsed.TotalMinutes:F1} min. Results: {context.OutputFolder} ({string.Join(", ", files.Select(System.IO.Path.GetFileName))}; every row's outputs in predictions-*.jsonl).");
         return report;
@@ -69,9 +74,10 @@ public static class CompareJob
     {
         var answer = ConstantBaseline.Choose(data.Train.Concat(data.Selection).ToList());
         var predictions = data.Valid.Select(_ => answer).ToList();
-        if (outputFolder is not null) Scoring.WritePredictions(System.IO.Path.Combine(outputFolder, "predictions-constant.jsonl"), data.Valid, predictions);
+        var scores = Scoring.Of(data.Valid, predictions, double.NaN, 0);
+        if (outputFolder is not null) Scoring.WritePredictions(System.IO.Path.Combine(outputFolder, "predictions-constant.jsonl"), data.Valid, predictions, scores);
         return new BaselineResult("Constant answer", $"\"{answer}\" for every prompt (chosen on the training split)",
-            Scoring.Of(data.Valid, predictions, double.NaN, 0), Scoring.Samples(data.Valid, predictions));
+            scores, Scoring.Samples(data.Valid, predictions));
     }
 
     /// <summary>The pretrained base, prompted the way fine-tuning formats records, without any training.</summary>
@@ -90,7 +96,7 @@ public static class CompareJob
         using (PeftGen.Precision.ComputePrecision.Use(PrecisionSupport.ComputeDType(context.Precision, context.Device)))
             loss = ValidationLoss.Mean(model, batches, batches.BatchesPerEpoch);
         var (scores, predictions) = Scoring.Generate("base", new TextGenerator(model), examples, pretrained.Tokenizer, data.Valid, settings, Scoring.Decoding(settings, context), loss);
-        Scoring.WritePredictions(System.IO.Path.Combine(context.OutputFolder, "predictions-base.jsonl"), data.Valid, predictions);
+        Scoring.WritePredictions(System.IO.Path.Combine(context.OutputFolder, "predictions-base.jsonl"), data.Valid, predictions, scores);
         return new BaselineResult("Base, not fine-tuned", "the pretrained base continuing \"prompt\\n\"", scores, Scoring.Samples(data.Valid, predictions));
     }
 

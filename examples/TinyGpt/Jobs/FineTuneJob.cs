@@ -117,7 +117,7 @@ public static class FineTuneJob
             ConsoleReporter.Info($"{method.Cli()}: scoring on the {data.Valid.Count} held-out training records (--score-on selection): the table's validation loss and ROUGE are theirs; validation is not read.");
         var validationLoss = ValidationLoss.Mean(model, validBatches, validBatches.BatchesPerEpoch);
         var (scores, predictions) = Scoring.Generate(method.Cli(), new TextGenerator(model), examples, tokenizer, data.Valid, settings, Scoring.Decoding(settings, context), validationLoss);
-        Scoring.WritePredictions(Path.Combine(context.OutputFolder, $"predictions-{method.Cli()}.jsonl"), data.Valid, predictions);
+        Scoring.WritePredictions(Path.Combine(context.OutputFolder, $"predictions-{method.Cli()}.jsonl"), data.Valid, predictions, scores);
 
         var adapterFolder = Path.Combine(context.OutputFolder, method.Cli());
         peft.SaveTrained(adapterFolder, new TrainedSaveOptions

@@ -24,9 +24,33 @@ namespace TinyGpt.Jobs;
 public sealed record Scores(double ValidationLoss, MeanInterval Rouge1, double Rouge2, double RougeL, int Records, int Empty, int Degenerate, double GenerationSeconds,
     double GreedyRouge1 = double.NaN)
 {
+    /// <summary>Each record's ROUGE-1 F1, in the records' order (what <see cref="Rouge1"/> averages); not written to JSON.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public IReadOnlyList<double> PerRecordRouge1 { get; init; } = [];
+
+    /// <summary>
+    /// Record by record against <paramref name="reference"/> (the constant answer's scores on the same records): on how
+    /// many this row's ROUGE-1 is higher, the same, lower.
+    /// </summary>
+    public RecordComparison Against(string row, Scores reference)
+    {
+        ArgumentNullException.ThrowIfNull(reference);
+        if (PerRecordRouge1.Count != reference.PerRecordRouge1.Count)
+            throw new ArgumentException($"{PerRecordRouge1.Count} records scored against {reference.PerRecordRouge1.Count}.", nameof(reference));
+        var pairs = PerRecordRouge1.Zip(reference.PerRecordRouge1).ToList();
+        return new RecordComparison(row, pairs.Count(p => p.First > p.Second), pairs.Count(p => p.First == p.Second), pairs.Count(p => p.First < p.Second));
+    }
+
     /// <summary>Empty or degenerate outputs as a fraction of the records.</summary>
     public double BadFraction => Records == 0 ? 0 : (Empty + Degenerate) / (double)Records;
 }
+
+/// <summary>How a row's outputs fare against the constant answer, one validation record at a time (ROUGE-1 F1).</summary>
+/// <param name="Row">The row's name.</param>
+/// <param name="Above">Records on which the row scores higher than the constant.</param>
+/// <param name="Equal">Records on which both score the same.</param>
+/// <param name="Below">Records on which the constant scores higher.</param>
+public sealed record RecordComparison(string Row, int Above, int Equal, int Below);
 
 /// <summary>A generated definition next to its reference.</summary>
 public sealed record GeneratedSample(string Prompt, string Reference, string Prediction);
@@ -83,15 +107,17 @@ public static class Scoring
     private static Scores Of(IReadOnlyList<RougeScores> perRecord, IReadOnlyList<string> predictions, double validationLoss, double seconds)
     {
         var words = predictions.Select(Rouge.Tokenize).ToList();
+        var f1 = perRecord.Select(s => s.Rouge1.F1).ToList();
         return new Scores(
             validationLoss,
-            Bootstrap.MeanInterval(perRecord.Select(s => s.Rouge1.F1).ToList()),
+            Bootstrap.MeanInterval(f1),
             perRecord.Average(s => s.Rouge2.F1),
             perRecord.Average(s => s.RougeL.F1),
             perRecord.Count,
             words.Count(w => w.Count == 0),
             words.Count(IsDegenerate),
-            seconds);
+            seconds)
+        { PerRecordRouge1 = f1 };
     }
 
     /// <summary>One word repeated more than 4 times in a row.</summary>
@@ -109,13 +135,15 @@ public static class Scoring
     /// <summary>
     /// Writes every prediction beside its prompt, reference and ROUGE-1 F1, one JSON object a line
     /// (<c>{"prompt": …, "reference": …, "prediction": …, "rouge1": …}</c>), so a reader sees what a row's mean is made
-    /// of. Returns <paramref name="path"/>.
+    /// of. The scores are those <paramref name="scores"/> computed for these predictions. Returns <paramref name="path"/>.
     /// </summary>
-    public static string WritePredictions(string path, IReadOnlyList<PromptCompletion> records, IReadOnlyList<string> predictions)
+    public static string WritePredictions(string path, IReadOnlyList<PromptCompletion> records, IReadOnlyList<string> predictions, Scores scores)
     {
         ArgumentNullException.ThrowIfNull(path);
-        if (records.Count != predictions.Count) throw new ArgumentException($"{records.Count} records but {predictions.Count} predictions.", nameof(predictions));
-        var lines = records.Select((r, i) => JsonSerializer.Serialize(new PredictionLine(r.Prompt, r.Completion, predictions[i], Rouge.Score(r.Completion, predictions[i]).Rouge1.F1), PredictionJson));
+        ArgumentNullException.ThrowIfNull(scores);
+        if (records.Count != predictions.Count || records.Count != scores.PerRecordRouge1.Count)
+            throw new ArgumentException($"{records.Count} records, {predictions.Count} predictions and {scores.PerRecordRouge1.Count} scores.", nameof(predictions));
+        var lines = records.Select((r, i) => JsonSerializer.Serialize(new PredictionLine(r.Prompt, r.Completion, predictions[i], scores.PerRecordRouge1[i]), PredictionJson));
         File.WriteAllLines(path, lines);
         return path;
     }

@@ -99,11 +99,17 @@ public static class Reports
             .Append(Markdown(TrainingHeaders, TrainingRows(report.Methods)))
             .AppendLine()
             .AppendLine("Constant answer: " + report.Baselines.FirstOrDefault()?.Description);
+        if (report.AgainstConstant.Count > 0) text.AppendLine().AppendLine(AgainstConstantLine(report.AgainstConstant));
         File.WriteAllText(md, text.ToString());
         var png = Path.Combine(folder, "loss.png");
         LossPlot.Save(png, report.Methods);
         return [json, md, png];
     }
+
+    /// <summary>One sentence: each row's records above, equal to and below the constant answer's ROUGE-1.</summary>
+    public static string AgainstConstantLine(IReadOnlyList<RecordComparison> rows) =>
+        "Against the constant answer, record by record (ROUGE-1; above / same / below): " +
+        string.Join("; ", rows.Select(r => $"{r.Row} {r.Above} / {r.Equal} / {r.Below}")) + ".";
 
     private static IEnumerable<string> ScoreCells(Scores s) =>
     [
@@ -139,6 +145,7 @@ public static class Reports
 /// <param name="ShippedBase">True when the base that ships with the example was used.</param>
 /// <param name="Baselines">Rows that train nothing.</param>
 /// <param name="Methods">The fine-tuned rows.</param>
+/// <param name="AgainstConstant">Every row that generates (the untuned base and each method) against the constant answer, record by record.</param>
 /// <param name="TotalSeconds">Wall time of the job.</param>
 public sealed record CompareReport(string Date, string Machine, string Settings, string ComputeDType, BaseRecipe Base, bool ShippedBase,
-    IReadOnlyList<BaselineResult> Baselines, IReadOnlyList<MethodResult> Methods, double TotalSeconds);
+    IReadOnlyList<BaselineResult> Baselines, IReadOnlyList<MethodResult> Methods, IReadOnlyList<RecordComparison> AgainstConstant, double TotalSeconds);
