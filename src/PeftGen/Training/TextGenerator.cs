@@ -96,6 +96,7 @@ public sealed class TextGenerator
 
     private readonly nn.Module module;
     private readonly ICausalLanguageModel model;
+    private bool precisionWarned;
 
     /// <summary>Creates a generator for a model that is an <see cref="nn.Module"/> implementing <see cref="ICausalLanguageModel"/>.</summary>
     public TextGenerator(nn.Module model)
@@ -105,6 +106,15 @@ public sealed class TextGenerator
             ?? throw new ArgumentException($"{model.GetType().Name} does not implement {nameof(ICausalLanguageModel)}.", nameof(model));
         module = model;
     }
+
+    /// <summary>
+    /// Raised once per generator, before its first decoding, when <see cref="GenerationOptions.Precision"/> names a
+    /// 16-bit type explicitly and the device only emulates its products (bfloat16 on a CPU without AVX-512 BF16 or
+    /// AMX, float16 without AVX-512 FP16 or AMX-FP16): decoding still runs, several times slower than in float32. The
+    /// argument says which type, which device and what to choose instead. <see cref="TrainingPrecision.Auto"/> never
+    /// raises it.
+    /// </summary>
+    public event EventHandler<string>? Warning;
 
     /// <summary>The new token ids after <paramref name="promptIds"/> (without the end-of-sequence id).</summary>
     public IReadOnlyList<int> Generate(IReadOnlyList<int> promptIds, GenerationOptions options)
@@ -145,7 +155,14 @@ public sealed class TextGenerator
         bool wasTraining = module.training;
         module.eval();
         using var noGrad = no_grad();
-        using var precision = ComputePrecision.Use(PrecisionSupport.ComputeDType(options.Precision, model.HeadWeight.device));
+        var computeDType = PrecisionSupport.ComputeDType(options.Precision, model.HeadWeight.device);
+        if (!precisionWarned)
+        {
+            precisionWarned = true;
+            if (options.Precision != TrainingPrecision.Auto && PrecisionSupport.SlowComputeWarning(computeDType, model.HeadWeight.device) is { } slow)
+                Warning?.Invoke(this, slow);
+        }
+        using var precision = ComputePrecision.Use(computeDType);
         // The weights do not change while decoding: each is cast to the compute dtype once, not once per token.
         using var casts = ComputePrecision.ReuseParameterCasts();
         using var generator = new Generator((ulong)options.Seed);

@@ -40,6 +40,29 @@ public sealed class TextGeneratorTests
         Assert.True(Model.training);
     }
 
+    [Theory]
+    [InlineData(PeftGen.Precision.TrainingPrecision.Float16)]
+    [InlineData(PeftGen.Precision.TrainingPrecision.BFloat16)]
+    [InlineData(PeftGen.Precision.TrainingPrecision.Float32)]
+    [InlineData(PeftGen.Precision.TrainingPrecision.Auto)]
+    public void An_explicit_precision_the_cpu_emulates_is_warned_of_once_per_generator(PeftGen.Precision.TrainingPrecision precision)
+    {
+        var generator = new TextGenerator(Model);
+        var warnings = new List<string>();
+        generator.Warning += (_, w) => warnings.Add(w);
+        var options = new GenerationOptions { MaxNewTokens = 2, Precision = precision };
+
+        generator.Generate(Prompt, options);
+        generator.Generate(Prompt, options); // the same generator again: said once
+
+        // This host's verdict, from the same /proc/cpuinfo the generator reads; Auto chooses a fast type and is never warned of.
+        var dtype = PeftGen.Precision.PrecisionSupport.ComputeDType(precision, CPU);
+        string? expected = precision == PeftGen.Precision.TrainingPrecision.Auto ? null : PeftGen.Precision.PrecisionSupport.SlowComputeWarning(dtype, CPU);
+        if (precision == PeftGen.Precision.TrainingPrecision.Float32) Assert.Null(expected);
+        if (expected is null) Assert.Empty(warnings);
+        else Assert.Equal(expected, Assert.Single(warnings));
+    }
+
     [Fact]
     public void Generation_stops_at_eos_without_returning_it()
     {
