@@ -233,11 +233,20 @@ public static class Cli
             return Success;
         });
 
+        var probe = new Command("probe", "Measure whether a base reads its context: held-out Brown text read twice, nats per token the first time and the second.") { basePath, quick, device, output, precision, threads };
+        probe.SetAction(r =>
+        {
+            var context = Context(r, "probe");
+            var pretrained = BaseChoice.Resolve(context, r.GetValue(basePath));
+            Console.WriteLine(PretrainJob.RepeatLine(RepeatProbe.Measure(context, pretrained)));
+            return Success;
+        });
+
         var parameters = new Command("params", "Print the compile-time accounting of every model the examples define (nothing is allocated).");
         parameters.SetAction(_ => { ParamsReport.Print(); return Success; });
 
         var root = new RootCommand("TinyGpt: PeftGen's main job. With no command it runs compare.") { quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, precision, threads, verbose };
-        foreach (var command in new[] { compare, pretrain, finetune, eval, generate, parameters }) root.Subcommands.Add(command);
+        foreach (var command in new[] { compare, pretrain, finetune, eval, generate, probe, parameters }) root.Subcommands.Add(command);
         root.SetAction(r => { CompareJob.Run(Context(r, "compare")); return Success; });
         return root;
     }

@@ -34,7 +34,7 @@ namespace TinyGpt.Jobs;
 public sealed record BaseRecipe(
     string Command, string Settings, long Seed, int Steps, int BatchSequences, int SequenceTokens, long TokensSeen, long CorpusTokens,
     string ComputeDType, double WallMinutes, string Machine, double FinalTrainingLoss, double HeldOutLoss, double HeldOutPerplexity,
-    double HeldOutBitsPerByte, int Vocabulary, long Parameters, string Date, string? Corpus = null);
+    double HeldOutBitsPerByte, int Vocabulary, long Parameters, string Date, string? Corpus = null, RepeatProbe? HeldOutRepeat = null);
 
 /// <summary>
 /// A pretrained base on disk: <c>model.safetensors</c> (bfloat16, GPT-2 layout, head tied to <c>wte</c>),

@@ -94,6 +94,7 @@ public static class PretrainJob
         model.eval();
         var (lossSum, count) = ValidationLoss.Summed(model, valid, valid.BatchesPerEpoch);
         double heldOutLoss = lossSum / count;
+        var repeat = RepeatProbe.Measure(model, validParagraphs, tokenizer, settings.PretrainBlock, settings.PretrainBatch);
         double bytesPerToken = validParagraphs.Sum(p => System.Text.Encoding.UTF8.GetByteCount(p) + 0.0) / validParagraphs.Sum(p => tokenizer.Encode(p).Count + 0.0);
         var recipe = new BaseRecipe(
             Command: $"dotnet run -c Release --project examples/TinyGpt -- pretrain --pretrain-steps {settings.PretrainSteps} --precision {PrecisionSupport.Name(trainer.ComputeDType)} --output DIR",
@@ -114,12 +115,18 @@ public static class PretrainJob
             Vocabulary: tokenizer.VocabularySize,
             Parameters: TinyGptFull.Accounting.AllParameters,
             Date: DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", System.Globalization.CultureInfo.InvariantCulture),
-            Corpus: corpus);
+            Corpus: corpus,
+            HeldOutRepeat: repeat);
         ConsoleReporter.Info($"Pretrained: training loss {recipe.FinalTrainingLoss:F3}, held-out loss {recipe.HeldOutLoss:F3} (perplexity {recipe.HeldOutPerplexity:F1}, {recipe.HeldOutBitsPerByte:F3} bits per byte).");
+        ConsoleReporter.Info(RepeatLine(repeat));
 
         BaseFolder.Write(model, tokenizer, recipe, folder);
         return new Outcome(folder, false, recipe);
     }
+
+    /// <summary>The probe's result as one line.</summary>
+    public static string RepeatLine(RepeatProbe probe) => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+        $"Held-out text read twice: {probe.FirstLoss:F3} nats per token the first time, {probe.RepeatLoss:F3} the second ({probe.Tokens:N0} tokens each; a model that reads its context pays well under 1 the second time).");
 
     /// <summary>The texts whose token frequencies choose the trimmed vocabulary: the Brown corpus and the fine-tuning records' training split.</summary>
     public static System.Collections.Generic.IEnumerable<string> VocabularyTexts() =>
