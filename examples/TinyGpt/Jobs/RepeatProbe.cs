@@ -4,6 +4,7 @@ using PeftGen.Data;
 using PeftGen.Training;
 using TinyGpt.Models;
 using TorchSharp;
+using static TorchSharp.torch;
 
 namespace TinyGpt.Jobs;
 
@@ -30,12 +31,53 @@ public sealed record RepeatProbe(double FirstLoss, double RepeatLoss, long Token
         ArgumentNullException.ThrowIfNull(model);
         if (sequenceLength < 8) throw new ArgumentOutOfRangeException(nameof(sequenceLength), sequenceLength, "Each copy needs at least four tokens.");
         var blocks = new PackedTextBlocks(paragraphs, tokenizer, sequenceLength / 2, batchSize, seed: 0, shuffle: false);
-        var first = new Doubled(blocks, repeat: false);
-        var second = new Doubled(blocks, repeat: true);
-        var (firstSum, firstCount) = ValidationLoss.Summed(model, first, first.BatchesPerEpoch);
-        var (repeatSum, repeatCount) = ValidationLoss.Summed(model, second, second.BatchesPerEpoch);
+        var device = model.HeadWeight.device;
+        using var noGrad = no_grad();
+        double firstSum = 0, repeatSum = 0;
+        long firstCount = 0, repeatCount = 0;
+        for (long i = 0; i < blocks.BatchesPerEpoch; i++)
+        {
+            using var scope = NewDisposeScope();
+            var (ids, firstLabels, repeatLabels) = Doubled(blocks.GetBatch(i));
+            // One forward pass over the doubled blocks; each copy's loss reads the same hidden states.
+            var hidden = model.ForwardHidden(ids.to(device));
+            var (first, n1) = CausalLmLoss.Sum(hidden, model.HeadWeight, firstLabels.to(device));
+            var (repeat, n2) = CausalLmLoss.Sum(hidden, model.HeadWeight, repeatLabels.to(device));
+            firstSum += first.to(ScalarType.Float64).item<double>();
+            repeatSum += repeat.to(ScalarType.Float64).item<double>();
+            firstCount += n1;
+            repeatCount += n2;
+        }
         if (firstCount != repeatCount) throw new InvalidOperationException($"The copies scored {firstCount} and {repeatCount} tokens: they must be the same text.");
         return new RepeatProbe(firstSum / firstCount, repeatSum / repeatCount, firstCount);
+    }
+
+    /// <summary>
+    /// Each block of <paramref name="batch"/> followed by itself (<c>rows × 2·block</c>), with labels that count the
+    /// first copy and labels that count the repeat.
+    /// </summary>
+    private static (Tensor Ids, Tensor FirstLabels, Tensor RepeatLabels) Doubled(TokenBatch batch)
+    {
+        int rows = batch.BatchSize, half = batch.SequenceLength, length = 2 * half;
+        var ids = new long[rows * length];
+        var first = new long[rows * length];
+        var repeat = new long[rows * length];
+        Array.Fill(first, SupervisedExamples.Ignored);
+        Array.Fill(repeat, SupervisedExamples.Ignored);
+        for (int row = 0; row < rows; row++)
+        {
+            Array.Copy(batch.InputIds, row * half, ids, row * length, half);
+            Array.Copy(batch.InputIds, row * half, ids, row * length + half, half);
+            // Label t is predicted at position t − 1; a copy's first token is never counted (nothing precedes the first,
+            // nothing announces the repeat), so both copies count the same half − 1 tokens.
+            for (int t = 1; t < half; t++)
+            {
+                first[row * length + t] = ids[row * length + t];
+                repeat[row * length + half + t] = ids[row * length + half + t];
+            }
+        }
+        long[] shape = [rows, length];
+        return (tensor(ids, shape), tensor(first, shape), tensor(repeat, shape));
     }
 
     /// <summary>Loads <paramref name="pretrained"/> and probes it on the held-out Brown documents with the run's sequence length.</summary>
@@ -48,32 +90,5 @@ public sealed record RepeatProbe(double FirstLoss, double RepeatLoss, long Token
         model.to(context.Device);
         model.eval();
         return Measure(model, ExampleData.PretrainValidParagraphs(), pretrained.Tokenizer, context.Settings.PretrainBlock, context.Settings.PretrainBatch);
-    }
-
-    /// <summary>Each block followed by itself; the labels count the first copy or the repeat.</summary>
-    private sealed class Doubled(PackedTextBlocks blocks, bool repeat) : IBatchSource
-    {
-        public long BatchesPerEpoch => blocks.BatchesPerEpoch;
-
-        public TokenBatch GetBatch(long index)
-        {
-            var batch = blocks.GetBatch(index);
-            int rows = batch.BatchSize, half = batch.SequenceLength, length = 2 * half;
-            var ids = new long[rows * length];
-            var labels = new long[rows * length];
-            Array.Fill(labels, SupervisedExamples.Ignored);
-            for (int row = 0; row < rows; row++)
-            {
-                Array.Copy(batch.InputIds, row * half, ids, row * length, half);
-                Array.Copy(batch.InputIds, row * half, ids, row * length + half, half);
-                // Label t is predicted at position t − 1; a copy's first token is never counted (nothing precedes the first,
-                // nothing announces the repeat), so both copies count the same half − 1 tokens.
-                int from = repeat ? half + 1 : 1;
-                for (int t = from; t < from + half - 1; t++) labels[row * length + t] = ids[row * length + t];
-            }
-            var mask = new long[rows * length];
-            Array.Fill(mask, 1L);
-            return new TokenBatch(ids, mask, labels, rows, length);
-        }
     }
 }
