@@ -105,6 +105,16 @@ public static class Cli
         var pretrainSteps = AtLeast(new Option<int?>("--pretrain-steps") { Description = "Pretrain a base with this many steps (cached under runs/cache) instead of using the base that ships in examples/TinyGpt/Base." }, 1);
         var pretrainFlag = new Option<bool>("--pretrain") { Description = "Pretrain a base with the run's settings (cached under runs/cache) instead of using the shipped one." };
         var snapshotEvery = AtLeast(new Option<int>("--snapshot-every") { Description = "pretrain: every N steps, write the model so far to OUTPUT/base.snapshot (0: never).", DefaultValueFactory = _ => 0 }, 0);
+        var copySpans = new Option<double>("--copy-spans")
+        {
+            Description = "pretrain: the fraction of blocks that hold a span of their own text copied to a random later place, so the base learns to read its context (0: none, the shipped base's recipe).",
+            DefaultValueFactory = _ => 0.0,
+        };
+        copySpans.Validators.Add(r =>
+        {
+            var value = r.GetValueOrDefault<double>();
+            if (!(value >= 0 && value <= 1)) r.AddError($"--copy-spans {value}: must be a fraction from 0 to 1.");
+        });
         var threads = AtLeast(new Option<int?>("--threads") { Description = "Torch's CPU threads (default: one per core)." }, 1);
         var precision = new Option<string>("--precision")
         {
@@ -163,6 +173,7 @@ public static class Cli
             set_num_threads(r.GetValue(threads) ?? Environment.ProcessorCount);
             var settings = r.GetValue(quick) ? JobSettings.Quick : JobSettings.Default;
             if (r.GetValue(pretrainSteps) is int p) settings = settings with { PretrainSteps = p };
+            if (r.GetValue(copySpans) is double spans and > 0) settings = settings with { PretrainCopySpans = spans };
             if (r.GetValue(finetuneSteps) is int f) settings = settings with { FineTuneSteps = f };
             if (r.GetValue(decodingSamples) is int n) settings = settings with { DecodingSamples = n };
             if (r.GetValue(learningRate) is double rate) settings = settings with { LearningRate = rate };
@@ -183,7 +194,7 @@ public static class Cli
         var compare = new Command("compare", "Fine-tune the shipped (or a freshly pretrained) tiny base full/LoRA/QLoRA/prompt, score against two baselines and compare.") { quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, decodingSamples, precision, releaseMemory, mmapThreshold, threads };
         compare.SetAction(r => { CompareJob.Run(Context(r, "compare")); return Success; });
 
-        var pretrain = new Command("pretrain", "Pretrain the tiny GPT on the Brown corpus and WordNet's training definitions; writes the base (bfloat16 safetensors, vocabulary, recipe, SHA256SUMS) to OUTPUT/base.") { quick, device, output, force, pretrainSteps, precision, releaseMemory, mmapThreshold, snapshotEvery, threads };
+        var pretrain = new Command("pretrain", "Pretrain the tiny GPT on the Brown corpus and WordNet's training definitions; writes the base (bfloat16 safetensors, vocabulary, recipe, SHA256SUMS) to OUTPUT/base.") { quick, device, output, force, pretrainSteps, copySpans, precision, releaseMemory, mmapThreshold, snapshotEvery, threads };
         pretrain.SetAction(r =>
         {
             var context = Context(r, "pretrain");

@@ -137,6 +137,7 @@ public sealed class CliTests : IDisposable
         Assert.Equal("error: --learning-rate 0: must be a number above 0.", AssertInputError(["finetune", "--method", "prompt", "--learning-rate", "0"], verboseTrace: false));
         Assert.Equal("error: --mmap-threshold 33: glibc accepts at most 32 MiB.", AssertInputError(["finetune", "--method", "full", "--mmap-threshold", "33"], verboseTrace: false));
         Assert.Equal("error: --mmap-threshold 0: must be 1 or more.", AssertInputError(["pretrain", "--mmap-threshold", "0"], verboseTrace: false));
+        Assert.Equal("error: --copy-spans 1.5: must be a fraction from 0 to 1.", AssertInputError(["pretrain", "--copy-spans", "1.5"], verboseTrace: false));
         Assert.Equal("error: --score-on test: use validation or selection.", AssertInputError(["finetune", "--method", "lora", "--score-on", "test"], verboseTrace: false));
         var missing = Path.Combine(folder, "missing.jsonl");
         Assert.Equal($"error: --data {missing}: no such file.", AssertInputError(["eval", "--adapter", folder, "--data", missing], verboseTrace: false));

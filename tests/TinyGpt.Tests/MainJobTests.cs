@@ -27,6 +27,7 @@ public sealed class MainJobTests : IDisposable
         PretrainSteps = 3,
         PretrainBatch = 2,
         PretrainBlock = 32,
+        PretrainHeldOutParagraphs = 20,
         FineTuneSteps = 3,
         FineTuneBatch = 4,
         SelectionRecords = 8,
@@ -131,6 +132,37 @@ public sealed class MainJobTests : IDisposable
         var evalLines = File.ReadAllLines(Path.Combine(context.OutputFolder, "eval-few.predictions.jsonl"));
         Assert.Equal(3, evalLines.Length);
         Assert.Equal(scoreJson.RootElement.GetProperty("rouge1").GetDouble(), evalLines.Average(l => JsonDocument.Parse(l).RootElement.GetProperty("rouge1").GetDouble()), 12);
+    }
+
+    [Fact]
+    public void Pretrain_writes_a_base_with_its_recipe_held_out_figures_repeat_probe_and_snapshots()
+    {
+        var settings = TestSize with { PretrainCopySpans = 0.5 };
+        var context = RunContext.Create(settings, "pretrain", null, "cpu", root);
+        var folder = Path.Combine(context.OutputFolder, "base");
+        var outcome = PretrainJob.Run(context, folder, force: true, snapshotEvery: 2);
+
+        Assert.False(outcome.Reused);
+        var (tokenizer, recipe) = BaseFolder.Open(folder);
+        Assert.Equal(TinyConfig.Vocab, tokenizer.VocabularySize);
+        Assert.Equal(outcome.Recipe, recipe);
+        Assert.Equal(settings.PretrainSteps, recipe.Steps);
+        Assert.Equal("tiny-brown-wordnet-s3-b2x32-lr0.002-copy0.5-seed1234", recipe.Settings);
+        Assert.Contains("pretrain --quick --pretrain-steps 3 --copy-spans 0.5 --precision float32", recipe.Command);
+        Assert.Contains("50% of blocks with a span of 8–32 tokens copied", recipe.Corpus);
+        Assert.True(double.IsFinite(recipe.HeldOutLoss) && recipe.HeldOutBitsPerByte > 0);
+        // The probe pretrain records: three steps teach nothing, so both copies cost about as much as the held-out text.
+        var repeat = Assert.IsType<RepeatProbe>(recipe.HeldOutRepeat);
+        Assert.True(repeat.Tokens > 1_000);
+        Assert.InRange(repeat.FirstLoss, recipe.HeldOutLoss - 0.2, recipe.HeldOutLoss + 0.2);
+        Assert.InRange(repeat.RepeatLoss, repeat.FirstLoss - 0.5, repeat.FirstLoss + 0.5);
+
+        // The snapshot at step 2 is a base of its own, its held-out figures not yet measured.
+        var (_, snapshot) = BaseFolder.Open(folder + ".snapshot");
+        Assert.Equal(2, snapshot.Steps);
+        Assert.True(double.IsNaN(snapshot.HeldOutLoss));
+        // Without copied spans the settings name stays the shipped base's kind.
+        Assert.Equal("tiny-brown-wordnet-s3-b2x32-lr0.002-seed1234", TestSize.PretrainKey);
     }
 
     [Fact]

@@ -20,6 +20,15 @@ public sealed record JobSettings
     /// <summary>Peak pretraining learning rate.</summary>
     public double PretrainLearningRate { get; init; }
 
+    /// <summary>
+    /// The fraction of pretraining blocks that hold a span of their own text copied to a random later place
+    /// (<see cref="CopiedSpans"/>), so the base learns to read its context; 0 (the shipped base's recipe): none.
+    /// </summary>
+    public double PretrainCopySpans { get; init; }
+
+    /// <summary>Held-out Brown paragraphs that score a pretrained base (loss, bits per byte, <see cref="RepeatProbe"/>); null: all 783.</summary>
+    public int? PretrainHeldOutParagraphs { get; init; }
+
     /// <summary>Fine-tuning steps per method.</summary>
     public int FineTuneSteps { get; init; }
 
@@ -94,6 +103,7 @@ public sealed record JobSettings
         PretrainBatch = 4,
         PretrainBlock = 64,
         PretrainLearningRate = 2e-3,
+        PretrainHeldOutParagraphs = 100,
         FineTuneSteps = 24,
         FineTuneBatch = 8,
         MaxRecordTokens = 64,
@@ -108,7 +118,7 @@ public sealed record JobSettings
     /// <summary>A short stable name of the pretraining settings, so a cached base is reused only for the same settings.</summary>
     [JsonIgnore]
     public string PretrainKey => string.Create(CultureInfo.InvariantCulture,
-        $"tiny-brown-wordnet-s{PretrainSteps}-b{PretrainBatch}x{PretrainBlock}-lr{PretrainLearningRate:R}-seed{Seed}");
+        $"tiny-brown-wordnet-s{PretrainSteps}-b{PretrainBatch}x{PretrainBlock}-lr{PretrainLearningRate:R}{(PretrainCopySpans > 0 ? $"-copy{PretrainCopySpans:R}" : "")}-seed{Seed}");
 
     /// <summary>
     /// Peak learning rate per method: a third of pretraining's for full fine-tuning; the adapters start from zero

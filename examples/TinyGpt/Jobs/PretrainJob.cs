@@ -55,9 +55,12 @@ public static class PretrainJob
         var brown = ExampleData.PretrainParagraphs();
         var definitions = ExampleData.PretrainDefinitions(FineTuneData.For(settings).Selection);
         var train = new PackedTextBlocks(brown.Concat(definitions), tokenizer, settings.PretrainBlock, settings.PretrainBatch, settings.Seed);
+        IBatchSource batches = settings.PretrainCopySpans > 0 ? new CopiedSpans(train, settings.PretrainCopySpans, settings.Seed) : train;
         var corpus = string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"Brown corpus training split ({brown.Count:N0} paragraphs) + WordNet definition training split as dictionary entries ({definitions.Count:N0}; the {settings.SelectionRecords} checkpoint-selection records left out)");
-        var validParagraphs = ExampleData.PretrainValidParagraphs();
+            $"Brown corpus training split ({brown.Count:N0} paragraphs) + WordNet definition training split as dictionary entries ({definitions.Count:N0}; the {settings.SelectionRecords} checkpoint-selection records left out)")
+            + (settings.PretrainCopySpans > 0 ? string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"; {settings.PretrainCopySpans * 100:0.#}% of blocks with a span of {CopiedSpans.ShortestSpan}–{CopiedSpans.LongestSpan} tokens copied to a random later place") : "");
+        var validParagraphs = ExampleData.PretrainValidParagraphs().Take(settings.PretrainHeldOutParagraphs ?? int.MaxValue).ToList();
         var valid = new PackedTextBlocks(validParagraphs, tokenizer, settings.PretrainBlock, settings.PretrainBatch, settings.Seed, shuffle: false);
         ConsoleReporter.Info($"{train.TokenCount:N0} training tokens in {train.BlockCount:N0} blocks of {settings.PretrainBlock} ({tokenizer.VocabularySize:N0}-token vocabulary).");
 
@@ -88,7 +91,7 @@ public static class PretrainJob
                 BaseFolder.Write(model, tokenizer, snapshot, folder + ".snapshot");
             };
         }
-        var result = ConsoleReporter.Training("pretrain", trainer, () => trainer.Train(train));
+        var result = ConsoleReporter.Training("pretrain", trainer, () => trainer.Train(batches));
 
         // Held-out quality over every block of the held-out documents, in nats per token and bits per UTF-8 byte.
         model.eval();
@@ -97,7 +100,7 @@ public static class PretrainJob
         var repeat = RepeatProbe.Measure(model, validParagraphs, tokenizer, settings.PretrainBlock, settings.PretrainBatch);
         double bytesPerToken = validParagraphs.Sum(p => System.Text.Encoding.UTF8.GetByteCount(p) + 0.0) / validParagraphs.Sum(p => tokenizer.Encode(p).Count + 0.0);
         var recipe = new BaseRecipe(
-            Command: $"dotnet run -c Release --project examples/TinyGpt -- pretrain --pretrain-steps {settings.PretrainSteps} --precision {PrecisionSupport.Name(trainer.ComputeDType)} --output DIR",
+            Command: $"dotnet run -c Release --project examples/TinyGpt -- pretrain{(settings.IsQuick ? " --quick" : "")} --pretrain-steps {settings.PretrainSteps}{(settings.PretrainCopySpans > 0 ? $" --copy-spans {settings.PretrainCopySpans:R}" : "")} --precision {PrecisionSupport.Name(trainer.ComputeDType)} --output DIR",
             Settings: settings.PretrainKey,
             Seed: settings.Seed,
             Steps: result.Steps.Count,
