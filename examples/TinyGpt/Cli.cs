@@ -115,6 +115,9 @@ public static class Cli
             var value = r.GetValueOrDefault<double>();
             if (!(value >= 0 && value <= 1)) r.AddError($"--copy-spans {value}: must be a fraction from 0 to 1.");
         });
+        var checkpointEvery = AtLeast(new Option<int>("--checkpoint-every") { Description = "pretrain: every N steps, write the trainer's state to OUTPUT/base.checkpoint, from which --resume continues (0: never).", DefaultValueFactory = _ => 0 }, 0);
+        var stopAfter = AtLeast(new Option<int?>("--stop-after") { Description = "pretrain: stop after this step (a multiple of --checkpoint-every) without writing a base; --resume continues later." }, 1);
+        var resume = new Option<bool>("--resume") { Description = "pretrain: continue from the checkpoint in OUTPUT/base.checkpoint (same options as the run that wrote it)." };
         var threads = AtLeast(new Option<int?>("--threads") { Description = "Torch's CPU threads (default: one per core)." }, 1);
         var precision = new Option<string>("--precision")
         {
@@ -194,12 +197,13 @@ public static class Cli
         var compare = new Command("compare", "Fine-tune the shipped (or a freshly pretrained) tiny base full/LoRA/QLoRA/prompt, score against two baselines and compare.") { quick, device, output, pretrainFlag, pretrainSteps, finetuneSteps, decodingSamples, precision, releaseMemory, mmapThreshold, threads };
         compare.SetAction(r => { CompareJob.Run(Context(r, "compare")); return Success; });
 
-        var pretrain = new Command("pretrain", "Pretrain the tiny GPT on the Brown corpus and WordNet's training definitions; writes the base (bfloat16 safetensors, vocabulary, recipe, SHA256SUMS) to OUTPUT/base.") { quick, device, output, force, pretrainSteps, copySpans, precision, releaseMemory, mmapThreshold, snapshotEvery, threads };
+        var pretrain = new Command("pretrain", "Pretrain the tiny GPT on the Brown corpus and WordNet's training definitions; writes the base (bfloat16 safetensors, vocabulary, recipe, SHA256SUMS) to OUTPUT/base.") { quick, device, output, force, pretrainSteps, copySpans, precision, releaseMemory, mmapThreshold, snapshotEvery, checkpointEvery, stopAfter, resume, threads };
         pretrain.SetAction(r =>
         {
             var context = Context(r, "pretrain");
-            var outcome = PretrainJob.Run(context, Path.Combine(context.OutputFolder, "base"), r.GetValue(force), r.GetValue(snapshotEvery));
-            Console.WriteLine($"Base: {outcome.BaseFolder} (held-out loss {outcome.Recipe.HeldOutLoss:F3}, perplexity {outcome.Recipe.HeldOutPerplexity:F1})");
+            var segment = new PretrainJob.Segment(r.GetValue(checkpointEvery), r.GetValue(stopAfter), r.GetValue(resume));
+            var outcome = PretrainJob.Run(context, Path.Combine(context.OutputFolder, "base"), r.GetValue(force) || segment.Resume, r.GetValue(snapshotEvery), segment);
+            if (outcome is not null) Console.WriteLine($"Base: {outcome.BaseFolder} (held-out loss {outcome.Recipe.HeldOutLoss:F3}, perplexity {outcome.Recipe.HeldOutPerplexity:F1})");
             return Success;
         });
 

@@ -17,7 +17,7 @@ public sealed record BaseChoice(string Folder, TrimmedVocabularyTokenizer Tokeni
     /// <exception cref="UserInputException">The folder is not a complete, intact base.</exception>
     public static BaseChoice Resolve(RunContext context, string? explicitFolder = null)
     {
-        string folder = explicitFolder ?? (context.Pretrain ? PretrainJob.Run(context).BaseFolder : BaseFolder.Shipped);
+        string folder = explicitFolder ?? (context.Pretrain ? PretrainJob.Run(context)!.BaseFolder : BaseFolder.Shipped);
         if (!Directory.Exists(folder)) throw new UserInputException($"The base folder '{folder}' does not exist.");
         try
         {

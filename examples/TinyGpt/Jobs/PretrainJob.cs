@@ -30,6 +30,21 @@ public static class PretrainJob
     /// <param name="Recipe">How the base was made and its held-out quality.</param>
     public sealed record Outcome(string BaseFolder, bool Reused, BaseRecipe Recipe);
 
+    /// <summary>How a long run is split: checkpoints, an early stop, a resume.</summary>
+    /// <param name="CheckpointEvery">Every this many steps (0: never), write the trainer's state (weights, AdamW moments, torch's generator) to <c>{folder}.checkpoint</c>.</param>
+    /// <param name="StopAfter">Stop after this step (a multiple of <paramref name="CheckpointEvery"/>, so a checkpoint is written there) without writing a base; null: run to the end.</param>
+    /// <param name="Resume">Continue from the checkpoint in <c>{folder}.checkpoint</c>, which must have been written with the same settings.</param>
+    public sealed record Segment(int CheckpointEvery = 0, int? StopAfter = null, bool Resume = false);
+
+    /// <summary>What a checkpoint folder records beside the trainer's state, so a resume can check it continues the same run.</summary>
+    /// <param name="Settings">The run's <see cref="JobSettings.PretrainKey"/>.</param>
+    /// <param name="Step">The checkpoint's step.</param>
+    /// <param name="WallMinutes">Minutes spent up to it, over every process of the run.</param>
+    public sealed record CheckpointRecord(string Settings, int Step, double WallMinutes);
+
+    /// <summary>The file beside <c>checkpoint.safetensors</c> that holds the <see cref="CheckpointRecord"/>.</summary>
+    public const string CheckpointRecordFile = "pretrain.json";
+
     /// <summary>
     /// Pretrains with the run's settings into <paramref name="folder"/> (default: the cache folder of these settings,
     /// reused when it holds a base unless <paramref name="force"/>).
@@ -39,15 +54,34 @@ public static class PretrainJob
     /// <param name="force">Pretrain even when the cache holds a base of these settings.</param>
     /// <param name="snapshotEvery">Every this many steps (0: never), write the model so far to <c>{folder}.snapshot</c> as a
     /// base (its recipe has no held-out figures), so a long run can be tried out while it goes on.</param>
-    public static Outcome Run(RunContext context, string? folder = null, bool force = false, int snapshotEvery = 0)
+    /// <param name="segment">Checkpoints, an early stop or a resume (null: one uninterrupted run).</param>
+    /// <returns>The base; null when the run stopped early at <see cref="Segment.StopAfter"/>.</returns>
+    public static Outcome? Run(RunContext context, string? folder = null, bool force = false, int snapshotEvery = 0, Segment? segment = null)
     {
         var settings = context.Settings;
         folder ??= context.BaseFolder;
+        segment ??= new Segment();
+        var checkpointFolder = folder.TrimEnd(Path.DirectorySeparatorChar) + ".checkpoint";
+        var checkpointFile = Path.Combine(checkpointFolder, TrainingCheckpoint.FileName);
+        if (segment.StopAfter is int stop && (segment.CheckpointEvery <= 0 || stop % segment.CheckpointEvery != 0))
+            throw new UserInputException($"--stop-after {stop}: must be a multiple of --checkpoint-every, so that the run stops where a checkpoint is written.");
+        CheckpointRecord? earlier = null;
+        if (segment.Resume)
+        {
+            var recordFile = Path.Combine(checkpointFolder, CheckpointRecordFile);
+            if (!File.Exists(checkpointFile) || !File.Exists(recordFile))
+                throw new UserInputException($"--resume: no checkpoint in {checkpointFolder}; a run writes one with --checkpoint-every N, into the same --output.");
+            earlier = JsonSerializer.Deserialize<CheckpointRecord>(File.ReadAllText(recordFile))
+                ?? throw new UserInputException($"--resume: {recordFile} is empty.");
+            if (earlier.Settings != settings.PretrainKey)
+                throw new UserInputException($"--resume: the checkpoint in {checkpointFolder} was written by a run with the settings {earlier.Settings}, not {settings.PretrainKey}; give the same options as that run.");
+        }
         if (!force && folder == context.BaseFolder && BaseFolder.TryReadRecipe(folder) is { } cached && cached.Settings == settings.PretrainKey)
         {
             ConsoleReporter.Info($"Reusing the pretrained base in {folder} (held-out loss {cached.HeldOutLoss:F3}, perplexity {cached.HeldOutPerplexity:F1}).");
             return new Outcome(folder, true, cached);
         }
+        double earlierMinutes = earlier?.WallMinutes ?? 0;
 
         var clock = Stopwatch.StartNew();
         ConsoleReporter.Stage($"Pretraining the tiny GPT ({TinyGptFull.Accounting.AllParameters:N0} parameters) on the Brown corpus and WordNet's training definitions");
@@ -75,10 +109,23 @@ public static class PretrainJob
             WeightDecay = 0.1,
             Beta2 = 0.95,
             Seed = settings.Seed,
+            CheckpointEvery = segment.CheckpointEvery,
+            CheckpointDirectory = segment.CheckpointEvery > 0 ? checkpointFolder : null,
         };
         // Every weight trains (TinyGptFull's plan); matrices decay, norms and biases do not.
         using var trainer = model.CreateTrainer(options);
         ConsoleReporter.Info($"Compute: {PrecisionSupport.Name(trainer.ComputeDType)} ({context.Precision}).");
+        if (segment.Resume)
+        {
+            trainer.Resume(checkpointFile);
+            ConsoleReporter.Info($"Resuming at step {trainer.CompletedSteps} from {checkpointFolder} ({earlierMinutes:F1} minutes so far).");
+        }
+        double WallMinutes() => Math.Round(earlierMinutes + clock.Elapsed.TotalMinutes, 1);
+        trainer.CheckpointSaved += (_, _) => PeftGen.IO.AtomicFile.WriteAllText(Path.Combine(checkpointFolder, CheckpointRecordFile),
+            JsonSerializer.Serialize(new CheckpointRecord(settings.PretrainKey, trainer.CompletedSteps, WallMinutes())));
+        using var stopping = new System.Threading.CancellationTokenSource();
+        if (segment.StopAfter is int stopStep)
+            trainer.StepCompleted += (_, step) => { if (step.Step >= stopStep) stopping.Cancel(); };
         if (snapshotEvery > 0)
         {
             trainer.StepCompleted += (_, step) =>
@@ -86,12 +133,19 @@ public static class PretrainJob
                 if (step.Step % snapshotEvery != 0) return;
                 var snapshot = new BaseRecipe($"snapshot at step {step.Step}", settings.PretrainKey, settings.Seed, step.Step, settings.PretrainBatch, settings.PretrainBlock,
                     (long)step.Step * settings.PretrainBatch * settings.PretrainBlock, train.TokenCount, PrecisionSupport.Name(trainer.ComputeDType),
-                    Math.Round(clock.Elapsed.TotalMinutes, 1), Environment.ProcessorCount + " cores, " + PrecisionSupport.CpuDescription, step.Loss, double.NaN, double.NaN, double.NaN,
+                    WallMinutes(), Environment.ProcessorCount + " cores, " + PrecisionSupport.CpuDescription, step.Loss, double.NaN, double.NaN, double.NaN,
                     tokenizer.VocabularySize, TinyGptFull.Accounting.AllParameters, DateTime.UtcNow.ToString("u", System.Globalization.CultureInfo.InvariantCulture), corpus);
                 BaseFolder.Write(model, tokenizer, snapshot, folder + ".snapshot");
             };
         }
-        var result = ConsoleReporter.Training("pretrain", trainer, () => trainer.Train(batches));
+        var result = ConsoleReporter.Training("pretrain", trainer, () => trainer.Train(batches, cancellationToken: stopping.Token));
+        if (result.StopReason == TrainingStopReason.Cancelled)
+        {
+            ConsoleReporter.Info($"Stopped after step {trainer.CompletedSteps} of {settings.PretrainSteps} ({WallMinutes():F1} minutes so far); the checkpoint is in {checkpointFolder}: the same command with --resume instead of --stop-after continues it.");
+            return null;
+        }
+        if (result.StopReason != TrainingStopReason.Completed)
+            throw new InvalidOperationException($"Pretraining stopped at step {trainer.CompletedSteps}: {result.StopReason}.");
 
         // Held-out quality over every block of the held-out documents, in nats per token and bits per UTF-8 byte.
         model.eval();
@@ -103,13 +157,13 @@ public static class PretrainJob
             Command: $"dotnet run -c Release --project examples/TinyGpt -- pretrain{(settings.IsQuick ? " --quick" : "")} --pretrain-steps {settings.PretrainSteps}{(settings.PretrainCopySpans > 0 ? $" --copy-spans {settings.PretrainCopySpans:R}" : "")} --precision {PrecisionSupport.Name(trainer.ComputeDType)} --output DIR",
             Settings: settings.PretrainKey,
             Seed: settings.Seed,
-            Steps: result.Steps.Count,
+            Steps: trainer.CompletedSteps,
             BatchSequences: settings.PretrainBatch,
             SequenceTokens: settings.PretrainBlock,
-            TokensSeen: result.Steps.Sum(s => s.Tokens),
+            TokensSeen: (long)trainer.CompletedSteps * settings.PretrainBatch * settings.PretrainBlock,
             CorpusTokens: train.TokenCount,
             ComputeDType: result.ComputeDType,
-            WallMinutes: Math.Round(clock.Elapsed.TotalMinutes, 1),
+            WallMinutes: WallMinutes(),
             Machine: Environment.ProcessorCount + " cores, " + PrecisionSupport.CpuDescription,
             FinalTrainingLoss: Math.Round(result.Steps.TakeLast(20).Average(s => s.Loss), 4),
             HeldOutLoss: Math.Round(heldOutLoss, 4),
