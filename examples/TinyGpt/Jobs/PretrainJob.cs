@@ -165,7 +165,7 @@ public static class PretrainJob
             ComputeDType: result.ComputeDType,
             WallMinutes: WallMinutes(),
             Machine: Environment.ProcessorCount + " cores, " + PrecisionSupport.CpuDescription,
-            FinalTrainingLoss: Math.Round(result.Steps.TakeLast(20).Average(s => s.Loss), 4),
+            FinalTrainingLoss: result.Steps.Count > 0 ? Math.Round(result.Steps.TakeLast(20).Average(s => s.Loss), 4) : double.NaN, // none: resumed at the last step
             HeldOutLoss: Math.Round(heldOutLoss, 4),
             HeldOutPerplexity: Math.Round(Perplexity.FromMeanLoss(heldOutLoss), 2),
             HeldOutBitsPerByte: Math.Round(heldOutLoss / Math.Log(2) / bytesPerToken, 4),
