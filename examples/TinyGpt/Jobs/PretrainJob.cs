@@ -147,7 +147,7 @@ public static class PretrainJob
         if (result.StopReason != TrainingStopReason.Completed)
             throw new InvalidOperationException($"Pretraining stopped at step {trainer.CompletedSteps}: {result.StopReason}.");
 
-        // Held-out quality over every block of the held-out documents, in nats per token and bits per UTF-8 byte.
+        // Held-out quality over every block of the held-out documents (the first PretrainHeldOutParagraphs when set), in nats per token and bits per UTF-8 byte.
         model.eval();
         var (lossSum, count) = ValidationLoss.Summed(model, valid, valid.BatchesPerEpoch);
         double heldOutLoss = lossSum / count;
