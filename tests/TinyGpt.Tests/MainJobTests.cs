@@ -178,6 +178,8 @@ public sealed class MainJobTests : IDisposable
         Assert.False(Directory.Exists(folder));
         var record = JsonSerializer.Deserialize<PretrainJob.CheckpointRecord>(File.ReadAllText(Path.Combine(folder + ".checkpoint", PretrainJob.CheckpointRecordFile)))!;
         Assert.Equal((settings.PretrainKey, 2), (record.Settings, record.Step));
+        var first = Assert.Single(record.Sittings!);
+        Assert.Equal((wholeBase.Recipe.Machine, wholeBase.Recipe.ComputeDType, 1, 2), (first.Machine, first.ComputeDType, first.FirstStep, first.LastStep));
 
         // Other settings cannot continue it.
         var other = RunContext.Create(settings with { PretrainCopySpans = 0 }, "pretrain", null, "cpu", root);
@@ -190,6 +192,8 @@ public sealed class MainJobTests : IDisposable
         Assert.Equal(4, resumed.Recipe.Steps);
         Assert.Equal(4L * settings.PretrainBatch * settings.PretrainBlock, resumed.Recipe.TokensSeen);
         Assert.Equal(wholeBase.Recipe.HeldOutLoss, resumed.Recipe.HeldOutLoss);
+        // Both sittings ran here in the same precision: the recipe names the machine once.
+        Assert.Equal((wholeBase.Recipe.Machine, wholeBase.Recipe.ComputeDType), (resumed.Recipe.Machine, resumed.Recipe.ComputeDType));
         // The same weights: the resumed run's float32 weights differ from the uninterrupted run's in their last bits at
         // most (restored tensors live elsewhere in memory, and the GEMM library's sums are not bit-stable across that),
         // which flips a bfloat16 rounding here and there: within one bfloat16 step (or 1e-6 for weights that are all but 0), and rarely at all.
@@ -206,6 +210,17 @@ public sealed class MainJobTests : IDisposable
             all += p.numel();
         }
         Assert.InRange(differing, 0, all / 1000);
+    }
+
+    [Fact]
+    public void A_run_over_sittings_on_other_machines_or_precisions_names_each_with_its_steps()
+    {
+        var here = new PretrainJob.Sitting("2 cores, Intel Xeon", "float32", 1, 4500);
+        Assert.Equal(("2 cores, Intel Xeon", "float32"), PretrainJob.Sitting.Describe([here, here with { FirstStep = 4501, LastStep = 8000 }]));
+        var (machine, dtype) = PretrainJob.Sitting.Describe([here, new PretrainJob.Sitting("2 cores, AMD EPYC", "bfloat16", 4501, 8000)]);
+        Assert.Equal("2 cores, Intel Xeon (steps 1–4500); 2 cores, AMD EPYC (steps 4501–8000)", machine);
+        Assert.Equal("float32 (steps 1–4500), then bfloat16 (steps 4501–8000)", dtype);
+        Assert.Throws<ArgumentException>(() => PretrainJob.Sitting.Describe([]));
     }
 
     [Fact]

@@ -40,7 +40,31 @@ public static class PretrainJob
     /// <param name="Settings">The run's <see cref="JobSettings.PretrainKey"/>.</param>
     /// <param name="Step">The checkpoint's step.</param>
     /// <param name="WallMinutes">Minutes spent up to it, over every process of the run.</param>
-    public sealed record CheckpointRecord(string Settings, int Step, double WallMinutes);
+    /// <param name="Sittings">Each process of the run up to it: where it ran, in what precision, which steps (null in records written before sittings were kept).</param>
+    public sealed record CheckpointRecord(string Settings, int Step, double WallMinutes, System.Collections.Generic.IReadOnlyList<Sitting>? Sittings = null);
+
+    /// <summary>One process of a run split over several.</summary>
+    /// <param name="Machine">Its cores and CPU.</param>
+    /// <param name="ComputeDType">Its compute precision.</param>
+    /// <param name="FirstStep">The first step it trained (1-based).</param>
+    /// <param name="LastStep">The last step it trained.</param>
+    public sealed record Sitting(string Machine, string ComputeDType, int FirstStep, int LastStep)
+    {
+        /// <summary>
+        /// The recipe's <see cref="BaseRecipe.Machine"/> and <see cref="BaseRecipe.ComputeDType"/> for a run of these sittings:
+        /// the one machine and precision when every sitting shares them, otherwise each sitting's with its steps.
+        /// </summary>
+        public static (string Machine, string ComputeDType) Describe(System.Collections.Generic.IReadOnlyList<Sitting> sittings)
+        {
+            if (sittings.Count == 0)
+                throw new ArgumentException("A run has at least one sitting.", nameof(sittings));
+            var dtypes = sittings.Select(s => s.ComputeDType).Distinct().ToList();
+            string dtype = dtypes.Count == 1 ? dtypes[0] : string.Join(", then ", sittings.Select(s => $"{s.ComputeDType} (steps {s.FirstStep}–{s.LastStep})"));
+            var machines = sittings.Select(s => s.Machine).Distinct().ToList();
+            string machine = machines.Count == 1 ? machines[0] : string.Join("; ", sittings.Select(s => $"{s.Machine} (steps {s.FirstStep}–{s.LastStep})"));
+            return (machine, dtype);
+        }
+    }
 
     /// <summary>The file beside <c>checkpoint.safetensors</c> that holds the <see cref="CheckpointRecord"/>.</summary>
     public const string CheckpointRecordFile = "pretrain.json";
@@ -121,8 +145,20 @@ public static class PretrainJob
             ConsoleReporter.Info($"Resuming at step {trainer.CompletedSteps} from {checkpointFolder} ({earlierMinutes:F1} minutes so far).");
         }
         double WallMinutes() => Math.Round(earlierMinutes + clock.Elapsed.TotalMinutes, 1);
+        string machine = Environment.ProcessorCount + " cores, " + PrecisionSupport.CpuDescription;
+        int firstStep = trainer.CompletedSteps + 1;
+        // The sittings so far, this one up to the last completed step (a record written before sittings were kept is one of unknown place).
+        System.Collections.Generic.List<Sitting> Sittings()
+        {
+            var all = new System.Collections.Generic.List<Sitting>();
+            if (earlier is not null)
+                all.AddRange(earlier.Sittings ?? [new Sitting("unrecorded", "unrecorded", 1, earlier.Step)]);
+            if (trainer.CompletedSteps >= firstStep)
+                all.Add(new Sitting(machine, PrecisionSupport.Name(trainer.ComputeDType), firstStep, trainer.CompletedSteps));
+            return all;
+        }
         trainer.CheckpointSaved += (_, _) => PeftGen.IO.AtomicFile.WriteAllText(Path.Combine(checkpointFolder, CheckpointRecordFile),
-            JsonSerializer.Serialize(new CheckpointRecord(settings.PretrainKey, trainer.CompletedSteps, WallMinutes())));
+            JsonSerializer.Serialize(new CheckpointRecord(settings.PretrainKey, trainer.CompletedSteps, WallMinutes(), Sittings())));
         using var stopping = new System.Threading.CancellationTokenSource();
         if (segment.StopAfter is int stopStep)
             trainer.StepCompleted += (_, step) => { if (step.Step >= stopStep) stopping.Cancel(); };
@@ -133,7 +169,7 @@ public static class PretrainJob
                 if (step.Step % snapshotEvery != 0) return;
                 var snapshot = new BaseRecipe($"snapshot at step {step.Step}", settings.PretrainKey, settings.Seed, step.Step, settings.PretrainBatch, settings.PretrainBlock,
                     (long)step.Step * settings.PretrainBatch * settings.PretrainBlock, train.TokenCount, PrecisionSupport.Name(trainer.ComputeDType),
-                    WallMinutes(), Environment.ProcessorCount + " cores, " + PrecisionSupport.CpuDescription, step.Loss, double.NaN, double.NaN, double.NaN,
+                    WallMinutes(), machine, step.Loss, double.NaN, double.NaN, double.NaN,
                     tokenizer.VocabularySize, TinyGptFull.Accounting.AllParameters, DateTime.UtcNow.ToString("u", System.Globalization.CultureInfo.InvariantCulture), corpus);
                 BaseFolder.Write(model, tokenizer, snapshot, folder + ".snapshot");
             };
@@ -153,6 +189,7 @@ public static class PretrainJob
         double heldOutLoss = lossSum / count;
         var repeat = RepeatProbe.Measure(model, validParagraphs, tokenizer, settings.PretrainBlock, settings.PretrainBatch);
         double bytesPerToken = validParagraphs.Sum(p => System.Text.Encoding.UTF8.GetByteCount(p) + 0.0) / validParagraphs.Sum(p => tokenizer.Encode(p).Count + 0.0);
+        var sittings = Sitting.Describe(Sittings() is { Count: > 0 } all ? all : [new Sitting(machine, PrecisionSupport.Name(trainer.ComputeDType), firstStep, trainer.CompletedSteps)]);
         var recipe = new BaseRecipe(
             Command: $"dotnet run -c Release --project examples/TinyGpt -- pretrain{(settings.IsQuick ? " --quick" : "")} --pretrain-steps {settings.PretrainSteps}{(settings.PretrainCopySpans > 0 ? $" --copy-spans {settings.PretrainCopySpans:R}" : "")} --precision {PrecisionSupport.Name(trainer.ComputeDType)} --output DIR",
             Settings: settings.PretrainKey,
@@ -162,9 +199,9 @@ public static class PretrainJob
             SequenceTokens: settings.PretrainBlock,
             TokensSeen: (long)trainer.CompletedSteps * settings.PretrainBatch * settings.PretrainBlock,
             CorpusTokens: train.TokenCount,
-            ComputeDType: result.ComputeDType,
+            ComputeDType: sittings.ComputeDType,
             WallMinutes: WallMinutes(),
-            Machine: Environment.ProcessorCount + " cores, " + PrecisionSupport.CpuDescription,
+            Machine: sittings.Machine,
             FinalTrainingLoss: result.Steps.Count > 0 ? Math.Round(result.Steps.TakeLast(20).Average(s => s.Loss), 4) : double.NaN, // none: resumed at the last step
             HeldOutLoss: Math.Round(heldOutLoss, 4),
             HeldOutPerplexity: Math.Round(Perplexity.FromMeanLoss(heldOutLoss), 2),
