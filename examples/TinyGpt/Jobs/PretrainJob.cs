@@ -189,7 +189,7 @@ public static class PretrainJob
         double heldOutLoss = lossSum / count;
         var repeat = RepeatProbe.Measure(model, validParagraphs, tokenizer, settings.PretrainBlock, settings.PretrainBatch);
         double bytesPerToken = validParagraphs.Sum(p => System.Text.Encoding.UTF8.GetByteCount(p) + 0.0) / validParagraphs.Sum(p => tokenizer.Encode(p).Count + 0.0);
-        var sittings = Sitting.Describe(Sittings() is { Count: > 0 } all ? all : [new Sitting(machine, PrecisionSupport.Name(trainer.ComputeDType), firstStep, trainer.CompletedSteps)]);
+        var sittings = Sitting.Describe(Sittings()); // at least this sitting or an earlier one: a run completes at least one step
         var recipe = new BaseRecipe(
             Command: $"dotnet run -c Release --project examples/TinyGpt -- pretrain{(settings.IsQuick ? " --quick" : "")} --pretrain-steps {settings.PretrainSteps}{(settings.PretrainCopySpans > 0 ? $" --copy-spans {settings.PretrainCopySpans:R}" : "")} --precision {PrecisionSupport.Name(trainer.ComputeDType)} --output DIR",
             Settings: settings.PretrainKey,
