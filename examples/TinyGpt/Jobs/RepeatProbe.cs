@@ -31,7 +31,7 @@ public sealed record RepeatProbe(double FirstLoss, double RepeatLoss, long Token
         ArgumentNullException.ThrowIfNull(model);
         if (sequenceLength < 8) throw new ArgumentOutOfRangeException(nameof(sequenceLength), sequenceLength, "Each copy needs at least four tokens.");
         var blocks = new PackedTextBlocks(paragraphs, tokenizer, sequenceLength / 2, batchSize, seed: 0, shuffle: false);
-        var device = model.HeadWeight.device;
+        var device = model.HeadDevice();
         using var noGrad = no_grad();
         double firstSum = 0, repeatSum = 0;
         long firstCount = 0, repeatCount = 0;

@@ -66,7 +66,8 @@ public sealed class AdamWOptimizer : IDisposable
         using var noGrad = no_grad();
         foreach (var (name, parameter, decays) in parameters)
         {
-            var grad = parameter.grad;
+            // Disposed at the end of the iteration, so the wrapper outlives every native call that reads it.
+            using var grad = parameter.grad;
             if (grad is null) continue;
             using var scope = NewDisposeScope();
             if (!moments.TryGetValue(name, out var state))

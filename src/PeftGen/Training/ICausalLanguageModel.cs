@@ -1,3 +1,4 @@
+using System;
 using static TorchSharp.torch;
 
 namespace PeftGen.Training;
@@ -15,7 +16,11 @@ public interface ICausalLanguageModel
     /// </summary>
     Tensor ForwardHidden(Tensor inputIds);
 
-    /// <summary>The vocabulary head, <c>vocab × dim</c> (tied to the token embedding or not).</summary>
+    /// <summary>
+    /// The vocabulary head, <c>vocab × dim</c> (tied to the token embedding or not). Callers never dispose it and read it
+    /// inside a dispose scope, so it may return the model's own tensor or a new wrapper at every read (TorchSharp's
+    /// <c>Embedding.weight</c> makes one); <see cref="CausalLanguageModelExtensions.HeadDevice"/> reads its device.
+    /// </summary>
     Tensor HeadWeight { get; }
 
     /// <summary>
@@ -25,4 +30,20 @@ public interface ICausalLanguageModel
     /// decoded in batches of equal-length prompts.
     /// </summary>
     bool SupportsLeftPadding => false;
+}
+
+/// <summary>What every caller of an <see cref="ICausalLanguageModel"/> reads the same way.</summary>
+public static class CausalLanguageModelExtensions
+{
+    /// <summary>
+    /// The device of <paramref name="model"/>'s head (where its inputs go). The head is read inside a dispose scope: a
+    /// wrapper made for this read is disposed here, not left for the garbage collector to finalize while a later native
+    /// call might still use its handle.
+    /// </summary>
+    public static Device HeadDevice(this ICausalLanguageModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        using var scope = NewDisposeScope();
+        return model.HeadWeight.device;
+    }
 }

@@ -84,7 +84,7 @@ public sealed class PeftTrainer : IDisposable
         this.groups = groups;
         this.options = options;
         optimizer = new AdamWOptimizer(groups, options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay);
-        ComputeDType = PrecisionSupport.ComputeDType(options.Precision, this.model.HeadWeight.device);
+        ComputeDType = PrecisionSupport.ComputeDType(options.Precision, this.model.HeadDevice());
         if (ComputeDType == ScalarType.Float16) lossScaler = new LossScaler(options.LossScaling);
         if (options.ReleaseFreedMemory) memoryRelease = new FreedMemoryRelease();
         if (options.NativeMmapThresholdBytes is { } threshold) ProcessMemory.TrySetNativeMmapThreshold(threshold);
@@ -151,7 +151,7 @@ public sealed class PeftTrainer : IDisposable
         {
             // An explicit bfloat16 or float16 on a CPU that emulates it: said once, before the first step.
             precisionWarned = true;
-            if (options.Precision != TrainingPrecision.Auto && PrecisionSupport.SlowComputeWarning(ComputeDType, this.model.HeadWeight.device) is { } slow)
+            if (options.Precision != TrainingPrecision.Auto && PrecisionSupport.SlowComputeWarning(ComputeDType, this.model.HeadDevice()) is { } slow)
                 Warning?.Invoke(this, new TrainingWarning(completedSteps, slow));
         }
 
@@ -289,7 +289,7 @@ public sealed class PeftTrainer : IDisposable
         var scaleChange = LossScaleChange.None;
         if (labelled > 0)
         {
-            var device = model.HeadWeight.device;
+            var device = model.HeadDevice();
             using var precision = ComputePrecision.Use(ComputeDType);
             foreach (var batch in batches)
             {

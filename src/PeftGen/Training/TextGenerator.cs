@@ -155,11 +155,11 @@ public sealed class TextGenerator
         bool wasTraining = module.training;
         module.eval();
         using var noGrad = no_grad();
-        var computeDType = PrecisionSupport.ComputeDType(options.Precision, model.HeadWeight.device);
+        var computeDType = PrecisionSupport.ComputeDType(options.Precision, model.HeadDevice());
         if (!precisionWarned)
         {
             precisionWarned = true;
-            if (options.Precision != TrainingPrecision.Auto && PrecisionSupport.SlowComputeWarning(computeDType, model.HeadWeight.device) is { } slow)
+            if (options.Precision != TrainingPrecision.Auto && PrecisionSupport.SlowComputeWarning(computeDType, model.HeadDevice()) is { } slow)
                 Warning?.Invoke(this, slow);
         }
         using var precision = ComputePrecision.Use(computeDType);
@@ -216,7 +216,7 @@ public sealed class TextGenerator
         var finished = new bool[prompts.Length];
         // Rows the batch (and the cache) still holds, in order; a stopped row stays until enough have stopped.
         var rows = Enumerable.Range(0, prompts.Length).ToList();
-        var device = model.HeadWeight.device;
+        var device = model.HeadDevice();
         // A window that slides (MaxContext) moves every position, which a cache cannot follow: recompute then.
         bool fits = options.MaxContext == 0 || longest + options.MaxNewTokens <= options.MaxContext;
         // On the CPU, attention of one new position over a bfloat16 cache is several times slower than over a float32

@@ -13,7 +13,7 @@ public static class ValidationLoss
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(source);
         using var noGrad = no_grad();
-        var device = model.HeadWeight.device;
+        var device = model.HeadDevice();
         double sum = 0;
         long count = 0;
         for (long i = 0; i < batches; i++)
