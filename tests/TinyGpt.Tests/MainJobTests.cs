@@ -188,6 +188,17 @@ public sealed class MainJobTests : IDisposable
         Assert.Contains("--resume: no checkpoint", Assert.Throws<UserInputException>(() => PretrainJob.Run(other, Path.Combine(root, "nothing"), force: true, segment: new PretrainJob.Segment(Resume: true))).Message);
         Assert.Contains("multiple of --checkpoint-every", Assert.Throws<UserInputException>(() => PretrainJob.Run(split, folder, force: true, segment: new PretrainJob.Segment(CheckpointEvery: 3, StopAfter: 2))).Message);
 
+        // A record written before sittings were kept (no "Sittings") resumes with its steps named as unrecorded.
+        var oldFolder = Path.Combine(root, "old-record", "base");
+        Directory.CreateDirectory(oldFolder + ".checkpoint");
+        foreach (var file in Directory.GetFiles(folder + ".checkpoint"))
+            File.Copy(file, Path.Combine(oldFolder + ".checkpoint", Path.GetFileName(file)));
+        File.WriteAllText(Path.Combine(oldFolder + ".checkpoint", PretrainJob.CheckpointRecordFile),
+            JsonSerializer.Serialize(new { record.Settings, record.Step, record.WallMinutes }));
+        var fromOld = PretrainJob.Run(split, oldFolder, force: true, segment: new PretrainJob.Segment(Resume: true))!;
+        Assert.Equal($"unrecorded (steps 1–2); {wholeBase.Recipe.Machine} (steps 3–4)", fromOld.Recipe.Machine);
+        Assert.Equal($"unrecorded (steps 1–2), then {wholeBase.Recipe.ComputeDType} (steps 3–4)", fromOld.Recipe.ComputeDType);
+
         var resumed = PretrainJob.Run(split, folder, force: true, segment: new PretrainJob.Segment(Resume: true))!;
         Assert.Equal(4, resumed.Recipe.Steps);
         Assert.Equal(4L * settings.PretrainBatch * settings.PretrainBlock, resumed.Recipe.TokensSeen);
