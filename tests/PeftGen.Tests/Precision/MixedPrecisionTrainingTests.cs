@@ -34,6 +34,10 @@ internal sealed class TinyLoraLm : nn.Module<Tensor, Tensor>, ICausalLanguageMod
 
     public IEnumerable<LoraLinear> Projections => [up, down];
 
+    /// <summary>The LoRA A and B matrices of both projections, named as a trainer lists them.</summary>
+    public List<(string Name, Parameter Parameter)> AdapterParameters() =>
+        Projections.SelectMany((p, i) => new[] { ($"{i}.A", p.LoraA("default")), ($"{i}.B", p.LoraB("default")) }).ToList();
+
     public Tensor HeadWeight => tokens.weight!;
 
     public Tensor ForwardHidden(Tensor inputIds)
@@ -60,7 +64,7 @@ public sealed class MixedPrecisionTrainingTests
     {
         using var model = new TinyLoraLm(64, 32, seed: 7);
         var parameters = adaptersOnly
-            ? model.Projections.SelectMany((p, i) => new[] { ($"{i}.A", p.LoraA("default")), ($"{i}.B", p.LoraB("default")) }).ToList()
+            ? model.AdapterParameters()
             : TrainingFixtures.AllParameters(model);
         foreach (var (_, p) in parameters) p.requires_grad = true;
         var options = new TrainerOptions { MaxSteps = 200, LearningRate = adaptersOnly ? 1e-2 : 3e-3, WarmupSteps = 10, Seed = 5, Precision = precision, LossChunkSize = 16 };

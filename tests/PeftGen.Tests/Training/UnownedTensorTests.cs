@@ -1,7 +1,6 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
-using System.Linq;
 using PeftGen.Data;
 using PeftGen.Precision;
 using PeftGen.Tests.Precision;
@@ -57,7 +56,7 @@ public sealed class UnownedTensorTests : IDisposable
         // Full fine-tuning of a hand-written model, or LoRA adapters over the library's blocks (tied head included).
         using var model = lora ? new TinyLoraLm(64, 32, seed: 7) : (nn.Module<Tensor, Tensor>)new TinyCausalLm(seed: 99);
         var parameters = model is TinyLoraLm loraModel
-            ? loraModel.Projections.SelectMany((p, i) => new[] { ($"{i}.A", p.LoraA("default")), ($"{i}.B", p.LoraB("default")) }).ToList()
+            ? loraModel.AdapterParameters()
             : TrainingFixtures.AllParameters(model);
         using var trainer = new PeftTrainer(model, parameters, options);
         var train = new ExampleBatches(TrainingFixtures.CountingExamples(48, seed: 1), batchSize: 4, padId: TrainingFixtures.Eos, seed: 3);
