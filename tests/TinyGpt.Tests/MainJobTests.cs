@@ -148,7 +148,10 @@ public sealed class MainJobTests : IDisposable
         Assert.Equal(outcome.Recipe, recipe);
         Assert.Equal(settings.PretrainSteps, recipe.Steps);
         Assert.Equal("tiny-brown-wordnet-s3-b2x32-lr0.002-copy0.5-seed1234", recipe.Settings);
-        Assert.Contains("pretrain --quick --pretrain-steps 3 --copy-spans 0.5 --precision float32", recipe.Command);
+        // The command names the precision the run chose: Auto's choice on this host (float32, or bfloat16 where the CPU has it).
+        var chosen = PeftGen.Precision.PrecisionSupport.Name(PeftGen.Precision.PrecisionSupport.ComputeDType(PeftGen.Precision.TrainingPrecision.Auto, CPU));
+        Assert.Equal(chosen, recipe.ComputeDType);
+        Assert.Contains($"pretrain --quick --pretrain-steps 3 --copy-spans 0.5 --precision {chosen} --output DIR", recipe.Command);
         Assert.Contains("50% of blocks with a span of 8–32 tokens copied", recipe.Corpus);
         Assert.True(double.IsFinite(recipe.HeldOutLoss) && recipe.HeldOutBitsPerByte > 0);
         // The probe pretrain records: three steps teach nothing, so both copies cost about as much as the held-out text.
