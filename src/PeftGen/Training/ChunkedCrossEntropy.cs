@@ -85,6 +85,14 @@ public static class ChunkedCrossEntropy
     /// when every row's logits hold less than that copy; the call then allocates those logits itself.
     /// </summary>
     public static Tensor Sum(Tensor hidden, Tensor weight, Tensor targets, int chunkSize = AutoChunkSize, Workspace? workspace = null)
+        => Sum(hidden, weight, targets, chunkSize, workspace, sumInsideGradient: true);
+
+    /// <summary>
+    /// <see cref="Sum(Tensor, Tensor, Tensor, int, Workspace?)"/>, where <paramref name="sumInsideGradient"/> false takes
+    /// the path of devices on which a 16-bit sum cannot live inside the float32 gradient (a separate sum over chunks, a
+    /// single chunk in blocks of vocabulary rows), so the CPU's tests reach it too.
+    /// </summary>
+    internal static Tensor Sum(Tensor hidden, Tensor weight, Tensor targets, int chunkSize, Workspace? workspace, bool sumInsideGradient)
     {
         ArgumentNullException.ThrowIfNull(hidden);
         ArgumentNullException.ThrowIfNull(weight);
@@ -97,7 +105,10 @@ public static class ChunkedCrossEntropy
         var grad = is_grad_enabled();
         using var callWorkspace = workspace is null ? new Workspace() : null;
         var productType = ComputePrecision.Current ?? hidden.dtype;
-        var request = new Request(ChunkRows(chunkSize, weight.shape[0], productType, hidden.device_type), chunkSize == AutoChunkSize, grad && hidden.requires_grad, grad && weight.requires_grad, workspace ?? callWorkspace!);
+        var request = new Request(ChunkRows(chunkSize, weight.shape[0], productType, hidden.device_type), chunkSize == AutoChunkSize, grad && hidden.requires_grad, grad && weight.requires_grad, workspace ?? callWorkspace!)
+        {
+            SumInsideGradient = sumInsideGradient,
+        };
         if (!request.NeedsHiddenGrad && !request.NeedsWeightGrad)
         {
             using var noGrad = no_grad();
@@ -112,7 +123,7 @@ public static class ChunkedCrossEntropy
     }
 
     /// <summary>
-    /// The reusable logits buffer of <see cref="Sum"/>: one chunk of <c>rows × vocab</c> values in the compute dtype,
+    /// The reusable logits buffer of <see cref="Sum(Tensor, Tensor, Tensor, int, Workspace?)"/>: one chunk of <c>rows × vocab</c> values in the compute dtype,
     /// grown when a call needs more and kept until disposed. Not for concurrent calls.
     /// </summary>
     public sealed class Workspace : IDisposable
@@ -182,26 +193,28 @@ public static class ChunkedCrossEntropy
         long chunkSize = head.InBlocks ? rows : request.ChunkSize;
         var total = zeros(1, dtype: ScalarType.Float64, device: hidden.device);
         if (request.NeedsHiddenGrad) request.HiddenGrad = zeros_like(hidden);
-        // Mixed precision: the products weightsᵀ·h run in the compute dtype (the GEMM accumulates in float32). Over
-        // several chunks they accumulate in a vocab × dim sum of that dtype (each chunk's sum rounded once); the float32
+        // Mixed precision: the products weightsᵀ·h run in the compute dtype (the GEMM accumulates in float32) and the
+        // chunks' products accumulate in a vocab × dim sum of that dtype (each chunk's sum rounded once); the float32
         // gradient is made from it at the end, after the head's converted copy is gone, and the target rows' −h are
         // added then. On the CPU the sum is written in the first half of the float32 gradient's own memory and widened
         // there (InPlaceWidening): one allocation of the float32 gradient's size per step, as a float32 run makes, where
         // a separate sum and its float32 copy made two, both fresh pages each step (narrow-full's bfloat16 peak, Zen 5,
-        // 2026-12-02: 458–469 MB against 470–487 before and float32's 472–473). Elsewhere the sum is its own tensor.
-        // Adding each chunk to a float32 gradient instead would read and write it once per chunk. A single chunk (a batch of few
-        // rows) computes its product a block of vocabulary rows at a time and adds each block to the float32 gradient,
-        // so no vocabulary-sized buffer of the compute dtype exists.
+        // 2026-12-02: 458–469 MB against 470–487 before and float32's 472–473). A single chunk (a batch of few rows, or
+        // the tiny model's whole batch) takes the same path. Adding each chunk to a float32 gradient instead would read
+        // and write it once per chunk. Where the alias cannot be made (not the CPU), several chunks sum in a tensor of
+        // their own and a single chunk goes a block of vocabulary rows at a time into the float32 gradient, so that no
+        // vocabulary-sized buffer of the compute dtype exists beside it.
         long vocab = weight.shape[0], dim = weight.shape[1];
         bool mixedGradient = request.NeedsWeightGrad && productType != weight.dtype;
         bool singleChunk = chunkSize >= rows;
         long gradientBlockRows = BlockRows(GradientBlockBytes, vocab, dim, productType);
-        bool sumInPlace = mixedGradient && !singleChunk && InPlaceWidening.Applies(weight.dtype, productType, hidden.device);
+        bool sumInPlace = mixedGradient && request.SumInsideGradient && InPlaceWidening.Applies(weight.dtype, productType, hidden.device);
         if (sumInPlace) request.WeightGrad = empty(new[] { vocab, dim }, dtype: weight.dtype, device: hidden.device);
-        using var gradientSum = !mixedGradient || singleChunk ? null
-            : sumInPlace ? InPlaceWidening.Alias(request.WeightGrad!, productType).zero_()
+        using var gradientSum = !mixedGradient || (singleChunk && !sumInPlace) ? null
+            // A single chunk's product is written over the alias (beta 0), so its bytes need no zeroing.
+            : sumInPlace ? (singleChunk ? InPlaceWidening.Alias(request.WeightGrad!, productType) : InPlaceWidening.Alias(request.WeightGrad!, productType).zero_())
             : zeros(new[] { vocab, dim }, dtype: productType, device: hidden.device);
-        var gradientBlock = mixedGradient && singleChunk ? request.Workspace.WeightGradient(gradientBlockRows, dim, productType, hidden.device) : null;
+        var gradientBlock = mixedGradient && gradientSum is null ? request.Workspace.WeightGradient(gradientBlockRows, dim, productType, hidden.device) : null;
         if (request.NeedsWeightGrad && gradientSum is null) request.WeightGrad = zeros_like(weight);
         for (long start = 0; start < rows; start += chunkSize)
         {
@@ -257,7 +270,7 @@ public static class ChunkedCrossEntropy
             if (request.NeedsWeightGrad)
             {
                 var scaled = ComputePrecision.Cast(h.mul(inverse)).to(weights.dtype);
-                if (gradientBlock is null) (gradientSum ?? request.WeightGrad!).addmm_(weights.t(), scaled);
+                if (gradientBlock is null) (gradientSum ?? request.WeightGrad!).addmm_(weights.t(), scaled, beta: singleChunk && sumInPlace ? 0 : 1);
                 else
                 {
                     for (long first = 0; first < vocab; first += gradientBlockRows)
@@ -281,13 +294,11 @@ public static class ChunkedCrossEntropy
     }
 
     /// <summary>
-    /// Bytes of a block of a single chunk's weight gradient in the compute dtype. Adding it to the float32 gradient
-    /// converts it into a float32 temporary of twice its size, which stays below glibc's mmap threshold and comes back
-    /// from the heap at the next block instead of as fresh pages. The block and its temporary stay resident as free heap
-    /// after the step, so they are kept small: at 1 MiB (a 2 MiB temporary) the small configuration's full fine-tuning
-    /// over 1 × 64 tokens peaked 1,294–1,299 MB in bfloat16 against float32's 1,296–1,301; at 4 MiB, 1,300–1,305 against
-    /// 1,294–1,295 (Zen 4, 2026-12-02, three alternated child processes each), with no step time difference that the
-    /// host's noise let through.
+    /// Bytes of a block of a single chunk's weight gradient in the compute dtype, where the sum cannot be kept inside the
+    /// float32 gradient (not the CPU). Adding it to the float32 gradient converts it into a float32 temporary of twice
+    /// its size, so the block is kept small. On the CPU this path took the small configuration's full fine-tuning over
+    /// 1 × 64 tokens to 1,294–1,299 MB in bfloat16 against float32's 1,296–1,301 with 1 MiB blocks, 1,300–1,305 with
+    /// 4 MiB (Zen 4, 2026-12-02, three alternated child processes each), before the in-place sum replaced it there.
     /// </summary>
     private const long GradientBlockBytes = 1L * 1024 * 1024;
 
@@ -429,6 +440,10 @@ public static class ChunkedCrossEntropy
         public Workspace Workspace { get; }
         public bool NeedsHiddenGrad { get; }
         public bool NeedsWeightGrad { get; }
+
+        /// <summary>Whether a 16-bit gradient sum may live inside the float32 gradient where the device allows it (always, outside tests).</summary>
+        public bool SumInsideGradient { get; init; } = true;
+
         public Tensor? HiddenGrad { get; set; }
         public Tensor? WeightGrad { get; set; }
 

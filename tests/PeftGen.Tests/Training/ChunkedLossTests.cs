@@ -289,13 +289,16 @@ public sealed class ChunkedLossPrecisionTests
         Assert.True(Reference.RelativeError(blocks.Grad, whole.Grad) < 1e-2);
     }
 
-    [Fact]
-    public void A_trained_float32_head_under_bfloat16_compute_gets_its_gradient_in_blocks_within_bfloat16_of_float64()
+    [Theory]
+    [InlineData(true)] // the CPU's path: the bfloat16 sum lives in the float32 gradient's first half and is widened there
+    [InlineData(false)] // other devices' path: a separate bfloat16 sum over chunks, a single chunk in blocks of vocabulary rows
+    public void A_trained_float32_head_under_bfloat16_compute_gets_its_gradient_within_bfloat16_of_float64(bool sumInsideGradient)
     {
         using var scope = NewDisposeScope();
         manual_seed(37);
-        // 18 rows fit one automatic chunk; the head's bfloat16 gradient (9 MB) goes to the float32 one in nine 1 MiB
-        // blocks of vocabulary rows, the last one partial. An explicit chunk of 5 rows sums four chunks in bfloat16 instead.
+        // 18 rows fit one automatic chunk. Inside the gradient its one bfloat16 product is written into the float32
+        // gradient's memory and widened; on the other path the head's bfloat16 gradient (9 MB) goes to the float32 one
+        // in nine 1 MiB blocks of vocabulary rows, the last one partial. An explicit chunk of 5 rows sums four chunks.
         long batch = 2, seq = 9, dim = 512, vocab = 9_000;
         Assert.True(ChunkedCrossEntropy.ChunkRows(0, vocab, ScalarType.BFloat16) >= batch * seq);
         var hidden0 = randn(batch, seq, dim);
@@ -306,9 +309,13 @@ public sealed class ChunkedLossPrecisionTests
         {
             var hidden = hidden0.detach().requires_grad_(true);
             var head = head0.detach().clone().requires_grad_(true);
+            // CausalLmLoss.Mean's shift and selection, with the path chosen.
+            var predictors = hidden.narrow(1, 0, seq - 1).reshape(-1, dim);
+            var targets = labels.narrow(1, 1, seq - 1).reshape(-1);
+            var rows = targets.ne(CausalLmLoss.IgnoreIndex).nonzero().squeeze(1);
             Tensor loss;
             using (PeftGen.Precision.ComputePrecision.Use(ScalarType.BFloat16))
-                loss = CausalLmLoss.Mean(hidden, head, labels, chunkSize);
+                loss = ChunkedCrossEntropy.Sum(predictors.index_select(0, rows), head, targets.index_select(0, rows), chunkSize, null, sumInsideGradient) / rows.shape[0];
             loss.backward();
             return (loss.detach(), hidden.grad!.detach(), head.grad!.detach());
         }
