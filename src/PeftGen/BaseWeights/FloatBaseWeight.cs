@@ -85,7 +85,8 @@ public sealed class FloatBaseWeight : BaseWeight
     /// <inheritdoc />
     internal override RequantizationReport? Add(Tensor delta, int sign)
     {
-        using (no_grad()) parameter.add_(delta, alpha: sign);
+        using var alpha = sign.ToScalar();
+        using (no_grad()) parameter.add_(delta, alpha: alpha);
         return null;
     }
 

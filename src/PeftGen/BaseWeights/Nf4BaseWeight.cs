@@ -91,7 +91,8 @@ public sealed class Nf4BaseWeight : BaseWeight
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var exact = tensor.Dequantize(ScalarType.Float32).add(delta.to(ScalarType.Float32), alpha: sign);
+        using var alpha = sign.ToScalar();
+        var exact = tensor.Dequantize(ScalarType.Float32).add(delta.to(ScalarType.Float32), alpha: alpha);
         // Quantized from the weight's own dtype, so the state still records the dtype the checkpoint had.
         var requantized = Nf4Tensor.Quantize(exact.to(DType), Options);
         var rounded = requantized.Dequantize(ScalarType.Float32);

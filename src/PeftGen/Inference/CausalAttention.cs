@@ -79,10 +79,11 @@ public static class CausalAttention
         // The causal mask as an addend, −∞ above the diagonal and 0 elsewhere: adding it gives every visible score
         // unchanged and runs vectorised, and its backward passes the gradient through (a masked fill is a serial pass
         // each way, about three times as long at the small configuration's shape).
+        using Scalar negativeInfinity = double.NegativeInfinity.ToScalar(), scale = (1.0 / Math.Sqrt(queries.shape[3])).ToScalar();
         using var future = zeros(positions, positions, dtype: queries.dtype, device: queries.device)
-            .masked_fill_(ones(positions, positions, dtype: ScalarType.Bool, device: queries.device).triu(1), double.NegativeInfinity);
+            .masked_fill_(ones(positions, positions, dtype: ScalarType.Bool, device: queries.device).triu(1), negativeInfinity);
         // In place on the product's own output: its backward reads the queries and keys, not the scores.
-        var scores = queries.matmul(keys.transpose(-2, -1)).mul_(1.0 / Math.Sqrt(queries.shape[3])).add_(future);
+        var scores = queries.matmul(keys.transpose(-2, -1)).mul_(scale).add_(future);
         return scores.softmax(-1).matmul(values).MoveToOuterDisposeScope();
     }
 }

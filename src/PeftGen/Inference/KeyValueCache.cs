@@ -114,11 +114,16 @@ public sealed class KeyValueCache : IDisposable
         ArgumentNullException.ThrowIfNull(device);
         var cache = Ambient.Value;
         long past = cache?.Length ?? 0;
-        if (cache is null || !cache.HasPadding) return arange(past, past + length, dtype: ScalarType.Int64, device: device);
+        if (cache is null || !cache.HasPadding)
+        {
+            using Scalar first = past.ToScalar(), end = (past + length).ToScalar();
+            return arange(first, end, dtype: ScalarType.Int64, device: device);
+        }
         using var scope = NewDisposeScope();
         var all = cache.AllValid(length, device);
-        var ids = all.to(ScalarType.Int64).cumsum(1).narrow(1, past, length) - 1;
-        return ids.clamp_min(0).MoveToOuterDisposeScope();
+        using Scalar one = 1.ToScalar(), zero = 0.ToScalar();
+        var ids = all.to(ScalarType.Int64).cumsum(1).narrow(1, past, length).sub(one);
+        return ids.clamp_min(zero).MoveToOuterDisposeScope();
     }
 
     /// <summary>

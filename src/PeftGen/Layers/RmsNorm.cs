@@ -35,7 +35,9 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var x = input.to(ScalarType.Float32);
-        var normed = x.mul(x.pow(2).mean(new long[] { -1 }, keepdim: true).add(Eps).rsqrt());
+        using var two = 2.ToScalar();
+        using var eps = Eps.ToScalar();
+        var normed = x.mul(x.pow(two).mean(new long[] { -1 }, keepdim: true).add(eps).rsqrt());
         return normed.to(input.dtype).mul(weight).MoveToOuterDisposeScope();
     }
 

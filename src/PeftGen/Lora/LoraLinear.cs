@@ -229,7 +229,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         var config = AdapterConfig(adapter);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var delta = LoraB(adapter).matmul(LoraA(adapter)).mul(config.Scale).to(baseWeight.DType);
+        using var scale = config.Scale.ToScalar();
+        var delta = LoraB(adapter).matmul(LoraA(adapter)).mul(scale).to(baseWeight.DType);
         return delta.MoveToOuterDisposeScope();
     }
 
@@ -377,7 +378,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             // product of a few rows costs, twice per projection and token. The update runs in float32 from the
             // float32 adapter matrices (MKL, a few µs), is added to the base output in float32 and rounded once.
             var delta = nn.functional.linear(nn.functional.linear(x.to(ScalarType.Float32), loraA[adapter].weight!), loraB[adapter].weight!);
-            return output.to(ScalarType.Float32).add_(delta, alpha: config.Scale).to(output.dtype);
+            using var alpha = config.Scale.ToScalar();
+            return output.to(ScalarType.Float32).add_(delta, alpha: alpha).to(output.dtype);
         }
         var down = ComputePrecision.Cast(loraA[adapter].weight!);
         var up = ComputePrecision.Cast(loraB[adapter].weight!);
@@ -394,7 +396,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             long rank = up.shape[1];
             return output.reshape(-1, OutFeatures).addmm_(projected.reshape(-1, rank), up.t(), beta: 1, alpha: (float)config.Scale).view(output.shape);
         }
-        var update = nn.functional.linear(projected, up).mul(config.Scale);
+        using var updateScale = config.Scale.ToScalar();
+        var update = nn.functional.linear(projected, up).mul(updateScale);
         return output.add(update.to(output.dtype));
     }
 
@@ -418,7 +421,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             var down = ComputePrecision.Cast(loraA[group.Key].weight!);
             var up = ComputePrecision.Cast(loraB[group.Key].weight!);
             var update = nn.functional.linear(nn.functional.linear(x.index_select(0, index).to(down.dtype), down), up);
-            output.index_add_(0, index, update.to(output.dtype), alpha: configs[group.Key].Scale);
+            using var alpha = configs[group.Key].Scale.ToScalar();
+            output.index_add_(0, index, update.to(output.dtype), alpha: alpha);
         }
         return output;
     }

@@ -121,10 +121,11 @@ public static class CodeBooks
         {
             var items = (1 << i) + 1;
             var boundaries = linspace(0.1, 1.0, items, dtype: ScalarType.Float32);
-            var means = boundaries.narrow(0, 0, items - 1).add(boundaries.narrow(0, 1, items - 1)).div(2.0);
             var scale = Math.Pow(10, -(maxExponentBits - 1) + i);
-            values.AddRange(means.mul(scale).data<float>().ToArray().Select(v => (double)v));
-            values.AddRange(means.mul(-scale).data<float>().ToArray().Select(v => (double)v));
+            using Scalar two = 2.0.ToScalar(), positive = scale.ToScalar(), negative = (-scale).ToScalar();
+            var means = boundaries.narrow(0, 0, items - 1).add(boundaries.narrow(0, 1, items - 1)).div(two);
+            values.AddRange(means.mul(positive).data<float>().ToArray().Select(v => (double)v));
+            values.AddRange(means.mul(negative).data<float>().ToArray().Select(v => (double)v));
         }
         values.Add(0.0);
         values.Add(1.0);

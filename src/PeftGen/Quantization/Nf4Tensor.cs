@@ -212,7 +212,8 @@ public sealed class Nf4Tensor : IDisposable
         // An odd count keeps the code of the 0.0 that bitsandbytes' kernel loads past the end (the padding above).
         var codes = Encode(scaled, quantType, flat.device).narrow(0, 0, (n + 1) / 2 * 2);
         var pairs = codes.view(-1, 2);
-        return (pairs.select(1, 0).bitwise_left_shift(4).bitwise_or(pairs.select(1, 1)).to(ScalarType.Byte), absmax);
+        using var four = tensor(4);
+        return (pairs.select(1, 0).bitwise_left_shift(four).bitwise_or(pairs.select(1, 1)).to(ScalarType.Byte), absmax);
     }
 
     /// <summary>
@@ -371,7 +372,8 @@ public sealed class Nf4Tensor : IDisposable
         var values = nestedMap!.index_select(0, quantizedAbsmax!.to(ScalarType.Int64));
         var absmax = PadTo(values, nestedBlocks * NestedBlockSize).view(nestedBlocks, NestedBlockSize)
             .mul(nestedAbsmax.unsqueeze(1)).view(-1).narrow(0, 0, BlockCount);
-        return absmax.add(Offset).MoveToOuterDisposeScope();
+        using var offset = Offset.ToScalar();
+        return absmax.add(offset).MoveToOuterDisposeScope();
     }
 
     /// <summary>A copy on another device (the same codes and state).</summary>
@@ -449,15 +451,16 @@ public sealed class Nf4Tensor : IDisposable
     private static Tensor Encode(Tensor scaled, QuantType quantType, Device device)
     {
         var nan = scaled.isnan();
+        using Scalar zero = 0.ToScalar(), eight = 8.ToScalar();
         if (quantType == QuantType.Nf4)
         {
             // The number of thresholds strictly below x: bitsandbytes' decision tree, ties to the lower code.
-            return bucketize(scaled, CodeBooks.Thresholds(quantType, device), outInt32: true).masked_fill(nan, 0);
+            return bucketize(scaled, CodeBooks.Thresholds(quantType, device), outInt32: true).masked_fill(nan, zero);
         }
 
-        var rank = bucketize(scaled.abs(), CodeBooks.Thresholds(quantType, device), outInt32: true).masked_fill(nan, 0);
+        var rank = bucketize(scaled.abs(), CodeBooks.Thresholds(quantType, device), outInt32: true).masked_fill(nan, zero);
         var magnitude = CodeBooks.Fp4Ranks(device).index_select(0, rank.view(-1)).view(rank.shape);
-        return magnitude.add(scaled.lt(0).to(ScalarType.Int32).mul(8));
+        return magnitude.add(scaled.lt(zero).to(ScalarType.Int32).mul(eight));
     }
 
     /// <summary>
@@ -476,20 +479,22 @@ public sealed class Nf4Tensor : IDisposable
         var x = padded.mul(absmax.reciprocal().unsqueeze(1)).view(-1).narrow(0, 0, n);
         var code = CodeBooks.DynamicCode(device);
 
-        var pivot = full(n, 127L, dtype: ScalarType.Int64, device: device);
+        using Scalar middle = 127L.ToScalar(), top = 255L.ToScalar(), half = 0.5f.ToScalar();
+        var pivot = full(n, middle, dtype: ScalarType.Int64, device: device);
         var lower = zeros(n, dtype: ScalarType.Int64, device: device);
-        var upper = full(n, 255L, dtype: ScalarType.Int64, device: device);
+        var upper = full(n, top, dtype: ScalarType.Int64, device: device);
         for (long step = 64; step > 0; step >>= 1)
         {
             var above = x.gt(code.index_select(0, pivot));
             lower = where(above, pivot, lower);
             upper = where(above, upper, pivot);
-            pivot = pivot.add(above.to(ScalarType.Int64).mul(2 * step).sub(step));
+            using Scalar twice = (2 * step).ToScalar(), once = step.ToScalar();
+            pivot = pivot.add(above.to(ScalarType.Int64).mul(twice).sub(once));
         }
         var pivotValue = code.index_select(0, pivot);
         // float32 midpoints, rounded after the add and after the halving, as the kernel computes them.
-        var upperMidpoint = code.index_select(0, upper).add(pivotValue).mul(0.5f);
-        var lowerMidpoint = code.index_select(0, lower).add(pivotValue).mul(0.5f);
+        var upperMidpoint = code.index_select(0, upper).add(pivotValue).mul(half);
+        var lowerMidpoint = code.index_select(0, lower).add(pivotValue).mul(half);
         var codes = where(x.gt(pivotValue),
             where(x.gt(upperMidpoint), upper, pivot),
             where(x.lt(lowerMidpoint), lower, pivot));

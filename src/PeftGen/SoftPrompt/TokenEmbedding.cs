@@ -190,7 +190,8 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
         if (values.dim() != 2)
             throw new ArgumentException($"Expected batch × sequence, got [{string.Join(", ", values.shape)}].", parameter);
         using var scope = NewDisposeScope();
-        var head = full(new[] { values.shape[0], (long)n }, fill, dtype: values.dtype, device: values.device);
+        using var value = fill.ToScalar();
+        var head = full(new[] { values.shape[0], (long)n }, value, dtype: values.dtype, device: values.device);
         return cat(new[] { head, values }, 1).MoveToOuterDisposeScope();
     }
 

@@ -61,10 +61,11 @@ internal sealed class TokenRowsFunction : SingleTensorFunction<TokenRowsFunction
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
             var ids = saved[0].to(ScalarType.Int64);
+            using var one = 1.0.ToScalar();
             var rows = grad_output.to(weight.dtype);
             gradient = AddsToDenseGradient(weight)
                 ? sparse_coo_tensor(ids.unsqueeze(0), rows, weight.shape, dtype: weight.dtype, device: weight.device)
-                : zeros(weight.shape, dtype: weight.dtype, device: weight.device).index_add_(0, ids, rows, 1.0);
+                : zeros(weight.shape, dtype: weight.dtype, device: weight.device).index_add_(0, ids, rows, one);
             gradient.MoveToOuterDisposeScope();
         }
         finally

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using TorchSharp.Modules;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace PeftGen.Training;
@@ -129,12 +130,15 @@ public sealed class AdamWOptimizer : IDisposable
     // p -= lr / (1 - β1^t) · m / (sqrt(v) / sqrt(1 - β2^t) + ε). The denominator goes into denominator when given.
     private void Update(Tensor parameter, Tensor grad, Tensor expAvg, Tensor expAvgSq, double decay, double biasCorrection2Sqrt, double stepSize, Tensor? denominator)
     {
-        if (decay != 1) parameter.mul_(decay);
-        expAvg.mul_(beta1).add_(grad, alpha: 1 - beta1);
-        expAvgSq.mul_(beta2).addcmul_(grad, grad, value: 1 - beta2);
+        // Every Scalar is held until its call returns (an implicit conversion's temporary could be finalized during it).
+        using Scalar decayFactor = decay.ToScalar(), b1 = beta1.ToScalar(), oneMinusB1 = (1 - beta1).ToScalar(), b2 = beta2.ToScalar(),
+            oneMinusB2 = (1 - beta2).ToScalar(), correction = biasCorrection2Sqrt.ToScalar(), eps = epsilon.ToScalar(), size = stepSize.ToScalar();
+        if (decay != 1) parameter.mul_(decayFactor);
+        expAvg.mul_(b1).add_(grad, alpha: oneMinusB1);
+        expAvgSq.mul_(b2).addcmul_(grad, grad, value: oneMinusB2);
         var denom = denominator is null ? expAvgSq.sqrt() : denominator.copy_(expAvgSq).sqrt_();
-        denom.div_(biasCorrection2Sqrt).add_(epsilon);
-        parameter.addcdiv_(expAvg, denom, value: stepSize);
+        denom.div_(correction).add_(eps);
+        parameter.addcdiv_(expAvg, denom, value: size);
     }
 
     /// <summary>Moments by parameter name (only parameters that have been updated).</summary>

@@ -1,4 +1,5 @@
 using System;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace PeftGen.Training;
@@ -33,7 +34,8 @@ public static class CausalLmLoss
         var predictors = hidden.narrow(1, 0, seq - 1).reshape(-1, dim);
         var targets = labels.narrow(1, 1, seq - 1).reshape(-1).to(ScalarType.Int64);
         // Only labelled rows reach the head: prompt and padding positions cost no vocabulary matmul at all.
-        var rows = targets.ne(IgnoreIndex).nonzero().squeeze(1);
+        using var ignored = IgnoreIndex.ToScalar();
+        var rows = targets.ne(ignored).nonzero().squeeze(1);
         long count = rows.shape[0];
         var sum = ChunkedCrossEntropy.Sum(predictors.index_select(0, rows), headWeight, targets.index_select(0, rows), chunkSize, workspace);
         return (sum.MoveToOuterDisposeScope(), count);
@@ -43,6 +45,8 @@ public static class CausalLmLoss
     public static Tensor Mean(Tensor hidden, Tensor headWeight, Tensor labels, int chunkSize = ChunkedCrossEntropy.AutoChunkSize)
     {
         var (sum, count) = Sum(hidden, headWeight, labels, chunkSize);
-        return count == 0 ? sum : sum.div(count);
+        if (count == 0) return sum;
+        using var divisor = count.ToScalar();
+        return sum.div(divisor);
     }
 }

@@ -192,6 +192,7 @@ public static class ChunkedCrossEntropy
         using var head = new HeadProduct(weight, productType, HeadInBlocks(rows, weight, productType, computeType, request));
         long chunkSize = head.InBlocks ? rows : request.ChunkSize;
         var total = zeros(1, dtype: ScalarType.Float64, device: hidden.device);
+        using var minusOne = (-1.0).ToScalar();
         if (request.NeedsHiddenGrad) request.HiddenGrad = zeros_like(hidden);
         // Mixed precision: the products weightsᵀ·h run in the compute dtype (the GEMM accumulates in float32) and the
         // chunks' products accumulate in a vocab × dim sum of that dtype (each chunk's sum rounded once); the float32
@@ -280,7 +281,7 @@ public static class ChunkedCrossEntropy
                         request.WeightGrad!.narrow(0, first, count).add_(block);
                     }
                 }
-                if (gradientSum is null) request.WeightGrad!.index_add_(0, targetRows, h.to(request.WeightGrad!.dtype), -1.0);
+                if (gradientSum is null) request.WeightGrad!.index_add_(0, targetRows, h.to(request.WeightGrad!.dtype), minusOne);
             }
         }
         if (gradientSum is not null)
@@ -288,7 +289,7 @@ public static class ChunkedCrossEntropy
             head.Dispose();
             if (sumInPlace) InPlaceWidening.Widen(request.WeightGrad!, gradientSum);
             else request.WeightGrad = gradientSum.to(weight.dtype);
-            request.WeightGrad!.index_add_(0, targets, hidden.to(weight.dtype), -1.0);
+            request.WeightGrad!.index_add_(0, targets, hidden.to(weight.dtype), minusOne);
         }
         return total.squeeze(0).to(hidden.dtype);
     }

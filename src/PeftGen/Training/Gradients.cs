@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using TorchSharp;
 using static TorchSharp.torch;
 using Parameter = TorchSharp.Modules.Parameter;
 
@@ -41,10 +42,11 @@ internal static class Gradients
         double scale = maxNorm <= 0 || norm <= maxNorm ? unscale : unscale * (maxNorm / (norm + 1e-6));
         if (scale == 1) return;
         using var noGrad = no_grad();
+        using var factor = scale.ToScalar();
         foreach (var (_, parameter) in trainable)
         {
             using var grad = parameter.grad;
-            grad?.mul_(scale);
+            grad?.mul_(factor);
         }
     }
 

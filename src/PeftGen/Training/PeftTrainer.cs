@@ -304,8 +304,10 @@ public sealed class PeftTrainer : IDisposable
                     break;
                 }
                 // Dividing by the whole step's labelled tokens makes accumulated gradients equal one big batch's.
-                var objective = sum.div(labelled);
-                if (lossScaler is not null) objective = objective.mul(lossScale);
+                using var divisor = labelled.ToScalar();
+                using var scaleFactor = lossScale.ToScalar();
+                var objective = sum.div(divisor);
+                if (lossScaler is not null) objective = objective.mul(scaleFactor);
                 objective.backward();
                 // Autograd has added every returned gradient into .grad: let go of the wrappers PeftGen's functions kept.
                 ReturnedGradients.Release();

@@ -385,7 +385,8 @@ public sealed class TextGenerator
         if (banned.Count == 0) return;
         using var flat = logits.view(-1);
         using var index = tensor(banned.ToArray(), device: logits.device);
-        flat.index_fill_(0, index, double.NegativeInfinity);
+        using var negativeInfinity = double.NegativeInfinity.ToScalar();
+        flat.index_fill_(0, index, negativeInfinity);
     }
 
     // Greedy, or one draw per row from softmax(logits / T) after top-k and top-p: the first token whose cumulative
@@ -394,12 +395,16 @@ public sealed class TextGenerator
     private static long[] Choose(Tensor logits, GenerationOptions options, Generator generator)
     {
         if (options.Temperature == 0) return logits.argmax(1).cpu().data<long>().ToArray();
-        var scaled = logits / options.Temperature;
+        // Scalars held until the calls that read them return: an implicit conversion's temporary (and the one TorchSharp's
+        // tensor-and-number operators make) can be finalized while native code still reads it.
+        using Scalar temperature = options.Temperature.ToScalar(), negativeInfinity = double.NegativeInfinity.ToScalar(),
+            topP = options.TopP.ToScalar(), last = (logits.shape[1] - 1).ToScalar();
+        var scaled = logits.div(temperature);
         long vocab = scaled.shape[1];
         if (options.TopK > 0 && options.TopK < vocab)
         {
             var kth = scaled.topk(options.TopK, dim: 1).values.narrow(1, options.TopK - 1, 1);
-            scaled = scaled.masked_fill(scaled.lt(kth), double.NegativeInfinity);
+            scaled = scaled.masked_fill(scaled.lt(kth), negativeInfinity);
         }
         Tensor? order = null;
         if (options.TopP < 1)
@@ -409,11 +414,11 @@ public sealed class TextGenerator
             order = sorted.Indices;
             var probabilities = sorted.Values.softmax(1);
             var before = probabilities.cumsum(1) - probabilities;
-            scaled = sorted.Values.masked_fill(before.ge(options.TopP), double.NegativeInfinity);
+            scaled = sorted.Values.masked_fill(before.ge(topP), negativeInfinity);
         }
         var cumulative = scaled.softmax(1).cumsum(1);
         var draw = rand(new long[] { cumulative.shape[0], 1 }, generator: generator, device: cumulative.device) * cumulative.narrow(1, vocab - 1, 1);
-        var chosen = searchsorted(cumulative, draw, right: true).clamp_max(vocab - 1);
+        var chosen = searchsorted(cumulative, draw, right: true).clamp_max(last);
         if (order is not null) chosen = order.gather(1, chosen);
         return chosen.squeeze(1).cpu().data<long>().ToArray();
     }

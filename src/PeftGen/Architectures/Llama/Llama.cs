@@ -3,6 +3,7 @@ using PeftGen.Precision;
 using PeftGen.Training;
 using PeftGen.Inference;
 using TorchSharp.Modules;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace PeftGen.Architectures;
@@ -161,7 +162,8 @@ public static class Rotary
     {
         System.ArgumentNullException.ThrowIfNull(positions);
         using var scope = NewDisposeScope();
-        var inv = pow(theta, -arange(0, headDim, 2, dtype: ScalarType.Float32, device: positions.device) / headDim);
+        using Scalar start = 0.ToScalar(), end = headDim.ToScalar(), step = 2.ToScalar(), width = headDim.ToScalar();
+        var inv = pow(tensor(theta), -arange(start, end, step, dtype: ScalarType.Float32, device: positions.device).div(width));
         var freqs = positions.to(ScalarType.Float32).unsqueeze(-1) * inv;
         var emb = cat([freqs, freqs], dim: -1);
         if (positions.dim() == 2) emb = emb.unsqueeze(1);

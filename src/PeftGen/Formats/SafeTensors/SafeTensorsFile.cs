@@ -211,7 +211,8 @@ public sealed partial class SafeTensorsFile : IDisposable
     private Tensor ToBooleans(Tensor bytes, SafeTensorInfo info)
     {
         bool invalid;
-        using (var flags = bytes.gt(1))
+        using (var one = 1.ToScalar())
+        using (var flags = bytes.gt(one))
         using (var any = flags.any())
             invalid = any.item<bool>();
         if (invalid)
