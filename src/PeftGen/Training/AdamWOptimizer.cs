@@ -64,7 +64,9 @@ public sealed class AdamWOptimizer : IDisposable
         StepCount++;
         double biasCorrection1 = 1 - Math.Pow(beta1, StepCount);
         double biasCorrection2Sqrt = Math.Sqrt(1 - Math.Pow(beta2, StepCount));
+        double decayFactor = 1 - learningRate * weightDecay;
         using var noGrad = no_grad();
+        using var numbers = new UpdateNumbers(beta1, beta2, epsilon, biasCorrection2Sqrt, -learningRate / biasCorrection1, decayFactor);
         foreach (var (name, parameter, decays) in parameters)
         {
             // Disposed at the end of the iteration, so the wrapper outlives every native call that reads it.
@@ -76,10 +78,10 @@ public sealed class AdamWOptimizer : IDisposable
                 state = (zeros_like(parameter).DetachFromDisposeScope(), zeros_like(parameter).DetachFromDisposeScope());
                 moments[name] = state;
             }
-            double decay = weightDecay > 0 && decays ? 1 - learningRate * weightDecay : 1;
+            bool decay = weightDecay > 0 && decays && decayFactor != 1;
             if (!Sliceable(parameter, grad, state))
             {
-                Update(parameter, grad, state.ExpAvg, state.ExpAvgSq, decay, biasCorrection2Sqrt, -learningRate / biasCorrection1, null);
+                Update(parameter, grad, state.ExpAvg, state.ExpAvgSq, decay, numbers, null);
                 continue;
             }
             // Slice by slice: each slice of the parameter, its gradient and moments passes through the cache once for
@@ -96,7 +98,7 @@ public sealed class AdamWOptimizer : IDisposable
                 long length = Math.Min(SliceElements, count - start);
                 using var sliceScope = NewDisposeScope();
                 Update(flatParameter.narrow(0, start, length), flatGrad.narrow(0, start, length), flatAvg.narrow(0, start, length),
-                    flatAvgSq.narrow(0, start, length), decay, biasCorrection2Sqrt, -learningRate / biasCorrection1, scratch.narrow(0, 0, length));
+                    flatAvgSq.narrow(0, start, length), decay, numbers, scratch.narrow(0, 0, length));
             }
         }
     }
@@ -128,17 +130,33 @@ public sealed class AdamWOptimizer : IDisposable
 
     // PyTorch's AdamW rule on one parameter or slice: decoupled decay, both moments, then
     // p -= lr / (1 - β1^t) · m / (sqrt(v) / sqrt(1 - β2^t) + ε). The denominator goes into denominator when given.
-    private void Update(Tensor parameter, Tensor grad, Tensor expAvg, Tensor expAvgSq, double decay, double biasCorrection2Sqrt, double stepSize, Tensor? denominator)
+    private static void Update(Tensor parameter, Tensor grad, Tensor expAvg, Tensor expAvgSq, bool decay, UpdateNumbers numbers, Tensor? denominator)
     {
-        // Every Scalar is held until its call returns (an implicit conversion's temporary could be finalized during it).
-        using Scalar decayFactor = decay.ToScalar(), b1 = beta1.ToScalar(), oneMinusB1 = (1 - beta1).ToScalar(), b2 = beta2.ToScalar(),
-            oneMinusB2 = (1 - beta2).ToScalar(), correction = biasCorrection2Sqrt.ToScalar(), eps = epsilon.ToScalar(), size = stepSize.ToScalar();
-        if (decay != 1) parameter.mul_(decayFactor);
-        expAvg.mul_(b1).add_(grad, alpha: oneMinusB1);
-        expAvgSq.mul_(b2).addcmul_(grad, grad, value: oneMinusB2);
+        if (decay) parameter.mul_(numbers.Decay);
+        expAvg.mul_(numbers.Beta1).add_(grad, alpha: numbers.OneMinusBeta1);
+        expAvgSq.mul_(numbers.Beta2).addcmul_(grad, grad, value: numbers.OneMinusBeta2);
         var denom = denominator is null ? expAvgSq.sqrt() : denominator.copy_(expAvgSq).sqrt_();
-        denom.div_(correction).add_(eps);
-        parameter.addcdiv_(expAvg, denom, value: size);
+        denom.div_(numbers.BiasCorrection2Sqrt).add_(numbers.Epsilon);
+        parameter.addcdiv_(expAvg, denom, value: numbers.StepSize);
+    }
+
+    // A step's numbers as Scalars, made once and held until every native call that reads them has returned (a number
+    // passed as an implicit conversion's temporary could be finalized during the call).
+    private sealed class UpdateNumbers(double beta1, double beta2, double epsilon, double biasCorrection2Sqrt, double stepSize, double decay) : IDisposable
+    {
+        public Scalar Beta1 { get; } = beta1.ToScalar();
+        public Scalar OneMinusBeta1 { get; } = (1 - beta1).ToScalar();
+        public Scalar Beta2 { get; } = beta2.ToScalar();
+        public Scalar OneMinusBeta2 { get; } = (1 - beta2).ToScalar();
+        public Scalar Epsilon { get; } = epsilon.ToScalar();
+        public Scalar BiasCorrection2Sqrt { get; } = biasCorrection2Sqrt.ToScalar();
+        public Scalar StepSize { get; } = stepSize.ToScalar();
+        public Scalar Decay { get; } = decay.ToScalar();
+
+        public void Dispose()
+        {
+            foreach (var scalar in new[] { Beta1, OneMinusBeta1, Beta2, OneMinusBeta2, Epsilon, BiasCorrection2Sqrt, StepSize, Decay }) scalar.Dispose();
+        }
     }
 
     /// <summary>Moments by parameter name (only parameters that have been updated).</summary>
