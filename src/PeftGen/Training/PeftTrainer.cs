@@ -305,9 +305,12 @@ public sealed class PeftTrainer : IDisposable
                 }
                 // Dividing by the whole step's labelled tokens makes accumulated gradients equal one big batch's.
                 using var divisor = labelled.ToScalar();
-                using var scaleFactor = lossScale.ToScalar();
                 var objective = sum.div(divisor);
-                if (lossScaler is not null) objective = objective.mul(scaleFactor);
+                if (lossScaler is not null)
+                {
+                    using var scaleFactor = lossScale.ToScalar();
+                    objective = objective.mul(scaleFactor);
+                }
                 objective.backward();
                 // Autograd has added every returned gradient into .grad: let go of the wrappers PeftGen's functions kept.
                 ReturnedGradients.Release();
